@@ -1,0 +1,112 @@
+//! Event types shared by the BPF programs (`swapscope-ebpf`) and userspace (`swapscope`).
+//!
+//! Every type here is `#[repr(C)]` with explicit padding and a compile-time size check, so the
+//! bytes a BPF program writes into the ring buffer are the bytes userspace reads and records.
+//! Changing a layout is a schema change: bump [`SCHEMA_VERSION`] and add a record kind rather than
+//! reinterpret an old one.
+#![no_std]
+
+/// Version of the BPF event layouts below.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Kinds of BPF events. The first field of every BPF event is an [`EventHeader`] naming its kind.
+pub mod kind {
+    /// [`crate::WriteoutEvent`]: a swap-backed folio written out by reclaim.
+    pub const WRITEOUT: u16 = 1;
+}
+
+/// Common prefix of every event a BPF program emits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// One of [`kind`].
+    pub kind: u16,
+    /// Size of the whole event in bytes, header included.
+    pub size: u16,
+    /// CPU the program ran on.
+    pub cpu: u32,
+    /// `bpf_ktime_get_boot_ns()` at the event.
+    pub ts_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
+
+/// Folio flags of interest, as swapscope's own bits (not the kernel's `pageflags` numbers, which
+/// differ between kernels and are read from BTF at start).
+pub mod folio_flags {
+    /// PG_head: a large folio.
+    pub const HEAD: u32 = 1 << 0;
+    /// PG_swapbacked: anonymous or shmem.
+    pub const SWAPBACKED: u32 = 1 << 1;
+    /// PG_swapcache: in the swap cache, `folio->swap` is valid.
+    pub const SWAPCACHE: u32 = 1 << 2;
+    /// PG_dirty.
+    pub const DIRTY: u32 = 1 << 3;
+    /// PG_writeback.
+    pub const WRITEBACK: u32 = 1 << 4;
+    /// `folio->mapping` has PAGE_MAPPING_ANON set (anonymous rather than shmem).
+    pub const ANON: u32 = 1 << 5;
+}
+
+/// A swap-backed folio that reclaim wrote out (`vmscan:mm_vmscan_write_folio`), with the swap
+/// entry it holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteoutEvent {
+    pub header: EventHeader,
+    /// Raw `folio->swap.val`: swap type and offset, decoded in userspace with the architecture's
+    /// `SWP_TYPE_SHIFT` (recorded in the file header).
+    pub swap_val: u64,
+    /// `bpf_get_current_pid_tgid()`: the reclaiming task (kswapd or a direct reclaimer).
+    pub pid_tgid: u64,
+    /// Page frame number of the folio's head page, or [`PFN_UNKNOWN`].
+    pub pfn: u64,
+    /// [`folio_flags`] bits.
+    pub flags: u32,
+    /// Folio order (0 for a small folio).
+    pub order: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<WriteoutEvent>() == 48);
+
+/// `pfn` value when the program could not compute it.
+pub const PFN_UNKNOWN: u64 = u64::MAX;
+
+/// Index of the per-CPU counters in the `COUNTERS` map.
+pub mod counter {
+    /// Events the ring buffer had no room for.
+    pub const RINGBUF_DROPS: u32 = 0;
+    /// Tracepoint hits, before filtering.
+    pub const HITS: u32 = 1;
+    /// Hits filtered out (not a swap-backed folio with a swap entry).
+    pub const FILTERED: u32 = 2;
+    /// Number of counters.
+    pub const NR: u32 = 3;
+}
+
+/// Kernel layout facts the loader reads from the running kernel's BTF and writes into the BPF
+/// object's `.rodata` before load (Rust eBPF has no CO-RE). Offsets are in bytes from the start of
+/// `struct folio`; bits are `enum pageflags` values.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelLayout {
+    pub folio_flags_off: u32,
+    pub folio_flags1_off: u32,
+    pub folio_swap_off: u32,
+    pub folio_mapping_off: u32,
+    pub pg_head: u32,
+    pub pg_swapbacked: u32,
+    pub pg_swapcache: u32,
+    pub pg_dirty: u32,
+    pub pg_writeback: u32,
+    /// 1 once the loader filled this in; the programs emit nothing while it is 0.
+    pub valid: u32,
+}
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 40);
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data: repr(C), only integer fields, explicit padding, no invalid bit patterns.
+    unsafe impl aya::Pod for super::KernelLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::WriteoutEvent {}
+}

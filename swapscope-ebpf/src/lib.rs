@@ -1,0 +1,3 @@
+//! Empty library target: lets `swapscope` name this crate as a build-dependency, so cargo rebuilds
+//! the BPF object when it changes. The programs are in `main.rs`.
+#![no_std]

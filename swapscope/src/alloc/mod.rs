@@ -1,0 +1,95 @@
+//! The allocator-model contract: every shadow allocator (the kernel's own per version, and the
+//! alternatives discussed upstream) implements [`AllocatorModel`]. The engine drives models only
+//! through this trait, so adding a model never touches the engine.
+//!
+//! Models are pure and deterministic: no syscalls, no clocks, no randomness they do not own.
+
+use crate::event::SwapOn;
+
+/// Slots per cluster (`SWAPFILE_CLUSTER` = `HPAGE_PMD_NR` on x86-64 with THP_SWAP).
+pub const CLUSTER_SLOTS: u64 = 512;
+/// Largest folio order a swap entry can hold (PMD order on x86-64, 4 KiB pages).
+pub const MAX_ORDER: u8 = 9;
+/// Number of orders, 0..=MAX_ORDER (`SWAP_NR_ORDERS`).
+pub const NR_ORDERS: usize = MAX_ORDER as usize + 1;
+
+/// A run of contiguous slots on one device, in the model's own slot space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Extent {
+    pub swap_type: u8,
+    pub offset: u64,
+    pub nr: u32,
+}
+
+/// What a model handed out for one request: one extent for contiguous allocators, several for
+/// allocators that back a large folio with discontiguous slots. The extents together cover
+/// exactly 2^order slots, in folio page order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    pub extents: Vec<Extent>,
+}
+
+impl Allocation {
+    pub fn contiguous(swap_type: u8, offset: u64, nr: u32) -> Self {
+        Allocation { extents: vec![Extent { swap_type, offset, nr }] }
+    }
+
+    /// Total slots covered.
+    pub fn slots(&self) -> u64 {
+        self.extents.iter().map(|e| u64::from(e.nr)).sum()
+    }
+}
+
+/// Cluster counts by list/state, summed over a model's devices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterCounts {
+    pub free: u64,
+    pub nonfull: u64,
+    pub frag: u64,
+    pub full: u64,
+    /// Off-list or on the discard list (models that have such states).
+    pub other: u64,
+}
+
+/// A point-in-time summary of a model's occupancy.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ModelSnapshot {
+    /// Usable slots (excluding header and bad slots) over all devices.
+    pub total_slots: u64,
+    pub used_slots: u64,
+    pub clusters: ClusterCounts,
+    /// Longest run of free slots starting at an offset aligned to its own power-of-two size.
+    pub largest_free_run: u64,
+    /// For each order k: share of free slots that are not inside a free, naturally aligned
+    /// 2^k-slot block (0.0 = every free slot usable for order k, 1.0 = none).
+    pub fragmentation_by_order: [f64; NR_ORDERS],
+    /// Bookkeeping a real kernel would need beyond the swap_map byte per slot (e.g. indirection
+    /// arrays of discontiguous large entries), in bytes.
+    pub metadata_bytes: u64,
+}
+
+/// A shadow swap-slot allocator.
+pub trait AllocatorModel {
+    /// Stable name used in reports and `--models` (e.g. `linux-6.18`, `buddy`).
+    fn name(&self) -> &'static str;
+
+    /// A device became usable (swapon). Slot 0 (the header) and `dev.bad` are never allocated;
+    /// slots past `dev.max` in the last cluster count as used, as in the kernel.
+    fn swapon(&mut self, dev: &SwapOn);
+
+    /// A device went away; the model forgets it. Any slots still allocated on it are dropped.
+    fn swapoff(&mut self, swap_type: u8);
+
+    /// Allocate 2^`order` slots for a folio on `cpu`. `None` means the model cannot serve this
+    /// order now; the engine then counts a fallback and requests 2^order order-0 slots, as the
+    /// kernel does after splitting the folio (`swpout_fallback`).
+    fn alloc(&mut self, cpu: u32, order: u8) -> Option<Allocation>;
+
+    /// Give back `nr` slots from `offset` on `swap_type` (model slot space). Frees may cover part
+    /// of an earlier allocation (a large folio freed piecewise) and never span two allocations'
+    /// clusters in a way the allocator did not hand out.
+    fn free(&mut self, swap_type: u8, offset: u64, nr: u32);
+
+    /// Current occupancy summary.
+    fn snapshot(&self) -> ModelSnapshot;
+}

@@ -1,0 +1,206 @@
+//! The event stream: one enum for everything swapscope records, replays and analyses.
+//!
+//! Live probes, the samplers, `simulate` and recordings all produce [`Event`]s in kernel order.
+//! Later probe tiers add variants; a reader skips kinds it does not know (see `record`).
+
+use swapscope_common::{PFN_UNKNOWN, WriteoutEvent, folio_flags};
+
+/// Boot-time nanoseconds (`CLOCK_BOOTTIME`, the clock of `bpf_ktime_get_boot_ns`).
+pub type Ts = u64;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A swap-backed folio written out by reclaim, with the swap entry it holds.
+    Writeout(Writeout),
+    /// Kernel counters sampled from sysfs/procfs.
+    Counters(CounterSample),
+    /// The swap devices as `/proc/swaps` lists them.
+    Devices(DeviceList),
+    /// Cumulative lost-event counts.
+    Lost(Lost),
+    /// A swap device came into use, with the geometry the allocator models need.
+    SwapOn(SwapOn),
+    /// A swap device went away.
+    SwapOff(SwapOff),
+    /// A request for 2^order contiguous swap slots, with the kernel's answer when known.
+    Alloc(Alloc),
+    /// Slots given back: `nr` slots from `offset` on device `swap_type`.
+    Free(Free),
+    /// A named point in the stream (e.g. the start of a workload iteration).
+    Marker(Marker),
+}
+
+impl Event {
+    /// The event's timestamp.
+    pub fn ts(&self) -> Ts {
+        match self {
+            Event::Writeout(e) => e.ts_ns,
+            Event::Counters(e) => e.ts_ns,
+            Event::Devices(e) => e.ts_ns,
+            Event::Lost(e) => e.ts_ns,
+            Event::SwapOn(e) => e.ts_ns,
+            Event::SwapOff(e) => e.ts_ns,
+            Event::Alloc(e) => e.ts_ns,
+            Event::Free(e) => e.ts_ns,
+            Event::Marker(e) => e.ts_ns,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Writeout {
+    pub ts_ns: Ts,
+    pub cpu: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub swap_type: u8,
+    pub offset: u64,
+    pub order: u8,
+    pub pfn: Option<u64>,
+    /// `swapscope_common::folio_flags` bits.
+    pub flags: u32,
+}
+
+impl Writeout {
+    /// Decodes a BPF event, splitting the swap entry with the architecture's `SWP_TYPE_SHIFT`.
+    pub fn from_bpf(ev: &WriteoutEvent, swp_type_shift: u8) -> Self {
+        let shift = u32::from(swp_type_shift.min(63));
+        Writeout {
+            ts_ns: ev.header.ts_ns,
+            cpu: ev.header.cpu,
+            pid: ev.pid_tgid as u32,
+            tgid: (ev.pid_tgid >> 32) as u32,
+            swap_type: (ev.swap_val >> shift) as u8,
+            offset: ev.swap_val & ((1u64 << shift) - 1),
+            order: ev.order,
+            pfn: (ev.pfn != PFN_UNKNOWN).then_some(ev.pfn),
+            flags: ev.flags,
+        }
+    }
+
+    pub fn is_anon(&self) -> bool {
+        self.flags & folio_flags::ANON != 0
+    }
+}
+
+/// One sample of named kernel counters. Names are `hugepages-<N>kB/<stat>` for per-size mTHP
+/// stats and `vmstat/<name>` for `/proc/vmstat`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterSample {
+    pub ts_ns: Ts,
+    pub values: Vec<(String, u64)>,
+}
+
+impl CounterSample {
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    Zram,
+    Partition,
+    File,
+    Other,
+}
+
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Zram => "zram",
+            DeviceKind::Partition => "partition",
+            DeviceKind::File => "file",
+            DeviceKind::Other => "other",
+        }
+    }
+}
+
+/// One line of `/proc/swaps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwapDevice {
+    /// Position among the active devices; equals the kernel's swap type unless an earlier
+    /// device was swapped off.
+    pub index: u8,
+    pub path: String,
+    pub kind: DeviceKind,
+    pub size_kb: u64,
+    pub used_kb: u64,
+    pub prio: i32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceList {
+    pub ts_ns: Ts,
+    pub devices: Vec<SwapDevice>,
+}
+
+/// Cumulative counts of events lost so far in the session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    pub ts_ns: Ts,
+    /// Events the BPF ring buffer had no room for (summed over CPUs).
+    pub ringbuf: u64,
+    /// Events userspace dropped (writer fell behind).
+    pub userspace: u64,
+}
+
+/// Device flags that change allocator policy (the kernel's `SWP_*` meaning, swapscope's bits).
+pub mod swap_flags {
+    pub const SOLIDSTATE: u32 = 1 << 0;
+    pub const BLKDEV: u32 = 1 << 1;
+    pub const PAGE_DISCARD: u32 = 1 << 2;
+    pub const SYNCHRONOUS_IO: u32 = 1 << 3;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwapOn {
+    pub ts_ns: Ts,
+    pub swap_type: u8,
+    /// `si->max`: slots including the header slot 0.
+    pub max: u64,
+    /// Bad slots (besides slot 0, which is always the header).
+    pub bad: Vec<u64>,
+    /// [`swap_flags`] bits.
+    pub flags: u32,
+    pub prio: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwapOff {
+    pub ts_ns: Ts,
+    pub swap_type: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocResult {
+    /// The kernel's answer is not in the stream (simulated requests).
+    Unknown,
+    Success { swap_type: u8, offset: u64 },
+    Failure,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alloc {
+    pub ts_ns: Ts,
+    pub cpu: u32,
+    pub order: u8,
+    /// Identifies the folio/allocation across events (e.g. a simulated folio id, or pfn).
+    pub id: u64,
+    pub result: AllocResult,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Free {
+    pub ts_ns: Ts,
+    pub cpu: u32,
+    pub swap_type: u8,
+    pub offset: u64,
+    pub nr: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    pub ts_ns: Ts,
+    pub label: String,
+}
