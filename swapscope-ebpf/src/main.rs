@@ -9,9 +9,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
-    macros::{btf_tracepoint, map},
+    macros::{btf_tracepoint, fexit, map},
     maps::{PerCpuArray, RingBuf},
-    programs::BtfTracePointContext,
+    programs::{BtfTracePointContext, FExitContext},
 };
 use swapscope_common::{
     EventHeader, KernelLayout, PFN_UNKNOWN, WriteoutEvent, counter, folio_flags, kind,
@@ -39,6 +39,26 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 /// Per-CPU counters, indexed by `swapscope_common::counter`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::NR, 0);
+
+/// Per-CPU scratch words. Members such as `folio->swap` share a union with `void *private`, so the
+/// verifier types a direct load of them as a pointer and refuses arithmetic on it; a round trip
+/// through map memory turns the value into a plain scalar.
+#[map]
+static SCRATCH: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Returns `(a, b)` as scalars (see [`SCRATCH`]), or `None` if the map lookup failed.
+#[inline(always)]
+fn launder(a: u64, b: u64) -> Option<(u64, u64)> {
+    let p = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: `p` points at this CPU's scratch slot, used only by this program with preemption
+    // disabled; volatile accesses keep the compiler from forwarding the stored values.
+    unsafe {
+        let p = p.cast::<u64>();
+        core::ptr::write_volatile(p, a);
+        core::ptr::write_volatile(p.add(1), b);
+        Some((core::ptr::read_volatile(p), core::ptr::read_volatile(p.add(1))))
+    }
+}
 
 #[inline(always)]
 fn bump(index: u32) {
@@ -79,7 +99,12 @@ pub fn mm_vmscan_write_folio(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     // SAFETY: as above.
-    let swap_val = unsafe { load_u64(folio, l.folio_swap_off) };
+    let raw_swap = unsafe { load_u64(folio, l.folio_swap_off) };
+    // SAFETY: as above.
+    let raw_mapping = unsafe { load_u64(folio, l.folio_mapping_off) };
+    let Some((swap_val, mapping)) = launder(raw_swap, raw_mapping) else {
+        return 0;
+    };
     if swap_val == 0 {
         bump(counter::FILTERED);
         return 0;
@@ -91,8 +116,6 @@ pub fn mm_vmscan_write_folio(ctx: BtfTracePointContext) -> i32 {
     } else {
         0
     };
-    // SAFETY: as above.
-    let mapping = unsafe { load_u64(folio, l.folio_mapping_off) };
     let mut ev_flags = 0u32;
     if head {
         ev_flags |= folio_flags::HEAD;
@@ -126,6 +149,14 @@ pub fn mm_vmscan_write_folio(ctx: BtfTracePointContext) -> i32 {
     if EVENTS.output::<WriteoutEvent>(&ev, 0).is_err() {
         bump(counter::RINGBUF_DROPS);
     }
+    0
+}
+
+/// Trial program: `doctor` and the probe planner load (never attach) it to learn whether this
+/// kernel allows fentry/fexit at all (lockdown and CONFIG_* can refuse them). The loader points it
+/// at whichever swap-allocation function the kernel's BTF has.
+#[fexit(function = "folio_alloc_swap")]
+pub fn trial_fexit(_ctx: FExitContext) -> i32 {
     0
 }
 

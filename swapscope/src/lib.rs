@@ -3,3 +3,8 @@
 //! docs/ARCHITECTURE.md for the codemap.
 pub mod event;
 pub mod alloc;
+pub mod host;
+pub mod probe;
+pub mod signal;
+pub mod stress;
+pub mod report;

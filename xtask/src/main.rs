@@ -1,1 +1,233 @@
-fn main() {}
+//! `cargo xtask`: set-up, the test suite and the demo. Every command installs what it needs first
+//! (idempotently, quietly when everything is present).
+
+use std::{
+    env,
+    ffi::OsStr,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the toolchain pieces: nightly rust-src, bpf-linker against the nightly's LLVM.
+    Setup,
+    /// Every test: rustfmt, clippy (all crates, eBPF included), unit tests, the live host test.
+    Test,
+    /// The demo: build, make the kernel swap for 20 s while recording, print the report.
+    Run {
+        /// Where to keep the recording.
+        #[arg(long, default_value = "target/swapscope-demo.swsc")]
+        output: PathBuf,
+        /// Seconds of workload.
+        #[arg(long, default_value_t = 20)]
+        seconds: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Setup => setup(),
+        Cmd::Test => setup().and_then(|()| test()),
+        Cmd::Run { output, seconds } => setup().and_then(|()| run_demo(&output, seconds)),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Runs a command in the repo root, failing on a non-zero exit.
+fn run(cmd: &mut Command) -> Result<()> {
+    cmd.current_dir(root_dir());
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("starting {shown}"))?;
+    if !out.status.success() {
+        bail!("{shown} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn step(msg: &str) {
+    eprintln!("xtask: {msg}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// setup
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+fn cargo_home() -> PathBuf {
+    env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+}
+
+fn setup() -> Result<()> {
+    // 1. A nightly toolchain with rust-src (the BPF target builds core from source).
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        step("installing the nightly toolchain");
+        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    let sysroot = PathBuf::from(output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?.trim());
+    if !sysroot.join("lib/rustlib/src/rust/library/core").exists() {
+        step("adding rust-src to the nightly toolchain");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    // 2. bpf-linker built against the nightly's own libLLVM.
+    let have = Command::new("bpf-linker").arg("--version").output().ok().filter(|o| o.status.success());
+    let ok = have.as_ref().is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION));
+    if !ok {
+        install_bpf_linker(&sysroot)?;
+    }
+    Ok(())
+}
+
+fn install_bpf_linker(sysroot: &Path) -> Result<()> {
+    let lib_dir = sysroot.join("lib");
+    let llvm = fs::read_dir(&lib_dir)
+        .with_context(|| format!("reading {}", lib_dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name().and_then(OsStr::to_str).is_some_and(|n| n.starts_with("libLLVM.so.") && n.contains("-rust-"))
+        })
+        .with_context(|| format!("no libLLVM.so.*-rust-* in {}: is the nightly toolchain complete?", lib_dir.display()))?;
+    let verbose = output(Command::new("rustup").args(["run", "nightly", "rustc", "-vV"]))?;
+    let major = verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("nightly rustc -vV names no LLVM version")?
+        .to_string();
+    step(&format!("building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major} (about a minute)"));
+    let prefix = cargo_home().join("swapscope-llvm");
+    let (bin, lib) = (prefix.join("bin"), prefix.join("lib"));
+    fs::create_dir_all(&bin)?;
+    fs::create_dir_all(&lib)?;
+    let soname = llvm.file_name().context("LLVM library has no file name")?;
+    for name in [OsStr::new("libLLVM.so"), soname] {
+        let link = lib.join(name);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&llvm, &link).with_context(|| format!("linking {}", link.display()))?;
+    }
+    // llvm-sys asks llvm-config for a version; bpf-linker itself only needs LLVM_PREFIX/lib.
+    let stub = format!(
+        "#!/bin/sh\n# written by cargo xtask setup: stands in for llvm-config of the rust nightly's LLVM\n\
+         prefix=\"{}\"\nfor a in \"$@\"; do case \"$a\" in\n  --version) echo {major}.1.0;;\n  --prefix) echo \"$prefix\";;\n  \
+         --libdir) echo \"$prefix/lib\";;\n  --includedir) echo \"$prefix/include\";;\n  --bindir) echo \"$prefix/bin\";;\n  \
+         --shared-mode) echo shared;;\n  *) ;;\nesac; done\n",
+        prefix.display()
+    );
+    let cfg = bin.join("llvm-config");
+    fs::write(&cfg, stub)?;
+    fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let path = format!("{}:{}", bin.display(), env::var("PATH").unwrap_or_default());
+    run(Command::new(cargo())
+        .args(["install", "--quiet", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features"])
+        .arg(format!("llvm-{major}"))
+        .env("LLVM_PREFIX", &prefix)
+        .env("PATH", path))
+}
+
+// ---------------------------------------------------------------------------------------------
+// test
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).is_ok_and(|s| s.trim() == "0")
+}
+
+fn test() -> Result<()> {
+    let ci = env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    step("rustfmt");
+    run(Command::new(cargo()).args(["fmt", "--all", "--check"]))?;
+    step("clippy (host crates)");
+    run(Command::new(cargo()).args([
+        "clippy", "--workspace", "--exclude", "swapscope-ebpf", "--all-targets", "--", "-D", "warnings",
+    ]))?;
+    step("clippy (eBPF crate, nightly)");
+    run(Command::new("rustup").args([
+        "run", "nightly", "cargo", "clippy", "--package", "swapscope-ebpf", "--all-targets", "--", "-D", "warnings",
+        "-C", "panic=abort", "-Zpanic_abort_tests",
+    ]))?;
+    step("unit, property and snapshot tests");
+    run(Command::new(cargo()).args(["test", "--workspace"]))?;
+    // The live host test needs root and BTF.
+    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    if !is_root() || !btf {
+        let why = if btf { "not root" } else { "no /sys/kernel/btf/vmlinux" };
+        if ci {
+            bail!("the live host test cannot run ({why}); CI must run as root on a BTF kernel");
+        }
+        eprintln!("\n!!!!!! SKIPPING the live host test: {why}. Run `sudo -E cargo xtask test` for the full suite. !!!!!!\n");
+        return Ok(());
+    }
+    step("live host test (zram + memory cgroup + write-out probe, ~1 min)");
+    run(Command::new(cargo()).args(["test", "--package", "swapscope", "--test", "live", "--", "--ignored", "--nocapture", "--test-threads", "1"]))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// run
+
+fn run_demo(out: &Path, seconds: u32) -> Result<()> {
+    if !is_root() {
+        bail!("the demo attaches BPF programs and creates a zram device and a cgroup: run it as root (sudo -E cargo xtask run)");
+    }
+    step("building swapscope (release)");
+    run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
+    let exe = root_dir().join("target/release/swapscope");
+    if let Some(dir) = out.parent() {
+        fs::create_dir_all(root_dir().join(dir))?;
+    }
+    let out = root_dir().join(out);
+    step(&format!(
+        "recording {seconds} s of `swapscope stress` (1 GiB zram, 64K mTHP, 600 MiB toucher in a 256 MiB cgroup) to {}",
+        out.display()
+    ));
+    run(Command::new(&exe)
+        .arg("record")
+        .arg("-o")
+        .arg(&out)
+        .arg("--")
+        .arg(&exe)
+        .args(["stress", "--pattern", "sequential", "--zram", "1024", "--mthp", "64K", "--limit", "256", "--size", "600"])
+        .args(["--passes", "1000000", "--duration"])
+        .arg(seconds.to_string()))?;
+    run(Command::new(&exe).arg("report").arg(&out))?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! `swapscope doctor`: what this host allows, and the probe plan.
+
+use std::{fs, path::Path, process::ExitCode};
+
+use serde::Serialize;
+use swapscope::{
+    host,
+    probe::{self, LiveOptions, LiveProbe, ProbeStatus, btf::KernelBtf},
+    stress::setup::{Cgroup, CgroupVersion},
+};
+
+#[derive(Serialize)]
+struct Mthp {
+    size_kb: u64,
+    enabled: String,
+}
+
+#[derive(Serialize)]
+struct Doctor {
+    kernel_release: String,
+    arch: &'static str,
+    root: bool,
+    btf: bool,
+    lockdown: String,
+    zswap_enabled: Option<bool>,
+    memcg: Option<String>,
+    swap_devices: Vec<String>,
+    mthp: Vec<Mthp>,
+    /// `tracepoint` or `none` (the full tier is not in this build).
+    tier: String,
+    /// Whether `record` can run here.
+    can_record: bool,
+    /// The result of actually loading and attaching the tracepoint-tier programs.
+    trial_attach: String,
+    probes: Vec<ProbeStatus>,
+}
+
+/// Reads the lockdown mode, mounting securityfs first when it is missing (as systemd does).
+fn lockdown() -> String {
+    if !Path::new(host::LOCKDOWN_FILE).exists() && host::is_root() {
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "securityfs", "none", "/sys/kernel/security"])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    host::lockdown().unwrap_or_else(|| "unknown (no securityfs lockdown file)".into())
+}
+
+pub fn run(json: bool) -> anyhow::Result<ExitCode> {
+    let btf = KernelBtf::from_sys().ok();
+    let lock = lockdown();
+    let mut probes = probe::plan(btf.as_ref(), Some(lock.as_str()), &None);
+    let (can_record, trial) = if !host::is_root() {
+        (false, "not tried: needs root (CAP_BPF and CAP_PERFMON)".to_string())
+    } else {
+        match LiveProbe::start(&LiveOptions { ringbuf_bytes: 4096 }) {
+            Ok(p) => {
+                probes = p.plan.clone();
+                (true, "ok: tp_btf/mm_vmscan_write_folio loaded and attached, then detached".into())
+            }
+            Err(e) => (false, format!("failed: {e}")),
+        }
+    };
+    let mthp = host::mthp_sizes_kb(Path::new(host::MTHP_DIR))
+        .into_iter()
+        .map(|kb| Mthp {
+            size_kb: kb,
+            enabled: fs::read_to_string(format!("{}/hugepages-{kb}kB/enabled", host::MTHP_DIR))
+                .ok()
+                .and_then(|t| host::parse_choice(&t))
+                .unwrap_or_default(),
+        })
+        .collect();
+    let d = Doctor {
+        kernel_release: host::kernel_release(),
+        arch: std::env::consts::ARCH,
+        root: host::is_root(),
+        btf: btf.is_some(),
+        lockdown: lock,
+        zswap_enabled: fs::read_to_string("/sys/module/zswap/parameters/enabled")
+            .ok()
+            .map(|s| s.trim() == "Y"),
+        memcg: Cgroup::locate().ok().map(|(p, v)| {
+            format!("{} at {}", if v == CgroupVersion::V1 { "v1" } else { "v2" }, p.display())
+        }),
+        swap_devices: host::read_proc_swaps()
+            .map(|l| {
+                l.devices
+                    .iter()
+                    .map(|d| format!("{} ({}, {} KiB, used {} KiB, prio {})", d.path, d.kind.as_str(), d.size_kb, d.used_kb, d.prio))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        mthp,
+        tier: if can_record { "tracepoint".into() } else { "none".into() },
+        can_record,
+        trial_attach: trial,
+        probes,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print_text(&d);
+    }
+    Ok(if d.can_record { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn print_text(d: &Doctor) {
+    let yn = |b: bool| if b { "yes" } else { "no" };
+    println!("kernel        {} ({})", d.kernel_release, d.arch);
+    println!("root          {}", yn(d.root));
+    println!("BTF           {}", if d.btf { probe::btf::VMLINUX_BTF } else { "missing: CONFIG_DEBUG_INFO_BTF=y needed" });
+    println!("lockdown      {}", d.lockdown);
+    println!(
+        "zswap         {}",
+        d.zswap_enabled.map_or("not built", |z| if z { "enabled (write-outs stored in zswap are not swpout)" } else { "disabled" })
+    );
+    println!("memcg         {}", d.memcg.as_deref().unwrap_or("not found"));
+    if d.swap_devices.is_empty() {
+        println!("swap          none active");
+    }
+    for s in &d.swap_devices {
+        println!("swap          {s}");
+    }
+    let sizes: Vec<String> = d.mthp.iter().map(|m| format!("{}K={}", m.size_kb, m.enabled)).collect();
+    println!("mTHP          {}", if sizes.is_empty() { "none".into() } else { sizes.join(" ") });
+    println!("tier          {}", d.tier);
+    println!("trial attach  {}", d.trial_attach);
+    println!();
+    println!("probe plan:");
+    for p in &d.probes {
+        println!(
+            "  [{}] {:<44} {:<9} {}",
+            if p.available { "x" } else { " " },
+            p.name,
+            p.feeds,
+            p.detail
+        );
+    }
+    println!();
+    println!(
+        "{}",
+        if d.can_record {
+            "OK: `swapscope record` can run here."
+        } else {
+            "NOT READY: `swapscope record` cannot run here (see above)."
+        }
+    );
+}

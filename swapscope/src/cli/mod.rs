@@ -1,0 +1,53 @@
+//! Command-line interface: one module per subcommand. anyhow lives here and nowhere deeper.
+
+mod doctor;
+mod record;
+mod report;
+mod stress;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "swapscope", version, about = "Watch the Linux swap allocator from eBPF", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check this host: kernel, lockdown, BTF, privileges, swap devices, mTHP sizes, probe plan.
+    Doctor {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attach the probes and record events and kernel counters to a file.
+    Record(record::RecordArgs),
+    /// Summarise a recording.
+    Report {
+        /// The recording.
+        file: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the kernel swap: a temporary cgroup, optionally a temporary zram device, mTHP sizes
+    /// set to `always`, and a memory toucher. Everything is undone on exit.
+    Stress(stress::StressArgs),
+    /// The toucher `stress` runs inside its cgroup (internal).
+    #[command(name = "__touch", hide = true)]
+    Touch(stress::TouchArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Doctor { json } => doctor::run(json),
+        Command::Record(args) => record::run(args),
+        Command::Report { file, json } => report::run(&file, json),
+        Command::Stress(args) => stress::run(args),
+        Command::Touch(args) => stress::touch(args),
+    }
+}

@@ -1,0 +1,220 @@
+//! `swapscope record`: attach, stream events and counter samples into a recording file.
+
+use std::{
+    fs::OpenOptions,
+    io::{BufWriter, IsTerminal as _, Write as _},
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitCode},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use swapscope::{
+    event::{Event, Lost},
+    host,
+    probe::{LiveOptions, LiveProbe, ProbeStatus},
+    record::{self, RecordingHeader, Writer, WriterOptions},
+    signal,
+};
+use swapscope_common::{counter, kind};
+
+#[derive(clap::Args, Debug)]
+pub struct RecordArgs {
+    /// Output file (created with mode 0600; an existing file is replaced).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Stop after this many seconds (default: until Ctrl-C, SIGTERM or the command exits).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Ring buffer size in MiB.
+    #[arg(long, default_value_t = 8)]
+    pub ringbuf_mib: u32,
+    /// A command to run while recording; recording stops when it exits.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// Converts the probe plan to the form the file header keeps.
+pub fn plan_for_header(plan: &[ProbeStatus]) -> Vec<record::ProbeStatus> {
+    plan.iter()
+        .map(|p| {
+            let (kind, name) = p.name.split_once('/').unwrap_or(("", p.name.as_str()));
+            record::ProbeStatus {
+                name: name.to_string(),
+                kind: kind.to_string(),
+                attached: p.available,
+                detail: format!("{}: {}", p.feeds, p.detail),
+            }
+        })
+        .collect()
+}
+
+fn header(plan: &[ProbeStatus], devices: &[swapscope::event::SwapDevice]) -> RecordingHeader {
+    let mut extra = Vec::new();
+    for kb in host::mthp_sizes_kb(Path::new(host::MTHP_DIR)) {
+        if let Ok(t) = std::fs::read_to_string(format!("{}/hugepages-{kb}kB/enabled", host::MTHP_DIR)) {
+            extra.push((format!("mthp/{kb}kB/enabled"), host::parse_choice(&t).unwrap_or_default()));
+        }
+    }
+    if let Some(l) = host::lockdown() {
+        extra.push(("lockdown".into(), l));
+    }
+    RecordingHeader {
+        kernel_release: host::kernel_release(),
+        boot_id: host::boot_id(),
+        realtime_minus_boottime_ns: host::realtime_ns() - host::boottime_ns() as i64,
+        page_size: host::page_size(),
+        nr_cpus: host::online_cpus(),
+        source: "live".into(),
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        devices: devices.to_vec(),
+        probe_plan: plan_for_header(plan),
+        extra,
+        ..RecordingHeader::default()
+    }
+}
+
+struct Session<W: std::io::Write> {
+    writer: Writer<W>,
+    events: u64,
+    last_lost: Lost,
+    write_error: Option<anyhow::Error>,
+}
+
+impl<W: std::io::Write> Session<W> {
+    fn push(&mut self, ev: &Event) {
+        if self.write_error.is_none() {
+            if let Err(e) = self.writer.push(ev) {
+                self.write_error = Some(e.into());
+            }
+        }
+    }
+
+    fn sample(&mut self, probe: &LiveProbe) {
+        self.push(&Event::Counters(host::sample_counters(Path::new(host::MTHP_DIR))));
+        let c = probe.counters();
+        let lost = Lost { ts_ns: host::boottime_ns(), ringbuf: c[counter::RINGBUF_DROPS as usize], userspace: 0 };
+        if lost.ringbuf != self.last_lost.ringbuf || self.last_lost.ts_ns == 0 {
+            self.push(&Event::Lost(lost));
+            self.last_lost = lost;
+        }
+    }
+
+    fn drain(&mut self, probe: &mut LiveProbe, timeout: Duration) {
+        let mut pushed = 0u64;
+        let mut err = None;
+        let writer = &mut self.writer;
+        probe.drain(timeout, |bytes| {
+            // Only write-out events exist in this build; other kinds would be skipped by readers.
+            if err.is_none() && bytes.len() >= 2 && u16::from_le_bytes([bytes[0], bytes[1]]) == kind::WRITEOUT {
+                match writer.push_raw_writeout(bytes) {
+                    Ok(()) => pushed += 1,
+                    Err(e) => err = Some(e),
+                }
+            }
+        });
+        self.events += pushed;
+        if let (None, Some(e)) = (&self.write_error, err) {
+            self.write_error = Some(e.into());
+        }
+    }
+}
+
+pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
+    signal::install();
+    let mut probe = LiveProbe::start(&LiveOptions { ringbuf_bytes: a.ringbuf_mib.saturating_mul(1 << 20) })?;
+    let devices = host::read_proc_swaps().context("reading /proc/swaps")?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    let writer = Writer::create(BufWriter::new(file), &header(&probe.plan, &devices.devices), WriterOptions::default())
+        .with_context(|| format!("writing the header of {}", a.output.display()))?;
+    let mut s = Session { writer, events: 0, last_lost: Lost::default(), write_error: None };
+    s.push(&Event::Devices(devices));
+    s.sample(&probe);
+    if let Err(e) = s.writer.flush_chunk() {
+        s.write_error = Some(e.into());
+    }
+
+    let mut child: Option<Child> = match a.command.split_first() {
+        Some((prog, args)) => {
+            Some(Command::new(prog).args(args).spawn().with_context(|| format!("starting {prog}"))?)
+        }
+        None => None,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let t0 = Instant::now();
+    let end = a.duration.map(|d| t0 + Duration::from_secs_f64(d));
+    let mut next_tick = t0 + Duration::from_secs(1);
+    let mut child_status = None;
+    while !signal::stop_requested() && end.is_none_or(|e| Instant::now() < e) && s.write_error.is_none() {
+        s.drain(&mut probe, Duration::from_millis(100));
+        if let Some(c) = child.as_mut() {
+            if let Ok(Some(st)) = c.try_wait() {
+                child_status = Some(st);
+                break;
+            }
+        }
+        if Instant::now() >= next_tick {
+            next_tick += Duration::from_secs(1);
+            s.sample(&probe);
+            if let Err(e) = s.writer.flush_chunk() {
+                s.write_error = Some(e.into());
+            }
+            if tty {
+                let secs = t0.elapsed().as_secs_f64().max(1e-9);
+                eprint!(
+                    "\rswapscope record: {:>10} events  {:>9.0}/s  {} dropped   ",
+                    s.events,
+                    s.events as f64 / secs,
+                    s.last_lost.ringbuf
+                );
+            }
+        }
+    }
+    // A signal while a command runs: let it finish its own clean-up (it got the signal too).
+    if let Some(c) = child.as_mut() {
+        if child_status.is_none() {
+            child_status = c.wait().ok();
+        }
+    }
+    // Final sample, then drain what fired before it.
+    s.sample(&probe);
+    s.drain(&mut probe, Duration::from_millis(0));
+    s.push(&Event::Devices(host::read_proc_swaps().context("reading /proc/swaps")?));
+    drop(probe);
+    if tty {
+        eprintln!();
+    }
+    let events = s.events;
+    let lost = s.last_lost.ringbuf;
+    let write_error = s.write_error.take();
+    let (mut w, stats) = s.writer.finish().with_context(|| format!("closing {}", a.output.display()))?;
+    w.flush().with_context(|| format!("flushing {}", a.output.display()))?;
+    if let Some(e) = write_error {
+        return Err(e.context(format!("writing {} (everything before the error is kept)", a.output.display())));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "swapscope record: {} events in {:.1} s ({:.0}/s), {} dropped, {} bytes ({:.2} bytes/event) -> {}",
+        events,
+        secs,
+        events as f64 / secs.max(1e-9),
+        lost,
+        stats.bytes_written,
+        stats.bytes_written as f64 / (events.max(1)) as f64,
+        a.output.display()
+    );
+    Ok(match child_status {
+        Some(st) if !st.success() => {
+            eprintln!("swapscope record: the command exited with {st}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    })
+}

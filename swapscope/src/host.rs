@@ -1,0 +1,236 @@
+//! Facts and counters read from the running host: kernel identity, lockdown, clocks, `/proc/swaps`,
+//! per-size mTHP stats and `/proc/vmstat`.
+//!
+//! Parsing is pure (`parse_*`, tested without root); the thin `read_*` wrappers do the file I/O.
+
+use std::{fs, path::Path};
+
+use crate::event::{CounterSample, DeviceKind, DeviceList, SwapDevice, Ts};
+
+pub const MTHP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
+/// Per-size mTHP stats swapscope samples (file names under `hugepages-<N>kB/stats/`).
+pub const MTHP_STATS: &[&str] = &["swpout", "swpout_fallback", "split", "split_failed"];
+/// `/proc/vmstat` fields swapscope samples.
+pub const VMSTAT_FIELDS: &[&str] = &[
+    "pswpout",
+    "pswpin",
+    "thp_swpout",
+    "thp_swpout_fallback",
+    "swpout_zero",
+    "zswpout",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+}
+
+fn read(path: &str) -> Result<String, HostError> {
+    fs::read_to_string(path).map_err(|source| HostError::Read { path: path.to_string(), source })
+}
+
+/// `CLOCK_BOOTTIME` now, in ns: the clock of `bpf_ktime_get_boot_ns`.
+pub fn boottime_ns() -> Ts {
+    clock_ns(libc::CLOCK_BOOTTIME)
+}
+
+/// `CLOCK_REALTIME` now, in ns since the epoch.
+pub fn realtime_ns() -> i64 {
+    clock_ns(libc::CLOCK_REALTIME) as i64
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes it.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+pub fn kernel_release() -> String {
+    read("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+pub fn boot_id() -> String {
+    read("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+pub fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(v).unwrap_or(4096)
+}
+
+pub fn online_cpus() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The lockdown mode (`none`, `integrity`, `confidentiality`), from the bracketed word of
+/// securityfs' `lockdown` file.
+pub fn parse_lockdown(text: &str) -> Option<String> {
+    let start = text.find('[')?;
+    let end = text[start..].find(']')? + start;
+    Some(text[start + 1..end].to_string())
+}
+
+pub const LOCKDOWN_FILE: &str = "/sys/kernel/security/lockdown";
+
+/// Reads the lockdown mode. `None` when securityfs is not mounted or the kernel has no lockdown
+/// LSM (then nothing is locked down).
+pub fn lockdown() -> Option<String> {
+    read(LOCKDOWN_FILE).ok().and_then(|t| parse_lockdown(&t))
+}
+
+/// Parses `/proc/swaps`.
+pub fn parse_proc_swaps(text: &str, ts_ns: Ts) -> DeviceList {
+    let mut devices = Vec::new();
+    for (index, line) in text.lines().skip(1).enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 {
+            continue;
+        }
+        // Paths with spaces are escaped by the kernel as \040, so whitespace splitting is safe.
+        let path = f[0].replace("\\040", " ");
+        let kind = match f[1] {
+            "file" => DeviceKind::File,
+            "partition" if path.contains("/zram") => DeviceKind::Zram,
+            "partition" => DeviceKind::Partition,
+            _ => DeviceKind::Other,
+        };
+        devices.push(SwapDevice {
+            index: u8::try_from(index).unwrap_or(u8::MAX),
+            path,
+            kind,
+            size_kb: f[2].parse().unwrap_or(0),
+            used_kb: f[3].parse().unwrap_or(0),
+            prio: f[4].parse().unwrap_or(0),
+        });
+    }
+    DeviceList { ts_ns, devices }
+}
+
+pub fn read_proc_swaps() -> Result<DeviceList, HostError> {
+    Ok(parse_proc_swaps(&read("/proc/swaps")?, boottime_ns()))
+}
+
+/// Size in kB of an mTHP directory name `hugepages-<N>kB`.
+pub fn mthp_size_kb(dir_name: &str) -> Option<u64> {
+    dir_name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()
+}
+
+/// Folio order of an mTHP size (4 KiB pages).
+pub fn order_of_size_kb(kb: u64) -> Option<u8> {
+    if kb < 4 || !kb.is_power_of_two() {
+        return None;
+    }
+    Some((kb / 4).trailing_zeros() as u8)
+}
+
+/// mTHP sizes the kernel offers, ascending, in kB.
+pub fn mthp_sizes_kb(root: &Path) -> Vec<u64> {
+    let mut sizes: Vec<u64> = fs::read_dir(root)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| mthp_size_kb(&e.file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    sizes.sort_unstable();
+    sizes
+}
+
+/// The selected word of a sysfs choice file such as `always inherit madvise [never]`.
+pub fn parse_choice(text: &str) -> Option<String> {
+    parse_lockdown(text)
+}
+
+/// Adds the `/proc/vmstat` fields swapscope samples, as `vmstat/<name>`.
+pub fn parse_vmstat(text: &str, out: &mut Vec<(String, u64)>) {
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        if let (Some(k), Some(v)) = (it.next(), it.next()) {
+            if VMSTAT_FIELDS.contains(&k) {
+                if let Ok(v) = v.parse() {
+                    out.push((format!("vmstat/{k}"), v));
+                }
+            }
+        }
+    }
+}
+
+/// Samples every per-size mTHP swap stat and the vmstat fields.
+pub fn sample_counters(mthp_root: &Path) -> CounterSample {
+    let ts_ns = boottime_ns();
+    let mut values = Vec::new();
+    for kb in mthp_sizes_kb(mthp_root) {
+        for stat in MTHP_STATS {
+            let p = mthp_root.join(format!("hugepages-{kb}kB/stats/{stat}"));
+            if let Ok(Ok(v)) = fs::read_to_string(&p).map(|s| s.trim().parse::<u64>()) {
+                values.push((format!("hugepages-{kb}kB/{stat}"), v));
+            }
+        }
+    }
+    if let Ok(text) = read("/proc/vmstat") {
+        parse_vmstat(&text, &mut values);
+    }
+    CounterSample { ts_ns, values }
+}
+
+/// Splits a counter name `hugepages-<N>kB/<stat>` into (order, stat).
+pub fn parse_mthp_counter(name: &str) -> Option<(u8, &str)> {
+    let (dir, stat) = name.split_once('/')?;
+    Some((order_of_size_kb(mthp_size_kb(dir)?)?, stat))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_swaps() {
+        let t = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n\
+                 /dev/zram0                              partition\t1048572\t\t12\t\t-2\n\
+                 /swap\\040file                           file\t\t524284\t\t0\t\t-3\n";
+        let d = parse_proc_swaps(t, 7);
+        assert_eq!(d.devices.len(), 2);
+        assert_eq!(d.devices[0].kind, DeviceKind::Zram);
+        assert_eq!(d.devices[0].size_kb, 1_048_572);
+        assert_eq!(d.devices[0].used_kb, 12);
+        assert_eq!(d.devices[0].prio, -2);
+        assert_eq!(d.devices[1].path, "/swap file");
+        assert_eq!(d.devices[1].kind, DeviceKind::File);
+        assert_eq!(d.devices[1].index, 1);
+    }
+
+    #[test]
+    fn lockdown_and_choice() {
+        assert_eq!(parse_lockdown("none integrity [confidentiality]\n").as_deref(), Some("confidentiality"));
+        assert_eq!(parse_choice("always inherit madvise [never]").as_deref(), Some("never"));
+        assert_eq!(parse_lockdown("garbage"), None);
+    }
+
+    #[test]
+    fn sizes_and_orders() {
+        assert_eq!(mthp_size_kb("hugepages-64kB"), Some(64));
+        assert_eq!(order_of_size_kb(64), Some(4));
+        assert_eq!(order_of_size_kb(2048), Some(9));
+        assert_eq!(order_of_size_kb(48), None);
+        assert_eq!(parse_mthp_counter("hugepages-64kB/swpout"), Some((4, "swpout")));
+        assert_eq!(parse_mthp_counter("vmstat/pswpout"), None);
+    }
+
+    #[test]
+    fn vmstat() {
+        let mut v = Vec::new();
+        parse_vmstat("nr_free_pages 5\npswpout 791321\nthp_swpout 3\n", &mut v);
+        assert_eq!(v, vec![("vmstat/pswpout".into(), 791_321), ("vmstat/thp_swpout".into(), 3)]);
+    }
+}

@@ -1,0 +1,190 @@
+//! Kernel layout facts from BTF: struct member offsets, enum values and function presence.
+//!
+//! Rust eBPF has no CO-RE yet, so the loader resolves every offset the BPF programs need here and
+//! writes them into the object's `.rodata` ([`swapscope_common::KernelLayout`]). Nothing is
+//! hard-coded per kernel.
+
+use std::path::Path;
+
+use btf_rs::{Btf, Type};
+use swapscope_common::KernelLayout;
+
+/// Where the running kernel exposes its BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error(
+        "cannot read kernel BTF at {path}: {source}; swapscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    Open { path: String, source: btf_rs::Error },
+    #[error("kernel BTF has no {what}; this kernel is not supported yet (run `swapscope doctor`)")]
+    Missing { what: String },
+    #[error("kernel BTF lookup failed for {what}: {source}")]
+    Lookup { what: String, source: btf_rs::Error },
+}
+
+/// The running kernel's BTF.
+pub struct KernelBtf {
+    btf: Btf,
+}
+
+impl KernelBtf {
+    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
+        let btf = Btf::from_file(path).map_err(|source| BtfError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(KernelBtf { btf })
+    }
+
+    pub fn from_sys() -> Result<Self, BtfError> {
+        Self::from_file(Path::new(VMLINUX_BTF))
+    }
+
+    fn lookup_err(what: &str) -> impl FnOnce(btf_rs::Error) -> BtfError + '_ {
+        move |source| BtfError::Lookup { what: what.to_string(), source }
+    }
+
+    /// Strips typedefs and qualifiers.
+    fn resolve(&self, mut ty: Type) -> Result<Type, BtfError> {
+        for _ in 0..32 {
+            match &ty {
+                Type::Typedef(t) => ty = self.btf.resolve_chained_type(t).map_err(Self::lookup_err("typedef"))?,
+                Type::Const(t) => ty = self.btf.resolve_chained_type(t).map_err(Self::lookup_err("const"))?,
+                Type::Volatile(t) => ty = self.btf.resolve_chained_type(t).map_err(Self::lookup_err("volatile"))?,
+                Type::Restrict(t) => ty = self.btf.resolve_chained_type(t).map_err(Self::lookup_err("restrict"))?,
+                Type::TypeTag(t) => ty = self.btf.resolve_chained_type(t).map_err(Self::lookup_err("type tag"))?,
+                _ => return Ok(ty),
+            }
+        }
+        Ok(ty)
+    }
+
+    fn struct_named(&self, name: &str) -> Result<btf_rs::Struct, BtfError> {
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|_| BtfError::Missing { what: format!("struct {name}") })?;
+        types
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Struct(s) if !s.members.is_empty() => Some(s),
+                _ => None,
+            })
+            .ok_or_else(|| BtfError::Missing { what: format!("struct {name}") })
+    }
+
+    /// Searches `s` and its anonymous struct/union members for `member`; returns its bit offset.
+    fn find_member(&self, s: &btf_rs::Struct, member: &str, depth: u32) -> Result<Option<(u32, Type)>, BtfError> {
+        if depth > 8 {
+            return Ok(None);
+        }
+        for m in &s.members {
+            let name = self.btf.resolve_name(m).unwrap_or_default();
+            if name == member {
+                let ty = self.btf.resolve_chained_type(m).map_err(Self::lookup_err(member))?;
+                return Ok(Some((m.bit_offset(), ty)));
+            }
+            if name.is_empty() {
+                let ty = self.btf.resolve_chained_type(m).map_err(Self::lookup_err(member))?;
+                if let Type::Struct(inner) | Type::Union(inner) = self.resolve(ty)? {
+                    if let Some((off, ty)) = self.find_member(&inner, member, depth + 1)? {
+                        return Ok(Some((m.bit_offset() + off, ty)));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Byte offset of `member` in `struct sname`, looking through anonymous unions and structs.
+    /// When the member is itself a struct (e.g. `memdesc_flags_t flags` on 6.18), `inner` names
+    /// the field inside it to descend into (`f`), if present.
+    pub fn member_offset(&self, sname: &str, member: &str) -> Result<u32, BtfError> {
+        let s = self.struct_named(sname)?;
+        let (bits, _ty) = self
+            .find_member(&s, member, 0)?
+            .ok_or_else(|| BtfError::Missing { what: format!("member {sname}.{member}") })?;
+        if bits % 8 != 0 {
+            return Err(BtfError::Missing { what: format!("byte-aligned member {sname}.{member}") });
+        }
+        Ok(bits / 8)
+    }
+
+    /// Value of enumerator `name` in `enum ename`.
+    pub fn enum_value(&self, ename: &str, name: &str) -> Result<u32, BtfError> {
+        let types = self
+            .btf
+            .resolve_types_by_name(ename)
+            .map_err(|_| BtfError::Missing { what: format!("enum {ename}") })?;
+        for t in types {
+            if let Type::Enum(e) = t {
+                for m in &e.members {
+                    if self.btf.resolve_name(m).is_ok_and(|n| n == name) {
+                        return Ok(m.val());
+                    }
+                }
+            }
+        }
+        Err(BtfError::Missing { what: format!("enumerator {ename}::{name}") })
+    }
+
+    /// Whether a function (BTF `FUNC`) of that name exists.
+    pub fn has_func(&self, name: &str) -> bool {
+        self.btf
+            .resolve_types_by_name(name)
+            .is_ok_and(|ts| ts.iter().any(|t| matches!(t, Type::Func(_))))
+    }
+
+    /// Whether a type of that name exists (e.g. `btf_trace_mm_vmscan_write_folio`).
+    pub fn has_type(&self, name: &str) -> bool {
+        self.btf.resolve_ids_by_name(name).is_ok_and(|ids| !ids.is_empty())
+    }
+
+    /// Everything the tracepoint-tier programs need.
+    pub fn kernel_layout(&self) -> Result<KernelLayout, BtfError> {
+        Ok(KernelLayout {
+            folio_flags_off: self.member_offset("folio", "flags")?,
+            folio_flags1_off: self.member_offset("folio", "_flags_1")?,
+            folio_swap_off: self.member_offset("folio", "swap")?,
+            folio_mapping_off: self.member_offset("folio", "mapping")?,
+            pg_head: self.enum_value("pageflags", "PG_head")?,
+            pg_swapbacked: self.enum_value("pageflags", "PG_swapbacked")?,
+            pg_swapcache: self.enum_value("pageflags", "PG_swapcache")?,
+            pg_dirty: self.enum_value("pageflags", "PG_dirty")?,
+            pg_writeback: self.enum_value("pageflags", "PG_writeback")?,
+            valid: 1,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs against the build host's own BTF when there is one (every Linux CI machine with
+    /// CONFIG_DEBUG_INFO_BTF); the expectations are facts of any x86-64 kernel since 5.16.
+    #[test]
+    fn resolves_folio_layout_from_host_btf() {
+        let path = Path::new(VMLINUX_BTF);
+        if !path.exists() {
+            eprintln!("SKIP: no {VMLINUX_BTF} on this host");
+            return;
+        }
+        let btf = match KernelBtf::from_file(path) {
+            Ok(b) => b,
+            Err(e) => panic!("{e}"),
+        };
+        let l = match btf.kernel_layout() {
+            Ok(l) => l,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(l.folio_flags_off, 0, "flags is the first word of struct page/folio");
+        assert_eq!(l.folio_flags1_off, 64, "_flags_1 is the first word of the second struct page");
+        assert!(l.folio_swap_off > 0 && l.folio_swap_off < 64);
+        assert_ne!(l.pg_head, l.pg_swapbacked);
+        assert!(btf.has_type("btf_trace_mm_vmscan_write_folio"));
+        assert!(!btf.has_func("surely_no_such_kernel_function_xyz"));
+    }
+}

@@ -1,0 +1,317 @@
+//! `swapscope report`: the summary of an event stream (pure; no I/O).
+//!
+//! Kernel counter values are deltas between the first and the last counter sample of the stream.
+//! Orders are folio orders, as strings in JSON ("0", "4", ...).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{
+    event::{CounterSample, DeviceList, Event, Lost},
+    host,
+};
+
+/// JSON schema version of [`Report`].
+pub const REPORT_SCHEMA: u32 = 1;
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct KernelDeltas {
+    pub swpout_by_order: BTreeMap<String, u64>,
+    pub swpout_fallback_by_order: BTreeMap<String, u64>,
+    pub split_by_order: BTreeMap<String, u64>,
+    pub pswpout_pages: u64,
+    /// Anonymous folio fallbacks of PMD size (`thp_swpout_fallback`).
+    pub thp_swpout_fallback: u64,
+    /// Zero-filled pages that never reached the device (`swpout_zero`, 6.12+); such folios are
+    /// write-out events but not `swpout`.
+    pub swpout_zero_pages: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct DeviceReport {
+    pub path: String,
+    pub kind: String,
+    pub size_kb: u64,
+    pub used_kb_start: Option<u64>,
+    pub used_kb_end: u64,
+    /// Write-out events whose swap type is this device's position in /proc/swaps.
+    pub writeouts: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Report {
+    pub schema: u32,
+    pub duration_s: f64,
+    /// Write-out events (one per folio).
+    pub events: u64,
+    pub lost_events: u64,
+    pub writeouts_by_order: BTreeMap<String, u64>,
+    /// Σ 2^order × write-outs: pages written.
+    pub writeout_pages: u64,
+    /// Write-outs of anonymous folios (the rest are shmem).
+    pub anon_writeouts: u64,
+    pub kernel: KernelDeltas,
+    pub devices: Vec<DeviceReport>,
+    /// Records of kinds this build does not know (skipped).
+    pub unknown_records: u64,
+    /// Problems found while reading the stream (truncation, corruption).
+    pub warnings: Vec<String>,
+}
+
+/// Builds a [`Report`] incrementally from events in stream order.
+#[derive(Default)]
+pub struct ReportBuilder {
+    first_counters: Option<CounterSample>,
+    last_counters: Option<CounterSample>,
+    first_devices: Option<DeviceList>,
+    last_devices: Option<DeviceList>,
+    first_ts: Option<u64>,
+    last_ts: u64,
+    writeouts: BTreeMap<u8, u64>,
+    anon: u64,
+    per_type: BTreeMap<u8, u64>,
+    lost: Lost,
+}
+
+impl ReportBuilder {
+    pub fn push(&mut self, ev: &Event) {
+        let ts = ev.ts();
+        if ts != 0 {
+            self.first_ts.get_or_insert(ts);
+            self.last_ts = self.last_ts.max(ts);
+        }
+        match ev {
+            Event::Writeout(w) => {
+                *self.writeouts.entry(w.order).or_default() += 1;
+                *self.per_type.entry(w.swap_type).or_default() += 1;
+                if w.is_anon() {
+                    self.anon += 1;
+                }
+            }
+            Event::Counters(c) => {
+                if self.first_counters.is_none() {
+                    self.first_counters = Some(c.clone());
+                }
+                self.last_counters = Some(c.clone());
+            }
+            Event::Devices(d) => {
+                if self.first_devices.is_none() {
+                    self.first_devices = Some(d.clone());
+                }
+                self.last_devices = Some(d.clone());
+            }
+            Event::Lost(l) => {
+                // Cumulative counts: keep the largest seen.
+                self.lost.ringbuf = self.lost.ringbuf.max(l.ringbuf);
+                self.lost.userspace = self.lost.userspace.max(l.userspace);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn finish(self, unknown_records: u64, warnings: Vec<String>) -> Report {
+        let mut r = Report { schema: REPORT_SCHEMA, unknown_records, warnings, ..Default::default() };
+        // Duration: between the first and last counter samples when present (the window the
+        // kernel deltas cover), else between the first and last events.
+        let (a, b) = match (&self.first_counters, &self.last_counters) {
+            (Some(a), Some(b)) => (a.ts_ns, b.ts_ns),
+            _ => (self.first_ts.unwrap_or(0), self.last_ts),
+        };
+        r.duration_s = b.saturating_sub(a) as f64 / 1e9;
+        r.events = self.writeouts.values().sum();
+        r.lost_events = self.lost.ringbuf + self.lost.userspace;
+        r.anon_writeouts = self.anon;
+        for (order, n) in &self.writeouts {
+            r.writeouts_by_order.insert(order.to_string(), *n);
+            r.writeout_pages += n << order;
+        }
+        if let (Some(first), Some(last)) = (&self.first_counters, &self.last_counters) {
+            r.kernel = kernel_deltas(first, last);
+        }
+        if let Some(last) = &self.last_devices {
+            for d in &last.devices {
+                let start = self
+                    .first_devices
+                    .as_ref()
+                    .and_then(|f| f.devices.iter().find(|x| x.path == d.path))
+                    .map(|x| x.used_kb);
+                r.devices.push(DeviceReport {
+                    path: d.path.clone(),
+                    kind: d.kind.as_str().to_string(),
+                    size_kb: d.size_kb,
+                    used_kb_start: start,
+                    used_kb_end: d.used_kb,
+                    writeouts: self.per_type.get(&d.index).copied().unwrap_or(0),
+                });
+            }
+        }
+        r
+    }
+}
+
+fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
+    let mut k = KernelDeltas::default();
+    for (name, end) in &last.values {
+        let delta = end.saturating_sub(first.get(name).unwrap_or(0));
+        if let Some((order, stat)) = host::parse_mthp_counter(name) {
+            let map = match stat {
+                "swpout" => &mut k.swpout_by_order,
+                "swpout_fallback" => &mut k.swpout_fallback_by_order,
+                "split" => &mut k.split_by_order,
+                _ => continue,
+            };
+            map.insert(order.to_string(), delta);
+        } else {
+            match name.as_str() {
+                "vmstat/pswpout" => k.pswpout_pages = delta,
+                "vmstat/thp_swpout_fallback" => k.thp_swpout_fallback = delta,
+                "vmstat/swpout_zero" => k.swpout_zero_pages = delta,
+                _ => {}
+            }
+        }
+    }
+    k
+}
+
+impl Report {
+    /// The text form: a readable table of the same figures.
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "swapscope report: {:.1} s, {} write-out events ({} lost), {} pages",
+            self.duration_s, self.events, self.lost_events, self.writeout_pages
+        );
+        let mut orders: Vec<&String> = self
+            .writeouts_by_order
+            .keys()
+            .chain(self.kernel.swpout_by_order.keys())
+            .chain(self.kernel.swpout_fallback_by_order.keys())
+            .collect();
+        orders.sort_by_key(|o| o.parse::<u32>().unwrap_or(u32::MAX));
+        orders.dedup();
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "{:>6} {:>9} {:>12} {:>14} {:>16} {:>10}",
+            "order", "size", "write-outs", "kernel swpout", "swpout_fallback", "split"
+        );
+        for o in orders {
+            let order: u32 = o.parse().unwrap_or(0);
+            let kb = 4u64 << order;
+            let size = if kb >= 1024 { format!("{}M", kb / 1024) } else { format!("{kb}K") };
+            let get = |m: &BTreeMap<String, u64>| m.get(o).map_or("-".to_string(), u64::to_string);
+            let _ = writeln!(
+                s,
+                "{:>6} {:>9} {:>12} {:>14} {:>16} {:>10}",
+                o,
+                size,
+                get(&self.writeouts_by_order),
+                if order == 0 { "n/a".to_string() } else { get(&self.kernel.swpout_by_order) },
+                if order == 0 { "n/a".to_string() } else { get(&self.kernel.swpout_fallback_by_order) },
+                if order == 0 { "n/a".to_string() } else { get(&self.kernel.split_by_order) },
+            );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "pages written: {} by write-out events, {} by the kernel's pswpout",
+            self.writeout_pages, self.kernel.pswpout_pages
+        );
+        if self.kernel.swpout_zero_pages > 0 {
+            let _ = writeln!(s, "zero-filled pages kept off the device: {}", self.kernel.swpout_zero_pages);
+        }
+        for d in &self.devices {
+            let _ = writeln!(
+                s,
+                "device {} ({}): {} KiB, used {} -> {} KiB, {} write-outs",
+                d.path,
+                d.kind,
+                d.size_kb,
+                d.used_kb_start.map_or("?".into(), |u| u.to_string()),
+                d.used_kb_end,
+                d.writeouts
+            );
+        }
+        if self.unknown_records > 0 {
+            let _ = writeln!(s, "skipped {} records of kinds this build does not know", self.unknown_records);
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{DeviceKind, SwapDevice, Writeout};
+
+    fn wo(ts: u64, order: u8) -> Event {
+        Event::Writeout(Writeout {
+            ts_ns: ts,
+            cpu: 0,
+            pid: 1,
+            tgid: 1,
+            swap_type: 0,
+            offset: ts,
+            order,
+            pfn: None,
+            flags: swapscope_common::folio_flags::ANON,
+        })
+    }
+
+    fn counters(ts: u64, swpout64: u64, pswpout: u64) -> Event {
+        Event::Counters(CounterSample {
+            ts_ns: ts,
+            values: vec![
+                ("hugepages-64kB/swpout".into(), swpout64),
+                ("hugepages-64kB/swpout_fallback".into(), 5),
+                ("vmstat/pswpout".into(), pswpout),
+            ],
+        })
+    }
+
+    #[test]
+    fn deltas_and_orders() {
+        let mut b = ReportBuilder::default();
+        b.push(&counters(1_000_000_000, 100, 1000));
+        b.push(&Event::Devices(DeviceList {
+            ts_ns: 1,
+            devices: vec![SwapDevice {
+                index: 0,
+                path: "/dev/zram1".into(),
+                kind: DeviceKind::Zram,
+                size_kb: 4,
+                used_kb: 0,
+                prio: 1,
+            }],
+        }));
+        b.push(&wo(1_100_000_000, 0));
+        b.push(&wo(1_200_000_000, 4));
+        b.push(&wo(1_300_000_000, 4));
+        b.push(&Event::Lost(Lost { ts_ns: 2, ringbuf: 3, userspace: 0 }));
+        b.push(&counters(3_000_000_000, 102, 1033));
+        let r = b.finish(0, vec![]);
+        assert_eq!(r.duration_s, 2.0);
+        assert_eq!(r.events, 3);
+        assert_eq!(r.lost_events, 3);
+        assert_eq!(r.writeouts_by_order.get("4"), Some(&2));
+        assert_eq!(r.writeouts_by_order.get("0"), Some(&1));
+        assert_eq!(r.writeout_pages, 33);
+        assert_eq!(r.kernel.swpout_by_order.get("4"), Some(&2));
+        assert_eq!(r.kernel.swpout_fallback_by_order.get("4"), Some(&0));
+        assert_eq!(r.kernel.pswpout_pages, 33);
+        assert_eq!(r.devices[0].writeouts, 3);
+        let json = match serde_json::to_value(&r) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(json["schema"], 1);
+        assert_eq!(json["kernel"]["swpout_by_order"]["4"], 2);
+        assert!(r.render_text().contains("write-outs"));
+    }
+}

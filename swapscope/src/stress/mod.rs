@@ -1,0 +1,131 @@
+//! `swapscope stress`: a workload that makes the kernel swap, for demos and tests.
+//!
+//! Creates a temporary memory cgroup, optionally a temporary zram swap device, temporarily sets
+//! the chosen mTHP sizes to `always`, runs the toucher (`swapscope __touch`) inside the cgroup, and
+//! undoes all of it on exit, error or signal (RAII guards in [`setup`]).
+
+pub mod setup;
+pub mod toucher;
+
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+pub use self::toucher::Pattern;
+use self::setup::{Cgroup, MthpSetting, SetupError, ZramSwap};
+use crate::{host, signal};
+
+#[derive(Clone, Debug)]
+pub struct StressOptions {
+    pub pattern: Pattern,
+    pub size_mib: u64,
+    pub limit_mib: u64,
+    /// mTHP sizes (kB) to set to `always` for the run.
+    pub mthp_kb: Vec<u64>,
+    /// Create a zram swap device of this many MiB for the run.
+    pub zram_mib: Option<u64>,
+    pub duration: Option<Duration>,
+    pub passes: u32,
+    pub seed: u64,
+    /// The swapscope binary to run the toucher with.
+    pub exe: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StressError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("starting the toucher ({exe}): {source}")]
+    Spawn { exe: String, source: std::io::Error },
+    #[error("the toucher failed: {0}")]
+    Toucher(String),
+}
+
+/// What the run did, for the summary line.
+#[derive(Clone, Debug, Default)]
+pub struct StressSummary {
+    pub cgroup: String,
+    pub zram: Option<String>,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+}
+
+/// Runs the workload. Everything created is removed before this returns.
+pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
+    if !host::is_root() {
+        return Err(SetupError::NotRoot.into());
+    }
+    let t0 = Instant::now();
+    // Guards are dropped in reverse order: cgroup, zram, then mTHP settings.
+    let mut mthp = Vec::new();
+    for kb in &opts.mthp_kb {
+        mthp.push(MthpSetting::set(*kb, "always")?);
+    }
+    let zram = match opts.zram_mib {
+        Some(mib) => Some(ZramSwap::create(mib << 20, 32_000)?),
+        None => None,
+    };
+    let cg = Cgroup::create("stress", opts.limit_mib << 20)?;
+    let mut summary = StressSummary {
+        cgroup: cg.path.display().to_string(),
+        zram: zram.as_ref().map(|z| z.dev.display().to_string()),
+        ..Default::default()
+    };
+
+    let mut cmd = Command::new(&opts.exe);
+    cmd.arg("__touch")
+        .arg("--pattern")
+        .arg(match opts.pattern {
+            Pattern::Sequential => "sequential",
+            Pattern::ThpFragment => "thp-fragment",
+        })
+        .arg("--size")
+        .arg(opts.size_mib.to_string())
+        .arg("--passes")
+        .arg(opts.passes.to_string())
+        .arg("--seed")
+        .arg(opts.seed.to_string());
+    if let Some(d) = opts.duration {
+        cmd.arg("--duration").arg(d.as_secs_f64().to_string());
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|source| StressError::Spawn { exe: opts.exe.display().to_string(), source })?;
+    // The toucher waits for a line on stdin, so it is in the cgroup before it touches anything.
+    let moved = cg.add(child.id());
+    if let Err(e) = moved {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e.into());
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(b"go\n");
+    }
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        if signal::stop_requested() {
+            summary.interrupted = true;
+            let _ = child.kill();
+            break child.wait().ok();
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    summary.elapsed = t0.elapsed();
+    drop(cg);
+    drop(zram);
+    drop(mthp);
+    match status {
+        Some(s) if s.success() || summary.interrupted => Ok(summary),
+        Some(s) => Err(StressError::Toucher(format!("exited with {s}"))),
+        None => Err(StressError::Toucher("lost track of the toucher process".into())),
+    }
+}

@@ -1,0 +1,273 @@
+//! Temporary host set-up for `stress`: a memory cgroup, a zram swap device and mTHP settings.
+//!
+//! Every item is an RAII guard that undoes exactly what it did when dropped (on success, error or
+//! a handled signal). Nothing here ever touches a cgroup or swap device it did not create.
+
+use std::{
+    ffi::CString,
+    fs,
+    io::Write as _,
+    path::{Path, PathBuf},
+    thread,
+    time::Duration,
+};
+
+use crate::host;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{what}: {path}: {source}")]
+    Io { what: &'static str, path: String, source: std::io::Error },
+    #[error(
+        "no memory cgroup controller found (looked for cgroup v2 at /sys/fs/cgroup and v1 at /sys/fs/cgroup/memory)"
+    )]
+    NoMemcg,
+    #[error(
+        "zram is not available (/sys/class/zram-control missing); load it with `modprobe zram` or run without --zram"
+    )]
+    NoZram,
+    #[error("mTHP size {0} kB is not offered by this kernel (see {dir})", dir = host::MTHP_DIR)]
+    NoMthpSize(u64),
+    #[error("swapon {path} failed: {source}")]
+    Swapon { path: String, source: std::io::Error },
+    #[error("stress needs root: it creates a cgroup and a swap device; run it with sudo")]
+    NotRoot,
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SetupError + 'a {
+    move |source| SetupError::Io { what, path: path.display().to_string(), source }
+}
+
+fn write_file(path: &Path, value: &str, what: &'static str) -> Result<(), SetupError> {
+    fs::write(path, value).map_err(io(what, path))
+}
+
+/// Which cgroup version the memory controller is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+/// A memory cgroup swapscope created; removed on drop.
+pub struct Cgroup {
+    pub path: PathBuf,
+    pub version: CgroupVersion,
+}
+
+impl Cgroup {
+    /// Finds the memory controller: cgroup v2 (unified at /sys/fs/cgroup) or v1.
+    pub fn locate() -> Result<(PathBuf, CgroupVersion), SetupError> {
+        let v2 = Path::new("/sys/fs/cgroup");
+        if fs::read_to_string(v2.join("cgroup.controllers")).is_ok_and(|c| c.split_whitespace().any(|w| w == "memory")) {
+            return Ok((v2.to_path_buf(), CgroupVersion::V2));
+        }
+        let v1 = Path::new("/sys/fs/cgroup/memory");
+        if v1.join("memory.limit_in_bytes").exists() {
+            return Ok((v1.to_path_buf(), CgroupVersion::V1));
+        }
+        Err(SetupError::NoMemcg)
+    }
+
+    /// Creates `swapscope-<pid>-<tag>` with a memory limit of `limit_bytes`.
+    pub fn create(tag: &str, limit_bytes: u64) -> Result<Self, SetupError> {
+        let (root, version) = Self::locate()?;
+        if version == CgroupVersion::V2 {
+            // Children of the root only get the memory files if the root delegates the controller.
+            let ctl = root.join("cgroup.subtree_control");
+            let _ = fs::write(&ctl, "+memory");
+        }
+        let path = root.join(format!("swapscope-{}-{tag}", std::process::id()));
+        fs::create_dir(&path).map_err(io("creating cgroup", &path))?;
+        let cg = Cgroup { path, version };
+        let (file, value) = match version {
+            CgroupVersion::V1 => ("memory.limit_in_bytes", limit_bytes.to_string()),
+            CgroupVersion::V2 => ("memory.max", limit_bytes.to_string()),
+        };
+        write_file(&cg.path.join(file), &value, "setting cgroup memory limit")?;
+        if version == CgroupVersion::V2 {
+            // Keep the workload on real swap: zswap would hide write-outs from swpout.
+            let _ = fs::write(cg.path.join("memory.zswap.max"), "0");
+        }
+        Ok(cg)
+    }
+
+    /// Moves process `pid` into the cgroup.
+    pub fn add(&self, pid: u32) -> Result<(), SetupError> {
+        write_file(&self.path.join("cgroup.procs"), &pid.to_string(), "moving the workload into its cgroup")
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // The workload has exited by now; its pages may take a moment to uncharge.
+        for _ in 0..50 {
+            if fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("swapscope: could not remove cgroup {}; remove it with rmdir", self.path.display());
+    }
+}
+
+/// `SWAP_FLAG_PREFER` from <sys/swap.h>.
+const SWAP_FLAG_PREFER: i32 = 0x8000;
+const SWAP_FLAG_PRIO_MASK: i32 = 0x7fff;
+
+/// A zram swap device swapscope created with `hot_add`; swapped off, reset and removed on drop.
+pub struct ZramSwap {
+    pub id: u32,
+    pub dev: PathBuf,
+    swapped_on: bool,
+}
+
+impl ZramSwap {
+    /// Creates a zram device of `bytes`, writes a swap header and swaps it on at `prio`.
+    pub fn create(bytes: u64, prio: i32) -> Result<Self, SetupError> {
+        let ctl = Path::new("/sys/class/zram-control/hot_add");
+        if !ctl.exists() {
+            return Err(SetupError::NoZram);
+        }
+        let id: u32 = fs::read_to_string(ctl)
+            .map_err(io("adding a zram device", ctl))?
+            .trim()
+            .parse()
+            .map_err(|_| SetupError::Io {
+                what: "adding a zram device",
+                path: ctl.display().to_string(),
+                source: std::io::Error::other("hot_add returned no device number"),
+            })?;
+        let mut z = ZramSwap { id, dev: PathBuf::from(format!("/dev/zram{id}")), swapped_on: false };
+        let sys = PathBuf::from(format!("/sys/block/zram{id}"));
+        write_file(&sys.join("disksize"), &bytes.to_string(), "sizing the zram device")?;
+        // udev may create the node a moment after hot_add.
+        for _ in 0..50 {
+            if z.dev.exists() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        write_swap_header(&z.dev, bytes, host::page_size())?;
+        let c = CString::new(z.dev.as_os_str().as_encoded_bytes()).map_err(|_| SetupError::Swapon {
+            path: z.dev.display().to_string(),
+            source: std::io::Error::other("path has a NUL byte"),
+        })?;
+        let flags = SWAP_FLAG_PREFER | (prio.clamp(0, SWAP_FLAG_PRIO_MASK) & SWAP_FLAG_PRIO_MASK);
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        let rc = unsafe { libc::swapon(c.as_ptr(), flags) };
+        if rc != 0 {
+            return Err(SetupError::Swapon { path: z.dev.display().to_string(), source: std::io::Error::last_os_error() });
+        }
+        z.swapped_on = true;
+        Ok(z)
+    }
+}
+
+impl Drop for ZramSwap {
+    fn drop(&mut self) {
+        if self.swapped_on {
+            if let Ok(c) = CString::new(self.dev.as_os_str().as_encoded_bytes()) {
+                // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+                if unsafe { libc::swapoff(c.as_ptr()) } != 0 {
+                    eprintln!(
+                        "swapscope: swapoff {} failed: {}",
+                        self.dev.display(),
+                        std::io::Error::last_os_error()
+                    );
+                }
+            }
+        }
+        let sys = format!("/sys/block/zram{}/reset", self.id);
+        for _ in 0..50 {
+            if fs::write(&sys, "1").is_ok() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        if fs::write("/sys/class/zram-control/hot_remove", self.id.to_string()).is_err() {
+            eprintln!("swapscope: could not hot_remove zram{}", self.id);
+        }
+    }
+}
+
+/// Writes a version-1 swap header (what mkswap writes) for a device of `bytes`.
+pub fn swap_header(bytes: u64, page_size: u32) -> Vec<u8> {
+    let ps = page_size as usize;
+    let mut h = vec![0u8; ps];
+    let last_page = (bytes / u64::from(page_size)).saturating_sub(1).min(u64::from(u32::MAX)) as u32;
+    // struct swap_header.info at offset 1024: version, last_page, nr_badpages, uuid[16], label[16].
+    h[1024..1028].copy_from_slice(&1u32.to_le_bytes());
+    h[1028..1032].copy_from_slice(&last_page.to_le_bytes());
+    h[1032..1036].copy_from_slice(&0u32.to_le_bytes());
+    let uuid = (host::boottime_ns() ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    h[1036..1044].copy_from_slice(&uuid);
+    h[1052..1061].copy_from_slice(b"swapscope");
+    h[ps - 10..].copy_from_slice(b"SWAPSPACE2");
+    h
+}
+
+fn write_swap_header(dev: &Path, bytes: u64, page_size: u32) -> Result<(), SetupError> {
+    let mut f = fs::OpenOptions::new().write(true).open(dev).map_err(io("opening the zram device", dev))?;
+    f.write_all(&swap_header(bytes, page_size)).map_err(io("writing the swap header", dev))?;
+    f.sync_all().map_err(io("syncing the swap header", dev))
+}
+
+/// An mTHP size switched to a policy; restored to its previous policy on drop.
+pub struct MthpSetting {
+    path: PathBuf,
+    previous: String,
+}
+
+impl MthpSetting {
+    pub fn set(size_kb: u64, policy: &str) -> Result<Self, SetupError> {
+        let path = Path::new(host::MTHP_DIR).join(format!("hugepages-{size_kb}kB/enabled"));
+        let text = fs::read_to_string(&path).map_err(|_| SetupError::NoMthpSize(size_kb))?;
+        let previous = host::parse_choice(&text).unwrap_or_else(|| "never".into());
+        write_file(&path, policy, "setting the mTHP policy")?;
+        Ok(MthpSetting { path, previous })
+    }
+}
+
+impl Drop for MthpSetting {
+    fn drop(&mut self) {
+        if fs::write(&self.path, &self.previous).is_err() {
+            eprintln!("swapscope: could not restore {} to {}", self.path.display(), self.previous);
+        }
+    }
+}
+
+/// Parses an mTHP size such as `64K`, `64kB`, `2M`, `2048` (kB) into kB.
+pub fn parse_size_kb(s: &str) -> Option<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    if let Some(n) = t.strip_suffix('k') {
+        n.parse().ok()
+    } else if let Some(n) = t.strip_suffix('m') {
+        n.parse::<u64>().ok().map(|m| m * 1024)
+    } else {
+        t.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_layout() {
+        let h = swap_header(1 << 30, 4096);
+        assert_eq!(&h[4086..], b"SWAPSPACE2");
+        assert_eq!(u32::from_le_bytes([h[1024], h[1025], h[1026], h[1027]]), 1);
+        assert_eq!(u32::from_le_bytes([h[1028], h[1029], h[1030], h[1031]]), 262_143);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_kb("64K"), Some(64));
+        assert_eq!(parse_size_kb("64kB"), Some(64));
+        assert_eq!(parse_size_kb("2M"), Some(2048));
+        assert_eq!(parse_size_kb("16"), Some(16));
+        assert_eq!(parse_size_kb("x"), None);
+    }
+}

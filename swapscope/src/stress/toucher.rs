@@ -1,0 +1,148 @@
+//! The memory toucher that `stress` runs inside its cgroup (as `swapscope __touch`).
+
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pattern {
+    /// Write a non-zero byte into every 4 KiB page, pass after pass; reclaim under the cgroup
+    /// limit swaps the area out in order.
+    Sequential,
+    /// The pattern of the kernel's tools/mm/thp_swap_allocator_test: page out the whole region,
+    /// swap a random quarter back in at 4 KiB grain, drop and re-touch a random quarter in 64 KiB
+    /// chunks, repeat. Fragments swap space with a mix of small and 64 KiB folios.
+    ThpFragment,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TouchError {
+    #[error("mmap of {0} MiB failed: {1}")]
+    Mmap(u64, std::io::Error),
+}
+
+const PAGE: usize = 4096;
+const CHUNK: usize = 64 * 1024;
+const ALIGN: usize = 2 << 20;
+
+/// An anonymous mapping aligned to 2 MiB, so 64 KiB..2 MiB folios can be faulted in whole.
+struct Region {
+    base: *mut u8,
+    map_len: usize,
+    start: *mut u8,
+    len: usize,
+}
+
+impl Region {
+    fn new(len: usize) -> Result<Self, TouchError> {
+        let map_len = len + ALIGN;
+        // SAFETY: anonymous private mapping with no address hint; the result is checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(TouchError::Mmap((len >> 20) as u64, std::io::Error::last_os_error()));
+        }
+        let base = base.cast::<u8>();
+        let pad = (ALIGN - (base as usize % ALIGN)) % ALIGN;
+        // SAFETY: pad < ALIGN, so start..start+len lies inside the mapping of len + ALIGN bytes.
+        let start = unsafe { base.add(pad) };
+        Ok(Region { base, map_len, start, len })
+    }
+
+    fn write(&self, off: usize, v: u8) {
+        // SAFETY: callers pass off < len; the page is mapped read-write.
+        unsafe { std::ptr::write_volatile(self.start.add(off % self.len), v) }
+    }
+
+    fn read(&self, off: usize) -> u8 {
+        // SAFETY: as in `write`.
+        unsafe { std::ptr::read_volatile(self.start.add(off % self.len)) }
+    }
+
+    fn madvise(&self, off: usize, len: usize, advice: i32) {
+        // SAFETY: the range lies inside our mapping; madvise has no memory-safety effect on it
+        // beyond what the advice documents (DONTNEED zero-fills, PAGEOUT reclaims).
+        unsafe { libc::madvise(self.start.add(off).cast(), len.min(self.len - off), advice) };
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping created in `new`.
+        unsafe { libc::munmap(self.base.cast(), self.map_len) };
+    }
+}
+
+/// Deterministic xorshift64*; seeded from the caller.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Runs `pattern` over `size_mib` until `passes` passes are done or `duration` is over (or `stop`
+/// returns true). Returns the passes completed.
+pub fn run(
+    pattern: Pattern,
+    size_mib: u64,
+    passes: u32,
+    duration: Option<Duration>,
+    seed: u64,
+    stop: &dyn Fn() -> bool,
+) -> Result<u32, TouchError> {
+    let len = (size_mib as usize) << 20;
+    let r = Region::new(len)?;
+    let end = duration.map(|d| Instant::now() + d);
+    let over = || stop() || end.is_some_and(|e| Instant::now() >= e);
+    let mut rng = Rng(seed | 1);
+    let mut done = 0;
+    match pattern {
+        Pattern::Sequential => {
+            while done < passes && !over() {
+                let v = (done as u8).wrapping_mul(31).wrapping_add(1) | 1;
+                for off in (0..len).step_by(PAGE) {
+                    r.write(off, v);
+                }
+                done += 1;
+            }
+        }
+        Pattern::ThpFragment => {
+            for off in (0..len).step_by(PAGE) {
+                r.write(off, 1);
+            }
+            while done < passes && !over() {
+                r.madvise(0, len, libc::MADV_PAGEOUT);
+                // Random swap-in of a quarter of the region at 4 KiB grain.
+                let mut sum = 0u64;
+                for _ in 0..len / 4 / PAGE {
+                    let page = (rng.next() as usize) % (len / PAGE);
+                    sum = sum.wrapping_add(u64::from(r.read(page * PAGE)));
+                }
+                std::hint::black_box(sum);
+                // Random drop + re-touch of a quarter of the region in 64 KiB chunks.
+                for _ in 0..len / 4 / CHUNK {
+                    let chunk = (rng.next() as usize) % (len / CHUNK);
+                    r.madvise(chunk * CHUNK, CHUNK, libc::MADV_DONTNEED);
+                    for off in (chunk * CHUNK..(chunk + 1) * CHUNK).step_by(PAGE) {
+                        r.write(off, 2);
+                    }
+                }
+                done += 1;
+            }
+            r.madvise(0, len, libc::MADV_PAGEOUT);
+        }
+    }
+    Ok(done)
+}
