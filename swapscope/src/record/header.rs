@@ -523,6 +523,12 @@ mod tests {
     }
 
     #[test]
+    fn crc_is_standard_crc32c() {
+        // The CRC-32C check value, as docs/format.md specifies.
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
     fn chunk_header_roundtrips() {
         let c = ChunkHeader {
             kind: 1,

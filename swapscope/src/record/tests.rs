@@ -652,3 +652,29 @@ fn measure_bytes_per_writeout() {
         );
     }
 }
+
+#[test]
+fn refused_events_leave_no_trace() -> Result<(), FormatError> {
+    let events = mixed_events(20);
+    let mut w = Writer::create(Vec::new(), &header(), WriterOptions::default())?;
+    for (i, ev) in events.iter().enumerate() {
+        w.push(ev)?;
+        if i == 5 {
+            let long = Event::Marker(Marker {
+                ts_ns: 1,
+                label: "x".repeat(70_000),
+            });
+            assert!(matches!(
+                w.push(&long),
+                Err(FormatError::InvalidEvent { .. })
+            ));
+            assert!(w.push_raw_writeout(&[0; 47]).is_err());
+        }
+    }
+    let (bytes, stats) = w.finish()?;
+    assert_eq!(stats.events, 20);
+    let (back, warnings, _) = read_all(&bytes)?;
+    assert_eq!(back, events);
+    assert!(warnings.is_empty());
+    Ok(())
+}
