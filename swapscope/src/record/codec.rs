@@ -1,0 +1,852 @@
+//! Record bodies: how each [`Event`] variant is laid out inside an EVENTS chunk.
+//!
+//! Writeout bodies are the 48 raw bytes of a [`WriteoutEvent`] exactly as the BPF program put them
+//! in the ring buffer (the live recorder copies them in without re-serialising). Every other kind
+//! uses a small hand-written little-endian encoding; docs/format.md documents each layout byte by
+//! byte. A layout never changes once released: a new layout is a new record kind.
+
+use swapscope_common::{EventHeader, PFN_UNKNOWN, WriteoutEvent};
+
+use super::FormatError;
+use crate::event::{
+    Alloc, AllocResult, CounterSample, DeviceKind, DeviceList, Event, Free, Lost, Marker,
+    SwapDevice, SwapOff, SwapOn, Ts, Writeout,
+};
+
+/// Record kinds (the `kind` field of a record). Append new kinds; never renumber or reuse one.
+pub mod kind {
+    pub const WRITEOUT: u16 = 1;
+    pub const COUNTERS: u16 = 2;
+    pub const DEVICES: u16 = 3;
+    pub const LOST: u16 = 4;
+    pub const SWAP_ON: u16 = 5;
+    pub const SWAP_OFF: u16 = 6;
+    pub const ALLOC: u16 = 7;
+    pub const FREE: u16 = 8;
+    pub const MARKER: u16 = 9;
+
+    /// Every kind this version reads and writes, with its name: the one table of record kinds.
+    pub const ALL: [(u16, &str); 9] = [
+        (WRITEOUT, "writeout"),
+        (COUNTERS, "counters"),
+        (DEVICES, "devices"),
+        (LOST, "lost"),
+        (SWAP_ON, "swapon"),
+        (SWAP_OFF, "swapoff"),
+        (ALLOC, "alloc"),
+        (FREE, "free"),
+        (MARKER, "marker"),
+    ];
+
+    /// The name of a known kind.
+    pub fn name(kind: u16) -> Option<&'static str> {
+        ALL.iter().find(|(k, _)| *k == kind).map(|(_, n)| *n)
+    }
+}
+
+/// Size of a Writeout body: `size_of::<WriteoutEvent>()`.
+pub const WRITEOUT_LEN: usize = size_of::<WriteoutEvent>();
+
+/// The record kind an event is stored as.
+pub fn kind_of(ev: &Event) -> u16 {
+    match ev {
+        Event::Writeout(_) => kind::WRITEOUT,
+        Event::Counters(_) => kind::COUNTERS,
+        Event::Devices(_) => kind::DEVICES,
+        Event::Lost(_) => kind::LOST,
+        Event::SwapOn(_) => kind::SWAP_ON,
+        Event::SwapOff(_) => kind::SWAP_OFF,
+        Event::Alloc(_) => kind::ALLOC,
+        Event::Free(_) => kind::FREE,
+        Event::Marker(_) => kind::MARKER,
+    }
+}
+
+/// Appends the body of `ev` to `out` and returns its record kind. Writeouts are re-assembled into
+/// BPF bytes with `swp_type_shift`; a writeout that shift cannot represent is an error, so that
+/// decoding always gives back the same event. On error `out` may hold a partial body.
+pub fn encode_event(ev: &Event, swp_type_shift: u8, out: &mut Vec<u8>) -> Result<u16, FormatError> {
+    match ev {
+        Event::Writeout(w) => out.extend_from_slice(&writeout_to_bpf(w, swp_type_shift)?),
+        Event::Counters(CounterSample { ts_ns, values }) => {
+            put_u64(out, *ts_ns);
+            put_count(out, values.len(), "counter values")?;
+            for (name, value) in values {
+                put_str(out, name)?;
+                put_u64(out, *value);
+            }
+        }
+        Event::Devices(DeviceList { ts_ns, devices }) => {
+            put_u64(out, *ts_ns);
+            put_count(out, devices.len(), "devices")?;
+            for dev in devices {
+                encode_device(dev, out)?;
+            }
+        }
+        Event::Lost(Lost {
+            ts_ns,
+            ringbuf,
+            userspace,
+        }) => {
+            put_u64(out, *ts_ns);
+            put_u64(out, *ringbuf);
+            put_u64(out, *userspace);
+        }
+        Event::SwapOn(SwapOn {
+            ts_ns,
+            swap_type,
+            max,
+            bad,
+            flags,
+            prio,
+        }) => {
+            put_u64(out, *ts_ns);
+            out.push(*swap_type);
+            put_u64(out, *max);
+            put_u32(out, *flags);
+            put_i32(out, *prio);
+            put_count(out, bad.len(), "bad slots")?;
+            for slot in bad {
+                put_u64(out, *slot);
+            }
+        }
+        Event::SwapOff(SwapOff { ts_ns, swap_type }) => {
+            put_u64(out, *ts_ns);
+            out.push(*swap_type);
+        }
+        Event::Alloc(Alloc {
+            ts_ns,
+            cpu,
+            order,
+            id,
+            result,
+        }) => {
+            put_u64(out, *ts_ns);
+            put_u32(out, *cpu);
+            out.push(*order);
+            put_u64(out, *id);
+            match result {
+                AllocResult::Unknown => out.push(0),
+                AllocResult::Success { swap_type, offset } => {
+                    out.push(1);
+                    out.push(*swap_type);
+                    put_u64(out, *offset);
+                }
+                AllocResult::Failure => out.push(2),
+            }
+        }
+        Event::Free(Free {
+            ts_ns,
+            cpu,
+            swap_type,
+            offset,
+            nr,
+        }) => {
+            put_u64(out, *ts_ns);
+            put_u32(out, *cpu);
+            out.push(*swap_type);
+            put_u64(out, *offset);
+            put_u32(out, *nr);
+        }
+        Event::Marker(Marker { ts_ns, label }) => {
+            put_u64(out, *ts_ns);
+            put_str(out, label)?;
+        }
+    }
+    Ok(kind_of(ev))
+}
+
+/// Checks that `raw` is a BPF [`WriteoutEvent`] as the ring buffer delivers it, appends it to
+/// `out` unchanged and returns its timestamp.
+pub fn encode_raw_writeout(raw: &[u8], out: &mut Vec<u8>) -> Result<Ts, FormatError> {
+    let ev = parse_writeout(raw).map_err(|reason| FormatError::InvalidEvent {
+        reason: format!("raw writeout: {reason}"),
+    })?;
+    out.extend_from_slice(raw);
+    Ok(ev.header.ts_ns)
+}
+
+/// Decodes one record body. Unknown kinds give `Ok(None)` (the caller skips and counts them); a
+/// known kind whose body does not match its layout exactly is an error.
+pub fn decode_record(
+    kind: u16,
+    body: &[u8],
+    swp_type_shift: u8,
+) -> Result<Option<Event>, FormatError> {
+    let bad = |reason: String| FormatError::BadRecord { kind, reason };
+    let ev = match kind {
+        kind::WRITEOUT => {
+            let ev = parse_writeout(body).map_err(|r| bad(r.to_owned()))?;
+            Event::Writeout(Writeout::from_bpf(&ev, swp_type_shift))
+        }
+        _ if kind::name(kind).is_none() => return Ok(None),
+        _ => {
+            let mut d = Dec::new(body);
+            let ev = decode_body(kind, &mut d).map_err(|r| bad(r.to_owned()))?;
+            d.finish().map_err(|r| bad(r.to_owned()))?;
+            ev
+        }
+    };
+    Ok(Some(ev))
+}
+
+/// Decodes a hand-encoded body (every known kind but Writeout).
+fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
+    let ts_ns = d.u64()?;
+    Ok(match kind {
+        kind::COUNTERS => {
+            let n = d.count(STR_MIN + 8)?;
+            let mut values = Vec::with_capacity(n);
+            for _ in 0..n {
+                let name = d.str()?;
+                values.push((name, d.u64()?));
+            }
+            Event::Counters(CounterSample { ts_ns, values })
+        }
+        kind::DEVICES => {
+            let n = d.count(DEVICE_MIN)?;
+            let mut devices = Vec::with_capacity(n);
+            for _ in 0..n {
+                devices.push(decode_device(d)?);
+            }
+            Event::Devices(DeviceList { ts_ns, devices })
+        }
+        kind::LOST => Event::Lost(Lost {
+            ts_ns,
+            ringbuf: d.u64()?,
+            userspace: d.u64()?,
+        }),
+        kind::SWAP_ON => {
+            let swap_type = d.u8()?;
+            let max = d.u64()?;
+            let flags = d.u32()?;
+            let prio = d.i32()?;
+            let n = d.count(8)?;
+            let mut bad = Vec::with_capacity(n);
+            for _ in 0..n {
+                bad.push(d.u64()?);
+            }
+            Event::SwapOn(SwapOn {
+                ts_ns,
+                swap_type,
+                max,
+                bad,
+                flags,
+                prio,
+            })
+        }
+        kind::SWAP_OFF => Event::SwapOff(SwapOff {
+            ts_ns,
+            swap_type: d.u8()?,
+        }),
+        kind::ALLOC => {
+            let cpu = d.u32()?;
+            let order = d.u8()?;
+            let id = d.u64()?;
+            let result = match d.u8()? {
+                0 => AllocResult::Unknown,
+                1 => AllocResult::Success {
+                    swap_type: d.u8()?,
+                    offset: d.u64()?,
+                },
+                2 => AllocResult::Failure,
+                _ => return Err("unknown alloc result tag"),
+            };
+            Event::Alloc(Alloc {
+                ts_ns,
+                cpu,
+                order,
+                id,
+                result,
+            })
+        }
+        kind::FREE => Event::Free(Free {
+            ts_ns,
+            cpu: d.u32()?,
+            swap_type: d.u8()?,
+            offset: d.u64()?,
+            nr: d.u32()?,
+        }),
+        kind::MARKER => Event::Marker(Marker {
+            ts_ns,
+            label: d.str()?,
+        }),
+        _ => return Err("not a hand-encoded record kind"),
+    })
+}
+
+/// Re-assembles the BPF bytes of a decoded writeout. Errors when `swp_type_shift` cannot hold
+/// the swap type and offset, or when `pfn` is the "unknown" sentinel.
+pub fn writeout_to_bpf(
+    w: &Writeout,
+    swp_type_shift: u8,
+) -> Result<[u8; WRITEOUT_LEN], FormatError> {
+    let invalid = |reason: String| FormatError::InvalidEvent { reason };
+    if !(1..=63).contains(&swp_type_shift) {
+        return Err(invalid(format!(
+            "swp_type_shift {swp_type_shift} is outside 1..=63"
+        )));
+    }
+    let shift = u32::from(swp_type_shift);
+    if w.offset >> shift != 0 {
+        return Err(invalid(format!(
+            "writeout offset {:#x} does not fit in {shift} bits",
+            w.offset
+        )));
+    }
+    if u64::from(w.swap_type)
+        .checked_shl(shift)
+        .and_then(|v| v.checked_shr(shift))
+        != Some(u64::from(w.swap_type))
+    {
+        return Err(invalid(format!(
+            "writeout swap type {} does not fit above bit {shift}",
+            w.swap_type
+        )));
+    }
+    if w.pfn == Some(PFN_UNKNOWN) {
+        return Err(invalid(
+            "writeout pfn equals the PFN_UNKNOWN sentinel".to_owned(),
+        ));
+    }
+    let ev = WriteoutEvent {
+        header: EventHeader {
+            kind: swapscope_common::kind::WRITEOUT,
+            size: WRITEOUT_LEN as u16,
+            cpu: w.cpu,
+            ts_ns: w.ts_ns,
+        },
+        swap_val: (u64::from(w.swap_type) << shift) | w.offset,
+        pid_tgid: (u64::from(w.tgid) << 32) | u64::from(w.pid),
+        pfn: w.pfn.unwrap_or(PFN_UNKNOWN),
+        flags: w.flags,
+        order: w.order,
+        _pad: [0; 3],
+    };
+    Ok(writeout_bytes(&ev))
+}
+
+/// The little-endian bytes of a [`WriteoutEvent`], field by field in its `repr(C)` layout.
+pub fn writeout_bytes(ev: &WriteoutEvent) -> [u8; WRITEOUT_LEN] {
+    let mut b = [0u8; WRITEOUT_LEN];
+    b[0..2].copy_from_slice(&ev.header.kind.to_le_bytes());
+    b[2..4].copy_from_slice(&ev.header.size.to_le_bytes());
+    b[4..8].copy_from_slice(&ev.header.cpu.to_le_bytes());
+    b[8..16].copy_from_slice(&ev.header.ts_ns.to_le_bytes());
+    b[16..24].copy_from_slice(&ev.swap_val.to_le_bytes());
+    b[24..32].copy_from_slice(&ev.pid_tgid.to_le_bytes());
+    b[32..40].copy_from_slice(&ev.pfn.to_le_bytes());
+    b[40..44].copy_from_slice(&ev.flags.to_le_bytes());
+    b[44] = ev.order;
+    b[45..48].copy_from_slice(&ev._pad);
+    b
+}
+
+/// Parses BPF writeout bytes field by field (no `unsafe` cast): exactly [`WRITEOUT_LEN`] bytes
+/// whose header names the writeout kind and that size.
+pub fn parse_writeout(b: &[u8]) -> Result<WriteoutEvent, &'static str> {
+    if b.len() != WRITEOUT_LEN {
+        return Err("writeout body is not 48 bytes");
+    }
+    let mut d = Dec::new(b);
+    let header = EventHeader {
+        kind: d.u16()?,
+        size: d.u16()?,
+        cpu: d.u32()?,
+        ts_ns: d.u64()?,
+    };
+    if header.kind != swapscope_common::kind::WRITEOUT {
+        return Err("BPF event header kind is not WRITEOUT");
+    }
+    if usize::from(header.size) != WRITEOUT_LEN {
+        return Err("BPF event header size is not 48");
+    }
+    Ok(WriteoutEvent {
+        header,
+        swap_val: d.u64()?,
+        pid_tgid: d.u64()?,
+        pfn: d.u64()?,
+        flags: d.u32()?,
+        order: d.u8()?,
+        _pad: [d.u8()?, d.u8()?, d.u8()?],
+    })
+}
+
+/// Smallest encoding of a string and of a device (for bounding preallocation by body size).
+const STR_MIN: usize = 2;
+const DEVICE_MIN: usize = 1 + 1 + STR_MIN + 8 + 8 + 4;
+
+/// Device layout, shared by Devices records and the header's device TLVs.
+pub(crate) fn encode_device(dev: &SwapDevice, out: &mut Vec<u8>) -> Result<(), FormatError> {
+    let SwapDevice {
+        index,
+        path,
+        kind,
+        size_kb,
+        used_kb,
+        prio,
+    } = dev;
+    out.push(*index);
+    out.push(match kind {
+        DeviceKind::Zram => 0,
+        DeviceKind::Partition => 1,
+        DeviceKind::File => 2,
+        DeviceKind::Other => 3,
+    });
+    put_str(out, path)?;
+    put_u64(out, *size_kb);
+    put_u64(out, *used_kb);
+    put_i32(out, *prio);
+    Ok(())
+}
+
+pub(crate) fn decode_device(d: &mut Dec<'_>) -> Result<SwapDevice, &'static str> {
+    let index = d.u8()?;
+    // Codes past the known ones are kinds a newer writer added: read them as Other.
+    let kind = match d.u8()? {
+        0 => DeviceKind::Zram,
+        1 => DeviceKind::Partition,
+        2 => DeviceKind::File,
+        _ => DeviceKind::Other,
+    };
+    Ok(SwapDevice {
+        index,
+        kind,
+        path: d.str()?,
+        size_kb: d.u64()?,
+        used_kb: d.u64()?,
+        prio: d.i32()?,
+    })
+}
+
+pub(crate) fn put_u16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn put_i32(out: &mut Vec<u8>, v: i32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// A string: u16 byte length, then UTF-8.
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), FormatError> {
+    let len = u16::try_from(s.len()).map_err(|_| FormatError::InvalidEvent {
+        reason: format!("string of {} bytes is longer than 65535", s.len()),
+    })?;
+    put_u16(out, len);
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// An element count: u32.
+fn put_count(out: &mut Vec<u8>, n: usize, what: &str) -> Result<(), FormatError> {
+    let n = u32::try_from(n).map_err(|_| FormatError::InvalidEvent {
+        reason: format!("too many {what}: {n}"),
+    })?;
+    put_u32(out, n);
+    Ok(())
+}
+
+/// A little-endian reader over a body; every read is bounds-checked.
+pub(crate) struct Dec<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Dec<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Dec { buf }
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        if n > self.buf.len() {
+            return Err("body too short");
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.bytes(N)?);
+        Ok(a)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, &'static str> {
+        Ok(self.array::<1>()?[0])
+    }
+    pub(crate) fn u16(&mut self) -> Result<u16, &'static str> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    pub(crate) fn u32(&mut self) -> Result<u32, &'static str> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    pub(crate) fn u64(&mut self) -> Result<u64, &'static str> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    pub(crate) fn i32(&mut self) -> Result<i32, &'static str> {
+        Ok(i32::from_le_bytes(self.array()?))
+    }
+    pub(crate) fn i64(&mut self) -> Result<i64, &'static str> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    /// A u16-length-prefixed UTF-8 string.
+    pub(crate) fn str(&mut self) -> Result<String, &'static str> {
+        let len = self.u16()?;
+        let b = self.bytes(usize::from(len))?;
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| "string is not UTF-8")
+    }
+
+    /// A u32 element count, checked against the bytes left (each element is at least `min`
+    /// bytes), so a bad count cannot make us allocate more than the body could hold.
+    fn count(&mut self, min: usize) -> Result<usize, &'static str> {
+        let n = usize::try_from(self.u32()?).map_err(|_| "count too large")?;
+        if n.saturating_mul(min) > self.buf.len() {
+            return Err("element count larger than the body");
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Errors when bytes are left over: a body must match its layout exactly.
+    pub(crate) fn finish(&self) -> Result<(), &'static str> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err("trailing bytes after the body")
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::event::swap_flags;
+
+    const SHIFT: u8 = 58;
+
+    fn roundtrip(ev: &Event) -> Result<Option<Event>, FormatError> {
+        let mut body = Vec::new();
+        let k = encode_event(ev, SHIFT, &mut body)?;
+        assert_eq!(k, kind_of(ev));
+        decode_record(k, &body, SHIFT)
+    }
+
+    fn arb_string() -> impl Strategy<Value = String> {
+        prop_oneof![Just(String::new()), "[a-z/_0-9-]{1,24}", any::<String>()]
+    }
+
+    fn arb_device() -> impl Strategy<Value = SwapDevice> {
+        (
+            any::<u8>(),
+            arb_string(),
+            prop_oneof![
+                Just(DeviceKind::Zram),
+                Just(DeviceKind::Partition),
+                Just(DeviceKind::File),
+                Just(DeviceKind::Other)
+            ],
+            any::<u64>(),
+            any::<u64>(),
+            any::<i32>(),
+        )
+            .prop_map(|(index, path, kind, size_kb, used_kb, prio)| SwapDevice {
+                index,
+                path,
+                kind,
+                size_kb,
+                used_kb,
+                prio,
+            })
+    }
+
+    /// Arbitrary writeouts that a 58-bit swap-type shift can represent.
+    pub(crate) fn arb_writeout() -> impl Strategy<Value = Writeout> {
+        (
+            any::<u64>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            0u8..64,
+            0u64..(1 << SHIFT),
+            any::<u8>(),
+            prop_oneof![Just(None), (0..PFN_UNKNOWN).prop_map(Some)],
+            any::<u32>(),
+        )
+            .prop_map(
+                |(ts_ns, cpu, pid, tgid, swap_type, offset, order, pfn, flags)| Writeout {
+                    ts_ns,
+                    cpu,
+                    pid,
+                    tgid,
+                    swap_type,
+                    offset,
+                    order,
+                    pfn,
+                    flags,
+                },
+            )
+    }
+
+    pub(crate) fn arb_event() -> impl Strategy<Value = Event> {
+        let ts = any::<u64>();
+        prop_oneof![
+            arb_writeout().prop_map(Event::Writeout),
+            (
+                ts,
+                prop::collection::vec((arb_string(), any::<u64>()), 0..6)
+            )
+                .prop_map(|(ts_ns, values)| Event::Counters(CounterSample { ts_ns, values })),
+            (ts, prop::collection::vec(arb_device(), 0..4))
+                .prop_map(|(ts_ns, devices)| Event::Devices(DeviceList { ts_ns, devices })),
+            (ts, any::<u64>(), any::<u64>()).prop_map(|(ts_ns, ringbuf, userspace)| {
+                Event::Lost(Lost {
+                    ts_ns,
+                    ringbuf,
+                    userspace,
+                })
+            }),
+            (
+                ts,
+                any::<u8>(),
+                any::<u64>(),
+                prop::collection::vec(any::<u64>(), 0..8),
+                any::<u32>(),
+                any::<i32>()
+            )
+                .prop_map(|(ts_ns, swap_type, max, bad, flags, prio)| {
+                    Event::SwapOn(SwapOn {
+                        ts_ns,
+                        swap_type,
+                        max,
+                        bad,
+                        flags,
+                        prio,
+                    })
+                }),
+            (ts, any::<u8>())
+                .prop_map(|(ts_ns, swap_type)| Event::SwapOff(SwapOff { ts_ns, swap_type })),
+            (
+                ts,
+                any::<u32>(),
+                any::<u8>(),
+                any::<u64>(),
+                prop_oneof![
+                    Just(AllocResult::Unknown),
+                    Just(AllocResult::Failure),
+                    (any::<u8>(), any::<u64>()).prop_map(|(swap_type, offset)| {
+                        AllocResult::Success { swap_type, offset }
+                    }),
+                ]
+            )
+                .prop_map(|(ts_ns, cpu, order, id, result)| {
+                    Event::Alloc(Alloc {
+                        ts_ns,
+                        cpu,
+                        order,
+                        id,
+                        result,
+                    })
+                }),
+            (ts, any::<u32>(), any::<u8>(), any::<u64>(), any::<u32>()).prop_map(
+                |(ts_ns, cpu, swap_type, offset, nr)| {
+                    Event::Free(Free {
+                        ts_ns,
+                        cpu,
+                        swap_type,
+                        offset,
+                        nr,
+                    })
+                }
+            ),
+            (ts, arb_string()).prop_map(|(ts_ns, label)| Event::Marker(Marker { ts_ns, label })),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_variant_roundtrips(ev in arb_event()) {
+            prop_assert_eq!(roundtrip(&ev).ok().flatten(), Some(ev));
+        }
+
+        #[test]
+        fn truncated_or_extended_bodies_are_errors(ev in arb_event(), extra in 1usize..4) {
+            let mut body = Vec::new();
+            let k = encode_event(&ev, SHIFT, &mut body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut longer = body.clone();
+            longer.resize(body.len() + extra, 0);
+            prop_assert!(decode_record(k, &longer, SHIFT).is_err());
+            // Any strict prefix is short somewhere.
+            let cut = body.len().saturating_sub(extra);
+            prop_assert!(decode_record(k, &body[..cut], SHIFT).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bodies_never_panic(k in 0u16..12, body in prop::collection::vec(any::<u8>(), 0..80)) {
+            let _ = decode_record(k, &body, SHIFT);
+        }
+    }
+
+    #[test]
+    fn every_variant_has_a_distinct_kind_in_the_table() {
+        let mut kinds: Vec<u16> = kind::ALL.iter().map(|(k, _)| *k).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds, (1..=9).collect::<Vec<u16>>());
+    }
+
+    #[test]
+    fn raw_writeout_is_stored_verbatim_and_decoded_with_the_header_shift() {
+        let ev = WriteoutEvent {
+            header: EventHeader {
+                kind: 1,
+                size: 48,
+                cpu: 3,
+                ts_ns: 123_456,
+            },
+            swap_val: (2u64 << SHIFT) | 0x1234,
+            pid_tgid: (77u64 << 32) | 78,
+            pfn: PFN_UNKNOWN,
+            flags: 0b10_0110,
+            order: 4,
+            _pad: [0; 3],
+        };
+        let raw = writeout_bytes(&ev);
+        let mut body = Vec::new();
+        assert_eq!(encode_raw_writeout(&raw, &mut body).ok(), Some(123_456));
+        assert_eq!(body, raw);
+        let expected = Writeout {
+            ts_ns: 123_456,
+            cpu: 3,
+            pid: 78,
+            tgid: 77,
+            swap_type: 2,
+            offset: 0x1234,
+            order: 4,
+            pfn: None,
+            flags: 0b10_0110,
+        };
+        assert_eq!(
+            decode_record(kind::WRITEOUT, &body, SHIFT).ok().flatten(),
+            Some(Event::Writeout(expected))
+        );
+        assert_eq!(writeout_to_bpf(&expected, SHIFT).ok(), Some(raw));
+    }
+
+    #[test]
+    fn raw_writeout_is_checked() {
+        let good = writeout_bytes(&WriteoutEvent {
+            header: EventHeader {
+                kind: 1,
+                size: 48,
+                cpu: 0,
+                ts_ns: 1,
+            },
+            ..WriteoutEvent::default()
+        });
+        let mut out = Vec::new();
+        assert!(encode_raw_writeout(&good[..47], &mut out).is_err());
+        let mut wrong_kind = good;
+        wrong_kind[0] = 9;
+        assert!(encode_raw_writeout(&wrong_kind, &mut out).is_err());
+        let mut wrong_size = good;
+        wrong_size[2] = 40;
+        assert!(encode_raw_writeout(&wrong_size, &mut out).is_err());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn unrepresentable_writeouts_are_refused() {
+        let w = Writeout {
+            ts_ns: 0,
+            cpu: 0,
+            pid: 0,
+            tgid: 0,
+            swap_type: 0,
+            offset: 0,
+            order: 0,
+            pfn: None,
+            flags: 0,
+        };
+        assert!(writeout_to_bpf(&w, SHIFT).is_ok());
+        assert!(
+            writeout_to_bpf(
+                &Writeout {
+                    offset: 1 << SHIFT,
+                    ..w
+                },
+                SHIFT
+            )
+            .is_err()
+        );
+        assert!(writeout_to_bpf(&Writeout { swap_type: 64, ..w }, SHIFT).is_err());
+        assert!(
+            writeout_to_bpf(
+                &Writeout {
+                    pfn: Some(PFN_UNKNOWN),
+                    ..w
+                },
+                SHIFT
+            )
+            .is_err()
+        );
+        assert!(writeout_to_bpf(&w, 0).is_err());
+    }
+
+    #[test]
+    fn unknown_kinds_decode_to_none_and_bad_tags_are_errors() {
+        assert!(matches!(decode_record(10, b"whatever", SHIFT), Ok(None)));
+        assert!(matches!(decode_record(0xffff, &[], SHIFT), Ok(None)));
+        let ev = Event::Alloc(Alloc {
+            ts_ns: 1,
+            cpu: 2,
+            order: 4,
+            id: 5,
+            result: AllocResult::Failure,
+        });
+        let mut body = Vec::new();
+        let k = encode_event(&ev, SHIFT, &mut body).ok();
+        let last = body.len() - 1;
+        body[last] = 7;
+        assert!(matches!(
+            k.map(|k| decode_record(k, &body, SHIFT)),
+            Some(Err(FormatError::BadRecord {
+                kind: kind::ALLOC,
+                ..
+            }))
+        ));
+        let swapon = Event::SwapOn(SwapOn {
+            ts_ns: 0,
+            swap_type: 1,
+            max: 1 << 20,
+            bad: vec![5],
+            flags: swap_flags::SOLIDSTATE,
+            prio: -2,
+        });
+        assert_eq!(roundtrip(&swapon).ok().flatten(), Some(swapon));
+    }
+
+    #[test]
+    fn overlong_strings_are_refused() {
+        let ev = Event::Marker(Marker {
+            ts_ns: 0,
+            label: "x".repeat(70_000),
+        });
+        assert!(matches!(
+            encode_event(&ev, SHIFT, &mut Vec::new()),
+            Err(FormatError::InvalidEvent { .. })
+        ));
+    }
+}

@@ -1,0 +1,430 @@
+//! Reading a recording back, chunk by chunk, tolerating truncation and damage.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::Read;
+
+use super::codec::{self, Dec};
+use super::header::{ChunkHeader, FileInfo, read_full, read_header};
+use super::{
+    CHUNK_HEADER_LEN, FORMAT_MAJOR, FormatError, MAX_RAW_CHUNK, MAX_STORED_CHUNK,
+    RECORD_HEADER_LEN, RecordingHeader, chunk_codec, chunk_kind,
+};
+use crate::event::Event;
+
+/// Something a reader met that ended the recording early or lost data, without being an error:
+/// the events before it are all good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Warning {
+    /// The file ends without an END chunk: inside the chunk starting at `offset`
+    /// (`partial_bytes` of it present), or exactly at `offset` between chunks
+    /// (`partial_bytes` = 0). The recorder crashed, was killed, or is still writing.
+    Truncated {
+        offset: u64,
+        complete_chunks: u64,
+        partial_bytes: u64,
+    },
+    /// The chunk at `offset` failed a check; reading stopped there.
+    Corrupt { offset: u64, reason: String },
+    /// The chunk at `offset` has sequence number `found` where `expected` was due: the chunks
+    /// in between were dropped by the recorder or lost.
+    SeqGap {
+        offset: u64,
+        expected: u64,
+        found: u64,
+    },
+    /// Bytes follow the END chunk, starting at `offset`; they were ignored.
+    TrailingData { offset: u64 },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::Truncated {
+                offset,
+                complete_chunks,
+                partial_bytes: 0,
+            } => write!(
+                f,
+                "recording ends at byte {offset} after {complete_chunks} chunks without an END chunk \
+                 (recorder crashed, was killed or is still running); later events, if any, are lost"
+            ),
+            Warning::Truncated {
+                offset,
+                complete_chunks,
+                partial_bytes,
+            } => write!(
+                f,
+                "recording is cut {partial_bytes} bytes into the chunk at byte {offset}, after \
+                 {complete_chunks} complete chunks; that chunk's events are lost"
+            ),
+            Warning::Corrupt { offset, reason } => write!(
+                f,
+                "chunk at byte {offset} is corrupt ({reason}); reading stopped there, everything \
+                 before it is intact"
+            ),
+            Warning::SeqGap {
+                offset,
+                expected,
+                found,
+            } => write!(
+                f,
+                "chunk at byte {offset} has sequence number {found} where {expected} was due: \
+                 {} chunk(s) of events are missing",
+                found.abs_diff(*expected)
+            ),
+            Warning::TrailingData { offset } => {
+                write!(f, "ignored bytes after the END chunk, from byte {offset}")
+            }
+        }
+    }
+}
+
+/// The totals an END chunk carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndSummary {
+    pub events: u64,
+    pub chunks: u64,
+    pub discarded_chunks: u64,
+    pub discarded_events: u64,
+    /// Smallest and largest event timestamp in the file (0, 0 without events).
+    pub first_ts: u64,
+    pub last_ts: u64,
+}
+
+/// What a reader has read so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Chunks read and checked, of every kind.
+    pub chunks: u64,
+    /// EVENTS chunks decoded.
+    pub event_chunks: u64,
+    /// Events decoded (returned or waiting to be).
+    pub events: u64,
+    /// Records of unknown kinds, skipped.
+    pub skipped_records: u64,
+    /// Chunks of unknown kinds or codecs, skipped.
+    pub skipped_chunks: u64,
+    /// Places where the sequence number jumped, and the chunks missing there.
+    pub seq_gaps: u64,
+    pub missing_chunks: u64,
+    /// The END chunk, when the file was closed cleanly.
+    pub end: Option<EndSummary>,
+}
+
+/// Reads events back from a recording, in file order.
+///
+/// Never panics and never errors on a damaged file body: it stops at the first incomplete or
+/// damaged chunk and records a [`Warning`]. Errors are for I/O failures and for headers that
+/// make the file unreadable.
+pub struct Reader<R: Read> {
+    r: R,
+    header: RecordingHeader,
+    info: FileInfo,
+    /// Bytes consumed so far.
+    offset: u64,
+    next_seq: u64,
+    /// Events of the current chunk not yet returned.
+    pending: VecDeque<Event>,
+    done: bool,
+    warnings: Vec<Warning>,
+    stats: ReadStats,
+    stored: Vec<u8>,
+    raw: Vec<u8>,
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads and checks the file header. Errors name the input "the input"; see
+    /// [`Reader::open_named`].
+    pub fn open(r: R) -> Result<Self, FormatError> {
+        Self::open_named(r, "the input")
+    }
+
+    /// As [`Reader::open`], with `name` (usually the path) in error messages.
+    pub fn open_named(mut r: R, name: &str) -> Result<Self, FormatError> {
+        let (header, info) = read_header(&mut r, name)?;
+        Ok(Reader {
+            r,
+            header,
+            info,
+            offset: u64::from(info.header_len),
+            next_seq: 0,
+            pending: VecDeque::new(),
+            done: false,
+            warnings: Vec::new(),
+            stats: ReadStats::default(),
+            stored: Vec::new(),
+            raw: Vec::new(),
+            decompressor: None,
+        })
+    }
+
+    pub fn header(&self) -> &RecordingHeader {
+        &self.header
+    }
+
+    /// The file's format version (major, minor).
+    pub fn format_version(&self) -> (u16, u16) {
+        (FORMAT_MAJOR, self.info.minor)
+    }
+
+    /// The header's flags word (0 in format 1.0).
+    pub fn flags(&self) -> u32 {
+        self.info.flags
+    }
+
+    /// Warnings so far; after the last event, why reading ended if not at a clean END.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    pub fn stats(&self) -> &ReadStats {
+        &self.stats
+    }
+
+    /// Bytes consumed from the input so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next event, or `None` at the end of the recording (clean or not: see
+    /// [`Reader::warnings`]). Errors only on I/O failure.
+    pub fn next_event(&mut self) -> Result<Option<Event>, FormatError> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Ok(Some(ev));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            if let Err(e) = self.read_chunk() {
+                self.done = true;
+                return Err(e);
+            }
+        }
+    }
+
+    fn stop(&mut self, warning: Warning) {
+        self.warnings.push(warning);
+        self.done = true;
+    }
+
+    fn truncated(&mut self, offset: u64) {
+        let partial_bytes = self.offset - offset;
+        self.stop(Warning::Truncated {
+            offset,
+            complete_chunks: self.stats.chunks,
+            partial_bytes,
+        });
+    }
+
+    fn corrupt(&mut self, offset: u64, reason: impl Into<String>) {
+        self.stop(Warning::Corrupt {
+            offset,
+            reason: reason.into(),
+        });
+    }
+
+    /// Reads the next chunk: fills `pending`, or stops with a warning.
+    fn read_chunk(&mut self) -> Result<(), FormatError> {
+        let start = self.offset;
+        let mut hb = [0u8; CHUNK_HEADER_LEN];
+        let n = read_full(&mut self.r, &mut hb)?;
+        self.offset += n as u64;
+        if n < CHUNK_HEADER_LEN {
+            self.truncated(start);
+            return Ok(());
+        }
+        let h = match ChunkHeader::decode(&hb) {
+            Ok(h) => h,
+            Err(reason) => {
+                self.corrupt(start, reason);
+                return Ok(());
+            }
+        };
+        if let Err(reason) = check_lengths(&h) {
+            self.corrupt(start, reason);
+            return Ok(());
+        }
+        self.stored.resize(h.stored_len as usize, 0);
+        let n = read_full(&mut self.r, &mut self.stored)?;
+        self.offset += n as u64;
+        if n < self.stored.len() {
+            self.truncated(start);
+            return Ok(());
+        }
+        if crc32c::crc32c(&self.stored) != h.payload_crc {
+            self.corrupt(start, "payload CRC mismatch");
+            return Ok(());
+        }
+        if h.seq != self.next_seq {
+            self.stats.seq_gaps += 1;
+            self.stats.missing_chunks += h.seq.saturating_sub(self.next_seq);
+            self.warnings.push(Warning::SeqGap {
+                offset: start,
+                expected: self.next_seq,
+                found: h.seq,
+            });
+        }
+        self.next_seq = h.seq.saturating_add(1);
+
+        match h.kind {
+            chunk_kind::EVENTS => self.decode_events(start, &h)?,
+            chunk_kind::END => match decode_end(&self.stored, &h) {
+                Ok(end) => {
+                    self.stats.chunks += 1;
+                    self.stats.end = Some(end);
+                    self.done = true;
+                    let mut probe = [0u8; 1];
+                    if read_full(&mut self.r, &mut probe)? > 0 {
+                        self.warnings.push(Warning::TrailingData {
+                            offset: self.offset,
+                        });
+                    }
+                }
+                Err(reason) => self.corrupt(start, format!("END chunk: {reason}")),
+            },
+            _ => {
+                // A chunk kind from a newer minor version: its CRCs held, so skip it.
+                self.stats.chunks += 1;
+                self.stats.skipped_chunks += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decompresses and decodes an EVENTS chunk whose payload is in `stored`. All or nothing:
+    /// a bad record drops the whole chunk and stops reading.
+    fn decode_events(&mut self, start: u64, h: &ChunkHeader) -> Result<(), FormatError> {
+        let raw: &[u8] = match h.codec {
+            chunk_codec::NONE => &self.stored,
+            chunk_codec::ZSTD => {
+                let dec = match self.decompressor.as_mut() {
+                    Some(d) => d,
+                    None => self.decompressor.insert(zstd::bulk::Decompressor::new()?),
+                };
+                self.raw.clear();
+                self.raw.reserve(h.raw_len as usize);
+                match dec.decompress_to_buffer(&self.stored, &mut self.raw) {
+                    Ok(n) if n == h.raw_len as usize => {}
+                    Ok(n) => {
+                        self.corrupt(
+                            start,
+                            format!("decompressed to {n} bytes, not {}", h.raw_len),
+                        );
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        self.corrupt(start, format!("zstd: {e}"));
+                        return Ok(());
+                    }
+                }
+                &self.raw
+            }
+            _ => {
+                // A codec from a newer minor version.
+                self.stats.chunks += 1;
+                self.stats.skipped_chunks += 1;
+                return Ok(());
+            }
+        };
+        let shift = self.header.swp_type_shift;
+        let mut skipped = 0u64;
+        let mut records = 0u32;
+        let mut d = Dec::new(raw);
+        let result = loop {
+            if d.remaining() == 0 {
+                break Ok(());
+            }
+            let (kind, body) = match next_record(&mut d) {
+                Ok(v) => v,
+                Err(reason) => break Err(reason.to_owned()),
+            };
+            records += 1;
+            match codec::decode_record(kind, body, shift) {
+                Ok(Some(ev)) => self.pending.push_back(ev),
+                Ok(None) => skipped += 1,
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        let result = result.and_then(|()| {
+            if records == h.n_records {
+                Ok(())
+            } else {
+                Err(format!("{records} records, header says {}", h.n_records))
+            }
+        });
+        match result {
+            Ok(()) => {
+                self.stats.chunks += 1;
+                self.stats.event_chunks += 1;
+                self.stats.events += self.pending.len() as u64;
+                self.stats.skipped_records += skipped;
+            }
+            Err(reason) => {
+                self.pending.clear();
+                self.corrupt(start, reason);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One framed record: (kind, body).
+fn next_record<'a>(d: &mut Dec<'a>) -> Result<(u16, &'a [u8]), &'static str> {
+    let kind = d.u16().map_err(|_| "record header overruns chunk")?;
+    let _reserved = d.u16().map_err(|_| "record header overruns chunk")?;
+    let len = d.u32().map_err(|_| "record header overruns chunk")?;
+    let body = d
+        .bytes(len as usize)
+        .map_err(|_| "record body overruns chunk")?;
+    Ok((kind, body))
+}
+
+/// The END payload. Fields appended by later minor versions are ignored.
+fn decode_end(payload: &[u8], h: &ChunkHeader) -> Result<EndSummary, &'static str> {
+    let mut d = Dec::new(payload);
+    Ok(EndSummary {
+        events: d.u64()?,
+        chunks: d.u64()?,
+        discarded_chunks: d.u64()?,
+        discarded_events: d.u64()?,
+        first_ts: h.first_ts,
+        last_ts: h.last_ts,
+    })
+}
+
+/// Rejects lengths no writer produces (a header that passed its CRC but is still nonsense).
+fn check_lengths(h: &ChunkHeader) -> Result<(), String> {
+    if h.stored_len > MAX_STORED_CHUNK || h.raw_len > MAX_RAW_CHUNK {
+        return Err(format!(
+            "impossible length: stored {} raw {} bytes",
+            h.stored_len, h.raw_len
+        ));
+    }
+    if h.kind == chunk_kind::END && h.codec != chunk_codec::NONE {
+        return Err("END chunk is compressed".to_owned());
+    }
+    if h.codec == chunk_codec::NONE && h.stored_len != h.raw_len {
+        return Err("impossible length: uncompressed chunk with stored != raw length".to_owned());
+    }
+    if h.kind == chunk_kind::EVENTS
+        && u64::from(h.n_records) * RECORD_HEADER_LEN as u64 > u64::from(h.raw_len)
+    {
+        return Err(format!(
+            "impossible length: {} records in {} bytes",
+            h.n_records, h.raw_len
+        ));
+    }
+    Ok(())
+}
+
+impl<R: Read> Iterator for Reader<R> {
+    type Item = Result<Event, FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_event().transpose()
+    }
+}

@@ -1,0 +1,680 @@
+//! Container tests: write, cut, corrupt and read back.
+
+use proptest::prelude::*;
+use swapscope_common::{EventHeader, WriteoutEvent, folio_flags};
+
+use super::codec::{self, put_u16, put_u32, writeout_bytes};
+use super::header::ChunkHeader;
+use super::*;
+use crate::event::{Event, Marker, Writeout};
+
+type Read3 = (Vec<Event>, Vec<Warning>, ReadStats);
+
+fn read_all(bytes: &[u8]) -> Result<Read3, FormatError> {
+    let mut r = Reader::open_named(bytes, "t.swsc")?;
+    let mut events = Vec::new();
+    while let Some(ev) = r.next_event()? {
+        events.push(ev);
+    }
+    Ok((events, r.warnings().to_vec(), *r.stats()))
+}
+
+fn header() -> RecordingHeader {
+    RecordingHeader {
+        kernel_release: "6.18.0-test".to_owned(),
+        source: "simulate:test".to_owned(),
+        nr_cpus: 4,
+        probe_plan: vec![ProbeStatus {
+            name: "mm_vmscan_write_folio".to_owned(),
+            kind: "tp_btf".to_owned(),
+            attached: true,
+            detail: String::new(),
+        }],
+        ..RecordingHeader::default()
+    }
+}
+
+fn write(events: &[Event], options: WriterOptions) -> Result<Vec<u8>, FormatError> {
+    let mut w = Writer::create(Vec::new(), &header(), options)?;
+    for ev in events {
+        w.push(ev)?;
+    }
+    Ok(w.finish()?.0)
+}
+
+/// xorshift64*: deterministic test data without a rand dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Writeouts as reclaim produces them: a few CPUs each filling its own cluster per order,
+/// order 0 and order 4 (64 KiB mTHP) mixed, kswapd plus a few direct reclaimers, scattered pfns.
+fn realistic_writeouts(n: usize, seed: u64) -> Vec<WriteoutEvent> {
+    let mut rng = Rng(seed | 1);
+    let mut next_cluster = 1u64;
+    let mut cursor = [[0u64; 2]; 4]; // [cpu][order 0 | order 4]
+    let mut ts = 5_000_000_000u64;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        ts += 1_000 + rng.below(20_000);
+        let cpu = rng.below(4) as usize;
+        let big = rng.below(10) < 3;
+        let (order, slots) = if big { (4u8, 16u64) } else { (0u8, 1u64) };
+        let c = &mut cursor[cpu][usize::from(big)];
+        if *c % 512 == 0 {
+            *c = next_cluster * 512;
+            next_cluster += 1;
+        }
+        let offset = *c;
+        *c += slots;
+        let pid = if rng.below(10) < 8 {
+            97
+        } else {
+            4000 + rng.below(4) as u32
+        };
+        let mut flags = folio_flags::SWAPBACKED
+            | folio_flags::SWAPCACHE
+            | folio_flags::DIRTY
+            | folio_flags::ANON;
+        if big {
+            flags |= folio_flags::HEAD;
+        }
+        out.push(WriteoutEvent {
+            header: EventHeader {
+                kind: 1,
+                size: 48,
+                cpu: cpu as u32,
+                ts_ns: ts,
+            },
+            swap_val: offset,
+            pid_tgid: (u64::from(pid) << 32) | u64::from(pid),
+            pfn: rng.below(4 << 20) & !(slots - 1),
+            flags,
+            order,
+            _pad: [0; 3],
+        });
+    }
+    out
+}
+
+fn mixed_events(n: usize) -> Vec<Event> {
+    realistic_writeouts(n, 7)
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i % 97 == 0 {
+                Event::Marker(Marker {
+                    ts_ns: w.header.ts_ns,
+                    label: format!("iteration {i}"),
+                })
+            } else {
+                Event::Writeout(Writeout::from_bpf(w, DEFAULT_SWP_TYPE_SHIFT))
+            }
+        })
+        .collect()
+}
+
+/// (start, end, events) of every chunk, END included, by walking the file's own framing.
+fn chunk_spans(bytes: &[u8]) -> Vec<(usize, usize, usize)> {
+    let header_len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
+    let mut spans = Vec::new();
+    let mut at = header_len;
+    while at < bytes.len() {
+        let mut hb = [0u8; CHUNK_HEADER_LEN];
+        hb.copy_from_slice(&bytes[at..at + CHUNK_HEADER_LEN]);
+        let h = ChunkHeader::decode(&hb).expect("own file has valid chunk headers");
+        let end = at + CHUNK_HEADER_LEN + h.stored_len as usize;
+        spans.push((at, end, h.n_records as usize));
+        at = end;
+    }
+    spans
+}
+
+/// A chunk built by hand: records `(kind, body)`, uncompressed.
+fn hand_chunk(kind: u8, seq: u64, records: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for (k, body) in records {
+        put_u16(&mut payload, *k);
+        put_u16(&mut payload, 0);
+        put_u32(&mut payload, body.len() as u32);
+        payload.extend_from_slice(body);
+    }
+    let h = ChunkHeader {
+        kind,
+        codec: chunk_codec::NONE,
+        seq,
+        first_ts: 0,
+        last_ts: 0,
+        n_records: records.len() as u32,
+        stored_len: payload.len() as u32,
+        raw_len: payload.len() as u32,
+        payload_crc: crc32c::crc32c(&payload),
+    };
+    let mut out = h.encode().to_vec();
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn header_only() -> Vec<u8> {
+    let w = Writer::create(Vec::new(), &header(), WriterOptions::default());
+    w.map(|w| w.get_ref().clone()).expect("header encodes")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_variant_roundtrips_through_a_file(
+        events in prop::collection::vec(codec::tests::arb_event(), 0..60),
+        chunk_bytes in 1usize..2048,
+        zstd in any::<bool>(),
+    ) {
+        let compression = if zstd { Compression::Zstd { level: 1 } } else { Compression::None };
+        let bytes = write(&events, WriterOptions { chunk_bytes, compression })
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let (back, warnings, stats) = read_all(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&back, &events);
+        prop_assert!(warnings.is_empty(), "{:?}", warnings);
+        let end = stats.end.unwrap_or_default();
+        prop_assert_eq!(end.events, events.len() as u64);
+        prop_assert_eq!(end.chunks, stats.event_chunks);
+        prop_assert_eq!(end.first_ts, events.iter().map(Event::ts).min().unwrap_or(0));
+        prop_assert_eq!(end.last_ts, events.iter().map(Event::ts).max().unwrap_or(0));
+    }
+}
+
+#[test]
+fn header_and_raw_writeouts_roundtrip() -> Result<(), FormatError> {
+    let raw = realistic_writeouts(500, 3);
+    let mut w = Writer::create(Vec::new(), &header(), WriterOptions::default())?;
+    for ev in &raw {
+        w.push_raw_writeout(&writeout_bytes(ev))?;
+    }
+    let (bytes, stats) = w.finish()?;
+    assert_eq!(stats.events, 500);
+    assert_eq!(stats.bytes_written, bytes.len() as u64);
+    let r = Reader::open(bytes.as_slice())?;
+    assert_eq!(r.header(), &header());
+    assert_eq!(r.format_version(), (FORMAT_MAJOR, FORMAT_MINOR));
+    let back: Result<Vec<Event>, FormatError> = r.collect();
+    let expected: Vec<Event> = raw
+        .iter()
+        .map(|e| Event::Writeout(Writeout::from_bpf(e, DEFAULT_SWP_TYPE_SHIFT)))
+        .collect();
+    assert_eq!(back?, expected);
+    Ok(())
+}
+
+/// Cuts a file at `cut` and checks that exactly the chunks wholly before the cut come back.
+fn check_cut(bytes: &[u8], spans: &[(usize, usize, usize)], events: &[Event], cut: usize) {
+    let header_len = spans.first().map_or(bytes.len(), |s| s.0);
+    let result = read_all(&bytes[..cut]);
+    if cut < header_len {
+        match result {
+            Err(FormatError::TruncatedHeader { got, .. }) => assert_eq!(got, cut as u64),
+            other => panic!("cut {cut} inside the header: {other:?}"),
+        }
+        return;
+    }
+    let (back, warnings, stats) = match result {
+        Ok(r) => r,
+        Err(e) => panic!("cut {cut}: {e}"),
+    };
+    let whole: Vec<_> = spans.iter().filter(|s| s.1 <= cut).collect();
+    let n: usize = whole.iter().map(|s| s.2).sum();
+    assert_eq!(back.len(), n, "cut {cut}");
+    assert_eq!(back[..], events[..n], "cut {cut}");
+    if cut == bytes.len() {
+        assert!(warnings.is_empty(), "{warnings:?}");
+        return;
+    }
+    let last_end = whole.last().map_or(header_len, |s| s.1);
+    assert_eq!(
+        warnings,
+        vec![Warning::Truncated {
+            offset: last_end as u64,
+            complete_chunks: whole.len() as u64,
+            partial_bytes: (cut - last_end) as u64,
+        }],
+        "cut {cut}"
+    );
+    assert_eq!(stats.end, None);
+}
+
+#[test]
+fn a_file_cut_anywhere_reads_back_every_whole_chunk() {
+    let events = mixed_events(2000);
+    let opts = WriterOptions {
+        chunk_bytes: 4096,
+        ..WriterOptions::default()
+    };
+    let bytes = write(&events, opts).expect("writes");
+    let spans = chunk_spans(&bytes);
+    assert!(spans.len() > 20, "{} chunks", spans.len());
+    let header_len = spans[0].0;
+    // Every offset of the header and of the first chunk, every offset from 4 bytes before to
+    // 4 bytes after each chunk header (52 bytes), and a stride through the rest.
+    let mut cuts: Vec<usize> = (0..=spans[0].1).collect();
+    for &(start, _, _) in &spans[1..] {
+        cuts.extend(start.saturating_sub(4)..(start + CHUNK_HEADER_LEN + 4).min(bytes.len()));
+    }
+    cuts.extend((header_len..bytes.len()).step_by(53));
+    cuts.push(bytes.len());
+    cuts.sort_unstable();
+    cuts.dedup();
+    for cut in cuts {
+        check_cut(&bytes, &spans, &events, cut);
+    }
+}
+
+#[test]
+fn a_small_file_cut_at_every_byte_reads_back_every_whole_chunk() {
+    let events = mixed_events(300);
+    let opts = WriterOptions {
+        chunk_bytes: 1024,
+        ..WriterOptions::default()
+    };
+    let bytes = write(&events, opts).expect("writes");
+    let spans = chunk_spans(&bytes);
+    for cut in 0..=bytes.len() {
+        check_cut(&bytes, &spans, &events, cut);
+    }
+}
+
+#[test]
+fn a_damaged_chunk_stops_reading_there() {
+    let events = mixed_events(2000);
+    let opts = WriterOptions {
+        chunk_bytes: 4096,
+        ..WriterOptions::default()
+    };
+    let bytes = write(&events, opts).expect("writes");
+    let spans = chunk_spans(&bytes);
+    let header_len = spans[0].0;
+    for at in (header_len..bytes.len()).step_by(29) {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x40;
+        let (back, warnings, _) = read_all(&bad).expect("body damage is not an error");
+        let hit = spans
+            .iter()
+            .position(|s| s.0 <= at && at < s.1)
+            .expect("inside a chunk");
+        let n: usize = spans[..hit].iter().map(|s| s.2).sum();
+        assert_eq!(back[..], events[..n], "flip at {at}");
+        match &warnings[..] {
+            [Warning::Corrupt { offset, .. }] => assert_eq!(*offset, spans[hit].0 as u64),
+            other => panic!("flip at {at}: {other:?}"),
+        }
+    }
+    // Header damage is an error, never a panic.
+    for at in 0..header_len {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x01;
+        assert!(read_all(&bad).is_err(), "flip at {at}");
+    }
+}
+
+#[test]
+fn an_impossible_length_is_corruption() {
+    let mut bytes = header_only();
+    let h = ChunkHeader {
+        kind: chunk_kind::EVENTS,
+        codec: chunk_codec::ZSTD,
+        stored_len: u32::MAX,
+        raw_len: 100,
+        ..ChunkHeader::default()
+    };
+    bytes.extend_from_slice(&h.encode());
+    bytes.extend_from_slice(&[0xaa; 100]);
+    let (back, warnings, _) = read_all(&bytes).expect("reads");
+    assert!(back.is_empty());
+    assert!(
+        matches!(&warnings[..], [Warning::Corrupt { reason, .. }] if reason.contains("impossible length")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_zero_filled_tail_is_corruption_after_the_good_chunks() {
+    let events = mixed_events(100);
+    let mut w = Writer::create(Vec::new(), &header(), WriterOptions::default()).expect("create");
+    for ev in &events {
+        w.push(ev).expect("push");
+    }
+    w.flush_chunk().expect("flush");
+    let mut bytes = w.get_ref().clone();
+    bytes.extend_from_slice(&[0; 4096]);
+    let (back, warnings, _) = read_all(&bytes).expect("reads");
+    assert_eq!(back, events);
+    assert!(
+        matches!(&warnings[..], [Warning::Corrupt { .. }]),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn foreign_files_and_bad_headers_are_clear_errors() {
+    let elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0\x3e\0\x01\0\0\0";
+    let e = read_all(elf)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        e,
+        "t.swsc is not a swapscope recording (bad magic \"\\x7fELF\\x02\\x01\\x01\\x00\"); \
+         record one with `swapscope record -o FILE`"
+    );
+    assert!(matches!(
+        read_all(b"hi"),
+        Err(FormatError::NotARecording { .. })
+    ));
+    assert!(matches!(
+        read_all(b""),
+        Err(FormatError::TruncatedHeader { got: 0, .. })
+    ));
+    assert!(matches!(
+        read_all(b"SWSC"),
+        Err(FormatError::TruncatedHeader { got: 4, .. })
+    ));
+
+    let good = header_only();
+    let mut crc = good.clone();
+    let last = crc.len() - 1;
+    crc[last] ^= 1;
+    assert!(matches!(read_all(&crc), Err(FormatError::HeaderCrc { .. })));
+    let mut v2 = good.clone();
+    v2[8] = 2;
+    let e = read_all(&v2).err();
+    assert!(
+        matches!(e, Some(FormatError::UnsupportedVersion { major: 2, .. })),
+        "{e:?}"
+    );
+    for e in [e, read_all(&crc).err(), read_all(b"").err()] {
+        let line = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            line.starts_with("t.swsc ") && !line.contains('\n'),
+            "{line}"
+        );
+    }
+}
+
+/// Inserts a TLV before the header CRC and fixes header_len and CRC.
+fn with_tlv(file: &[u8], ty: u16, value: &[u8]) -> Vec<u8> {
+    let header_len = u32::from_le_bytes([file[12], file[13], file[14], file[15]]) as usize;
+    let mut h = file[..header_len - 4].to_vec();
+    put_u16(&mut h, ty);
+    put_u32(&mut h, value.len() as u32);
+    h.extend_from_slice(value);
+    let new_len = (h.len() + 4) as u32;
+    h[12..16].copy_from_slice(&new_len.to_le_bytes());
+    let crc = crc32c::crc32c(&h);
+    put_u32(&mut h, crc);
+    h.extend_from_slice(&file[header_len..]);
+    h
+}
+
+#[test]
+fn unknown_tlvs_are_skipped() -> Result<(), FormatError> {
+    let events = mixed_events(50);
+    let bytes = write(&events, WriterOptions::default())?;
+    let bytes = with_tlv(&bytes, 0x7fff, b"a field from the future");
+    let bytes = with_tlv(&bytes, tlv::EXTRA + 100, &[]);
+    let r = Reader::open(bytes.as_slice())?;
+    assert_eq!(r.header(), &header());
+    let back: Result<Vec<Event>, _> = r.collect();
+    assert_eq!(back?, events);
+    // A known TLV with a bad length is not skipped.
+    let bad = with_tlv(&bytes, tlv::PAGE_SIZE, &[1, 2]);
+    assert!(matches!(read_all(&bad), Err(FormatError::BadHeader { .. })));
+    Ok(())
+}
+
+#[test]
+fn unknown_record_kinds_and_chunk_kinds_are_skipped_and_counted() -> Result<(), FormatError> {
+    let m = |label: &str| {
+        Event::Marker(Marker {
+            ts_ns: 5,
+            label: label.to_owned(),
+        })
+    };
+    let mut body_a = Vec::new();
+    codec::encode_event(&m("a"), 58, &mut body_a)?;
+    let mut body_b = Vec::new();
+    codec::encode_event(&m("b"), 58, &mut body_b)?;
+    let mut bytes = header_only();
+    bytes.extend(hand_chunk(
+        chunk_kind::EVENTS,
+        0,
+        &[
+            (codec::kind::MARKER, &body_a),
+            (1000, b"new kind"),
+            (codec::kind::MARKER, &body_b),
+        ],
+    ));
+    bytes.extend(hand_chunk(77, 1, &[(1, b"whatever")]));
+    bytes.extend(hand_chunk(chunk_kind::EVENTS, 2, &[(4242, &[])]));
+    let (back, warnings, stats) = read_all(&bytes)?;
+    assert_eq!(back, vec![m("a"), m("b")]);
+    assert_eq!(stats.skipped_records, 2);
+    assert_eq!(stats.skipped_chunks, 1);
+    assert_eq!(stats.chunks, 3);
+    assert_eq!(
+        warnings,
+        vec![Warning::Truncated {
+            offset: bytes.len() as u64,
+            complete_chunks: 3,
+            partial_bytes: 0
+        }]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_known_kind_with_a_bad_body_is_corruption() -> Result<(), FormatError> {
+    let mut bytes = header_only();
+    bytes.extend(hand_chunk(
+        chunk_kind::EVENTS,
+        0,
+        &[(codec::kind::MARKER, b"\x01")],
+    ));
+    let (back, warnings, _) = read_all(&bytes)?;
+    assert!(back.is_empty());
+    assert!(
+        matches!(&warnings[..], [Warning::Corrupt { reason, .. }] if reason.contains("marker")),
+        "{warnings:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn sequence_gaps_are_counted() -> Result<(), FormatError> {
+    let events = mixed_events(30);
+    let mut w = Writer::create(Vec::new(), &header(), WriterOptions::default())?;
+    for (i, ev) in events.iter().enumerate() {
+        w.push(ev)?;
+        if i % 10 == 9 {
+            if i == 19 {
+                assert_eq!(w.discard_chunk(), 10)
+            } else {
+                w.flush_chunk()?
+            }
+        }
+    }
+    let (bytes, stats) = w.finish()?;
+    assert_eq!(
+        (stats.chunks, stats.discarded_chunks, stats.discarded_events),
+        (2, 1, 10)
+    );
+    let (back, warnings, read) = read_all(&bytes)?;
+    assert_eq!(back[..10], events[..10]);
+    assert_eq!(back[10..], events[20..]);
+    let second = chunk_spans(&bytes)[1].0 as u64;
+    assert_eq!(
+        warnings,
+        vec![Warning::SeqGap {
+            offset: second,
+            expected: 1,
+            found: 2
+        }]
+    );
+    assert_eq!((read.seq_gaps, read.missing_chunks), (1, 1));
+    assert_eq!(read.end.map(|e| e.discarded_events), Some(10));
+
+    // A chunk cut out of the middle of a file is a gap too.
+    let bytes = write(
+        &mixed_events(600),
+        WriterOptions {
+            chunk_bytes: 2048,
+            ..Default::default()
+        },
+    )?;
+    let spans = chunk_spans(&bytes);
+    let mut cut = bytes[..spans[3].0].to_vec();
+    cut.extend_from_slice(&bytes[spans[4].0..]);
+    let (_, warnings, read) = read_all(&cut)?;
+    assert_eq!((read.seq_gaps, read.missing_chunks), (1, 1));
+    assert!(matches!(
+        &warnings[..],
+        [Warning::SeqGap {
+            expected: 3,
+            found: 4,
+            ..
+        }]
+    ));
+    Ok(())
+}
+
+#[test]
+fn trailing_bytes_after_end_are_reported() -> Result<(), FormatError> {
+    let mut bytes = write(&mixed_events(10), WriterOptions::default())?;
+    let len = bytes.len() as u64;
+    bytes.extend_from_slice(b"junk");
+    let (back, warnings, _) = read_all(&bytes)?;
+    assert_eq!(back.len(), 10);
+    assert_eq!(warnings, vec![Warning::TrailingData { offset: len }]);
+    Ok(())
+}
+
+#[test]
+fn the_writer_holds_at_most_one_chunk() -> Result<(), FormatError> {
+    let opts = WriterOptions {
+        chunk_bytes: 1000,
+        ..WriterOptions::default()
+    };
+    let mut w = Writer::create(Vec::new(), &header(), opts)?;
+    for ev in mixed_events(2000) {
+        w.push(&ev)?;
+        assert!(
+            w.buffered_bytes() < 1000 + 100,
+            "{} bytes buffered",
+            w.buffered_bytes()
+        );
+    }
+    let (_, stats) = w.finish()?;
+    assert!(stats.chunks >= stats.raw_bytes / 1100, "{stats:?}");
+    Ok(())
+}
+
+#[test]
+fn a_failed_write_closes_the_writer() -> Result<(), FormatError> {
+    struct Full(usize);
+    impl std::io::Write for Full {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0 < buf.len() {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.0 -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = Writer::create(
+        Full(header_only().len() + 10),
+        &header(),
+        WriterOptions::default(),
+    )?;
+    for ev in mixed_events(20) {
+        w.push(&ev)?;
+    }
+    assert!(matches!(w.flush_chunk(), Err(FormatError::Io(_))));
+    assert!(matches!(
+        w.push(&mixed_events(1)[0]),
+        Err(FormatError::WriterFailed)
+    ));
+    assert!(matches!(w.finish(), Err(FormatError::WriterFailed)));
+    Ok(())
+}
+
+/// Bytes per writeout on disk for realistic reclaim traffic, 1 MiB chunks.
+fn bytes_per_writeout(n: usize, compression: Compression) -> f64 {
+    let opts = WriterOptions {
+        compression,
+        ..WriterOptions::default()
+    };
+    let mut w = Writer::create(Vec::new(), &header(), opts).expect("create");
+    for ev in realistic_writeouts(n, 11) {
+        w.push_raw_writeout(&writeout_bytes(&ev)).expect("push");
+    }
+    let (bytes, _) = w.finish().expect("finish");
+    (bytes.len() - header_only().len()) as f64 / n as f64
+}
+
+#[test]
+fn writeouts_compress_well() {
+    let per_event = bytes_per_writeout(20_000, WriterOptions::default().compression);
+    assert!(per_event < 16.0, "{per_event:.2} bytes per writeout");
+}
+
+/// `cargo test -p swapscope --lib -- --ignored --nocapture measure` prints the figures.
+#[test]
+#[ignore = "measurement, not a check"]
+fn measure_bytes_per_writeout() {
+    for (name, c) in [
+        ("none", Compression::None),
+        ("zstd 1", Compression::Zstd { level: 1 }),
+        ("zstd 3 (default)", Compression::Zstd { level: 3 }),
+        ("zstd 9", Compression::Zstd { level: 9 }),
+    ] {
+        println!(
+            "bytes per writeout, 100k events, {name}: {:.2}",
+            bytes_per_writeout(100_000, c)
+        );
+    }
+}
+
+#[test]
+fn refused_events_leave_no_trace() -> Result<(), FormatError> {
+    let events = mixed_events(20);
+    let mut w = Writer::create(Vec::new(), &header(), WriterOptions::default())?;
+    for (i, ev) in events.iter().enumerate() {
+        w.push(ev)?;
+        if i == 5 {
+            let long = Event::Marker(Marker {
+                ts_ns: 1,
+                label: "x".repeat(70_000),
+            });
+            assert!(matches!(
+                w.push(&long),
+                Err(FormatError::InvalidEvent { .. })
+            ));
+            assert!(w.push_raw_writeout(&[0; 47]).is_err());
+        }
+    }
+    let (bytes, stats) = w.finish()?;
+    assert_eq!(stats.events, 20);
+    let (back, warnings, _) = read_all(&bytes)?;
+    assert_eq!(back, events);
+    assert!(warnings.is_empty());
+    Ok(())
+}
