@@ -56,7 +56,10 @@ fn launder(a: u64, b: u64) -> Option<(u64, u64)> {
         let p = p.cast::<u64>();
         core::ptr::write_volatile(p, a);
         core::ptr::write_volatile(p.add(1), b);
-        Some((core::ptr::read_volatile(p), core::ptr::read_volatile(p.add(1))))
+        Some((
+            core::ptr::read_volatile(p),
+            core::ptr::read_volatile(p.add(1)),
+        ))
     }
 }
 

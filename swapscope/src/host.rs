@@ -23,11 +23,17 @@ pub const VMSTAT_FIELDS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn read(path: &str) -> Result<String, HostError> {
-    fs::read_to_string(path).map_err(|source| HostError::Read { path: path.to_string(), source })
+    fs::read_to_string(path).map_err(|source| HostError::Read {
+        path: path.to_string(),
+        source,
+    })
 }
 
 /// `CLOCK_BOOTTIME` now, in ns: the clock of `bpf_ktime_get_boot_ns`.
@@ -41,21 +47,30 @@ pub fn realtime_ns() -> i64 {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes it.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     if rc != 0 {
         return 0;
     }
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 pub fn kernel_release() -> String {
-    read("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    read("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 pub fn boot_id() -> String {
-    read("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+    read("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 pub fn page_size() -> u32 {
@@ -65,7 +80,9 @@ pub fn page_size() -> u32 {
 }
 
 pub fn online_cpus() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
 }
 
 pub fn is_root() -> bool {
@@ -123,7 +140,11 @@ pub fn read_proc_swaps() -> Result<DeviceList, HostError> {
 
 /// Size in kB of an mTHP directory name `hugepages-<N>kB`.
 pub fn mthp_size_kb(dir_name: &str) -> Option<u64> {
-    dir_name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()
+    dir_name
+        .strip_prefix("hugepages-")?
+        .strip_suffix("kB")?
+        .parse()
+        .ok()
 }
 
 /// Folio order of an mTHP size (4 KiB pages).
@@ -156,12 +177,11 @@ pub fn parse_choice(text: &str) -> Option<String> {
 pub fn parse_vmstat(text: &str, out: &mut Vec<(String, u64)>) {
     for line in text.lines() {
         let mut it = line.split_whitespace();
-        if let (Some(k), Some(v)) = (it.next(), it.next()) {
-            if VMSTAT_FIELDS.contains(&k) {
-                if let Ok(v) = v.parse() {
-                    out.push((format!("vmstat/{k}"), v));
-                }
-            }
+        if let (Some(k), Some(v)) = (it.next(), it.next())
+            && VMSTAT_FIELDS.contains(&k)
+            && let Ok(v) = v.parse()
+        {
+            out.push((format!("vmstat/{k}"), v));
         }
     }
 }
@@ -212,8 +232,14 @@ mod tests {
 
     #[test]
     fn lockdown_and_choice() {
-        assert_eq!(parse_lockdown("none integrity [confidentiality]\n").as_deref(), Some("confidentiality"));
-        assert_eq!(parse_choice("always inherit madvise [never]").as_deref(), Some("never"));
+        assert_eq!(
+            parse_lockdown("none integrity [confidentiality]\n").as_deref(),
+            Some("confidentiality")
+        );
+        assert_eq!(
+            parse_choice("always inherit madvise [never]").as_deref(),
+            Some("never")
+        );
         assert_eq!(parse_lockdown("garbage"), None);
     }
 
@@ -223,7 +249,10 @@ mod tests {
         assert_eq!(order_of_size_kb(64), Some(4));
         assert_eq!(order_of_size_kb(2048), Some(9));
         assert_eq!(order_of_size_kb(48), None);
-        assert_eq!(parse_mthp_counter("hugepages-64kB/swpout"), Some((4, "swpout")));
+        assert_eq!(
+            parse_mthp_counter("hugepages-64kB/swpout"),
+            Some((4, "swpout"))
+        );
         assert_eq!(parse_mthp_counter("vmstat/pswpout"), None);
     }
 
@@ -231,6 +260,12 @@ mod tests {
     fn vmstat() {
         let mut v = Vec::new();
         parse_vmstat("nr_free_pages 5\npswpout 791321\nthp_swpout 3\n", &mut v);
-        assert_eq!(v, vec![("vmstat/pswpout".into(), 791_321), ("vmstat/thp_swpout".into(), 3)]);
+        assert_eq!(
+            v,
+            vec![
+                ("vmstat/pswpout".into(), 791_321),
+                ("vmstat/thp_swpout".into(), 3)
+            ]
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::{
-    event::{CounterSample, DeviceList, Event, Lost},
+    event::{CounterSample, Event, Lost},
     host,
 };
 
@@ -33,8 +33,10 @@ pub struct DeviceReport {
     pub path: String,
     pub kind: String,
     pub size_kb: u64,
+    /// Used at the start of the stream (None when the device appeared later).
     pub used_kb_start: Option<u64>,
-    pub used_kb_end: u64,
+    /// Used in the last device list that showed it.
+    pub used_kb_last: u64,
     /// Write-out events whose swap type is this device's position in /proc/swaps.
     pub writeouts: u64,
 }
@@ -64,8 +66,10 @@ pub struct Report {
 pub struct ReportBuilder {
     first_counters: Option<CounterSample>,
     last_counters: Option<CounterSample>,
-    first_devices: Option<DeviceList>,
-    last_devices: Option<DeviceList>,
+    /// Every device seen in any `Devices` record, in order of first appearance, with its Used
+    /// value when it was already in the first list.
+    devices: Vec<(crate::event::SwapDevice, Option<u64>)>,
+    saw_devices: bool,
     first_ts: Option<u64>,
     last_ts: u64,
     writeouts: BTreeMap<u8, u64>,
@@ -96,10 +100,16 @@ impl ReportBuilder {
                 self.last_counters = Some(c.clone());
             }
             Event::Devices(d) => {
-                if self.first_devices.is_none() {
-                    self.first_devices = Some(d.clone());
+                let first_list = !self.saw_devices;
+                self.saw_devices = true;
+                for dev in &d.devices {
+                    match self.devices.iter_mut().find(|(x, _)| x.path == dev.path) {
+                        Some((x, _)) => *x = dev.clone(),
+                        None => self
+                            .devices
+                            .push((dev.clone(), first_list.then_some(dev.used_kb))),
+                    }
                 }
-                self.last_devices = Some(d.clone());
             }
             Event::Lost(l) => {
                 // Cumulative counts: keep the largest seen.
@@ -111,7 +121,12 @@ impl ReportBuilder {
     }
 
     pub fn finish(self, unknown_records: u64, warnings: Vec<String>) -> Report {
-        let mut r = Report { schema: REPORT_SCHEMA, unknown_records, warnings, ..Default::default() };
+        let mut r = Report {
+            schema: REPORT_SCHEMA,
+            unknown_records,
+            warnings,
+            ..Default::default()
+        };
         // Duration: between the first and last counter samples when present (the window the
         // kernel deltas cover), else between the first and last events.
         let (a, b) = match (&self.first_counters, &self.last_counters) {
@@ -129,22 +144,15 @@ impl ReportBuilder {
         if let (Some(first), Some(last)) = (&self.first_counters, &self.last_counters) {
             r.kernel = kernel_deltas(first, last);
         }
-        if let Some(last) = &self.last_devices {
-            for d in &last.devices {
-                let start = self
-                    .first_devices
-                    .as_ref()
-                    .and_then(|f| f.devices.iter().find(|x| x.path == d.path))
-                    .map(|x| x.used_kb);
-                r.devices.push(DeviceReport {
-                    path: d.path.clone(),
-                    kind: d.kind.as_str().to_string(),
-                    size_kb: d.size_kb,
-                    used_kb_start: start,
-                    used_kb_end: d.used_kb,
-                    writeouts: self.per_type.get(&d.index).copied().unwrap_or(0),
-                });
-            }
+        for (d, start) in &self.devices {
+            r.devices.push(DeviceReport {
+                path: d.path.clone(),
+                kind: d.kind.as_str().to_string(),
+                size_kb: d.size_kb,
+                used_kb_start: *start,
+                used_kb_last: d.used_kb,
+                writeouts: self.per_type.get(&d.index).copied().unwrap_or(0),
+            });
         }
         r
     }
@@ -192,6 +200,17 @@ impl Report {
             .collect();
         orders.sort_by_key(|o| o.parse::<u32>().unwrap_or(u32::MAX));
         orders.dedup();
+        let nonzero = |o: &String| {
+            [
+                &self.writeouts_by_order,
+                &self.kernel.swpout_by_order,
+                &self.kernel.swpout_fallback_by_order,
+                &self.kernel.split_by_order,
+            ]
+            .iter()
+            .any(|m| m.get(o).is_some_and(|v| *v > 0))
+        };
+        orders.retain(|o| nonzero(o));
         let _ = writeln!(s);
         let _ = writeln!(
             s,
@@ -201,7 +220,11 @@ impl Report {
         for o in orders {
             let order: u32 = o.parse().unwrap_or(0);
             let kb = 4u64 << order;
-            let size = if kb >= 1024 { format!("{}M", kb / 1024) } else { format!("{kb}K") };
+            let size = if kb >= 1024 {
+                format!("{}M", kb / 1024)
+            } else {
+                format!("{kb}K")
+            };
             let get = |m: &BTreeMap<String, u64>| m.get(o).map_or("-".to_string(), u64::to_string);
             let _ = writeln!(
                 s,
@@ -209,9 +232,21 @@ impl Report {
                 o,
                 size,
                 get(&self.writeouts_by_order),
-                if order == 0 { "n/a".to_string() } else { get(&self.kernel.swpout_by_order) },
-                if order == 0 { "n/a".to_string() } else { get(&self.kernel.swpout_fallback_by_order) },
-                if order == 0 { "n/a".to_string() } else { get(&self.kernel.split_by_order) },
+                if order == 0 {
+                    "n/a".to_string()
+                } else {
+                    get(&self.kernel.swpout_by_order)
+                },
+                if order == 0 {
+                    "n/a".to_string()
+                } else {
+                    get(&self.kernel.swpout_fallback_by_order)
+                },
+                if order == 0 {
+                    "n/a".to_string()
+                } else {
+                    get(&self.kernel.split_by_order)
+                },
             );
         }
         let _ = writeln!(s);
@@ -221,7 +256,11 @@ impl Report {
             self.writeout_pages, self.kernel.pswpout_pages
         );
         if self.kernel.swpout_zero_pages > 0 {
-            let _ = writeln!(s, "zero-filled pages kept off the device: {}", self.kernel.swpout_zero_pages);
+            let _ = writeln!(
+                s,
+                "zero-filled pages kept off the device: {}",
+                self.kernel.swpout_zero_pages
+            );
         }
         for d in &self.devices {
             let _ = writeln!(
@@ -230,13 +269,17 @@ impl Report {
                 d.path,
                 d.kind,
                 d.size_kb,
-                d.used_kb_start.map_or("?".into(), |u| u.to_string()),
-                d.used_kb_end,
+                d.used_kb_start.map_or("-".into(), |u| u.to_string()),
+                d.used_kb_last,
                 d.writeouts
             );
         }
         if self.unknown_records > 0 {
-            let _ = writeln!(s, "skipped {} records of kinds this build does not know", self.unknown_records);
+            let _ = writeln!(
+                s,
+                "skipped {} records of kinds this build does not know",
+                self.unknown_records
+            );
         }
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
@@ -248,7 +291,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{DeviceKind, SwapDevice, Writeout};
+    use crate::event::{DeviceKind, DeviceList, SwapDevice, Writeout};
 
     fn wo(ts: u64, order: u8) -> Event {
         Event::Writeout(Writeout {
@@ -293,7 +336,11 @@ mod tests {
         b.push(&wo(1_100_000_000, 0));
         b.push(&wo(1_200_000_000, 4));
         b.push(&wo(1_300_000_000, 4));
-        b.push(&Event::Lost(Lost { ts_ns: 2, ringbuf: 3, userspace: 0 }));
+        b.push(&Event::Lost(Lost {
+            ts_ns: 2,
+            ringbuf: 3,
+            userspace: 0,
+        }));
         b.push(&counters(3_000_000_000, 102, 1033));
         let r = b.finish(0, vec![]);
         assert_eq!(r.duration_s, 2.0);

@@ -29,7 +29,11 @@ fn report_json(file: &Path) -> Value {
         .arg(file)
         .output()
         .unwrap_or_else(|e| panic!("running report: {e}"));
-    assert!(out.status.success(), "report failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("report JSON: {e}"))
 }
 
@@ -48,9 +52,18 @@ fn swaps() -> String {
 #[test]
 #[ignore = "live: needs root, BTF and zram; run by `cargo xtask test`"]
 fn doctor_says_tracepoint_tier() {
-    let out = Command::new(EXE).args(["doctor", "--json"]).output().unwrap_or_else(|e| panic!("doctor: {e}"));
-    assert!(out.status.success(), "doctor exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stdout));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor JSON: {e}"));
+    let out = Command::new(EXE)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap_or_else(|e| panic!("doctor: {e}"));
+    assert!(
+        out.status.success(),
+        "doctor exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor JSON: {e}"));
     assert_eq!(v["tier"], "tracepoint");
     assert_eq!(v["can_record"], true);
 }
@@ -67,7 +80,17 @@ fn recording_matches_kernel_counters() {
         .arg(&file)
         .arg("--")
         .arg(EXE)
-        .args(["stress", "--pattern", "sequential", "--zram", "1024", "--mthp", "64K", "--limit", "256"])
+        .args([
+            "stress",
+            "--pattern",
+            "sequential",
+            "--zram",
+            "1024",
+            "--mthp",
+            "64K",
+            "--limit",
+            "256",
+        ])
         .args(["--size", "600", "--passes", "2"])
         .status()
         .unwrap_or_else(|e| panic!("running record: {e}"));
@@ -78,7 +101,10 @@ fn recording_matches_kernel_counters() {
         if let Ok(rd) = fs::read_dir(root) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                assert!(!name.starts_with("swapscope-"), "stress left cgroup {root}/{name} behind");
+                assert!(
+                    !name.starts_with("swapscope-"),
+                    "stress left cgroup {root}/{name} behind"
+                );
             }
         }
     }
@@ -91,19 +117,37 @@ fn recording_matches_kernel_counters() {
     let pages = num(&r, &["writeout_pages"]);
     let pswpout = num(&r, &["kernel", "pswpout_pages"]);
     let zero = num(&r, &["kernel", "swpout_zero_pages"]);
-    assert!(events > 50_000, "expected a real swap storm, saw {events} write-outs");
-    assert!(w4 > 0, "no 64 KiB folio was written out; is mTHP swap-out working?");
+    assert!(
+        events > 50_000,
+        "expected a real swap storm, saw {events} write-outs"
+    );
+    assert!(
+        w4 > 0,
+        "no 64 KiB folio was written out; is mTHP swap-out working?"
+    );
     assert_eq!(num(&r, &["lost_events"]), 0, "events were lost");
     // The documented relations (docs/kernel-support.md): every write-out event of a folio that
     // reached the device is one swpout of its size and 2^order pages of pswpout. The toucher
     // writes non-zero bytes, so no folio is kept off the device as zero-filled.
-    assert_eq!(zero, 0, "zero-filled folios would make the relations inexact");
-    assert_eq!(w4, k4, "64 KiB write-outs vs the kernel's hugepages-64kB/stats/swpout delta");
-    assert_eq!(pages, pswpout, "Σ 2^order × write-outs vs the pswpout delta");
+    assert_eq!(
+        zero, 0,
+        "zero-filled folios would make the relations inexact"
+    );
+    assert_eq!(
+        w4, k4,
+        "64 KiB write-outs vs the kernel's hugepages-64kB/stats/swpout delta"
+    );
+    assert_eq!(
+        pages, pswpout,
+        "Σ 2^order × write-outs vs the pswpout delta"
+    );
 
     // A copy cut at a random byte still reads, up to its last whole chunk.
     let bytes = fs::read(&file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as usize).unwrap_or(7);
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as usize)
+        .unwrap_or(7);
     // Past the file header (its length is the u32 at byte 12), anywhere in the chunks.
     let header_len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
     let cut_at = header_len + seed % (bytes.len() - header_len);
@@ -112,7 +156,13 @@ fn recording_matches_kernel_counters() {
     fs::write(&cut, &bytes[..cut_at]).unwrap_or_else(|e| panic!("writing the cut copy: {e}"));
     let rc = report_json(&cut);
     assert!(num(&rc, &["events"]) <= events);
-    assert!(!rc["warnings"].as_array().is_none_or(Vec::is_empty), "a cut file must carry a warning");
+    assert!(
+        !rc["warnings"].as_array().is_none_or(Vec::is_empty),
+        "a cut file must carry a warning"
+    );
     // And the whole file reads with no warning at all.
-    assert!(r["warnings"].as_array().is_some_and(Vec::is_empty), "the intact file has warnings");
+    assert!(
+        r["warnings"].as_array().is_some_and(Vec::is_empty),
+        "the intact file has warnings"
+    );
 }

@@ -53,7 +53,10 @@ fn main() -> ExitCode {
 }
 
 fn root_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn cargo() -> String {
@@ -75,7 +78,10 @@ fn output(cmd: &mut Command) -> Result<String> {
     let shown = format!("{cmd:?}");
     let out = cmd.output().with_context(|| format!("starting {shown}"))?;
     if !out.status.success() {
-        bail!("{shown} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{shown} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -101,16 +107,37 @@ fn setup() -> Result<()> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
         step("installing the nightly toolchain");
-        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
-    let sysroot = PathBuf::from(output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?.trim());
+    let sysroot = PathBuf::from(
+        output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?
+            .trim(),
+    );
     if !sysroot.join("lib/rustlib/src/rust/library/core").exists() {
         step("adding rust-src to the nightly toolchain");
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     // 2. bpf-linker built against the nightly's own libLLVM.
-    let have = Command::new("bpf-linker").arg("--version").output().ok().filter(|o| o.status.success());
-    let ok = have.as_ref().is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION));
+    let have = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let ok = have
+        .as_ref()
+        .is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION));
     if !ok {
         install_bpf_linker(&sysroot)?;
     }
@@ -124,9 +151,16 @@ fn install_bpf_linker(sysroot: &Path) -> Result<()> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .find(|p| {
-            p.file_name().and_then(OsStr::to_str).is_some_and(|n| n.starts_with("libLLVM.so.") && n.contains("-rust-"))
+            p.file_name()
+                .and_then(OsStr::to_str)
+                .is_some_and(|n| n.starts_with("libLLVM.so.") && n.contains("-rust-"))
         })
-        .with_context(|| format!("no libLLVM.so.*-rust-* in {}: is the nightly toolchain complete?", lib_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "no libLLVM.so.*-rust-* in {}: is the nightly toolchain complete?",
+                lib_dir.display()
+            )
+        })?;
     let verbose = output(Command::new("rustup").args(["run", "nightly", "rustc", "-vV"]))?;
     let major = verbose
         .lines()
@@ -134,7 +168,9 @@ fn install_bpf_linker(sysroot: &Path) -> Result<()> {
         .and_then(|v| v.split('.').next())
         .context("nightly rustc -vV names no LLVM version")?
         .to_string();
-    step(&format!("building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major} (about a minute)"));
+    step(&format!(
+        "building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major} (about a minute)"
+    ));
     let prefix = cargo_home().join("swapscope-llvm");
     let (bin, lib) = (prefix.join("bin"), prefix.join("lib"));
     fs::create_dir_all(&bin)?;
@@ -143,7 +179,8 @@ fn install_bpf_linker(sysroot: &Path) -> Result<()> {
     for name in [OsStr::new("libLLVM.so"), soname] {
         let link = lib.join(name);
         let _ = fs::remove_file(&link);
-        std::os::unix::fs::symlink(&llvm, &link).with_context(|| format!("linking {}", link.display()))?;
+        std::os::unix::fs::symlink(&llvm, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
     }
     // llvm-sys asks llvm-config for a version; bpf-linker itself only needs LLVM_PREFIX/lib.
     let stub = format!(
@@ -158,7 +195,15 @@ fn install_bpf_linker(sysroot: &Path) -> Result<()> {
     fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let path = format!("{}:{}", bin.display(), env::var("PATH").unwrap_or_default());
     run(Command::new(cargo())
-        .args(["install", "--quiet", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features"])
+        .args([
+            "install",
+            "--quiet",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--features",
+        ])
         .arg(format!("llvm-{major}"))
         .env("LLVM_PREFIX", &prefix)
         .env("PATH", path))
@@ -177,27 +222,62 @@ fn test() -> Result<()> {
     run(Command::new(cargo()).args(["fmt", "--all", "--check"]))?;
     step("clippy (host crates)");
     run(Command::new(cargo()).args([
-        "clippy", "--workspace", "--exclude", "swapscope-ebpf", "--all-targets", "--", "-D", "warnings",
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "swapscope-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
     ]))?;
     step("clippy (eBPF crate, nightly)");
     run(Command::new("rustup").args([
-        "run", "nightly", "cargo", "clippy", "--package", "swapscope-ebpf", "--all-targets", "--", "-D", "warnings",
-        "-C", "panic=abort", "-Zpanic_abort_tests",
+        "run",
+        "nightly",
+        "cargo",
+        "clippy",
+        "--package",
+        "swapscope-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+        "-C",
+        "panic=abort",
+        "-Zpanic_abort_tests",
     ]))?;
     step("unit, property and snapshot tests");
-    run(Command::new(cargo()).args(["test", "--workspace"]))?;
+    run(Command::new(cargo()).args(["test", "--workspace", "--exclude", "swapscope-ebpf"]))?;
     // The live host test needs root and BTF.
     let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
     if !is_root() || !btf {
-        let why = if btf { "not root" } else { "no /sys/kernel/btf/vmlinux" };
+        let why = if btf {
+            "not root"
+        } else {
+            "no /sys/kernel/btf/vmlinux"
+        };
         if ci {
             bail!("the live host test cannot run ({why}); CI must run as root on a BTF kernel");
         }
-        eprintln!("\n!!!!!! SKIPPING the live host test: {why}. Run `sudo -E cargo xtask test` for the full suite. !!!!!!\n");
+        eprintln!(
+            "\n!!!!!! SKIPPING the live host test: {why}. Run `sudo -E cargo xtask test` for the full suite. !!!!!!\n"
+        );
         return Ok(());
     }
     step("live host test (zram + memory cgroup + write-out probe, ~1 min)");
-    run(Command::new(cargo()).args(["test", "--package", "swapscope", "--test", "live", "--", "--ignored", "--nocapture", "--test-threads", "1"]))?;
+    run(Command::new(cargo()).args([
+        "test",
+        "--package",
+        "swapscope",
+        "--test",
+        "live",
+        "--",
+        "--ignored",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ]))?;
     Ok(())
 }
 
@@ -206,7 +286,9 @@ fn test() -> Result<()> {
 
 fn run_demo(out: &Path, seconds: u32) -> Result<()> {
     if !is_root() {
-        bail!("the demo attaches BPF programs and creates a zram device and a cgroup: run it as root (sudo -E cargo xtask run)");
+        bail!(
+            "the demo attaches BPF programs and creates a zram device and a cgroup: run it as root (sudo -E cargo xtask run)"
+        );
     }
     step("building swapscope (release)");
     run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
@@ -225,7 +307,19 @@ fn run_demo(out: &Path, seconds: u32) -> Result<()> {
         .arg(&out)
         .arg("--")
         .arg(&exe)
-        .args(["stress", "--pattern", "sequential", "--zram", "1024", "--mthp", "64K", "--limit", "256", "--size", "600"])
+        .args([
+            "stress",
+            "--pattern",
+            "sequential",
+            "--zram",
+            "1024",
+            "--mthp",
+            "64K",
+            "--limit",
+            "256",
+            "--size",
+            "600",
+        ])
         .args(["--passes", "1000000", "--duration"])
         .arg(seconds.to_string()))?;
     run(Command::new(&exe).arg("report").arg(&out))?;

@@ -51,12 +51,20 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     let lock = lockdown();
     let mut probes = probe::plan(btf.as_ref(), Some(lock.as_str()), &None);
     let (can_record, trial) = if !host::is_root() {
-        (false, "not tried: needs root (CAP_BPF and CAP_PERFMON)".to_string())
+        (
+            false,
+            "not tried: needs root (CAP_BPF and CAP_PERFMON)".to_string(),
+        )
     } else {
-        match LiveProbe::start(&LiveOptions { ringbuf_bytes: 4096 }) {
+        match LiveProbe::start(&LiveOptions {
+            ringbuf_bytes: 4096,
+        }) {
             Ok(p) => {
                 probes = p.plan.clone();
-                (true, "ok: tp_btf/mm_vmscan_write_folio loaded and attached, then detached".into())
+                (
+                    true,
+                    "ok: tp_btf/mm_vmscan_write_folio loaded and attached, then detached".into(),
+                )
             }
             Err(e) => (false, format!("failed: {e}")),
         }
@@ -81,18 +89,35 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
             .ok()
             .map(|s| s.trim() == "Y"),
         memcg: Cgroup::locate().ok().map(|(p, v)| {
-            format!("{} at {}", if v == CgroupVersion::V1 { "v1" } else { "v2" }, p.display())
+            format!(
+                "{} at {}",
+                if v == CgroupVersion::V1 { "v1" } else { "v2" },
+                p.display()
+            )
         }),
         swap_devices: host::read_proc_swaps()
             .map(|l| {
                 l.devices
                     .iter()
-                    .map(|d| format!("{} ({}, {} KiB, used {} KiB, prio {})", d.path, d.kind.as_str(), d.size_kb, d.used_kb, d.prio))
+                    .map(|d| {
+                        format!(
+                            "{} ({}, {} KiB, used {} KiB, prio {})",
+                            d.path,
+                            d.kind.as_str(),
+                            d.size_kb,
+                            d.used_kb,
+                            d.prio
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default(),
         mthp,
-        tier: if can_record { "tracepoint".into() } else { "none".into() },
+        tier: if can_record {
+            "tracepoint".into()
+        } else {
+            "none".into()
+        },
         can_record,
         trial_attach: trial,
         probes,
@@ -102,38 +127,66 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     } else {
         print_text(&d);
     }
-    Ok(if d.can_record { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if d.can_record {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn print_text(d: &Doctor) {
     let yn = |b: bool| if b { "yes" } else { "no" };
     println!("kernel        {} ({})", d.kernel_release, d.arch);
     println!("root          {}", yn(d.root));
-    println!("BTF           {}", if d.btf { probe::btf::VMLINUX_BTF } else { "missing: CONFIG_DEBUG_INFO_BTF=y needed" });
+    println!(
+        "BTF           {}",
+        if d.btf {
+            probe::btf::VMLINUX_BTF
+        } else {
+            "missing: CONFIG_DEBUG_INFO_BTF=y needed"
+        }
+    );
     println!("lockdown      {}", d.lockdown);
     println!(
         "zswap         {}",
-        d.zswap_enabled.map_or("not built", |z| if z { "enabled (write-outs stored in zswap are not swpout)" } else { "disabled" })
+        d.zswap_enabled.map_or("not built", |z| if z {
+            "enabled (write-outs stored in zswap are not swpout)"
+        } else {
+            "disabled"
+        })
     );
-    println!("memcg         {}", d.memcg.as_deref().unwrap_or("not found"));
+    println!(
+        "memcg         {}",
+        d.memcg.as_deref().unwrap_or("not found")
+    );
     if d.swap_devices.is_empty() {
         println!("swap          none active");
     }
     for s in &d.swap_devices {
         println!("swap          {s}");
     }
-    let sizes: Vec<String> = d.mthp.iter().map(|m| format!("{}K={}", m.size_kb, m.enabled)).collect();
-    println!("mTHP          {}", if sizes.is_empty() { "none".into() } else { sizes.join(" ") });
+    let sizes: Vec<String> = d
+        .mthp
+        .iter()
+        .map(|m| format!("{}K={}", m.size_kb, m.enabled))
+        .collect();
+    println!(
+        "mTHP          {}",
+        if sizes.is_empty() {
+            "none".into()
+        } else {
+            sizes.join(" ")
+        }
+    );
     println!("tier          {}", d.tier);
     println!("trial attach  {}", d.trial_attach);
     println!();
     println!("probe plan:");
     for p in &d.probes {
         println!(
-            "  [{}] {:<44} {:<9} {}",
-            if p.available { "x" } else { " " },
-            p.name,
-            p.feeds,
+            "  [{}] {:<44} {}",
+            if p.attached { "x" } else { " " },
+            format!("{}/{}", p.kind, p.name),
             p.detail
         );
     }

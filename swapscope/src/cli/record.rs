@@ -14,7 +14,7 @@ use swapscope::{
     event::{Event, Lost},
     host,
     probe::{LiveOptions, LiveProbe, ProbeStatus},
-    record::{self, RecordingHeader, Writer, WriterOptions},
+    record::{RecordingHeader, Writer, WriterOptions},
     signal,
 };
 use swapscope_common::{counter, kind};
@@ -35,26 +35,16 @@ pub struct RecordArgs {
     pub command: Vec<String>,
 }
 
-/// Converts the probe plan to the form the file header keeps.
-pub fn plan_for_header(plan: &[ProbeStatus]) -> Vec<record::ProbeStatus> {
-    plan.iter()
-        .map(|p| {
-            let (kind, name) = p.name.split_once('/').unwrap_or(("", p.name.as_str()));
-            record::ProbeStatus {
-                name: name.to_string(),
-                kind: kind.to_string(),
-                attached: p.available,
-                detail: format!("{}: {}", p.feeds, p.detail),
-            }
-        })
-        .collect()
-}
-
 fn header(plan: &[ProbeStatus], devices: &[swapscope::event::SwapDevice]) -> RecordingHeader {
     let mut extra = Vec::new();
     for kb in host::mthp_sizes_kb(Path::new(host::MTHP_DIR)) {
-        if let Ok(t) = std::fs::read_to_string(format!("{}/hugepages-{kb}kB/enabled", host::MTHP_DIR)) {
-            extra.push((format!("mthp/{kb}kB/enabled"), host::parse_choice(&t).unwrap_or_default()));
+        if let Ok(t) =
+            std::fs::read_to_string(format!("{}/hugepages-{kb}kB/enabled", host::MTHP_DIR))
+        {
+            extra.push((
+                format!("mthp/{kb}kB/enabled"),
+                host::parse_choice(&t).unwrap_or_default(),
+            ));
         }
     }
     if let Some(l) = host::lockdown() {
@@ -69,7 +59,7 @@ fn header(plan: &[ProbeStatus], devices: &[swapscope::event::SwapDevice]) -> Rec
         source: "live".into(),
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         devices: devices.to_vec(),
-        probe_plan: plan_for_header(plan),
+        probe_plan: plan.to_vec(),
         extra,
         ..RecordingHeader::default()
     }
@@ -77,6 +67,8 @@ fn header(plan: &[ProbeStatus], devices: &[swapscope::event::SwapDevice]) -> Rec
 
 struct Session<W: std::io::Write> {
     writer: Writer<W>,
+    /// The last device list written; a new one is written when /proc/swaps changes.
+    devices: Vec<swapscope::event::SwapDevice>,
     events: u64,
     last_lost: Lost,
     write_error: Option<anyhow::Error>,
@@ -84,17 +76,35 @@ struct Session<W: std::io::Write> {
 
 impl<W: std::io::Write> Session<W> {
     fn push(&mut self, ev: &Event) {
-        if self.write_error.is_none() {
-            if let Err(e) = self.writer.push(ev) {
-                self.write_error = Some(e.into());
-            }
+        if self.write_error.is_none()
+            && let Err(e) = self.writer.push(ev)
+        {
+            self.write_error = Some(e.into());
         }
     }
 
     fn sample(&mut self, probe: &LiveProbe) {
-        self.push(&Event::Counters(host::sample_counters(Path::new(host::MTHP_DIR))));
+        self.push(&Event::Counters(host::sample_counters(Path::new(
+            host::MTHP_DIR,
+        ))));
+        if let Ok(list) = host::read_proc_swaps() {
+            let same = list.devices.len() == self.devices.len()
+                && list
+                    .devices
+                    .iter()
+                    .zip(&self.devices)
+                    .all(|(a, b)| a.path == b.path && a.used_kb == b.used_kb);
+            if !same {
+                self.devices = list.devices.clone();
+                self.push(&Event::Devices(list));
+            }
+        }
         let c = probe.counters();
-        let lost = Lost { ts_ns: host::boottime_ns(), ringbuf: c[counter::RINGBUF_DROPS as usize], userspace: 0 };
+        let lost = Lost {
+            ts_ns: host::boottime_ns(),
+            ringbuf: c[counter::RINGBUF_DROPS as usize],
+            userspace: 0,
+        };
         if lost.ringbuf != self.last_lost.ringbuf || self.last_lost.ts_ns == 0 {
             self.push(&Event::Lost(lost));
             self.last_lost = lost;
@@ -107,7 +117,10 @@ impl<W: std::io::Write> Session<W> {
         let writer = &mut self.writer;
         probe.drain(timeout, |bytes| {
             // Only write-out events exist in this build; other kinds would be skipped by readers.
-            if err.is_none() && bytes.len() >= 2 && u16::from_le_bytes([bytes[0], bytes[1]]) == kind::WRITEOUT {
+            if err.is_none()
+                && bytes.len() >= 2
+                && u16::from_le_bytes([bytes[0], bytes[1]]) == kind::WRITEOUT
+            {
                 match writer.push_raw_writeout(bytes) {
                     Ok(()) => pushed += 1,
                     Err(e) => err = Some(e),
@@ -123,7 +136,9 @@ impl<W: std::io::Write> Session<W> {
 
 pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
     signal::install();
-    let mut probe = LiveProbe::start(&LiveOptions { ringbuf_bytes: a.ringbuf_mib.saturating_mul(1 << 20) })?;
+    let mut probe = LiveProbe::start(&LiveOptions {
+        ringbuf_bytes: a.ringbuf_mib.saturating_mul(1 << 20),
+    })?;
     let devices = host::read_proc_swaps().context("reading /proc/swaps")?;
     let file = OpenOptions::new()
         .write(true)
@@ -132,19 +147,31 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
         .mode(0o600)
         .open(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
-    let writer = Writer::create(BufWriter::new(file), &header(&probe.plan, &devices.devices), WriterOptions::default())
-        .with_context(|| format!("writing the header of {}", a.output.display()))?;
-    let mut s = Session { writer, events: 0, last_lost: Lost::default(), write_error: None };
-    s.push(&Event::Devices(devices));
+    let writer = Writer::create(
+        BufWriter::new(file),
+        &header(&probe.plan, &devices.devices),
+        WriterOptions::default(),
+    )
+    .with_context(|| format!("writing the header of {}", a.output.display()))?;
+    let mut s = Session {
+        writer,
+        devices: Vec::new(),
+        events: 0,
+        last_lost: Lost::default(),
+        write_error: None,
+    };
     s.sample(&probe);
     if let Err(e) = s.writer.flush_chunk() {
         s.write_error = Some(e.into());
     }
 
     let mut child: Option<Child> = match a.command.split_first() {
-        Some((prog, args)) => {
-            Some(Command::new(prog).args(args).spawn().with_context(|| format!("starting {prog}"))?)
-        }
+        Some((prog, args)) => Some(
+            Command::new(prog)
+                .args(args)
+                .spawn()
+                .with_context(|| format!("starting {prog}"))?,
+        ),
         None => None,
     };
     let tty = std::io::stderr().is_terminal();
@@ -152,13 +179,16 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
     let end = a.duration.map(|d| t0 + Duration::from_secs_f64(d));
     let mut next_tick = t0 + Duration::from_secs(1);
     let mut child_status = None;
-    while !signal::stop_requested() && end.is_none_or(|e| Instant::now() < e) && s.write_error.is_none() {
+    while !signal::stop_requested()
+        && end.is_none_or(|e| Instant::now() < e)
+        && s.write_error.is_none()
+    {
         s.drain(&mut probe, Duration::from_millis(100));
-        if let Some(c) = child.as_mut() {
-            if let Ok(Some(st)) = c.try_wait() {
-                child_status = Some(st);
-                break;
-            }
+        if let Some(c) = child.as_mut()
+            && let Ok(Some(st)) = c.try_wait()
+        {
+            child_status = Some(st);
+            break;
         }
         if Instant::now() >= next_tick {
             next_tick += Duration::from_secs(1);
@@ -178,15 +208,14 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // A signal while a command runs: let it finish its own clean-up (it got the signal too).
-    if let Some(c) = child.as_mut() {
-        if child_status.is_none() {
-            child_status = c.wait().ok();
-        }
+    if let Some(c) = child.as_mut()
+        && child_status.is_none()
+    {
+        child_status = c.wait().ok();
     }
     // Final sample, then drain what fired before it.
     s.sample(&probe);
     s.drain(&mut probe, Duration::from_millis(0));
-    s.push(&Event::Devices(host::read_proc_swaps().context("reading /proc/swaps")?));
     drop(probe);
     if tty {
         eprintln!();
@@ -194,10 +223,17 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
     let events = s.events;
     let lost = s.last_lost.ringbuf;
     let write_error = s.write_error.take();
-    let (mut w, stats) = s.writer.finish().with_context(|| format!("closing {}", a.output.display()))?;
-    w.flush().with_context(|| format!("flushing {}", a.output.display()))?;
+    let (mut w, stats) = s
+        .writer
+        .finish()
+        .with_context(|| format!("closing {}", a.output.display()))?;
+    w.flush()
+        .with_context(|| format!("flushing {}", a.output.display()))?;
     if let Some(e) = write_error {
-        return Err(e.context(format!("writing {} (everything before the error is kept)", a.output.display())));
+        return Err(e.context(format!(
+            "writing {} (everything before the error is kept)",
+            a.output.display()
+        )));
     }
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(

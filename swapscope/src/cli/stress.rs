@@ -89,7 +89,10 @@ pub fn touch(a: TouchArgs) -> anyhow::Result<ExitCode> {
     signal::install();
     // Wait until the parent has moved us into the cgroup.
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("waiting for the go line")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("waiting for the go line")?;
     toucher::run(
         a.pattern,
         a.size,

@@ -43,18 +43,46 @@ impl KernelBtf {
     }
 
     fn lookup_err(what: &str) -> impl FnOnce(btf_rs::Error) -> BtfError + '_ {
-        move |source| BtfError::Lookup { what: what.to_string(), source }
+        move |source| BtfError::Lookup {
+            what: what.to_string(),
+            source,
+        }
     }
 
     /// Strips typedefs and qualifiers.
     fn resolve(&self, mut ty: Type) -> Result<Type, BtfError> {
         for _ in 0..32 {
             match &ty {
-                Type::Typedef(t) => ty = self.btf.resolve_chained_type(t).map_err(Self::lookup_err("typedef"))?,
-                Type::Const(t) => ty = self.btf.resolve_chained_type(t).map_err(Self::lookup_err("const"))?,
-                Type::Volatile(t) => ty = self.btf.resolve_chained_type(t).map_err(Self::lookup_err("volatile"))?,
-                Type::Restrict(t) => ty = self.btf.resolve_chained_type(t).map_err(Self::lookup_err("restrict"))?,
-                Type::TypeTag(t) => ty = self.btf.resolve_chained_type(t).map_err(Self::lookup_err("type tag"))?,
+                Type::Typedef(t) => {
+                    ty = self
+                        .btf
+                        .resolve_chained_type(t)
+                        .map_err(Self::lookup_err("typedef"))?
+                }
+                Type::Const(t) => {
+                    ty = self
+                        .btf
+                        .resolve_chained_type(t)
+                        .map_err(Self::lookup_err("const"))?
+                }
+                Type::Volatile(t) => {
+                    ty = self
+                        .btf
+                        .resolve_chained_type(t)
+                        .map_err(Self::lookup_err("volatile"))?
+                }
+                Type::Restrict(t) => {
+                    ty = self
+                        .btf
+                        .resolve_chained_type(t)
+                        .map_err(Self::lookup_err("restrict"))?
+                }
+                Type::TypeTag(t) => {
+                    ty = self
+                        .btf
+                        .resolve_chained_type(t)
+                        .map_err(Self::lookup_err("type tag"))?
+                }
                 _ => return Ok(ty),
             }
         }
@@ -65,33 +93,48 @@ impl KernelBtf {
         let types = self
             .btf
             .resolve_types_by_name(name)
-            .map_err(|_| BtfError::Missing { what: format!("struct {name}") })?;
+            .map_err(|_| BtfError::Missing {
+                what: format!("struct {name}"),
+            })?;
         types
             .into_iter()
             .find_map(|t| match t {
                 Type::Struct(s) if !s.members.is_empty() => Some(s),
                 _ => None,
             })
-            .ok_or_else(|| BtfError::Missing { what: format!("struct {name}") })
+            .ok_or_else(|| BtfError::Missing {
+                what: format!("struct {name}"),
+            })
     }
 
     /// Searches `s` and its anonymous struct/union members for `member`; returns its bit offset.
-    fn find_member(&self, s: &btf_rs::Struct, member: &str, depth: u32) -> Result<Option<(u32, Type)>, BtfError> {
+    fn find_member(
+        &self,
+        s: &btf_rs::Struct,
+        member: &str,
+        depth: u32,
+    ) -> Result<Option<(u32, Type)>, BtfError> {
         if depth > 8 {
             return Ok(None);
         }
         for m in &s.members {
             let name = self.btf.resolve_name(m).unwrap_or_default();
             if name == member {
-                let ty = self.btf.resolve_chained_type(m).map_err(Self::lookup_err(member))?;
+                let ty = self
+                    .btf
+                    .resolve_chained_type(m)
+                    .map_err(Self::lookup_err(member))?;
                 return Ok(Some((m.bit_offset(), ty)));
             }
             if name.is_empty() {
-                let ty = self.btf.resolve_chained_type(m).map_err(Self::lookup_err(member))?;
-                if let Type::Struct(inner) | Type::Union(inner) = self.resolve(ty)? {
-                    if let Some((off, ty)) = self.find_member(&inner, member, depth + 1)? {
-                        return Ok(Some((m.bit_offset() + off, ty)));
-                    }
+                let ty = self
+                    .btf
+                    .resolve_chained_type(m)
+                    .map_err(Self::lookup_err(member))?;
+                if let Type::Struct(inner) | Type::Union(inner) = self.resolve(ty)?
+                    && let Some((off, ty)) = self.find_member(&inner, member, depth + 1)?
+                {
+                    return Ok(Some((m.bit_offset() + off, ty)));
                 }
             }
         }
@@ -105,9 +148,13 @@ impl KernelBtf {
         let s = self.struct_named(sname)?;
         let (bits, _ty) = self
             .find_member(&s, member, 0)?
-            .ok_or_else(|| BtfError::Missing { what: format!("member {sname}.{member}") })?;
+            .ok_or_else(|| BtfError::Missing {
+                what: format!("member {sname}.{member}"),
+            })?;
         if bits % 8 != 0 {
-            return Err(BtfError::Missing { what: format!("byte-aligned member {sname}.{member}") });
+            return Err(BtfError::Missing {
+                what: format!("byte-aligned member {sname}.{member}"),
+            });
         }
         Ok(bits / 8)
     }
@@ -117,7 +164,9 @@ impl KernelBtf {
         let types = self
             .btf
             .resolve_types_by_name(ename)
-            .map_err(|_| BtfError::Missing { what: format!("enum {ename}") })?;
+            .map_err(|_| BtfError::Missing {
+                what: format!("enum {ename}"),
+            })?;
         for t in types {
             if let Type::Enum(e) = t {
                 for m in &e.members {
@@ -127,7 +176,9 @@ impl KernelBtf {
                 }
             }
         }
-        Err(BtfError::Missing { what: format!("enumerator {ename}::{name}") })
+        Err(BtfError::Missing {
+            what: format!("enumerator {ename}::{name}"),
+        })
     }
 
     /// Whether a function (BTF `FUNC`) of that name exists.
@@ -139,7 +190,9 @@ impl KernelBtf {
 
     /// Whether a type of that name exists (e.g. `btf_trace_mm_vmscan_write_folio`).
     pub fn has_type(&self, name: &str) -> bool {
-        self.btf.resolve_ids_by_name(name).is_ok_and(|ids| !ids.is_empty())
+        self.btf
+            .resolve_ids_by_name(name)
+            .is_ok_and(|ids| !ids.is_empty())
     }
 
     /// Everything the tracepoint-tier programs need.
@@ -180,8 +233,14 @@ mod tests {
             Ok(l) => l,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(l.folio_flags_off, 0, "flags is the first word of struct page/folio");
-        assert_eq!(l.folio_flags1_off, 64, "_flags_1 is the first word of the second struct page");
+        assert_eq!(
+            l.folio_flags_off, 0,
+            "flags is the first word of struct page/folio"
+        );
+        assert_eq!(
+            l.folio_flags1_off, 64,
+            "_flags_1 is the first word of the second struct page"
+        );
         assert!(l.folio_swap_off > 0 && l.folio_swap_off < 64);
         assert_ne!(l.pg_head, l.pg_swapbacked);
         assert!(btf.has_type("btf_trace_mm_vmscan_write_folio"));

@@ -22,17 +22,7 @@ use crate::host;
 /// The BPF object built by `build.rs` (empty when built with `AYA_BUILD_SKIP=1`).
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/swapscope"));
 
-/// One probe of the plan: what it watches, whether it is attached (or could be), and why not.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ProbeStatus {
-    /// e.g. `tp_btf/mm_vmscan_write_folio`.
-    pub name: String,
-    /// What the probe feeds: `writeout`, `alloc`, `free`, `split`, ...
-    pub feeds: String,
-    pub available: bool,
-    /// Why it is not available, or what it attached to.
-    pub detail: String,
-}
+pub use crate::record::ProbeStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -75,21 +65,31 @@ pub const FULL_TIER_CANDIDATES: &[(&str, &str)] = &[
 pub type TracingTrial = Option<Result<String, String>>;
 
 /// Computes the probe plan from BTF, the lockdown state and the fentry/fexit trial load.
-pub fn plan(btf: Option<&KernelBtf>, lockdown: Option<&str>, trial: &TracingTrial) -> Vec<ProbeStatus> {
+pub fn plan(
+    btf: Option<&KernelBtf>,
+    lockdown: Option<&str>,
+    trial: &TracingTrial,
+) -> Vec<ProbeStatus> {
     let mut out = Vec::new();
     let tp_ok = btf.is_some_and(|b| b.has_type(&format!("btf_trace_{WRITEOUT_TP}")));
     let layout = btf.map(KernelBtf::kernel_layout);
     let (available, detail) = match (btf, tp_ok, &layout) {
         (None, _, _) => (false, "no kernel BTF".to_string()),
-        (Some(_), false, _) => (false, format!("tracepoint {WRITEOUT_TP} not in this kernel's BTF")),
+        (Some(_), false, _) => (
+            false,
+            format!("tracepoint {WRITEOUT_TP} not in this kernel's BTF"),
+        ),
         (Some(_), true, Some(Err(e))) => (false, e.to_string()),
-        _ => (true, "tp_btf: allowed under every lockdown mode; direct loads only".to_string()),
+        _ => (
+            true,
+            "tp_btf: allowed under every lockdown mode; direct loads only".to_string(),
+        ),
     };
     out.push(ProbeStatus {
-        name: format!("tp_btf/{WRITEOUT_TP}"),
-        feeds: "writeout".into(),
-        available,
-        detail,
+        name: WRITEOUT_TP.into(),
+        kind: "tp_btf".into(),
+        attached: available,
+        detail: format!("writeout: {detail}"),
     });
     for (feeds, name) in FULL_TIER_CANDIDATES {
         let func = name.split_once('/').map_or(*name, |(_, f)| f);
@@ -105,7 +105,13 @@ pub fn plan(btf: Option<&KernelBtf>, lockdown: Option<&str>, trial: &TracingTria
             }
             (true, None) => "in BTF; fentry/fexit not tried (needs root)".to_string(),
         };
-        out.push(ProbeStatus { name: (*name).into(), feeds: (*feeds).into(), available: false, detail });
+        let (kind, func) = name.split_once('/').unwrap_or(("", name));
+        out.push(ProbeStatus {
+            name: func.into(),
+            kind: kind.into(),
+            attached: false,
+            detail: format!("{feeds}: {detail}"),
+        });
     }
     out
 }
@@ -119,7 +125,9 @@ pub struct LiveOptions {
 
 impl Default for LiveOptions {
     fn default() -> Self {
-        LiveOptions { ringbuf_bytes: 8 << 20 }
+        LiveOptions {
+            ringbuf_bytes: 8 << 20,
+        }
     }
 }
 
@@ -152,10 +160,11 @@ impl LiveProbe {
             .ok_or(ProbeError::Map("program mm_vmscan_write_folio"))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))?;
-        prog.load(WRITEOUT_TP, &btf).map_err(|e| ProbeError::Attach {
-            probe: format!("tp_btf/{WRITEOUT_TP}"),
-            reason: verifier_summary(&e),
-        })?;
+        prog.load(WRITEOUT_TP, &btf)
+            .map_err(|e| ProbeError::Attach {
+                probe: format!("tp_btf/{WRITEOUT_TP}"),
+                reason: verifier_summary(&e),
+            })?;
         prog.attach().map_err(|e| ProbeError::Attach {
             probe: format!("tp_btf/{WRITEOUT_TP}"),
             reason: e.to_string(),
@@ -163,13 +172,21 @@ impl LiveProbe {
         let trial = Some(trial_tracing(&mut ebpf, &kbtf, &btf));
         let mut plan = plan(Some(&kbtf), host::lockdown().as_deref(), &trial);
         if let Some(p) = plan.first_mut() {
-            p.detail = "attached".into();
+            p.detail = "writeout: attached".into();
         }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(ProbeError::Map("EVENTS"))?)
             .map_err(|e| ProbeError::Load(e.to_string()))?;
-        let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").ok_or(ProbeError::Map("COUNTERS"))?)
-            .map_err(|e| ProbeError::Load(e.to_string()))?;
-        Ok(LiveProbe { _ebpf: ebpf, ring, counters, plan })
+        let counters = PerCpuArray::try_from(
+            ebpf.take_map("COUNTERS")
+                .ok_or(ProbeError::Map("COUNTERS"))?,
+        )
+        .map_err(|e| ProbeError::Load(e.to_string()))?;
+        Ok(LiveProbe {
+            _ebpf: ebpf,
+            ring,
+            counters,
+            plan,
+        })
     }
 
     /// Waits up to `timeout` for data, then hands every queued record to `f`. Returns how many.
@@ -182,7 +199,11 @@ impl LiveProbe {
         if n > 0 {
             return n;
         }
-        let mut pfd = libc::pollfd { fd: self.ring.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.ring.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: `pfd` is one valid pollfd for an fd the ring buffer owns for our lifetime.
         unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -207,7 +228,12 @@ impl LiveProbe {
 
 /// Functions `trial_fexit` may be pointed at (scalar return types, so fexit is allowed), newest
 /// kernels first.
-const TRIAL_TARGETS: &[&str] = &["folio_alloc_swap", "add_to_swap", "swap_writeout", "swap_writepage"];
+const TRIAL_TARGETS: &[&str] = &[
+    "folio_alloc_swap",
+    "add_to_swap",
+    "swap_writeout",
+    "swap_writepage",
+];
 
 /// Loads (never attaches) `trial_fexit` to learn whether this kernel allows fentry/fexit.
 fn trial_tracing(ebpf: &mut Ebpf, kbtf: &KernelBtf, btf: &aya::Btf) -> Result<String, String> {

@@ -15,8 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use self::toucher::Pattern;
 use self::setup::{Cgroup, MthpSetting, SetupError, ZramSwap};
+pub use self::toucher::Pattern;
 use crate::{host, signal};
 
 #[derive(Clone, Debug)]
@@ -95,7 +95,10 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .spawn()
-        .map_err(|source| StressError::Spawn { exe: opts.exe.display().to_string(), source })?;
+        .map_err(|source| StressError::Spawn {
+            exe: opts.exe.display().to_string(),
+            source,
+        })?;
     // The toucher waits for a line on stdin, so it is in the cgroup before it touches anything.
     let moved = cg.add(child.id());
     if let Err(e) = moved {
@@ -126,6 +129,8 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
     match status {
         Some(s) if s.success() || summary.interrupted => Ok(summary),
         Some(s) => Err(StressError::Toucher(format!("exited with {s}"))),
-        None => Err(StressError::Toucher("lost track of the toucher process".into())),
+        None => Err(StressError::Toucher(
+            "lost track of the toucher process".into(),
+        )),
     }
 }

@@ -17,7 +17,11 @@ use crate::host;
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("{what}: {path}: {source}")]
-    Io { what: &'static str, path: String, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error(
         "no memory cgroup controller found (looked for cgroup v2 at /sys/fs/cgroup and v1 at /sys/fs/cgroup/memory)"
     )]
@@ -29,13 +33,20 @@ pub enum SetupError {
     #[error("mTHP size {0} kB is not offered by this kernel (see {dir})", dir = host::MTHP_DIR)]
     NoMthpSize(u64),
     #[error("swapon {path} failed: {source}")]
-    Swapon { path: String, source: std::io::Error },
+    Swapon {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("stress needs root: it creates a cgroup and a swap device; run it with sudo")]
     NotRoot,
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SetupError + 'a {
-    move |source| SetupError::Io { what, path: path.display().to_string(), source }
+    move |source| SetupError::Io {
+        what,
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn write_file(path: &Path, value: &str, what: &'static str) -> Result<(), SetupError> {
@@ -59,7 +70,9 @@ impl Cgroup {
     /// Finds the memory controller: cgroup v2 (unified at /sys/fs/cgroup) or v1.
     pub fn locate() -> Result<(PathBuf, CgroupVersion), SetupError> {
         let v2 = Path::new("/sys/fs/cgroup");
-        if fs::read_to_string(v2.join("cgroup.controllers")).is_ok_and(|c| c.split_whitespace().any(|w| w == "memory")) {
+        if fs::read_to_string(v2.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory"))
+        {
             return Ok((v2.to_path_buf(), CgroupVersion::V2));
         }
         let v1 = Path::new("/sys/fs/cgroup/memory");
@@ -94,7 +107,11 @@ impl Cgroup {
 
     /// Moves process `pid` into the cgroup.
     pub fn add(&self, pid: u32) -> Result<(), SetupError> {
-        write_file(&self.path.join("cgroup.procs"), &pid.to_string(), "moving the workload into its cgroup")
+        write_file(
+            &self.path.join("cgroup.procs"),
+            &pid.to_string(),
+            "moving the workload into its cgroup",
+        )
     }
 }
 
@@ -107,7 +124,10 @@ impl Drop for Cgroup {
             }
             thread::sleep(Duration::from_millis(100));
         }
-        eprintln!("swapscope: could not remove cgroup {}; remove it with rmdir", self.path.display());
+        eprintln!(
+            "swapscope: could not remove cgroup {}; remove it with rmdir",
+            self.path.display()
+        );
     }
 }
 
@@ -138,9 +158,17 @@ impl ZramSwap {
                 path: ctl.display().to_string(),
                 source: std::io::Error::other("hot_add returned no device number"),
             })?;
-        let mut z = ZramSwap { id, dev: PathBuf::from(format!("/dev/zram{id}")), swapped_on: false };
+        let mut z = ZramSwap {
+            id,
+            dev: PathBuf::from(format!("/dev/zram{id}")),
+            swapped_on: false,
+        };
         let sys = PathBuf::from(format!("/sys/block/zram{id}"));
-        write_file(&sys.join("disksize"), &bytes.to_string(), "sizing the zram device")?;
+        write_file(
+            &sys.join("disksize"),
+            &bytes.to_string(),
+            "sizing the zram device",
+        )?;
         // udev may create the node a moment after hot_add.
         for _ in 0..50 {
             if z.dev.exists() {
@@ -149,15 +177,19 @@ impl ZramSwap {
             thread::sleep(Duration::from_millis(20));
         }
         write_swap_header(&z.dev, bytes, host::page_size())?;
-        let c = CString::new(z.dev.as_os_str().as_encoded_bytes()).map_err(|_| SetupError::Swapon {
-            path: z.dev.display().to_string(),
-            source: std::io::Error::other("path has a NUL byte"),
-        })?;
+        let c =
+            CString::new(z.dev.as_os_str().as_encoded_bytes()).map_err(|_| SetupError::Swapon {
+                path: z.dev.display().to_string(),
+                source: std::io::Error::other("path has a NUL byte"),
+            })?;
         let flags = SWAP_FLAG_PREFER | (prio.clamp(0, SWAP_FLAG_PRIO_MASK) & SWAP_FLAG_PRIO_MASK);
         // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
         let rc = unsafe { libc::swapon(c.as_ptr(), flags) };
         if rc != 0 {
-            return Err(SetupError::Swapon { path: z.dev.display().to_string(), source: std::io::Error::last_os_error() });
+            return Err(SetupError::Swapon {
+                path: z.dev.display().to_string(),
+                source: std::io::Error::last_os_error(),
+            });
         }
         z.swapped_on = true;
         Ok(z)
@@ -166,16 +198,16 @@ impl ZramSwap {
 
 impl Drop for ZramSwap {
     fn drop(&mut self) {
-        if self.swapped_on {
-            if let Ok(c) = CString::new(self.dev.as_os_str().as_encoded_bytes()) {
-                // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-                if unsafe { libc::swapoff(c.as_ptr()) } != 0 {
-                    eprintln!(
-                        "swapscope: swapoff {} failed: {}",
-                        self.dev.display(),
-                        std::io::Error::last_os_error()
-                    );
-                }
+        if self.swapped_on
+            && let Ok(c) = CString::new(self.dev.as_os_str().as_encoded_bytes())
+        {
+            // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+            if unsafe { libc::swapoff(c.as_ptr()) } != 0 {
+                eprintln!(
+                    "swapscope: swapoff {} failed: {}",
+                    self.dev.display(),
+                    std::io::Error::last_os_error()
+                );
             }
         }
         let sys = format!("/sys/block/zram{}/reset", self.id);
@@ -195,7 +227,9 @@ impl Drop for ZramSwap {
 pub fn swap_header(bytes: u64, page_size: u32) -> Vec<u8> {
     let ps = page_size as usize;
     let mut h = vec![0u8; ps];
-    let last_page = (bytes / u64::from(page_size)).saturating_sub(1).min(u64::from(u32::MAX)) as u32;
+    let last_page = (bytes / u64::from(page_size))
+        .saturating_sub(1)
+        .min(u64::from(u32::MAX)) as u32;
     // struct swap_header.info at offset 1024: version, last_page, nr_badpages, uuid[16], label[16].
     h[1024..1028].copy_from_slice(&1u32.to_le_bytes());
     h[1028..1032].copy_from_slice(&last_page.to_le_bytes());
@@ -208,8 +242,12 @@ pub fn swap_header(bytes: u64, page_size: u32) -> Vec<u8> {
 }
 
 fn write_swap_header(dev: &Path, bytes: u64, page_size: u32) -> Result<(), SetupError> {
-    let mut f = fs::OpenOptions::new().write(true).open(dev).map_err(io("opening the zram device", dev))?;
-    f.write_all(&swap_header(bytes, page_size)).map_err(io("writing the swap header", dev))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(dev)
+        .map_err(io("opening the zram device", dev))?;
+    f.write_all(&swap_header(bytes, page_size))
+        .map_err(io("writing the swap header", dev))?;
     f.sync_all().map_err(io("syncing the swap header", dev))
 }
 
@@ -232,7 +270,11 @@ impl MthpSetting {
 impl Drop for MthpSetting {
     fn drop(&mut self) {
         if fs::write(&self.path, &self.previous).is_err() {
-            eprintln!("swapscope: could not restore {} to {}", self.path.display(), self.previous);
+            eprintln!(
+                "swapscope: could not restore {} to {}",
+                self.path.display(),
+                self.previous
+            );
         }
     }
 }
@@ -259,7 +301,10 @@ mod tests {
         let h = swap_header(1 << 30, 4096);
         assert_eq!(&h[4086..], b"SWAPSPACE2");
         assert_eq!(u32::from_le_bytes([h[1024], h[1025], h[1026], h[1027]]), 1);
-        assert_eq!(u32::from_le_bytes([h[1028], h[1029], h[1030], h[1031]]), 262_143);
+        assert_eq!(
+            u32::from_le_bytes([h[1028], h[1029], h[1030], h[1031]]),
+            262_143
+        );
     }
 
     #[test]

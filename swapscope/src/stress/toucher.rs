@@ -46,13 +46,21 @@ impl Region {
             )
         };
         if base == libc::MAP_FAILED {
-            return Err(TouchError::Mmap((len >> 20) as u64, std::io::Error::last_os_error()));
+            return Err(TouchError::Mmap(
+                (len >> 20) as u64,
+                std::io::Error::last_os_error(),
+            ));
         }
         let base = base.cast::<u8>();
         let pad = (ALIGN - (base as usize % ALIGN)) % ALIGN;
         // SAFETY: pad < ALIGN, so start..start+len lies inside the mapping of len + ALIGN bytes.
         let start = unsafe { base.add(pad) };
-        Ok(Region { base, map_len, start, len })
+        Ok(Region {
+            base,
+            map_len,
+            start,
+            len,
+        })
     }
 
     fn write(&self, off: usize, v: u8) {
