@@ -122,6 +122,10 @@ pub fn run(
                 let v = (done as u8).wrapping_mul(31).wrapping_add(1) | 1;
                 for off in (0..len).step_by(PAGE) {
                     r.write(off, v);
+                    // Check the clock every 64 MiB so --duration and signals stop a pass early.
+                    if off % (64 << 20) == 0 && off > 0 && over() {
+                        return Ok(done);
+                    }
                 }
                 done += 1;
             }
