@@ -7,8 +7,7 @@ use anyhow::{Context as _, anyhow};
 fn main() -> anyhow::Result<()> {
     let out_dir = std::env::var_os("OUT_DIR").context("OUT_DIR not set")?;
     let object = std::path::Path::new(&out_dir).join("swapscope");
-    let skip =
-        std::env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let skip = std::env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     if skip {
         std::fs::write(&object, b"").context("writing placeholder BPF object")?;

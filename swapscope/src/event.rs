@@ -176,10 +176,7 @@ pub struct SwapOff {
 pub enum AllocResult {
     /// The kernel's answer is not in the stream (simulated requests).
     Unknown,
-    Success {
-        swap_type: u8,
-        offset: u64,
-    },
+    Success { swap_type: u8, offset: u64 },
     Failure,
 }
 

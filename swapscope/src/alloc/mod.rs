@@ -31,13 +31,7 @@ pub struct Allocation {
 
 impl Allocation {
     pub fn contiguous(swap_type: u8, offset: u64, nr: u32) -> Self {
-        Allocation {
-            extents: vec![Extent {
-                swap_type,
-                offset,
-                nr,
-            }],
-        }
+        Allocation { extents: vec![Extent { swap_type, offset, nr }] }
     }
 
     /// Total slots covered.
