@@ -703,3 +703,303 @@ pub mod slotmap {
         }
     }
 }
+
+/// Test support shared by the alternative models' tests: a harness that drives a model and checks
+/// every answer against an independent record of live slots.
+#[cfg(test)]
+pub mod testkit {
+    use std::collections::BTreeSet;
+
+    use crate::alloc::{AllocatorModel, ModelSnapshot};
+    use crate::event::{SwapOn, swap_flags};
+
+    pub fn dev(swap_type: u8, max: u64, bad: Vec<u64>) -> SwapOn {
+        SwapOn {
+            ts_ns: 0,
+            swap_type,
+            max,
+            bad,
+            flags: swap_flags::SOLIDSTATE | swap_flags::BLKDEV | swap_flags::SYNCHRONOUS_IO,
+            prio: 0,
+        }
+    }
+
+    /// One live allocation: its slots in folio page order and which pages were freed.
+    struct Live {
+        slots: Vec<(u8, u64)>,
+        freed: Vec<bool>,
+    }
+
+    pub struct Harness<M> {
+        pub model: M,
+        devs: Vec<SwapOn>,
+        live: Vec<Live>,
+        used: BTreeSet<(u8, u64)>,
+    }
+
+    impl<M: AllocatorModel> Harness<M> {
+        pub fn new(mut model: M, devs: Vec<SwapOn>) -> Self {
+            for d in &devs {
+                model.swapon(d);
+            }
+            Harness {
+                model,
+                devs,
+                live: Vec::new(),
+                used: BTreeSet::new(),
+            }
+        }
+
+        pub fn live_count(&self) -> usize {
+            self.live.len()
+        }
+
+        pub fn used_slots(&self) -> u64 {
+            self.used.len() as u64
+        }
+
+        /// Allocates and checks the answer; returns the extents count on success.
+        pub fn alloc(&mut self, cpu: u32, order: u8) -> Option<usize> {
+            let a = self.model.alloc(cpu, order)?;
+            assert_eq!(a.slots(), 1u64 << order, "allocation covers 2^order slots");
+            let mut slots = Vec::with_capacity(1 << order);
+            for e in &a.extents {
+                assert!(e.nr > 0, "empty extent");
+                let d = self.devs.iter().find(|d| d.swap_type == e.swap_type);
+                let Some(d) = d else {
+                    panic!("extent on unknown device {}", e.swap_type)
+                };
+                for s in e.offset..e.offset + u64::from(e.nr) {
+                    assert!(s >= 1 && s < d.max, "slot {s} outside 1..{}", d.max);
+                    assert!(!d.bad.contains(&s), "bad slot {s} handed out");
+                    assert!(
+                        self.used.insert((e.swap_type, s)),
+                        "slot {s} handed out twice"
+                    );
+                    slots.push((e.swap_type, s));
+                }
+            }
+            if a.extents.len() == 1 {
+                let off = a.extents[0].offset;
+                assert_eq!(
+                    off % (1u64 << order),
+                    0,
+                    "contiguous allocation is naturally aligned"
+                );
+            }
+            self.live.push(Live {
+                freed: vec![false; slots.len()],
+                slots,
+            });
+            Some(a.extents.len())
+        }
+
+        /// Frees pages [p, p+n) (clamped) of live allocation `idx % live`, skipping pages freed
+        /// before; consecutive slots go to the model as one free.
+        pub fn free_pages(&mut self, idx: usize, p: usize, n: usize) {
+            if self.live.is_empty() {
+                return;
+            }
+            let i = idx % self.live.len();
+            let len = self.live[i].slots.len();
+            let p = p % len;
+            let end = (p + n.max(1)).min(len);
+            let mut run: Option<(u8, u64, u32)> = None;
+            for page in p..end {
+                let l = &mut self.live[i];
+                if l.freed[page] {
+                    flush(&mut self.model, &mut run);
+                    continue;
+                }
+                l.freed[page] = true;
+                let (t, s) = l.slots[page];
+                assert!(self.used.remove(&(t, s)));
+                run = match run {
+                    Some((rt, ro, rn)) if rt == t && ro + u64::from(rn) == s => {
+                        Some((rt, ro, rn + 1))
+                    }
+                    mut other => {
+                        flush(&mut self.model, &mut other);
+                        Some((t, s, 1))
+                    }
+                };
+            }
+            flush(&mut self.model, &mut run);
+            if self.live[i].freed.iter().all(|&f| f) {
+                self.live.swap_remove(i);
+            }
+        }
+
+        pub fn free_all(&mut self) {
+            while !self.live.is_empty() {
+                let n = self.live[0].slots.len();
+                self.free_pages(0, 0, n);
+            }
+        }
+
+        pub fn check(&self) -> ModelSnapshot {
+            let snap = self.model.snapshot();
+            assert_eq!(
+                snap.used_slots,
+                self.used_slots(),
+                "used_slots = live slots"
+            );
+            assert!(snap.used_slots <= snap.total_slots);
+            for f in snap.fragmentation_by_order {
+                assert!((0.0..=1.0).contains(&f), "fragmentation {f} out of range");
+            }
+            snap
+        }
+    }
+
+    fn flush<M: AllocatorModel>(model: &mut M, run: &mut Option<(u8, u64, u32)>) {
+        if let Some((t, o, n)) = run.take() {
+            model.free(t, o, n);
+        }
+    }
+
+    /// One step of a random op sequence: `kind` < 3 allocates (order from `a`), else frees a
+    /// random piece (`a`, `b`, `c` pick allocation, start and length).
+    pub fn step<M: AllocatorModel>(h: &mut Harness<M>, kind: u8, a: u16, b: u16, c: u16) {
+        const ORDERS: [u8; 8] = [0, 0, 0, 2, 3, 4, 5, 9];
+        if kind < 3 {
+            h.alloc(u32::from(b % 4), ORDERS[usize::from(a) % ORDERS.len()]);
+        } else if kind < 5 {
+            h.free_pages(usize::from(a), usize::from(b), usize::from(c % 600));
+        } else {
+            h.free_pages(usize::from(a), usize::from(b), 1 + usize::from(c % 3));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::testkit::{Harness, dev, step};
+    use super::*;
+
+    fn free_sets(b: &Buddy) -> Vec<Vec<Option<usize>>> {
+        b.devs
+            .iter()
+            .map(|d| d.free.iter().map(HierSet::first).collect())
+            .collect()
+    }
+
+    #[test]
+    fn fresh_device_is_all_order9_blocks_around_the_header() {
+        let mut b = Buddy::new();
+        b.swapon(&dev(0, 2048 + 1, vec![]));
+        let s = b.snapshot();
+        assert_eq!(s.total_slots, 2048);
+        assert_eq!(s.used_slots, 0);
+        // Cluster 0 loses slot 0 (nonfull); cluster 4 holds only slot 2048 (frag); 1..=3 are free.
+        assert_eq!(s.clusters.free, 3);
+        assert_eq!(s.clusters.nonfull, 1);
+        assert_eq!(s.clusters.frag, 1);
+        // Aligned free blocks: 1..=3 are order-9 blocks, the largest pair is clusters 2+3.
+        assert_eq!(s.largest_free_run, 1024);
+        assert_eq!(s.fragmentation_by_order[0], 0.0);
+    }
+
+    #[test]
+    fn split_and_partial_free_coalesce_back() {
+        let mut h = Harness::new(Buddy::new(), vec![dev(0, 1025, vec![])]);
+        let before = free_sets(&h.model);
+        assert_eq!(h.alloc(0, 4), Some(1));
+        h.check();
+        // Free single pages inside the order-4 block, then the rest in two pieces.
+        h.free_pages(0, 5, 1);
+        assert_eq!(h.check().used_slots, 15);
+        h.free_pages(0, 9, 1);
+        h.free_pages(0, 0, 7);
+        h.free_pages(0, 0, 16);
+        h.check();
+        assert_eq!(h.live_count(), 0);
+        assert_eq!(
+            free_sets(&h.model),
+            before,
+            "free lists back to the initial state"
+        );
+    }
+
+    #[test]
+    fn bad_slots_are_never_allocated_and_full_device_fails() {
+        let bad = vec![3, 600, 601, 1000];
+        let mut h = Harness::new(Buddy::new(), vec![dev(0, 1025, bad)]);
+        while h.alloc(0, 0).is_some() {}
+        let s = h.check();
+        assert_eq!(s.used_slots, 1024 - 4);
+        assert_eq!(s.used_slots, s.total_slots);
+        assert_eq!(s.clusters.full, 3);
+        assert_eq!(s.largest_free_run, 0);
+        assert!(h.model.alloc(0, 0).is_none());
+        h.free_all();
+        assert_eq!(h.check().used_slots, 0);
+    }
+
+    #[test]
+    fn devices_by_priority_and_swapoff() {
+        let mut lo = dev(1, 513, vec![]);
+        lo.prio = -2;
+        let mut hi = dev(2, 513, vec![]);
+        hi.prio = 5;
+        let mut b = Buddy::new();
+        b.swapon(&lo);
+        b.swapon(&hi);
+        let a = b.alloc(0, 9);
+        assert!(
+            a.is_none(),
+            "no device has a whole free cluster (slot 0 is the header)"
+        );
+        let Some(a) = b.alloc(0, 8) else {
+            panic!("order 8 fits")
+        };
+        assert_eq!(a.extents[0].swap_type, 2);
+        b.swapoff(2);
+        assert_eq!(b.snapshot().used_slots, 0);
+        assert_eq!(b.snapshot().total_slots, 512);
+    }
+
+    #[test]
+    fn fragmentation_by_order_counts_unusable_free_slots() {
+        let mut b = Buddy::new();
+        b.swapon(&dev(0, 65, vec![]));
+        // Usable slots 1..=64; take them all, then free the odd ones: no free aligned pair left.
+        for _ in 0..64 {
+            assert!(b.alloc(0, 0).is_some());
+        }
+        for s in (1..64).step_by(2) {
+            b.free(0, s, 1);
+        }
+        let s = b.snapshot();
+        assert_eq!(s.used_slots, 32);
+        assert_eq!(s.fragmentation_by_order[0], 0.0);
+        assert!(s.fragmentation_by_order[1..].iter().all(|&f| f == 1.0));
+        assert_eq!(s.largest_free_run, 1);
+        b.free(0, 0, 65);
+        let s = b.snapshot();
+        assert_eq!(s.used_slots, 0);
+        assert_eq!(
+            s.largest_free_run, 32,
+            "slots 32..=63 form the largest aligned block"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_ops_keep_invariants(ops in prop::collection::vec((0u8..7, any::<u16>(), any::<u16>(), any::<u16>()), 1..300),
+                                      bad in prop::collection::vec(1u64..2100, 0..6)) {
+            let mut h = Harness::new(Buddy::new(), vec![dev(0, 2100, bad)]);
+            let before = free_sets(&h.model);
+            for (k, a, b, c) in ops {
+                step(&mut h, k, a, b, c);
+                h.check();
+            }
+            h.free_all();
+            h.check();
+            prop_assert_eq!(free_sets(&h.model), before);
+        }
+    }
+}
