@@ -286,6 +286,8 @@ mod tests {
         fn random_ops_keep_invariants(ops in prop::collection::vec((0u8..7, any::<u16>(), any::<u16>(), any::<u16>()), 1..300),
                                       bad in prop::collection::vec(1u64..1500, 0..6)) {
             let mut h = Harness::new(Discontiguous::new(), vec![dev(0, 1500, bad)]);
+            // A gathered entry may form one unaligned run, so alignment is not checked here.
+            h.aligned = false;
             for (k, a, b, c) in ops {
                 let free_before = { let s = h.check(); s.total_slots - s.used_slots };
                 if k < 3 {
