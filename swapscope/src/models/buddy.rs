@@ -855,6 +855,89 @@ pub mod testkit {
         }
     }
 
+    /// Outcome of [`replay`].
+    #[derive(Debug, Default)]
+    pub struct Replay {
+        pub requests: u64,
+        pub large_requests: u64,
+        /// Large requests the model refused (the engine would split and retry at order 0).
+        pub fallbacks: u64,
+        /// Order-0 requests (or split pages) the model could not serve at all.
+        pub failures: u64,
+        pub frees: u64,
+        pub max_metadata: u64,
+    }
+
+    /// A minimal stand-in for the engine: drives `model` with a simulated stream, mapping each
+    /// virtual page to the model slot it got (falling back to order 0 like the kernel's split),
+    /// and checks `used_slots` against the live mapping every `check_every` events.
+    pub fn replay<M: AllocatorModel + ?Sized>(
+        model: &mut M,
+        events: &[crate::event::Event],
+        check_every: usize,
+    ) -> Replay {
+        use crate::event::Event;
+        use crate::workload::ID_SHIFT;
+        use std::collections::HashMap;
+        let mut map: HashMap<u64, (u8, u64)> = HashMap::new();
+        let mut r = Replay::default();
+        for (i, ev) in events.iter().enumerate() {
+            match ev {
+                Event::SwapOn(on) => model.swapon(on),
+                Event::Alloc(a) => {
+                    r.requests += 1;
+                    let base = a.id << ID_SHIFT;
+                    if a.order > 0 {
+                        r.large_requests += 1;
+                    }
+                    if let Some(al) = model.alloc(a.cpu, a.order) {
+                        let mut page = 0;
+                        for e in &al.extents {
+                            for s in e.offset..e.offset + u64::from(e.nr) {
+                                map.insert(base + page, (e.swap_type, s));
+                                page += 1;
+                            }
+                        }
+                    } else {
+                        if a.order > 0 {
+                            r.fallbacks += 1;
+                        }
+                        for page in 0..1u64 << a.order {
+                            match model.alloc(a.cpu, 0) {
+                                Some(al) => {
+                                    let e = al.extents[0];
+                                    map.insert(base + page, (e.swap_type, e.offset));
+                                }
+                                None => r.failures += 1,
+                            }
+                        }
+                    }
+                }
+                Event::Free(f) => {
+                    r.frees += 1;
+                    for v in f.offset..f.offset + u64::from(f.nr) {
+                        if let Some((t, s)) = map.remove(&v) {
+                            model.free(t, s, 1);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if check_every > 0 && i % check_every == 0 {
+                let snap = model.snapshot();
+                assert_eq!(
+                    snap.used_slots,
+                    map.len() as u64,
+                    "event {i}: used = mapped"
+                );
+                r.max_metadata = r.max_metadata.max(snap.metadata_bytes);
+            }
+        }
+        let snap = model.snapshot();
+        assert_eq!(snap.used_slots, map.len() as u64, "end: used = mapped");
+        r
+    }
+
     fn flush<M: AllocatorModel>(model: &mut M, run: &mut Option<(u8, u64, u32)>) {
         if let Some((t, o, n)) = run.take() {
             model.free(t, o, n);
@@ -987,6 +1070,64 @@ mod tests {
             s.largest_free_run, 32,
             "slots 32..=63 form the largest aligned block"
         );
+    }
+
+    fn models() -> Vec<Box<dyn AllocatorModel>> {
+        vec![
+            Box::new(Buddy::new()),
+            Box::new(super::super::classified::Classified::new()),
+            Box::new(super::super::classified::Classified::per_order()),
+            Box::new(super::super::discontiguous::Discontiguous::new()),
+        ]
+    }
+
+    #[test]
+    fn every_model_replays_every_workload() {
+        use crate::workload::{NAMES, WorkloadSpec, generate};
+        for name in NAMES {
+            let spec = WorkloadSpec {
+                swap_size_bytes: 8 << 20,
+                iterations: Some(3),
+                small: true,
+                ..WorkloadSpec::new(name)
+            };
+            let events = generate(&spec).unwrap_or_default();
+            for mut m in models() {
+                let r = testkit::replay(m.as_mut(), &events, 97);
+                assert_eq!(r.failures, 0, "{} on {name}: {r:?}", m.name());
+                if m.name() == "discontiguous" {
+                    assert_eq!(r.fallbacks, 0, "discontiguous never falls back: {r:?}");
+                }
+            }
+        }
+    }
+
+    /// Throughput and fallback rates on the full kernel-test workload (run with
+    /// `cargo test --release -- --ignored --nocapture model_throughput`).
+    #[test]
+    #[ignore = "benchmark; run in release"]
+    fn model_throughput() {
+        use crate::workload::{WorkloadSpec, generate};
+        for small in [false, true] {
+            let spec = WorkloadSpec {
+                small,
+                ..WorkloadSpec::new("thp-fragment")
+            };
+            let events = generate(&spec).unwrap_or_default();
+            for mut m in models() {
+                let t = std::time::Instant::now();
+                let r = testkit::replay(m.as_mut(), &events, 0);
+                let secs = t.elapsed().as_secs_f64();
+                println!(
+                    "{:22} small={small:5} events={} {:.1} M events/s, large fallback {:.2}%, meta max {} B",
+                    m.name(),
+                    events.len(),
+                    events.len() as f64 / secs / 1e6,
+                    100.0 * r.fallbacks as f64 / r.large_requests.max(1) as f64,
+                    r.max_metadata,
+                );
+            }
+        }
     }
 
     proptest! {

@@ -22,10 +22,11 @@
 //!
 //! * order 0: (1) small clusters, best fit (the cluster whose largest free aligned block is
 //!   smallest, so small entries pack into few clusters instead of spreading); (2) free clusters that
-//!   hold reserved slots (header, bad, tail: poor for large folios anyway); (3) holes in large
-//!   clusters that no request of that class can use (largest free aligned block below the class's
-//!   smallest order), which costs large folios nothing; (4) a clean free cluster; (5) only then
-//!   steal any free slot of a large cluster, smallest holes first.
+//!   hold reserved slots (header, bad, tail: poor for large folios anyway); (3) a clean free
+//!   cluster, which becomes small; (4) only then steal a free slot of a large cluster, smallest
+//!   holes first. Holes in large clusters are not taken earlier even when no large request could
+//!   use them now: they turn back into aligned blocks when their neighbours are freed (a large
+//!   folio swapped in page by page), which a small entry in the hole would prevent.
 //! * order k > 0: (1) clusters of its class with a free aligned 2^k block, best fit; (2) a clean
 //!   free cluster; (3) a free cluster with reserved slots that still has an aligned block; (4)
 //!   steal an aligned block from a cluster of another class, best fit. So a large request fails only
@@ -200,9 +201,6 @@ impl Dev {
     fn pick_small(&self) -> Option<usize> {
         self.best_fit(0, 0..BUCKETS)
             .or_else(|| self.lists.last(self.dirty_list()))
-            .or_else(|| {
-                (1..self.nclasses).find_map(|cl| self.best_fit(cl, 0..self.class_min_order(cl)))
-            })
             .or_else(|| self.lists.last(self.clean_list()))
             .or_else(|| {
                 (0..BUCKETS).find_map(|b| {
@@ -359,7 +357,7 @@ mod tests {
         // Free one order-4 folio: the large cluster has an aligned 16-slot hole again.
         h.free_pages(511 + 3, 0, 16);
         assert_eq!(h.alloc(0, 4), Some(1));
-        // Punch a one-slot hole in a large folio: order 0 may use it (useless to large).
+        // Punch a one-slot hole in a large folio: order 0 takes the tail slot first, then the hole.
         h.free_pages(511 + 5, 7, 1);
         let s = h.check();
         assert_eq!(
