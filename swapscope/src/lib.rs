@@ -4,8 +4,10 @@
 pub mod alloc;
 pub mod event;
 pub mod host;
+pub mod models_alt;
 pub mod probe;
 pub mod record;
 pub mod report;
 pub mod signal;
 pub mod stress;
+pub mod workload;

@@ -1,0 +1,142 @@
+//! Deterministic, seeded workload generators for `simulate`: each produces the swap request
+//! stream a real workload would cause, as [`Event`]s (a `SwapOn`, then `Alloc`/`Free` with
+//! `Marker`s at phase boundaries). docs/workloads.md describes each workload.
+//!
+//! # Contract with the engine (simulated streams)
+//! * The first event is a [`SwapOn`](crate::event::SwapOn) for device 0: `max` = swap size in
+//!   4 KiB slots + 1 header slot, flags SOLIDSTATE | BLKDEV | SYNCHRONOUS_IO (zram-like).
+//! * `Alloc { id, order, result: Unknown }` asks for 2^order slots. Allocation `id` owns the
+//!   virtual slots `(id << 9) + page` on swap type [`SIM_SWAP_TYPE`], page in 0..2^order.
+//! * `Free { swap_type: SIM_SWAP_TYPE, offset: (id << 9) + p, nr: n }` frees pages [p, p+n) of
+//!   allocation `id`. A page is freed at most once; a free always lies inside one allocation.
+//! * `Marker { label: "warmup" }` precedes the warm-up, `"iteration N"` (N from 0) each iteration.
+//! * Timestamps increase strictly (synthetic, 1 µs apart). CPUs are in `0..cpus`.
+
+mod fill_drain;
+mod fork_zap;
+mod mixed_orders;
+mod rng;
+mod stream;
+mod thp_fragment;
+
+#[cfg(test)]
+mod tests;
+
+use crate::event::Event;
+
+pub use rng::Rng;
+
+/// Swap type of the virtual slots that simulated `Free`s name.
+pub const SIM_SWAP_TYPE: u8 = 0xff;
+/// Virtual slot offset of page `p` of allocation `id` is `(id << ID_SHIFT) + p`.
+pub const ID_SHIFT: u32 = 9;
+/// Workload names, as `--workload` accepts them.
+pub const NAMES: &[&str] = &[
+    "thp-fragment",
+    "fork-partial-zap",
+    "mixed-orders",
+    "fill-drain",
+];
+
+/// Smallest and largest swap sizes accepted (1 MiB … 1 TiB).
+pub const MIN_SWAP_BYTES: u64 = 1 << 20;
+pub const MAX_SWAP_BYTES: u64 = 1 << 40;
+/// Upper bound on `cpus` and `iterations`, to keep streams finite and ids in range.
+pub const MAX_CPUS: u32 = 4096;
+pub const MAX_ITERATIONS: u32 = 100_000;
+
+/// What to generate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadSpec {
+    /// One of [`NAMES`].
+    pub name: String,
+    /// Swap device size in bytes (a multiple of 4 KiB, header slot not included).
+    pub swap_size_bytes: u64,
+    /// CPUs the requests are spread over.
+    pub cpus: u32,
+    pub seed: u64,
+    /// Iterations after the warm-up; `None` = the workload's default ([`default_iterations`]).
+    pub iterations: Option<u32>,
+    /// `thp-fragment` only: add the test's small-folio area (`-s`).
+    pub small: bool,
+}
+
+impl WorkloadSpec {
+    /// Defaults: 64 MiB swap (the kernel test's zram size), 2 CPUs, seed 1, default iterations.
+    pub fn new(name: &str) -> Self {
+        WorkloadSpec {
+            name: name.to_string(),
+            swap_size_bytes: 64 << 20,
+            cpus: 2,
+            seed: 1,
+            iterations: None,
+            small: false,
+        }
+    }
+
+    /// 4 KiB slots of the device (header excluded).
+    pub fn slots(&self) -> u64 {
+        self.swap_size_bytes / 4096
+    }
+
+    fn iterations_or_default(&self) -> u32 {
+        self.iterations
+            .or_else(|| default_iterations(&self.name))
+            .unwrap_or(1)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WorkloadError {
+    #[error("unknown workload {0:?} (known: {known})", known = NAMES.join(", "))]
+    Unknown(String),
+    #[error("swap size {0} bytes: must be a multiple of 4096 between 1 MiB and 1 TiB")]
+    SwapSize(u64),
+    #[error("cpus = {0}: must be between 1 and {MAX_CPUS}")]
+    Cpus(u32),
+    #[error("iterations = {0}: must be at most {MAX_ITERATIONS}")]
+    Iterations(u32),
+}
+
+/// Default iteration count of a workload (`None` for unknown names).
+pub fn default_iterations(name: &str) -> Option<u32> {
+    match name {
+        // tools/mm/thp_swap_allocator_test.c runs 100 iterations.
+        "thp-fragment" => Some(100),
+        "fork-partial-zap" => Some(50),
+        "mixed-orders" => Some(20),
+        "fill-drain" => Some(10),
+        _ => None,
+    }
+}
+
+/// Checks a spec without generating anything.
+pub fn validate(spec: &WorkloadSpec) -> Result<(), WorkloadError> {
+    if !NAMES.contains(&spec.name.as_str()) {
+        return Err(WorkloadError::Unknown(spec.name.clone()));
+    }
+    let b = spec.swap_size_bytes;
+    if !b.is_multiple_of(4096) || !(MIN_SWAP_BYTES..=MAX_SWAP_BYTES).contains(&b) {
+        return Err(WorkloadError::SwapSize(b));
+    }
+    if spec.cpus == 0 || spec.cpus > MAX_CPUS {
+        return Err(WorkloadError::Cpus(spec.cpus));
+    }
+    if let Some(n) = spec.iterations.filter(|&n| n > MAX_ITERATIONS) {
+        return Err(WorkloadError::Iterations(n));
+    }
+    Ok(())
+}
+
+/// Generates the whole event stream of a workload.
+pub fn generate(spec: &WorkloadSpec) -> Result<Vec<Event>, WorkloadError> {
+    validate(spec)?;
+    let iterations = spec.iterations_or_default();
+    Ok(match spec.name.as_str() {
+        "thp-fragment" => thp_fragment::generate(spec, iterations),
+        "fork-partial-zap" => fork_zap::generate(spec, iterations),
+        "mixed-orders" => mixed_orders::generate(spec, iterations),
+        "fill-drain" => fill_drain::generate(spec, iterations),
+        other => return Err(WorkloadError::Unknown(other.to_string())),
+    })
+}
