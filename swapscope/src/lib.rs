@@ -1,5 +1,7 @@
 //! swapscope: watch the Linux swap allocator from eBPF, record it, and replay it through
 //! allocator models. The binary (`main.rs`) is a thin CLI over these modules; see
 //! docs/ARCHITECTURE.md for the codemap.
-pub mod event;
 pub mod alloc;
+pub mod engine;
+pub mod event;
+pub mod models;
