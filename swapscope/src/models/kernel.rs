@@ -547,6 +547,84 @@ impl Devs {
     }
 }
 
+#[cfg(test)]
+impl Devs {
+    /// Checks the bookkeeping of every device: per-cluster counts equal the slot bits, list
+    /// links and lengths agree, usage sums agree, and `cluster_ok(dev, cluster, list)` holds.
+    pub fn check(
+        &self,
+        cluster_ok: impl Fn(&Dev, u32, Option<List>) -> bool,
+    ) -> Result<(), String> {
+        let mut inuse = 0;
+        let mut total = 0;
+        for d in self.iter() {
+            let mut used = 0;
+            for c in 0..d.nr_clusters() {
+                let bits = d.map.count_used(u64::from(c) * CL, CL);
+                if bits != u64::from(d.count(c)) {
+                    return Err(format!(
+                        "dev {} cluster {c}: count {} bits {bits}",
+                        d.ty,
+                        d.count(c)
+                    ));
+                }
+                used += bits;
+                if !cluster_ok(d, c, d.list_of(c)) {
+                    return Err(format!(
+                        "dev {} cluster {c}: count {} order {} on {:?}",
+                        d.ty,
+                        d.count(c),
+                        d.order(c),
+                        d.list_of(c)
+                    ));
+                }
+            }
+            let reserved = d.nr_clusters() as u64 * CL - d.pages;
+            if used != d.inuse + reserved {
+                return Err(format!(
+                    "dev {}: inuse {} + reserved {reserved} != used {used}",
+                    d.ty, d.inuse
+                ));
+            }
+            for id in 0..NR_LISTS {
+                let mut n = 0;
+                let mut prev = NIL;
+                let mut cur = d.heads[id];
+                while cur != NIL {
+                    let ci = d.cl.get(cur as usize).ok_or("bad link")?;
+                    if usize::from(ci.list) != id || ci.prev != prev {
+                        return Err(format!("dev {} list {id}: bad links at {cur}", d.ty));
+                    }
+                    prev = cur;
+                    cur = ci.next;
+                    n += 1;
+                }
+                if n != d.lens[id] || d.tails[id] != prev {
+                    return Err(format!(
+                        "dev {} list {id}: len {} walked {n}",
+                        d.ty, d.lens[id]
+                    ));
+                }
+            }
+            if d.on_avail == (d.inuse >= d.pages) && d.pages > 0 {
+                return Err(format!(
+                    "dev {}: on_avail {} inuse {} pages {}",
+                    d.ty, d.on_avail, d.inuse, d.pages
+                ));
+            }
+            inuse += d.inuse;
+            total += d.pages;
+        }
+        if inuse != self.inuse || total != self.total_pages {
+            return Err(format!(
+                "global inuse {} vs {inuse}, total {} vs {total}",
+                self.inuse, self.total_pages
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Splits a free of `off .. off + n` at cluster boundaries.
 pub(crate) fn for_each_cluster_piece(off: u64, n: u32, mut f: impl FnMut(u64, u64)) {
     let end = off.saturating_add(u64::from(n));

@@ -246,6 +246,13 @@ impl Linux610 {
     }
 }
 
+#[cfg(test)]
+impl Linux610 {
+    pub(crate) fn devs(&self) -> &Devs {
+        &self.devs
+    }
+}
+
 impl AllocatorModel for Linux610 {
     fn name(&self) -> &'static str {
         Self::NAME

@@ -308,6 +308,13 @@ pub(crate) fn legacy_next_fit(d: &mut Dev) -> Option<u64> {
     Some(off)
 }
 
+#[cfg(test)]
+impl Linux612 {
+    pub(crate) fn devs(&self) -> &Devs {
+        &self.devs
+    }
+}
+
 impl AllocatorModel for Linux612 {
     fn name(&self) -> &'static str {
         Self::NAME

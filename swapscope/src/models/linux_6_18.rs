@@ -376,6 +376,13 @@ impl Linux618 {
     }
 }
 
+#[cfg(test)]
+impl Linux618 {
+    pub(crate) fn devs(&self) -> &Devs {
+        &self.devs
+    }
+}
+
 impl AllocatorModel for Linux618 {
     fn name(&self) -> &'static str {
         Self::NAME

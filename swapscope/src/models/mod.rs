@@ -38,3 +38,6 @@ pub fn by_name(name: &str) -> Option<Box<dyn AllocatorModel>> {
 pub fn all() -> Vec<Box<dyn AllocatorModel>> {
     NAMES.iter().filter_map(|n| by_name(n)).collect()
 }
+
+#[cfg(test)]
+mod proptests;
