@@ -426,3 +426,6 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -101,6 +101,8 @@ pub(crate) struct Dev {
     /// Used/unusable bit per slot, `nr_clusters * 512` bits.
     pub map: UsedBitmap,
     pub cl: Vec<Cluster>,
+    /// One bit per cluster, set when its count is 512 (for fast slot scans).
+    full_bits: Vec<u64>,
     bad: Vec<u64>,
     heads: [u32; NR_LISTS],
     tails: [u32; NR_LISTS],
@@ -146,6 +148,14 @@ impl Dev {
             mark(s, &mut map, &mut cl);
         }
         let pages = max - 1 - bad.len() as u64;
+        let mut full_bits = vec![0u64; cl.len().div_ceil(64)];
+        for (i, c) in cl.iter().enumerate() {
+            if u64::from(c.count) >= CL
+                && let Some(w) = full_bits.get_mut(i / 64)
+            {
+                *w |= 1 << (i % 64);
+            }
+        }
         Dev {
             ty: on.swap_type,
             prio: on.prio,
@@ -155,6 +165,7 @@ impl Dev {
             inuse: 0,
             map,
             cl,
+            full_bits,
             bad,
             heads: [NIL; NR_LISTS],
             tails: [NIL; NR_LISTS],
@@ -323,8 +334,14 @@ impl Dev {
     /// `inuse_pages`. Returns true when the device just became full.
     pub fn alloc_range(&mut self, off: u64, n: u64) -> bool {
         self.map.set_used(off, n);
-        if let Some(c) = self.cl.get_mut((off / CL) as usize) {
+        let ci = (off / CL) as usize;
+        if let Some(c) = self.cl.get_mut(ci) {
             c.count = c.count.saturating_add(n as u16);
+            if u64::from(c.count) >= CL
+                && let Some(w) = self.full_bits.get_mut(ci / 64)
+            {
+                *w |= 1 << (ci % 64);
+            }
         }
         self.inuse += n;
         self.inuse == self.pages
@@ -354,8 +371,40 @@ impl Dev {
         if let Some(ci) = self.cl.get_mut(c as usize) {
             ci.count = ci.count.saturating_sub(freed as u16);
         }
+        if freed > 0
+            && let Some(w) = self.full_bits.get_mut(c as usize / 64)
+        {
+            *w &= !(1 << (c % 64));
+        }
         self.inuse = self.inuse.saturating_sub(freed);
         freed
+    }
+
+    /// First free slot in `from .. end`, skipping full clusters.
+    pub fn find_free_slot(&self, from: u64, end: u64) -> Option<u64> {
+        let end = end.min(self.max);
+        let mut p = from;
+        while p < end {
+            let c = (p / CL) as usize;
+            // Next cluster at or after `c` that is not full.
+            let mut wi = c / 64;
+            let mut bits = !self.full_bits.get(wi)? & (!0u64 << (c % 64));
+            while bits == 0 {
+                wi += 1;
+                bits = !*self.full_bits.get(wi)?;
+            }
+            let nc = (wi * 64) as u64 + u64::from(bits.trailing_zeros());
+            p = p.max(nc * CL);
+            if p >= end {
+                return None;
+            }
+            let stop = ((nc + 1) * CL).min(end);
+            if let Some(s) = self.map.find_free_slot(p, stop) {
+                return Some(s);
+            }
+            p = stop;
+        }
+        None
     }
 
     /// Grows the per-device per-CPU arrays to hold `cpu`.

@@ -136,7 +136,7 @@ impl Linux610 {
     fn linear_scan(d: &Dev, base: u64) -> Option<u64> {
         let find = |from: u64, end: u64| {
             let mut p = from;
-            while let Some(s) = d.map.find_free_slot(p, end) {
+            while let Some(s) = d.find_free_slot(p, end) {
                 if d.list_of((s / CL) as u32) != Some(List::Discard) {
                     return Some(s);
                 }

@@ -303,7 +303,7 @@ pub(crate) fn legacy_next_fit(d: &mut Dev) -> Option<u64> {
     let off = d
         .map
         .find_free_slot(from, d.max)
-        .or_else(|| d.map.find_free_slot(1, from))?;
+        .or_else(|| d.find_free_slot(1, from))?;
     d.legacy_next = off + 1;
     Some(off)
 }
