@@ -98,11 +98,12 @@ impl Bucket {
         if let Bucket::One(r) = *self {
             *self = Bucket::Many(vec![r]);
         }
-        match self {
-            Bucket::Many(v) => v,
-            // Converted just above.
-            Bucket::One(_) => unreachable!("bucket converted to Many"),
-        }
+        let Bucket::Many(v) = self else {
+            // Not reached (converted just above); stay total without panicking.
+            *self = Bucket::Many(Vec::new());
+            return self.runs_mut();
+        };
+        v
     }
 }
 
