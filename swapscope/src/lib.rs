@@ -2,9 +2,10 @@
 //! allocator models. The binary (`main.rs`) is a thin CLI over these modules; see
 //! docs/ARCHITECTURE.md for the codemap.
 pub mod alloc;
+pub mod engine;
 pub mod event;
 pub mod host;
-pub mod models_alt;
+pub mod models;
 pub mod probe;
 pub mod record;
 pub mod report;

@@ -6,6 +6,8 @@
 
 use crate::event::SwapOn;
 
+pub mod frag;
+
 /// Slots per cluster (`SWAPFILE_CLUSTER` = `HPAGE_PMD_NR` on x86-64 with THP_SWAP).
 pub const CLUSTER_SLOTS: u64 = 512;
 /// Largest folio order a swap entry can hold (PMD order on x86-64, 4 KiB pages).
@@ -91,9 +93,24 @@ pub trait AllocatorModel {
     /// kernel does after splitting the folio (`swpout_fallback`).
     fn alloc(&mut self, cpu: u32, order: u8) -> Option<Allocation>;
 
+    /// [`alloc`](Self::alloc) without a heap allocation per call: appends the extents to `out`
+    /// (which the caller has cleared) and returns whether the request was served. The engine
+    /// calls this; models on a hot path override it, the default forwards to `alloc`.
+    fn alloc_into(&mut self, cpu: u32, order: u8, out: &mut Vec<Extent>) -> bool {
+        match self.alloc(cpu, order) {
+            Some(a) => {
+                out.extend_from_slice(&a.extents);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Give back `nr` slots from `offset` on `swap_type` (model slot space). Frees may cover part
     /// of an earlier allocation (a large folio freed piecewise) and never span two allocations'
-    /// clusters in a way the allocator did not hand out.
+    /// clusters in a way the allocator did not hand out. Like the kernel's batched frees, one
+    /// call may cover slots of several adjacent allocations, but it never crosses a
+    /// [`CLUSTER_SLOTS`]-aligned boundary. Slots that are not allocated are ignored.
     fn free(&mut self, swap_type: u8, offset: u64, nr: u32);
 
     /// Current occupancy summary.

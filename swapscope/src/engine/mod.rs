@@ -1,0 +1,431 @@
+//! The engine: replays the event stream through N allocator models in shadow, rebuilds the real
+//! occupancy when the stream carries the kernel's answers, and produces the comparison report.
+//!
+//! ```
+//! use swapscope::engine::{Engine, EngineConfig};
+//! let mut engine = Engine::new(swapscope::models::all(), EngineConfig::default());
+//! # let events: Vec<swapscope::event::Event> = Vec::new();
+//! for ev in &events {
+//!     engine.feed(ev);
+//! }
+//! let report = engine.report();
+//! let text = swapscope::engine::render_table(&report);
+//! let json = report.to_json();
+//! # let _ = (text, json);
+//! ```
+//!
+//! # Slot spaces
+//! Every model has its own slot space. For each model the engine keeps a map from stream slots
+//! to model slots ([`SlotMap`], extents), so a stream free of `(type, offset, nr)` frees exactly
+//! the model slots that back those stream slots, also when a large allocation is freed piece by
+//! piece.
+//!
+//! * `AllocResult::Success { swap_type, offset }`: the stream slots are the kernel's slots
+//!   `offset .. offset + 2^order` on `swap_type`; the engine also rebuilds the real occupancy
+//!   from them (reported as `"real"`).
+//! * `AllocResult::Unknown` (simulated workloads): the stream slots are **virtual**. See
+//!   [`VIRTUAL_TYPE`] for the contract with workload generators.
+//! * `AllocResult::Failure`: the kernel split the folio and will retry with order-0 requests
+//!   that appear later in the stream. Each model's answer for that order is counted, and a
+//!   successful model allocation is given back at once, so model occupancy stays in step with
+//!   the real one.
+//!
+//! When a model cannot serve an order k > 0 request the engine counts a failure (a fallback
+//! split) and requests 2^k order-0 slots from it, as the kernel does after `split_folio`
+//! (those requests are counted at order 0). If even order 0 fails the page has no model slot
+//! (counted as an order-0 failure and in `unbacked_slots`).
+
+use crate::alloc::{AllocatorModel, Extent, MAX_ORDER, NR_ORDERS};
+use crate::event::{Alloc, AllocResult, Event, Free, Ts};
+
+mod real;
+mod report;
+mod slotmap;
+
+pub use real::RealOccupancy;
+pub use report::{
+    IntervalReport, MarkerReport, ModelReport, Report, SeriesReport, StreamSummary, render_table,
+};
+pub use slotmap::{SlotMap, stream_key};
+
+/// Swap type of the virtual stream slots of `AllocResult::Unknown` allocations.
+///
+/// **Contract with workload generators** (e.g. `simulate`): an `Alloc { id, order, result:
+/// Unknown }` owns the virtual slots `(VIRTUAL_TYPE, virtual_offset(id, 0) ..
+/// virtual_offset(id, 0) + 2^order)`, i.e. `id << 9 | page` for `page` in `0 .. 2^order`. The
+/// workload frees them with `Free { swap_type: VIRTUAL_TYPE, offset: virtual_offset(id, page),
+/// nr }`: any sub-range of the allocation, in any number of pieces (a free may not span two
+/// ids). Ids must be below 2^47 and must not be reused while any page of the previous use is
+/// still allocated (the engine then frees the old pages first and counts an anomaly).
+pub const VIRTUAL_TYPE: u8 = 0xff;
+/// Bits of the page index inside a virtual offset (2^9 = 512 pages, the largest folio).
+pub const VIRTUAL_PAGE_BITS: u32 = 9;
+/// Ids must be below this.
+pub const VIRTUAL_ID_LIMIT: u64 = 1 << 47;
+
+/// The virtual stream offset of page `page` of allocation `id` (see [`VIRTUAL_TYPE`]).
+pub const fn virtual_offset(id: u64, page: u64) -> u64 {
+    id << VIRTUAL_PAGE_BITS | (page & ((1 << VIRTUAL_PAGE_BITS) - 1))
+}
+
+/// Errors of the engine's outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("serialising the report: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Engine settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Take a time-series row of the per-order counters every this many events (0 = never).
+    /// Rows are also taken at every `Marker` event.
+    pub series_every: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            series_every: 1_000_000,
+        }
+    }
+}
+
+/// Cumulative per-order request counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrderCounters {
+    pub requests: [u64; NR_ORDERS],
+    pub successes: [u64; NR_ORDERS],
+    pub failures: [u64; NR_ORDERS],
+}
+
+impl OrderCounters {
+    /// `self - earlier`, per order.
+    pub fn since(&self, earlier: &OrderCounters) -> OrderCounters {
+        let sub = |a: &[u64; NR_ORDERS], b: &[u64; NR_ORDERS]| {
+            let mut out = [0; NR_ORDERS];
+            for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+                *o = x.saturating_sub(*y);
+            }
+            out
+        };
+        OrderCounters {
+            requests: sub(&self.requests, &earlier.requests),
+            successes: sub(&self.successes, &earlier.successes),
+            failures: sub(&self.failures, &earlier.failures),
+        }
+    }
+
+    fn request(&mut self, order: usize, ok: bool) {
+        if let Some(r) = self.requests.get_mut(order) {
+            *r += 1;
+        }
+        let c = if ok {
+            &mut self.successes
+        } else {
+            &mut self.failures
+        };
+        if let Some(c) = c.get_mut(order) {
+            *c += 1;
+        }
+    }
+}
+
+/// One model driven in shadow.
+struct Shadow {
+    model: Box<dyn AllocatorModel>,
+    map: SlotMap,
+    counters: OrderCounters,
+    /// Stream slots with no model slot (even order 0 failed).
+    unbacked_slots: u64,
+    /// Stream slots freed that had no model slot.
+    unmatched_free_slots: u64,
+    /// Model slots dropped because their model device went away.
+    dropped_slots: u64,
+}
+
+/// Stream-level counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct StreamCounts {
+    events: u64,
+    allocs: u64,
+    frees: u64,
+    freed_slots: u64,
+    markers: u64,
+    ignored: u64,
+    anomalies: u64,
+}
+
+/// A row of counters (cumulative) at one point of the stream.
+#[derive(Clone, Debug)]
+struct Row {
+    event: u64,
+    ts_ns: Ts,
+    label: Option<String>,
+    models: Vec<OrderCounters>,
+    real: OrderCounters,
+}
+
+/// Replays events through the models.
+pub struct Engine {
+    shadows: Vec<Shadow>,
+    real: RealOccupancy,
+    real_counters: OrderCounters,
+    real_known: bool,
+    stream: StreamCounts,
+    config: EngineConfig,
+    scratch: Vec<Extent>,
+    series: Vec<Row>,
+    markers: Vec<Row>,
+    last_ts: Ts,
+}
+
+impl Engine {
+    pub fn new(models: Vec<Box<dyn AllocatorModel>>, config: EngineConfig) -> Self {
+        let shadows = models
+            .into_iter()
+            .map(|model| Shadow {
+                model,
+                map: SlotMap::new(),
+                counters: OrderCounters::default(),
+                unbacked_slots: 0,
+                unmatched_free_slots: 0,
+                dropped_slots: 0,
+            })
+            .collect();
+        Engine {
+            shadows,
+            real: RealOccupancy::default(),
+            real_counters: OrderCounters::default(),
+            real_known: false,
+            stream: StreamCounts::default(),
+            config,
+            scratch: Vec::with_capacity(64),
+            series: Vec::new(),
+            markers: Vec::new(),
+            last_ts: 0,
+        }
+    }
+
+    /// Names of the models, in report order.
+    pub fn model_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.shadows.iter().map(|s| s.model.name())
+    }
+
+    /// The model at `i`.
+    pub fn model(&self, i: usize) -> Option<&dyn AllocatorModel> {
+        self.shadows.get(i).map(|s| s.model.as_ref())
+    }
+
+    /// The stream→model slot map of model `i`.
+    pub fn slot_map(&self, i: usize) -> Option<&SlotMap> {
+        self.shadows.get(i).map(|s| &s.map)
+    }
+
+    /// Per-order counters of model `i`.
+    pub fn counters(&self, i: usize) -> Option<&OrderCounters> {
+        self.shadows.get(i).map(|s| &s.counters)
+    }
+
+    /// The real occupancy rebuilt from `Success` results.
+    pub fn real(&self) -> &RealOccupancy {
+        &self.real
+    }
+
+    /// Whether the stream carried kernel results (so `real` means something).
+    pub fn real_known(&self) -> bool {
+        self.real_known
+    }
+
+    /// Feeds every event of an iterator.
+    pub fn feed_all<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
+        for ev in events {
+            self.feed(ev);
+        }
+    }
+
+    /// Feeds one event.
+    pub fn feed(&mut self, ev: &Event) {
+        self.stream.events += 1;
+        self.last_ts = ev.ts();
+        match ev {
+            Event::SwapOn(on) => {
+                self.real.swapon(on);
+                for s in &mut self.shadows {
+                    s.model.swapon(on);
+                }
+            }
+            Event::SwapOff(off) => self.swapoff(off.swap_type),
+            Event::Alloc(a) => self.alloc(a),
+            Event::Free(f) => self.free(f),
+            Event::Marker(m) => {
+                self.stream.markers += 1;
+                let row = self.row(Some(m.label.clone()));
+                self.markers.push(row);
+            }
+            Event::Writeout(_) | Event::Counters(_) | Event::Devices(_) | Event::Lost(_) => {
+                self.stream.ignored += 1;
+            }
+        }
+        if self.config.series_every > 0
+            && self.stream.events.is_multiple_of(self.config.series_every)
+        {
+            let row = self.row(None);
+            self.series.push(row);
+        }
+    }
+
+    fn row(&self, label: Option<String>) -> Row {
+        Row {
+            event: self.stream.events,
+            ts_ns: self.last_ts,
+            label,
+            models: self.shadows.iter().map(|s| s.counters).collect(),
+            real: self.real_counters,
+        }
+    }
+
+    fn alloc(&mut self, a: &Alloc) {
+        self.stream.allocs += 1;
+        if a.order > MAX_ORDER {
+            self.stream.anomalies += 1;
+            return;
+        }
+        let o = usize::from(a.order);
+        let n = 1u64 << a.order;
+        let key = match a.result {
+            AllocResult::Failure => {
+                self.real_known = true;
+                self.real_counters.request(o, false);
+                self.shadow_failure(a.cpu, a.order);
+                return;
+            }
+            AllocResult::Success { swap_type, offset } => {
+                self.real_known = true;
+                self.real_counters.request(o, true);
+                let before = self.real.double_allocs;
+                self.real.alloc(swap_type, offset, n);
+                let Some(key) = stream_key(swap_type, offset) else {
+                    self.stream.anomalies += 1;
+                    return;
+                };
+                if self.real.double_allocs != before {
+                    // A free was missed: forget whatever the models hold for these slots.
+                    self.stream.anomalies += 1;
+                    self.unmap(key, n);
+                }
+                key
+            }
+            AllocResult::Unknown => {
+                let Some(key) = (a.id < VIRTUAL_ID_LIMIT)
+                    .then(|| stream_key(VIRTUAL_TYPE, virtual_offset(a.id, 0)))
+                    .flatten()
+                else {
+                    self.stream.anomalies += 1;
+                    return;
+                };
+                if self.shadows.first().is_some_and(|s| s.map.overlaps(key, n)) {
+                    self.stream.anomalies += 1;
+                    self.unmap(key, n);
+                }
+                key
+            }
+        };
+        let Engine {
+            shadows, scratch, ..
+        } = self;
+        for s in shadows.iter_mut() {
+            scratch.clear();
+            let ok = s.model.alloc_into(a.cpu, a.order, scratch);
+            s.counters.request(o, ok);
+            if ok {
+                let mapped = s.map.insert(key, scratch);
+                s.unbacked_slots += n.saturating_sub(mapped);
+                continue;
+            }
+            if a.order == 0 {
+                s.unbacked_slots += 1;
+                continue;
+            }
+            // swpout_fallback: split, then one order-0 request per page.
+            for p in 0..n {
+                scratch.clear();
+                let ok = s.model.alloc_into(a.cpu, 0, scratch);
+                s.counters.request(0, ok);
+                if ok {
+                    s.unbacked_slots += 1u64.saturating_sub(s.map.insert(key + p, scratch));
+                } else {
+                    s.unbacked_slots += 1;
+                }
+            }
+        }
+    }
+
+    /// The kernel failed this order: count each model's answer and give a success back.
+    fn shadow_failure(&mut self, cpu: u32, order: u8) {
+        let Engine {
+            shadows, scratch, ..
+        } = self;
+        for s in shadows.iter_mut() {
+            scratch.clear();
+            let ok = s.model.alloc_into(cpu, order, scratch);
+            s.counters.request(usize::from(order), ok);
+            if ok {
+                for e in scratch.iter() {
+                    s.model.free(e.swap_type, e.offset, e.nr);
+                }
+            }
+        }
+    }
+
+    /// Frees whatever every model maps for stream slots `key .. key + n`.
+    fn unmap(&mut self, key: u64, n: u64) {
+        for s in &mut self.shadows {
+            let Shadow { model, map, .. } = s;
+            map.remove(key, n, |t, off, nr| model.free(t, off, nr));
+        }
+    }
+
+    fn free(&mut self, f: &Free) {
+        self.stream.frees += 1;
+        let n = u64::from(f.nr);
+        self.stream.freed_slots += n;
+        if f.swap_type != VIRTUAL_TYPE {
+            self.real.free(f.swap_type, f.offset, n);
+        }
+        let Some(key) = stream_key(f.swap_type, f.offset) else {
+            self.stream.anomalies += 1;
+            return;
+        };
+        for s in &mut self.shadows {
+            let Shadow {
+                model,
+                map,
+                unmatched_free_slots,
+                ..
+            } = s;
+            let removed = map.remove(key, n, |t, off, nr| model.free(t, off, nr));
+            *unmatched_free_slots += n - removed;
+        }
+    }
+
+    fn swapoff(&mut self, ty: u8) {
+        self.real.swapoff(ty);
+        let lo = u64::from(ty) << slotmap::STREAM_OFFSET_BITS;
+        let hi = lo + (1 << slotmap::STREAM_OFFSET_BITS);
+        for s in &mut self.shadows {
+            let Shadow {
+                model,
+                map,
+                dropped_slots,
+                ..
+            } = s;
+            map.remove_keys(lo, hi, |t, off, nr| model.free(t, off, nr));
+            model.swapoff(ty);
+            *dropped_slots += map.drop_model_device(ty);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

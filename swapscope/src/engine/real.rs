@@ -1,0 +1,210 @@
+//! The real occupancy, rebuilt from the stream's `Success` results and frees: a slot bitmap and
+//! per-cluster counts per device. The stream does not say which kernel list a cluster is on, so
+//! partial clusters are all reported as `nonfull` (`frag` stays 0).
+
+use crate::alloc::frag::{FragStats, UsedBitmap};
+use crate::alloc::{CLUSTER_SLOTS, ClusterCounts, ModelSnapshot};
+use crate::event::SwapOn;
+
+#[derive(Clone, Debug)]
+struct RealDev {
+    pages: u64,
+    inuse: u64,
+    map: UsedBitmap,
+    counts: Vec<u16>,
+    /// Header and bad slots (never freed by the stream).
+    reserved: UsedBitmap,
+}
+
+/// Per-device real slot maps.
+#[derive(Clone, Debug, Default)]
+pub struct RealOccupancy {
+    devs: Vec<Option<RealDev>>,
+    /// Slots the stream allocated that were already in use (a free was missed).
+    pub double_allocs: u64,
+    /// Slots the stream freed that were not in use (allocated before the stream began).
+    pub unmatched_frees: u64,
+    /// Allocations on devices the stream never announced.
+    pub unknown_device_allocs: u64,
+}
+
+impl RealOccupancy {
+    pub fn swapon(&mut self, on: &SwapOn) {
+        let max = on.max.max(1);
+        let nr = max.div_ceil(CLUSTER_SLOTS);
+        let mut map = UsedBitmap::new_free(nr * CLUSTER_SLOTS);
+        let mut reserved = UsedBitmap::new_free(max);
+        let mut counts = vec![0u16; nr as usize];
+        let mut bad = 0;
+        let mark = |s: u64, map: &mut UsedBitmap, counts: &mut [u16]| {
+            if !map.is_used(s) {
+                map.set_used(s, 1);
+                if let Some(c) = counts.get_mut((s / CLUSTER_SLOTS) as usize) {
+                    *c += 1;
+                }
+            }
+        };
+        for &b in on.bad.iter().filter(|&&b| b < max) {
+            if !map.is_used(b) && b != 0 {
+                bad += 1;
+            }
+            mark(b, &mut map, &mut counts);
+            reserved.set_used(b, 1);
+        }
+        mark(0, &mut map, &mut counts);
+        reserved.set_used(0, 1);
+        for s in max..nr * CLUSTER_SLOTS {
+            mark(s, &mut map, &mut counts);
+        }
+        let dev = RealDev {
+            pages: max - 1 - bad,
+            inuse: 0,
+            map,
+            counts,
+            reserved,
+        };
+        let i = usize::from(on.swap_type);
+        if self.devs.len() <= i {
+            self.devs.resize_with(i + 1, || None);
+        }
+        if let Some(d) = self.devs.get_mut(i) {
+            *d = Some(dev);
+        }
+    }
+
+    pub fn swapoff(&mut self, swap_type: u8) {
+        if let Some(d) = self.devs.get_mut(usize::from(swap_type)) {
+            *d = None;
+        }
+    }
+
+    /// Slots in use on a device (`inuse_pages`), if the device is known.
+    pub fn inuse(&self, swap_type: u8) -> Option<u64> {
+        self.dev(swap_type).map(|d| d.inuse)
+    }
+
+    fn dev(&self, t: u8) -> Option<&RealDev> {
+        self.devs.get(usize::from(t)).and_then(Option::as_ref)
+    }
+
+    /// The kernel allocated `n` slots from `offset`.
+    pub fn alloc(&mut self, swap_type: u8, offset: u64, n: u64) {
+        let Some(d) = self
+            .devs
+            .get_mut(usize::from(swap_type))
+            .and_then(Option::as_mut)
+        else {
+            self.unknown_device_allocs += 1;
+            return;
+        };
+        let end = offset.saturating_add(n).min(d.map.len());
+        let mut o = offset;
+        while o < end {
+            let stop = ((o / CLUSTER_SLOTS + 1) * CLUSTER_SLOTS).min(end);
+            let already = d.map.count_used(o, stop - o);
+            self.double_allocs += already;
+            let added = stop - o - already;
+            d.map.set_used(o, stop - o);
+            if let Some(c) = d.counts.get_mut((o / CLUSTER_SLOTS) as usize) {
+                *c = c.saturating_add(added as u16);
+            }
+            d.inuse += added;
+            o = stop;
+        }
+    }
+
+    /// The kernel freed `n` slots from `offset`.
+    pub fn free(&mut self, swap_type: u8, offset: u64, n: u64) {
+        let Some(d) = self
+            .devs
+            .get_mut(usize::from(swap_type))
+            .and_then(Option::as_mut)
+        else {
+            self.unmatched_frees += n;
+            return;
+        };
+        let end = offset.saturating_add(n);
+        let mut o = offset;
+        while o < end {
+            let stop = ((o / CLUSTER_SLOTS + 1) * CLUSTER_SLOTS).min(end);
+            let span = stop - o;
+            // Header and bad slots are never freed.
+            let reserved = d.reserved.count_used(o, span);
+            let used = d.map.count_used(o, span).saturating_sub(reserved);
+            self.unmatched_frees += span - used;
+            if reserved == 0 {
+                d.map.set_free(o, span);
+            } else {
+                for s in o..stop {
+                    if !d.reserved.is_used(s) {
+                        d.map.set_free(s, 1);
+                    }
+                }
+            }
+            if let Some(c) = d.counts.get_mut((o / CLUSTER_SLOTS) as usize) {
+                *c = c.saturating_sub(used as u16);
+            }
+            d.inuse = d.inuse.saturating_sub(used);
+            o = stop;
+        }
+    }
+
+    /// Occupancy summary in the models' shape.
+    pub fn snapshot(&self) -> ModelSnapshot {
+        let mut frag = FragStats::default();
+        let mut clusters = ClusterCounts::default();
+        let mut total = 0;
+        let mut used = 0;
+        for d in self.devs.iter().flatten() {
+            frag.add(&d.map);
+            total += d.pages;
+            used += d.inuse;
+            for &c in &d.counts {
+                match u64::from(c) {
+                    0 => clusters.free += 1,
+                    CLUSTER_SLOTS => clusters.full += 1,
+                    _ => clusters.nonfull += 1,
+                }
+            }
+        }
+        ModelSnapshot {
+            total_slots: total,
+            used_slots: used,
+            clusters,
+            largest_free_run: frag.largest_free_run,
+            fragmentation_by_order: frag.fragmentation_by_order(),
+            metadata_bytes: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alloc_free_and_anomalies() {
+        let mut r = RealOccupancy::default();
+        r.swapon(&SwapOn {
+            ts_ns: 0,
+            swap_type: 1,
+            max: 1000,
+            bad: vec![3],
+            flags: 0,
+            prio: 0,
+        });
+        assert_eq!(r.snapshot().total_slots, 998);
+        r.alloc(1, 16, 16);
+        r.alloc(1, 16, 1);
+        assert_eq!(r.double_allocs, 1);
+        assert_eq!(r.inuse(1), Some(16));
+        r.free(1, 0, 32);
+        assert_eq!(r.inuse(1), Some(0));
+        assert_eq!(r.unmatched_frees, 32 - 16);
+        let s = r.snapshot();
+        assert_eq!(s.used_slots, 0);
+        assert_eq!(s.clusters.nonfull, 2);
+        r.alloc(7, 0, 1);
+        assert_eq!(r.unknown_device_allocs, 1);
+    }
+}

@@ -1,0 +1,404 @@
+//! The comparison document (serde) and its plain-text rendering.
+//!
+//! JSON shape (keys of `*_by_order` maps are orders as strings; request/failure maps list the
+//! orders that had requests, fragmentation lists all orders):
+//!
+//! ```text
+//! { "events": n, "stream": {...},
+//!   "models": [{ "name", "requests_by_order": {"0": n, "4": n}, "successes_by_order",
+//!                "failures_by_order", "fallback_rate_by_order", "fragmentation_by_order",
+//!                "clusters": {"free","nonfull","frag","full","other"}, "largest_free_run",
+//!                "metadata_bytes", "total_slots", "used_slots", ... }],
+//!   "real": { same shape } | null,
+//!   "markers": [{ "label", "event", "ts_ns", "models": [{ "name", "requests_by_order",
+//!                 "failures_by_order", "fallback_rate_by_order" }], "real": ... }],
+//!   "series": [{ "event", "ts_ns", "models": [...], "real": ... }] }
+//! ```
+//!
+//! Marker rows hold the counts from that marker to the next one (or to the end of the
+//! stream): with a marker at each workload iteration, they form the per-iteration fallback
+//! table. Series rows hold cumulative counts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Engine, EngineError, OrderCounters, Row};
+use crate::alloc::{ClusterCounts, ModelSnapshot, NR_ORDERS};
+
+/// Per-order values keyed by the order as a string.
+pub type ByOrder<T> = BTreeMap<String, T>;
+
+/// Counts and summary of one model (or of the real kernel).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelReport {
+    pub name: String,
+    pub requests_by_order: ByOrder<u64>,
+    pub successes_by_order: ByOrder<u64>,
+    pub failures_by_order: ByOrder<u64>,
+    /// failures / requests.
+    pub fallback_rate_by_order: ByOrder<f64>,
+    pub fragmentation_by_order: ByOrder<f64>,
+    pub clusters: ClusterCounts,
+    pub largest_free_run: u64,
+    pub metadata_bytes: u64,
+    pub total_slots: u64,
+    pub used_slots: u64,
+    /// Stream slots with no model slot (the model ran out of space).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unbacked_slots: Option<u64>,
+    /// Stream slots freed that had no model slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unmatched_free_slots: Option<u64>,
+    /// Model slots lost when a model device went away under them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_slots: Option<u64>,
+    /// Extents in the stream→model slot map, and their approximate heap bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping_extents: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping_bytes: Option<u64>,
+}
+
+/// Per-order request counts over an interval (or cumulative, for series rows).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IntervalReport {
+    pub name: String,
+    pub requests_by_order: ByOrder<u64>,
+    pub failures_by_order: ByOrder<u64>,
+    pub fallback_rate_by_order: ByOrder<f64>,
+}
+
+/// Counts from one marker to the next.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MarkerReport {
+    pub label: String,
+    /// Index (1-based) of the marker event in the stream.
+    pub event: u64,
+    pub ts_ns: u64,
+    pub models: Vec<IntervalReport>,
+    pub real: Option<IntervalReport>,
+}
+
+/// Cumulative counts at a point of the stream.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SeriesReport {
+    pub event: u64,
+    pub ts_ns: u64,
+    pub models: Vec<IntervalReport>,
+    pub real: Option<IntervalReport>,
+}
+
+/// What the stream held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StreamSummary {
+    pub events: u64,
+    pub allocs: u64,
+    pub frees: u64,
+    pub freed_slots: u64,
+    pub markers: u64,
+    /// Events of kinds the engine does not use.
+    pub ignored: u64,
+    /// Inconsistencies: orders above 9, offsets or ids out of range, re-allocated slots.
+    pub anomalies: u64,
+    /// Real slots allocated twice (a free was missed), freed while free, or on unknown devices.
+    pub real_double_alloc_slots: u64,
+    pub real_unmatched_free_slots: u64,
+}
+
+/// The comparison document.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub events: u64,
+    pub stream: StreamSummary,
+    pub models: Vec<ModelReport>,
+    pub real: Option<ModelReport>,
+    pub markers: Vec<MarkerReport>,
+    pub series: Vec<SeriesReport>,
+}
+
+impl Report {
+    pub fn to_json(&self) -> Result<String, EngineError> {
+        Ok(serde_json::to_string(self)?)
+    }
+
+    pub fn to_json_pretty(&self) -> Result<String, EngineError> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+
+    pub fn to_value(&self) -> Result<serde_json::Value, EngineError> {
+        Ok(serde_json::to_value(self)?)
+    }
+}
+
+fn by_order_nonzero(requests: &[u64; NR_ORDERS], values: &[u64; NR_ORDERS]) -> ByOrder<u64> {
+    (0..NR_ORDERS)
+        .filter(|&o| requests.get(o).is_some_and(|&r| r > 0))
+        .map(|o| (o.to_string(), values.get(o).copied().unwrap_or(0)))
+        .collect()
+}
+
+fn rates(c: &OrderCounters) -> ByOrder<f64> {
+    (0..NR_ORDERS)
+        .filter_map(|o| {
+            let r = *c.requests.get(o)?;
+            let f = *c.failures.get(o)?;
+            (r > 0).then(|| (o.to_string(), f as f64 / r as f64))
+        })
+        .collect()
+}
+
+fn interval(name: &str, c: &OrderCounters) -> IntervalReport {
+    IntervalReport {
+        name: name.to_string(),
+        requests_by_order: by_order_nonzero(&c.requests, &c.requests),
+        failures_by_order: by_order_nonzero(&c.requests, &c.failures),
+        fallback_rate_by_order: rates(c),
+    }
+}
+
+fn model_report(name: &str, c: &OrderCounters, snap: &ModelSnapshot) -> ModelReport {
+    ModelReport {
+        name: name.to_string(),
+        requests_by_order: by_order_nonzero(&c.requests, &c.requests),
+        successes_by_order: by_order_nonzero(&c.requests, &c.successes),
+        failures_by_order: by_order_nonzero(&c.requests, &c.failures),
+        fallback_rate_by_order: rates(c),
+        fragmentation_by_order: snap
+            .fragmentation_by_order
+            .iter()
+            .enumerate()
+            .map(|(o, f)| (o.to_string(), *f))
+            .collect(),
+        clusters: snap.clusters,
+        largest_free_run: snap.largest_free_run,
+        metadata_bytes: snap.metadata_bytes,
+        total_slots: snap.total_slots,
+        used_slots: snap.used_slots,
+        unbacked_slots: None,
+        unmatched_free_slots: None,
+        dropped_slots: None,
+        mapping_extents: None,
+        mapping_bytes: None,
+    }
+}
+
+const REAL: &str = "real";
+
+impl Engine {
+    /// The comparison document at this point of the stream.
+    pub fn report(&self) -> Report {
+        let names: Vec<&str> = self.shadows.iter().map(|s| s.model.name()).collect();
+        let models = self
+            .shadows
+            .iter()
+            .map(|s| {
+                let mut r = model_report(s.model.name(), &s.counters, &s.model.snapshot());
+                r.unbacked_slots = Some(s.unbacked_slots);
+                r.unmatched_free_slots = Some(s.unmatched_free_slots);
+                r.dropped_slots = Some(s.dropped_slots);
+                r.mapping_extents = Some(s.map.entries() as u64);
+                r.mapping_bytes = Some(s.map.approx_bytes());
+                r
+            })
+            .collect();
+        let real = self
+            .real_known
+            .then(|| model_report(REAL, &self.real_counters, &self.real.snapshot()));
+        let end = self.row(None);
+        let markers = self
+            .markers
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let next = self.markers.get(i + 1).unwrap_or(&end);
+                self.marker_report(&names, m, next)
+            })
+            .collect();
+        let series = self
+            .series
+            .iter()
+            .map(|r| SeriesReport {
+                event: r.event,
+                ts_ns: r.ts_ns,
+                models: names
+                    .iter()
+                    .zip(&r.models)
+                    .map(|(n, c)| interval(n, c))
+                    .collect(),
+                real: self.real_known.then(|| interval(REAL, &r.real)),
+            })
+            .collect();
+        Report {
+            events: self.stream.events,
+            stream: StreamSummary {
+                events: self.stream.events,
+                allocs: self.stream.allocs,
+                frees: self.stream.frees,
+                freed_slots: self.stream.freed_slots,
+                markers: self.stream.markers,
+                ignored: self.stream.ignored,
+                anomalies: self.stream.anomalies,
+                real_double_alloc_slots: self.real.double_allocs,
+                real_unmatched_free_slots: if self.real_known {
+                    self.real.unmatched_frees
+                } else {
+                    0
+                },
+            },
+            models,
+            real,
+            markers,
+            series,
+        }
+    }
+
+    fn marker_report(&self, names: &[&str], m: &Row, next: &Row) -> MarkerReport {
+        MarkerReport {
+            label: m.label.clone().unwrap_or_default(),
+            event: m.event,
+            ts_ns: m.ts_ns,
+            models: names
+                .iter()
+                .zip(next.models.iter().zip(&m.models))
+                .map(|(n, (b, a))| interval(n, &b.since(a)))
+                .collect(),
+            real: self
+                .real_known
+                .then(|| interval(REAL, &next.real.since(&m.real))),
+        }
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", x * 100.0)
+}
+
+/// Renders the report as plain-text tables: per-order requests/failures per model, occupancy
+/// per model, and (when the stream had markers) the fallback rate per marker interval.
+pub fn render_table(r: &Report) -> String {
+    let mut rows: Vec<&ModelReport> = r.models.iter().collect();
+    if let Some(real) = &r.real {
+        rows.push(real);
+    }
+    let w = rows.iter().map(|m| m.name.len()).max().unwrap_or(5).max(5);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "events {}  allocs {}  frees {} ({} slots)  markers {}  anomalies {}",
+        r.stream.events,
+        r.stream.allocs,
+        r.stream.frees,
+        r.stream.freed_slots,
+        r.stream.markers,
+        r.stream.anomalies
+    );
+    let _ = writeln!(
+        s,
+        "\n{:<w$}  {:>5}  {:>12}  {:>12}  {:>9}",
+        "model", "order", "requests", "failures", "fallback"
+    );
+    for m in &rows {
+        for (o, req) in &m.requests_by_order {
+            let fail = m.failures_by_order.get(o).copied().unwrap_or(0);
+            let rate = m.fallback_rate_by_order.get(o).copied().unwrap_or(0.0);
+            let _ = writeln!(
+                s,
+                "{:<w$}  {:>5}  {:>12}  {:>12}  {:>9}",
+                m.name,
+                o,
+                req,
+                fail,
+                pct(rate)
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n{:<w$}  {:>12}  {:>12}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}  {:>7} {:>7} {:>7}  {:>10}",
+        "model",
+        "used",
+        "total",
+        "free",
+        "nonfl",
+        "frag",
+        "full",
+        "other",
+        "maxrun",
+        "frag0",
+        "frag4",
+        "frag9",
+        "metadata"
+    );
+    for m in &rows {
+        let f = |o: &str| m.fragmentation_by_order.get(o).copied().unwrap_or(0.0);
+        let c = &m.clusters;
+        let _ = writeln!(
+            s,
+            "{:<w$}  {:>12}  {:>12}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}  {:>7} {:>7} {:>7}  {:>10}",
+            m.name,
+            m.used_slots,
+            m.total_slots,
+            c.free,
+            c.nonfull,
+            c.frag,
+            c.full,
+            c.other,
+            m.largest_free_run,
+            pct(f("0")),
+            pct(f("4")),
+            pct(f("9")),
+            m.metadata_bytes
+        );
+    }
+    if !r.markers.is_empty() {
+        // Columns: (model, order) pairs with large-order requests anywhere in the table.
+        let mut cols: Vec<(usize, String)> = Vec::new();
+        for mk in &r.markers {
+            for (i, m) in mk.models.iter().chain(mk.real.iter()).enumerate() {
+                for o in m.requests_by_order.keys() {
+                    if o != "0" && !cols.contains(&(i, o.clone())) {
+                        cols.push((i, o.clone()));
+                    }
+                }
+            }
+        }
+        cols.sort();
+        let lw = r
+            .markers
+            .iter()
+            .map(|m| m.label.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let _ = write!(s, "\nfallback per marker interval\n{:<lw$}", "marker");
+        let names: Vec<String> = r
+            .models
+            .iter()
+            .map(|m| m.name.clone())
+            .chain(r.real.iter().map(|m| m.name.clone()))
+            .collect();
+        for (i, o) in &cols {
+            let _ = write!(
+                s,
+                "  {:>16}",
+                format!("{}:{}", names.get(*i).map_or("?", String::as_str), o)
+            );
+        }
+        s.push('\n');
+        for mk in &r.markers {
+            let _ = write!(s, "{:<lw$}", mk.label);
+            let all: Vec<&IntervalReport> = mk.models.iter().chain(mk.real.iter()).collect();
+            for (i, o) in &cols {
+                let cell = all
+                    .get(*i)
+                    .and_then(|m| m.fallback_rate_by_order.get(o))
+                    .map_or_else(|| "-".to_string(), |r| pct(*r));
+                let _ = write!(s, "  {cell:>16}");
+            }
+            s.push('\n');
+        }
+    }
+    s
+}

@@ -1,0 +1,451 @@
+//! Stream slot → model slot mapping for one model, stored as extents.
+//!
+//! Stream slots are grouped in buckets of 512 (a kernel cluster for real slots, one allocation
+//! id for virtual ones) found by hashing. Each bucket holds sorted runs: stream slots
+//! `start .. start + len` of the bucket map to model slots `model_offset .. + len` on one model
+//! device. A model allocation that comes back as several extents becomes several runs; a
+//! partial free splits a run. Runs never cross a [`CLUSTER_SLOTS`]-aligned boundary on either
+//! side, and a run is merged into its predecessor when both sides continue it (consecutive
+//! order-0 allocations usually do), so memory follows the number of live runs, not the number
+//! of slots. A bucket with one run (the common case for virtual slots) needs no heap block.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::alloc::{CLUSTER_SLOTS, Extent};
+
+/// Stream slot offsets must be below 2^56 (the swap type sits above them in the key).
+pub const STREAM_OFFSET_BITS: u32 = 56;
+/// Model slot offsets must be below 2^40.
+pub const MODEL_OFFSET_BITS: u32 = 40;
+const MODEL_OFFSET_MASK: u64 = (1 << MODEL_OFFSET_BITS) - 1;
+const BUCKET_BITS: u32 = 9;
+const BUCKET: u64 = 1 << BUCKET_BITS;
+
+/// The map key of a stream slot, or `None` if the offset does not fit.
+#[inline]
+pub fn stream_key(swap_type: u8, offset: u64) -> Option<u64> {
+    (offset >> STREAM_OFFSET_BITS == 0)
+        .then_some(u64::from(swap_type) << STREAM_OFFSET_BITS | offset)
+}
+
+/// A multiplicative hasher for bucket numbers (keys are not attacker-chosen).
+#[derive(Default, Clone, Copy)]
+pub struct BucketHasher(u64);
+
+impl Hasher for BucketHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    start: u16,
+    len: u16,
+    /// Model type << 40 | model offset.
+    model: u64,
+}
+
+impl Run {
+    fn end(&self) -> u16 {
+        self.start + self.len
+    }
+
+    fn ty(&self) -> u8 {
+        (self.model >> MODEL_OFFSET_BITS) as u8
+    }
+
+    fn off(&self) -> u64 {
+        self.model & MODEL_OFFSET_MASK
+    }
+
+    /// The part `s .. e` (bucket-relative) of this run.
+    fn part(&self, s: u16, e: u16) -> Run {
+        Run {
+            start: s,
+            len: e - s,
+            model: self.model + u64::from(s - self.start),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Bucket {
+    One(Run),
+    Many(Vec<Run>),
+}
+
+impl Bucket {
+    fn runs(&self) -> &[Run] {
+        match self {
+            Bucket::One(r) => std::slice::from_ref(r),
+            Bucket::Many(v) => v,
+        }
+    }
+
+    fn runs_mut(&mut self) -> &mut Vec<Run> {
+        if let Bucket::One(r) = *self {
+            *self = Bucket::Many(vec![r]);
+        }
+        let Bucket::Many(v) = self else {
+            // Not reached (converted just above); stay total without panicking.
+            *self = Bucket::Many(Vec::new());
+            return self.runs_mut();
+        };
+        v
+    }
+}
+
+/// Bytes per hash-table slot (key, bucket, control byte) at typical load.
+const BYTES_PER_BUCKET: u64 = 48;
+
+#[derive(Clone, Debug, Default)]
+pub struct SlotMap {
+    buckets: HashMap<u64, Bucket, BuildHasherDefault<BucketHasher>>,
+    runs: u64,
+    /// Stream slots currently mapped.
+    mapped: u64,
+}
+
+impl SlotMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of runs stored.
+    pub fn entries(&self) -> usize {
+        self.runs as usize
+    }
+
+    /// Stream slots currently mapped to model slots.
+    pub fn mapped_slots(&self) -> u64 {
+        self.mapped
+    }
+
+    /// Approximate heap bytes held.
+    pub fn approx_bytes(&self) -> u64 {
+        let many: u64 = self
+            .buckets
+            .values()
+            .map(|b| match b {
+                Bucket::One(_) => 0,
+                Bucket::Many(v) => v.capacity() as u64 * 16,
+            })
+            .sum();
+        self.buckets.capacity() as u64 * BYTES_PER_BUCKET + many
+    }
+
+    /// Whether any stream slot of `key .. key + n` is mapped.
+    pub fn overlaps(&self, key: u64, n: u64) -> bool {
+        let end = key.saturating_add(n);
+        let mut k = key;
+        while k < end {
+            let b = k >> BUCKET_BITS;
+            let stop = ((b + 1) << BUCKET_BITS).min(end);
+            let (s, e) = ((k % BUCKET) as u16, (stop - (b << BUCKET_BITS)) as u16);
+            if let Some(bucket) = self.buckets.get(&b)
+                && bucket.runs().iter().any(|r| r.start < e && r.end() > s)
+            {
+                return true;
+            }
+            k = stop;
+        }
+        false
+    }
+
+    /// Maps stream slots from `key` on, in order, to `extents` (which cover them in folio page
+    /// order). Returns the stream slots mapped.
+    pub fn insert(&mut self, key: u64, extents: &[Extent]) -> u64 {
+        let mut k = key;
+        for e in extents {
+            if e.offset >> MODEL_OFFSET_BITS != 0 {
+                k += u64::from(e.nr);
+                continue;
+            }
+            let mut off = e.offset;
+            let end = e.offset + u64::from(e.nr);
+            while off < end {
+                let n = (end - off)
+                    .min(CLUSTER_SLOTS - off % CLUSTER_SLOTS)
+                    .min(BUCKET - k % BUCKET);
+                self.insert_run(k, n, u64::from(e.swap_type) << MODEL_OFFSET_BITS | off);
+                k += n;
+                off += n;
+            }
+        }
+        k - key
+    }
+
+    fn insert_run(&mut self, key: u64, n: u64, model: u64) {
+        self.mapped += n;
+        let run = Run {
+            start: (key % BUCKET) as u16,
+            len: n as u16,
+            model,
+        };
+        let Some(bucket) = self.buckets.get_mut(&(key >> BUCKET_BITS)) else {
+            self.buckets.insert(key >> BUCKET_BITS, Bucket::One(run));
+            self.runs += 1;
+            return;
+        };
+        let runs = bucket.runs();
+        let pos = runs.partition_point(|r| r.start < run.start);
+        if let Some(p) = pos.checked_sub(1).and_then(|p| runs.get(p))
+            && p.end() == run.start
+            && p.model + u64::from(p.len) == run.model
+            && p.off() / CLUSTER_SLOTS == (run.off() + n - 1) / CLUSTER_SLOTS
+        {
+            let runs = bucket.runs_mut();
+            if let Some(p) = runs.get_mut(pos - 1) {
+                p.len += run.len;
+            }
+            return;
+        }
+        bucket.runs_mut().insert(pos, run);
+        self.runs += 1;
+    }
+
+    /// Unmaps stream slots `key .. key + n`, calling `free(model_type, model_offset, nr)` for
+    /// every mapped model run. Returns the stream slots that were mapped.
+    pub fn remove(&mut self, key: u64, n: u64, mut free: impl FnMut(u8, u64, u32)) -> u64 {
+        let end = key.saturating_add(n);
+        let mut k = key;
+        let mut removed = 0;
+        while k < end {
+            let b = k >> BUCKET_BITS;
+            let stop = ((b + 1) << BUCKET_BITS).min(end);
+            let (s, e) = ((k % BUCKET) as u16, (stop - (b << BUCKET_BITS)) as u16);
+            removed += self.remove_in_bucket(b, s, e, &mut free);
+            k = stop;
+        }
+        self.mapped -= removed;
+        removed
+    }
+
+    fn remove_in_bucket(
+        &mut self,
+        b: u64,
+        s: u16,
+        e: u16,
+        free: &mut impl FnMut(u8, u64, u32),
+    ) -> u64 {
+        let Some(bucket) = self.buckets.get_mut(&b) else {
+            return 0;
+        };
+        let mut removed = 0u64;
+        if let Bucket::One(r) = *bucket {
+            if r.start >= e || r.end() <= s {
+                return 0;
+            }
+            let (a, z) = (r.start.max(s), r.end().min(e));
+            free(r.ty(), r.part(a, z).off(), u32::from(z - a));
+            removed += u64::from(z - a);
+            match (r.start < a, z < r.end()) {
+                (false, false) => {
+                    self.buckets.remove(&b);
+                    self.runs -= 1;
+                }
+                (true, false) => *bucket = Bucket::One(r.part(r.start, a)),
+                (false, true) => *bucket = Bucket::One(r.part(z, r.end())),
+                (true, true) => {
+                    *bucket = Bucket::Many(vec![r.part(r.start, a), r.part(z, r.end())]);
+                    self.runs += 1;
+                }
+            }
+            return removed;
+        }
+        let runs = bucket.runs_mut();
+        // First run that ends after `s`.
+        let mut i = runs.partition_point(|r| r.end() <= s);
+        while let Some(&r) = runs.get(i) {
+            if r.start >= e {
+                break;
+            }
+            let (a, z) = (r.start.max(s), r.end().min(e));
+            free(r.ty(), r.part(a, z).off(), u32::from(z - a));
+            removed += u64::from(z - a);
+            match (r.start < a, z < r.end()) {
+                (false, false) => {
+                    runs.remove(i);
+                    self.runs -= 1;
+                }
+                (true, false) => {
+                    if let Some(x) = runs.get_mut(i) {
+                        *x = r.part(r.start, a);
+                    }
+                    i += 1;
+                }
+                (false, true) => {
+                    if let Some(x) = runs.get_mut(i) {
+                        *x = r.part(z, r.end());
+                    }
+                    i += 1;
+                }
+                (true, true) => {
+                    if let Some(x) = runs.get_mut(i) {
+                        *x = r.part(r.start, a);
+                    }
+                    runs.insert(i + 1, r.part(z, r.end()));
+                    self.runs += 1;
+                    i += 2;
+                }
+            }
+        }
+        if runs.is_empty() {
+            self.buckets.remove(&b);
+        } else if runs.len() == 1
+            && let Some(&r) = runs.first()
+        {
+            *bucket = Bucket::One(r);
+        }
+        removed
+    }
+
+    /// Unmaps every stream slot whose key lies in `lo .. hi` (bucket-aligned), calling `free`
+    /// for each run.
+    pub fn remove_keys(&mut self, lo: u64, hi: u64, mut free: impl FnMut(u8, u64, u32)) -> u64 {
+        let keys: Vec<u64> = self
+            .buckets
+            .keys()
+            .copied()
+            .filter(|b| (lo >> BUCKET_BITS..hi >> BUCKET_BITS).contains(b))
+            .collect();
+        let mut removed = 0;
+        for b in keys {
+            if let Some(bucket) = self.buckets.remove(&b) {
+                for r in bucket.runs() {
+                    free(r.ty(), r.off(), u32::from(r.len));
+                    removed += u64::from(r.len);
+                    self.runs -= 1;
+                }
+            }
+        }
+        self.mapped -= removed;
+        removed
+    }
+
+    /// Drops every run that points to model device `ty` (it went away). Returns the slots.
+    pub fn drop_model_device(&mut self, ty: u8) -> u64 {
+        let mut dropped = 0;
+        let mut runs_dropped = 0;
+        self.buckets.retain(|_, bucket| {
+            let v = bucket.runs_mut();
+            v.retain(|r| {
+                let keep = r.ty() != ty;
+                if !keep {
+                    dropped += u64::from(r.len);
+                    runs_dropped += 1;
+                }
+                keep
+            });
+            !v.is_empty()
+        });
+        self.runs -= runs_dropped;
+        self.mapped -= dropped;
+        dropped
+    }
+
+    /// Every mapping as `(stream key, len, model type, model offset)`, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64, u8, u64)> + '_ {
+        self.buckets.iter().flat_map(|(&b, bucket)| {
+            bucket.runs().iter().map(move |r| {
+                (
+                    (b << BUCKET_BITS) + u64::from(r.start),
+                    u64::from(r.len),
+                    r.ty(),
+                    r.off(),
+                )
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(ty: u8, offset: u64, nr: u32) -> Extent {
+        Extent {
+            swap_type: ty,
+            offset,
+            nr,
+        }
+    }
+
+    #[test]
+    fn piecewise_free_of_large_allocation() {
+        let mut m = SlotMap::new();
+        let k = stream_key(0, 1024).unwrap_or(0);
+        assert_eq!(m.insert(k, &[ext(1, 4096, 16)]), 16);
+        let mut freed = Vec::new();
+        assert_eq!(m.remove(k + 3, 2, |t, o, n| freed.push((t, o, n))), 2);
+        assert_eq!(freed, vec![(1, 4099, 2)]);
+        assert_eq!(m.entries(), 2);
+        freed.clear();
+        assert_eq!(m.remove(k, 16, |t, o, n| freed.push((t, o, n))), 14);
+        freed.sort_unstable();
+        assert_eq!(freed, vec![(1, 4096, 3), (1, 4101, 11)]);
+        assert_eq!(m.entries(), 0);
+        assert_eq!(m.mapped_slots(), 0);
+    }
+
+    #[test]
+    fn consecutive_runs_merge_within_a_model_cluster() {
+        let mut m = SlotMap::new();
+        for i in 0..600 {
+            m.insert(stream_key(0, 10 + i).unwrap_or(0), &[ext(0, 100 + i, 1)]);
+        }
+        // Model slots 100..612 cross the model cluster boundary at 512, stream slots 10..610
+        // the stream bucket boundary at 512: three runs.
+        assert_eq!(m.entries(), 3);
+        let mut freed = Vec::new();
+        m.remove(stream_key(0, 10).unwrap_or(0), 600, |t, o, n| {
+            freed.push((t, o, n))
+        });
+        freed.sort_unstable();
+        assert_eq!(freed, vec![(0, 100, 412), (0, 512, 90), (0, 602, 98)]);
+        assert_eq!(m.entries(), 0);
+    }
+
+    #[test]
+    fn discontiguous_extents_map_in_page_order() {
+        let mut m = SlotMap::new();
+        let k = stream_key(0xff, 5 << 9).unwrap_or(0);
+        m.insert(k, &[ext(0, 7, 1), ext(0, 3, 2), ext(1, 510, 4)]);
+        let mut freed = Vec::new();
+        m.remove(k + 1, 4, |t, o, n| freed.push((t, o, n)));
+        freed.sort_unstable();
+        assert_eq!(freed, vec![(0, 3, 2), (1, 510, 2)]);
+        assert!(m.overlaps(k, 1));
+        assert!(!m.overlaps(k + 1, 2));
+        assert_eq!(m.drop_model_device(1), 2);
+        assert_eq!(m.mapped_slots(), 1);
+        assert_eq!(m.entries(), 1);
+    }
+
+    #[test]
+    fn middle_free_splits_single_run() {
+        let mut m = SlotMap::new();
+        m.insert(0, &[ext(2, 64, 16)]);
+        let mut freed = Vec::new();
+        m.remove(4, 2, |t, o, n| freed.push((t, o, n)));
+        assert_eq!(freed, vec![(2, 68, 2)]);
+        assert_eq!(m.entries(), 2);
+        let mut all: Vec<_> = m.iter().collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![(0, 4, 2, 64), (6, 10, 2, 70)]);
+        m.remove(0, 512, |_, _, _| {});
+        assert_eq!((m.entries(), m.mapped_slots()), (0, 0));
+    }
+}

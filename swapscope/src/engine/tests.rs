@@ -1,0 +1,369 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::alloc::CLUSTER_SLOTS as CL;
+use crate::event::swap_flags::{BLKDEV, SOLIDSTATE};
+use crate::event::{Marker, SwapOff, SwapOn};
+use crate::models::{self, Linux618};
+
+const SSD: u32 = SOLIDSTATE | BLKDEV;
+
+fn swapon(ty: u8, clusters: u64, flags: u32) -> Event {
+    Event::SwapOn(SwapOn {
+        ts_ns: 0,
+        swap_type: ty,
+        max: clusters * CL,
+        bad: vec![],
+        flags,
+        prio: 0,
+    })
+}
+
+fn alloc(cpu: u32, order: u8, id: u64, result: AllocResult) -> Event {
+    Event::Alloc(Alloc {
+        ts_ns: 0,
+        cpu,
+        order,
+        id,
+        result,
+    })
+}
+
+fn ok(swap_type: u8, offset: u64) -> AllocResult {
+    AllocResult::Success { swap_type, offset }
+}
+
+fn free(swap_type: u8, offset: u64, nr: u32) -> Event {
+    Event::Free(Free {
+        ts_ns: 0,
+        cpu: 0,
+        swap_type,
+        offset,
+        nr,
+    })
+}
+
+fn marker(label: &str) -> Event {
+    Event::Marker(Marker {
+        ts_ns: 0,
+        label: label.to_string(),
+    })
+}
+
+fn engine() -> Engine {
+    Engine::new(models::all(), EngineConfig { series_every: 0 })
+}
+
+fn used(e: &Engine, i: usize) -> u64 {
+    e.model(i).map_or(u64::MAX, |m| m.snapshot().used_slots)
+}
+
+fn counters(e: &Engine, i: usize) -> OrderCounters {
+    e.counters(i).copied().unwrap_or_default()
+}
+
+#[test]
+fn real_stream_piecewise_frees_reach_every_model() {
+    let mut e = engine();
+    e.feed(&swapon(0, 8, SSD));
+    e.feed(&alloc(0, 4, 1, ok(0, 512)));
+    e.feed(&alloc(0, 0, 2, ok(0, 1)));
+    for i in 0..3 {
+        assert_eq!(used(&e, i), 17);
+    }
+    // Free the order-4 folio in three pieces, one spanning into the order-0 slot's neighbour.
+    e.feed(&free(0, 512 + 3, 2));
+    e.feed(&free(0, 512, 3));
+    for i in 0..3 {
+        assert_eq!(used(&e, i), 12);
+    }
+    e.feed(&free(0, 512 + 5, 11));
+    e.feed(&free(0, 1, 1));
+    for i in 0..3 {
+        assert_eq!(used(&e, i), 0);
+        assert_eq!(e.slot_map(i).map(SlotMap::entries), Some(0));
+    }
+    assert_eq!(e.real().inuse(0), Some(0));
+    let r = e.report();
+    assert_eq!(r.real.as_ref().map(|r| r.used_slots), Some(0));
+    assert_eq!(
+        r.models.first().and_then(|m| m.unmatched_free_slots),
+        Some(0)
+    );
+}
+
+#[test]
+fn kernel_failure_counts_model_answer_and_undoes_it() {
+    let mut e = engine();
+    e.feed(&swapon(0, 8, SSD));
+    e.feed(&alloc(0, 4, 1, AllocResult::Failure));
+    let r = e.report();
+    let real = r
+        .real
+        .as_ref()
+        .map(|m| m.failures_by_order.clone())
+        .unwrap_or_default();
+    assert_eq!(real.get("4"), Some(&1));
+    for (i, m) in r.models.iter().enumerate() {
+        assert_eq!(m.requests_by_order.get("4"), Some(&1), "{}", m.name);
+        assert_eq!(m.successes_by_order.get("4"), Some(&1), "{}", m.name);
+        assert_eq!(used(&e, i), 0);
+    }
+}
+
+#[test]
+fn model_failure_falls_back_to_order0_pages() {
+    let mut e = engine();
+    // A swap file: no model serves order 4 there.
+    e.feed(&swapon(0, 8, SOLIDSTATE));
+    e.feed(&alloc(0, 4, 9, AllocResult::Unknown));
+    for i in 0..3 {
+        let c = counters(&e, i);
+        assert_eq!((c.requests[4], c.failures[4]), (1, 1));
+        assert_eq!((c.requests[0], c.successes[0]), (16, 16));
+        assert_eq!(used(&e, i), 16);
+    }
+    // The workload frees its virtual pages piecewise.
+    e.feed(&free(VIRTUAL_TYPE, virtual_offset(9, 0), 4));
+    e.feed(&free(VIRTUAL_TYPE, virtual_offset(9, 4), 12));
+    for i in 0..3 {
+        assert_eq!(used(&e, i), 0);
+    }
+    assert!(e.report().real.is_none());
+}
+
+#[test]
+fn swap_full_leaves_pages_unbacked() {
+    let mut e = engine();
+    e.feed(&swapon(0, 1, SSD));
+    for id in 0..600 {
+        e.feed(&alloc(0, 0, id, AllocResult::Unknown));
+    }
+    let r = e.report();
+    for m in &r.models {
+        assert_eq!(
+            m.failures_by_order.get("0"),
+            Some(&(600 - 511)),
+            "{}",
+            m.name
+        );
+        assert_eq!(m.unbacked_slots, Some(600 - 511));
+        assert_eq!(m.used_slots, 511);
+    }
+    // Freeing an unbacked page is counted, not an error.
+    e.feed(&free(VIRTUAL_TYPE, virtual_offset(599, 0), 1));
+    e.feed(&free(VIRTUAL_TYPE, virtual_offset(0, 0), 1));
+    let r = e.report();
+    assert!(
+        r.models
+            .iter()
+            .all(|m| m.unmatched_free_slots == Some(1) && m.used_slots == 510)
+    );
+}
+
+#[test]
+fn swapoff_releases_and_drops() {
+    let mut e = engine();
+    e.feed(&swapon(0, 4, SSD));
+    e.feed(&swapon(1, 4, SSD));
+    e.feed(&alloc(0, 0, 1, ok(1, 1)));
+    e.feed(&alloc(0, 0, 2, AllocResult::Unknown));
+    e.feed(&Event::SwapOff(SwapOff {
+        ts_ns: 0,
+        swap_type: 1,
+    }));
+    for i in 0..3 {
+        // The real slot on device 1 was released; the virtual page stays wherever it is.
+        let m = e.slot_map(i).map_or(0, SlotMap::mapped_slots);
+        assert!(m <= 1);
+        assert_eq!(used(&e, i), m);
+    }
+}
+
+#[test]
+fn markers_give_per_iteration_rows_and_json_shape() {
+    let mut e = Engine::new(models::all(), EngineConfig { series_every: 4 });
+    e.feed(&swapon(0, 2, SSD));
+    e.feed(&marker("iteration 1"));
+    for id in 0..3 {
+        e.feed(&alloc(0, 9, id, AllocResult::Unknown));
+    }
+    e.feed(&marker("iteration 2"));
+    e.feed(&free(VIRTUAL_TYPE, virtual_offset(0, 0), 512));
+    e.feed(&alloc(1, 9, 10, AllocResult::Unknown));
+    let r = e.report();
+    assert_eq!(r.markers.len(), 2);
+    // Iteration 1: one PMD fits (cluster 1; cluster 0 has the header), two fall back.
+    let m0 = r.markers.first().and_then(|m| m.models.first());
+    assert_eq!(m0.and_then(|m| m.failures_by_order.get("9")), Some(&2));
+    assert_eq!(m0.and_then(|m| m.requests_by_order.get("0")), Some(&1024));
+    // Iteration 2 holds only its own requests.
+    let m1 = r.markers.get(1).and_then(|m| m.models.first());
+    assert_eq!(m1.and_then(|m| m.requests_by_order.get("9")), Some(&1));
+    assert_eq!(r.series.len(), 2);
+
+    let v = r.to_value().unwrap_or_default();
+    let model = &v["models"][0];
+    assert_eq!(model["name"], "linux-6.10");
+    assert!(model["requests_by_order"]["9"].is_u64());
+    assert!(model["fallback_rate_by_order"]["9"].is_f64());
+    assert!(model["fragmentation_by_order"]["4"].is_f64());
+    for k in ["free", "nonfull", "frag", "full"] {
+        assert!(model["clusters"][k].is_u64(), "{k}");
+    }
+    assert!(model["largest_free_run"].is_u64());
+    assert!(model["metadata_bytes"].is_u64());
+    assert!(v["real"].is_null());
+    assert_eq!(v["markers"][1]["label"], "iteration 2");
+    assert!(
+        r.to_json()
+            .is_ok_and(|s| s.contains("\"requests_by_order\":{\"0\":"))
+    );
+
+    let text = render_table(&r);
+    for needle in [
+        "linux-6.10",
+        "linux-6.12",
+        "linux-6.18",
+        "iteration 2",
+        "linux-6.18:9",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in\n{text}");
+    }
+}
+
+/// A stream as a 6.18 kernel would produce it: the reference model answers every request, and
+/// random pieces of live allocations are freed.
+fn kernel_stream(ops: &[(u32, u8, bool, u16, u16)], clusters: u64) -> Vec<Event> {
+    let mut k = Linux618::new();
+    let on = SwapOn {
+        ts_ns: 0,
+        swap_type: 0,
+        max: clusters * CL,
+        bad: vec![],
+        flags: SSD,
+        prio: 0,
+    };
+    k.swapon(&on);
+    let mut ev = vec![Event::SwapOn(on)];
+    let mut live: Vec<(u64, u64)> = Vec::new();
+    let mut id = 0;
+    for &(cpu, order, is_free, a, b) in ops {
+        if is_free && !live.is_empty() {
+            let i = usize::from(a) % live.len();
+            let (off, n) = live.swap_remove(i);
+            let s = u64::from(b) % n;
+            let len = 1 + u64::from(a.rotate_left(7)) % (n - s);
+            k.free(0, off + s, len as u32);
+            ev.push(free(0, off + s, len as u32));
+            if s > 0 {
+                live.push((off, s));
+            }
+            if s + len < n {
+                live.push((off + s + len, n - s - len));
+            }
+            continue;
+        }
+        id += 1;
+        match k.alloc(cpu, order).and_then(|a| a.extents.first().copied()) {
+            Some(x) => {
+                ev.push(alloc(cpu, order, id, ok(0, x.offset)));
+                live.push((x.offset, u64::from(x.nr)));
+            }
+            None if order > 0 => {
+                ev.push(alloc(cpu, order, id, AllocResult::Failure));
+                for _ in 0..1u32 << order {
+                    if let Some(x) = k.alloc(cpu, 0).and_then(|a| a.extents.first().copied()) {
+                        ev.push(alloc(cpu, 0, id, ok(0, x.offset)));
+                        live.push((x.offset, 1));
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    ev
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn engine_keeps_every_model_in_step_with_real_occupancy(
+        ops in prop::collection::vec(
+            (0u32..4, prop::sample::select(vec![0u8, 0, 2, 4, 4, 9]), any::<bool>(), any::<u16>(), any::<u16>()),
+            1..300,
+        ),
+    ) {
+        // Plenty of room: models never run out, so their occupancy must equal the real one.
+        let events = kernel_stream(&ops, 64);
+        let mut e = engine();
+        for ev in &events {
+            e.feed(ev);
+            let real = e.real().inuse(0).unwrap_or(u64::MAX);
+            for i in 0..3 {
+                prop_assert_eq!(used(&e, i), real);
+                prop_assert_eq!(e.slot_map(i).map(SlotMap::mapped_slots), Some(real));
+            }
+        }
+        let r = e.report();
+        prop_assert_eq!(r.stream.anomalies, 0);
+        prop_assert_eq!(r.stream.real_unmatched_free_slots, 0);
+        // The 6.18 model replays a 6.18 stream exactly: identity mapping, same answers.
+        let i618 = r.models.iter().position(|m| m.name == Linux618::NAME).unwrap_or(usize::MAX);
+        if let Some(map) = e.slot_map(i618) {
+            for (key, _len, ty, off) in map.iter() {
+                prop_assert_eq!((ty, off), (0, key));
+            }
+        }
+        let real = r.real.clone().map(|m| m.failures_by_order).unwrap_or_default();
+        prop_assert_eq!(r.models.get(i618).map(|m| m.failures_by_order.clone()), Some(real));
+    }
+}
+
+/// Throughput check, not asserted: `cargo test --release -p swapscope engine::tests::throughput
+/// -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn throughput() {
+    let mut ops = Vec::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..1_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let order = [0u8, 0, 0, 0, 4, 4, 2, 9][(x % 8) as usize];
+        let is_free = (x >> 8) % 100 < 47;
+        ops.push((
+            (x >> 20) as u32 % 2,
+            order,
+            is_free,
+            (x >> 24) as u16,
+            (x >> 40) as u16,
+        ));
+    }
+    // 4 GiB device.
+    let events = kernel_stream(&ops, 2048);
+    let n = events.len() as f64;
+    let mut runs: Vec<(String, Vec<Box<dyn crate::alloc::AllocatorModel>>)> = vec![
+        ("occupancy only".into(), Vec::new()),
+        ("three kernel models".into(), models::all()),
+    ];
+    for name in models::NAMES {
+        runs.push(((*name).into(), models::by_name(name).into_iter().collect()));
+    }
+    for (label, models) in runs {
+        let mut e = Engine::new(models, EngineConfig::default());
+        let t = std::time::Instant::now();
+        e.feed_all(&events);
+        let dt = t.elapsed().as_secs_f64();
+        let r = e.report();
+        let bytes: u64 = r.models.iter().filter_map(|m| m.mapping_bytes).sum();
+        eprintln!(
+            "{label}: {:.1} M events/s ({} events), mapping {} bytes",
+            n / dt / 1e6,
+            events.len(),
+            bytes
+        );
+    }
+}

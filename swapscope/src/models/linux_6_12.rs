@@ -1,0 +1,472 @@
+//! `linux-6.12`: the swap-slot allocator of Linux 6.12 (`mm/swapfile.c`, v6.12.33, identical in
+//! 6.13.7): Chris Li's and Kairui Song's cluster-order allocator.
+//!
+//! Mirrors `get_swap_pages` → `scan_swap_map_slots` → `cluster_alloc_swap` →
+//! `cluster_alloc_swap_entry` → `alloc_swap_scan_cluster` / `cluster_alloc_range`, the free
+//! side `dec_cluster_info_page` / `free_cluster` / `__free_cluster`, and
+//! `swap_do_scheduled_discard`:
+//!
+//! * a per-device per-CPU `next[order]` is tried first, without checking the cluster's order;
+//! * then the head of the free list (a free cluster is preferred over nonfull), which moves to
+//!   `nonfull[order]` when first used (a CPU's active cluster sits on nonfull);
+//! * if no free cluster: (`vm_swap_full`) rotate one full cluster; walk all of `nonfull[order]`,
+//!   moving each cluster to `frag[order]` before scanning it; then rotate through up to
+//!   `frag_cluster_nr[order]` frag clusters (the nonfull ones just moved count too);
+//! * pending discards are done synchronously and the search restarts;
+//! * order 0 then steals from the heads of `frag[o]` and `nonfull[o]`, o = 1..9;
+//! * a free moves a partial cluster to `nonfull[ci->order]`, an empty one to free (or discard);
+//! * PMD order skips nonfull/frag; no order > 0 on swap files or rotational devices;
+//! * rotational devices have no clusters at all (legacy `scan_swap_map_slots` linear scan).
+//!
+//! Simplifications: one request at a time (the order-0 swap slot cache, which fetches 64 slots
+//! per CPU in advance, and the batched free cache are not modelled); the rotational-device scan
+//! is a next-fit from `si->cluster_next` (no search for a free 512-slot window); trylock and
+//! cache-only reclaim as in [`super::linux_6_18`]; the discard worker's timing is a
+//! [`DiscardTiming`] choice.
+
+use super::kernel::{CL, Dev, Devs, DiscardTiming, List, for_each_cluster_piece, push_extent};
+use crate::alloc::{Allocation, AllocatorModel, Extent, MAX_ORDER, ModelSnapshot, NR_ORDERS};
+use crate::event::SwapOn;
+
+const PMD_ORDER: u8 = MAX_ORDER;
+
+/// The Linux 6.12 allocator.
+#[derive(Clone, Debug, Default)]
+pub struct Linux612 {
+    devs: Devs,
+    discard: DiscardTiming,
+    discard_pending: bool,
+}
+
+impl Linux612 {
+    pub const NAME: &'static str = "linux-6.12";
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With an explicit discard-worker timing.
+    pub fn with_discard_timing(discard: DiscardTiming) -> Self {
+        Linux612 {
+            discard,
+            ..Self::default()
+        }
+    }
+
+    /// `alloc_swap_scan_cluster` (6.12 form): returns `(next offset or 0, found or 0)`.
+    fn scan_cluster(&mut self, ty: u8, offset: u64, order: u8) -> (u64, u64) {
+        let n = 1u64 << order;
+        let Some(d) = self.devs.get_mut(ty) else {
+            return (0, 0);
+        };
+        let start = offset / CL * CL;
+        let end = (start + CL).min(d.max);
+        if end < n {
+            return (0, 0);
+        }
+        let last = end - n;
+        let c = (offset / CL) as u32;
+        // A cluster waiting for discard has its swap_map filled with SWAP_MAP_BAD.
+        if d.list_of(c) == Some(List::Discard) || u64::from(d.count(c)) + n > CL {
+            return (0, 0);
+        }
+        let Some(off) = d.map.find_free_block(offset, last, u32::from(order)) else {
+            return (0, 0);
+        };
+        // cluster_alloc_range
+        if d.list_of(c) == Some(List::Free) {
+            if n < CL {
+                d.move_tail(c, List::Nonfull(order));
+            }
+            d.set_order(c, order);
+        }
+        let became_full = d.alloc_range(off, n);
+        let full = u64::from(d.count(c)) == CL;
+        if full {
+            d.move_tail(c, List::Full);
+        }
+        self.devs.note_alloc(ty, n, became_full);
+        let next = if full || off + n > last { 0 } else { off + n };
+        (next, off)
+    }
+
+    fn head_offset(&self, ty: u8, l: List) -> Option<u64> {
+        self.devs
+            .get(ty)
+            .and_then(|d| d.head(l))
+            .map(|c| u64::from(c) * CL)
+    }
+
+    fn discard_device(devs: &mut Devs, ty: u8) -> bool {
+        let Some(d) = devs.get_mut(ty) else {
+            return false;
+        };
+        let mut any = false;
+        while let Some(c) = d.isolate(List::Discard) {
+            d.move_tail(c, List::Free);
+            d.set_order(c, 0);
+            any = true;
+        }
+        any
+    }
+
+    /// `cluster_alloc_swap_entry` (6.12).
+    fn cluster_alloc(&mut self, ty: u8, order: u8, cpu: usize) -> u64 {
+        let o = usize::from(order);
+        loop {
+            let Some(d) = self.devs.get_mut(ty) else {
+                return 0;
+            };
+            d.ensure_cpu(cpu);
+            let mut offset = d
+                .pcp_next
+                .get(cpu)
+                .and_then(|p| p.get(o))
+                .copied()
+                .unwrap_or(0);
+            let mut found = 0;
+            if offset != 0 {
+                (offset, found) = self.scan_cluster(ty, offset, order);
+            }
+            if found == 0 {
+                if let Some(h) = self.head_offset(ty, List::Free) {
+                    (offset, found) = self.scan_cluster(ty, h, order);
+                } else {
+                    if self.devs.vm_swap_full()
+                        && let Some(d) = self.devs.get_mut(ty)
+                        && let Some(c) = d.head(List::Full)
+                    {
+                        d.move_tail(c, List::Full);
+                    }
+                    if order < PMD_ORDER {
+                        (offset, found) = self.scan_nonfull_then_frag(ty, order);
+                    }
+                    if found == 0 {
+                        if self.devs.get(ty).is_some_and(|d| d.len(List::Discard) > 0) {
+                            Self::discard_device(&mut self.devs, ty);
+                            continue;
+                        }
+                        if order == 0 {
+                            (offset, found) = self.steal(ty);
+                        }
+                    }
+                }
+            }
+            if let Some(p) = self
+                .devs
+                .get_mut(ty)
+                .and_then(|d| d.pcp_next.get_mut(cpu))
+                .and_then(|p| p.get_mut(o))
+            {
+                *p = offset;
+            }
+            return found;
+        }
+    }
+
+    fn scan_nonfull_then_frag(&mut self, ty: u8, order: u8) -> (u64, u64) {
+        let mut frags = 0u32;
+        let mut last = (0, 0);
+        while let Some(d) = self.devs.get_mut(ty)
+            && let Some(c) = d.head(List::Nonfull(order))
+        {
+            d.move_tail(c, List::Frag(order));
+            last = self.scan_cluster(ty, u64::from(c) * CL, order);
+            frags += 1;
+            if last.1 != 0 {
+                return last;
+            }
+        }
+        while let Some(d) = self.devs.get_mut(ty)
+            && frags < d.len(List::Frag(order))
+            && let Some(c) = d.head(List::Frag(order))
+        {
+            d.move_tail(c, List::Frag(order));
+            last = self.scan_cluster(ty, u64::from(c) * CL, order);
+            frags += 1;
+            if last.1 != 0 {
+                return last;
+            }
+        }
+        last
+    }
+
+    /// Order-0 stealing: scan the head of `frag[o]`, then of `nonfull[o]`, without moving it.
+    fn steal(&mut self, ty: u8) -> (u64, u64) {
+        let mut last = (0, 0);
+        for o in 1..NR_ORDERS as u8 {
+            for l in [List::Frag(o), List::Nonfull(o)] {
+                // The kernel loops while the list is not empty; a head that cannot serve order
+                // 0 (impossible without cache-only slots) would spin, so try it once.
+                if let Some(h) = self.head_offset(ty, l) {
+                    last = self.scan_cluster(ty, h, 0);
+                    if last.1 != 0 {
+                        return last;
+                    }
+                }
+            }
+        }
+        last
+    }
+
+    /// Rotational devices (no cluster info): next-fit from `si->cluster_next`.
+    fn legacy_alloc(&mut self, ty: u8) -> u64 {
+        let Some(d) = self.devs.get_mut(ty) else {
+            return 0;
+        };
+        let Some(off) = legacy_next_fit(d) else {
+            return 0;
+        };
+        let full = d.alloc_range(off, 1);
+        self.devs.note_alloc(ty, 1, full);
+        off
+    }
+
+    /// `scan_swap_map_slots` for one slot range of `2^order`.
+    fn scan_device(&mut self, ty: u8, order: u8, cpu: usize) -> u64 {
+        let Some(d) = self.devs.get(ty) else {
+            return 0;
+        };
+        if d.inuse >= d.pages {
+            return 0;
+        }
+        if order > 0 && !(d.blkdev() && d.solidstate()) {
+            return 0;
+        }
+        if d.solidstate() {
+            self.cluster_alloc(ty, order, cpu)
+        } else {
+            self.legacy_alloc(ty)
+        }
+    }
+
+    /// `get_swap_pages(1, ..., order)`.
+    fn get_swap_pages(&mut self, order: u8, cpu: u32) -> Option<(u8, u64)> {
+        if order > MAX_ORDER {
+            return None;
+        }
+        if self.discard_pending && self.discard == DiscardTiming::BeforeNextAlloc {
+            for ty in 0..=u8::MAX {
+                Self::discard_device(&mut self.devs, ty);
+            }
+            self.discard_pending = false;
+        }
+        let cpu = super::cpu_index(cpu);
+        let snap = self.devs.avail_snapshot();
+        let mut r = None;
+        for &ty in &snap {
+            self.devs.requeue(ty);
+            let f = self.scan_device(ty, order, cpu);
+            if f != 0 {
+                r = Some((ty, f));
+                break;
+            }
+            if order > 0 {
+                break;
+            }
+        }
+        self.devs.put_avail_snapshot(snap);
+        r
+    }
+
+    /// `swap_entry_range_free` → `dec_cluster_info_page`.
+    fn free_piece(&mut self, ty: u8, off: u64, n: u64) {
+        let Some(d) = self.devs.get_mut(ty) else {
+            return;
+        };
+        let freed = d.free_in_cluster(off, n);
+        if freed == 0 {
+            return;
+        }
+        if d.solidstate() {
+            let c = (off / CL) as u32;
+            if d.count(c) == 0 {
+                if d.page_discard() {
+                    d.move_tail(c, List::Discard);
+                    self.discard_pending = true;
+                } else {
+                    d.move_tail(c, List::Free);
+                    d.set_order(c, 0);
+                }
+            } else if !matches!(d.list_of(c), Some(List::Nonfull(_))) {
+                let o = d.order(c);
+                d.move_tail(c, List::Nonfull(o));
+            }
+        }
+        self.devs.note_free(ty, freed);
+    }
+}
+
+/// Next free slot from `si->cluster_next`, wrapping to slot 1.
+pub(crate) fn legacy_next_fit(d: &mut Dev) -> Option<u64> {
+    let from = d.legacy_next.clamp(1, d.max);
+    let off = d
+        .map
+        .find_free_slot(from, d.max)
+        .or_else(|| d.find_free_slot(1, from))?;
+    d.legacy_next = off + 1;
+    Some(off)
+}
+
+#[cfg(test)]
+impl Linux612 {
+    pub(crate) fn devs(&self) -> &Devs {
+        &self.devs
+    }
+}
+
+impl AllocatorModel for Linux612 {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn swapon(&mut self, dev: &SwapOn) {
+        let mut d = Dev::new(dev);
+        if d.solidstate() {
+            d.setup_lists_interleaved(Some(List::Nonfull(0)));
+        }
+        self.devs.add(d);
+    }
+
+    fn swapoff(&mut self, swap_type: u8) {
+        self.devs.remove(swap_type);
+    }
+
+    fn alloc(&mut self, cpu: u32, order: u8) -> Option<Allocation> {
+        let mut v = Vec::with_capacity(1);
+        self.alloc_into(cpu, order, &mut v)
+            .then_some(Allocation { extents: v })
+    }
+
+    fn alloc_into(&mut self, cpu: u32, order: u8, out: &mut Vec<Extent>) -> bool {
+        match self.get_swap_pages(order, cpu) {
+            Some((ty, off)) => {
+                push_extent(out, ty, off, order);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn free(&mut self, swap_type: u8, offset: u64, nr: u32) {
+        for_each_cluster_piece(offset, nr, |o, n| self.free_piece(swap_type, o, n));
+    }
+
+    fn snapshot(&self) -> ModelSnapshot {
+        self.devs.snapshot(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
+
+    const SSD: u32 = SOLIDSTATE | BLKDEV;
+
+    fn on(ty: u8, clusters: u64, flags: u32) -> SwapOn {
+        SwapOn {
+            ts_ns: 0,
+            swap_type: ty,
+            max: clusters * CL,
+            bad: vec![],
+            flags,
+            prio: 0,
+        }
+    }
+
+    fn model(clusters: u64, flags: u32) -> Linux612 {
+        let mut m = Linux612::new();
+        m.swapon(&on(0, clusters, flags));
+        m
+    }
+
+    fn dev(m: &Linux612) -> &Dev {
+        m.devs.get(0).unwrap_or_else(|| unreachable!())
+    }
+
+    fn one(m: &mut Linux612, cpu: u32, order: u8) -> Option<u64> {
+        m.alloc(cpu, order)
+            .and_then(|a| a.extents.first().map(|e| e.offset))
+    }
+
+    #[test]
+    fn free_cluster_preferred_and_active_cluster_on_nonfull() {
+        let mut m = model(4, SSD);
+        // Even order 0 takes a free cluster first (interleaved free list: 1, 2, 3).
+        assert_eq!(one(&mut m, 0, 0), Some(512));
+        assert_eq!(dev(&m).list_of(1), Some(List::Nonfull(0)));
+        assert_eq!(one(&mut m, 0, 0), Some(513));
+        assert_eq!(one(&mut m, 1, 4), Some(1024));
+        assert_eq!(dev(&m).list_of(2), Some(List::Nonfull(4)));
+    }
+
+    #[test]
+    fn nonfull_walk_moves_to_frag_then_frag_rotates() {
+        let mut m = model(3, SSD);
+        let a = one(&mut m, 0, 4).unwrap_or(0);
+        let b = one(&mut m, 1, 4).unwrap_or(0);
+        assert_eq!((a, b), (512, 1024));
+        // No free cluster left; CPU 2 walks nonfull[4]: cluster 1 moves to frag[4] and serves.
+        assert_eq!(one(&mut m, 2, 4), Some(528));
+        assert_eq!(dev(&m).list_of(1), Some(List::Frag(4)));
+        assert_eq!(dev(&m).list_of(2), Some(List::Nonfull(4)));
+        // A free moves the frag cluster back to nonfull.
+        m.free(0, a, 16);
+        assert_eq!(dev(&m).list_of(1), Some(List::Nonfull(4)));
+    }
+
+    #[test]
+    fn fast_path_ignores_cluster_order() {
+        let mut m = model(2, SSD);
+        // CPU 0 order 4 takes cluster 1 and frees it completely; CPU 1 order 0 then takes it.
+        let a = one(&mut m, 0, 4).unwrap_or(0);
+        m.free(0, a, 16);
+        assert_eq!(dev(&m).list_of(1), Some(List::Free));
+        assert_eq!(one(&mut m, 1, 0), Some(512));
+        assert_eq!(dev(&m).order(1), 0);
+        // CPU 0's cursor still points into cluster 1 and allocates order 4 there.
+        assert_eq!(one(&mut m, 0, 4), Some(528));
+        assert_eq!(dev(&m).order(1), 0);
+    }
+
+    #[test]
+    fn order0_steals_from_higher_orders() {
+        let mut m = model(2, SSD);
+        for _ in 0..31 {
+            assert!(one(&mut m, 0, 4).is_some());
+        }
+        // nonfull[0] has cluster 0 (header); fill it from CPU 1.
+        for _ in 0..511 {
+            assert!(one(&mut m, 1, 0).is_some());
+        }
+        assert_eq!(dev(&m).list_of(0), Some(List::Full));
+        assert_eq!(one(&mut m, 2, 0), Some(512 + 31 * 16));
+    }
+
+    #[test]
+    fn pmd_needs_free_cluster_and_files_get_no_large_orders() {
+        let mut m = model(3, SSD);
+        assert_eq!(one(&mut m, 0, 9), Some(512));
+        assert_eq!(dev(&m).list_of(1), Some(List::Full));
+        m.free(0, 512, 256);
+        assert_eq!(one(&mut m, 1, 9), Some(1024));
+        assert_eq!(one(&mut m, 1, 9), None);
+        let mut f = model(3, SOLIDSTATE);
+        assert_eq!(one(&mut f, 0, 4), None);
+        let mut hdd = model(3, BLKDEV);
+        assert_eq!(one(&mut hdd, 0, 4), None);
+        assert_eq!(one(&mut hdd, 0, 0), Some(1));
+        assert_eq!(one(&mut hdd, 1, 0), Some(2));
+    }
+
+    #[test]
+    fn discard_on_demand_restarts_search() {
+        let mut m = Linux612::with_discard_timing(DiscardTiming::OnDemand);
+        m.swapon(&on(0, 2, SSD | PAGE_DISCARD));
+        assert_eq!(one(&mut m, 0, 9), Some(512));
+        m.free(0, 512, 512);
+        assert_eq!(dev(&m).list_of(1), Some(List::Discard));
+        assert_eq!(one(&mut m, 1, 9), Some(512));
+    }
+}

@@ -1,0 +1,233 @@
+//! Property tests shared by the kernel models: random alloc/free sequences on hand-built
+//! devices, checking that no slot is handed out twice, every free matches an allocation, and the
+//! models' counts equal their slot states.
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+
+use super::kernel::{CL, Dev, Devs, List};
+use super::{DiscardTiming, Linux610, Linux612, Linux618};
+use crate::alloc::AllocatorModel;
+use crate::event::SwapOn;
+use crate::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc {
+        cpu: u32,
+        order: u8,
+    },
+    /// Free part of a live allocation: index, start and length as fractions of it.
+    Free {
+        pick: usize,
+        start: u16,
+        len: u16,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u32..4, prop::sample::select(vec![0u8, 0, 0, 2, 4, 4, 9]))
+            .prop_map(|(cpu, order)| Op::Alloc { cpu, order }),
+        2 => (any::<usize>(), any::<u16>(), any::<u16>())
+            .prop_map(|(pick, start, len)| Op::Free { pick, start, len }),
+    ]
+}
+
+fn devices() -> impl Strategy<Value = Vec<SwapOn>> {
+    let flags = prop::sample::select(vec![
+        SOLIDSTATE | BLKDEV,
+        SOLIDSTATE | BLKDEV,
+        SOLIDSTATE | BLKDEV | PAGE_DISCARD,
+        BLKDEV,
+        SOLIDSTATE,
+    ]);
+    let dev = (
+        1u64..6,
+        0u64..CL,
+        flags,
+        -2i32..3,
+        prop::collection::vec(1u64..3000, 0..3),
+    );
+    prop::collection::vec(dev, 1..3).prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (clusters, tail, flags, prio, bad))| SwapOn {
+                ts_ns: 0,
+                swap_type: i as u8,
+                max: clusters * CL + tail,
+                bad,
+                flags,
+                prio,
+            })
+            .collect()
+    })
+}
+
+type Check<M> = fn(&M) -> Result<(), String>;
+
+/// Runs `ops` on `m`, checking the model against an independent record of live slots.
+fn run<M: AllocatorModel>(
+    mut m: M,
+    devs: &[SwapOn],
+    ops: &[Op],
+    check: Check<M>,
+) -> Result<(), TestCaseError> {
+    for d in devs {
+        m.swapon(d);
+    }
+    let mut used: BTreeSet<(u8, u64)> = BTreeSet::new();
+    // Live allocations as runs of (type, offset, nr).
+    let mut live: Vec<(u8, u64, u64)> = Vec::new();
+    for op in ops {
+        match *op {
+            Op::Alloc { cpu, order } => {
+                if let Some(a) = m.alloc(cpu, order) {
+                    prop_assert_eq!(a.slots(), 1u64 << order);
+                    for e in &a.extents {
+                        let dev = devs.iter().find(|d| d.swap_type == e.swap_type);
+                        let Some(dev) = dev else {
+                            return Err(TestCaseError::fail("unknown device"));
+                        };
+                        if order > 0 {
+                            prop_assert_eq!(e.offset % (1u64 << order), 0, "unaligned");
+                        }
+                        for s in e.offset..e.offset + u64::from(e.nr) {
+                            prop_assert!(s > 0 && s < dev.max, "slot {} out of range", s);
+                            prop_assert!(!dev.bad.contains(&s), "bad slot {} handed out", s);
+                            prop_assert!(
+                                used.insert((e.swap_type, s)),
+                                "slot {:?} handed out twice",
+                                (e.swap_type, s)
+                            );
+                        }
+                        live.push((e.swap_type, e.offset, u64::from(e.nr)));
+                    }
+                }
+            }
+            Op::Free { pick, start, len } => {
+                if live.is_empty() {
+                    continue;
+                }
+                let i = pick % live.len();
+                let (t, off, n) = live.swap_remove(i);
+                let a = u64::from(start) % n;
+                let b = a + 1 + u64::from(len) % (n - a);
+                m.free(t, off + a, (b - a) as u32);
+                for s in off + a..off + b {
+                    prop_assert!(
+                        used.remove(&(t, s)),
+                        "freed slot {:?} not allocated",
+                        (t, s)
+                    );
+                }
+                if a > 0 {
+                    live.push((t, off, a));
+                }
+                if b < n {
+                    live.push((t, off + b, n - b));
+                }
+            }
+        }
+        let snap = m.snapshot();
+        prop_assert_eq!(snap.used_slots, used.len() as u64);
+        let nr_clusters: u64 = devs.iter().map(|d| d.max.max(1).div_ceil(CL)).sum();
+        let c = snap.clusters;
+        prop_assert_eq!(c.free + c.nonfull + c.frag + c.full + c.other, nr_clusters);
+        check(&m).map_err(TestCaseError::fail)?;
+    }
+    Ok(())
+}
+
+fn count(d: &Dev, c: u32) -> u64 {
+    u64::from(d.count(c))
+}
+
+fn check_618(m: &Linux618) -> Result<(), String> {
+    check_lists(m.devs(), |d, c, l| match l {
+        Some(List::Free) => count(d, c) == 0 && d.order(c) == 0,
+        Some(List::Discard) => count(d, c) == 0 && d.page_discard(),
+        Some(List::Full) => count(d, c) == CL,
+        Some(List::Nonfull(o) | List::Frag(o)) => {
+            count(d, c) > 0 && count(d, c) < CL && o == d.order(c)
+        }
+        None => false,
+    })
+}
+
+fn check_612(m: &Linux612) -> Result<(), String> {
+    check_lists(m.devs(), |d, c, l| match l {
+        _ if !d.solidstate() => l.is_none(),
+        Some(List::Free) => count(d, c) == 0 && d.order(c) == 0,
+        Some(List::Discard) => count(d, c) == 0 && d.page_discard(),
+        Some(List::Full) => count(d, c) == CL,
+        Some(List::Nonfull(o) | List::Frag(o)) => {
+            count(d, c) > 0 && count(d, c) < CL && o == d.order(c)
+        }
+        None => false,
+    })
+}
+
+fn check_610(m: &Linux610) -> Result<(), String> {
+    check_lists(m.devs(), |d, c, l| match l {
+        _ if !d.solidstate() => l.is_none(),
+        Some(List::Free) => count(d, c) == 0,
+        Some(List::Discard) => count(d, c) == 0 && d.page_discard(),
+        Some(_) => false,
+        None => count(d, c) > 0,
+    })
+}
+
+fn check_lists(devs: &Devs, ok: impl Fn(&Dev, u32, Option<List>) -> bool) -> Result<(), String> {
+    devs.check(ok)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn linux_6_18_keeps_slot_accounting(devs in devices(), ops in prop::collection::vec(op(), 1..400)) {
+        run(Linux618::new(), &devs, &ops, check_618)?;
+        run(Linux618::with_discard_timing(DiscardTiming::OnDemand), &devs, &ops, check_618)?;
+    }
+
+    #[test]
+    fn linux_6_12_keeps_slot_accounting(devs in devices(), ops in prop::collection::vec(op(), 1..400)) {
+        run(Linux612::new(), &devs, &ops, check_612)?;
+        run(Linux612::with_discard_timing(DiscardTiming::OnDemand), &devs, &ops, check_612)?;
+    }
+
+    #[test]
+    fn linux_6_10_keeps_slot_accounting(devs in devices(), ops in prop::collection::vec(op(), 1..400)) {
+        run(Linux610::new(), &devs, &ops, check_610)?;
+        run(Linux610::with_discard_timing(DiscardTiming::OnDemand), &devs, &ops, check_610)?;
+    }
+}
+
+#[test]
+fn every_model_fills_a_device_exactly() {
+    for name in super::NAMES {
+        let Some(mut m) = super::by_name(name) else {
+            unreachable!("{name}")
+        };
+        m.swapon(&SwapOn {
+            ts_ns: 0,
+            swap_type: 0,
+            max: 3 * CL + 100,
+            bad: vec![7],
+            flags: SOLIDSTATE | BLKDEV,
+            prio: 0,
+        });
+        let mut n = 0;
+        while m.alloc(n % 3, 0).is_some() {
+            n += 1;
+        }
+        assert_eq!(u64::from(n), 3 * CL + 100 - 2, "{name}");
+        assert_eq!(m.snapshot().used_slots, u64::from(n));
+        assert_eq!(
+            m.snapshot().fragmentation_by_order,
+            [0.0; crate::alloc::NR_ORDERS]
+        );
+    }
+}
