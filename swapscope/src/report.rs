@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::{
+    alloc::AllocatorModel,
+    engine::{self, Engine, EngineConfig, MarkerReport, ModelReport, StreamSummary},
     event::{CounterSample, Event, Lost},
     host,
 };
@@ -59,11 +61,28 @@ pub struct Report {
     pub unknown_records: u64,
     /// Problems found while reading the stream (truncation, corruption).
     pub warnings: Vec<String>,
+    /// The shadow allocators, each fed the stream's allocation requests and frees.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelReport>,
+    /// The kernel's own occupancy and results, where the stream carries them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real: Option<ModelReport>,
+    /// Per-interval counts between markers (e.g. one row per workload iteration).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub markers: Vec<MarkerReport>,
+    /// What the engine saw of the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamSummary>,
+    /// Figures this stream cannot support, said plainly.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<String>,
 }
 
 /// Builds a [`Report`] incrementally from events in stream order.
 #[derive(Default)]
 pub struct ReportBuilder {
+    /// Shadow allocators to replay the stream through (none: no model comparison).
+    engine: Option<Engine>,
     first_counters: Option<CounterSample>,
     last_counters: Option<CounterSample>,
     /// Every device seen in any `Devices` record, in order of first appearance, with its Used
@@ -79,7 +98,18 @@ pub struct ReportBuilder {
 }
 
 impl ReportBuilder {
+    /// A builder that also replays the stream through `models`.
+    pub fn with_models(models: Vec<Box<dyn AllocatorModel>>) -> Self {
+        ReportBuilder {
+            engine: (!models.is_empty()).then(|| Engine::new(models, EngineConfig::default())),
+            ..Default::default()
+        }
+    }
+
     pub fn push(&mut self, ev: &Event) {
+        if let Some(e) = self.engine.as_mut() {
+            e.feed(ev);
+        }
         let ts = ev.ts();
         if ts != 0 {
             self.first_ts.get_or_insert(ts);
@@ -143,6 +173,34 @@ impl ReportBuilder {
         }
         if let (Some(first), Some(last)) = (&self.first_counters, &self.last_counters) {
             r.kernel = kernel_deltas(first, last);
+        }
+        if let Some(engine) = &self.engine {
+            let er = engine.report();
+            if er.stream.allocs == 0 {
+                r.limits.push(
+                    "no allocation requests in this stream (tracepoint tier: write-outs only, no \
+                     requests and no frees), so the allocator models had nothing to replay; use the \
+                     full probe tier or `swapscope simulate`"
+                        .into(),
+                );
+            } else if er.stream.frees == 0 {
+                r.limits.push(
+                    "no frees in this stream: model occupancy only grows, so fragmentation and \
+                     fallback figures are upper bounds"
+                        .into(),
+                );
+            }
+            if er.real.is_none() && er.stream.allocs > 0 {
+                r.limits.push(
+                    "the stream carries no kernel results (simulated requests): there is no \"real\" \
+                     column, only the models"
+                        .into(),
+                );
+            }
+            r.models = er.models;
+            r.real = er.real;
+            r.markers = er.markers;
+            r.stream = Some(er.stream);
         }
         for (d, start) in &self.devices {
             r.devices.push(DeviceReport {
@@ -283,6 +341,20 @@ impl Report {
         }
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
+        }
+        if !self.models.is_empty() {
+            let _ = writeln!(s);
+            s.push_str(&engine::render_table(&engine::Report {
+                events: self.stream.as_ref().map_or(0, |st| st.events),
+                stream: self.stream.clone().unwrap_or_default(),
+                models: self.models.clone(),
+                real: self.real.clone(),
+                markers: self.markers.clone(),
+                series: Vec::new(),
+            }));
+        }
+        for l in &self.limits {
+            let _ = writeln!(s, "limit: {l}");
         }
         s
     }

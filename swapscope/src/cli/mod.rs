@@ -3,6 +3,7 @@
 mod doctor;
 mod record;
 mod report;
+mod simulate;
 mod stress;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -33,7 +34,12 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Models to replay the stream through, comma-separated (default: all six).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
     },
+    /// Replay a synthetic workload through the allocator models (no root needed).
+    Simulate(simulate::SimulateArgs),
     /// Make the kernel swap: a temporary cgroup, optionally a temporary zram device, mTHP sizes
     /// set to `always`, and a memory toucher. Everything is undone on exit.
     Stress(stress::StressArgs),
@@ -46,7 +52,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Doctor { json } => doctor::run(json),
         Command::Record(args) => record::run(args),
-        Command::Report { file, json } => report::run(&file, json),
+        Command::Report { file, json, models } => report::run(&file, json, &models),
+        Command::Simulate(args) => simulate::run(args),
         Command::Stress(args) => stress::run(args),
         Command::Touch(args) => stress::touch(args),
     }

@@ -24,6 +24,13 @@ pub struct StressArgs {
     /// Create a temporary zram swap device of this many MiB (and remove it afterwards).
     #[arg(long)]
     pub zram: Option<u64>,
+    /// Create a temporary loop-device swap of this many MiB instead: a block device without
+    /// synchronous I/O, so swap-in is page by page (no large-folio swap-in).
+    #[arg(long, conflicts_with = "zram")]
+    pub loop_swap: Option<u64>,
+    /// thp-fragment: swap in whole 64 KiB chunks (the kernel test's `-a`).
+    #[arg(long)]
+    pub aligned_swapin: bool,
     /// Stop after this many seconds.
     #[arg(long)]
     pub duration: Option<f64>,
@@ -52,6 +59,8 @@ pub fn run(a: StressArgs) -> anyhow::Result<ExitCode> {
         limit_mib: a.limit,
         mthp_kb,
         zram_mib: a.zram,
+        loop_mib: a.loop_swap,
+        aligned_swapin: a.aligned_swapin,
         duration: a.duration.map(Duration::from_secs_f64),
         passes: a.passes,
         seed: a.seed,
@@ -83,6 +92,8 @@ pub struct TouchArgs {
     pub duration: Option<f64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    #[arg(long)]
+    pub aligned_swapin: bool,
 }
 
 pub fn touch(a: TouchArgs) -> anyhow::Result<ExitCode> {
@@ -99,6 +110,7 @@ pub fn touch(a: TouchArgs) -> anyhow::Result<ExitCode> {
         a.passes,
         a.duration.map(Duration::from_secs_f64),
         a.seed,
+        a.aligned_swapin,
         &signal::stop_requested,
     )?;
     Ok(ExitCode::SUCCESS)

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use self::setup::{Cgroup, MthpSetting, SetupError, ZramSwap};
+use self::setup::{Cgroup, LoopSwap, MthpSetting, SetupError, ZramSwap};
 pub use self::toucher::Pattern;
 use crate::{host, signal};
 
@@ -28,6 +28,10 @@ pub struct StressOptions {
     pub mthp_kb: Vec<u64>,
     /// Create a zram swap device of this many MiB for the run.
     pub zram_mib: Option<u64>,
+    /// Create a loop-device swap of this many MiB for the run (no large-folio swap-in).
+    pub loop_mib: Option<u64>,
+    /// thp-fragment: swap in 64 KiB chunks instead of 4 KiB pages.
+    pub aligned_swapin: bool,
     pub duration: Option<Duration>,
     pub passes: u32,
     pub seed: u64,
@@ -69,10 +73,17 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
         Some(mib) => Some(ZramSwap::create(mib << 20, 32_000)?),
         None => None,
     };
+    let loop_swap = match opts.loop_mib {
+        Some(mib) => Some(LoopSwap::create(mib << 20, 32_000)?),
+        None => None,
+    };
     let cg = Cgroup::create("stress", opts.limit_mib << 20)?;
     let mut summary = StressSummary {
         cgroup: cg.path.display().to_string(),
-        zram: zram.as_ref().map(|z| z.dev.display().to_string()),
+        zram: zram
+            .as_ref()
+            .map(|z| z.dev.display().to_string())
+            .or_else(|| loop_swap.as_ref().map(|l| l.dev.display().to_string())),
         ..Default::default()
     };
 
@@ -89,6 +100,9 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
         .arg(opts.passes.to_string())
         .arg("--seed")
         .arg(opts.seed.to_string());
+    if opts.aligned_swapin {
+        cmd.arg("--aligned-swapin");
+    }
     if let Some(d) = opts.duration {
         cmd.arg("--duration").arg(d.as_secs_f64().to_string());
     }
@@ -124,6 +138,7 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
     };
     summary.elapsed = t0.elapsed();
     drop(cg);
+    drop(loop_swap);
     drop(zram);
     drop(mthp);
     match status {

@@ -177,20 +177,7 @@ impl ZramSwap {
             thread::sleep(Duration::from_millis(20));
         }
         write_swap_header(&z.dev, bytes, host::page_size())?;
-        let c =
-            CString::new(z.dev.as_os_str().as_encoded_bytes()).map_err(|_| SetupError::Swapon {
-                path: z.dev.display().to_string(),
-                source: std::io::Error::other("path has a NUL byte"),
-            })?;
-        let flags = SWAP_FLAG_PREFER | (prio.clamp(0, SWAP_FLAG_PRIO_MASK) & SWAP_FLAG_PRIO_MASK);
-        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-        let rc = unsafe { libc::swapon(c.as_ptr(), flags) };
-        if rc != 0 {
-            return Err(SetupError::Swapon {
-                path: z.dev.display().to_string(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
+        swapon(&z.dev, prio)?;
         z.swapped_on = true;
         Ok(z)
     }
@@ -198,17 +185,8 @@ impl ZramSwap {
 
 impl Drop for ZramSwap {
     fn drop(&mut self) {
-        if self.swapped_on
-            && let Ok(c) = CString::new(self.dev.as_os_str().as_encoded_bytes())
-        {
-            // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-            if unsafe { libc::swapoff(c.as_ptr()) } != 0 {
-                eprintln!(
-                    "swapscope: swapoff {} failed: {}",
-                    self.dev.display(),
-                    std::io::Error::last_os_error()
-                );
-            }
+        if self.swapped_on {
+            swapoff(&self.dev);
         }
         let sys = format!("/sys/block/zram{}/reset", self.id);
         for _ in 0..50 {
@@ -220,6 +198,106 @@ impl Drop for ZramSwap {
         if fs::write("/sys/class/zram-control/hot_remove", self.id.to_string()).is_err() {
             eprintln!("swapscope: could not hot_remove zram{}", self.id);
         }
+    }
+}
+
+fn cpath(path: &Path) -> Result<CString, SetupError> {
+    CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| SetupError::Swapon {
+        path: path.display().to_string(),
+        source: std::io::Error::other("path has a NUL byte"),
+    })
+}
+
+/// swapon(2) with a preferred priority.
+fn swapon(path: &Path, prio: i32) -> Result<(), SetupError> {
+    let c = cpath(path)?;
+    let flags = SWAP_FLAG_PREFER | (prio.clamp(0, SWAP_FLAG_PRIO_MASK) & SWAP_FLAG_PRIO_MASK);
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    if unsafe { libc::swapon(c.as_ptr(), flags) } != 0 {
+        return Err(SetupError::Swapon {
+            path: path.display().to_string(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// swapoff(2), reporting (not failing) on error: used from `Drop`.
+fn swapoff(path: &Path) {
+    if let Ok(c) = cpath(path) {
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        if unsafe { libc::swapoff(c.as_ptr()) } != 0 {
+            eprintln!(
+                "swapscope: swapoff {} failed: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// A loop device over a temporary file, swapped on: a block device that is not
+/// `SWP_SYNCHRONOUS_IO`, so swap-in goes through the swap cache one page at a time (no
+/// large-folio swap-in), as on disks. Swapped off, detached and deleted on drop.
+pub struct LoopSwap {
+    pub file: PathBuf,
+    pub dev: PathBuf,
+    swapped_on: bool,
+}
+
+impl LoopSwap {
+    pub fn create(bytes: u64, prio: i32) -> Result<Self, SetupError> {
+        let file = std::env::temp_dir().join(format!("swapscope-{}.swap", std::process::id()));
+        {
+            let f = fs::File::create(&file).map_err(io("creating the loop swap file", &file))?;
+            f.set_len(bytes)
+                .map_err(io("sizing the loop swap file", &file))?;
+        }
+        write_swap_header(&file, bytes, host::page_size())?;
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&file)
+            .output()
+            .map_err(io("running losetup", &file));
+        let out = match out {
+            Ok(o) if o.status.success() => o,
+            Ok(o) => {
+                let _ = fs::remove_file(&file);
+                return Err(SetupError::Io {
+                    what: "attaching a loop device",
+                    path: file.display().to_string(),
+                    source: std::io::Error::other(
+                        String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                    ),
+                });
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&file);
+                return Err(e);
+            }
+        };
+        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let mut l = LoopSwap {
+            file,
+            dev,
+            swapped_on: false,
+        };
+        swapon(&l.dev, prio)?;
+        l.swapped_on = true;
+        Ok(l)
+    }
+}
+
+impl Drop for LoopSwap {
+    fn drop(&mut self) {
+        if self.swapped_on {
+            swapoff(&self.dev);
+        }
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.dev)
+            .status();
+        let _ = fs::remove_file(&self.file);
     }
 }
 

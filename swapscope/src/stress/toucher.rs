@@ -7,9 +7,10 @@ pub enum Pattern {
     /// Write a non-zero byte into every 4 KiB page, pass after pass; reclaim under the cgroup
     /// limit swaps the area out in order.
     Sequential,
-    /// The pattern of the kernel's tools/mm/thp_swap_allocator_test: page out the whole region,
-    /// swap a random quarter back in at 4 KiB grain, drop and re-touch a random quarter in 64 KiB
-    /// chunks, repeat. Fragments swap space with a mix of small and 64 KiB folios.
+    /// The pattern of the kernel's tools/mm/thp_swap_allocator_test: fill and page out the
+    /// region, then repeatedly write a random quarter back in (4 KiB grain, or 64 KiB with
+    /// `--aligned-swapin`, the test's `-a`), drop and re-touch a random quarter in 64 KiB chunks,
+    /// and page the region out again.
     ThpFragment,
 }
 
@@ -68,11 +69,6 @@ impl Region {
         unsafe { std::ptr::write_volatile(self.start.add(off % self.len), v) }
     }
 
-    fn read(&self, off: usize) -> u8 {
-        // SAFETY: as in `write`.
-        unsafe { std::ptr::read_volatile(self.start.add(off % self.len)) }
-    }
-
     fn madvise(&self, off: usize, len: usize, advice: i32) {
         // SAFETY: the range lies inside our mapping; madvise has no memory-safety effect on it
         // beyond what the advice documents (DONTNEED zero-fills, PAGEOUT reclaims).
@@ -108,6 +104,7 @@ pub fn run(
     passes: u32,
     duration: Option<Duration>,
     seed: u64,
+    aligned_swapin: bool,
     stop: &dyn Fn() -> bool,
 ) -> Result<u32, TouchError> {
     let len = (size_mib as usize) << 20;
@@ -131,29 +128,31 @@ pub fn run(
             }
         }
         Pattern::ThpFragment => {
+            // tools/mm/thp_swap_allocator_test: warm-up fill and page-out, then per iteration a
+            // random swap-in of a quarter of the region (writes, 4 KiB or 64 KiB grain), random
+            // MADV_DONTNEED + re-touch of a quarter in 64 KiB chunks, and a page-out.
             for off in (0..len).step_by(PAGE) {
-                r.write(off, 1);
+                r.write(off, 0x11);
             }
+            r.madvise(0, len, libc::MADV_PAGEOUT);
+            let grain = if aligned_swapin { CHUNK } else { PAGE };
             while done < passes && !over() {
-                r.madvise(0, len, libc::MADV_PAGEOUT);
-                // Random swap-in of a quarter of the region at 4 KiB grain.
-                let mut sum = 0u64;
-                for _ in 0..len / 4 / PAGE {
-                    let page = (rng.next() as usize) % (len / PAGE);
-                    sum = sum.wrapping_add(u64::from(r.read(page * PAGE)));
+                for _ in 0..len / 4 / grain {
+                    let at = (rng.next() as usize) % (len / grain) * grain;
+                    for off in (at..at + grain).step_by(PAGE) {
+                        r.write(off, 0x11);
+                    }
                 }
-                std::hint::black_box(sum);
-                // Random drop + re-touch of a quarter of the region in 64 KiB chunks.
                 for _ in 0..len / 4 / CHUNK {
                     let chunk = (rng.next() as usize) % (len / CHUNK);
                     r.madvise(chunk * CHUNK, CHUNK, libc::MADV_DONTNEED);
                     for off in (chunk * CHUNK..(chunk + 1) * CHUNK).step_by(PAGE) {
-                        r.write(off, 2);
+                        r.write(off, 0x11);
                     }
                 }
+                r.madvise(0, len, libc::MADV_PAGEOUT);
                 done += 1;
             }
-            r.madvise(0, len, libc::MADV_PAGEOUT);
         }
     }
     Ok(done)

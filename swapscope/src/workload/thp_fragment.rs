@@ -50,9 +50,20 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
         s.marker(format!("iteration {i}"));
         // random_swapin(): touch 4 KiB pages; each swapped-out page comes back as an order-0
         // folio and its slot is freed (zram, SYNCHRONOUS_IO: swap-in bypasses the swap cache).
-        for _ in 0..swapins {
-            let p = rng.index(region);
-            swap_in(&mut s, &mut mem[p]);
+        // With `aligned` (the test's `-a`), whole 64 KiB chunks are touched instead, still
+        // coming back page by page (the test's premise: no large-folio swap-in).
+        if spec.aligned {
+            for _ in 0..zaps {
+                let c = rng.index(region / CHUNK);
+                for page in &mut mem[c * CHUNK..(c + 1) * CHUNK] {
+                    swap_in(&mut s, page);
+                }
+            }
+        } else {
+            for _ in 0..swapins {
+                let p = rng.index(region);
+                swap_in(&mut s, &mut mem[p]);
+            }
         }
         // random_madvise_dontneed(): zap 64 KiB chunks (freeing their remaining slots) and touch
         // them again, which faults in a new 64 KiB folio.
