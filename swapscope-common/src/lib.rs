@@ -13,6 +13,12 @@ pub const SCHEMA_VERSION: u16 = 1;
 pub mod kind {
     /// [`crate::WriteoutEvent`]: a swap-backed folio written out by reclaim.
     pub const WRITEOUT: u16 = 1;
+    /// [`crate::AllocEvent`]: the result of one swap-slot request for a folio (full tier).
+    pub const ALLOC: u16 = 2;
+    /// [`crate::FreeEvent`]: slots returned to the allocator (full tier).
+    pub const FREE: u16 = 3;
+    /// [`crate::SplitEvent`]: a large folio about to be split (full tier).
+    pub const SPLIT: u16 = 4;
 }
 
 /// Common prefix of every event a BPF program emits.
@@ -68,6 +74,58 @@ pub struct WriteoutEvent {
 }
 const _: () = assert!(core::mem::size_of::<WriteoutEvent>() == 48);
 
+/// A swap-slot request for a folio and the kernel's answer (fexit of `folio_alloc_swap` on 6.17+,
+/// `add_to_swap` before).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocEvent {
+    pub header: EventHeader,
+    /// The folio, as an opaque per-session id (its address mixed with a random key), to match a
+    /// request with the split that follows a failure.
+    pub folio_id: u64,
+    /// Raw `folio->swap.val` after the call (0 on failure).
+    pub swap_val: u64,
+    pub pid_tgid: u64,
+    /// 1 if the kernel allocated slots, 0 if not.
+    pub success: u32,
+    /// Folio order (0 for a small folio).
+    pub order: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<AllocEvent>() == 48);
+
+/// Slots returned to the allocator: `nr` slots from `offset` on device `swap_type`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FreeEvent {
+    pub header: EventHeader,
+    pub offset: u64,
+    /// `si->inuse_pages` when the hook ran (before the free), for the completeness check.
+    pub inuse: u64,
+    pub nr: u32,
+    pub swap_type: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<FreeEvent>() == 40);
+
+/// A large folio about to be split.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SplitEvent {
+    pub header: EventHeader,
+    /// Same id space as [`AllocEvent::folio_id`].
+    pub folio_id: u64,
+    pub pid_tgid: u64,
+    /// Order before the split, or [`ORDER_UNKNOWN`] when the hook sees only a `struct page`.
+    pub old_order: u8,
+    pub new_order: u8,
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<SplitEvent>() == 40);
+
+/// `SplitEvent::old_order` when the hook cannot tell.
+pub const ORDER_UNKNOWN: u8 = 0xff;
+
 /// `pfn` value when the program could not compute it.
 pub const PFN_UNKNOWN: u64 = u64::MAX;
 
@@ -100,8 +158,16 @@ pub struct KernelLayout {
     pub pg_writeback: u32,
     /// 1 once the loader filled this in; the programs emit nothing while it is 0.
     pub valid: u32,
+    /// `struct swap_info_struct`: offsets of `type`, `inuse_pages`, `cluster_info`.
+    pub si_type_off: u32,
+    pub si_inuse_off: u32,
+    pub si_cluster_info_off: u32,
+    /// `sizeof(struct swap_cluster_info)` (0 when the kernel has no clusters in BTF).
+    pub ci_size: u32,
+    /// Random per-session key mixed into folio ids.
+    pub id_key: u64,
 }
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 40);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 64);
 
 #[cfg(feature = "user")]
 mod user {
@@ -109,4 +175,10 @@ mod user {
     unsafe impl aya::Pod for super::KernelLayout {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::WriteoutEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::AllocEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FreeEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SplitEvent {}
 }

@@ -9,12 +9,13 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
-    macros::{btf_tracepoint, fexit, map},
+    macros::{btf_tracepoint, fentry, fexit, map},
     maps::{PerCpuArray, RingBuf},
-    programs::{BtfTracePointContext, FExitContext},
+    programs::{BtfTracePointContext, FEntryContext, FExitContext},
 };
 use swapscope_common::{
-    EventHeader, KernelLayout, PFN_UNKNOWN, WriteoutEvent, counter, folio_flags, kind,
+    AllocEvent, EventHeader, FreeEvent, KernelLayout, ORDER_UNKNOWN, PFN_UNKNOWN, SplitEvent,
+    WriteoutEvent, counter, folio_flags, kind,
 };
 
 /// Filled in by the loader from BTF (see `swapscope::probe::layout`).
@@ -30,6 +31,11 @@ static LAYOUT: KernelLayout = KernelLayout {
     pg_dirty: 0,
     pg_writeback: 0,
     valid: 0,
+    si_type_off: 0,
+    si_inuse_off: 0,
+    si_cluster_info_off: 0,
+    ci_size: 0,
+    id_key: 0,
 };
 
 /// Ring buffer of events; its size is set by the loader (`--ringbuf-pages`).
@@ -86,9 +92,7 @@ unsafe fn load_u64(base: *const u8, off: u32) -> u64 {
 
 #[btf_tracepoint(function = "mm_vmscan_write_folio")]
 pub fn mm_vmscan_write_folio(ctx: BtfTracePointContext) -> i32 {
-    // SAFETY: LAYOUT is a read-only global the loader initialised before load; the volatile read
-    // keeps the compiler from folding the zero initialiser.
-    let l = unsafe { core::ptr::read_volatile(&LAYOUT) };
+    let l = layout();
     bump(counter::HITS);
     if l.valid == 0 {
         return 0;
@@ -134,14 +138,7 @@ pub fn mm_vmscan_write_folio(ctx: BtfTracePointContext) -> i32 {
         ev_flags |= folio_flags::ANON;
     }
     let ev = WriteoutEvent {
-        header: EventHeader {
-            kind: kind::WRITEOUT,
-            size: core::mem::size_of::<WriteoutEvent>() as u16,
-            // SAFETY: plain helper call.
-            cpu: unsafe { bpf_get_smp_processor_id() },
-            // SAFETY: plain helper call.
-            ts_ns: unsafe { bpf_ktime_get_boot_ns() },
-        },
+        header: header(kind::WRITEOUT, core::mem::size_of::<WriteoutEvent>()),
         swap_val,
         pid_tgid: bpf_get_current_pid_tgid(),
         pfn: PFN_UNKNOWN,
@@ -155,12 +152,250 @@ pub fn mm_vmscan_write_folio(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// Trial program: `doctor` and the probe planner load (never attach) it to learn whether this
-/// kernel allows fentry/fexit at all (lockdown and CONFIG_* can refuse them). The loader points it
-/// at whichever swap-allocation function the kernel's BTF has.
-#[fexit(function = "folio_alloc_swap")]
-pub fn trial_fexit(_ctx: FExitContext) -> i32 {
+#[inline(always)]
+fn layout() -> KernelLayout {
+    // SAFETY: LAYOUT is a read-only global the loader initialised before load; the volatile read
+    // keeps the compiler from folding the zero initialiser.
+    unsafe { core::ptr::read_volatile(&LAYOUT) }
+}
+
+#[inline(always)]
+fn header(kind: u16, size: usize) -> EventHeader {
+    EventHeader {
+        kind,
+        size: size as u16,
+        // SAFETY: plain helper call.
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        // SAFETY: plain helper call.
+        ts_ns: unsafe { bpf_ktime_get_boot_ns() },
+    }
+}
+
+/// Order of a folio: `_flags_1 & 0xff` when PG_head is set.
+///
+/// # Safety
+/// `folio` must be a BTF-typed `struct folio *` argument of a tracing program.
+#[inline(always)]
+unsafe fn folio_order(l: &KernelLayout, folio: *const u8) -> u8 {
+    // SAFETY: per the contract; offsets come from BTF.
+    let flags = unsafe { load_u64(folio, l.folio_flags_off) };
+    if (flags >> (l.pg_head & 63)) & 1 == 1 {
+        // SAFETY: as above; a head page has a second page holding `_flags_1`.
+        (unsafe { load_u64(folio, l.folio_flags1_off) } & 0xff) as u8
+    } else {
+        0
+    }
+}
+
+/// Emits the result of a request for `folio`.
+///
+/// # Safety
+/// As [`folio_order`].
+#[inline(always)]
+unsafe fn emit_alloc(folio: *const u8, success: bool) -> u32 {
+    let l = layout();
+    if l.valid == 0 {
+        return 0;
+    }
+    // SAFETY: per the contract.
+    let order = unsafe { folio_order(&l, folio) };
+    // SAFETY: per the contract.
+    let raw_swap = unsafe { load_u64(folio, l.folio_swap_off) };
+    let Some((swap_val, ptr)) = launder(raw_swap, folio as u64) else {
+        return 0;
+    };
+    let ev = AllocEvent {
+        header: header(kind::ALLOC, core::mem::size_of::<AllocEvent>()),
+        folio_id: (ptr >> 6) ^ l.id_key,
+        swap_val: if success { swap_val } else { 0 },
+        pid_tgid: bpf_get_current_pid_tgid(),
+        success: u32::from(success),
+        order,
+        _pad: [0; 3],
+    };
+    if EVENTS.output::<AllocEvent>(&ev, 0).is_err() {
+        bump(counter::RINGBUF_DROPS);
+    }
     0
+}
+
+/// 6.17+: `int folio_alloc_swap(struct folio *folio, gfp_t gfp)`; 0 is success.
+#[fexit(function = "folio_alloc_swap")]
+pub fn req_folio_alloc_swap(ctx: FExitContext) -> u32 {
+    let folio: *const u8 = ctx.arg(0);
+    let ret: i64 = ctx.arg(2);
+    // SAFETY: arg 0 is the BTF-typed folio pointer.
+    unsafe { emit_alloc(folio, ret as i32 == 0) }
+}
+
+/// The 2026 mm tree: `int folio_alloc_swap(struct folio *folio)`; 0 is success.
+#[fexit(function = "folio_alloc_swap")]
+pub fn req_folio_alloc_swap_1(ctx: FExitContext) -> u32 {
+    let folio: *const u8 = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
+    // SAFETY: arg 0 is the BTF-typed folio pointer.
+    unsafe { emit_alloc(folio, ret as i32 == 0) }
+}
+
+/// Up to 6.16: `bool add_to_swap(struct folio *folio)`; true is success.
+#[fexit(function = "add_to_swap")]
+pub fn req_add_to_swap(ctx: FExitContext) -> u32 {
+    let folio: *const u8 = ctx.arg(0);
+    let ret: u64 = ctx.arg(1);
+    // SAFETY: arg 0 is the BTF-typed folio pointer.
+    unsafe { emit_alloc(folio, ret & 0xff != 0) }
+}
+
+/// Emits a free of `nr` slots from `offset` on the device `si`.
+///
+/// # Safety
+/// `si` must be a BTF-typed `struct swap_info_struct *` argument of a tracing program.
+#[inline(always)]
+unsafe fn emit_free(l: &KernelLayout, si: *const u8, offset: u64, nr: u32) -> u32 {
+    // SAFETY: per the contract; offsets come from BTF.
+    let ty = unsafe { core::ptr::read_volatile(si.add(l.si_type_off as usize)) };
+    // SAFETY: as above.
+    let inuse = unsafe { load_u64(si, l.si_inuse_off) };
+    let ev = FreeEvent {
+        header: header(kind::FREE, core::mem::size_of::<FreeEvent>()),
+        offset,
+        inuse,
+        nr,
+        swap_type: ty,
+        _pad: [0; 3],
+    };
+    if EVENTS.output::<FreeEvent>(&ev, 0).is_err() {
+        bump(counter::RINGBUF_DROPS);
+    }
+    0
+}
+
+/// Offset part of a swap entry (`SWP_TYPE_SHIFT` = 58 on every 64-bit kernel with 5 type bits).
+#[inline(always)]
+fn entry_offset(val: u64) -> u64 {
+    val & ((1u64 << 58) - 1)
+}
+
+/// 6.14–6.18: `swap_entry_range_free(si, ci, entry, nr)` / `swap_entries_free(si, ci, entry, nr)`.
+#[fentry(function = "swap_entries_free")]
+pub fn free_si_ci_entry_nr(ctx: FEntryContext) -> u32 {
+    let l = layout();
+    if l.valid == 0 {
+        return 0;
+    }
+    let si: *const u8 = ctx.arg(0);
+    let entry: u64 = ctx.arg(2);
+    let nr: u64 = ctx.arg(3);
+    // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
+    unsafe { emit_free(&l, si, entry_offset(entry), nr as u32) }
+}
+
+/// 6.12–6.13: `swap_entry_range_free(si, entry, nr)`.
+#[fentry(function = "swap_entry_range_free")]
+pub fn free_si_entry_nr(ctx: FEntryContext) -> u32 {
+    let l = layout();
+    if l.valid == 0 {
+        return 0;
+    }
+    let si: *const u8 = ctx.arg(0);
+    let entry: u64 = ctx.arg(1);
+    let nr: u64 = ctx.arg(2);
+    // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
+    unsafe { emit_free(&l, si, entry_offset(entry), nr as u32) }
+}
+
+/// Up to 6.11: `swap_entry_free(si, entry)`, one slot.
+#[fentry(function = "swap_entry_free")]
+pub fn free_si_entry(ctx: FEntryContext) -> u32 {
+    let l = layout();
+    if l.valid == 0 {
+        return 0;
+    }
+    let si: *const u8 = ctx.arg(0);
+    let entry: u64 = ctx.arg(1);
+    // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
+    unsafe { emit_free(&l, si, entry_offset(entry), 1) }
+}
+
+/// Up to 6.9: `swap_free_cluster(si, idx)`, a whole PMD-size cluster.
+#[fentry(function = "swap_free_cluster")]
+pub fn free_si_cluster(ctx: FEntryContext) -> u32 {
+    let l = layout();
+    if l.valid == 0 {
+        return 0;
+    }
+    let si: *const u8 = ctx.arg(0);
+    let idx: u64 = ctx.arg(1);
+    // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
+    unsafe { emit_free(&l, si, idx * 512, 512) }
+}
+
+/// 7.x: `__swap_cluster_free_entries(si, ci, ci_start, nr)`: offsets relative to the cluster.
+#[fentry(function = "__swap_cluster_free_entries")]
+pub fn free_si_ci_start_nr(ctx: FEntryContext) -> u32 {
+    let l = layout();
+    if l.valid == 0 || l.ci_size == 0 {
+        return 0;
+    }
+    let si: *const u8 = ctx.arg(0);
+    let ci: *const u8 = ctx.arg(1);
+    let start: u64 = ctx.arg(2);
+    let nr: u64 = ctx.arg(3);
+    // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer; the member offset comes from BTF.
+    let base = unsafe { load_u64(si, l.si_cluster_info_off) };
+    let Some((base, ci)) = launder(base, ci as u64) else {
+        return 0;
+    };
+    let idx = ci.wrapping_sub(base) / u64::from(l.ci_size);
+    // SAFETY: as above.
+    unsafe { emit_free(&l, si, idx * 512 + (start & 511), nr as u32) }
+}
+
+#[inline(always)]
+fn emit_split(folio_ptr: u64, old_order: u8, new_order: u64) -> u32 {
+    let l = layout();
+    if l.valid == 0 {
+        return 0;
+    }
+    let Some((ptr, _)) = launder(folio_ptr, 0) else {
+        return 0;
+    };
+    let ev = SplitEvent {
+        header: header(kind::SPLIT, core::mem::size_of::<SplitEvent>()),
+        folio_id: (ptr >> 6) ^ l.id_key,
+        pid_tgid: bpf_get_current_pid_tgid(),
+        old_order,
+        new_order: new_order as u8,
+        _pad: [0; 6],
+    };
+    if EVENTS.output::<SplitEvent>(&ev, 0).is_err() {
+        bump(counter::RINGBUF_DROPS);
+    }
+    0
+}
+
+/// 6.15+: `__folio_split(struct folio *folio, unsigned int new_order, ...)`.
+#[fentry(function = "__folio_split")]
+pub fn split_folio(ctx: FEntryContext) -> u32 {
+    let l = layout();
+    let folio: *const u8 = ctx.arg(0);
+    let new_order: u64 = ctx.arg(1);
+    let order = if l.valid == 0 {
+        0
+    } else {
+        // SAFETY: arg 0 is the BTF-typed folio pointer.
+        unsafe { folio_order(&l, folio) }
+    };
+    emit_split(folio as u64, order, new_order)
+}
+
+/// 6.8–6.14: `split_huge_page_to_list_to_order(struct page *page, struct list_head *list,
+/// unsigned int new_order)`. Only a `struct page` is seen, so the old order is unknown.
+#[fentry(function = "split_huge_page_to_list_to_order")]
+pub fn split_page_to_order(ctx: FEntryContext) -> u32 {
+    let page: u64 = ctx.arg(0);
+    let new_order: u64 = ctx.arg(2);
+    emit_split(page, ORDER_UNKNOWN, new_order)
 }
 
 #[cfg(not(test))]

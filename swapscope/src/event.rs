@@ -28,6 +28,8 @@ pub enum Event {
     Free(Free),
     /// A named point in the stream (e.g. the start of a workload iteration).
     Marker(Marker),
+    /// A large folio about to be split (full tier).
+    Split(Split),
 }
 
 impl Event {
@@ -43,6 +45,7 @@ impl Event {
             Event::Alloc(e) => e.ts_ns,
             Event::Free(e) => e.ts_ns,
             Event::Marker(e) => e.ts_ns,
+            Event::Split(e) => e.ts_ns,
         }
     }
 }
@@ -206,4 +209,166 @@ pub struct Free {
 pub struct Marker {
     pub ts_ns: Ts,
     pub label: String,
+}
+
+/// A large folio about to be split. `id` is in the same space as [`Alloc::id`] for streams from
+/// the probes, so a split can be matched with the failed request before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    pub ts_ns: Ts,
+    pub cpu: u32,
+    pub pid: u32,
+    pub id: u64,
+    /// Order before the split; `None` when the hook could not tell.
+    pub old_order: Option<u8>,
+    pub new_order: u8,
+}
+
+/// Little-endian field reader over a BPF event's bytes.
+struct Le<'a>(&'a [u8]);
+
+impl Le<'_> {
+    fn u64(&self, at: usize) -> Option<u64> {
+        Some(u64::from_le_bytes(self.0.get(at..at + 8)?.try_into().ok()?))
+    }
+    fn u32(&self, at: usize) -> Option<u32> {
+        Some(u32::from_le_bytes(self.0.get(at..at + 4)?.try_into().ok()?))
+    }
+    fn u8(&self, at: usize) -> Option<u8> {
+        self.0.get(at).copied()
+    }
+}
+
+/// Decodes a full-tier BPF event (`swapscope_common::{AllocEvent, FreeEvent, SplitEvent}`, by
+/// their `#[repr(C)]` layouts) into an [`Event`]. `None` for other kinds or short buffers.
+/// Write-outs are not decoded here: the recorder stores their bytes verbatim.
+pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
+    use swapscope_common::{AllocEvent, FreeEvent, ORDER_UNKNOWN, SplitEvent, kind};
+    let b = Le(bytes);
+    let k = u16::from_le_bytes(bytes.get(0..2)?.try_into().ok()?);
+    let cpu = b.u32(4)?;
+    let ts_ns = b.u64(8)?;
+    let shift = u32::from(swp_type_shift.clamp(1, 63));
+    match k {
+        kind::ALLOC if bytes.len() >= size_of::<AllocEvent>() => {
+            let swap_val = b.u64(24)?;
+            let success = b.u32(40)? != 0;
+            Some(Event::Alloc(Alloc {
+                ts_ns,
+                cpu,
+                order: b.u8(44)?,
+                id: b.u64(16)?,
+                result: if success {
+                    AllocResult::Success {
+                        swap_type: (swap_val >> shift) as u8,
+                        offset: swap_val & ((1u64 << shift) - 1),
+                    }
+                } else {
+                    AllocResult::Failure
+                },
+            }))
+        }
+        kind::FREE if bytes.len() >= size_of::<FreeEvent>() => Some(Event::Free(Free {
+            ts_ns,
+            cpu,
+            offset: b.u64(16)?,
+            nr: b.u32(32)?,
+            swap_type: b.u8(36)?,
+        })),
+        kind::SPLIT if bytes.len() >= size_of::<SplitEvent>() => Some(Event::Split(Split {
+            ts_ns,
+            cpu,
+            pid: b.u64(24)? as u32,
+            id: b.u64(16)?,
+            old_order: Some(b.u8(32)?).filter(|o| *o != ORDER_UNKNOWN),
+            new_order: b.u8(33)?,
+        })),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use swapscope_common::{AllocEvent, EventHeader, FreeEvent, SplitEvent, kind};
+
+    use super::*;
+
+    fn bytes<T: Copy>(v: &T) -> Vec<u8> {
+        // SAFETY: `T` is one of the `#[repr(C)]` plain-old-data event structs with explicit
+        // padding, so every byte of it is initialised; the slice lives only as long as `v`.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    fn hdr(k: u16, size: usize) -> EventHeader {
+        EventHeader {
+            kind: k,
+            size: size as u16,
+            cpu: 3,
+            ts_ns: 99,
+        }
+    }
+
+    #[test]
+    fn decodes_full_tier_events() {
+        let a = AllocEvent {
+            header: hdr(kind::ALLOC, size_of::<AllocEvent>()),
+            folio_id: 7,
+            swap_val: (1u64 << 58) | 4096,
+            pid_tgid: 5,
+            success: 1,
+            order: 4,
+            _pad: [0; 3],
+        };
+        assert_eq!(
+            from_bpf(&bytes(&a), 58),
+            Some(Event::Alloc(Alloc {
+                ts_ns: 99,
+                cpu: 3,
+                order: 4,
+                id: 7,
+                result: AllocResult::Success {
+                    swap_type: 1,
+                    offset: 4096
+                }
+            }))
+        );
+        let f = FreeEvent {
+            header: hdr(kind::FREE, size_of::<FreeEvent>()),
+            offset: 512,
+            inuse: 10,
+            nr: 16,
+            swap_type: 2,
+            _pad: [0; 3],
+        };
+        assert_eq!(
+            from_bpf(&bytes(&f), 58),
+            Some(Event::Free(Free {
+                ts_ns: 99,
+                cpu: 3,
+                swap_type: 2,
+                offset: 512,
+                nr: 16
+            }))
+        );
+        let s = SplitEvent {
+            header: hdr(kind::SPLIT, size_of::<SplitEvent>()),
+            folio_id: 7,
+            pid_tgid: (9 << 32) | 8,
+            old_order: 0xff,
+            new_order: 0,
+            _pad: [0; 6],
+        };
+        assert_eq!(
+            from_bpf(&bytes(&s), 58),
+            Some(Event::Split(Split {
+                ts_ns: 99,
+                cpu: 3,
+                pid: 8,
+                id: 7,
+                old_order: None,
+                new_order: 0
+            }))
+        );
+        assert_eq!(from_bpf(&bytes(&s)[..20], 58), None);
+    }
 }

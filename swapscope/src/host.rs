@@ -210,6 +210,42 @@ pub fn parse_mthp_counter(name: &str) -> Option<(u8, &str)> {
     Some((order_of_size_kb(mthp_size_kb(dir)?)?, stat))
 }
 
+/// The allocator-relevant flags of a device (`event::swap_flags`), from its kind and whether its
+/// queue is rotational.
+pub fn swap_flags_for(kind: crate::event::DeviceKind, rotational: Option<bool>) -> u32 {
+    use crate::event::{DeviceKind, swap_flags};
+    let ssd = if rotational == Some(true) {
+        0
+    } else {
+        swap_flags::SOLIDSTATE
+    };
+    match kind {
+        DeviceKind::Zram => {
+            swap_flags::SOLIDSTATE | swap_flags::BLKDEV | swap_flags::SYNCHRONOUS_IO
+        }
+        DeviceKind::Partition => swap_flags::BLKDEV | ssd,
+        DeviceKind::File | DeviceKind::Other => ssd,
+    }
+}
+
+/// A `SwapOn` for a device listed in `/proc/swaps`: `max` = Size in pages + the header slot (no
+/// bad slots: `/proc/swaps` does not list them), swap type = its position in the list.
+pub fn swap_on_for(dev: &crate::event::SwapDevice, ts_ns: Ts) -> crate::event::SwapOn {
+    let name = dev.path.rsplit('/').next().unwrap_or_default();
+    let rotational = fs::read_to_string(format!("/sys/block/{name}/queue/rotational"))
+        .ok()
+        .map(|s| s.trim() == "1");
+    let page_kb = u64::from(page_size() / 1024).max(1);
+    crate::event::SwapOn {
+        ts_ns,
+        swap_type: dev.index,
+        max: dev.size_kb / page_kb + 1,
+        bad: Vec::new(),
+        flags: swap_flags_for(dev.kind, rotational),
+        prio: dev.prio,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,21 @@ pub struct Report {
     pub writeout_pages: u64,
     /// Write-outs of anonymous folios (the rest are shmem).
     pub anon_writeouts: u64,
+    /// Full tier: swap-slot requests per folio order, and how many the kernel refused.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests_by_order: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed_requests_by_order: BTreeMap<String, u64>,
+    /// Full tier: splits that follow a refused request for the same folio (swap-allocation
+    /// fallbacks, the kernel's `swpout_fallback` when they succeed), by the folio's order.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fallback_splits_by_order: BTreeMap<String, u64>,
+    /// Full tier: splits with no refused request before them (deferred split, migration, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_splits: Option<u64>,
+    /// Full tier: slots given back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freed_slots: Option<u64>,
     pub kernel: KernelDeltas,
     pub devices: Vec<DeviceReport>,
     /// Records of kinds this build does not know (skipped).
@@ -95,6 +110,14 @@ pub struct ReportBuilder {
     anon: u64,
     per_type: BTreeMap<u8, u64>,
     lost: Lost,
+    requests: BTreeMap<u8, u64>,
+    failed: BTreeMap<u8, u64>,
+    /// Folios whose last request failed, with their order (awaiting a split).
+    refused: std::collections::HashMap<u64, u8>,
+    fallback_splits: BTreeMap<u8, u64>,
+    other_splits: u64,
+    saw_splits: bool,
+    freed: Option<u64>,
 }
 
 impl ReportBuilder {
@@ -141,6 +164,25 @@ impl ReportBuilder {
                     }
                 }
             }
+            Event::Alloc(a) => {
+                *self.requests.entry(a.order).or_default() += 1;
+                if a.result == crate::event::AllocResult::Failure {
+                    *self.failed.entry(a.order).or_default() += 1;
+                    if a.order > 0 {
+                        self.refused.insert(a.id, a.order);
+                    }
+                } else {
+                    self.refused.remove(&a.id);
+                }
+            }
+            Event::Split(sp) => {
+                self.saw_splits = true;
+                match self.refused.remove(&sp.id) {
+                    Some(order) => *self.fallback_splits.entry(order).or_default() += 1,
+                    None => self.other_splits += 1,
+                }
+            }
+            Event::Free(f) => *self.freed.get_or_insert(0) += u64::from(f.nr),
             Event::Lost(l) => {
                 // Cumulative counts: keep the largest seen.
                 self.lost.ringbuf = self.lost.ringbuf.max(l.ringbuf);
@@ -167,6 +209,12 @@ impl ReportBuilder {
         r.events = self.writeouts.values().sum();
         r.lost_events = self.lost.ringbuf + self.lost.userspace;
         r.anon_writeouts = self.anon;
+        let key = |m: &BTreeMap<u8, u64>| m.iter().map(|(o, n)| (o.to_string(), *n)).collect();
+        r.requests_by_order = key(&self.requests);
+        r.failed_requests_by_order = key(&self.failed);
+        r.fallback_splits_by_order = key(&self.fallback_splits);
+        r.other_splits = self.saw_splits.then_some(self.other_splits);
+        r.freed_slots = self.freed;
         for (order, n) in &self.writeouts {
             r.writeouts_by_order.insert(order.to_string(), *n);
             r.writeout_pages += n << order;
@@ -313,6 +361,26 @@ impl Report {
             "pages written: {} by write-out events, {} by the kernel's pswpout",
             self.writeout_pages, self.kernel.pswpout_pages
         );
+        if !self.requests_by_order.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nfull tier: requests / refused / fallback splits per order"
+            );
+            for (o, n) in &self.requests_by_order {
+                let _ = writeln!(
+                    s,
+                    "  order {o:>2}: {n:>10} requests  {:>8} refused  {:>8} fallback splits",
+                    self.failed_requests_by_order.get(o).copied().unwrap_or(0),
+                    self.fallback_splits_by_order.get(o).copied().unwrap_or(0)
+                );
+            }
+            if let Some(o) = self.other_splits {
+                let _ = writeln!(s, "  other splits: {o}");
+            }
+            if let Some(f) = self.freed_slots {
+                let _ = writeln!(s, "  slots freed: {f}");
+            }
+        }
         if self.kernel.swpout_zero_pages > 0 {
             let _ = writeln!(
                 s,
@@ -346,7 +414,7 @@ impl Report {
             let _ = writeln!(s);
             s.push_str(&engine::render_table(&engine::Report {
                 events: self.stream.as_ref().map_or(0, |st| st.events),
-                stream: self.stream.clone().unwrap_or_default(),
+                stream: self.stream.unwrap_or_default(),
                 models: self.models.clone(),
                 real: self.real.clone(),
                 markers: self.markers.clone(),
@@ -432,5 +500,55 @@ mod tests {
         assert_eq!(json["schema"], 1);
         assert_eq!(json["kernel"]["swpout_by_order"]["4"], 2);
         assert!(r.render_text().contains("write-outs"));
+    }
+
+    #[test]
+    fn splits_after_refused_requests_are_fallbacks() {
+        use crate::event::{Alloc, AllocResult, Split};
+        let alloc = |id, order, result| {
+            Event::Alloc(Alloc {
+                ts_ns: 1,
+                cpu: 0,
+                order,
+                id,
+                result,
+            })
+        };
+        let split = |id| {
+            Event::Split(Split {
+                ts_ns: 2,
+                cpu: 0,
+                pid: 1,
+                id,
+                old_order: None,
+                new_order: 0,
+            })
+        };
+        let mut b = ReportBuilder::default();
+        b.push(&alloc(1, 4, AllocResult::Failure));
+        b.push(&split(1));
+        b.push(&alloc(
+            1,
+            0,
+            AllocResult::Success {
+                swap_type: 0,
+                offset: 9,
+            },
+        ));
+        b.push(&alloc(
+            2,
+            4,
+            AllocResult::Success {
+                swap_type: 0,
+                offset: 16,
+            },
+        ));
+        b.push(&split(2));
+        b.push(&split(3));
+        let r = b.finish(0, vec![]);
+        assert_eq!(r.requests_by_order.get("4"), Some(&2));
+        assert_eq!(r.failed_requests_by_order.get("4"), Some(&1));
+        assert_eq!(r.fallback_splits_by_order.get("4"), Some(&1));
+        assert_eq!(r.other_splits, Some(2));
     }
 }

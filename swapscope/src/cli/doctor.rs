@@ -26,7 +26,7 @@ struct Doctor {
     memcg: Option<String>,
     swap_devices: Vec<String>,
     mthp: Vec<Mthp>,
-    /// `tracepoint` or `none` (the full tier is not in this build).
+    /// `full` (requests and frees), `tracepoint` (write-outs only) or `none`.
     tier: String,
     /// Whether `record` can run here.
     can_record: bool,
@@ -49,7 +49,7 @@ fn lockdown() -> String {
 pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     let btf = KernelBtf::from_sys().ok();
     let lock = lockdown();
-    let mut probes = probe::plan(btf.as_ref(), Some(lock.as_str()), &None);
+    let mut probes = probe::plan(btf.as_ref(), Some(lock.as_str()), None);
     let (can_record, trial) = if !host::is_root() {
         (
             false,
@@ -58,12 +58,13 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     } else {
         match LiveProbe::start(&LiveOptions {
             ringbuf_bytes: 4096,
+            full_tier: true,
         }) {
             Ok(p) => {
                 probes = p.plan.clone();
                 (
                     true,
-                    "ok: tp_btf/mm_vmscan_write_folio loaded and attached, then detached".into(),
+                    "ok: every probe marked [x] below loaded and attached, then detached".into(),
                 )
             }
             Err(e) => (false, format!("failed: {e}")),
@@ -114,7 +115,7 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
             .unwrap_or_default(),
         mthp,
         tier: if can_record {
-            "tracepoint".into()
+            probe::tier(&probes).into()
         } else {
             "none".into()
         },

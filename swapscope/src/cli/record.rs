@@ -14,7 +14,7 @@ use swapscope::{
     event::{Event, Lost},
     host,
     probe::{LiveOptions, LiveProbe, ProbeStatus},
-    record::{RecordingHeader, Writer, WriterOptions},
+    record::{self, RecordingHeader, Writer, WriterOptions},
     signal,
 };
 use swapscope_common::{counter, kind};
@@ -30,6 +30,9 @@ pub struct RecordArgs {
     /// Ring buffer size in MiB.
     #[arg(long, default_value_t = 8)]
     pub ringbuf_mib: u32,
+    /// Attach only the tracepoint tier, even where fentry/fexit are allowed.
+    #[arg(long)]
+    pub tracepoint_only: bool,
     /// A command to run while recording; recording stops when it exits.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -72,6 +75,7 @@ struct Session<W: std::io::Write> {
     events: u64,
     last_lost: Lost,
     write_error: Option<anyhow::Error>,
+    pending: Vec<Event>,
 }
 
 impl<W: std::io::Write> Session<W> {
@@ -111,22 +115,85 @@ impl<W: std::io::Write> Session<W> {
         }
     }
 
+    /// Re-reads /proc/swaps; writes a device list when it changed, and `SwapOn`/`SwapOff` for
+    /// devices that appeared or went away (the allocator models' geometry).
+    fn refresh_devices(&mut self) {
+        let Ok(list) = host::read_proc_swaps() else {
+            return;
+        };
+        let same = list.devices.len() == self.devices.len()
+            && list
+                .devices
+                .iter()
+                .zip(&self.devices)
+                .all(|(a, b)| a.path == b.path && a.used_kb == b.used_kb);
+        if same {
+            return;
+        }
+        for gone in self
+            .devices
+            .iter()
+            .filter(|d| !list.devices.iter().any(|n| n.path == d.path))
+        {
+            let ev = Event::SwapOff(swapscope::event::SwapOff {
+                ts_ns: list.ts_ns,
+                swap_type: gone.index,
+            });
+            self.pending.push(ev);
+        }
+        for new in list
+            .devices
+            .iter()
+            .filter(|d| !self.devices.iter().any(|o| o.path == d.path))
+        {
+            self.pending
+                .push(Event::SwapOn(host::swap_on_for(new, list.ts_ns)));
+        }
+        self.devices = list.devices.clone();
+        let pending = std::mem::take(&mut self.pending);
+        for ev in &pending {
+            self.push(ev);
+        }
+        self.push(&Event::Devices(list));
+    }
+
     fn drain(&mut self, probe: &mut LiveProbe, timeout: Duration) {
         let mut pushed = 0u64;
         let mut err = None;
+        let mut decoded = Vec::new();
         let writer = &mut self.writer;
         probe.drain(timeout, |bytes| {
-            // Only write-out events exist in this build; other kinds would be skipped by readers.
-            if err.is_none()
-                && bytes.len() >= 2
-                && u16::from_le_bytes([bytes[0], bytes[1]]) == kind::WRITEOUT
-            {
+            if err.is_some() || bytes.len() < 2 {
+                return;
+            }
+            if u16::from_le_bytes([bytes[0], bytes[1]]) == kind::WRITEOUT {
                 match writer.push_raw_writeout(bytes) {
                     Ok(()) => pushed += 1,
                     Err(e) => err = Some(e),
                 }
+            } else if let Some(ev) =
+                swapscope::event::from_bpf(bytes, record::DEFAULT_SWP_TYPE_SHIFT)
+            {
+                decoded.push(ev);
             }
         });
+        // Full-tier events: make sure their device is known first (a device swapped on after the
+        // last sample), then write them in ring-buffer order.
+        for ev in decoded {
+            let ty = match &ev {
+                Event::Alloc(swapscope::event::Alloc {
+                    result: swapscope::event::AllocResult::Success { swap_type, .. },
+                    ..
+                }) => Some(*swap_type),
+                Event::Free(f) => Some(f.swap_type),
+                _ => None,
+            };
+            if ty.is_some_and(|t| !self.devices.iter().any(|d| d.index == t)) {
+                self.refresh_devices();
+            }
+            self.push(&ev);
+            pushed += 1;
+        }
         self.events += pushed;
         if let (None, Some(e)) = (&self.write_error, err) {
             self.write_error = Some(e.into());
@@ -138,6 +205,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
     signal::install();
     let mut probe = LiveProbe::start(&LiveOptions {
         ringbuf_bytes: a.ringbuf_mib.saturating_mul(1 << 20),
+        full_tier: !a.tracepoint_only,
     })?;
     let devices = host::read_proc_swaps().context("reading /proc/swaps")?;
     let file = OpenOptions::new()
@@ -159,6 +227,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
         events: 0,
         last_lost: Lost::default(),
         write_error: None,
+        pending: Vec::new(),
     };
     s.sample(&probe);
     if let Err(e) = s.writer.flush_chunk() {

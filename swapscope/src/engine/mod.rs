@@ -263,7 +263,11 @@ impl Engine {
                 let row = self.row(Some(m.label.clone()));
                 self.markers.push(row);
             }
-            Event::Writeout(_) | Event::Counters(_) | Event::Devices(_) | Event::Lost(_) => {
+            Event::Writeout(_)
+            | Event::Counters(_)
+            | Event::Devices(_)
+            | Event::Lost(_)
+            | Event::Split(_) => {
                 self.stream.ignored += 1;
             }
         }

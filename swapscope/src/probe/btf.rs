@@ -181,6 +181,64 @@ impl KernelBtf {
         })
     }
 
+    /// `sizeof(struct name)`.
+    pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
+        Ok(u32::try_from(self.struct_named(name)?.size()).unwrap_or(0))
+    }
+
+    /// A C-like spelling of a type: `struct folio *`, `swp_entry_t`, `int`, `void`.
+    fn spell(&self, ty: Type, depth: u32) -> String {
+        if depth > 8 {
+            return "?".into();
+        }
+        let chained = |t: &dyn btf_rs::BtfType| self.btf.resolve_chained_type(t).ok();
+        match &ty {
+            Type::Void => "void".into(),
+            Type::Ptr(p) => match chained(p) {
+                Some(inner) => format!("{} *", self.spell(inner, depth + 1)),
+                None => "void *".into(),
+            },
+            Type::Const(c) => chained(c).map_or("?".into(), |t| self.spell(t, depth + 1)),
+            Type::Volatile(v) => chained(v).map_or("?".into(), |t| self.spell(t, depth + 1)),
+            Type::Struct(s) => format!("struct {}", self.btf.resolve_name(s).unwrap_or_default()),
+            Type::Typedef(t) => self.btf.resolve_name(t).unwrap_or_default(),
+            Type::Int(i) => self.btf.resolve_name(i).unwrap_or_default(),
+            Type::Enum(e) => format!("enum {}", self.btf.resolve_name(e).unwrap_or_default()),
+            _ => "?".into(),
+        }
+    }
+
+    /// The signature of function `name` as spelled parameter types and return type, if the
+    /// kernel's BTF has that function.
+    pub fn signature(&self, name: &str) -> Option<Signature> {
+        let types = self.btf.resolve_types_by_name(name).ok()?;
+        let func = types.into_iter().find_map(|t| match t {
+            Type::Func(f) => Some(f),
+            _ => None,
+        })?;
+        let Type::FuncProto(proto) = self.btf.resolve_chained_type(&func).ok()? else {
+            return None;
+        };
+        let params = proto
+            .parameters
+            .iter()
+            .filter(|p| !p.is_variadic())
+            .map(|p| {
+                self.btf
+                    .resolve_chained_type(p)
+                    .map_or("?".into(), |t| self.spell(t, 0))
+            })
+            .collect();
+        let ret = match proto.return_type_id() {
+            0 => "void".to_string(),
+            id => self
+                .btf
+                .resolve_type_by_id(id)
+                .map_or("?".into(), |t| self.spell(t, 0)),
+        };
+        Some(Signature { params, ret })
+    }
+
     /// Whether a function (BTF `FUNC`) of that name exists.
     pub fn has_func(&self, name: &str) -> bool {
         self.btf
@@ -208,8 +266,67 @@ impl KernelBtf {
             pg_dirty: self.enum_value("pageflags", "PG_dirty")?,
             pg_writeback: self.enum_value("pageflags", "PG_writeback")?,
             valid: 1,
+            // The full-tier hooks need these; a kernel without them keeps 0 and those hooks are
+            // not planned (see `probe::plan`).
+            si_type_off: self.member_offset("swap_info_struct", "type").unwrap_or(0),
+            si_inuse_off: self
+                .member_offset("swap_info_struct", "inuse_pages")
+                .unwrap_or(0),
+            si_cluster_info_off: self
+                .member_offset("swap_info_struct", "cluster_info")
+                .unwrap_or(0),
+            ci_size: self.struct_size("swap_cluster_info").unwrap_or(0),
+            id_key: random_key(),
         })
     }
+}
+
+/// A function's parameter and return types as [`KernelBtf::signature`] spells them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    pub params: Vec<String>,
+    pub ret: String,
+}
+
+impl Signature {
+    /// Whether the parameters match `pattern` exactly in number, with `*` matching any type.
+    pub fn matches(&self, pattern: &[&str], ret: Option<&str>) -> bool {
+        self.params.len() == pattern.len()
+            && self
+                .params
+                .iter()
+                .zip(pattern)
+                .all(|(p, want)| *want == "*" || p == want)
+            && ret.is_none_or(|r| r == self.ret)
+    }
+}
+
+impl std::fmt::Display for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (", self.ret)?;
+        for (i, p) in self.params.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// A per-session key for folio ids (not cryptographic: it only keeps raw kernel addresses out of
+/// recordings).
+fn random_key() -> u64 {
+    let mut buf = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
+        .is_ok()
+    {
+        return u64::from_le_bytes(buf);
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
 }
 
 #[cfg(test)]
@@ -244,6 +361,17 @@ mod tests {
         assert!(l.folio_swap_off > 0 && l.folio_swap_off < 64);
         assert_ne!(l.pg_head, l.pg_swapbacked);
         assert!(btf.has_type("btf_trace_mm_vmscan_write_folio"));
+        let sig = btf
+            .signature("folio_alloc_swap")
+            .or_else(|| btf.signature("add_to_swap"));
+        match sig {
+            Some(sig) => assert_eq!(
+                sig.params.first().map(String::as_str),
+                Some("struct folio *"),
+                "{sig}"
+            ),
+            None => panic!("neither folio_alloc_swap nor add_to_swap in BTF"),
+        }
         assert!(!btf.has_func("surely_no_such_kernel_function_xyz"));
     }
 }

@@ -45,32 +45,167 @@ pub enum ProbeError {
 /// The tracepoint-tier write-out probe.
 pub const WRITEOUT_TP: &str = "mm_vmscan_write_folio";
 
-/// Full-tier candidates (fentry/fexit), in the order a loader would try them. They are listed by
-/// `doctor` so operators see what this kernel would offer; this build attaches only the
-/// tracepoint tier.
-pub const FULL_TIER_CANDIDATES: &[(&str, &str)] = &[
-    ("alloc", "fexit/folio_alloc_swap"),
-    ("alloc", "fexit/add_to_swap"),
-    ("alloc", "fexit/alloc_swap_scan_cluster"),
-    ("free", "fentry/swap_entries_free"),
-    ("free", "fentry/swap_entry_range_free"),
-    ("free", "fentry/__swap_cluster_free_entries"),
-    ("split", "fentry/__folio_split"),
-    ("split", "fentry/split_huge_page_to_list_to_order"),
-    ("cluster", "fentry/move_cluster"),
-    ("writeout", "fentry/swap_writeout"),
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    FEntry,
+    FExit,
+}
+
+impl Hook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::FEntry => "fentry",
+            Hook::FExit => "fexit",
+        }
+    }
+}
+
+/// One way to feed an event kind on some kernels: a BPF program of the object, the kernel
+/// function it attaches to, and the signature it was written for. The planner takes, per feed,
+/// the first candidate whose function exists with that signature and that loads and attaches.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate {
+    /// What it feeds: `alloc`, `free`, `free-thp`, `split`.
+    pub feeds: &'static str,
+    /// Program name in the BPF object.
+    pub program: &'static str,
+    pub hook: Hook,
+    pub func: &'static str,
+    /// Parameter types as `KernelBtf::signature` spells them; `*` matches any one type and a
+    /// final `..` any further parameters.
+    pub params: &'static [&'static str],
+    pub ret: Option<&'static str>,
+}
+
+const SI: &str = "struct swap_info_struct *";
+const CI: &str = "struct swap_cluster_info *";
+
+/// Full-tier candidates, newest kernels first within each feed (see docs/kernel-support.md).
+pub const CANDIDATES: &[Candidate] = &[
+    Candidate {
+        feeds: "alloc",
+        program: "req_folio_alloc_swap",
+        hook: Hook::FExit,
+        func: "folio_alloc_swap",
+        params: &["struct folio *", "gfp_t"],
+        ret: Some("int"),
+    },
+    Candidate {
+        feeds: "alloc",
+        program: "req_folio_alloc_swap_1",
+        hook: Hook::FExit,
+        func: "folio_alloc_swap",
+        params: &["struct folio *"],
+        ret: Some("int"),
+    },
+    Candidate {
+        feeds: "alloc",
+        program: "req_add_to_swap",
+        hook: Hook::FExit,
+        func: "add_to_swap",
+        params: &["struct folio *"],
+        ret: Some("bool"),
+    },
+    Candidate {
+        feeds: "free",
+        program: "free_si_ci_start_nr",
+        hook: Hook::FEntry,
+        func: "__swap_cluster_free_entries",
+        params: &[SI, CI, "*", "*"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "free",
+        program: "free_si_ci_entry_nr",
+        hook: Hook::FEntry,
+        func: "swap_entries_free",
+        params: &[SI, CI, "swp_entry_t", "*"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "free",
+        program: "free_si_ci_entry_nr",
+        hook: Hook::FEntry,
+        func: "swap_entry_range_free",
+        params: &[SI, CI, "swp_entry_t", "*"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "free",
+        program: "free_si_entry_nr",
+        hook: Hook::FEntry,
+        func: "swap_entry_range_free",
+        params: &[SI, "swp_entry_t", "*"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "free",
+        program: "free_si_entry",
+        hook: Hook::FEntry,
+        func: "swap_entry_free",
+        params: &[SI, "swp_entry_t"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "free-thp",
+        program: "free_si_cluster",
+        hook: Hook::FEntry,
+        func: "swap_free_cluster",
+        params: &[SI, "long unsigned int"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "split",
+        program: "split_folio",
+        hook: Hook::FEntry,
+        func: "__folio_split",
+        params: &["struct folio *", "unsigned int", ".."],
+        ret: None,
+    },
+    Candidate {
+        feeds: "split",
+        program: "split_page_to_order",
+        hook: Hook::FEntry,
+        func: "split_huge_page_to_list_to_order",
+        params: &["struct page *", "struct list_head *", "unsigned int"],
+        ret: None,
+    },
 ];
 
-/// Outcome of loading (not attaching) the `trial_fexit` program: `None` when not tried.
-pub type TracingTrial = Option<Result<String, String>>;
+impl Candidate {
+    /// Checks the function against BTF: `Ok(signature)` or why not.
+    pub fn check(&self, btf: &KernelBtf) -> Result<String, String> {
+        let sig = btf
+            .signature(self.func)
+            .ok_or_else(|| format!("{} is not in this kernel's BTF", self.func))?;
+        let (fixed, rest) = match self.params.split_last() {
+            Some((&"..", fixed)) => (fixed, true),
+            _ => (self.params, false),
+        };
+        let ok = if rest {
+            sig.params.len() >= fixed.len()
+                && sig
+                    .params
+                    .iter()
+                    .zip(fixed)
+                    .all(|(p, w)| *w == "*" || p == w)
+                && self.ret.is_none_or(|r| r == sig.ret)
+        } else {
+            sig.matches(
+                fixed,
+                self.ret.map(|r| if r == "bool" { "_Bool" } else { r }),
+            )
+        };
+        if ok {
+            Ok(sig.to_string())
+        } else {
+            Err(format!("signature differs: {} {sig}", self.func))
+        }
+    }
+}
 
-/// Computes the probe plan from BTF, the lockdown state and the fentry/fexit trial load.
-pub fn plan(
-    btf: Option<&KernelBtf>,
-    lockdown: Option<&str>,
-    trial: &TracingTrial,
-) -> Vec<ProbeStatus> {
-    let mut out = Vec::new();
+/// The tracepoint entry of the plan from BTF alone.
+fn tracepoint_status(btf: Option<&KernelBtf>) -> ProbeStatus {
     let tp_ok = btf.is_some_and(|b| b.has_type(&format!("btf_trace_{WRITEOUT_TP}")));
     let layout = btf.map(KernelBtf::kernel_layout);
     let (available, detail) = match (btf, tp_ok, &layout) {
@@ -82,38 +217,92 @@ pub fn plan(
         (Some(_), true, Some(Err(e))) => (false, e.to_string()),
         _ => (
             true,
-            "tp_btf: allowed under every lockdown mode; direct loads only".to_string(),
+            "loadable under every lockdown mode; direct loads only".to_string(),
         ),
     };
-    out.push(ProbeStatus {
+    ProbeStatus {
         name: WRITEOUT_TP.into(),
         kind: "tp_btf".into(),
         attached: available,
         detail: format!("writeout: {detail}"),
-    });
-    for (feeds, name) in FULL_TIER_CANDIDATES {
-        let func = name.split_once('/').map_or(*name, |(_, f)| f);
-        let present = btf.is_some_and(|b| b.has_func(func));
-        let detail = match (present, trial) {
-            (false, _) => format!("{func} is not in this kernel's BTF"),
-            (true, Some(Err(why))) => format!("fentry/fexit refused here: {why}"),
-            (true, Some(Ok(_))) => {
-                "in BTF and fentry/fexit load here; not attached: this build has the tracepoint tier only".to_string()
-            }
-            (true, None) if lockdown == Some("confidentiality") => {
-                "lockdown=confidentiality: fentry/fexit are expected to be refused (not tried)".to_string()
-            }
-            (true, None) => "in BTF; fentry/fexit not tried (needs root)".to_string(),
+    }
+}
+
+/// Tries one candidate for real: load and attach.
+pub type AttachFn<'a> = dyn FnMut(&Candidate) -> Result<(), String> + 'a;
+
+/// Computes the probe plan. `attach` tries one candidate for real (load + attach); without it
+/// the plan is a dry run from BTF and the lockdown mode.
+pub fn plan(
+    btf: Option<&KernelBtf>,
+    lockdown: Option<&str>,
+    mut attach: Option<&mut AttachFn<'_>>,
+) -> Vec<ProbeStatus> {
+    let mut out = vec![tracepoint_status(btf)];
+    let mut fed: Vec<&str> = Vec::new();
+    let mut refused: Option<String> = None;
+    for c in CANDIDATES {
+        let status = |attached: bool, detail: String| ProbeStatus {
+            name: c.func.into(),
+            kind: c.hook.as_str().into(),
+            attached,
+            detail: format!("{}: {detail}", c.feeds),
         };
-        let (kind, func) = name.split_once('/').unwrap_or(("", name));
-        out.push(ProbeStatus {
-            name: func.into(),
-            kind: kind.into(),
-            attached: false,
-            detail: format!("{feeds}: {detail}"),
-        });
+        let checked = match btf {
+            Some(b) => c.check(b),
+            None => Err("no kernel BTF".into()),
+        };
+        let sig = match checked {
+            Ok(sig) => sig,
+            Err(why) => {
+                out.push(status(false, why));
+                continue;
+            }
+        };
+        if fed.contains(&c.feeds) {
+            out.push(status(
+                false,
+                format!("not needed: another {} probe is attached", c.feeds),
+            ));
+            continue;
+        }
+        let st = match (attach.as_mut(), &refused) {
+            (Some(_), Some(why)) => status(false, format!("not tried: {why}")),
+            (Some(f), None) => match f(c) {
+                Ok(()) => {
+                    fed.push(c.feeds);
+                    status(true, format!("attached to {sig}"))
+                }
+                Err(why) => {
+                    if why.contains("EPERM") {
+                        refused = Some("fentry/fexit refused on this host".into());
+                    }
+                    status(false, why)
+                }
+            },
+            (None, _) if lockdown == Some("confidentiality") => status(
+                false,
+                format!("{sig}; lockdown=confidentiality is expected to refuse fentry/fexit"),
+            ),
+            (None, _) => status(false, format!("{sig}; not tried (dry run)")),
+        };
+        out.push(st);
     }
     out
+}
+
+/// The tier a plan gives: `full` when requests and frees are both fed, `tracepoint` when only
+/// write-outs are, `none` otherwise.
+pub fn tier(plan: &[ProbeStatus]) -> &'static str {
+    let fed = |feed: &str| {
+        plan.iter()
+            .any(|p| p.attached && p.detail.starts_with(&format!("{feed}:")))
+    };
+    match (fed("alloc") && fed("free"), fed("writeout")) {
+        (true, _) => "full",
+        (false, true) => "tracepoint",
+        _ => "none",
+    }
 }
 
 /// Options for [`LiveProbe::start`].
@@ -121,12 +310,15 @@ pub fn plan(
 pub struct LiveOptions {
     /// Ring buffer size in bytes (rounded up to a power of two, at least one page).
     pub ringbuf_bytes: u32,
+    /// Try the full-tier (fentry/fexit) probes too.
+    pub full_tier: bool,
 }
 
 impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
             ringbuf_bytes: 8 << 20,
+            full_tier: true,
         }
     }
 }
@@ -169,8 +361,16 @@ impl LiveProbe {
             probe: format!("tp_btf/{WRITEOUT_TP}"),
             reason: e.to_string(),
         })?;
-        let trial = Some(trial_tracing(&mut ebpf, &kbtf, &btf));
-        let mut plan = plan(Some(&kbtf), host::lockdown().as_deref(), &trial);
+        let mut try_attach = |c: &Candidate| attach_candidate(&mut ebpf, &btf, c);
+        let mut plan = plan(
+            Some(&kbtf),
+            host::lockdown().as_deref(),
+            if opts.full_tier {
+                Some(&mut try_attach as &mut AttachFn<'_>)
+            } else {
+                None
+            },
+        );
         if let Some(p) = plan.first_mut() {
             p.detail = "writeout: attached".into();
         }
@@ -226,35 +426,31 @@ impl LiveProbe {
     }
 }
 
-/// Functions `trial_fexit` may be pointed at (scalar return types, so fexit is allowed), newest
-/// kernels first.
-const TRIAL_TARGETS: &[&str] = &[
-    "folio_alloc_swap",
-    "add_to_swap",
-    "swap_writeout",
-    "swap_writepage",
-];
-
-/// Loads (never attaches) `trial_fexit` to learn whether this kernel allows fentry/fexit.
-fn trial_tracing(ebpf: &mut Ebpf, kbtf: &KernelBtf, btf: &aya::Btf) -> Result<String, String> {
-    let target = TRIAL_TARGETS
-        .iter()
-        .find(|f| kbtf.has_func(f))
-        .ok_or_else(|| "no trial target function in BTF".to_string())?;
-    let prog: &mut aya::programs::FExit = ebpf
-        .program_mut("trial_fexit")
-        .ok_or_else(|| "trial program missing from the object".to_string())?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-    prog.load(target, btf).map_err(|e| {
+/// Loads and attaches one full-tier candidate.
+fn attach_candidate(ebpf: &mut Ebpf, btf: &aya::Btf, c: &Candidate) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(c.program)
+        .ok_or_else(|| format!("program {} missing from the object", c.program))?;
+    let gist = |e: aya::programs::ProgramError| {
         let s = e.to_string();
         if s.contains("Operation not permitted") {
             "BPF_PROG_LOAD returned EPERM (lockdown, or an LSM policy)".to_string()
         } else {
             verifier_summary(&e)
         }
-    })?;
-    Ok(format!("fexit/{target} loaded"))
+    };
+    match c.hook {
+        Hook::FEntry => {
+            let p: &mut aya::programs::FEntry = prog.try_into().map_err(gist)?;
+            p.load(c.func, btf).map_err(gist)?;
+            p.attach().map(|_| ()).map_err(gist)
+        }
+        Hook::FExit => {
+            let p: &mut aya::programs::FExit = prog.try_into().map_err(gist)?;
+            p.load(c.func, btf).map_err(gist)?;
+            p.attach().map(|_| ()).map_err(gist)
+        }
+    }
 }
 
 /// The gist of a program load error: its first line plus the verifier's last lines, which say

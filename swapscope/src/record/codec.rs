@@ -9,7 +9,7 @@ use swapscope_common::{EventHeader, PFN_UNKNOWN, WriteoutEvent};
 
 use super::FormatError;
 use crate::event::{
-    Alloc, AllocResult, CounterSample, DeviceKind, DeviceList, Event, Free, Lost, Marker,
+    Alloc, AllocResult, CounterSample, DeviceKind, DeviceList, Event, Free, Lost, Marker, Split,
     SwapDevice, SwapOff, SwapOn, Ts, Writeout,
 };
 
@@ -24,9 +24,10 @@ pub mod kind {
     pub const ALLOC: u16 = 7;
     pub const FREE: u16 = 8;
     pub const MARKER: u16 = 9;
+    pub const SPLIT: u16 = 10;
 
     /// Every kind this version reads and writes, with its name: the one table of record kinds.
-    pub const ALL: [(u16, &str); 9] = [
+    pub const ALL: [(u16, &str); 10] = [
         (WRITEOUT, "writeout"),
         (COUNTERS, "counters"),
         (DEVICES, "devices"),
@@ -36,6 +37,7 @@ pub mod kind {
         (ALLOC, "alloc"),
         (FREE, "free"),
         (MARKER, "marker"),
+        (SPLIT, "split"),
     ];
 
     /// The name of a known kind.
@@ -59,6 +61,7 @@ pub fn kind_of(ev: &Event) -> u16 {
         Event::Alloc(_) => kind::ALLOC,
         Event::Free(_) => kind::FREE,
         Event::Marker(_) => kind::MARKER,
+        Event::Split(_) => kind::SPLIT,
     }
 }
 
@@ -151,6 +154,21 @@ pub fn encode_event(ev: &Event, swp_type_shift: u8, out: &mut Vec<u8>) -> Result
         Event::Marker(Marker { ts_ns, label }) => {
             put_u64(out, *ts_ns);
             put_str(out, label)?;
+        }
+        Event::Split(Split {
+            ts_ns,
+            cpu,
+            pid,
+            id,
+            old_order,
+            new_order,
+        }) => {
+            put_u64(out, *ts_ns);
+            put_u32(out, *cpu);
+            put_u32(out, *pid);
+            put_u64(out, *id);
+            out.push(old_order.unwrap_or(swapscope_common::ORDER_UNKNOWN));
+            out.push(*new_order);
         }
     }
     Ok(kind_of(ev))
@@ -270,6 +288,14 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
         kind::MARKER => Event::Marker(Marker {
             ts_ns,
             label: d.str()?,
+        }),
+        kind::SPLIT => Event::Split(Split {
+            ts_ns,
+            cpu: d.u32()?,
+            pid: d.u32()?,
+            id: d.u64()?,
+            old_order: Some(d.u8()?).filter(|o| *o != swapscope_common::ORDER_UNKNOWN),
+            new_order: d.u8()?,
         }),
         _ => return Err("not a hand-encoded record kind"),
     })
@@ -672,6 +698,24 @@ pub(crate) mod tests {
                 }
             ),
             (ts, arb_string()).prop_map(|(ts_ns, label)| Event::Marker(Marker { ts_ns, label })),
+            (
+                ts,
+                any::<u32>(),
+                any::<u32>(),
+                any::<u64>(),
+                proptest::option::of(0u8..0xff),
+                any::<u8>()
+            )
+                .prop_map(|(ts_ns, cpu, pid, id, old_order, new_order)| {
+                    Event::Split(Split {
+                        ts_ns,
+                        cpu,
+                        pid,
+                        id,
+                        old_order,
+                        new_order,
+                    })
+                }),
         ]
     }
 
@@ -704,7 +748,7 @@ pub(crate) mod tests {
         let mut kinds: Vec<u16> = kind::ALL.iter().map(|(k, _)| *k).collect();
         kinds.sort_unstable();
         kinds.dedup();
-        assert_eq!(kinds, (1..=9).collect::<Vec<u16>>());
+        assert_eq!(kinds, (1..=10).collect::<Vec<u16>>());
     }
 
     #[test]
@@ -807,7 +851,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_decode_to_none_and_bad_tags_are_errors() {
-        assert!(matches!(decode_record(10, b"whatever", SHIFT), Ok(None)));
+        assert!(matches!(decode_record(11, b"whatever", SHIFT), Ok(None)));
         assert!(matches!(decode_record(0xffff, &[], SHIFT), Ok(None)));
         let ev = Event::Alloc(Alloc {
             ts_ns: 1,
