@@ -410,7 +410,7 @@ impl Report {
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
         }
-        if !self.models.is_empty() {
+        if !self.models.is_empty() && self.stream.is_some_and(|st| st.allocs > 0) {
             let _ = writeln!(s);
             s.push_str(&engine::render_table(&engine::Report {
                 events: self.stream.as_ref().map_or(0, |st| st.events),

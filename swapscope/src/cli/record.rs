@@ -91,18 +91,7 @@ impl<W: std::io::Write> Session<W> {
         self.push(&Event::Counters(host::sample_counters(Path::new(
             host::MTHP_DIR,
         ))));
-        if let Ok(list) = host::read_proc_swaps() {
-            let same = list.devices.len() == self.devices.len()
-                && list
-                    .devices
-                    .iter()
-                    .zip(&self.devices)
-                    .all(|(a, b)| a.path == b.path && a.used_kb == b.used_kb);
-            if !same {
-                self.devices = list.devices.clone();
-                self.push(&Event::Devices(list));
-            }
-        }
+        self.refresh_devices();
         let c = probe.counters();
         let lost = Lost {
             ts_ns: host::boottime_ns(),
