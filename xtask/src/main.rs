@@ -1,5 +1,7 @@
-//! `cargo xtask`: set-up, the test suite and the demo. Every command installs what it needs first
-//! (idempotently, quietly when everything is present).
+//! `cargo xtask`: set-up, the test suite, the demo and the VM tests. Every command installs what
+//! it needs first (idempotently, quietly when everything is present).
+
+mod vm;
 
 use std::{
     env,
@@ -34,6 +36,8 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         seconds: u32,
     },
+    /// swapscope on Debian kernels (6.1, 6.12, newest 7.x) in QEMU (TCG); see docs/vm-tests.md.
+    Vm(vm::VmArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Cmd::Setup => setup(),
         Cmd::Test => setup().and_then(|()| test()),
         Cmd::Run { output, seconds } => setup().and_then(|()| run_demo(&output, seconds)),
+        Cmd::Vm(args) => setup().and_then(|()| vm::vm(&args)),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -57,6 +62,14 @@ fn root_dir() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
+}
+
+/// Cargo's target directory (`$CARGO_TARGET_DIR`, else `<repo>/target`).
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map(|d| root_dir().join(d))
+        .unwrap_or_else(|| root_dir().join("target"))
 }
 
 fn cargo() -> String {
@@ -102,7 +115,43 @@ fn cargo_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
 }
 
+/// Host packages the VM tests need (`cargo xtask vm`), by the command each provides.
+const HOST_PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
+    ("busybox-static", "/bin/busybox"),
+];
+
+/// Installs the missing host packages with apt-get (root only; quiet when all are present).
+fn host_packages() -> Result<()> {
+    let missing: Vec<&str> = HOST_PACKAGES
+        .iter()
+        .filter(|(pkg, file)| {
+            !Path::new(file).exists()
+                || !output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+                    .is_ok_and(|s| s.contains("install ok installed"))
+        })
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        eprintln!(
+            "xtask: not root: skipping apt-get install {} (needed by `cargo xtask vm`)",
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    step(&format!("apt-get install {}", missing.join(" ")));
+    run(Command::new("apt-get").args(["-q", "update"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 fn setup() -> Result<()> {
+    host_packages()?;
     // 1. A nightly toolchain with rust-src (the BPF target builds core from source).
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
@@ -278,6 +327,18 @@ fn test() -> Result<()> {
         "--test-threads",
         "1",
     ]))?;
+    // The VM tests (Debian kernels in QEMU) are opt-in while the full probe tier is being built.
+    if env::var("SWAPSCOPE_VM_TESTS").is_ok_and(|v| v == "1") {
+        step("VM tests (SWAPSCOPE_VM_TESTS=1): cargo xtask vm --kernel all");
+        vm::vm(&vm::VmArgs {
+            kernel: vm::KernelSel::All,
+            keep: false,
+            smp: 1,
+            timeout: 900,
+        })?;
+    } else {
+        step("VM tests skipped (set SWAPSCOPE_VM_TESTS=1 to boot Debian kernels in QEMU)");
+    }
     Ok(())
 }
 
@@ -292,7 +353,7 @@ fn run_demo(out: &Path, seconds: u32) -> Result<()> {
     }
     step("building swapscope (release)");
     run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
-    let exe = root_dir().join("target/release/swapscope");
+    let exe = target_dir().join("release/swapscope");
     if let Some(dir) = out.parent() {
         fs::create_dir_all(root_dir().join(dir))?;
     }

@@ -1,0 +1,1112 @@
+//! `cargo xtask vm`: swapscope on real Debian kernels in QEMU (TCG, no KVM).
+//!
+//! Per kernel: resolve the newest package of its suite(s) through a private apt state, download
+//! and extract it (cached), build a busybox initramfs holding the release swapscope binary, its
+//! shared libraries and the modules the scenario needs, boot it, bring the results back from a
+//! second virtio disk (a raw tar archive), and check them. See docs/vm-tests.md.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    env, fs,
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use serde_json::Value;
+
+use crate::{cargo, output, run, step, target_dir};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelSel {
+    #[value(name = "6.1")]
+    V6_1,
+    #[value(name = "6.12")]
+    V6_12,
+    #[value(name = "7.x")]
+    V7,
+    All,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct VmArgs {
+    /// Which kernel(s) to boot.
+    #[arg(long, value_enum, default_value = "all")]
+    pub kernel: KernelSel,
+    /// Keep the per-run work directory (initramfs, result disk, init script) for debugging.
+    #[arg(long)]
+    pub keep: bool,
+    /// Virtual CPUs per VM.
+    #[arg(long, default_value_t = 1)]
+    pub smp: u32,
+    /// Seconds before a VM is killed.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+}
+
+/// One kernel line: the suites searched (newest version wins) and the version prefix it must have.
+struct Spec {
+    label: &'static str,
+    suites: &'static [&'static str],
+    prefix: &'static str,
+    /// Whether swapscope is expected to record there (otherwise: fail with one clear line).
+    supported: bool,
+}
+
+const SPECS: &[Spec] = &[
+    Spec {
+        label: "6.1",
+        suites: &["bookworm"],
+        prefix: "6.1.",
+        supported: false,
+    },
+    Spec {
+        label: "6.12",
+        suites: &["trixie"],
+        prefix: "6.12.",
+        supported: true,
+    },
+    Spec {
+        label: "7.x",
+        suites: &["sid", "trixie-backports"],
+        prefix: "7.",
+        supported: true,
+    },
+];
+
+/// Modules the guest needs when they are not built in; their dependencies are added from each
+/// module's own `depends=` field.
+const WANTED_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_blk",
+    "lz4_compress",
+    "lz4hc_compress",
+    "zram",
+];
+
+/// The scenario's workload (also documented in docs/vm-tests.md).
+const STRESS: &str = "--zram 256 --mthp 64K --limit 100 --size 200 --passes 2";
+
+pub fn vm(args: &VmArgs) -> Result<()> {
+    let specs: Vec<&Spec> = SPECS
+        .iter()
+        .filter(|s| match args.kernel {
+            KernelSel::All => true,
+            KernelSel::V6_1 => s.label == "6.1",
+            KernelSel::V6_12 => s.label == "6.12",
+            KernelSel::V7 => s.label == "7.x",
+        })
+        .collect();
+    for tool in ["qemu-system-x86_64", "dpkg-deb", "apt-get", "xz", "gzip", "tar"] {
+        ensure!(
+            which(tool).is_some(),
+            "{tool} not found: run `cargo xtask setup` (as root) first"
+        );
+    }
+    ensure!(
+        Path::new(BUSYBOX).exists(),
+        "{BUSYBOX} missing: run `cargo xtask setup` (installs busybox-static)"
+    );
+    step("building swapscope (release)");
+    run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
+    let exe = target_dir().join("release/swapscope");
+    let cache = cache_dir();
+    fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let apt = Apt::new(&cache.join("apt"))?;
+    apt.update_if_stale()?;
+    let mut summaries = Vec::new();
+    let mut failed = Vec::new();
+    for spec in specs {
+        let t0 = Instant::now();
+        let r = run_kernel(spec, &apt, &cache, &exe, args);
+        match r {
+            Ok(s) => summaries.push(s),
+            Err(e) => {
+                eprintln!("xtask: vm {}: FAILED: {e:#}", spec.label);
+                failed.push(format!("{}: {e:#}", spec.label));
+            }
+        }
+        step(&format!(
+            "vm {}: {:.0} s including download and initramfs",
+            spec.label,
+            t0.elapsed().as_secs_f64()
+        ));
+    }
+    eprintln!();
+    for s in &summaries {
+        eprintln!("{s}");
+    }
+    if !failed.is_empty() {
+        bail!("VM checks failed: {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+const BUSYBOX: &str = "/bin/busybox";
+
+fn which(tool: &str) -> Option<PathBuf> {
+    env::var_os("PATH").and_then(|p| {
+        env::split_paths(&p)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+            .map(|d| d.join(tool))
+            .find(|c| c.is_file())
+    })
+}
+
+/// `$SWAPSCOPE_VM_CACHE`, else `$XDG_CACHE_HOME/swapscope-vm`, else `<target>/vm-cache`.
+fn cache_dir() -> PathBuf {
+    if let Some(d) = env::var_os("SWAPSCOPE_VM_CACHE") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("swapscope-vm");
+    }
+    target_dir().join("vm-cache")
+}
+
+// ---------------------------------------------------------------------------------------------
+// apt: a private sources list and state, URIs copied from the host's own configuration
+
+struct Apt {
+    dir: PathBuf,
+}
+
+const HOST_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
+
+impl Apt {
+    fn new(dir: &Path) -> Result<Self> {
+        for d in ["lists/partial", "cache/archives/partial"] {
+            fs::create_dir_all(dir.join(d))?;
+        }
+        let text = fs::read_to_string(HOST_SOURCES)
+            .with_context(|| format!("reading {HOST_SOURCES} (its URIs are reused)"))?;
+        let (uri, signed_by) = main_archive(&text).with_context(|| {
+            format!("{HOST_SOURCES} names no main Debian archive (a stanza with non-security suites)")
+        })?;
+        let opt = signed_by.map_or(String::new(), |k| format!("[signed-by={k}] "));
+        let mut list = String::from("# written by cargo xtask vm; URIs copied from ");
+        list.push_str(HOST_SOURCES);
+        list.push('\n');
+        let mut suites: Vec<&str> = SPECS.iter().flat_map(|s| s.suites.iter().copied()).collect();
+        suites.dedup();
+        for s in suites {
+            list.push_str(&format!("deb {opt}{uri} {s} main\n"));
+        }
+        let path = dir.join("sources.list");
+        if fs::read_to_string(&path).ok().as_deref() != Some(list.as_str()) {
+            fs::write(&path, &list)?;
+            let _ = fs::remove_file(dir.join("updated"));
+        }
+        Ok(Apt {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn opts(&self) -> Vec<String> {
+        let d = self.dir.display();
+        vec![
+            format!("-oDir::Etc::SourceList={d}/sources.list"),
+            "-oDir::Etc::SourceParts=/dev/null".into(),
+            format!("-oDir::State::Lists={d}/lists"),
+            format!("-oDir::Cache={d}/cache"),
+            "-oAPT::Sandbox::User=root".into(),
+            "-oAcquire::Languages=none".into(),
+            "-oAcquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".into(),
+            "-oAcquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false".into(),
+            "-oAcquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false".into(),
+            "-oAcquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false".into(),
+        ]
+    }
+
+    /// `apt-get update` when the private lists are missing or older than a day.
+    fn update_if_stale(&self) -> Result<()> {
+        let stamp = self.dir.join("updated");
+        let fresh = fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age < Duration::from_secs(24 * 3600));
+        if fresh {
+            return Ok(());
+        }
+        step("apt-get update (private state under the VM cache)");
+        let r = output(Command::new("apt-get").args(self.opts()).args(["-q", "update"]));
+        match r {
+            Ok(_) => fs::write(&stamp, "")?,
+            Err(e) if stamp.exists() || self.has_lists() => {
+                eprintln!("xtask: apt-get update failed, using the cached lists: {e:#}");
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn has_lists(&self) -> bool {
+        fs::read_dir(self.dir.join("lists")).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+        })
+    }
+
+    fn cache(&self, args: &[&str]) -> Result<String> {
+        output(Command::new("apt-cache").args(self.opts()).args(args))
+    }
+}
+
+/// The first URI and its keyring from the deb822 stanza that serves the main (non-security)
+/// suites.
+fn main_archive(deb822: &str) -> Option<(String, Option<String>)> {
+    for stanza in deb822.split("\n\n") {
+        let field = |name: &str| {
+            stanza.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix(':'))
+                    .map(|v| v.trim().to_string())
+            })
+        };
+        let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else {
+            continue;
+        };
+        if field("Types").is_some_and(|t| !t.split_whitespace().any(|w| w == "deb")) {
+            continue;
+        }
+        if suites.split_whitespace().any(|s| !s.contains("security"))
+            && let Some(uri) = uris.split_whitespace().next()
+        {
+            return Some((uri.trim_end_matches('/').to_string(), field("Signed-By")));
+        }
+    }
+    None
+}
+
+/// A resolved kernel: its release (`uname -r`) and the packages (`name=version`) to fetch.
+struct Resolved {
+    release: String,
+    version: String,
+    packages: Vec<String>,
+}
+
+fn dpkg_newer(a: &str, b: &str) -> bool {
+    Command::new("dpkg")
+        .args(["--compare-versions", a, "gt", b])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The package named `prefix…` in a `Depends:` field, with the version it pins.
+fn depends_on(show: &str, prefix: &str) -> Option<(String, Option<String>)> {
+    let deps = show.lines().find_map(|l| l.strip_prefix("Depends:"))?;
+    deps.split(',').map(str::trim).find_map(|d| {
+        let d = d.split('|').next()?.trim();
+        let (name, rest) = d.split_once(' ').unwrap_or((d, ""));
+        name.starts_with(prefix).then(|| {
+            let ver = rest
+                .trim()
+                .strip_prefix("(=")
+                .and_then(|v| v.strip_suffix(')'))
+                .map(|v| v.trim().to_string());
+            (name.to_string(), ver)
+        })
+    })
+}
+
+fn resolve(spec: &Spec, apt: &Apt) -> Result<Resolved> {
+    let madison = apt.cache(&["madison", "linux-image-amd64"])?;
+    let mut best: Option<String> = None;
+    for line in madison.lines() {
+        let f: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Some(ver), Some(src)) = (f.get(1), f.get(2)) else {
+            continue;
+        };
+        let suite = src
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.split('/').next())
+            .unwrap_or_default();
+        if spec.suites.contains(&suite)
+            && ver.starts_with(spec.prefix)
+            && best.as_deref().is_none_or(|b| dpkg_newer(ver, b))
+        {
+            best = Some((*ver).to_string());
+        }
+    }
+    let meta_ver = best.with_context(|| {
+        format!(
+            "no linux-image-amd64 {}* in {} (apt-cache madison)",
+            spec.prefix,
+            spec.suites.join("/")
+        )
+    })?;
+    let show = apt.cache(&["show", &format!("linux-image-amd64={meta_ver}")])?;
+    let (image, image_ver) = depends_on(&show, "linux-image-")
+        .context("linux-image-amd64 depends on no linux-image-<release>")?;
+    let image_ver = image_ver.unwrap_or_else(|| meta_ver.clone());
+    let release = image
+        .strip_prefix("linux-image-")
+        .unwrap_or(&image)
+        .to_string();
+    let show = apt.cache(&["show", &format!("{image}={image_ver}")])?;
+    // Debian 7.x splits the kernel: linux-image-<rel> is a meta package over linux-binary-<rel>
+    // (vmlinuz) and linux-modules-<rel>.
+    let packages = if depends_on(&show, "linux-binary-").is_some() {
+        vec![
+            format!("linux-binary-{release}={image_ver}"),
+            format!("linux-modules-{release}={image_ver}"),
+        ]
+    } else {
+        vec![format!("{image}={image_ver}")]
+    };
+    Ok(Resolved {
+        release,
+        version: image_ver,
+        packages,
+    })
+}
+
+/// Downloads (once) and extracts (once) the packages; returns the extracted tree.
+fn fetch_tree(r: &Resolved, apt: &Apt, cache: &Path) -> Result<PathBuf> {
+    let debs = cache.join("debs").join(&r.release);
+    let done = debs.join(".complete");
+    if fs::read_to_string(&done).ok().as_deref() != Some(r.packages.join("\n").as_str()) {
+        step(&format!("downloading {}", r.packages.join(" ")));
+        let _ = fs::remove_dir_all(&debs);
+        fs::create_dir_all(&debs)?;
+        // Not `run`: apt-get download writes into its working directory.
+        let mut cmd = Command::new("apt-get");
+        cmd.args(apt.opts())
+            .args(["-q", "download"])
+            .args(&r.packages)
+            .current_dir(&debs);
+        let status = cmd.status().context("starting apt-get download")?;
+        ensure!(status.success(), "{cmd:?} failed with {status}");
+        fs::write(&done, r.packages.join("\n"))?;
+    }
+    let tree = cache.join("trees").join(&r.release);
+    let marker = tree.join(".extracted");
+    if !marker.exists() {
+        step(&format!("extracting {}", r.release));
+        let _ = fs::remove_dir_all(&tree);
+        fs::create_dir_all(&tree)?;
+        for e in fs::read_dir(&debs)?.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "deb") {
+                run(Command::new("dpkg-deb").arg("-x").arg(&p).arg(&tree))?;
+            }
+        }
+        fs::write(&marker, "")?;
+    }
+    Ok(tree)
+}
+
+fn first_existing(cands: impl IntoIterator<Item = PathBuf>) -> Option<PathBuf> {
+    cands.into_iter().find(|p| p.exists())
+}
+
+// ---------------------------------------------------------------------------------------------
+// modules
+
+/// Every module file under `moddir/kernel`, by module name (`-` folded to `_`).
+fn module_index(moddir: &Path) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![moddir.join("kernel")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
+                if let Some(stem) = name.split_once(".ko").map(|(s, _)| s) {
+                    out.insert(stem.replace('-', "_"), p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A module's bytes, decompressed.
+fn module_bytes(path: &Path) -> Result<Vec<u8>> {
+    let name = path.to_string_lossy();
+    let tool = if name.ends_with(".xz") {
+        Some("xz")
+    } else if name.ends_with(".zst") {
+        Some("zstd")
+    } else if name.ends_with(".gz") {
+        Some("gzip")
+    } else {
+        None
+    };
+    match tool {
+        None => fs::read(path).with_context(|| format!("reading {}", path.display())),
+        Some(t) => {
+            let out = Command::new(t)
+                .arg("-dc")
+                .arg(path)
+                .output()
+                .with_context(|| format!("running {t} -dc {}", path.display()))?;
+            ensure!(
+                out.status.success(),
+                "{t} -dc {} failed: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            Ok(out.stdout)
+        }
+    }
+}
+
+/// The `depends=` field of a module's `.modinfo` section (what `modinfo -F depends` prints).
+fn module_depends(ko: &[u8]) -> Vec<String> {
+    let key = b"depends=";
+    let mut i = 0;
+    while let Some(pos) = ko[i..].windows(key.len()).position(|w| w == key) {
+        let at = i + pos;
+        if at == 0 || ko[at - 1] == 0 {
+            let start = at + key.len();
+            let end = ko[start..]
+                .iter()
+                .position(|&b| b == 0)
+                .map_or(ko.len(), |e| start + e);
+            return String::from_utf8_lossy(&ko[start..end])
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.replace('-', "_"))
+                .collect();
+        }
+        i = at + 1;
+    }
+    Vec::new()
+}
+
+/// The wanted modules that exist as files, with their dependencies, dependencies first.
+fn resolve_modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let index = module_index(moddir);
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    fn visit(
+        name: &str,
+        index: &BTreeMap<String, PathBuf>,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<()> {
+        if !seen.insert(name.to_string()) {
+            return Ok(());
+        }
+        // Not a file: built in (or absent, which the guest reports).
+        let Some(path) = index.get(name) else {
+            return Ok(());
+        };
+        let bytes = module_bytes(path)?;
+        for dep in module_depends(&bytes) {
+            visit(&dep, index, seen, order)?;
+        }
+        order.push((name.to_string(), bytes));
+        Ok(())
+    }
+    for m in WANTED_MODULES {
+        visit(m, &index, &mut seen, &mut order)?;
+    }
+    Ok(order)
+}
+
+// ---------------------------------------------------------------------------------------------
+// initramfs (cpio newc)
+
+#[derive(Default)]
+struct Cpio {
+    buf: Vec<u8>,
+    ino: u32,
+    dirs: BTreeSet<String>,
+}
+
+impl Cpio {
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
+        self.ino += 1;
+        let name = name.trim_start_matches('/');
+        let fields = [
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            u32::try_from(data.len()).unwrap_or(u32::MAX),
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            u32::try_from(name.len() + 1).unwrap_or(u32::MAX),
+            0,
+        ];
+        self.buf.extend_from_slice(b"070701");
+        for f in fields {
+            self.buf.extend_from_slice(format!("{f:08X}").as_bytes());
+        }
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.push(0);
+        self.pad();
+        self.buf.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.buf.len().is_multiple_of(4) {
+            self.buf.push(0);
+        }
+    }
+
+    fn parents(&mut self, path: &str) {
+        let path = path.trim_start_matches('/');
+        let mut acc = String::new();
+        let parts: Vec<&str> = path.split('/').collect();
+        for p in &parts[..parts.len().saturating_sub(1)] {
+            if !acc.is_empty() {
+                acc.push('/');
+            }
+            acc.push_str(p);
+            if self.dirs.insert(acc.clone()) {
+                self.entry(&acc.clone(), 0o040_755, &[], (0, 0));
+            }
+        }
+    }
+
+    fn dir(&mut self, path: &str) {
+        self.parents(path);
+        let p = path.trim_start_matches('/').to_string();
+        if self.dirs.insert(p.clone()) {
+            self.entry(&p, 0o040_755, &[], (0, 0));
+        }
+    }
+
+    fn file(&mut self, path: &str, data: &[u8], perm: u32) -> Result<()> {
+        ensure!(
+            u32::try_from(data.len()).is_ok(),
+            "{path} is too large for cpio"
+        );
+        self.parents(path);
+        self.entry(path, 0o100_000 | perm, data, (0, 0));
+        Ok(())
+    }
+
+    fn chardev(&mut self, path: &str, major: u32, minor: u32) {
+        self.parents(path);
+        self.entry(path, 0o020_600, &[], (major, minor));
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, &[], (0, 0));
+        self.buf
+    }
+}
+
+/// Shared libraries `ldd` lists for `exe` (the dynamic loader included), by the path the binary
+/// asks for.
+fn shared_libs(exe: &Path) -> Result<Vec<PathBuf>> {
+    let out = output(Command::new("ldd").arg(exe))?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = match l.split_once("=>") {
+                Some((_, r)) => r.split_whitespace().next(),
+                None => l.split_whitespace().next(),
+            }?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
+}
+
+fn init_script(mods: &[String]) -> String {
+    format!(
+        r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+mount -t tracefs nodev /sys/kernel/tracing
+mount -t securityfs none /sys/kernel/security
+mount -t cgroup2 none /sys/fs/cgroup
+echo "swapscope-vm: init started, release $(uname -r), uptime $(cut -d' ' -f1 /proc/uptime) s"
+for m in {mods}; do
+  insmod /lib/vm-modules/$m.ko || echo "swapscope-vm: insmod $m failed"
+done
+mkdir -p /out
+uname -r > /out/release
+cat /proc/cmdline > /out/cmdline
+S=/bin/swapscope
+echo "swapscope-vm: doctor"
+$S doctor --json > /out/doctor.json 2> /out/doctor.err
+echo $? > /out/doctor.rc
+$S doctor 2>&1
+echo "swapscope-vm: record -- stress {STRESS}"
+T0=$(cut -d' ' -f1 /proc/uptime)
+$S record -o /out/seq.swsc -- $S stress {STRESS} > /out/record.out 2> /out/record.err
+echo $? > /out/record.rc
+T1=$(cut -d' ' -f1 /proc/uptime)
+echo "$T0 $T1" > /out/record.uptime
+tail -n 5 /out/record.err
+echo "swapscope-vm: record exited $(cat /out/record.rc) after $T0 .. $T1 s uptime"
+if [ -s /out/seq.swsc ]; then
+  $S report --json /out/seq.swsc > /out/report.json 2> /out/report.err
+  echo $? > /out/report.rc
+  $S report /out/seq.swsc 2>&1
+fi
+cat /proc/swaps > /out/swaps.after
+cat /proc/vmstat > /out/vmstat.after
+ls /sys/fs/cgroup > /out/cgroups.after
+dmesg > /out/dmesg
+echo done > /out/done
+tar -cf /dev/vda -C /out . && echo "swapscope-vm: results written"
+sync
+echo "swapscope-vm: powering off"
+poweroff -f
+"#,
+        mods = mods.join(" ")
+    )
+}
+
+fn build_initramfs(exe: &Path, mods: &[(String, Vec<u8>)], out: &Path) -> Result<()> {
+    let mut c = Cpio::default();
+    for d in [
+        "/bin", "/sbin", "/dev", "/proc", "/sys", "/tmp", "/out", "/etc", "/run", "/root",
+    ] {
+        c.dir(d);
+    }
+    c.chardev("/dev/console", 5, 1);
+    c.chardev("/dev/null", 1, 3);
+    c.file("/bin/busybox", &fs::read(BUSYBOX)?, 0o755)?;
+    c.file(
+        "/bin/swapscope",
+        &fs::read(exe).with_context(|| format!("reading {}", exe.display()))?,
+        0o755,
+    )?;
+    for lib in shared_libs(exe)? {
+        let bytes = fs::read(&lib).with_context(|| format!("reading {}", lib.display()))?;
+        c.file(&lib.to_string_lossy(), &bytes, 0o755)?;
+    }
+    for (name, bytes) in mods {
+        c.file(&format!("/lib/vm-modules/{name}.ko"), bytes, 0o644)?;
+    }
+    let names: Vec<String> = mods.iter().map(|(n, _)| n.clone()).collect();
+    c.file("/init", init_script(&names).as_bytes(), 0o755)?;
+    let cpio = out.with_extension("");
+    fs::write(&cpio, c.finish())?;
+    let _ = fs::remove_file(out);
+    run(Command::new("gzip").args(["-1", "-n", "-f"]).arg(&cpio))?;
+    ensure!(out.exists(), "gzip did not write {}", out.display());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// one kernel
+
+/// Removes the work directory on drop unless kept.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("xtask: kept {}", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Kills the VM if the harness leaves early.
+struct Vm(Child);
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+struct Timing {
+    boot: Option<f64>,
+    total: f64,
+}
+
+fn boot(
+    vmlinuz: &Path,
+    initrd: &Path,
+    disk: &Path,
+    serial_log: &Path,
+    args: &VmArgs,
+) -> Result<Timing> {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "2G"])
+        .arg("-smp")
+        .arg(args.smp.to_string())
+        .args(["-nographic", "-no-reboot", "-nic", "none"])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg("console=ttyS0 panic=-1 mitigations=off loglevel=5")
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()));
+    if args.keep {
+        eprintln!("xtask: {cmd:?}");
+    }
+    let t0 = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64")?;
+    let mut vm = Vm(child);
+    let stdout = vm.0.stdout.take().context("qemu stdout")?;
+    let stderr = vm.0.stderr.take().context("qemu stderr")?;
+    let (tx, rx) = mpsc::channel();
+    let mut log = fs::File::create(serial_log)
+        .with_context(|| format!("creating {}", serial_log.display()))?;
+    let reader = thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while r.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let _ = log.write_all(&line);
+            let text = String::from_utf8_lossy(&line);
+            if let Some(msg) = text.trim().strip_prefix("swapscope-vm: ") {
+                eprintln!("  guest: {msg}");
+                if msg.starts_with("init started") {
+                    let _ = tx.send(t0.elapsed().as_secs_f64());
+                }
+            }
+            line.clear();
+        }
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+        s
+    });
+    let deadline = Duration::from_secs(args.timeout);
+    let status = loop {
+        if let Some(st) = vm.0.try_wait()? {
+            break st;
+        }
+        if t0.elapsed() > deadline {
+            let _ = vm.0.kill();
+            let _ = vm.0.wait();
+            let _ = reader.join();
+            bail!(
+                "the VM did not power off within {} s; serial log: {}",
+                args.timeout,
+                serial_log.display()
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    let total = t0.elapsed().as_secs_f64();
+    let _ = reader.join();
+    let qemu_err = err_reader.join().unwrap_or_default();
+    ensure!(
+        status.success(),
+        "qemu exited with {status}: {}; serial log: {}",
+        qemu_err.trim(),
+        serial_log.display()
+    );
+    Ok(Timing {
+        boot: rx.try_recv().ok(),
+        total,
+    })
+}
+
+fn run_kernel(spec: &Spec, apt: &Apt, cache: &Path, exe: &Path, args: &VmArgs) -> Result<String> {
+    let r = resolve(spec, apt)?;
+    step(&format!(
+        "vm {}: linux {} ({}) from {}",
+        spec.label,
+        r.release,
+        r.version,
+        spec.suites.join("/")
+    ));
+    let tree = fetch_tree(&r, apt, cache)?;
+    let rel = &r.release;
+    let moddir = first_existing([
+        tree.join("usr/lib/modules").join(rel),
+        tree.join("lib/modules").join(rel),
+    ])
+    .with_context(|| format!("no modules directory for {rel} in {}", tree.display()))?;
+    let vmlinuz = first_existing([
+        tree.join("boot").join(format!("vmlinuz-{rel}")),
+        moddir.join("vmlinuz"),
+    ])
+    .with_context(|| format!("no vmlinuz for {rel} in {}", tree.display()))?;
+    let mods = resolve_modules(&moddir)?;
+    step(&format!(
+        "vm {}: modules {}",
+        spec.label,
+        mods.iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+
+    let run_dir = cache.join("runs").join(spec.label);
+    let _ = fs::remove_dir_all(&run_dir);
+    fs::create_dir_all(&run_dir)?;
+    let work = WorkDir {
+        path: run_dir.join("work"),
+        keep: args.keep,
+    };
+    fs::create_dir_all(&work.path)?;
+    let initrd = work.path.join("initrd.cpio.gz");
+    build_initramfs(exe, &mods, &initrd)?;
+    let disk = work.path.join("results.img");
+    fs::File::create(&disk)?.set_len(256 << 20)?;
+    let serial = run_dir.join("serial.log");
+    step(&format!(
+        "vm {}: booting (TCG, -smp {}; serial log {})",
+        spec.label,
+        args.smp,
+        serial.display()
+    ));
+    let timing = boot(&vmlinuz, &initrd, &disk, &serial, args)?;
+
+    let results = target_dir().join("vm-results").join(spec.label);
+    let _ = fs::remove_dir_all(&results);
+    fs::create_dir_all(&results)?;
+    fs::copy(&serial, results.join("serial.log"))?;
+    let untar = Command::new("tar")
+        .arg("-xf")
+        .arg(&disk)
+        .arg("-C")
+        .arg(&results)
+        .output()?;
+    ensure!(
+        untar.status.success() && results.join("done").exists(),
+        "the guest wrote no complete results ({}); see {}",
+        String::from_utf8_lossy(&untar.stderr).trim(),
+        results.join("serial.log").display()
+    );
+    let summary = check(spec, rel, &results, &timing)
+        .with_context(|| format!("results in {}", results.display()))?;
+    fs::write(results.join("summary.txt"), &summary)?;
+    Ok(summary)
+}
+
+// ---------------------------------------------------------------------------------------------
+// checks
+
+fn read(dir: &Path, name: &str) -> String {
+    fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+fn rc(dir: &Path, name: &str) -> Option<i32> {
+    read(dir, name).trim().parse().ok()
+}
+
+fn num(v: &Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_u64().unwrap_or(0)
+}
+
+fn no_panic(dir: &Path, files: &[&str]) -> Result<()> {
+    for f in files {
+        let t = read(dir, f);
+        ensure!(
+            !t.contains("panicked") && !t.contains("RUST_BACKTRACE"),
+            "swapscope panicked ({f}): {}",
+            t.trim()
+        );
+    }
+    Ok(())
+}
+
+fn check(spec: &Spec, release: &str, dir: &Path, t: &Timing) -> Result<String> {
+    no_panic(
+        dir,
+        &["doctor.err", "record.err", "record.out", "report.err"],
+    )?;
+    let doctor: Value = serde_json::from_str(&read(dir, "doctor.json")).with_context(|| {
+        format!(
+            "doctor printed no JSON (exit {:?}): {}",
+            rc(dir, "doctor.rc"),
+            read(dir, "doctor.err").trim()
+        )
+    })?;
+    ensure!(
+        doctor["kernel_release"] == release,
+        "doctor names kernel {} but the VM booted {release}",
+        doctor["kernel_release"]
+    );
+    let can_record = doctor["can_record"] == true;
+    let tier = doctor["tier"].as_str().unwrap_or("?").to_string();
+    let trial_attach = doctor["trial_attach"].as_str().unwrap_or("?").to_string();
+    // The full-tier candidates this kernel's BTF has, and what the trial fexit load said.
+    let mut present = Vec::new();
+    let mut trial = String::from("not tried");
+    for p in doctor["probes"].as_array().into_iter().flatten() {
+        let (kind, name) = (
+            p["kind"].as_str().unwrap_or(""),
+            p["name"].as_str().unwrap_or(""),
+        );
+        let detail = p["detail"].as_str().unwrap_or("");
+        if !(kind == "fentry" || kind == "fexit") {
+            continue;
+        }
+        if !detail.contains("is not in this kernel's BTF") {
+            present.push(format!("{kind}/{name}"));
+        }
+        if detail.contains("fentry/fexit load here") {
+            trial = "trial_fexit loaded".into();
+        } else if let Some(why) = detail.split_once("refused here: ").map(|(_, w)| w) {
+            trial = format!("trial_fexit refused: {why}");
+        }
+    }
+    let mut s = format!(
+        "vm {} — linux {release}: boot {} s, whole VM run {:.1} s\n  doctor: tier {tier}, can_record {can_record}; {trial_attach}\n  full-tier candidates in BTF: {}\n  {trial}\n",
+        spec.label,
+        t.boot.map_or("?".into(), |b| format!("{b:.1}")),
+        t.total,
+        if present.is_empty() {
+            "none".into()
+        } else {
+            present.join(" ")
+        },
+    );
+    if !can_record {
+        ensure!(
+            !spec.supported,
+            "swapscope cannot record on {release}, which is expected to work: {trial_attach}"
+        );
+        // Expected: one clear line from doctor and from record, no crash, nothing left behind.
+        ensure!(
+            trial_attach.starts_with("failed: ") && !trial_attach.contains('\n'),
+            "doctor's failure is not one clear line: {trial_attach:?}"
+        );
+        ensure!(
+            rc(dir, "doctor.rc") == Some(1),
+            "doctor should exit 1 where it cannot record"
+        );
+        let rec_rc = rc(dir, "record.rc");
+        let rec_err = read(dir, "record.err");
+        ensure!(
+            rec_rc.is_some_and(|c| c != 0),
+            "record succeeded where doctor said it cannot"
+        );
+        let last = rec_err.trim().lines().last().unwrap_or_default().to_string();
+        ensure!(
+            last.starts_with("swapscope") || last.starts_with("Error"),
+            "record's failure is not a clear line: {rec_err:?}"
+        );
+        s.push_str(&format!("  expected failure, record says: {last}\n"));
+        return Ok(s);
+    }
+    ensure!(
+        rc(dir, "record.rc") == Some(0),
+        "record -- stress failed (exit {:?}): {}",
+        rc(dir, "record.rc"),
+        read(dir, "record.err").trim()
+    );
+    ensure!(
+        rc(dir, "report.rc") == Some(0),
+        "report failed: {}",
+        read(dir, "report.err").trim()
+    );
+    ensure!(dir.join("seq.swsc").exists(), "no recording came back");
+    let r: Value = serde_json::from_str(&read(dir, "report.json")).context("report JSON")?;
+    let events = num(&r, &["events"]);
+    let w4 = num(&r, &["writeouts_by_order", "4"]);
+    let k4 = num(&r, &["kernel", "swpout_by_order", "4"]);
+    let pages = num(&r, &["writeout_pages"]);
+    let pswpout = num(&r, &["kernel", "pswpout_pages"]);
+    let zero = num(&r, &["kernel", "swpout_zero_pages"]);
+    let lost = num(&r, &["lost_events"]);
+    let orders: Vec<String> = r["writeouts_by_order"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("o{k}={}", v.as_u64().unwrap_or(0)))
+        .collect();
+    s.push_str(&format!(
+        "  write-outs {events} ({}); 64K: {w4} vs Δswpout[64K] {k4}; pages {pages} vs Δpswpout {pswpout}; zero {zero}; lost {lost}\n",
+        orders.join(" ")
+    ));
+    ensure!(events > 1000, "expected a swap storm, saw {events} write-outs");
+    ensure!(w4 > 0, "no 64 KiB folio was written out");
+    ensure!(lost == 0, "{lost} events were lost");
+    ensure!(zero == 0, "zero-filled folios make the relations inexact");
+    ensure!(
+        w4 == k4,
+        "64 KiB write-outs {w4} != Δswpout[64K] {k4}"
+    );
+    ensure!(
+        pages == pswpout,
+        "Σ 2^order × write-outs {pages} != Δpswpout {pswpout}"
+    );
+    let swaps = read(dir, "swaps.after");
+    ensure!(
+        swaps.lines().count() <= 1,
+        "stress left a swap device behind: {swaps}"
+    );
+    ensure!(
+        !read(dir, "cgroups.after").contains("swapscope-"),
+        "stress left a cgroup behind"
+    );
+    if let Some((a, b)) = read(dir, "record.uptime").trim().split_once(' ')
+        && let (Ok(a), Ok(b)) = (a.parse::<f64>(), b.parse::<f64>())
+    {
+        s.push_str(&format!("  record -- stress took {:.1} s (guest clock)\n", b - a));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_main_archive() {
+        let t = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /k.gpg\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n";
+        assert_eq!(
+            main_archive(t),
+            Some(("http://mirror.example/debian".into(), Some("/k.gpg".into())))
+        );
+    }
+
+    #[test]
+    fn reads_depends() {
+        let show = "Package: linux-image-7.3.4+deb13-amd64\nDepends: dracut | initramfs-tools (>= 0.120+deb8u2), linux-binary-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1), linux-modules-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1)\n";
+        assert_eq!(
+            depends_on(show, "linux-binary-"),
+            Some((
+                "linux-binary-7.3.4+deb13-amd64".into(),
+                Some("7.3.4-1~bpo13+1".into())
+            ))
+        );
+        let ko = b"\0license=GPL\0depends=virtio,virtio_ring\0intree=Y\0";
+        assert_eq!(module_depends(ko), vec!["virtio", "virtio_ring"]);
+        assert!(module_depends(b"\0xdepends=a\0").is_empty());
+    }
+
+    #[test]
+    fn cpio_is_aligned() {
+        let mut c = Cpio::default();
+        c.dir("/a/b");
+        assert!(c.file("/a/b/c", b"xyz", 0o644).is_ok());
+        let out = c.finish();
+        assert_eq!(out.len() % 4, 0);
+        assert!(out.starts_with(b"070701"));
+    }
+}
