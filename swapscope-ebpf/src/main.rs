@@ -254,8 +254,11 @@ pub fn req_add_to_swap(ctx: FExitContext) -> u32 {
 unsafe fn emit_free(l: &KernelLayout, si: *const u8, offset: u64, nr: u32) -> u32 {
     // SAFETY: per the contract; offsets come from BTF.
     let ty = unsafe { core::ptr::read_volatile(si.add(l.si_type_off as usize)) };
-    // SAFETY: as above.
-    let inuse = unsafe { load_u64(si, l.si_inuse_off) };
+    // SAFETY: as above. `inuse_pages` is an `unsigned int` up to 6.13 and an `atomic_long_t`
+    // after; the low 32 bits are at its start on little-endian either way.
+    let inuse = u64::from(unsafe {
+        core::ptr::read_volatile(si.add(l.si_inuse_off as usize).cast::<u32>())
+    });
     let ev = FreeEvent {
         header: header(kind::FREE, core::mem::size_of::<FreeEvent>()),
         offset,

@@ -189,12 +189,9 @@ impl Candidate {
                     .iter()
                     .zip(fixed)
                     .all(|(p, w)| *w == "*" || p == w)
-                && self.ret.is_none_or(|r| r == sig.ret)
+                && self.ret.is_none_or(|r| ret_matches(r, &sig.ret))
         } else {
-            sig.matches(
-                fixed,
-                self.ret.map(|r| if r == "bool" { "_Bool" } else { r }),
-            )
+            sig.matches(fixed, None) && self.ret.is_none_or(|r| ret_matches(r, &sig.ret))
         };
         if ok {
             Ok(sig.to_string())
@@ -202,6 +199,11 @@ impl Candidate {
             Err(format!("signature differs: {} {sig}", self.func))
         }
     }
+}
+
+/// Return types compare by spelling, except that `bool` may be spelled `_Bool`.
+fn ret_matches(want: &str, have: &str) -> bool {
+    want == have || (want == "bool" && have == "_Bool")
 }
 
 /// The tracepoint entry of the plan from BTF alone.
