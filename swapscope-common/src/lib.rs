@@ -164,10 +164,14 @@ pub struct KernelLayout {
     pub si_cluster_info_off: u32,
     /// `sizeof(struct swap_cluster_info)` (0 when the kernel has no clusters in BTF).
     pub ci_size: u32,
+    /// How to read a large folio's order: 0 = `_flags_1 & 0xff` (6.2+), 1 = the byte at
+    /// `folio_flags1_off` (`_folio_order`, 6.1).
+    pub order_mode: u32,
+    pub _pad: u32,
     /// Random per-session key mixed into folio ids.
     pub id_key: u64,
 }
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 64);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 72);
 
 #[cfg(feature = "user")]
 mod user {

@@ -35,6 +35,8 @@ static LAYOUT: KernelLayout = KernelLayout {
     si_inuse_off: 0,
     si_cluster_info_off: 0,
     ci_size: 0,
+    order_mode: 0,
+    _pad: 0,
     id_key: 0,
 };
 
@@ -117,12 +119,8 @@ pub fn mm_vmscan_write_folio(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let head = bit(l.pg_head);
-    let order = if head {
-        // SAFETY: as above; `_flags_1` is in the folio's second page, which exists for a head page.
-        (unsafe { load_u64(folio, l.folio_flags1_off) } & 0xff) as u8
-    } else {
-        0
-    };
+    // SAFETY: as above.
+    let order = unsafe { folio_order(&l, folio) };
     let mut ev_flags = 0u32;
     if head {
         ev_flags |= folio_flags::HEAD;
@@ -179,11 +177,14 @@ fn header(kind: u16, size: usize) -> EventHeader {
 unsafe fn folio_order(l: &KernelLayout, folio: *const u8) -> u8 {
     // SAFETY: per the contract; offsets come from BTF.
     let flags = unsafe { load_u64(folio, l.folio_flags_off) };
-    if (flags >> (l.pg_head & 63)) & 1 == 1 {
+    if (flags >> (l.pg_head & 63)) & 1 == 0 {
+        0
+    } else if l.order_mode == 1 {
+        // SAFETY: as above; `_folio_order` is a byte in the second page of a head page.
+        unsafe { core::ptr::read_volatile(folio.add(l.folio_flags1_off as usize)) }
+    } else {
         // SAFETY: as above; a head page has a second page holding `_flags_1`.
         (unsafe { load_u64(folio, l.folio_flags1_off) } & 0xff) as u8
-    } else {
-        0
     }
 }
 

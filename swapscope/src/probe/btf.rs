@@ -257,8 +257,16 @@ impl KernelBtf {
     pub fn kernel_layout(&self) -> Result<KernelLayout, BtfError> {
         Ok(KernelLayout {
             folio_flags_off: self.member_offset("folio", "flags")?,
-            folio_flags1_off: self.member_offset("folio", "_flags_1")?,
-            folio_swap_off: self.member_offset("folio", "swap")?,
+            // 6.1 keeps the order in the `_folio_order` byte; later kernels in `_flags_1`.
+            folio_flags1_off: self
+                .member_offset("folio", "_folio_order")
+                .or_else(|_| self.member_offset("folio", "_flags_1"))?,
+            order_mode: u32::from(self.member_offset("folio", "_folio_order").is_ok()),
+            _pad: 0,
+            // 6.1 keeps a swap-cache folio's entry in `private` (there is no `swap` member yet).
+            folio_swap_off: self
+                .member_offset("folio", "swap")
+                .or_else(|_| self.member_offset("folio", "private"))?,
             folio_mapping_off: self.member_offset("folio", "mapping")?,
             pg_head: self.enum_value("pageflags", "PG_head")?,
             pg_swapbacked: self.enum_value("pageflags", "PG_swapbacked")?,
