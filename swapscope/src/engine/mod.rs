@@ -142,6 +142,10 @@ struct Shadow {
     unmatched_free_slots: u64,
     /// Model slots dropped because their model device went away.
     dropped_slots: u64,
+    /// Requests with a kernel result where the model also succeeded, and how many of those it
+    /// placed at the kernel's own (type, offset): the fidelity of a model of the running kernel.
+    compared: u64,
+    same_offset: u64,
 }
 
 /// Stream-level counters.
@@ -189,6 +193,8 @@ impl Engine {
                 map: SlotMap::new(),
                 counters: OrderCounters::default(),
                 unbacked_slots: 0,
+                compared: 0,
+                same_offset: 0,
                 unmatched_free_slots: 0,
                 dropped_slots: 0,
             })
@@ -338,10 +344,23 @@ impl Engine {
         let Engine {
             shadows, scratch, ..
         } = self;
+        let kernel_slot = match a.result {
+            AllocResult::Success { swap_type, offset } => Some((swap_type, offset)),
+            _ => None,
+        };
         for s in shadows.iter_mut() {
             scratch.clear();
             let ok = s.model.alloc_into(a.cpu, a.order, scratch);
             s.counters.request(o, ok);
+            if let (true, Some((ty, off))) = (ok, kernel_slot) {
+                s.compared += 1;
+                if scratch
+                    .first()
+                    .is_some_and(|e| e.swap_type == ty && e.offset == off)
+                {
+                    s.same_offset += 1;
+                }
+            }
             if ok {
                 let mapped = s.map.insert(key, scratch);
                 s.unbacked_slots += n.saturating_sub(mapped);

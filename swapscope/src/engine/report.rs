@@ -59,6 +59,12 @@ pub struct ModelReport {
     pub mapping_extents: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mapping_bytes: Option<u64>,
+    /// For streams with the kernel's results: share of the requests both served for which the
+    /// model chose the kernel's own slot (1.0 = the model reproduces the kernel exactly).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_offset_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compared_requests: Option<u64>,
 }
 
 /// Per-order request counts over an interval (or cumulative, for series rows).
@@ -181,6 +187,8 @@ fn model_report(name: &str, c: &OrderCounters, snap: &ModelSnapshot) -> ModelRep
         dropped_slots: None,
         mapping_extents: None,
         mapping_bytes: None,
+        same_offset_rate: None,
+        compared_requests: None,
     }
 }
 
@@ -200,6 +208,10 @@ impl Engine {
                 r.dropped_slots = Some(s.dropped_slots);
                 r.mapping_extents = Some(s.map.entries() as u64);
                 r.mapping_bytes = Some(s.map.approx_bytes());
+                if s.compared > 0 {
+                    r.compared_requests = Some(s.compared);
+                    r.same_offset_rate = Some(s.same_offset as f64 / s.compared as f64);
+                }
                 r
             })
             .collect();
