@@ -101,7 +101,14 @@ pub fn vm(args: &VmArgs) -> Result<()> {
             KernelSel::V7 => s.label == "7.x",
         })
         .collect();
-    for tool in ["qemu-system-x86_64", "dpkg-deb", "apt-get", "xz", "gzip", "tar"] {
+    for tool in [
+        "qemu-system-x86_64",
+        "dpkg-deb",
+        "apt-get",
+        "xz",
+        "gzip",
+        "tar",
+    ] {
         ensure!(
             which(tool).is_some(),
             "{tool} not found: run `cargo xtask setup` (as root) first"
@@ -185,13 +192,18 @@ impl Apt {
         let text = fs::read_to_string(HOST_SOURCES)
             .with_context(|| format!("reading {HOST_SOURCES} (its URIs are reused)"))?;
         let (uri, signed_by) = main_archive(&text).with_context(|| {
-            format!("{HOST_SOURCES} names no main Debian archive (a stanza with non-security suites)")
+            format!(
+                "{HOST_SOURCES} names no main Debian archive (a stanza with non-security suites)"
+            )
         })?;
         let opt = signed_by.map_or(String::new(), |k| format!("[signed-by={k}] "));
         let mut list = String::from("# written by cargo xtask vm; URIs copied from ");
         list.push_str(HOST_SOURCES);
         list.push('\n');
-        let mut suites: Vec<&str> = SPECS.iter().flat_map(|s| s.suites.iter().copied()).collect();
+        let mut suites: Vec<&str> = SPECS
+            .iter()
+            .flat_map(|s| s.suites.iter().copied())
+            .collect();
         suites.dedup();
         for s in suites {
             list.push_str(&format!("deb {opt}{uri} {s} main\n"));
@@ -234,7 +246,11 @@ impl Apt {
             return Ok(());
         }
         step("apt-get update (private state under the VM cache)");
-        let r = output(Command::new("apt-get").args(self.opts()).args(["-q", "update"]));
+        let r = output(
+            Command::new("apt-get")
+                .args(self.opts())
+                .args(["-q", "update"]),
+        );
         match r {
             Ok(_) => fs::write(&stamp, "")?,
             Err(e) if stamp.exists() || self.has_lists() => {
@@ -748,18 +764,20 @@ fn boot(
     args: &VmArgs,
 ) -> Result<Timing> {
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "2G"])
-        .arg("-smp")
-        .arg(args.smp.to_string())
-        .args(["-nographic", "-no-reboot", "-nic", "none"])
-        .arg("-kernel")
-        .arg(vmlinuz)
-        .arg("-initrd")
-        .arg(initrd)
-        .arg("-append")
-        .arg("console=ttyS0 panic=-1 mitigations=off loglevel=5")
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()));
+    cmd.args([
+        "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "2G",
+    ])
+    .arg("-smp")
+    .arg(args.smp.to_string())
+    .args(["-nographic", "-no-reboot", "-nic", "none"])
+    .arg("-kernel")
+    .arg(vmlinuz)
+    .arg("-initrd")
+    .arg(initrd)
+    .arg("-append")
+    .arg("console=ttyS0 panic=-1 mitigations=off loglevel=5")
+    .arg("-drive")
+    .arg(format!("file={},format=raw,if=virtio", disk.display()));
     if args.keep {
         eprintln!("xtask: {cmd:?}");
     }
@@ -782,7 +800,8 @@ fn boot(
         while r.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
             let _ = log.write_all(&line);
             let text = String::from_utf8_lossy(&line);
-            if let Some(msg) = text.trim().strip_prefix("swapscope-vm: ") {
+            // The marker may follow terminal escapes on the same line.
+            if let Some(msg) = text.split_once("swapscope-vm: ").map(|(_, m)| m.trim()) {
                 eprintln!("  guest: {msg}");
                 if msg.starts_with("init started") {
                     let _ = tx.send(t0.elapsed().as_secs_f64());
@@ -968,8 +987,12 @@ fn check(spec: &Spec, release: &str, dir: &Path, t: &Timing) -> Result<String> {
         if !detail.contains("is not in this kernel's BTF") {
             present.push(format!("{kind}/{name}"));
         }
-        if detail.contains("fentry/fexit load here") {
-            trial = "trial_fexit loaded".into();
+        if let Some(what) = detail
+            .split_once("load here (trial: ")
+            .and_then(|(_, w)| w.split_once("); not attached"))
+            .map(|(w, _)| w)
+        {
+            trial = format!("trial_fexit: {what}");
         } else if let Some(why) = detail.split_once("refused here: ").map(|(_, w)| w) {
             trial = format!("trial_fexit refused: {why}");
         }
@@ -1005,7 +1028,12 @@ fn check(spec: &Spec, release: &str, dir: &Path, t: &Timing) -> Result<String> {
             rec_rc.is_some_and(|c| c != 0),
             "record succeeded where doctor said it cannot"
         );
-        let last = rec_err.trim().lines().last().unwrap_or_default().to_string();
+        let last = rec_err
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
         ensure!(
             last.starts_with("swapscope") || last.starts_with("Error"),
             "record's failure is not a clear line: {rec_err:?}"
@@ -1043,14 +1071,14 @@ fn check(spec: &Spec, release: &str, dir: &Path, t: &Timing) -> Result<String> {
         "  write-outs {events} ({}); 64K: {w4} vs Δswpout[64K] {k4}; pages {pages} vs Δpswpout {pswpout}; zero {zero}; lost {lost}\n",
         orders.join(" ")
     ));
-    ensure!(events > 1000, "expected a swap storm, saw {events} write-outs");
+    ensure!(
+        events > 1000,
+        "expected a swap storm, saw {events} write-outs"
+    );
     ensure!(w4 > 0, "no 64 KiB folio was written out");
     ensure!(lost == 0, "{lost} events were lost");
     ensure!(zero == 0, "zero-filled folios make the relations inexact");
-    ensure!(
-        w4 == k4,
-        "64 KiB write-outs {w4} != Δswpout[64K] {k4}"
-    );
+    ensure!(w4 == k4, "64 KiB write-outs {w4} != Δswpout[64K] {k4}");
     ensure!(
         pages == pswpout,
         "Σ 2^order × write-outs {pages} != Δpswpout {pswpout}"
@@ -1067,7 +1095,10 @@ fn check(spec: &Spec, release: &str, dir: &Path, t: &Timing) -> Result<String> {
     if let Some((a, b)) = read(dir, "record.uptime").trim().split_once(' ')
         && let (Ok(a), Ok(b)) = (a.parse::<f64>(), b.parse::<f64>())
     {
-        s.push_str(&format!("  record -- stress took {:.1} s (guest clock)\n", b - a));
+        s.push_str(&format!(
+            "  record -- stress took {:.1} s (guest clock)\n",
+            b - a
+        ));
     }
     Ok(s)
 }

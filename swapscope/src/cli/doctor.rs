@@ -66,7 +66,17 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
                     "ok: tp_btf/mm_vmscan_write_folio loaded and attached, then detached".into(),
                 )
             }
-            Err(e) => (false, format!("failed: {e}")),
+            Err(e) => {
+                // Still say whether fentry/fexit would load here.
+                let trial = probe::trial_only();
+                if trial.is_some() {
+                    probes = probe::plan(btf.as_ref(), Some(lock.as_str()), &trial);
+                    if let Some(p) = probes.first_mut() {
+                        p.detail = format!("writeout: {e}");
+                    }
+                }
+                (false, format!("failed: {e}"))
+            }
         }
     };
     let mthp = host::mthp_sizes_kb(Path::new(host::MTHP_DIR))

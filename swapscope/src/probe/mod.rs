@@ -30,7 +30,7 @@ pub enum ProbeError {
         "this swapscope binary was built without its BPF object (AYA_BUILD_SKIP); rebuild with `cargo xtask setup && cargo build --release`"
     )]
     NoObject,
-    #[error("{0}")]
+    #[error(transparent)]
     Btf(#[from] BtfError),
     #[error(
         "loading BPF programs failed: {0}; run as root (CAP_BPF + CAP_PERFMON) and see `swapscope doctor`"
@@ -97,11 +97,12 @@ pub fn plan(
         let detail = match (present, trial) {
             (false, _) => format!("{func} is not in this kernel's BTF"),
             (true, Some(Err(why))) => format!("fentry/fexit refused here: {why}"),
-            (true, Some(Ok(_))) => {
-                "in BTF and fentry/fexit load here; not attached: this build has the tracepoint tier only".to_string()
-            }
+            (true, Some(Ok(what))) => format!(
+                "in BTF and fentry/fexit load here (trial: {what}); not attached: this build has the tracepoint tier only"
+            ),
             (true, None) if lockdown == Some("confidentiality") => {
-                "lockdown=confidentiality: fentry/fexit are expected to be refused (not tried)".to_string()
+                "lockdown=confidentiality: fentry/fexit are expected to be refused (not tried)"
+                    .to_string()
             }
             (true, None) => "in BTF; fentry/fexit not tried (needs root)".to_string(),
         };
@@ -235,26 +236,61 @@ const TRIAL_TARGETS: &[&str] = &[
     "swap_writepage",
 ];
 
-/// Loads (never attaches) `trial_fexit` to learn whether this kernel allows fentry/fexit.
+/// Loads (never attaches) `trial_fexit` to learn whether this kernel allows fentry/fexit. Tries
+/// each target in BTF in turn (a kernel may refuse one for its return type, e.g. 6.12's
+/// `folio_alloc_swap` returning a struct) and stops at the first load or at EPERM.
 fn trial_tracing(ebpf: &mut Ebpf, kbtf: &KernelBtf, btf: &aya::Btf) -> Result<String, String> {
-    let target = TRIAL_TARGETS
-        .iter()
-        .find(|f| kbtf.has_func(f))
-        .ok_or_else(|| "no trial target function in BTF".to_string())?;
     let prog: &mut aya::programs::FExit = ebpf
         .program_mut("trial_fexit")
         .ok_or_else(|| "trial program missing from the object".to_string())?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-    prog.load(target, btf).map_err(|e| {
-        let s = e.to_string();
-        if s.contains("Operation not permitted") {
-            "BPF_PROG_LOAD returned EPERM (lockdown, or an LSM policy)".to_string()
-        } else {
-            verifier_summary(&e)
+    let mut refused = Vec::new();
+    for target in TRIAL_TARGETS.iter().filter(|f| kbtf.has_func(f)) {
+        match prog.load(target, btf) {
+            Ok(()) => {
+                let mut ok = format!("fexit/{target} loaded");
+                if !refused.is_empty() {
+                    ok.push_str(&format!(" (refused first: {})", refused.join("; ")));
+                }
+                return Ok(ok);
+            }
+            Err(e) if e.to_string().contains("Operation not permitted") => {
+                return Err("BPF_PROG_LOAD returned EPERM (lockdown, or an LSM policy)".into());
+            }
+            Err(e) => {
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                refused.push(format!("fexit/{target}: {first}"));
+            }
         }
-    })?;
-    Ok(format!("fexit/{target} loaded"))
+    }
+    if refused.is_empty() {
+        Err("no trial target function in BTF".into())
+    } else {
+        Err(refused.join("; "))
+    }
+}
+
+/// The fentry/fexit trial on its own, for kernels where the tracepoint tier cannot start (so
+/// `doctor` still says whether the full tier would load). Needs root.
+pub fn trial_only() -> TracingTrial {
+    if BPF_OBJECT.is_empty() {
+        return None;
+    }
+    let kbtf = KernelBtf::from_sys().ok()?;
+    let btf = aya::Btf::from_sys_fs().ok()?;
+    // Nothing reads the layout: only `trial_fexit` is loaded, and never attached.
+    let layout = swapscope_common::KernelLayout::default();
+    let mut ebpf = match EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global("LAYOUT", &layout, true)
+        .map_max_entries("EVENTS", 4096)
+        .load(BPF_OBJECT)
+    {
+        Ok(e) => e,
+        Err(e) => return Some(Err(format!("loading the BPF object: {e:#}"))),
+    };
+    Some(trial_tracing(&mut ebpf, &kbtf, &btf))
 }
 
 /// The gist of a program load error: its first line plus the verifier's last lines, which say
