@@ -346,7 +346,7 @@ impl Report {
             let _ = writeln!(s);
             s.push_str(&engine::render_table(&engine::Report {
                 events: self.stream.as_ref().map_or(0, |st| st.events),
-                stream: self.stream.clone().unwrap_or_default(),
+                stream: self.stream.unwrap_or_default(),
                 models: self.models.clone(),
                 real: self.real.clone(),
                 markers: self.markers.clone(),

@@ -435,10 +435,13 @@ fn module_index(moddir: &Path) -> BTreeMap<String, PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
-                if let Some(stem) = name.split_once(".ko").map(|(s, _)| s) {
-                    out.insert(stem.replace('-', "_"), p);
-                }
+            } else if let Some(stem) = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split_once(".ko"))
+                .map(|(s, _)| s.replace('-', "_"))
+            {
+                out.insert(stem, p);
             }
         }
     }
