@@ -435,10 +435,13 @@ fn module_index(moddir: &Path) -> BTreeMap<String, PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
-                if let Some(stem) = name.split_once(".ko").map(|(s, _)| s) {
-                    out.insert(stem.replace('-', "_"), p);
-                }
+            } else if let Some(stem) = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split_once(".ko"))
+                .map(|(s, _)| s.replace('-', "_"))
+            {
+                out.insert(stem, p);
             }
         }
     }
@@ -800,7 +803,8 @@ fn boot(
         while r.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
             let _ = log.write_all(&line);
             let text = String::from_utf8_lossy(&line);
-            if let Some(msg) = text.trim().strip_prefix("swapscope-vm: ") {
+            // The marker may follow terminal escapes on the same line.
+            if let Some(msg) = text.split_once("swapscope-vm: ").map(|(_, m)| m.trim()) {
                 eprintln!("  guest: {msg}");
                 if msg.starts_with("init started") {
                     let _ = tx.send(t0.elapsed().as_secs_f64());
@@ -986,8 +990,12 @@ fn check(spec: &Spec, release: &str, dir: &Path, t: &Timing) -> Result<String> {
         if !detail.contains("is not in this kernel's BTF") {
             present.push(format!("{kind}/{name}"));
         }
-        if detail.contains("fentry/fexit load here") {
-            trial = "trial_fexit loaded".into();
+        if let Some(what) = detail
+            .split_once("load here (trial: ")
+            .and_then(|(_, w)| w.split_once("); not attached"))
+            .map(|(w, _)| w)
+        {
+            trial = format!("trial_fexit: {what}");
         } else if let Some(why) = detail.split_once("refused here: ").map(|(_, w)| w) {
             trial = format!("trial_fexit refused: {why}");
         }
