@@ -53,8 +53,15 @@ struct Spec {
     label: &'static str,
     suites: &'static [&'static str],
     prefix: &'static str,
-    /// Whether swapscope is expected to record there (otherwise: fail with one clear line).
-    supported: bool,
+    /// Whether the kernel has per-size mTHP (`hugepages-<N>kB`, 6.8+).
+    mthp: bool,
+    /// The allocator model of this kernel, when swapscope has one.
+    model: Option<&'static str>,
+    /// Whether the full tier must attach (requests and frees).
+    full_tier: bool,
+    /// Whether frees go through the per-CPU slot cache (before 6.14): order-0 slots are taken in
+    /// batches, so cached slots that are never used are freed without ever being seen allocated.
+    slot_cache: bool,
 }
 
 const SPECS: &[Spec] = &[
@@ -62,21 +69,71 @@ const SPECS: &[Spec] = &[
         label: "6.1",
         suites: &["bookworm"],
         prefix: "6.1.",
-        supported: false,
+        mthp: false,
+        model: None,
+        full_tier: false,
+        slot_cache: true,
     },
     Spec {
         label: "6.12",
         suites: &["trixie"],
         prefix: "6.12.",
-        supported: true,
+        mthp: true,
+        model: Some("linux-6.12"),
+        full_tier: true,
+        slot_cache: true,
     },
     Spec {
         label: "7.x",
         suites: &["sid", "trixie-backports"],
         prefix: "7.",
-        supported: true,
+        mthp: true,
+        model: Some("linux-6.18"),
+        full_tier: true,
+        slot_cache: false,
     },
 ];
+
+/// One workload run under `swapscope record` in the guest.
+struct Scenario {
+    name: &'static str,
+    /// `swapscope stress` arguments.
+    stress: &'static str,
+    /// Whether the 64 KiB relation (write-outs = Δswpout[64K]) is checked.
+    mthp: bool,
+}
+
+/// The scenarios of a kernel (also documented in docs/vm-tests.md).
+fn scenarios(spec: &Spec) -> Vec<Scenario> {
+    if !spec.mthp {
+        return vec![Scenario {
+            name: "seq",
+            stress: "--zram 256 --mthp none --limit 100 --size 200 --passes 2",
+            mthp: false,
+        }];
+    }
+    vec![
+        Scenario {
+            name: "seq",
+            stress: "--zram 256 --mthp 64K --limit 100 --size 200 --passes 2",
+            mthp: true,
+        },
+        // The kernel's thp_swap_allocator_test pattern on a 64 MiB device: fragments swap space,
+        // so large requests fail and folios are split (swpout_fallback).
+        // Parent and child share swapped large folios; the child zaps parts of them. The
+        // reconstruction must end with no leaked and no double-freed slot.
+        Scenario {
+            name: "fork",
+            stress: "--pattern fork-partial-zap --zram 256 --mthp 64K --limit 48 --size 100 --passes 5",
+            mthp: true,
+        },
+        Scenario {
+            name: "frag",
+            stress: "--pattern thp-fragment --zram 64 --mthp 64K --limit 1024 --size 60 --passes 20",
+            mthp: true,
+        },
+    ]
+}
 
 /// Modules the guest needs when they are not built in; their dependencies are added from each
 /// module's own `depends=` field.
@@ -87,9 +144,6 @@ const WANTED_MODULES: &[&str] = &[
     "lz4hc_compress",
     "zram",
 ];
-
-/// The scenario's workload (also documented in docs/vm-tests.md).
-const STRESS: &str = "--zram 256 --mthp 64K --limit 100 --size 200 --passes 2";
 
 pub fn vm(args: &VmArgs) -> Result<()> {
     let specs: Vec<&Spec> = SPECS
@@ -640,7 +694,31 @@ fn shared_libs(exe: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-fn init_script(mods: &[String]) -> String {
+fn init_script(mods: &[String], scenarios: &[Scenario]) -> String {
+    let runs: String = scenarios
+        .iter()
+        .map(|sc| {
+            format!(
+                r#"echo "swapscope-vm: {n}: record -- stress {a}"
+T0=$(cut -d' ' -f1 /proc/uptime)
+$S record -o /out/{n}.swsc -- $S stress {a} > /out/{n}.record.out 2> /out/{n}.record.err
+echo $? > /out/{n}.record.rc
+T1=$(cut -d' ' -f1 /proc/uptime)
+echo "$T0 $T1" > /out/{n}.record.uptime
+tail -n 3 /out/{n}.record.err
+echo "swapscope-vm: {n}: record exited $(cat /out/{n}.record.rc) after $T0 .. $T1 s uptime"
+if [ -s /out/{n}.swsc ]; then
+  $S report --json /out/{n}.swsc > /out/{n}.report.json 2> /out/{n}.report.err
+  echo $? > /out/{n}.report.rc
+fi
+cat /proc/swaps > /out/{n}.swaps.after
+ls /sys/fs/cgroup > /out/{n}.cgroups.after
+"#,
+                n = sc.name,
+                a = sc.stress
+            )
+        })
+        .collect();
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -664,20 +742,7 @@ echo "swapscope-vm: doctor"
 $S doctor --json > /out/doctor.json 2> /out/doctor.err
 echo $? > /out/doctor.rc
 $S doctor 2>&1
-echo "swapscope-vm: record -- stress {STRESS}"
-T0=$(cut -d' ' -f1 /proc/uptime)
-$S record -o /out/seq.swsc -- $S stress {STRESS} > /out/record.out 2> /out/record.err
-echo $? > /out/record.rc
-T1=$(cut -d' ' -f1 /proc/uptime)
-echo "$T0 $T1" > /out/record.uptime
-tail -n 5 /out/record.err
-echo "swapscope-vm: record exited $(cat /out/record.rc) after $T0 .. $T1 s uptime"
-if [ -s /out/seq.swsc ]; then
-  $S report --json /out/seq.swsc > /out/report.json 2> /out/report.err
-  echo $? > /out/report.rc
-  $S report /out/seq.swsc 2>&1
-fi
-cat /proc/swaps > /out/swaps.after
+{runs}cat /proc/swaps > /out/swaps.after
 cat /proc/vmstat > /out/vmstat.after
 ls /sys/fs/cgroup > /out/cgroups.after
 dmesg > /out/dmesg
@@ -687,11 +752,17 @@ sync
 echo "swapscope-vm: powering off"
 poweroff -f
 "#,
-        mods = mods.join(" ")
+        mods = mods.join(" "),
+        runs = runs
     )
 }
 
-fn build_initramfs(exe: &Path, mods: &[(String, Vec<u8>)], out: &Path) -> Result<()> {
+fn build_initramfs(
+    exe: &Path,
+    mods: &[(String, Vec<u8>)],
+    out: &Path,
+    scenarios: &[Scenario],
+) -> Result<()> {
     let mut c = Cpio::default();
     for d in [
         "/bin", "/sbin", "/dev", "/proc", "/sys", "/tmp", "/out", "/etc", "/run", "/root",
@@ -714,7 +785,7 @@ fn build_initramfs(exe: &Path, mods: &[(String, Vec<u8>)], out: &Path) -> Result
         c.file(&format!("/lib/vm-modules/{name}.ko"), bytes, 0o644)?;
     }
     let names: Vec<String> = mods.iter().map(|(n, _)| n.clone()).collect();
-    c.file("/init", init_script(&names).as_bytes(), 0o755)?;
+    c.file("/init", init_script(&names, scenarios).as_bytes(), 0o755)?;
     let cpio = out.with_extension("");
     fs::write(&cpio, c.finish())?;
     let _ = fs::remove_file(out);
@@ -890,7 +961,8 @@ fn run_kernel(spec: &Spec, apt: &Apt, cache: &Path, exe: &Path, args: &VmArgs) -
     };
     fs::create_dir_all(&work.path)?;
     let initrd = work.path.join("initrd.cpio.gz");
-    build_initramfs(exe, &mods, &initrd)?;
+    let scenarios = scenarios(spec);
+    build_initramfs(exe, &mods, &initrd, &scenarios)?;
     let disk = work.path.join("results.img");
     fs::File::create(&disk)?.set_len(256 << 20)?;
     let serial = run_dir.join("serial.log");
@@ -918,7 +990,7 @@ fn run_kernel(spec: &Spec, apt: &Apt, cache: &Path, exe: &Path, args: &VmArgs) -
         String::from_utf8_lossy(&untar.stderr).trim(),
         results.join("serial.log").display()
     );
-    let summary = check(spec, rel, &results, &timing)
+    let summary = check(spec, rel, &results, &timing, &scenarios, args.smp)
         .with_context(|| format!("results in {}", results.display()))?;
     fs::write(results.join("summary.txt"), &summary)?;
     Ok(summary)
@@ -955,11 +1027,15 @@ fn no_panic(dir: &Path, files: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn check(spec: &Spec, release: &str, dir: &Path, t: &Timing) -> Result<String> {
-    no_panic(
-        dir,
-        &["doctor.err", "record.err", "record.out", "report.err"],
-    )?;
+fn check(
+    spec: &Spec,
+    release: &str,
+    dir: &Path,
+    t: &Timing,
+    scenarios: &[Scenario],
+    smp: u32,
+) -> Result<String> {
+    no_panic(dir, &["doctor.err"])?;
     let doctor: Value = serde_json::from_str(&read(dir, "doctor.json")).with_context(|| {
         format!(
             "doctor printed no JSON (exit {:?}): {}",
@@ -972,134 +1048,178 @@ fn check(spec: &Spec, release: &str, dir: &Path, t: &Timing) -> Result<String> {
         "doctor names kernel {} but the VM booted {release}",
         doctor["kernel_release"]
     );
-    let can_record = doctor["can_record"] == true;
+    ensure!(
+        doctor["can_record"] == true,
+        "doctor says swapscope cannot record on {release}"
+    );
     let tier = doctor["tier"].as_str().unwrap_or("?").to_string();
-    let trial_attach = doctor["trial_attach"].as_str().unwrap_or("?").to_string();
-    // The full-tier candidates this kernel's BTF has, and what the trial fexit load said.
-    let mut present = Vec::new();
-    let mut trial = String::from("not tried");
-    for p in doctor["probes"].as_array().into_iter().flatten() {
-        let (kind, name) = (
-            p["kind"].as_str().unwrap_or(""),
-            p["name"].as_str().unwrap_or(""),
-        );
-        let detail = p["detail"].as_str().unwrap_or("");
-        if !(kind == "fentry" || kind == "fexit") {
-            continue;
-        }
-        if !detail.contains("is not in this kernel's BTF") {
-            present.push(format!("{kind}/{name}"));
-        }
-        if let Some(what) = detail
-            .split_once("load here (trial: ")
-            .and_then(|(_, w)| w.split_once("); not attached"))
-            .map(|(w, _)| w)
-        {
-            trial = format!("trial_fexit: {what}");
-        } else if let Some(why) = detail.split_once("refused here: ").map(|(_, w)| w) {
-            trial = format!("trial_fexit refused: {why}");
-        }
-    }
+    let attached: Vec<String> = doctor["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["attached"] == true)
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["kind"].as_str().unwrap_or(""),
+                p["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
     let mut s = format!(
-        "vm {} — linux {release}: boot {} s, whole VM run {:.1} s\n  doctor: tier {tier}, can_record {can_record}; {trial_attach}\n  full-tier candidates in BTF: {}\n  {trial}\n",
+        "vm {} — linux {release}: boot {} s, whole VM run {:.1} s, -smp {smp}\n  doctor: tier {tier}; attached: {}\n",
         spec.label,
         t.boot.map_or("?".into(), |b| format!("{b:.1}")),
         t.total,
-        if present.is_empty() {
-            "none".into()
-        } else {
-            present.join(" ")
-        },
+        attached.join(" "),
     );
-    if !can_record {
-        ensure!(
-            !spec.supported,
-            "swapscope cannot record on {release}, which is expected to work: {trial_attach}"
+    ensure!(
+        !spec.full_tier || tier == "full",
+        "the full tier should attach on {release}, doctor says tier {tier}"
+    );
+    for sc in scenarios {
+        s.push_str(
+            &check_scenario(spec, dir, sc, smp).with_context(|| format!("scenario {}", sc.name))?,
         );
-        // Expected: one clear line from doctor and from record, no crash, nothing left behind.
-        ensure!(
-            trial_attach.starts_with("failed: ") && !trial_attach.contains('\n'),
-            "doctor's failure is not one clear line: {trial_attach:?}"
-        );
-        ensure!(
-            rc(dir, "doctor.rc") == Some(1),
-            "doctor should exit 1 where it cannot record"
-        );
-        let rec_rc = rc(dir, "record.rc");
-        let rec_err = read(dir, "record.err");
-        ensure!(
-            rec_rc.is_some_and(|c| c != 0),
-            "record succeeded where doctor said it cannot"
-        );
-        let last = rec_err
-            .trim()
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_string();
-        ensure!(
-            last.starts_with("swapscope") || last.starts_with("Error"),
-            "record's failure is not a clear line: {rec_err:?}"
-        );
-        s.push_str(&format!("  expected failure, record says: {last}\n"));
-        return Ok(s);
     }
+    Ok(s)
+}
+
+fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<String> {
+    let f = |suffix: &str| format!("{}.{suffix}", sc.name);
+    no_panic(dir, &[&f("record.err"), &f("record.out"), &f("report.err")])?;
     ensure!(
-        rc(dir, "record.rc") == Some(0),
+        rc(dir, &f("record.rc")) == Some(0),
         "record -- stress failed (exit {:?}): {}",
-        rc(dir, "record.rc"),
-        read(dir, "record.err").trim()
+        rc(dir, &f("record.rc")),
+        read(dir, &f("record.err")).trim()
     );
     ensure!(
-        rc(dir, "report.rc") == Some(0),
+        rc(dir, &f("report.rc")) == Some(0),
         "report failed: {}",
-        read(dir, "report.err").trim()
+        read(dir, &f("report.err")).trim()
     );
-    ensure!(dir.join("seq.swsc").exists(), "no recording came back");
-    let r: Value = serde_json::from_str(&read(dir, "report.json")).context("report JSON")?;
+    let r: Value = serde_json::from_str(&read(dir, &f("report.json"))).context("report JSON")?;
     let events = num(&r, &["events"]);
     let w4 = num(&r, &["writeouts_by_order", "4"]);
     let k4 = num(&r, &["kernel", "swpout_by_order", "4"]);
+    let fb4 = num(&r, &["kernel", "swpout_fallback_by_order", "4"]);
     let pages = num(&r, &["writeout_pages"]);
     let pswpout = num(&r, &["kernel", "pswpout_pages"]);
     let zero = num(&r, &["kernel", "swpout_zero_pages"]);
     let lost = num(&r, &["lost_events"]);
-    let orders: Vec<String> = r["writeouts_by_order"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("o{k}={}", v.as_u64().unwrap_or(0)))
-        .collect();
-    s.push_str(&format!(
-        "  write-outs {events} ({}); 64K: {w4} vs Δswpout[64K] {k4}; pages {pages} vs Δpswpout {pswpout}; zero {zero}; lost {lost}\n",
-        orders.join(" ")
-    ));
+    let mut s = format!(
+        "  {}: write-outs {events}; 64K: {w4} vs Δswpout {k4}, Δswpout_fallback {fb4}; pages {pages} vs Δpswpout {pswpout}; zero {zero}; lost {lost}\n",
+        sc.name
+    );
     ensure!(
         events > 1000,
         "expected a swap storm, saw {events} write-outs"
     );
-    ensure!(w4 > 0, "no 64 KiB folio was written out");
     ensure!(lost == 0, "{lost} events were lost");
     ensure!(zero == 0, "zero-filled folios make the relations inexact");
-    ensure!(w4 == k4, "64 KiB write-outs {w4} != Δswpout[64K] {k4}");
     ensure!(
         pages == pswpout,
         "Σ 2^order × write-outs {pages} != Δpswpout {pswpout}"
     );
-    let swaps = read(dir, "swaps.after");
+    if sc.mthp {
+        ensure!(w4 > 0, "no 64 KiB folio was written out");
+        ensure!(w4 == k4, "64 KiB write-outs {w4} != Δswpout[64K] {k4}");
+    }
+    if spec.full_tier {
+        // Relation 1 (kernel-swap-allocator.md §4.3): every successful order-4 request from
+        // reclaim is written out or kept off the device; splits after a refused order-4 request
+        // are the fallbacks.
+        let req4 = num(&r, &["requests_by_order", "4"]);
+        let fail4 = num(&r, &["failed_requests_by_order", "4"]);
+        let split4 = num(&r, &["fallback_splits_by_order", "4"]);
+        s.push_str(&format!(
+            "    full tier: order-4 requests {req4} ({fail4} refused), fallback splits {split4} vs Δswpout_fallback {fb4}\n"
+        ));
+        ensure!(
+            req4 - fail4 >= k4,
+            "successful order-4 requests {} < Δswpout[64K] {k4}",
+            req4 - fail4
+        );
+        ensure!(
+            split4 == fb4,
+            "attributed fallback splits {split4} != Δswpout_fallback[64K] {fb4}"
+        );
+        // Relation 2: the reconstruction matches the kernel. stress swaps its device off at the
+        // end, which frees every slot, so every slot seen allocated must have been freed, with
+        // no slot allocated twice. Before 6.14 the per-CPU slot cache takes order-0 slots in
+        // batches and frees unused ones at swapoff without their allocation being seen.
+        ensure!(
+            r["real"].is_object(),
+            "the full tier recorded no kernel results"
+        );
+        let st = &r["stream"];
+        let double = num(st, &["real_double_alloc_slots"]);
+        let unmatched = num(st, &["real_unmatched_free_slots"]);
+        let used = num(&r, &["real", "used_slots"]);
+        s.push_str(&format!(
+            "    reconstruction: {} requests, {} slots freed; at swapoff used {used}, double-allocated {double}, freed-unseen {unmatched}\n",
+            num(st, &["allocs"]),
+            num(st, &["freed_slots"])
+        ));
+        ensure!(
+            double == 0,
+            "{double} slots were allocated twice (a missed free)"
+        );
+        ensure!(
+            used == 0,
+            "{used} slots still allocated after swapoff (missed frees)"
+        );
+        if !spec.slot_cache {
+            ensure!(
+                unmatched == 0,
+                "{unmatched} freed slots were never seen allocated (missed requests)"
+            );
+        }
+        // Relation 3: the model of this kernel places requests where the kernel did.
+        if let Some(model) = spec.model {
+            let m = r["models"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["name"] == model)
+                .context("the kernel's model is missing from the report")?;
+            let rate = m["same_offset_rate"].as_f64().unwrap_or(0.0);
+            let kfail: u64 = r["failed_requests_by_order"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, v)| v.as_u64().unwrap_or(0))
+                .sum();
+            let mfail = num(m, &["failures_by_order", "4"]);
+            s.push_str(&format!(
+                "    model {model}: same slot as the kernel for {:.2} % of {} requests; order-4 failures {mfail} vs kernel {kfail}\n",
+                rate * 100.0,
+                num(m, &["compared_requests"])
+            ));
+            if smp == 1 {
+                ensure!(
+                    rate >= 0.99,
+                    "{model} picks the kernel's slot for only {:.2} % of requests",
+                    rate * 100.0
+                );
+            }
+        }
+    }
+    let swaps = read(dir, &f("swaps.after"));
     ensure!(
         swaps.lines().count() <= 1,
         "stress left a swap device behind: {swaps}"
     );
     ensure!(
-        !read(dir, "cgroups.after").contains("swapscope-"),
+        !read(dir, &f("cgroups.after")).contains("swapscope-"),
         "stress left a cgroup behind"
     );
-    if let Some((a, b)) = read(dir, "record.uptime").trim().split_once(' ')
+    if let Some((a, b)) = read(dir, &f("record.uptime")).trim().split_once(' ')
         && let (Ok(a), Ok(b)) = (a.parse::<f64>(), b.parse::<f64>())
     {
         s.push_str(&format!(
-            "  record -- stress took {:.1} s (guest clock)\n",
+            "    record -- stress took {:.1} s (guest clock)\n",
             b - a
         ));
     }

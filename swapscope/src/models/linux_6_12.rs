@@ -18,8 +18,15 @@
 //! * PMD order skips nonfull/frag; no order > 0 on swap files or rotational devices;
 //! * rotational devices have no clusters at all (legacy `scan_swap_map_slots` linear scan).
 //!
-//! Simplifications: one request at a time (the order-0 swap slot cache, which fetches 64 slots
-//! per CPU in advance, and the batched free cache are not modelled); the rotational-device scan
+//! Order 0 goes through the per-CPU swap slot cache (`mm/swap_slots.c`, 6.12: `folio_alloc_swap`
+//! → `refill_swap_slots_cache` → `get_swap_pages(SWAP_SLOTS_CACHE_SIZE = 64, ...)`): a CPU takes
+//! 64 slots at once and hands them out in order; `check_cache_active` turns the caches off
+//! (draining them: their unused slots are freed) when free swap falls below 128 pages per online
+//! CPU and on again above 320. Online CPUs are taken as the highest CPU id seen plus one. The free
+//! side's slot cache needs no model: the stream sees frees when `swapcache_free_entries` really
+//! frees them.
+//!
+//! Simplifications: the rotational-device scan
 //! is a next-fit from `si->cluster_next` (no search for a free 512-slot window); trylock and
 //! cache-only reclaim as in [`super::linux_6_18`]; the discard worker's timing is a
 //! [`DiscardTiming`] choice.
@@ -30,27 +37,51 @@ use crate::event::SwapOn;
 
 const PMD_ORDER: u8 = MAX_ORDER;
 
+/// `SWAP_SLOTS_CACHE_SIZE` (= `SWAP_BATCH`).
+const SLOTS_CACHE_SIZE: usize = 64;
+/// `THRESHOLD_ACTIVATE_SWAP_SLOTS_CACHE` and `THRESHOLD_DEACTIVATE_SWAP_SLOTS_CACHE`, per CPU.
+const CACHE_ACTIVATE: u64 = 5 * SLOTS_CACHE_SIZE as u64;
+const CACHE_DEACTIVATE: u64 = 2 * SLOTS_CACHE_SIZE as u64;
+
 /// The Linux 6.12 allocator.
 #[derive(Clone, Debug, Default)]
 pub struct Linux612 {
     devs: Devs,
     discard: DiscardTiming,
     discard_pending: bool,
+    /// Per-CPU swap slot caches (`swp_slots[cpu].slots`), in hand-out order.
+    slot_cache: Vec<std::collections::VecDeque<(u8, u64)>>,
+    /// `swap_slot_cache_active`.
+    cache_active: bool,
+    /// Highest CPU id seen + 1 (`num_online_cpus()`).
+    online_cpus: u64,
+    /// `use_swap_slot_cache`.
+    use_slot_cache: bool,
 }
 
 impl Linux612 {
     pub const NAME: &'static str = "linux-6.12";
 
     pub fn new() -> Self {
-        Self::default()
+        Linux612 {
+            use_slot_cache: true,
+            ..Self::default()
+        }
     }
 
     /// With an explicit discard-worker timing.
     pub fn with_discard_timing(discard: DiscardTiming) -> Self {
         Linux612 {
             discard,
-            ..Self::default()
+            ..Self::new()
         }
+    }
+
+    /// Without the order-0 slot cache: every request goes straight to `get_swap_pages`, which is
+    /// what the cluster-list unit tests exercise.
+    pub fn without_slot_cache(mut self) -> Self {
+        self.use_slot_cache = false;
+        self
     }
 
     /// `alloc_swap_scan_cluster` (6.12 form): returns `(next offset or 0, found or 0)`.
@@ -240,6 +271,66 @@ impl Linux612 {
         }
     }
 
+    /// `folio_alloc_swap` (mm/swap_slots.c): order 0 through the CPU's slot cache while the
+    /// caches are active, everything else straight to `get_swap_pages(1, ..)`.
+    fn folio_alloc_swap(&mut self, order: u8, cpu: u32) -> Option<(u8, u64)> {
+        self.online_cpus = self.online_cpus.max(u64::from(cpu) + 1);
+        if order == 0 && self.use_slot_cache && self.check_cache_active() {
+            let c = super::cpu_index(cpu);
+            if self.slot_cache.len() <= c {
+                self.slot_cache.resize_with(c + 1, Default::default);
+            }
+            if self.slot_cache.get(c).is_some_and(|q| q.is_empty()) {
+                // refill_swap_slots_cache: get_swap_pages(64, ...), i.e. up to 64 single-slot
+                // allocations in a row.
+                for _ in 0..SLOTS_CACHE_SIZE {
+                    match self.get_swap_pages(0, cpu) {
+                        Some(slot) => {
+                            if let Some(q) = self.slot_cache.get_mut(c) {
+                                q.push_back(slot);
+                            }
+                        }
+                        None => break,
+                    }
+                }
+            }
+            if let Some(slot) = self.slot_cache.get_mut(c).and_then(|q| q.pop_front()) {
+                return Some(slot);
+            }
+        }
+        self.get_swap_pages(order, cpu)
+    }
+
+    /// Slots the per-CPU slot caches hold (allocated, not yet handed out).
+    pub(crate) fn cached_slots(&self) -> u64 {
+        self.slot_cache.iter().map(|q| q.len() as u64).sum()
+    }
+
+    /// `check_cache_active`: toggles the slot caches on free swap, draining them when turned off.
+    fn check_cache_active(&mut self) -> bool {
+        let free = self.devs.total_pages.saturating_sub(self.devs.inuse);
+        if !self.cache_active {
+            if free > self.online_cpus * CACHE_ACTIVATE {
+                self.cache_active = true;
+            }
+        } else if free < self.online_cpus * CACHE_DEACTIVATE {
+            self.cache_active = false;
+            self.drain_slot_caches();
+        }
+        self.cache_active
+    }
+
+    /// `__drain_swap_slots_cache`: unused cached slots go back to the allocator.
+    fn drain_slot_caches(&mut self) {
+        let mut caches = std::mem::take(&mut self.slot_cache);
+        for q in &mut caches {
+            for (ty, off) in q.drain(..) {
+                self.free_piece(ty, off, 1);
+            }
+        }
+        self.slot_cache = caches;
+    }
+
     /// `get_swap_pages(1, ..., order)`.
     fn get_swap_pages(&mut self, order: u8, cpu: u32) -> Option<(u8, u64)> {
         if order > MAX_ORDER {
@@ -329,6 +420,9 @@ impl AllocatorModel for Linux612 {
     }
 
     fn swapoff(&mut self, swap_type: u8) {
+        for q in &mut self.slot_cache {
+            q.retain(|(ty, _)| *ty != swap_type);
+        }
         self.devs.remove(swap_type);
     }
 
@@ -339,7 +433,7 @@ impl AllocatorModel for Linux612 {
     }
 
     fn alloc_into(&mut self, cpu: u32, order: u8, out: &mut Vec<Extent>) -> bool {
-        match self.get_swap_pages(order, cpu) {
+        match self.folio_alloc_swap(order, cpu) {
             Some((ty, off)) => {
                 push_extent(out, ty, off, order);
                 true
@@ -376,7 +470,7 @@ mod tests {
     }
 
     fn model(clusters: u64, flags: u32) -> Linux612 {
-        let mut m = Linux612::new();
+        let mut m = Linux612::new().without_slot_cache();
         m.swapon(&on(0, clusters, flags));
         m
     }
@@ -468,5 +562,35 @@ mod tests {
         m.free(0, 512, 512);
         assert_eq!(dev(&m).list_of(1), Some(List::Discard));
         assert_eq!(one(&mut m, 1, 9), Some(512));
+    }
+
+    #[test]
+    fn order0_comes_from_a_batch_of_64_per_cpu() {
+        let mut m = Linux612::new();
+        m.swapon(&on(0, 8, SSD));
+        // CPU 0 takes 64 slots of one cluster at once; CPU 1 then gets its own batch from its
+        // own cluster (per-CPU cluster pointers).
+        assert_eq!(one(&mut m, 0, 0), Some(512));
+        assert_eq!(dev(&m).count(1), 64);
+        assert_eq!(one(&mut m, 1, 0), Some(1024));
+        assert_eq!(dev(&m).count(2), 64);
+        assert_eq!(one(&mut m, 0, 0), Some(513));
+        assert_eq!(dev(&m).count(1), 64);
+        // A large folio bypasses the cache.
+        assert_eq!(one(&mut m, 0, 4), Some(1536));
+    }
+
+    #[test]
+    fn low_free_swap_turns_the_cache_off_and_drains_it() {
+        let mut m = Linux612::new();
+        m.swapon(&on(0, 1, SSD));
+        // 511 usable slots, one CPU: active while free > 320, off below 128.
+        let mut held = Vec::new();
+        for _ in 0..400 {
+            held.push(one(&mut m, 0, 0));
+        }
+        assert!(held.iter().all(Option::is_some));
+        // Free swap is now below 128: the cache was drained, so in-use equals handed-out.
+        assert_eq!(dev(&m).count(0) as usize, held.len() + 1);
     }
 }

@@ -93,6 +93,7 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
         .arg(match opts.pattern {
             Pattern::Sequential => "sequential",
             Pattern::ThpFragment => "thp-fragment",
+            Pattern::ForkPartialZap => "fork-partial-zap",
         })
         .arg("--size")
         .arg(opts.size_mib.to_string())

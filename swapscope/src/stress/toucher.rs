@@ -12,12 +12,20 @@ pub enum Pattern {
     /// `--aligned-swapin`, the test's `-a`), drop and re-touch a random quarter in 64 KiB chunks,
     /// and page the region out again.
     ThpFragment,
+    /// Parent and child share 64 KiB folios that are swapped out (swap count 2); the child zaps
+    /// the first half of random chunks (MADV_DONTNEED) while the parent keeps them, both swap
+    /// pages back in and page out again; slots are freed only when both have dropped them.
+    ForkPartialZap,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum TouchError {
     #[error("mmap of {0} MiB failed: {1}")]
     Mmap(u64, std::io::Error),
+    #[error("fork failed: {0}")]
+    Fork(std::io::Error),
+    #[error("the child exited with status {0}")]
+    Child(i32),
 }
 
 const PAGE: usize = 4096;
@@ -127,6 +135,7 @@ pub fn run(
                 done += 1;
             }
         }
+        Pattern::ForkPartialZap => return fork_partial_zap(&r, passes, seed, &over),
         Pattern::ThpFragment => {
             // tools/mm/thp_swap_allocator_test: warm-up fill and page-out, then per iteration a
             // random swap-in of a quarter of the region (writes, 4 KiB or 64 KiB grain), random
@@ -155,5 +164,61 @@ pub fn run(
             }
         }
     }
+    Ok(done)
+}
+
+/// One round of `ForkPartialZap` on one side: swap some pages in by writing them, zap (child)
+/// half of some chunks, page everything out.
+fn fork_zap_round(r: &Region, rng: &mut Rng, zap: bool) {
+    let len = r.len;
+    for _ in 0..len / 8 / PAGE {
+        let page = (rng.next() as usize) % (len / PAGE);
+        r.write(page * PAGE, 0x22);
+    }
+    if zap {
+        for _ in 0..len / 8 / CHUNK {
+            let chunk = (rng.next() as usize) % (len / CHUNK);
+            r.madvise(chunk * CHUNK, CHUNK / 2, libc::MADV_DONTNEED);
+        }
+    }
+    r.madvise(0, len, libc::MADV_PAGEOUT);
+}
+
+/// `Pattern::ForkPartialZap`.
+fn fork_partial_zap(
+    r: &Region,
+    passes: u32,
+    seed: u64,
+    over: &dyn Fn() -> bool,
+) -> Result<u32, TouchError> {
+    for off in (0..r.len).step_by(PAGE) {
+        r.write(off, 0x11);
+    }
+    // SAFETY: this process is single-threaded here (the toucher runs alone in its process), so
+    // the child may keep running ordinary Rust code; it leaves through `_exit` only.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(TouchError::Fork(std::io::Error::last_os_error()));
+    }
+    let child = pid == 0;
+    r.madvise(0, r.len, libc::MADV_PAGEOUT);
+    let mut rng = Rng((seed ^ if child { 0x5eed } else { 0 }) | 1);
+    let mut done = 0;
+    while done < passes && !over() {
+        fork_zap_round(r, &mut rng, child);
+        done += 1;
+    }
+    if child {
+        // SAFETY: ends the child without running the parent's destructors or atexit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if status != 0 {
+        return Err(TouchError::Child(status));
+    }
+    // The parent alone: the child's references are gone, so these frees release slots.
+    fork_zap_round(r, &mut rng, false);
     Ok(done)
 }
