@@ -302,7 +302,7 @@ impl Linux612 {
     }
 
     /// Slots the per-CPU slot caches hold (allocated, not yet handed out).
-    pub(crate) fn cached_slots(&self) -> u64 {
+    pub fn cached_slots(&self) -> u64 {
         self.slot_cache.iter().map(|q| q.len() as u64).sum()
     }
 
