@@ -101,6 +101,12 @@ struct Scenario {
     stress: &'static str,
     /// Whether the 64 KiB relation (write-outs = Δswpout[64K]) is checked.
     mthp: bool,
+    /// Whether write-outs must equal the kernel's I/O counters exactly. Not with a second
+    /// process zapping shared entries: `swap_writepage_bdev_sync()` unlocks the folio before the
+    /// I/O, so the other process can free the folio's swap entry before `writeout()` fires the
+    /// tracepoint, and the program then no longer sees a swap-cache folio (docs/kernel-support.md).
+    /// Then write-outs ≤ I/O is asserted instead.
+    exact_writeouts: bool,
 }
 
 /// The scenarios of a kernel (also documented in docs/vm-tests.md).
@@ -110,6 +116,7 @@ fn scenarios(spec: &Spec) -> Vec<Scenario> {
             name: "seq",
             stress: "--zram 256 --mthp none --limit 100 --size 200 --passes 2",
             mthp: false,
+            exact_writeouts: true,
         }];
     }
     vec![
@@ -117,6 +124,7 @@ fn scenarios(spec: &Spec) -> Vec<Scenario> {
             name: "seq",
             stress: "--zram 256 --mthp 64K --limit 100 --size 200 --passes 2",
             mthp: true,
+            exact_writeouts: true,
         },
         // The kernel's thp_swap_allocator_test pattern on a 64 MiB device: fragments swap space,
         // so large requests fail and folios are split (swpout_fallback).
@@ -126,11 +134,13 @@ fn scenarios(spec: &Spec) -> Vec<Scenario> {
             name: "fork",
             stress: "--pattern fork-partial-zap --zram 256 --mthp 64K --limit 48 --size 100 --passes 5",
             mthp: true,
+            exact_writeouts: false,
         },
         Scenario {
             name: "frag",
             stress: "--pattern thp-fragment --zram 64 --mthp 64K --limit 1024 --size 60 --passes 20",
             mthp: true,
+            exact_writeouts: true,
         },
     ]
 }
@@ -1118,13 +1128,24 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
     );
     ensure!(lost == 0, "{lost} events were lost");
     ensure!(zero == 0, "zero-filled folios make the relations inexact");
-    ensure!(
-        pages == pswpout,
-        "Σ 2^order × write-outs {pages} != Δpswpout {pswpout}"
-    );
+    if sc.exact_writeouts {
+        ensure!(
+            pages == pswpout,
+            "Σ 2^order × write-outs {pages} != Δpswpout {pswpout}"
+        );
+    } else {
+        ensure!(
+            pages <= pswpout,
+            "Σ 2^order × write-outs {pages} > Δpswpout {pswpout}"
+        );
+    }
     if sc.mthp {
         ensure!(w4 > 0, "no 64 KiB folio was written out");
-        ensure!(w4 == k4, "64 KiB write-outs {w4} != Δswpout[64K] {k4}");
+        if sc.exact_writeouts {
+            ensure!(w4 == k4, "64 KiB write-outs {w4} != Δswpout[64K] {k4}");
+        } else {
+            ensure!(w4 <= k4, "64 KiB write-outs {w4} > Δswpout[64K] {k4}");
+        }
     }
     if spec.full_tier {
         // Relation 1 (kernel-swap-allocator.md §4.3): every successful order-4 request from

@@ -88,11 +88,19 @@ impl<W: std::io::Write> Session<W> {
     }
 
     fn sample(&mut self, probe: &LiveProbe) {
-        self.push(&Event::Counters(host::sample_counters(Path::new(
-            host::MTHP_DIR,
-        ))));
-        self.refresh_devices();
+        let mut counters = host::sample_counters(Path::new(host::MTHP_DIR));
         let c = probe.counters();
+        // The write-out program's own counts: tracepoint hits, and those it filtered out (not a
+        // swap-cache folio with an entry when the tracepoint fired).
+        counters
+            .values
+            .push(("probe/writeout_hits".into(), c[counter::HITS as usize]));
+        counters.values.push((
+            "probe/writeout_filtered".into(),
+            c[counter::FILTERED as usize],
+        ));
+        self.push(&Event::Counters(counters));
+        self.refresh_devices();
         let lost = Lost {
             ts_ns: host::boottime_ns(),
             ringbuf: c[counter::RINGBUF_DROPS as usize],
