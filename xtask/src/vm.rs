@@ -118,6 +118,13 @@ pub fn vm(args: &VmArgs) -> Result<()> {
         Path::new(BUSYBOX).exists(),
         "{BUSYBOX} missing: run `cargo xtask setup` (installs busybox-static)"
     );
+    // The guest has no libc of its own for busybox: it must be the static build.
+    let bb = Command::new("ldd").arg(BUSYBOX).output();
+    ensure!(
+        bb.is_ok_and(|o| !o.status.success()
+            || String::from_utf8_lossy(&o.stdout).contains("not a dynamic executable")),
+        "{BUSYBOX} is dynamically linked: install busybox-static"
+    );
     step("building swapscope (release)");
     run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
     let exe = target_dir().join("release/swapscope");
