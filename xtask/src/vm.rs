@@ -409,8 +409,9 @@ fn fetch_tree(r: &Resolved, apt: &Apt, cache: &Path) -> Result<PathBuf> {
         fs::write(&done, r.packages.join("\n"))?;
     }
     let tree = cache.join("trees").join(&r.release);
+    // The marker names the packages: a new Debian revision of the same release re-extracts.
     let marker = tree.join(".extracted");
-    if !marker.exists() {
+    if fs::read_to_string(&marker).ok().as_deref() != Some(r.packages.join("\n").as_str()) {
         step(&format!("extracting {}", r.release));
         let _ = fs::remove_dir_all(&tree);
         fs::create_dir_all(&tree)?;
@@ -420,7 +421,7 @@ fn fetch_tree(r: &Resolved, apt: &Apt, cache: &Path) -> Result<PathBuf> {
                 run(Command::new("dpkg-deb").arg("-x").arg(&p).arg(&tree))?;
             }
         }
-        fs::write(&marker, "")?;
+        fs::write(&marker, r.packages.join("\n"))?;
     }
     Ok(tree)
 }
