@@ -182,6 +182,13 @@ pub fn vm(args: &VmArgs) -> Result<()> {
         Path::new(BUSYBOX).exists(),
         "{BUSYBOX} missing: run `cargo xtask setup` (installs busybox-static)"
     );
+    // The guest has no libc of its own for busybox: it must be the static build.
+    let bb = Command::new("ldd").arg(BUSYBOX).output();
+    ensure!(
+        bb.is_ok_and(|o| !o.status.success()
+            || String::from_utf8_lossy(&o.stdout).contains("not a dynamic executable")),
+        "{BUSYBOX} is dynamically linked: install busybox-static"
+    );
     step("building swapscope (release)");
     run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
     let exe = target_dir().join("release/swapscope");
@@ -466,8 +473,9 @@ fn fetch_tree(r: &Resolved, apt: &Apt, cache: &Path) -> Result<PathBuf> {
         fs::write(&done, r.packages.join("\n"))?;
     }
     let tree = cache.join("trees").join(&r.release);
+    // The marker names the packages: a new Debian revision of the same release re-extracts.
     let marker = tree.join(".extracted");
-    if !marker.exists() {
+    if fs::read_to_string(&marker).ok().as_deref() != Some(r.packages.join("\n").as_str()) {
         step(&format!("extracting {}", r.release));
         let _ = fs::remove_dir_all(&tree);
         fs::create_dir_all(&tree)?;
@@ -477,7 +485,7 @@ fn fetch_tree(r: &Resolved, apt: &Apt, cache: &Path) -> Result<PathBuf> {
                 run(Command::new("dpkg-deb").arg("-x").arg(&p).arg(&tree))?;
             }
         }
-        fs::write(&marker, "")?;
+        fs::write(&marker, r.packages.join("\n"))?;
     }
     Ok(tree)
 }
