@@ -28,6 +28,16 @@ pub struct KernelDeltas {
     /// Zero-filled pages that never reached the device (`swpout_zero`, 6.12+); such folios are
     /// write-out events but not `swpout`.
     pub swpout_zero_pages: u64,
+    /// Full tier: hook invocations the kernel did not deliver to swapscope's programs
+    /// (`recursion_misses`: the program was already running on that CPU, e.g. a task preempted
+    /// inside it), by feed. Non-zero means requests, frees or splits are missing from the stream.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub missed_events: BTreeMap<String, u64>,
+    /// The write-out program's tracepoint hits and those it filtered out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writeout_hits: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writeout_filtered: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -277,7 +287,16 @@ fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
             };
             map.insert(order.to_string(), delta);
         } else {
+            if let Some(feed) = name
+                .strip_prefix("probe/")
+                .and_then(|r| r.strip_suffix("/recursion_misses"))
+            {
+                k.missed_events.insert(feed.to_string(), delta);
+                continue;
+            }
             match name.as_str() {
+                "probe/writeout_hits" => k.writeout_hits = Some(delta),
+                "probe/writeout_filtered" => k.writeout_filtered = Some(delta),
                 "vmstat/pswpout" => k.pswpout_pages = delta,
                 "vmstat/thp_swpout_fallback" => k.thp_swpout_fallback = delta,
                 "vmstat/swpout_zero" => k.swpout_zero_pages = delta,
@@ -379,6 +398,12 @@ impl Report {
             }
             if let Some(f) = self.freed_slots {
                 let _ = writeln!(s, "  slots freed: {f}");
+            }
+            for (feed, n) in self.kernel.missed_events.iter().filter(|(_, n)| **n > 0) {
+                let _ = writeln!(
+                    s,
+                    "  MISSED: {n} {feed} events were not delivered (recursion_misses)"
+                );
             }
         }
         if self.kernel.swpout_zero_pages > 0 {

@@ -105,7 +105,9 @@ struct Scenario {
     /// process zapping shared entries: `swap_writepage_bdev_sync()` unlocks the folio before the
     /// I/O, so the other process can free the folio's swap entry before `writeout()` fires the
     /// tracepoint, and the program then no longer sees a swap-cache folio (docs/kernel-support.md).
-    /// Then write-outs ≤ I/O is asserted instead.
+    /// Then write-outs ≤ I/O is asserted instead, and successful requests ≥ Δswpout is not (a
+    /// swap-cache folio the other process keeps mapped is written again when re-dirtied,
+    /// without a new request).
     exact_writeouts: bool,
 }
 
@@ -1165,11 +1167,15 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
         s.push_str(&format!(
             "    full tier: order-4 requests {req4} ({fail4} refused), fallback splits {split4} vs Δswpout_fallback {fb4}\n"
         ));
-        ensure!(
-            req4 - fail4 >= k4,
-            "successful order-4 requests {} < Δswpout[64K] {k4}",
-            req4 - fail4
-        );
+        // A folio written once per slot it was given, unless a second process keeps a swap-cache
+        // folio mapped: re-dirtied, it is written again without a new request.
+        if sc.exact_writeouts {
+            ensure!(
+                req4 - fail4 >= k4,
+                "successful order-4 requests {} < Δswpout[64K] {k4}",
+                req4 - fail4
+            );
+        }
         ensure!(
             split4 == fb4,
             "attributed fallback splits {split4} != Δswpout_fallback[64K] {fb4}"
@@ -1199,10 +1205,24 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
             used == 0,
             "{used} slots still allocated after swapoff (missed frees)"
         );
+        // Hook invocations the kernel did not deliver (recursion_misses), by feed.
+        let missed: BTreeMap<String, u64> = r["kernel"]["missed_events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+            .collect();
+        let missed_alloc = missed.get("alloc").copied().unwrap_or(0);
+        s.push_str(&format!(
+            "    missed events (recursion_misses): {missed:?}\n"
+        ));
         if !spec.slot_cache {
+            // Every freed slot was seen allocated, unless the kernel itself reports request
+            // events it did not deliver (a second task entering the hook on the same CPU while
+            // the first was preempted inside the program).
             ensure!(
-                unmatched == 0,
-                "{unmatched} freed slots were never seen allocated (missed requests)"
+                unmatched == 0 || missed_alloc > 0,
+                "{unmatched} freed slots were never seen allocated and no request event was reported missed: a request path is not hooked"
             );
         }
         // Relation 3: the model of this kernel places requests where the kernel did.

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand. anyhow lives here and nowhere deeper.
 
 mod doctor;
+mod dump;
 mod record;
 mod report;
 mod simulate;
@@ -38,6 +39,11 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         models: Vec<String>,
     },
+    /// Print every event of a recording, one per line.
+    Dump {
+        /// The recording.
+        file: PathBuf,
+    },
     /// Replay a synthetic workload through the allocator models (no root needed).
     Simulate(simulate::SimulateArgs),
     /// Make the kernel swap: a temporary cgroup, optionally a temporary zram device, mTHP sizes
@@ -54,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Record(args) => record::run(args),
         Command::Report { file, json, models } => report::run(&file, json, &models),
         Command::Simulate(args) => simulate::run(args),
+        Command::Dump { file } => dump::run(&file),
         Command::Stress(args) => stress::run(args),
         Command::Touch(args) => stress::touch(args),
     }

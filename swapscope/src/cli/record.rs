@@ -155,46 +155,51 @@ impl<W: std::io::Write> Session<W> {
     }
 
     fn drain(&mut self, probe: &mut LiveProbe, timeout: Duration) {
-        let mut pushed = 0u64;
-        let mut err = None;
-        let mut decoded = Vec::new();
-        let writer = &mut self.writer;
+        // Copy what the ring buffer holds, in its (kernel) order; write it out afterwards, so a
+        // full-tier event for a device that appeared since the last sample can be preceded by
+        // that device's SwapOn.
+        let mut items: Vec<Result<Vec<u8>, Event>> = Vec::new();
         probe.drain(timeout, |bytes| {
-            if err.is_some() || bytes.len() < 2 {
+            if bytes.len() < 2 {
                 return;
             }
             if u16::from_le_bytes([bytes[0], bytes[1]]) == kind::WRITEOUT {
-                match writer.push_raw_writeout(bytes) {
-                    Ok(()) => pushed += 1,
-                    Err(e) => err = Some(e),
-                }
+                items.push(Ok(bytes.to_vec()));
             } else if let Some(ev) =
                 swapscope::event::from_bpf(bytes, record::DEFAULT_SWP_TYPE_SHIFT)
             {
-                decoded.push(ev);
+                items.push(Err(ev));
             }
         });
-        // Full-tier events: make sure their device is known first (a device swapped on after the
-        // last sample), then write them in ring-buffer order.
-        for ev in decoded {
-            let ty = match &ev {
-                Event::Alloc(swapscope::event::Alloc {
-                    result: swapscope::event::AllocResult::Success { swap_type, .. },
-                    ..
-                }) => Some(*swap_type),
-                Event::Free(f) => Some(f.swap_type),
-                _ => None,
-            };
-            if ty.is_some_and(|t| !self.devices.iter().any(|d| d.index == t)) {
-                self.refresh_devices();
+        let mut pushed = 0u64;
+        for item in items {
+            match item {
+                Ok(raw) => {
+                    if self.write_error.is_none() {
+                        match self.writer.push_raw_writeout(&raw) {
+                            Ok(()) => pushed += 1,
+                            Err(e) => self.write_error = Some(e.into()),
+                        }
+                    }
+                }
+                Err(ev) => {
+                    let ty = match &ev {
+                        Event::Alloc(swapscope::event::Alloc {
+                            result: swapscope::event::AllocResult::Success { swap_type, .. },
+                            ..
+                        }) => Some(*swap_type),
+                        Event::Free(f) => Some(f.swap_type),
+                        _ => None,
+                    };
+                    if ty.is_some_and(|t| !self.devices.iter().any(|d| d.index == t)) {
+                        self.refresh_devices();
+                    }
+                    self.push(&ev);
+                    pushed += 1;
+                }
             }
-            self.push(&ev);
-            pushed += 1;
         }
         self.events += pushed;
-        if let (None, Some(e)) = (&self.write_error, err) {
-            self.write_error = Some(e.into());
-        }
     }
 }
 

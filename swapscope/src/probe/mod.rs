@@ -416,6 +416,33 @@ impl LiveProbe {
         n
     }
 
+    /// For every attached full-tier program: (feed, program, runs, recursion misses). Misses are
+    /// events the kernel did not deliver to the program (see `run_stats`).
+    pub fn program_stats(&self) -> Vec<(String, String, u64, u64)> {
+        let mut out = Vec::new();
+        for c in CANDIDATES {
+            let attached = self.plan.iter().any(|p| {
+                p.attached && p.name == c.func && p.detail.starts_with(&format!("{}:", c.feeds))
+            });
+            if !attached
+                || out
+                    .iter()
+                    .any(|(_, prog, _, _): &(String, String, u64, u64)| prog == c.program)
+            {
+                continue;
+            }
+            let stats = self
+                ._ebpf
+                .program(c.program)
+                .and_then(|p| p.fd().ok())
+                .and_then(|fd| run_stats(fd.as_fd()));
+            if let Some((runs, misses)) = stats {
+                out.push((c.feeds.to_string(), c.program.to_string(), runs, misses));
+            }
+        }
+        out
+    }
+
     /// Per-CPU counters summed over CPUs, indexed by `swapscope_common::counter`.
     pub fn counters(&self) -> [u64; counter::NR as usize] {
         let mut out = [0u64; counter::NR as usize];
@@ -426,6 +453,32 @@ impl LiveProbe {
         }
         out
     }
+}
+
+/// `bpf_prog_info.{run_cnt, recursion_misses}` of a loaded program (`BPF_OBJ_GET_INFO_BY_FD`;
+/// aya 0.14 does not expose `recursion_misses`). A fentry/fexit program is skipped, and counted
+/// here, when it is entered again on a CPU where it is already running — on a preemptible kernel,
+/// when a task was preempted inside it.
+fn run_stats(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u64, u64)> {
+    use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_info};
+    // SAFETY: both are plain C structs/unions of integers, for which all-zero is valid.
+    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.info.bpf_fd = u32::try_from(fd.as_raw_fd()).ok()?;
+    attr.info.info_len = u32::try_from(std::mem::size_of::<bpf_prog_info>()).ok()?;
+    attr.info.info = std::ptr::addr_of_mut!(info) as u64;
+    // SAFETY: `attr` is a valid bpf_attr for BPF_OBJ_GET_INFO_BY_FD whose `info` points at
+    // `info`, which outlives the call and is `info_len` bytes long.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
+            std::ptr::addr_of_mut!(attr),
+            std::mem::size_of::<bpf_attr>(),
+        )
+    };
+    (rc == 0).then_some((info.run_cnt, info.recursion_misses))
 }
 
 /// Loads and attaches one full-tier candidate.
