@@ -99,6 +99,13 @@ impl<W: std::io::Write> Session<W> {
             "probe/writeout_filtered".into(),
             c[counter::FILTERED as usize],
         ));
+        // Per program: hook invocations the kernel did not deliver. (`run_cnt` is only kept
+        // with kernel.bpf_stats_enabled, so it is not recorded.)
+        for (feed, _prog, _runs, misses) in probe.program_stats() {
+            counters
+                .values
+                .push((format!("probe/{feed}/recursion_misses"), misses));
+        }
         self.push(&Event::Counters(counters));
         self.refresh_devices();
         let lost = Lost {

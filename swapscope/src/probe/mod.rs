@@ -420,6 +420,19 @@ impl LiveProbe {
     /// events the kernel did not deliver to the program (see `run_stats`).
     pub fn program_stats(&self) -> Vec<(String, String, u64, u64)> {
         let mut out = Vec::new();
+        if let Some((runs, misses)) = self
+            ._ebpf
+            .program(WRITEOUT_TP)
+            .and_then(|p| p.fd().ok())
+            .and_then(|fd| run_stats(fd.as_fd()))
+        {
+            out.push((
+                "writeout".to_string(),
+                WRITEOUT_TP.to_string(),
+                runs,
+                misses,
+            ));
+        }
         for c in CANDIDATES {
             let attached = self.plan.iter().any(|p| {
                 p.attached && p.name == c.func && p.detail.starts_with(&format!("{}:", c.feeds))
