@@ -101,13 +101,12 @@ struct Scenario {
     stress: &'static str,
     /// Whether the 64 KiB relation (write-outs = Δswpout[64K]) is checked.
     mthp: bool,
-    /// Whether write-outs must equal the kernel's I/O counters exactly. Not with a second
-    /// process zapping shared entries: `swap_writepage_bdev_sync()` unlocks the folio before the
-    /// I/O, so the other process can free the folio's swap entry before `writeout()` fires the
-    /// tracepoint, and the program then no longer sees a swap-cache folio (docs/kernel-support.md).
-    /// Then write-outs ≤ I/O is asserted instead, and successful requests ≥ Δswpout is not (a
-    /// swap-cache folio the other process keeps mapped is written again when re-dirtied,
-    /// without a new request).
+    /// Whether write-outs must equal the kernel's I/O counters exactly. Not with two tasks
+    /// reclaiming on one CPU (`fork`): on a preemptible kernel a task preempted inside a BPF
+    /// program makes the kernel skip that program for the other task (`recursion_misses`, which
+    /// swapscope records), so write-outs ≤ I/O is asserted, any shortfall must come with reported
+    /// misses, and successful requests ≥ Δswpout is not asserted (a swap-cache folio the other
+    /// process keeps mapped is also written again when re-dirtied, without a new request).
     exact_writeouts: bool,
 }
 
@@ -1138,6 +1137,26 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
     );
     ensure!(lost == 0, "{lost} events were lost");
     ensure!(zero == 0, "zero-filled folios make the relations inexact");
+    // Hook invocations the kernel did not deliver (recursion_misses), by feed: a program is
+    // skipped when entered again on a CPU where it is already running (a task preempted inside
+    // it on a preemptible kernel).
+    let missed: BTreeMap<String, u64> = r["kernel"]["missed_events"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+        .collect();
+    let missed_alloc = missed.get("alloc").copied().unwrap_or(0);
+    let missed_writeout = missed.get("writeout").copied().unwrap_or(0);
+    s.push_str(&format!(
+        "    missed events (recursion_misses): {missed:?}\n"
+    ));
+    if sc.exact_writeouts {
+        ensure!(
+            missed.values().all(|n| *n == 0),
+            "events were missed: {missed:?}"
+        );
+    }
     if sc.exact_writeouts {
         ensure!(
             pages == pswpout,
@@ -1147,6 +1166,10 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
         ensure!(
             pages <= pswpout,
             "Σ 2^order × write-outs {pages} > Δpswpout {pswpout}"
+        );
+        ensure!(
+            pages == pswpout || missed_writeout > 0,
+            "write-outs short of the I/O ({pages} < {pswpout} pages) with no missed write-out event reported"
         );
     }
     if sc.mthp {
@@ -1205,17 +1228,6 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
             used == 0,
             "{used} slots still allocated after swapoff (missed frees)"
         );
-        // Hook invocations the kernel did not deliver (recursion_misses), by feed.
-        let missed: BTreeMap<String, u64> = r["kernel"]["missed_events"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-            .collect();
-        let missed_alloc = missed.get("alloc").copied().unwrap_or(0);
-        s.push_str(&format!(
-            "    missed events (recursion_misses): {missed:?}\n"
-        ));
         if !spec.slot_cache {
             // Every freed slot was seen allocated, unless the kernel itself reports request
             // events it did not deliver (a second task entering the hook on the same CPU while
@@ -1246,12 +1258,24 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
                 rate * 100.0,
                 num(m, &["compared_requests"])
             ));
-            if smp == 1 {
+            if smp == 1 && missed_alloc == 0 {
                 ensure!(
                     rate >= 0.99,
                     "{model} picks the kernel's slot for only {:.2} % of requests",
                     rate * 100.0
                 );
+            } else if smp > 1 && missed_alloc == 0 {
+                // With several CPUs the kernel's per-CPU state and lock races order requests
+                // differently; the failure count per order must still agree within 2 %.
+                let bound = kfail.max(mfail) / 50;
+                ensure!(
+                    mfail.abs_diff(kfail) <= bound,
+                    "{model} fails {mfail} order-4 requests, the kernel {kfail} (more than 2 % apart)"
+                );
+            } else if missed_alloc > 0 {
+                s.push_str(&format!(
+                    "    (fidelity not asserted: {missed_alloc} request events were not delivered, so the model ran on an incomplete stream)\n"
+                ));
             }
         }
     }
