@@ -252,7 +252,11 @@ pub fn req_add_to_swap(ctx: FExitContext) -> u32 {
 /// # Safety
 /// `si` must be a BTF-typed `struct swap_info_struct *` argument of a tracing program.
 #[inline(always)]
-unsafe fn emit_free(l: &KernelLayout, si: *const u8, offset: u64, nr: u32) -> u32 {
+unsafe fn emit_free(si: *const u8, offset: u64, nr: u64) -> u32 {
+    let l = layout();
+    if l.valid == 0 {
+        return 0;
+    }
     // SAFETY: per the contract; offsets come from BTF.
     let ty = unsafe { core::ptr::read_volatile(si.add(l.si_type_off as usize)) };
     // SAFETY: as above. `inuse_pages` is an `unsigned int` up to 6.13 and an `atomic_long_t`
@@ -264,7 +268,7 @@ unsafe fn emit_free(l: &KernelLayout, si: *const u8, offset: u64, nr: u32) -> u3
         header: header(kind::FREE, core::mem::size_of::<FreeEvent>()),
         offset,
         inuse,
-        nr,
+        nr: nr as u32,
         swap_type: ty,
         _pad: [0; 3],
     };
@@ -283,55 +287,33 @@ fn entry_offset(val: u64) -> u64 {
 /// 6.14–6.18: `swap_entry_range_free(si, ci, entry, nr)` / `swap_entries_free(si, ci, entry, nr)`.
 #[fentry(function = "swap_entries_free")]
 pub fn free_si_ci_entry_nr(ctx: FEntryContext) -> u32 {
-    let l = layout();
-    if l.valid == 0 {
-        return 0;
-    }
-    let si: *const u8 = ctx.arg(0);
     let entry: u64 = ctx.arg(2);
-    let nr: u64 = ctx.arg(3);
     // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
-    unsafe { emit_free(&l, si, entry_offset(entry), nr as u32) }
+    unsafe { emit_free(ctx.arg(0), entry_offset(entry), ctx.arg(3)) }
 }
 
 /// 6.12–6.13: `swap_entry_range_free(si, entry, nr)`.
 #[fentry(function = "swap_entry_range_free")]
 pub fn free_si_entry_nr(ctx: FEntryContext) -> u32 {
-    let l = layout();
-    if l.valid == 0 {
-        return 0;
-    }
-    let si: *const u8 = ctx.arg(0);
     let entry: u64 = ctx.arg(1);
-    let nr: u64 = ctx.arg(2);
     // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
-    unsafe { emit_free(&l, si, entry_offset(entry), nr as u32) }
+    unsafe { emit_free(ctx.arg(0), entry_offset(entry), ctx.arg(2)) }
 }
 
 /// Up to 6.11: `swap_entry_free(si, entry)`, one slot.
 #[fentry(function = "swap_entry_free")]
 pub fn free_si_entry(ctx: FEntryContext) -> u32 {
-    let l = layout();
-    if l.valid == 0 {
-        return 0;
-    }
-    let si: *const u8 = ctx.arg(0);
     let entry: u64 = ctx.arg(1);
     // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
-    unsafe { emit_free(&l, si, entry_offset(entry), 1) }
+    unsafe { emit_free(ctx.arg(0), entry_offset(entry), 1) }
 }
 
 /// Up to 6.9: `swap_free_cluster(si, idx)`, a whole PMD-size cluster.
 #[fentry(function = "swap_free_cluster")]
 pub fn free_si_cluster(ctx: FEntryContext) -> u32 {
-    let l = layout();
-    if l.valid == 0 {
-        return 0;
-    }
-    let si: *const u8 = ctx.arg(0);
     let idx: u64 = ctx.arg(1);
     // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
-    unsafe { emit_free(&l, si, idx * 512, 512) }
+    unsafe { emit_free(ctx.arg(0), idx * 512, 512) }
 }
 
 /// 7.x: `__swap_cluster_free_entries(si, ci, ci_start, nr)`: offsets relative to the cluster.
@@ -344,7 +326,6 @@ pub fn free_si_ci_start_nr(ctx: FEntryContext) -> u32 {
     let si: *const u8 = ctx.arg(0);
     let ci: *const u8 = ctx.arg(1);
     let start: u64 = ctx.arg(2);
-    let nr: u64 = ctx.arg(3);
     // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer; the member offset comes from BTF.
     let base = unsafe { load_u64(si, l.si_cluster_info_off) };
     let Some((base, ci)) = launder(base, ci as u64) else {
@@ -352,7 +333,7 @@ pub fn free_si_ci_start_nr(ctx: FEntryContext) -> u32 {
     };
     let idx = ci.wrapping_sub(base) / u64::from(l.ci_size);
     // SAFETY: as above.
-    unsafe { emit_free(&l, si, idx * 512 + (start & 511), nr as u32) }
+    unsafe { emit_free(si, idx * 512 + (start & 511), ctx.arg(3)) }
 }
 
 #[inline(always)]
