@@ -106,6 +106,20 @@ impl ReportBuilder {
         }
     }
 
+    /// A builder whose engine runs even with no models (it then rebuilds only the real
+    /// occupancy).
+    pub fn with_engine(models: Vec<Box<dyn AllocatorModel>>) -> Self {
+        ReportBuilder {
+            engine: Some(Engine::new(models, EngineConfig::default())),
+            ..Default::default()
+        }
+    }
+
+    /// The engine, when the builder has one.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+
     pub fn push(&mut self, ev: &Event) {
         if let Some(e) = self.engine.as_mut() {
             e.feed(ev);
@@ -346,7 +360,7 @@ impl Report {
             let _ = writeln!(s);
             s.push_str(&engine::render_table(&engine::Report {
                 events: self.stream.as_ref().map_or(0, |st| st.events),
-                stream: self.stream.clone().unwrap_or_default(),
+                stream: self.stream.unwrap_or_default(),
                 models: self.models.clone(),
                 real: self.real.clone(),
                 markers: self.markers.clone(),
