@@ -8,6 +8,9 @@
 //! side, and a run is merged into its predecessor when both sides continue it (consecutive
 //! order-0 allocations usually do), so memory follows the number of live runs, not the number
 //! of slots. A bucket with one run (the common case for virtual slots) needs no heap block.
+//!
+//! A run is packed in 8 bytes, bucket-relative start in the top bits so that packed runs sort by
+//! start: `start (9 bits) | len - 1 (9 bits) | model type (8 bits) | model offset (38 bits)`.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -16,8 +19,8 @@ use crate::alloc::{CLUSTER_SLOTS, Extent};
 
 /// Stream slot offsets must be below 2^56 (the swap type sits above them in the key).
 pub const STREAM_OFFSET_BITS: u32 = 56;
-/// Model slot offsets must be below 2^40.
-pub const MODEL_OFFSET_BITS: u32 = 40;
+/// Model slot offsets must be below 2^38 (1 PiB of 4 KiB slots); larger ones are not mapped.
+pub const MODEL_OFFSET_BITS: u32 = 38;
 const MODEL_OFFSET_MASK: u64 = (1 << MODEL_OFFSET_BITS) - 1;
 const BUCKET_BITS: u32 = 9;
 const BUCKET: u64 = 1 << BUCKET_BITS;
@@ -53,24 +56,34 @@ impl Hasher for BucketHasher {
 struct Run {
     start: u16,
     len: u16,
-    /// Model type << 40 | model offset.
+    /// Model type << 38 | model offset.
     model: u64,
 }
 
+/// Bits of the packed model field (type and offset).
+const MODEL_BITS: u32 = MODEL_OFFSET_BITS + 8;
+const MODEL_MASK: u64 = (1 << MODEL_BITS) - 1;
+const LEN_SHIFT: u32 = MODEL_BITS;
+const START_SHIFT: u32 = MODEL_BITS + BUCKET_BITS;
+
 impl Run {
+    #[inline]
     fn end(&self) -> u16 {
         self.start + self.len
     }
 
+    #[inline]
     fn ty(&self) -> u8 {
         (self.model >> MODEL_OFFSET_BITS) as u8
     }
 
+    #[inline]
     fn off(&self) -> u64 {
         self.model & MODEL_OFFSET_MASK
     }
 
     /// The part `s .. e` (bucket-relative) of this run.
+    #[inline]
     fn part(&self, s: u16, e: u16) -> Run {
         Run {
             start: s,
@@ -78,23 +91,46 @@ impl Run {
             model: self.model + u64::from(s - self.start),
         }
     }
+
+    /// 8 bytes; packed runs order by start.
+    #[inline]
+    fn pack(&self) -> u64 {
+        u64::from(self.start) << START_SHIFT
+            | u64::from(self.len.wrapping_sub(1) & (BUCKET as u16 - 1)) << LEN_SHIFT
+            | self.model & MODEL_MASK
+    }
+
+    #[inline]
+    fn unpack(p: u64) -> Run {
+        Run {
+            start: (p >> START_SHIFT) as u16,
+            len: ((p >> LEN_SHIFT) as u16 & (BUCKET as u16 - 1)) + 1,
+            model: p & MODEL_MASK,
+        }
+    }
+}
+
+/// The packed form of the first run that could start at `start`.
+#[inline]
+fn packed_start(start: u16) -> u64 {
+    u64::from(start) << START_SHIFT
 }
 
 #[derive(Clone, Debug)]
 enum Bucket {
-    One(Run),
-    Many(Vec<Run>),
+    One(u64),
+    Many(Vec<u64>),
 }
 
 impl Bucket {
-    fn runs(&self) -> &[Run] {
+    fn runs(&self) -> &[u64] {
         match self {
             Bucket::One(r) => std::slice::from_ref(r),
             Bucket::Many(v) => v,
         }
     }
 
-    fn runs_mut(&mut self) -> &mut Vec<Run> {
+    fn runs_mut(&mut self) -> &mut Vec<u64> {
         if let Bucket::One(r) = *self {
             *self = Bucket::Many(vec![r]);
         }
@@ -107,8 +143,8 @@ impl Bucket {
     }
 }
 
-/// Bytes per hash-table slot (key, bucket, control byte) at typical load.
-const BYTES_PER_BUCKET: u64 = 48;
+/// Bytes per hash-table slot: key, bucket, control byte (`capacity()` is 7/8 of the slots).
+const BYTES_PER_BUCKET: u64 = (size_of::<(u64, Bucket)>() as u64 + 1) * 8 / 7;
 
 #[derive(Clone, Debug, Default)]
 pub struct SlotMap {
@@ -140,7 +176,7 @@ impl SlotMap {
             .values()
             .map(|b| match b {
                 Bucket::One(_) => 0,
-                Bucket::Many(v) => v.capacity() as u64 * 16,
+                Bucket::Many(v) => v.capacity() as u64 * 8,
             })
             .sum();
         self.buckets.capacity() as u64 * BYTES_PER_BUCKET + many
@@ -155,7 +191,10 @@ impl SlotMap {
             let stop = ((b + 1) << BUCKET_BITS).min(end);
             let (s, e) = ((k % BUCKET) as u16, (stop - (b << BUCKET_BITS)) as u16);
             if let Some(bucket) = self.buckets.get(&b)
-                && bucket.runs().iter().any(|r| r.start < e && r.end() > s)
+                && bucket.runs().iter().any(|&p| {
+                    let r = Run::unpack(p);
+                    r.start < e && r.end() > s
+                })
             {
                 return true;
             }
@@ -195,24 +234,38 @@ impl SlotMap {
             model,
         };
         let Some(bucket) = self.buckets.get_mut(&(key >> BUCKET_BITS)) else {
-            self.buckets.insert(key >> BUCKET_BITS, Bucket::One(run));
+            self.buckets
+                .insert(key >> BUCKET_BITS, Bucket::One(run.pack()));
             self.runs += 1;
             return;
         };
         let runs = bucket.runs();
-        let pos = runs.partition_point(|r| r.start < run.start);
-        if let Some(p) = pos.checked_sub(1).and_then(|p| runs.get(p))
+        let first = packed_start(run.start);
+        let pos = runs.partition_point(|&p| p < first);
+        if let Some(p) = pos
+            .checked_sub(1)
+            .and_then(|p| runs.get(p))
+            .map(|&p| Run::unpack(p))
             && p.end() == run.start
             && p.model + u64::from(p.len) == run.model
             && p.off() / CLUSTER_SLOTS == (run.off() + n - 1) / CLUSTER_SLOTS
         {
-            let runs = bucket.runs_mut();
-            if let Some(p) = runs.get_mut(pos - 1) {
-                p.len += run.len;
+            let merged = Run {
+                len: p.len + run.len,
+                ..p
+            }
+            .pack();
+            match bucket {
+                Bucket::One(r) => *r = merged,
+                Bucket::Many(v) => {
+                    if let Some(x) = v.get_mut(pos - 1) {
+                        *x = merged;
+                    }
+                }
             }
             return;
         }
-        bucket.runs_mut().insert(pos, run);
+        bucket.runs_mut().insert(pos, run.pack());
         self.runs += 1;
     }
 
@@ -244,7 +297,8 @@ impl SlotMap {
             return 0;
         };
         let mut removed = 0u64;
-        if let Bucket::One(r) = *bucket {
+        if let Bucket::One(p) = *bucket {
+            let r = Run::unpack(p);
             if r.start >= e || r.end() <= s {
                 return 0;
             }
@@ -256,10 +310,11 @@ impl SlotMap {
                     self.buckets.remove(&b);
                     self.runs -= 1;
                 }
-                (true, false) => *bucket = Bucket::One(r.part(r.start, a)),
-                (false, true) => *bucket = Bucket::One(r.part(z, r.end())),
+                (true, false) => *bucket = Bucket::One(r.part(r.start, a).pack()),
+                (false, true) => *bucket = Bucket::One(r.part(z, r.end()).pack()),
                 (true, true) => {
-                    *bucket = Bucket::Many(vec![r.part(r.start, a), r.part(z, r.end())]);
+                    *bucket =
+                        Bucket::Many(vec![r.part(r.start, a).pack(), r.part(z, r.end()).pack()]);
                     self.runs += 1;
                 }
             }
@@ -267,8 +322,15 @@ impl SlotMap {
         }
         let runs = bucket.runs_mut();
         // First run that ends after `s`.
-        let mut i = runs.partition_point(|r| r.end() <= s);
-        while let Some(&r) = runs.get(i) {
+        // Runs do not overlap, so the one that can hold `s` is the last starting at or before it.
+        let mut i = runs
+            .partition_point(|&p| p < packed_start(s + 1))
+            .saturating_sub(1);
+        while let Some(r) = runs.get(i).map(|&p| Run::unpack(p)) {
+            if r.end() <= s {
+                i += 1;
+                continue;
+            }
             if r.start >= e {
                 break;
             }
@@ -282,21 +344,21 @@ impl SlotMap {
                 }
                 (true, false) => {
                     if let Some(x) = runs.get_mut(i) {
-                        *x = r.part(r.start, a);
+                        *x = r.part(r.start, a).pack();
                     }
                     i += 1;
                 }
                 (false, true) => {
                     if let Some(x) = runs.get_mut(i) {
-                        *x = r.part(z, r.end());
+                        *x = r.part(z, r.end()).pack();
                     }
                     i += 1;
                 }
                 (true, true) => {
                     if let Some(x) = runs.get_mut(i) {
-                        *x = r.part(r.start, a);
+                        *x = r.part(r.start, a).pack();
                     }
-                    runs.insert(i + 1, r.part(z, r.end()));
+                    runs.insert(i + 1, r.part(z, r.end()).pack());
                     self.runs += 1;
                     i += 2;
                 }
@@ -305,9 +367,9 @@ impl SlotMap {
         if runs.is_empty() {
             self.buckets.remove(&b);
         } else if runs.len() == 1
-            && let Some(&r) = runs.first()
+            && let Some(&p) = runs.first()
         {
-            *bucket = Bucket::One(r);
+            *bucket = Bucket::One(p);
         }
         removed
     }
@@ -324,7 +386,7 @@ impl SlotMap {
         let mut removed = 0;
         for b in keys {
             if let Some(bucket) = self.buckets.remove(&b) {
-                for r in bucket.runs() {
+                for r in bucket.runs().iter().map(|&p| Run::unpack(p)) {
                     free(r.ty(), r.off(), u32::from(r.len));
                     removed += u64::from(r.len);
                     self.runs -= 1;
@@ -341,7 +403,8 @@ impl SlotMap {
         let mut runs_dropped = 0;
         self.buckets.retain(|_, bucket| {
             let v = bucket.runs_mut();
-            v.retain(|r| {
+            v.retain(|&p| {
+                let r = Run::unpack(p);
                 let keep = r.ty() != ty;
                 if !keep {
                     dropped += u64::from(r.len);
@@ -359,7 +422,8 @@ impl SlotMap {
     /// Every mapping as `(stream key, len, model type, model offset)`, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64, u8, u64)> + '_ {
         self.buckets.iter().flat_map(|(&b, bucket)| {
-            bucket.runs().iter().map(move |r| {
+            bucket.runs().iter().map(move |&p| {
+                let r = Run::unpack(p);
                 (
                     (b << BUCKET_BITS) + u64::from(r.start),
                     u64::from(r.len),
