@@ -82,6 +82,10 @@ struct RunResult {
     hwm_kb: u64,
     /// Per model: the engine's own estimate of its slot-map heap bytes, peak over samples.
     mapping_peak: Vec<(String, u64)>,
+    /// The engine's translation of virtual allocations to dense slots (shared by the models),
+    /// peak bytes.
+    #[serde(default)]
+    virtual_peak: u64,
 }
 
 /// A row of the results table.
@@ -326,13 +330,15 @@ fn measure(file: &Path, list: &str) -> anyhow::Result<RunResult> {
     let rss_start_kb = proc_status_kb("VmRSS").unwrap_or(0);
     let mut b = ReportBuilder::with_engine(models);
     let mut peak = vec![0u64; names.len()];
+    let mut virtual_peak = 0u64;
     let mut sampling = 0.0;
-    let sample = |b: &ReportBuilder, peak: &mut [u64]| {
+    let mut sample = |b: &ReportBuilder, peak: &mut [u64]| {
         let t = Instant::now();
         if let Some(e) = b.engine() {
             for (i, p) in peak.iter_mut().enumerate() {
                 *p = (*p).max(e.slot_map(i).map_or(0, SlotMap::approx_bytes));
             }
+            virtual_peak = virtual_peak.max(e.virtual_ids_bytes());
         }
         t.elapsed().as_secs_f64()
     };
@@ -360,6 +366,7 @@ fn measure(file: &Path, list: &str) -> anyhow::Result<RunResult> {
         rss_start_kb,
         hwm_kb: proc_status_kb("VmHWM").unwrap_or(0),
         mapping_peak: names.into_iter().zip(peak).collect(),
+        virtual_peak,
     })
 }
 
