@@ -7,10 +7,8 @@
 //! consecutive slots, and the maps keep long runs as for kernel slots.
 //!
 //! The translation is stored as runs of consecutive ids of one order with consecutive dense
-//! slots. A run is dropped once no model maps any of its dense slots ([`VirtualIds::sweep`]);
+//! slots (24 bytes each, in a sorted vector). A run is dropped once no model maps any of its dense slots ([`VirtualIds::sweep`]);
 //! a free that finds no run then frees nothing, exactly as a free of unmapped slots would.
-
-use std::collections::BTreeMap;
 
 use super::slotmap::STREAM_OFFSET_BITS;
 
@@ -18,19 +16,25 @@ use super::slotmap::STREAM_OFFSET_BITS;
 /// `base + ((id - first) << order) ..` (2^order each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct IdRun {
-    n: u64,
-    order: u8,
+    first: u64,
     base: u64,
+    n: u32,
+    order: u8,
+}
+
+impl IdRun {
+    fn end(&self) -> u64 {
+        self.first + u64::from(self.n)
+    }
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct VirtualIds {
-    /// By first id.
-    runs: BTreeMap<u64, IdRun>,
+    /// Sorted by first id, not overlapping. Workloads number allocations in order, so new runs
+    /// are appended.
+    runs: Vec<IdRun>,
     /// Next dense slot.
     next: u64,
-    /// First id of the run the last allocation went to (the one that may grow).
-    last: Option<u64>,
     /// Run count after the last sweep.
     swept: usize,
 }
@@ -39,38 +43,44 @@ pub struct VirtualIds {
 const DENSE_LIMIT: u64 = 1 << STREAM_OFFSET_BITS;
 
 impl VirtualIds {
+    /// Index of the run holding `id`.
+    fn find(&self, id: u64) -> Option<usize> {
+        let i = self
+            .runs
+            .partition_point(|r| r.first <= id)
+            .checked_sub(1)?;
+        self.runs.get(i).is_some_and(|r| id < r.end()).then_some(i)
+    }
+
     /// The dense slots of `id`: `(first dense slot, 2^order)`.
     pub fn lookup(&self, id: u64) -> Option<(u64, u64)> {
-        let (&first, r) = self.runs.range(..=id).next_back()?;
-        (id - first < r.n).then(|| (r.base + ((id - first) << r.order), 1u64 << r.order))
+        let r = self.runs.get(self.find(id)?)?;
+        Some((r.base + ((id - r.first) << r.order), 1u64 << r.order))
     }
 
     /// Forgets `id` (it is being reused): splits its run around it.
     pub fn forget(&mut self, id: u64) {
-        let Some((&first, &r)) = self.runs.range(..=id).next_back() else {
+        let Some(i) = self.find(id) else {
             return;
         };
-        if id - first >= r.n {
+        let Some(&r) = self.runs.get(i) else {
             return;
-        }
-        let k = id - first;
+        };
+        let k = id - r.first;
+        let after = IdRun {
+            first: id + 1,
+            base: r.base + ((k + 1) << r.order),
+            n: r.n - k as u32 - 1,
+            order: r.order,
+        };
         if k == 0 {
-            self.runs.remove(&first);
-        } else if let Some(x) = self.runs.get_mut(&first) {
-            x.n = k;
+            self.runs.remove(i);
+        } else if let Some(x) = self.runs.get_mut(i) {
+            x.n = k as u32;
         }
-        if k + 1 < r.n {
-            self.runs.insert(
-                id + 1,
-                IdRun {
-                    n: r.n - k - 1,
-                    order: r.order,
-                    base: r.base + ((k + 1) << r.order),
-                },
-            );
-        }
-        if self.last == Some(first) {
-            self.last = None;
+        if after.n > 0 {
+            let at = self.runs.partition_point(|x| x.first < after.first);
+            self.runs.insert(at, after);
         }
     }
 
@@ -85,18 +95,30 @@ impl VirtualIds {
             return None;
         }
         self.next = base + n;
-        // Grow the run of the previous allocation when this one continues it. `id` has no run
-        // (the caller forgot it), so the grown run overlaps none.
-        if let Some(r) = self.last.and_then(|first| {
-            self.runs.get_mut(&first).filter(|r| {
-                first + r.n == id && r.order == order && r.base + (r.n << order) == base
-            })
-        }) {
+        let at = match self.runs.last() {
+            Some(last) if last.first < id => self.runs.len(),
+            _ => self.runs.partition_point(|x| x.first < id),
+        };
+        // Grow the run before `id` when this allocation continues it. `id` has no run (the
+        // caller forgot it), so the grown run overlaps none.
+        if let Some(r) = at.checked_sub(1).and_then(|i| self.runs.get_mut(i))
+            && r.end() == id
+            && r.order == order
+            && r.base + (u64::from(r.n) << order) == base
+            && r.n < u32::MAX
+        {
             r.n += 1;
             return Some(base);
         }
-        self.runs.insert(id, IdRun { n: 1, order, base });
-        self.last = Some(id);
+        self.runs.insert(
+            at,
+            IdRun {
+                first: id,
+                base,
+                n: 1,
+                order,
+            },
+        );
         Some(base)
     }
 
@@ -107,10 +129,8 @@ impl VirtualIds {
 
     /// Drops every run none of whose dense slots `mapped(first slot, slots)` reports mapped.
     pub fn sweep(&mut self, mut mapped: impl FnMut(u64, u64) -> bool) {
-        self.runs.retain(|_, r| mapped(r.base, r.n << r.order));
-        if self.last.is_some_and(|f| !self.runs.contains_key(&f)) {
-            self.last = None;
-        }
+        self.runs
+            .retain(|r| mapped(r.base, u64::from(r.n) << r.order));
         self.swept = self.runs.len();
     }
 
@@ -120,9 +140,9 @@ impl VirtualIds {
         self.runs.len()
     }
 
-    /// Approximate heap bytes (B-tree nodes hold 11 entries of 8 + 24 bytes).
+    /// Approximate heap bytes.
     pub fn approx_bytes(&self) -> u64 {
-        self.runs.len() as u64 * 40
+        (self.runs.capacity() * size_of::<IdRun>()) as u64
     }
 }
 
