@@ -325,7 +325,7 @@ fn measure(file: &Path, list: &str) -> anyhow::Result<RunResult> {
     };
     let names: Vec<String> = models.iter().map(|m| m.name().to_string()).collect();
     let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let mut reader = Reader::open_named(BufReader::new(f), &file.display().to_string())?;
+    let reader = Reader::open_named(BufReader::new(f), &file.display().to_string())?;
     reset_peak_rss();
     let rss_start_kb = proc_status_kb("VmRSS").unwrap_or(0);
     let mut b = ReportBuilder::with_engine(models);
@@ -340,22 +340,23 @@ fn measure(file: &Path, list: &str) -> anyhow::Result<RunResult> {
             }
             virtual_peak = virtual_peak.max(e.virtual_ids_bytes());
         }
-        t.elapsed().as_secs_f64()
+        sampling += t.elapsed().as_secs_f64();
     };
     let mut slots = 0;
     let mut n = 0u64;
     let t = Instant::now();
-    while let Some(ev) = reader.next_event()? {
+    // As `report` does it: decoding on a second thread.
+    let reader = super::report::replay(reader, |ev| {
         n += 1;
-        if let Event::SwapOn(on) = &ev {
+        if let Event::SwapOn(on) = ev {
             slots += on.max.saturating_sub(1 + on.bad.len() as u64);
         }
-        b.push(&ev);
+        b.push(ev);
         if n.is_multiple_of(1 << 20) {
-            sampling += sample(&b, &mut peak);
+            sample(&b, &mut peak);
         }
-    }
-    sampling += sample(&b, &mut peak);
+    })?;
+    sample(&b, &mut peak);
     let report = b.finish(reader.stats().skipped_records, Vec::new());
     let secs = t.elapsed().as_secs_f64() - sampling;
     std::hint::black_box(&report);

@@ -206,6 +206,25 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// Appends the events of the next chunk (at least one) to `out`; `false` at the end of the
+    /// recording. The same events, warnings and errors as [`Reader::next_event`], without a
+    /// call per event.
+    pub fn next_batch(&mut self, out: &mut Vec<Event>) -> Result<bool, FormatError> {
+        loop {
+            if !self.pending.is_empty() {
+                out.extend(self.pending.drain(..));
+                return Ok(true);
+            }
+            if self.done {
+                return Ok(false);
+            }
+            if let Err(e) = self.read_chunk() {
+                self.done = true;
+                return Err(e);
+            }
+        }
+    }
+
     fn stop(&mut self, warning: Warning) {
         self.warnings.push(warning);
         self.done = true;

@@ -678,3 +678,29 @@ fn refused_events_leave_no_trace() -> Result<(), FormatError> {
     assert!(warnings.is_empty());
     Ok(())
 }
+
+#[test]
+fn batches_read_the_same_events_as_one_at_a_time() -> Result<(), FormatError> {
+    let events = mixed_events(5000);
+    let options = WriterOptions {
+        chunk_bytes: 4096,
+        ..WriterOptions::default()
+    };
+    let bytes = write(&events, options)?;
+    // Cut mid-file: both ways stop at the same chunk with the same warning.
+    let cut = bytes.get(..bytes.len() * 2 / 3).unwrap_or(&bytes);
+    for input in [&bytes[..], cut] {
+        let (one, warnings, stats) = read_all(input)?;
+        let mut r = Reader::open_named(input, "t.swsc")?;
+        let mut batched = Vec::new();
+        let mut calls = 0;
+        while r.next_batch(&mut batched)? {
+            calls += 1;
+        }
+        assert_eq!(batched, one);
+        assert_eq!(r.warnings(), &warnings[..]);
+        assert_eq!(*r.stats(), stats);
+        assert!(calls > 1);
+    }
+    Ok(())
+}
