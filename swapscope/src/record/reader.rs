@@ -212,7 +212,12 @@ impl<R: Read> Reader<R> {
     pub fn next_batch(&mut self, out: &mut Vec<Event>) -> Result<bool, FormatError> {
         loop {
             if !self.pending.is_empty() {
-                out.extend(self.pending.drain(..));
+                if out.is_empty() {
+                    // A chunk decoded into an empty deque is contiguous: no copy.
+                    *out = Vec::from(std::mem::take(&mut self.pending));
+                } else {
+                    out.extend(self.pending.drain(..));
+                }
                 return Ok(true);
             }
             if self.done {
@@ -352,6 +357,7 @@ impl<R: Read> Reader<R> {
         let shift = self.header.swp_type_shift;
         let mut skipped = 0u64;
         let mut records = 0u32;
+        self.pending.reserve(h.n_records as usize);
         let mut d = Dec::new(raw);
         let result = loop {
             if d.remaining() == 0 {
