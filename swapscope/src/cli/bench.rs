@@ -405,21 +405,15 @@ fn table(rows: &[Row]) -> String {
     let _ = writeln!(s, "|---|---|---:|---:|---:|---|---:|");
     for row in rows {
         let r = &row.r;
-        let map = if r.mapping_peak.is_empty() {
-            "–".to_string()
-        } else if r.mapping_peak.len() == 1 {
-            r.mapping_peak
-                .first()
-                .map(|(_, b)| format!("{:.2}", per_slot(*b, r.slots)))
-                .unwrap_or_default()
-        } else {
-            let sum: u64 = r.mapping_peak.iter().map(|(_, b)| b).sum();
-            format!(
-                "{:.2} (sum of {})",
-                per_slot(sum, r.slots),
-                r.mapping_peak.len()
-            )
+        let sum: u64 = r.mapping_peak.iter().map(|(_, b)| b).sum();
+        let mut map = match r.mapping_peak.len() {
+            0 => "–".to_string(),
+            1 => format!("{:.2}", per_slot(sum, r.slots)),
+            n => format!("{:.2} (sum of {n})", per_slot(sum, r.slots)),
         };
+        if r.virtual_peak > 0 {
+            let _ = write!(map, " + {:.2} shared", per_slot(r.virtual_peak, r.slots));
+        }
         let _ = writeln!(
             s,
             "| {} | {} | {} | {:.2} | {:.2} | {} | {:.2} |",
