@@ -321,8 +321,9 @@ proptest! {
     }
 }
 
-/// Throughput check, not asserted: `cargo test --release -p swapscope engine::tests::throughput
-/// -- --ignored --nocapture`.
+/// Quick engine-only throughput check, not asserted: `cargo test --release -p swapscope
+/// engine::tests::throughput -- --ignored --nocapture`. The benchmark of record is `cargo xtask
+/// bench` (docs/performance.md).
 #[test]
 #[ignore = "benchmark"]
 fn throughput() {
