@@ -368,6 +368,10 @@ impl<R: Read> Reader<R> {
                 Err(reason) => break Err(reason.to_owned()),
             };
             records += 1;
+            if let Some(ev) = codec::decode_alloc_free(kind, body) {
+                self.pending.push_back(ev);
+                continue;
+            }
             match codec::decode_record(kind, body, shift) {
                 Ok(Some(ev)) => self.pending.push_back(ev),
                 Ok(None) => skipped += 1,
