@@ -18,7 +18,7 @@ pub fn replay<R: Read + Send>(
     mut f: impl FnMut(&Event),
 ) -> anyhow::Result<Reader<R>> {
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<Vec<Event>>(1);
+        let (tx, rx) = mpsc::sync_channel::<Vec<Event>>(0);
         let decoder = scope.spawn(move || -> anyhow::Result<Reader<R>> {
             loop {
                 let mut batch = Vec::new();
