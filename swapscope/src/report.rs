@@ -139,6 +139,20 @@ impl ReportBuilder {
         }
     }
 
+    /// A builder whose engine runs even with no models (it then rebuilds only the real
+    /// occupancy).
+    pub fn with_engine(models: Vec<Box<dyn AllocatorModel>>) -> Self {
+        ReportBuilder {
+            engine: Some(Engine::new(models, EngineConfig::default())),
+            ..Default::default()
+        }
+    }
+
+    /// The engine, when the builder has one.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+
     pub fn push(&mut self, ev: &Event) {
         if let Some(e) = self.engine.as_mut() {
             e.feed(ev);

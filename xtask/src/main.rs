@@ -38,6 +38,19 @@ enum Cmd {
     },
     /// swapscope on Debian kernels (6.1, 6.12, newest 7.x) in QEMU (TCG); see docs/vm-tests.md.
     Vm(vm::VmArgs),
+    /// Benchmarks: `report` throughput and memory per swap slot on simulated recordings of
+    /// 10 M+ events (release build); results in docs/performance.md.
+    Bench {
+        /// Runs per measurement; the fastest is reported.
+        #[arg(long, default_value_t = 3)]
+        repeat: u32,
+        /// Reuse the recordings from an earlier run.
+        #[arg(long)]
+        reuse: bool,
+        /// Print the table only; leave docs/performance.md alone.
+        #[arg(long)]
+        no_doc: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +60,11 @@ fn main() -> ExitCode {
         Cmd::Test => setup().and_then(|()| test()),
         Cmd::Run { output, seconds } => setup().and_then(|()| run_demo(&output, seconds)),
         Cmd::Vm(args) => setup().and_then(|()| vm::vm(&args)),
+        Cmd::Bench {
+            repeat,
+            reuse,
+            no_doc,
+        } => bench(repeat, reuse, no_doc),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -393,4 +411,36 @@ fn run_demo(out: &Path, seconds: u32) -> Result<()> {
         .arg(seconds.to_string()))?;
     run(Command::new(&exe).arg("report").arg(&out))?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench
+
+fn bench(repeat: u32, reuse: bool, no_doc: bool) -> Result<()> {
+    step("building swapscope (release; the benchmark needs no BPF object)");
+    let mut build = Command::new(cargo());
+    build.args(["build", "--release", "--package", "swapscope"]);
+    if env::var_os("AYA_BUILD_SKIP").is_none() {
+        build.env("AYA_BUILD_SKIP", "1");
+    }
+    run(&mut build)?;
+    let target = target_dir();
+    let exe = target.join("release/swapscope");
+    let mut shown = format!("cargo xtask bench --repeat {repeat}");
+    if reuse {
+        shown.push_str(" --reuse");
+    }
+    let mut cmd = Command::new(&exe);
+    cmd.arg("__bench")
+        .arg("--dir")
+        .arg(target.join("bench"))
+        .args(["--repeat", &repeat.to_string(), "--command", &shown]);
+    if reuse {
+        cmd.arg("--reuse");
+    }
+    if !no_doc {
+        cmd.arg("--doc").arg(root_dir().join("docs/performance.md"));
+    }
+    step("generating the recordings and measuring (a few minutes)");
+    run(&mut cmd)
 }

@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand. anyhow lives here and nowhere deeper.
 
+mod bench;
 mod doctor;
 mod dump;
 mod record;
@@ -52,6 +53,9 @@ pub enum Command {
     /// The toucher `stress` runs inside its cgroup (internal).
     #[command(name = "__touch", hide = true)]
     Touch(stress::TouchArgs),
+    /// Throughput and memory of `report` on large simulated recordings (`cargo xtask bench`).
+    #[command(name = "__bench", hide = true)]
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -63,5 +67,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dump { file } => dump::run(&file),
         Command::Stress(args) => stress::run(args),
         Command::Touch(args) => stress::touch(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

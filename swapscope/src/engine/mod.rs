@@ -24,7 +24,9 @@
 //!   `offset .. offset + 2^order` on `swap_type`; the engine also rebuilds the real occupancy
 //!   from them (reported as `"real"`).
 //! * `AllocResult::Unknown` (simulated workloads): the stream slots are **virtual**. See
-//!   [`VIRTUAL_TYPE`] for the contract with workload generators.
+//!   [`VIRTUAL_TYPE`] for the contract with workload generators. The model maps are keyed by
+//!   dense slots the engine hands each virtual allocation in arrival order (`virt.rs`), so that
+//!   consecutive allocations form long runs.
 //! * `AllocResult::Failure`: the kernel split the folio and will retry with order-0 requests
 //!   that appear later in the stream. Each model's answer for that order is counted, and a
 //!   successful model allocation is given back at once, so model occupancy stays in step with
@@ -41,6 +43,7 @@ use crate::event::{Alloc, AllocResult, Event, Free, Ts};
 mod real;
 mod report;
 mod slotmap;
+mod virt;
 
 pub use real::RealOccupancy;
 pub use report::{
@@ -179,6 +182,8 @@ pub struct Engine {
     stream: StreamCounts,
     config: EngineConfig,
     scratch: Vec<Extent>,
+    /// Dense slots of virtual allocations (used only with models).
+    virt: virt::VirtualIds,
     series: Vec<Row>,
     markers: Vec<Row>,
     last_ts: Ts,
@@ -207,6 +212,7 @@ impl Engine {
             stream: StreamCounts::default(),
             config,
             scratch: Vec::with_capacity(64),
+            virt: virt::VirtualIds::default(),
             series: Vec::new(),
             markers: Vec::new(),
             last_ts: 0,
@@ -231,6 +237,11 @@ impl Engine {
     /// Per-order counters of model `i`.
     pub fn counters(&self, i: usize) -> Option<&OrderCounters> {
         self.shadows.get(i).map(|s| &s.counters)
+    }
+
+    /// Approximate heap bytes of the virtual-allocation translation (shared by all models).
+    pub fn virtual_ids_bytes(&self) -> u64 {
+        self.virt.approx_bytes()
     }
 
     /// The real occupancy rebuilt from `Success` results.
@@ -327,17 +338,44 @@ impl Engine {
                 key
             }
             AllocResult::Unknown => {
-                let Some(key) = (a.id < VIRTUAL_ID_LIMIT)
-                    .then(|| stream_key(VIRTUAL_TYPE, virtual_offset(a.id, 0)))
-                    .flatten()
+                if a.id >= VIRTUAL_ID_LIMIT {
+                    self.stream.anomalies += 1;
+                    return;
+                }
+                if self.shadows.is_empty() {
+                    return;
+                }
+                // Before this allocation gets its dense slots (they are not mapped yet).
+                if self.virt.sweep_due() {
+                    let Engine { virt, shadows, .. } = &mut *self;
+                    virt.sweep(|base, n| {
+                        stream_key(VIRTUAL_TYPE, base)
+                            .is_some_and(|k| shadows.iter().any(|s| s.map.overlaps(k, n)))
+                    });
+                }
+                if let Some((old, old_n)) = self.virt.lookup(a.id) {
+                    // The id is reused: pages of its previous use still mapped are an anomaly
+                    // and are given back first.
+                    let n_check = old_n.min(n);
+                    if let Some(old_key) = stream_key(VIRTUAL_TYPE, old)
+                        && self
+                            .shadows
+                            .first()
+                            .is_some_and(|s| s.map.overlaps(old_key, n_check))
+                    {
+                        self.stream.anomalies += 1;
+                        self.unmap(old_key, n_check);
+                    }
+                    self.virt.forget(a.id);
+                }
+                let Some(key) = self
+                    .virt
+                    .alloc(a.id, a.order)
+                    .and_then(|dense| stream_key(VIRTUAL_TYPE, dense))
                 else {
                     self.stream.anomalies += 1;
                     return;
                 };
-                if self.shadows.first().is_some_and(|s| s.map.overlaps(key, n)) {
-                    self.stream.anomalies += 1;
-                    self.unmap(key, n);
-                }
                 key
             }
         };
@@ -420,6 +458,10 @@ impl Engine {
             self.stream.anomalies += 1;
             return;
         };
+        if f.swap_type == VIRTUAL_TYPE {
+            self.free_virtual(f.offset, n);
+            return;
+        }
         for s in &mut self.shadows {
             let Shadow {
                 model,
@@ -429,6 +471,37 @@ impl Engine {
             } = s;
             let removed = map.remove(key, n, |t, off, nr| model.free(t, off, nr));
             *unmatched_free_slots += n - removed;
+        }
+    }
+
+    /// Frees virtual slots `offset .. offset + n` through their dense slots, id by id. Pages
+    /// past the allocation's size, or of ids with no dense slots, free nothing.
+    fn free_virtual(&mut self, offset: u64, n: u64) {
+        let end = offset.saturating_add(n);
+        let mut off = offset;
+        while off < end {
+            let id = off >> VIRTUAL_PAGE_BITS;
+            let page = off & ((1 << VIRTUAL_PAGE_BITS) - 1);
+            let stop = ((id + 1) << VIRTUAL_PAGE_BITS).min(end);
+            let span = stop - off;
+            let dense = self
+                .virt
+                .lookup(id)
+                .filter(|&(_, pages)| page < pages)
+                .and_then(|(d, pages)| Some((stream_key(VIRTUAL_TYPE, d + page)?, pages - page)));
+            for s in &mut self.shadows {
+                let Shadow {
+                    model,
+                    map,
+                    unmatched_free_slots,
+                    ..
+                } = s;
+                let removed = dense.map_or(0, |(k, left)| {
+                    map.remove(k, span.min(left), |t, o, nr| model.free(t, o, nr))
+                });
+                *unmatched_free_slots += span - removed;
+            }
+            off = stop;
         }
     }
 

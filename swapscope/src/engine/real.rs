@@ -14,6 +14,8 @@ struct RealDev {
     counts: Vec<u16>,
     /// Header and bad slots (never freed by the stream).
     reserved: UsedBitmap,
+    /// Whether any slot besides the header is reserved (a bad-block list).
+    has_bad: bool,
 }
 
 /// Per-device real slot maps.
@@ -62,6 +64,7 @@ impl RealOccupancy {
             map,
             counts,
             reserved,
+            has_bad: on.bad.iter().any(|&b| b != 0 && b < max),
         };
         let i = usize::from(on.swap_type);
         if self.devs.len() <= i {
@@ -129,7 +132,11 @@ impl RealOccupancy {
             let stop = ((o / CLUSTER_SLOTS + 1) * CLUSTER_SLOTS).min(end);
             let span = stop - o;
             // Header and bad slots are never freed.
-            let reserved = d.reserved.count_used(o, span);
+            let reserved = if d.has_bad || o == 0 {
+                d.reserved.count_used(o, span)
+            } else {
+                0
+            };
             let used = d.map.count_used(o, span).saturating_sub(reserved);
             self.unmatched_frees += span - used;
             if reserved == 0 {

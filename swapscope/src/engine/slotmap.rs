@@ -8,6 +8,9 @@
 //! side, and a run is merged into its predecessor when both sides continue it (consecutive
 //! order-0 allocations usually do), so memory follows the number of live runs, not the number
 //! of slots. A bucket with one run (the common case for virtual slots) needs no heap block.
+//!
+//! A run is packed in 8 bytes, bucket-relative start in the top bits so that packed runs sort by
+//! start: `start (9 bits) | len - 1 (9 bits) | model type (8 bits) | model offset (38 bits)`.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -16,8 +19,8 @@ use crate::alloc::{CLUSTER_SLOTS, Extent};
 
 /// Stream slot offsets must be below 2^56 (the swap type sits above them in the key).
 pub const STREAM_OFFSET_BITS: u32 = 56;
-/// Model slot offsets must be below 2^40.
-pub const MODEL_OFFSET_BITS: u32 = 40;
+/// Model slot offsets must be below 2^38 (1 PiB of 4 KiB slots); larger ones are not mapped.
+pub const MODEL_OFFSET_BITS: u32 = 38;
 const MODEL_OFFSET_MASK: u64 = (1 << MODEL_OFFSET_BITS) - 1;
 const BUCKET_BITS: u32 = 9;
 const BUCKET: u64 = 1 << BUCKET_BITS;
@@ -53,24 +56,34 @@ impl Hasher for BucketHasher {
 struct Run {
     start: u16,
     len: u16,
-    /// Model type << 40 | model offset.
+    /// Model type << 38 | model offset.
     model: u64,
 }
 
+/// Bits of the packed model field (type and offset).
+const MODEL_BITS: u32 = MODEL_OFFSET_BITS + 8;
+const MODEL_MASK: u64 = (1 << MODEL_BITS) - 1;
+const LEN_SHIFT: u32 = MODEL_BITS;
+const START_SHIFT: u32 = MODEL_BITS + BUCKET_BITS;
+
 impl Run {
+    #[inline]
     fn end(&self) -> u16 {
         self.start + self.len
     }
 
+    #[inline]
     fn ty(&self) -> u8 {
         (self.model >> MODEL_OFFSET_BITS) as u8
     }
 
+    #[inline]
     fn off(&self) -> u64 {
         self.model & MODEL_OFFSET_MASK
     }
 
     /// The part `s .. e` (bucket-relative) of this run.
+    #[inline]
     fn part(&self, s: u16, e: u16) -> Run {
         Run {
             start: s,
@@ -78,37 +91,193 @@ impl Run {
             model: self.model + u64::from(s - self.start),
         }
     }
+
+    /// 8 bytes; packed runs order by start.
+    #[inline]
+    fn pack(&self) -> u64 {
+        u64::from(self.start) << START_SHIFT
+            | u64::from(self.len.wrapping_sub(1) & (BUCKET as u16 - 1)) << LEN_SHIFT
+            | self.model & MODEL_MASK
+    }
+
+    #[inline]
+    fn unpack(p: u64) -> Run {
+        Run {
+            start: (p >> START_SHIFT) as u16,
+            len: ((p >> LEN_SHIFT) as u16 & (BUCKET as u16 - 1)) + 1,
+            model: p & MODEL_MASK,
+        }
+    }
+}
+
+/// The packed form of the first run that could start at `start`.
+#[inline]
+fn packed_start(start: u16) -> u64 {
+    u64::from(start) << START_SHIFT
+}
+
+/// The runs of a bucket that has several, sorted by start, after a header: a bitmap of the
+/// bucket slots where a run starts (so a run is found by a rank, not a binary search) and a flag
+/// word. The flag is set when a run was inserted over another (only a stream that allocates the
+/// same slots twice on a device it never announced does that); such a bucket is searched by
+/// binary search instead.
+#[derive(Clone, Debug)]
+struct Many(Vec<u64>);
+
+const START_WORDS: usize = (BUCKET / 64) as usize;
+const IRREGULAR: usize = START_WORDS;
+const HEADER: usize = START_WORDS + 1;
+
+impl Many {
+    fn new(runs: &[u64]) -> Many {
+        let mut m = Many(Vec::with_capacity(HEADER + runs.len().max(4)));
+        m.0.resize(HEADER, 0);
+        for (i, &p) in runs.iter().enumerate() {
+            m.insert(i, p);
+        }
+        m
+    }
+
+    #[inline]
+    fn runs(&self) -> &[u64] {
+        self.0.get(HEADER..).unwrap_or(&[])
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.0.len().saturating_sub(HEADER)
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<u64> {
+        self.0.get(HEADER + i).copied()
+    }
+
+    #[inline]
+    fn irregular(&self) -> bool {
+        self.0.get(IRREGULAR).is_some_and(|&f| f != 0)
+    }
+
+    #[inline]
+    fn flip_start(&mut self, start: u16) {
+        if let Some(w) = self.0.get_mut(usize::from(start) / 64) {
+            *w ^= 1 << (start % 64);
+        }
+    }
+
+    #[inline]
+    fn has_start(&self, start: u16) -> bool {
+        self.0
+            .get(usize::from(start) / 64)
+            .is_some_and(|w| w >> (start % 64) & 1 != 0)
+    }
+
+    /// Runs whose start is below `start`: the position a run starting there goes to.
+    #[inline]
+    fn position(&self, start: u16) -> usize {
+        if self.irregular() {
+            let first = packed_start(start);
+            return self.runs().partition_point(|&p| p < first);
+        }
+        let (w, b) = (usize::from(start) / 64, start % 64);
+        let mut n = 0;
+        for (i, &word) in self.0.iter().take(START_WORDS).enumerate() {
+            if i < w {
+                n += word.count_ones();
+            } else {
+                n += (word & ((1u64 << b) - 1)).count_ones();
+                break;
+            }
+        }
+        n as usize
+    }
+
+    fn insert(&mut self, i: usize, p: u64) {
+        let r = Run::unpack(p);
+        let clash = self.has_start(r.start)
+            || i.checked_sub(1)
+                .and_then(|j| self.get(j))
+                .is_some_and(|q| Run::unpack(q).end() > r.start)
+            || self.get(i).is_some_and(|q| Run::unpack(q).start < r.end());
+        if clash && let Some(f) = self.0.get_mut(IRREGULAR) {
+            *f = 1;
+        }
+        if !self.irregular() {
+            self.flip_start(r.start);
+        }
+        self.0.insert(HEADER + i, p);
+    }
+
+    fn remove(&mut self, i: usize) {
+        if HEADER + i < self.0.len() {
+            let p = self.0.remove(HEADER + i);
+            if !self.irregular() {
+                self.flip_start(Run::unpack(p).start);
+            }
+        }
+    }
+
+    fn set(&mut self, i: usize, p: u64) {
+        let Some(old) = self.get(i) else {
+            return;
+        };
+        let (a, b) = (Run::unpack(old).start, Run::unpack(p).start);
+        if a != b && !self.irregular() {
+            self.flip_start(a);
+            self.flip_start(b);
+        }
+        if let Some(x) = self.0.get_mut(HEADER + i) {
+            *x = p;
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
+        let runs: Vec<u64> = self.runs().iter().copied().filter(|&p| keep(p)).collect();
+        let irregular = self.irregular();
+        self.0.truncate(HEADER);
+        self.0.iter_mut().for_each(|w| *w = 0);
+        if irregular && let Some(f) = self.0.get_mut(IRREGULAR) {
+            *f = 1;
+        }
+        for (i, p) in runs.into_iter().enumerate() {
+            self.insert(i, p);
+        }
+    }
+
+    fn capacity_bytes(&self) -> u64 {
+        self.0.capacity() as u64 * 8
+    }
 }
 
 #[derive(Clone, Debug)]
 enum Bucket {
-    One(Run),
-    Many(Vec<Run>),
+    One(u64),
+    Many(Many),
 }
 
 impl Bucket {
-    fn runs(&self) -> &[Run] {
+    fn runs(&self) -> &[u64] {
         match self {
             Bucket::One(r) => std::slice::from_ref(r),
-            Bucket::Many(v) => v,
+            Bucket::Many(m) => m.runs(),
         }
     }
 
-    fn runs_mut(&mut self) -> &mut Vec<Run> {
+    fn many(&mut self) -> &mut Many {
         if let Bucket::One(r) = *self {
-            *self = Bucket::Many(vec![r]);
+            *self = Bucket::Many(Many::new(&[r]));
         }
-        let Bucket::Many(v) = self else {
+        let Bucket::Many(m) = self else {
             // Not reached (converted just above); stay total without panicking.
-            *self = Bucket::Many(Vec::new());
-            return self.runs_mut();
+            *self = Bucket::Many(Many::new(&[]));
+            return self.many();
         };
-        v
+        m
     }
 }
 
-/// Bytes per hash-table slot (key, bucket, control byte) at typical load.
-const BYTES_PER_BUCKET: u64 = 48;
+/// Bytes per hash-table slot: key, bucket, control byte (`capacity()` is 7/8 of the slots).
+const BYTES_PER_BUCKET: u64 = (size_of::<(u64, Bucket)>() as u64 + 1) * 8 / 7;
 
 #[derive(Clone, Debug, Default)]
 pub struct SlotMap {
@@ -140,7 +309,7 @@ impl SlotMap {
             .values()
             .map(|b| match b {
                 Bucket::One(_) => 0,
-                Bucket::Many(v) => v.capacity() as u64 * 16,
+                Bucket::Many(m) => m.capacity_bytes(),
             })
             .sum();
         self.buckets.capacity() as u64 * BYTES_PER_BUCKET + many
@@ -155,7 +324,10 @@ impl SlotMap {
             let stop = ((b + 1) << BUCKET_BITS).min(end);
             let (s, e) = ((k % BUCKET) as u16, (stop - (b << BUCKET_BITS)) as u16);
             if let Some(bucket) = self.buckets.get(&b)
-                && bucket.runs().iter().any(|r| r.start < e && r.end() > s)
+                && bucket.runs().iter().any(|&p| {
+                    let r = Run::unpack(p);
+                    r.start < e && r.end() > s
+                })
             {
                 return true;
             }
@@ -195,24 +367,45 @@ impl SlotMap {
             model,
         };
         let Some(bucket) = self.buckets.get_mut(&(key >> BUCKET_BITS)) else {
-            self.buckets.insert(key >> BUCKET_BITS, Bucket::One(run));
+            self.buckets
+                .insert(key >> BUCKET_BITS, Bucket::One(run.pack()));
             self.runs += 1;
             return;
         };
-        let runs = bucket.runs();
-        let pos = runs.partition_point(|r| r.start < run.start);
-        if let Some(p) = pos.checked_sub(1).and_then(|p| runs.get(p))
+        let (pos, prev) = match bucket {
+            Bucket::One(p) => {
+                let r = Run::unpack(*p);
+                if r.start < run.start {
+                    (1, Some(r))
+                } else {
+                    (0, None)
+                }
+            }
+            Bucket::Many(m) => {
+                let pos = m.position(run.start);
+                (
+                    pos,
+                    pos.checked_sub(1).and_then(|i| m.get(i)).map(Run::unpack),
+                )
+            }
+        };
+        if let Some(p) = prev
             && p.end() == run.start
             && p.model + u64::from(p.len) == run.model
             && p.off() / CLUSTER_SLOTS == (run.off() + n - 1) / CLUSTER_SLOTS
         {
-            let runs = bucket.runs_mut();
-            if let Some(p) = runs.get_mut(pos - 1) {
-                p.len += run.len;
+            let merged = Run {
+                len: p.len + run.len,
+                ..p
+            }
+            .pack();
+            match bucket {
+                Bucket::One(r) => *r = merged,
+                Bucket::Many(m) => m.set(pos - 1, merged),
             }
             return;
         }
-        bucket.runs_mut().insert(pos, run);
+        bucket.many().insert(pos, run.pack());
         self.runs += 1;
     }
 
@@ -244,7 +437,8 @@ impl SlotMap {
             return 0;
         };
         let mut removed = 0u64;
-        if let Bucket::One(r) = *bucket {
+        if let Bucket::One(p) = *bucket {
+            let r = Run::unpack(p);
             if r.start >= e || r.end() <= s {
                 return 0;
             }
@@ -256,19 +450,26 @@ impl SlotMap {
                     self.buckets.remove(&b);
                     self.runs -= 1;
                 }
-                (true, false) => *bucket = Bucket::One(r.part(r.start, a)),
-                (false, true) => *bucket = Bucket::One(r.part(z, r.end())),
+                (true, false) => *bucket = Bucket::One(r.part(r.start, a).pack()),
+                (false, true) => *bucket = Bucket::One(r.part(z, r.end()).pack()),
                 (true, true) => {
-                    *bucket = Bucket::Many(vec![r.part(r.start, a), r.part(z, r.end())]);
+                    *bucket = Bucket::Many(Many::new(&[
+                        r.part(r.start, a).pack(),
+                        r.part(z, r.end()).pack(),
+                    ]));
                     self.runs += 1;
                 }
             }
             return removed;
         }
-        let runs = bucket.runs_mut();
-        // First run that ends after `s`.
-        let mut i = runs.partition_point(|r| r.end() <= s);
-        while let Some(&r) = runs.get(i) {
+        let runs = bucket.many();
+        // Runs do not overlap, so the one that can hold `s` is the last starting at or before it.
+        let mut i = runs.position(s + 1).saturating_sub(1);
+        while let Some(r) = runs.get(i).map(Run::unpack) {
+            if r.end() <= s {
+                i += 1;
+                continue;
+            }
             if r.start >= e {
                 break;
             }
@@ -281,33 +482,27 @@ impl SlotMap {
                     self.runs -= 1;
                 }
                 (true, false) => {
-                    if let Some(x) = runs.get_mut(i) {
-                        *x = r.part(r.start, a);
-                    }
+                    runs.set(i, r.part(r.start, a).pack());
                     i += 1;
                 }
                 (false, true) => {
-                    if let Some(x) = runs.get_mut(i) {
-                        *x = r.part(z, r.end());
-                    }
+                    runs.set(i, r.part(z, r.end()).pack());
                     i += 1;
                 }
                 (true, true) => {
-                    if let Some(x) = runs.get_mut(i) {
-                        *x = r.part(r.start, a);
-                    }
-                    runs.insert(i + 1, r.part(z, r.end()));
+                    runs.set(i, r.part(r.start, a).pack());
+                    runs.insert(i + 1, r.part(z, r.end()).pack());
                     self.runs += 1;
                     i += 2;
                 }
             }
         }
-        if runs.is_empty() {
+        if runs.len() == 0 {
             self.buckets.remove(&b);
         } else if runs.len() == 1
-            && let Some(&r) = runs.first()
+            && let Some(p) = runs.get(0)
         {
-            *bucket = Bucket::One(r);
+            *bucket = Bucket::One(p);
         }
         removed
     }
@@ -324,7 +519,7 @@ impl SlotMap {
         let mut removed = 0;
         for b in keys {
             if let Some(bucket) = self.buckets.remove(&b) {
-                for r in bucket.runs() {
+                for r in bucket.runs().iter().map(|&p| Run::unpack(p)) {
                     free(r.ty(), r.off(), u32::from(r.len));
                     removed += u64::from(r.len);
                     self.runs -= 1;
@@ -340,8 +535,9 @@ impl SlotMap {
         let mut dropped = 0;
         let mut runs_dropped = 0;
         self.buckets.retain(|_, bucket| {
-            let v = bucket.runs_mut();
-            v.retain(|r| {
+            let m = bucket.many();
+            m.retain(|p| {
+                let r = Run::unpack(p);
                 let keep = r.ty() != ty;
                 if !keep {
                     dropped += u64::from(r.len);
@@ -349,7 +545,7 @@ impl SlotMap {
                 }
                 keep
             });
-            !v.is_empty()
+            m.len() > 0
         });
         self.runs -= runs_dropped;
         self.mapped -= dropped;
@@ -359,7 +555,8 @@ impl SlotMap {
     /// Every mapping as `(stream key, len, model type, model offset)`, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64, u8, u64)> + '_ {
         self.buckets.iter().flat_map(|(&b, bucket)| {
-            bucket.runs().iter().map(move |r| {
+            bucket.runs().iter().map(move |&p| {
+                let r = Run::unpack(p);
                 (
                     (b << BUCKET_BITS) + u64::from(r.start),
                     u64::from(r.len),
@@ -447,5 +644,64 @@ mod tests {
         assert_eq!(all, vec![(0, 4, 2, 64), (6, 10, 2, 70)]);
         m.remove(0, 512, |_, _, _| {});
         assert_eq!((m.entries(), m.mapped_slots()), (0, 0));
+    }
+
+    #[test]
+    fn overlapping_insert_marks_bucket_irregular_and_stays_consistent() {
+        let mut m = SlotMap::new();
+        m.insert(0, &[ext(0, 0, 8)]);
+        m.insert(16, &[ext(0, 100, 4)]);
+        // Over the first run (a double allocation on an unannounced device).
+        m.insert(2, &[ext(1, 600, 2)]);
+        assert_eq!(m.mapped_slots(), 14);
+        let mut freed = Vec::new();
+        assert_eq!(m.remove(0, 512, |t, o, n| freed.push((t, o, n))), 14);
+        freed.sort_unstable();
+        assert_eq!(freed, vec![(0, 0, 8), (0, 100, 4), (1, 600, 2)]);
+        assert_eq!((m.entries(), m.mapped_slots()), (0, 0));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Against a slot-by-slot reference: inserts of unmapped ranges, removes of any range.
+        #[test]
+        fn matches_slot_by_slot_reference(
+            ops in proptest::collection::vec((proptest::bool::ANY, 0u64..1500, 1u64..40, 0u64..3000), 1..200),
+        ) {
+            let mut m = SlotMap::new();
+            let mut reference = std::collections::BTreeMap::new();
+            for (is_insert, key, n, model) in ops {
+                if is_insert {
+                    if (key..key + n).any(|k| reference.contains_key(&k)) {
+                        continue;
+                    }
+                    proptest::prop_assert_eq!(m.insert(key, &[ext(1, model, n as u32)]), n);
+                    for i in 0..n {
+                        reference.insert(key + i, model + i);
+                    }
+                } else {
+                    let mut freed = Vec::new();
+                    let removed = m.remove(key, n, |_, o, nr| freed.extend(o..o + u64::from(nr)));
+                    let mut want = Vec::new();
+                    for k in key..key + n {
+                        if let Some(o) = reference.remove(&k) {
+                            want.push(o);
+                        }
+                    }
+                    freed.sort_unstable();
+                    want.sort_unstable();
+                    proptest::prop_assert_eq!(removed, want.len() as u64);
+                    proptest::prop_assert_eq!(freed, want);
+                }
+                proptest::prop_assert_eq!(m.mapped_slots(), reference.len() as u64);
+            }
+            let mut all: Vec<(u64, u64)> = m
+                .iter()
+                .flat_map(|(k, len, _, o)| (0..len).map(move |i| (k + i, o + i)))
+                .collect();
+            all.sort_unstable();
+            proptest::prop_assert_eq!(all, reference.into_iter().collect::<Vec<_>>());
+        }
     }
 }

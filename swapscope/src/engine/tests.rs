@@ -336,8 +336,9 @@ proptest! {
     }
 }
 
-/// Throughput check, not asserted: `cargo test --release -p swapscope engine::tests::throughput
-/// -- --ignored --nocapture`.
+/// Quick engine-only throughput check, not asserted: `cargo test --release -p swapscope
+/// engine::tests::throughput -- --ignored --nocapture`. The benchmark of record is `cargo xtask
+/// bench` (docs/performance.md).
 #[test]
 #[ignore = "benchmark"]
 fn throughput() {
@@ -381,4 +382,27 @@ fn throughput() {
             bytes
         );
     }
+}
+
+#[test]
+fn reused_virtual_id_gives_back_old_pages() {
+    let mut e = engine();
+    e.feed(&swapon(0, 8, SSD));
+    e.feed(&alloc(0, 4, 5, AllocResult::Unknown));
+    e.feed(&alloc(0, 0, 6, AllocResult::Unknown));
+    // Id 5 again while its pages are mapped: its first 4 pages are given back first.
+    e.feed(&alloc(0, 2, 5, AllocResult::Unknown));
+    assert_eq!(e.report().stream.anomalies, 1);
+    for i in 0..6 {
+        assert_eq!(used(&e, i), 16 - 4 + 4 + 1);
+    }
+    e.feed(&free(VIRTUAL_TYPE, virtual_offset(5, 0), 4));
+    e.feed(&free(VIRTUAL_TYPE, virtual_offset(6, 0), 1));
+    for i in 0..6 {
+        assert_eq!(used(&e, i), 12);
+    }
+    // A page past the allocation frees nothing.
+    e.feed(&free(VIRTUAL_TYPE, virtual_offset(6, 1), 1));
+    let r = e.report();
+    assert!(r.models.iter().all(|m| m.unmatched_free_slots == Some(1)));
 }

@@ -250,12 +250,29 @@ pub mod slotmap {
                 return Some(k as u8);
             }
         }
-        for k in (0..6).rev() {
-            if w.iter().any(|&x| free_block_starts(x, k) != 0) {
-                return Some(k as u8);
+        // Below a whole word: one pass, folding each word's free bits until no aligned block of
+        // the next order is left (2^k free bits start at bit j iff the folded bit j is set).
+        let mut best = None;
+        for &x in w {
+            let mut m = !x;
+            if m == 0 {
+                continue;
+            }
+            let mut k = 0;
+            while k < 5 {
+                let next = m & (m >> (1u32 << k));
+                if next & ALIGN[k + 1] == 0 {
+                    break;
+                }
+                m = next;
+                k += 1;
+            }
+            best = best.max(Some(k as u8));
+            if k == 5 {
+                break;
             }
         }
-        None
+        best
     }
 
     /// Offset inside the cluster of the first free aligned 2^k block.
@@ -960,6 +977,42 @@ pub mod testkit {
 
 #[cfg(test)]
 mod tests {
+
+    /// The one-pass `max_free_order` against the definition (largest k with a free aligned
+    /// 2^k block), on random and structured clusters.
+    #[test]
+    fn max_free_order_matches_definition() {
+        use super::slotmap::{free_block_starts, max_free_order};
+        let reference = |w: &[u64]| -> Option<u8> {
+            for k in (6..=usize::from(MAX_ORDER)).rev() {
+                let g = 1usize << (k - 6);
+                if w.chunks(g).any(|c| c.iter().all(|&x| x == 0)) {
+                    return Some(k as u8);
+                }
+            }
+            (0..6)
+                .rev()
+                .find(|&k| w.iter().any(|&x| free_block_starts(x, k) != 0))
+                .map(|k| k as u8)
+        };
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut w = [0u64; 8];
+            for v in &mut w {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Dense words (few free bits) and sparse ones.
+                *v = match x % 4 {
+                    0 => x | x.rotate_left(17) | x.rotate_left(29),
+                    1 => x & x.rotate_left(11),
+                    2 => !(1u64 << (x % 64)) & !(0xffu64 << (x.rotate_left(7) % 57)),
+                    _ => u64::MAX,
+                };
+            }
+            assert_eq!(max_free_order(&w), reference(&w), "{w:x?}");
+        }
+    }
     use proptest::prelude::*;
 
     use super::testkit::{Harness, dev, step};

@@ -208,6 +208,43 @@ pub fn decode_record(
     Ok(Some(ev))
 }
 
+/// Alloc and Free bodies (the bulk of a replayable stream) at their fixed offsets, without the
+/// general decoder. `None` when the body is not exactly one of their layouts: the general path
+/// ([`decode_record`]) then decides, so the result is always the same as its.
+#[inline]
+pub fn decode_alloc_free(kind: u16, b: &[u8]) -> Option<Event> {
+    let u64_at = |i: usize| Some(u64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?));
+    let u32_at = |i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
+    match (kind, b.len()) {
+        (kind::FREE, 25) => Some(Event::Free(Free {
+            ts_ns: u64_at(0)?,
+            cpu: u32_at(8)?,
+            swap_type: *b.get(12)?,
+            offset: u64_at(13)?,
+            nr: u32_at(21)?,
+        })),
+        (kind::ALLOC, len) => {
+            let result = match (*b.get(21)?, len) {
+                (0, 22) => AllocResult::Unknown,
+                (2, 22) => AllocResult::Failure,
+                (1, 31) => AllocResult::Success {
+                    swap_type: *b.get(22)?,
+                    offset: u64_at(23)?,
+                },
+                _ => return None,
+            };
+            Some(Event::Alloc(Alloc {
+                ts_ns: u64_at(0)?,
+                cpu: u32_at(8)?,
+                order: *b.get(12)?,
+                id: u64_at(13)?,
+                result,
+            }))
+        }
+        _ => None,
+    }
+}
+
 /// Decodes a hand-encoded body (every known kind but Writeout).
 fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
     let ts_ns = d.u64()?;

@@ -206,6 +206,30 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// Appends the events of the next chunk (at least one) to `out`; `false` at the end of the
+    /// recording. The same events, warnings and errors as [`Reader::next_event`], without a
+    /// call per event.
+    pub fn next_batch(&mut self, out: &mut Vec<Event>) -> Result<bool, FormatError> {
+        loop {
+            if !self.pending.is_empty() {
+                if out.is_empty() {
+                    // A chunk decoded into an empty deque is contiguous: no copy.
+                    *out = Vec::from(std::mem::take(&mut self.pending));
+                } else {
+                    out.extend(self.pending.drain(..));
+                }
+                return Ok(true);
+            }
+            if self.done {
+                return Ok(false);
+            }
+            if let Err(e) = self.read_chunk() {
+                self.done = true;
+                return Err(e);
+            }
+        }
+    }
+
     fn stop(&mut self, warning: Warning) {
         self.warnings.push(warning);
         self.done = true;
@@ -333,6 +357,7 @@ impl<R: Read> Reader<R> {
         let shift = self.header.swp_type_shift;
         let mut skipped = 0u64;
         let mut records = 0u32;
+        self.pending.reserve(h.n_records as usize);
         let mut d = Dec::new(raw);
         let result = loop {
             if d.remaining() == 0 {
@@ -343,6 +368,10 @@ impl<R: Read> Reader<R> {
                 Err(reason) => break Err(reason.to_owned()),
             };
             records += 1;
+            if let Some(ev) = codec::decode_alloc_free(kind, body) {
+                self.pending.push_back(ev);
+                continue;
+            }
             match codec::decode_record(kind, body, shift) {
                 Ok(Some(ev)) => self.pending.push_back(ev),
                 Ok(None) => skipped += 1,

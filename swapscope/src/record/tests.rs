@@ -678,3 +678,74 @@ fn refused_events_leave_no_trace() -> Result<(), FormatError> {
     assert!(warnings.is_empty());
     Ok(())
 }
+
+#[test]
+fn batches_read_the_same_events_as_one_at_a_time() -> Result<(), FormatError> {
+    let events = mixed_events(5000);
+    let options = WriterOptions {
+        chunk_bytes: 4096,
+        ..WriterOptions::default()
+    };
+    let bytes = write(&events, options)?;
+    // Cut mid-file: both ways stop at the same chunk with the same warning.
+    let cut = bytes.get(..bytes.len() * 2 / 3).unwrap_or(&bytes);
+    for input in [&bytes[..], cut] {
+        let (one, warnings, stats) = read_all(input)?;
+        let mut r = Reader::open_named(input, "t.swsc")?;
+        let mut batched = Vec::new();
+        let mut calls = 0;
+        while r.next_batch(&mut batched)? {
+            calls += 1;
+        }
+        assert_eq!(batched, one);
+        assert_eq!(r.warnings(), &warnings[..]);
+        assert_eq!(*r.stats(), stats);
+        assert!(calls > 1);
+    }
+    Ok(())
+}
+
+proptest! {
+    /// The alloc/free fast path decodes exactly what the general decoder does, and declines
+    /// (leaving the general decoder to report it) whatever it does not.
+    #[test]
+    fn alloc_free_fast_path_matches_the_general_decoder(
+        ts in any::<u64>(), cpu in any::<u32>(), order in any::<u8>(), id in any::<u64>(),
+        result in 0u8..3, ty in any::<u8>(), off in any::<u64>(), nr in any::<u32>(),
+        cut in 0usize..40, junk in any::<u8>(),
+    ) {
+        use crate::event::{Alloc, AllocResult, Free};
+        let alloc = Event::Alloc(Alloc {
+            ts_ns: ts,
+            cpu,
+            order,
+            id,
+            result: match result {
+                0 => AllocResult::Unknown,
+                1 => AllocResult::Success { swap_type: ty, offset: off },
+                _ => AllocResult::Failure,
+            },
+        });
+        let free = Event::Free(Free { ts_ns: ts, cpu, swap_type: ty, offset: off, nr });
+        for ev in [alloc, free] {
+            let mut body = Vec::new();
+            let kind = codec::encode_event(&ev, 0, &mut body)?;
+            prop_assert_eq!(codec::decode_alloc_free(kind, &body), Some(ev.clone()));
+            // Damaged bodies: shorter, longer, or with another result tag.
+            let mut variants = vec![body.get(..cut.min(body.len())).unwrap_or(&[]).to_vec()];
+            let mut longer = body.clone();
+            longer.push(junk);
+            variants.push(longer);
+            let mut tagged = body.clone();
+            if let Some(t) = tagged.get_mut(21) {
+                *t = junk;
+            }
+            variants.push(tagged);
+            for v in variants {
+                if let Some(fast) = codec::decode_alloc_free(kind, &v) {
+                    prop_assert_eq!(Some(fast), codec::decode_record(kind, &v, 0).ok().flatten());
+                }
+            }
+        }
+    }
+}
