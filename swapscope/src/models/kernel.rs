@@ -8,7 +8,9 @@
 //! (`cluster_reclaim_range`, `swap_reclaim_full_clusters`) never frees anything here.
 
 use crate::alloc::frag::{FragStats, UsedBitmap};
-use crate::alloc::{CLUSTER_SLOTS, ClusterCounts, Extent, ModelSnapshot, NR_ORDERS};
+use crate::alloc::{
+    Allocation, AllocatorModel, CLUSTER_SLOTS, ClusterCounts, Extent, ModelSnapshot, NR_ORDERS,
+};
 use crate::event::{SwapOn, swap_flags};
 
 pub(crate) const CL: u64 = CLUSTER_SLOTS;
@@ -764,5 +766,84 @@ mod tests {
         devs.del_avail(1);
         devs.add_avail(1);
         assert_eq!(devs.avail, vec![1, 2, 0]);
+    }
+}
+
+/// What differs between the kernel models. `AllocatorModel` is implemented once for all of them
+/// below; each model supplies its request path, its free path and its per-device set-up.
+pub(crate) trait KernelAllocator {
+    /// The model's report name.
+    const MODEL_NAME: &'static str;
+    fn devs(&self) -> &Devs;
+    /// swapon: set the device's lists up the way this kernel does, and add it.
+    fn add_device(&mut self, dev: &SwapOn);
+    /// swapoff: drop per-CPU state that points at the device, and remove it.
+    fn remove_device(&mut self, swap_type: u8);
+    /// One request for 2^order slots: `(type, offset)` or `None`.
+    fn request(&mut self, order: u8, cpu: u32) -> Option<(u8, u64)>;
+    /// Frees `n` slots from `off`, all within one cluster.
+    fn free_piece(&mut self, ty: u8, off: u64, n: u64);
+}
+
+impl<T: KernelAllocator> AllocatorModel for T {
+    fn name(&self) -> &'static str {
+        T::MODEL_NAME
+    }
+
+    fn swapon(&mut self, dev: &SwapOn) {
+        self.add_device(dev);
+    }
+
+    fn swapoff(&mut self, swap_type: u8) {
+        self.remove_device(swap_type);
+    }
+
+    fn alloc(&mut self, cpu: u32, order: u8) -> Option<Allocation> {
+        let mut v = Vec::with_capacity(1);
+        self.alloc_into(cpu, order, &mut v)
+            .then_some(Allocation { extents: v })
+    }
+
+    fn alloc_into(&mut self, cpu: u32, order: u8, out: &mut Vec<Extent>) -> bool {
+        match self.request(order, cpu) {
+            Some((ty, off)) => {
+                push_extent(out, ty, off, order);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn free(&mut self, swap_type: u8, offset: u64, nr: u32) {
+        for_each_cluster_piece(offset, nr, |o, n| self.free_piece(swap_type, o, n));
+    }
+
+    fn snapshot(&self) -> ModelSnapshot {
+        self.devs().snapshot(true)
+    }
+}
+
+/// Test helpers shared by the kernel models' unit tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::CL;
+    use crate::{alloc::AllocatorModel, event::SwapOn};
+
+    /// A device of `clusters` 512-slot clusters.
+    pub fn on(ty: u8, clusters: u64, flags: u32) -> SwapOn {
+        SwapOn {
+            ts_ns: 0,
+            swap_type: ty,
+            max: clusters * CL,
+            bad: vec![],
+            flags,
+            prio: 0,
+        }
+    }
+
+    /// The first slot of one request, if served.
+    pub fn one(m: &mut impl AllocatorModel, cpu: u32, order: u8) -> Option<u64> {
+        m.alloc(cpu, order)
+            .and_then(|a| a.extents.first().map(|e| e.offset))
     }
 }

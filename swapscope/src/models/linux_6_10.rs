@@ -23,9 +23,9 @@
 //! both); the rotational-device scan is a next-fit; no cache-only reclaim; discard timing is a
 //! [`DiscardTiming`] choice.
 
-use super::kernel::{CL, Dev, Devs, DiscardTiming, List, for_each_cluster_piece, push_extent};
+use super::kernel::{CL, Dev, Devs, DiscardTiming, KernelAllocator, List};
 use super::linux_6_12::legacy_next_fit;
-use crate::alloc::{Allocation, AllocatorModel, Extent, MAX_ORDER, ModelSnapshot};
+use crate::alloc::MAX_ORDER;
 use crate::event::SwapOn;
 
 /// The Linux 6.10 allocator.
@@ -253,12 +253,14 @@ impl Linux610 {
     }
 }
 
-impl AllocatorModel for Linux610 {
-    fn name(&self) -> &'static str {
-        Self::NAME
+impl KernelAllocator for Linux610 {
+    const MODEL_NAME: &'static str = Self::NAME;
+
+    fn devs(&self) -> &Devs {
+        &self.devs
     }
 
-    fn swapon(&mut self, dev: &SwapOn) {
+    fn add_device(&mut self, dev: &SwapOn) {
         let mut d = Dev::new(dev);
         if d.solidstate() {
             d.setup_lists_interleaved(None);
@@ -266,66 +268,40 @@ impl AllocatorModel for Linux610 {
         self.devs.add(d);
     }
 
-    fn swapoff(&mut self, swap_type: u8) {
+    fn remove_device(&mut self, swap_type: u8) {
         self.devs.remove(swap_type);
     }
 
-    fn alloc(&mut self, cpu: u32, order: u8) -> Option<Allocation> {
-        let mut v = Vec::with_capacity(1);
-        self.alloc_into(cpu, order, &mut v)
-            .then_some(Allocation { extents: v })
+    fn request(&mut self, order: u8, cpu: u32) -> Option<(u8, u64)> {
+        self.get_swap_pages(order, cpu)
     }
 
-    fn alloc_into(&mut self, cpu: u32, order: u8, out: &mut Vec<Extent>) -> bool {
-        match self.get_swap_pages(order, cpu) {
-            Some((ty, off)) => {
-                push_extent(out, ty, off, order);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn free(&mut self, swap_type: u8, offset: u64, nr: u32) {
-        for_each_cluster_piece(offset, nr, |o, n| self.free_piece(swap_type, o, n));
-    }
-
-    fn snapshot(&self) -> ModelSnapshot {
-        self.devs.snapshot(true)
+    fn free_piece(&mut self, ty: u8, off: u64, n: u64) {
+        Self::free_piece(self, ty, off, n);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alloc::AllocatorModel;
     use crate::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
+    use crate::models::kernel::testutil::{on, one};
 
     const SSD: u32 = SOLIDSTATE | BLKDEV;
 
-    fn on(clusters: u64, flags: u32) -> SwapOn {
-        SwapOn {
-            ts_ns: 0,
-            swap_type: 0,
-            max: clusters * CL,
-            bad: vec![],
-            flags,
-            prio: 0,
-        }
+    fn on1(clusters: u64, flags: u32) -> SwapOn {
+        on(0, clusters, flags)
     }
 
     fn model(clusters: u64, flags: u32) -> Linux610 {
         let mut m = Linux610::new();
-        m.swapon(&on(clusters, flags));
+        m.swapon(&on1(clusters, flags));
         m
     }
 
     fn dev(m: &Linux610) -> &Dev {
         m.devs.get(0).unwrap_or_else(|| unreachable!())
-    }
-
-    fn one(m: &mut Linux610, cpu: u32, order: u8) -> Option<u64> {
-        m.alloc(cpu, order)
-            .and_then(|a| a.extents.first().map(|e| e.offset))
     }
 
     #[test]
@@ -376,7 +352,7 @@ mod tests {
     #[test]
     fn discard_pending_then_synchronous() {
         let mut m = Linux610::with_discard_timing(DiscardTiming::OnDemand);
-        m.swapon(&on(2, SSD | PAGE_DISCARD));
+        m.swapon(&on1(2, SSD | PAGE_DISCARD));
         assert_eq!(one(&mut m, 0, 9), Some(512));
         m.free(0, 512, 512);
         assert_eq!(dev(&m).list_of(1), Some(List::Discard));

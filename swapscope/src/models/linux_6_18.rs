@@ -23,8 +23,8 @@
 //! the discard worker's timing is a [`DiscardTiming`] choice; memcg charge failures are not
 //! modelled (the stream's own `Failure` results cover them).
 
-use super::kernel::{CL, Dev, Devs, DiscardTiming, List, for_each_cluster_piece, push_extent};
-use crate::alloc::{Allocation, AllocatorModel, Extent, MAX_ORDER, ModelSnapshot, NR_ORDERS};
+use super::kernel::{CL, Dev, Devs, DiscardTiming, KernelAllocator, List};
+use crate::alloc::{MAX_ORDER, NR_ORDERS};
 use crate::event::SwapOn;
 
 const PMD_ORDER: u8 = MAX_ORDER;
@@ -383,18 +383,20 @@ impl Linux618 {
     }
 }
 
-impl AllocatorModel for Linux618 {
-    fn name(&self) -> &'static str {
-        Self::NAME
+impl KernelAllocator for Linux618 {
+    const MODEL_NAME: &'static str = Self::NAME;
+
+    fn devs(&self) -> &Devs {
+        &self.devs
     }
 
-    fn swapon(&mut self, dev: &SwapOn) {
+    fn add_device(&mut self, dev: &SwapOn) {
         let mut d = Dev::new(dev);
         d.setup_lists_sequential();
         self.devs.add(d);
     }
 
-    fn swapoff(&mut self, swap_type: u8) {
+    fn remove_device(&mut self, swap_type: u8) {
         self.devs.remove(swap_type);
         // flush_percpu_swap_cluster
         for p in &mut self.pcp {
@@ -407,48 +409,23 @@ impl AllocatorModel for Linux618 {
         }
     }
 
-    fn alloc(&mut self, cpu: u32, order: u8) -> Option<Allocation> {
-        let mut v = Vec::with_capacity(1);
-        self.alloc_into(cpu, order, &mut v)
-            .then_some(Allocation { extents: v })
+    fn request(&mut self, order: u8, cpu: u32) -> Option<(u8, u64)> {
+        self.folio_alloc_swap(order, cpu)
     }
 
-    fn alloc_into(&mut self, cpu: u32, order: u8, out: &mut Vec<Extent>) -> bool {
-        match self.folio_alloc_swap(order, cpu) {
-            Some((ty, off)) => {
-                push_extent(out, ty, off, order);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn free(&mut self, swap_type: u8, offset: u64, nr: u32) {
-        for_each_cluster_piece(offset, nr, |o, n| self.free_piece(swap_type, o, n));
-    }
-
-    fn snapshot(&self) -> ModelSnapshot {
-        self.devs.snapshot(true)
+    fn free_piece(&mut self, ty: u8, off: u64, n: u64) {
+        Self::free_piece(self, ty, off, n);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alloc::AllocatorModel;
     use crate::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
+    use crate::models::kernel::testutil::{on, one};
 
     const SSD: u32 = SOLIDSTATE | BLKDEV;
-
-    fn on(ty: u8, clusters: u64, flags: u32) -> SwapOn {
-        SwapOn {
-            ts_ns: 0,
-            swap_type: ty,
-            max: clusters * CL,
-            bad: vec![],
-            flags,
-            prio: 0,
-        }
-    }
 
     fn model(clusters: u64, flags: u32) -> Linux618 {
         let mut m = Linux618::new();
@@ -458,11 +435,6 @@ mod tests {
 
     fn dev(m: &Linux618) -> &Dev {
         m.devs.get(0).unwrap_or_else(|| unreachable!())
-    }
-
-    fn one(m: &mut Linux618, cpu: u32, order: u8) -> Option<u64> {
-        m.alloc(cpu, order)
-            .and_then(|a| a.extents.first().map(|e| e.offset))
     }
 
     #[test]
