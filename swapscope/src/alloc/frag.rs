@@ -128,6 +128,30 @@ impl UsedBitmap {
         self.for_range(off, n, |w, m| *w &= !m);
     }
 
+    /// Marks `off .. off + n` free and returns how many of those slots were used: `count_used`
+    /// then `set_free` in one pass.
+    #[inline]
+    pub fn take_used(&mut self, off: u64, n: u64) -> u64 {
+        let mut c = 0u64;
+        self.for_range(off, n, |w, m| {
+            c += u64::from((*w & m).count_ones());
+            *w &= !m;
+        });
+        c
+    }
+
+    /// Marks `off .. off + n` used and returns how many of those slots already were:
+    /// `count_used` then `set_used` in one pass.
+    #[inline]
+    pub fn put_used(&mut self, off: u64, n: u64) -> u64 {
+        let mut c = 0u64;
+        self.for_range(off, n, |w, m| {
+            c += u64::from((*w & m).count_ones());
+            *w |= m;
+        });
+        c
+    }
+
     /// Number of used slots in `off .. off + n` (slots past `len` are not counted).
     pub fn count_used(&self, off: u64, n: u64) -> u64 {
         let end = off.saturating_add(n).min(self.len);
@@ -386,5 +410,18 @@ mod tests {
         assert_eq!(s.usable_by_order[9], 8192 - 512);
         b.set_used(6000, 1);
         assert_eq!(FragStats::of(&b).largest_free_run, 2048);
+    }
+
+    #[test]
+    fn take_and_put_count_what_they_change() {
+        let mut b = UsedBitmap::new_free(200);
+        b.set_used(10, 20);
+        assert_eq!(b.put_used(0, 64), 20);
+        assert_eq!(b.count_used(0, 200), 64);
+        assert_eq!(b.put_used(60, 200), 4);
+        assert_eq!(b.count_used(0, 200), 200);
+        assert_eq!(b.take_used(5, 70), 70);
+        assert_eq!(b.take_used(0, 80), 10);
+        assert_eq!(b.count_used(0, 200), 120);
     }
 }

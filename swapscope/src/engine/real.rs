@@ -104,10 +104,9 @@ impl RealOccupancy {
         let mut o = offset;
         while o < end {
             let stop = ((o / CLUSTER_SLOTS + 1) * CLUSTER_SLOTS).min(end);
-            let already = d.map.count_used(o, stop - o);
+            let already = d.map.put_used(o, stop - o);
             self.double_allocs += already;
             let added = stop - o - already;
-            d.map.set_used(o, stop - o);
             if let Some(c) = d.counts.get_mut((o / CLUSTER_SLOTS) as usize) {
                 *c = c.saturating_add(added as u16);
             }
@@ -137,11 +136,13 @@ impl RealOccupancy {
             } else {
                 0
             };
-            let used = d.map.count_used(o, span).saturating_sub(reserved);
-            self.unmatched_frees += span - used;
-            if reserved == 0 {
-                d.map.set_free(o, span);
+            let used = if reserved == 0 {
+                d.map.take_used(o, span)
             } else {
+                d.map.count_used(o, span).saturating_sub(reserved)
+            };
+            self.unmatched_frees += span - used;
+            if reserved != 0 {
                 for s in o..stop {
                     if !d.reserved.is_used(s) {
                         d.map.set_free(s, 1);

@@ -45,6 +45,11 @@ const DENSE_LIMIT: u64 = 1 << STREAM_OFFSET_BITS;
 impl VirtualIds {
     /// Index of the run holding `id`.
     fn find(&self, id: u64) -> Option<usize> {
+        // New ids come after every run: no search.
+        let last = self.runs.last()?;
+        if id >= last.first {
+            return (id < last.end()).then_some(self.runs.len() - 1);
+        }
         let i = self
             .runs
             .partition_point(|r| r.first <= id)

@@ -365,8 +365,7 @@ impl Dev {
                 }
                 Err(i) => self.bad.get(i).copied().unwrap_or(end).min(end),
             };
-            let used = self.map.count_used(off, stop - off);
-            self.map.set_free(off, stop - off);
+            let used = self.map.take_used(off, stop - off);
             freed += used;
             off = stop;
         }
