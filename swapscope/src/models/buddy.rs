@@ -154,20 +154,23 @@ fn insert_block(free: &mut [HierSet], start: usize, order: usize) {
     free[k].insert(s >> k);
 }
 
+impl slotmap::HasSlotMap for BuddyDev {
+    fn slot_map(&self) -> &SlotMap {
+        &self.map
+    }
+}
+
 impl AllocatorModel for Buddy {
     fn name(&self) -> &'static str {
         "buddy"
     }
 
     fn swapon(&mut self, dev: &SwapOn) {
-        self.swapoff(dev.swap_type);
-        self.devs.push(BuddyDev::new(dev));
-        self.devs
-            .sort_by_key(|d| (std::cmp::Reverse(d.map.prio()), d.map.swap_type()));
+        slotmap::add_device(&mut self.devs, BuddyDev::new(dev));
     }
 
     fn swapoff(&mut self, swap_type: u8) {
-        self.devs.retain(|d| d.map.swap_type() != swap_type);
+        slotmap::remove_device(&mut self.devs, swap_type);
     }
 
     fn alloc(&mut self, _cpu: u32, order: u8) -> Option<Allocation> {
@@ -296,6 +299,30 @@ pub mod slotmap {
     fn bits(lo: u64, hi: u64) -> u64 {
         let upper = if hi >= 64 { u64::MAX } else { (1u64 << hi) - 1 };
         upper & !((1u64 << lo) - 1)
+    }
+
+    /// A model's per-device state that owns a [`SlotMap`].
+    pub trait HasSlotMap {
+        fn slot_map(&self) -> &SlotMap;
+    }
+
+    /// swapon for the alternative models: replace a device of the same type and keep the list
+    /// in `swap_avail_heads` order (best priority first, then swap type).
+    pub fn add_device<D: HasSlotMap>(devs: &mut Vec<D>, dev: D) {
+        let ty = dev.slot_map().swap_type();
+        remove_device(devs, ty);
+        devs.push(dev);
+        devs.sort_by_key(|d| {
+            (
+                std::cmp::Reverse(d.slot_map().prio()),
+                d.slot_map().swap_type(),
+            )
+        });
+    }
+
+    /// swapoff for the alternative models.
+    pub fn remove_device<D: HasSlotMap>(devs: &mut Vec<D>, swap_type: u8) {
+        devs.retain(|d| d.slot_map().swap_type() != swap_type);
     }
 
     /// One device's slots: bit set = allocated or reserved (header, bad, past `max`).

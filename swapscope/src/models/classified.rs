@@ -259,6 +259,12 @@ impl Dev {
     }
 }
 
+impl slotmap::HasSlotMap for Dev {
+    fn slot_map(&self) -> &SlotMap {
+        &self.map
+    }
+}
+
 impl AllocatorModel for Classified {
     fn name(&self) -> &'static str {
         if self.per_order {
@@ -269,14 +275,12 @@ impl AllocatorModel for Classified {
     }
 
     fn swapon(&mut self, dev: &SwapOn) {
-        self.swapoff(dev.swap_type);
-        self.devs.push(Dev::new(dev, self.nclasses()));
-        self.devs
-            .sort_by_key(|d| (std::cmp::Reverse(d.map.prio()), d.map.swap_type()));
+        let d = Dev::new(dev, self.nclasses());
+        slotmap::add_device(&mut self.devs, d);
     }
 
     fn swapoff(&mut self, swap_type: u8) {
-        self.devs.retain(|d| d.map.swap_type() != swap_type);
+        slotmap::remove_device(&mut self.devs, swap_type);
     }
 
     fn alloc(&mut self, _cpu: u32, order: u8) -> Option<Allocation> {

@@ -41,7 +41,7 @@ use crate::alloc::{Allocation, AllocatorModel, Extent, MAX_ORDER, ModelSnapshot}
 use crate::event::SwapOn;
 
 use super::buddy::slotmap::{
-    CLUSTER, ClusterLists, NO_LIST, SlotMap, WORDS, generic_cluster_counts, snapshot_of,
+    self, CLUSTER, ClusterLists, NO_LIST, SlotMap, WORDS, generic_cluster_counts, snapshot_of,
 };
 
 /// Bytes of indirection metadata per page of a discontiguous large entry.
@@ -164,20 +164,24 @@ impl Dev {
     }
 }
 
+impl slotmap::HasSlotMap for Dev {
+    fn slot_map(&self) -> &SlotMap {
+        &self.map
+    }
+}
+
 impl AllocatorModel for Discontiguous {
     fn name(&self) -> &'static str {
         "discontiguous"
     }
 
     fn swapon(&mut self, dev: &SwapOn) {
-        self.swapoff(dev.swap_type);
-        self.devs.push(Dev::new(dev));
-        self.devs
-            .sort_by_key(|d| (std::cmp::Reverse(d.map.prio()), d.map.swap_type()));
+        let d = Dev::new(dev);
+        slotmap::add_device(&mut self.devs, d);
     }
 
     fn swapoff(&mut self, swap_type: u8) {
-        self.devs.retain(|d| d.map.swap_type() != swap_type);
+        slotmap::remove_device(&mut self.devs, swap_type);
     }
 
     fn alloc(&mut self, _cpu: u32, order: u8) -> Option<Allocation> {
