@@ -33,6 +33,11 @@ pub struct KernelDeltas {
     /// inside it), by feed. Non-zero means requests, frees or splits are missing from the stream.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub missed_events: BTreeMap<String, u64>,
+    /// Full tier: the `inuse_pages` completeness check (checks made, mismatches found).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inuse_checks: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inuse_mismatches: Option<u64>,
     /// The write-out program's tracepoint hits and those it filtered out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writeout_hits: Option<u64>,
@@ -310,6 +315,8 @@ fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
             }
             match name.as_str() {
                 "probe/writeout_hits" => k.writeout_hits = Some(delta),
+                "probe/inuse_checks" => k.inuse_checks = Some(delta),
+                "probe/inuse_mismatches" => k.inuse_mismatches = Some(delta),
                 "probe/writeout_filtered" => k.writeout_filtered = Some(delta),
                 "vmstat/pswpout" => k.pswpout_pages = delta,
                 "vmstat/thp_swpout_fallback" => k.thp_swpout_fallback = delta,
@@ -412,6 +419,12 @@ impl Report {
             }
             if let Some(f) = self.freed_slots {
                 let _ = writeln!(s, "  slots freed: {f}");
+            }
+            if let (Some(c), Some(m)) = (self.kernel.inuse_checks, self.kernel.inuse_mismatches) {
+                let _ = writeln!(
+                    s,
+                    "  inuse_pages completeness check: {m} mismatches in {c} checks"
+                );
             }
             for (feed, n) in self.kernel.missed_events.iter().filter(|(_, n)| **n > 0) {
                 let _ = writeln!(

@@ -1228,6 +1228,20 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
             used == 0,
             "{used} slots still allocated after swapoff (missed frees)"
         );
+        // The inuse_pages check: on one CPU, from 6.14 on (no slot cache) and with every request
+        // delivered, the kernel's in-use count moves by exactly what the stream says.
+        let checks = num(&r, &["kernel", "inuse_checks"]);
+        let mismatches = num(&r, &["kernel", "inuse_mismatches"]);
+        s.push_str(&format!(
+            "    inuse_pages check: {mismatches} mismatches in {checks} checks\n"
+        ));
+        if !spec.slot_cache && smp == 1 && missed_alloc == 0 {
+            ensure!(checks > 0, "the inuse_pages check never ran");
+            ensure!(
+                mismatches == 0,
+                "{mismatches} inuse_pages mismatches: events are missing"
+            );
+        }
         if !spec.slot_cache {
             // Every freed slot was seen allocated, unless the kernel itself reports request
             // events it did not deliver (a second task entering the hook on the same CPU while

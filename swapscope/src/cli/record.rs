@@ -68,6 +68,10 @@ fn header(plan: &[ProbeStatus], devices: &[swapscope::event::SwapDevice]) -> Rec
     }
 }
 
+/// One ring-buffer item: write-out bytes to store verbatim, or a decoded full-tier event with
+/// the `inuse_pages` value a free event carries.
+type Drained = Result<Vec<u8>, (Event, Option<u64>)>;
+
 struct Session<W: std::io::Write> {
     writer: Writer<W>,
     /// The last device list written; a new one is written when /proc/swaps changes.
@@ -76,6 +80,8 @@ struct Session<W: std::io::Write> {
     last_lost: Lost,
     write_error: Option<anyhow::Error>,
     pending: Vec<Event>,
+    /// The `inuse_pages` completeness check over full-tier events.
+    inuse: swapscope::event::InuseCheck,
 }
 
 impl<W: std::io::Write> Session<W> {
@@ -99,6 +105,12 @@ impl<W: std::io::Write> Session<W> {
             "probe/writeout_filtered".into(),
             c[counter::FILTERED as usize],
         ));
+        counters
+            .values
+            .push(("probe/inuse_checks".into(), self.inuse.checks));
+        counters
+            .values
+            .push(("probe/inuse_mismatches".into(), self.inuse.mismatches));
         // Per program: hook invocations the kernel did not deliver. (`run_cnt` is only kept
         // with kernel.bpf_stats_enabled, so it is not recorded.)
         for (feed, _prog, _runs, misses) in probe.program_stats() {
@@ -139,6 +151,7 @@ impl<W: std::io::Write> Session<W> {
             .iter()
             .filter(|d| !list.devices.iter().any(|n| n.path == d.path))
         {
+            self.inuse.forget(gone.index);
             let ev = Event::SwapOff(swapscope::event::SwapOff {
                 ts_ns: list.ts_ns,
                 swap_type: gone.index,
@@ -165,7 +178,7 @@ impl<W: std::io::Write> Session<W> {
         // Copy what the ring buffer holds, in its (kernel) order; write it out afterwards, so a
         // full-tier event for a device that appeared since the last sample can be preceded by
         // that device's SwapOn.
-        let mut items: Vec<Result<Vec<u8>, Event>> = Vec::new();
+        let mut items: Vec<Drained> = Vec::new();
         probe.drain(timeout, |bytes| {
             if bytes.len() < 2 {
                 return;
@@ -175,7 +188,7 @@ impl<W: std::io::Write> Session<W> {
             } else if let Some(ev) =
                 swapscope::event::from_bpf(bytes, record::DEFAULT_SWP_TYPE_SHIFT)
             {
-                items.push(Err(ev));
+                items.push(Err((ev, swapscope::event::free_event_inuse(bytes))));
             }
         });
         let mut pushed = 0u64;
@@ -189,7 +202,19 @@ impl<W: std::io::Write> Session<W> {
                         }
                     }
                 }
-                Err(ev) => {
+                Err((ev, inuse)) => {
+                    match (&ev, inuse) {
+                        (Event::Free(f), Some(inuse)) => self.inuse.free(f.swap_type, f.nr, inuse),
+                        (
+                            Event::Alloc(swapscope::event::Alloc {
+                                result: swapscope::event::AllocResult::Success { swap_type, .. },
+                                order,
+                                ..
+                            }),
+                            _,
+                        ) => self.inuse.alloc(*swap_type, *order),
+                        _ => {}
+                    }
                     let ty = match &ev {
                         Event::Alloc(swapscope::event::Alloc {
                             result: swapscope::event::AllocResult::Success { swap_type, .. },
@@ -237,6 +262,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
         last_lost: Lost::default(),
         write_error: None,
         pending: Vec::new(),
+        inuse: Default::default(),
     };
     s.sample(&probe);
     if let Err(e) = s.writer.flush_chunk() {
