@@ -185,10 +185,9 @@ impl<W: std::io::Write> Session<W> {
             }
             if u16::from_le_bytes([bytes[0], bytes[1]]) == kind::WRITEOUT {
                 items.push(Ok(bytes.to_vec()));
-            } else if let Some(ev) =
-                swapscope::event::from_bpf(bytes, record::DEFAULT_SWP_TYPE_SHIFT)
+            } else if let Some(ev) = record::codec::from_bpf(bytes, record::DEFAULT_SWP_TYPE_SHIFT)
             {
-                items.push(Err((ev, swapscope::event::free_event_inuse(bytes))));
+                items.push(Err((ev, record::codec::free_event_inuse(bytes))));
             }
         });
         let mut pushed = 0u64;

@@ -412,12 +412,7 @@ pub fn parse_writeout(b: &[u8]) -> Result<WriteoutEvent, &'static str> {
         return Err("writeout body is not 48 bytes");
     }
     let mut d = Dec::new(b);
-    let header = EventHeader {
-        kind: d.u16()?,
-        size: d.u16()?,
-        cpu: d.u32()?,
-        ts_ns: d.u64()?,
-    };
+    let header = bpf_header(&mut d)?;
     if header.kind != swapscope_common::kind::WRITEOUT {
         return Err("BPF event header kind is not WRITEOUT");
     }
@@ -512,6 +507,91 @@ fn put_count(out: &mut Vec<u8>, n: usize, what: &str) -> Result<(), FormatError>
     })?;
     put_u32(out, n);
     Ok(())
+}
+
+/// The [`EventHeader`] every BPF event starts with.
+fn bpf_header(d: &mut Dec<'_>) -> Result<EventHeader, &'static str> {
+    Ok(EventHeader {
+        kind: d.u16()?,
+        size: d.u16()?,
+        cpu: d.u32()?,
+        ts_ns: d.u64()?,
+    })
+}
+
+/// Decodes a full-tier BPF event (`swapscope_common::{AllocEvent, FreeEvent, SplitEvent}`, by
+/// their `#[repr(C)]` layouts) into an [`Event`]. `None` for other kinds or short buffers.
+/// Write-outs are not decoded here: the recorder stores their bytes verbatim.
+pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
+    use swapscope_common::{ORDER_UNKNOWN, kind};
+    let mut d = Dec::new(bytes);
+    let h = bpf_header(&mut d).ok()?;
+    let (ts_ns, cpu) = (h.ts_ns, h.cpu);
+    let shift = u32::from(swp_type_shift.clamp(1, 63));
+    let ev = match h.kind {
+        kind::ALLOC => {
+            let id = d.u64().ok()?;
+            let swap_val = d.u64().ok()?;
+            let _pid_tgid = d.u64().ok()?;
+            let success = d.u32().ok()? != 0;
+            let order = d.u8().ok()?;
+            Event::Alloc(Alloc {
+                ts_ns,
+                cpu,
+                order,
+                id,
+                result: if success {
+                    AllocResult::Success {
+                        swap_type: (swap_val >> shift) as u8,
+                        offset: swap_val & ((1u64 << shift) - 1),
+                    }
+                } else {
+                    AllocResult::Failure
+                },
+            })
+        }
+        kind::FREE => {
+            let offset = d.u64().ok()?;
+            let _inuse = d.u64().ok()?;
+            let nr = d.u32().ok()?;
+            let swap_type = d.u8().ok()?;
+            Event::Free(Free {
+                ts_ns,
+                cpu,
+                swap_type,
+                offset,
+                nr,
+            })
+        }
+        kind::SPLIT => {
+            let id = d.u64().ok()?;
+            let pid = d.u64().ok()? as u32;
+            let old_order = Some(d.u8().ok()?).filter(|o| *o != ORDER_UNKNOWN);
+            let new_order = d.u8().ok()?;
+            Event::Split(Split {
+                ts_ns,
+                cpu,
+                pid,
+                id,
+                old_order,
+                new_order,
+            })
+        }
+        _ => return None,
+    };
+    Some(ev)
+}
+
+/// `si->inuse_pages` as a full-tier free event saw it (before that free), with the 6.14+
+/// `SWAP_USAGE_OFFLIST_BIT` (bit 30) masked off; `None` for other events.
+pub fn free_event_inuse(bytes: &[u8]) -> Option<u64> {
+    let mut d = Dec::new(bytes);
+    let h = bpf_header(&mut d).ok()?;
+    if h.kind != swapscope_common::kind::FREE {
+        return None;
+    }
+    let _offset = d.u64().ok()?;
+    d.u64().ok().map(|v| v & !(1u64 << 30))
 }
 
 /// A little-endian reader over a body; every read is bounds-checked.
@@ -929,5 +1009,84 @@ pub(crate) mod tests {
             encode_event(&ev, SHIFT, &mut Vec::new()),
             Err(FormatError::InvalidEvent { .. })
         ));
+    }
+
+    fn bpf_bytes<T: Copy>(v: &T) -> Vec<u8> {
+        // SAFETY: `T` is one of the `#[repr(C)]` plain-old-data event structs with explicit
+        // padding, so every byte of it is initialised; the slice lives only as long as `v`.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn decodes_full_tier_events() {
+        use swapscope_common::{AllocEvent, FreeEvent, SplitEvent, kind};
+        let hdr = |k: u16, size: usize| EventHeader {
+            kind: k,
+            size: size as u16,
+            cpu: 3,
+            ts_ns: 99,
+        };
+        let a = AllocEvent {
+            header: hdr(kind::ALLOC, size_of::<AllocEvent>()),
+            folio_id: 7,
+            swap_val: (1u64 << 58) | 4096,
+            pid_tgid: 5,
+            success: 1,
+            order: 4,
+            _pad: [0; 3],
+        };
+        assert_eq!(
+            from_bpf(&bpf_bytes(&a), 58),
+            Some(Event::Alloc(Alloc {
+                ts_ns: 99,
+                cpu: 3,
+                order: 4,
+                id: 7,
+                result: AllocResult::Success {
+                    swap_type: 1,
+                    offset: 4096
+                }
+            }))
+        );
+        let f = FreeEvent {
+            header: hdr(kind::FREE, size_of::<FreeEvent>()),
+            offset: 512,
+            inuse: 10 | (1 << 30),
+            nr: 16,
+            swap_type: 2,
+            _pad: [0; 3],
+        };
+        assert_eq!(
+            from_bpf(&bpf_bytes(&f), 58),
+            Some(Event::Free(Free {
+                ts_ns: 99,
+                cpu: 3,
+                swap_type: 2,
+                offset: 512,
+                nr: 16
+            }))
+        );
+        let sp = SplitEvent {
+            header: hdr(kind::SPLIT, size_of::<SplitEvent>()),
+            folio_id: 7,
+            pid_tgid: (9 << 32) | 8,
+            old_order: 0xff,
+            new_order: 0,
+            _pad: [0; 6],
+        };
+        assert_eq!(
+            from_bpf(&bpf_bytes(&sp), 58),
+            Some(Event::Split(Split {
+                ts_ns: 99,
+                cpu: 3,
+                pid: 8,
+                id: 7,
+                old_order: None,
+                new_order: 0
+            }))
+        );
+        assert_eq!(from_bpf(&bpf_bytes(&sp)[..20], 58), None);
+        assert_eq!(free_event_inuse(&bpf_bytes(&f)), Some(10));
+        assert_eq!(free_event_inuse(&bpf_bytes(&a)), None);
     }
 }
