@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::workload::Rng;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Pattern {
     /// Write a non-zero byte into every 4 KiB page, pass after pass; reclaim under the cgroup
@@ -91,19 +93,6 @@ impl Drop for Region {
     }
 }
 
-/// Deterministic xorshift64*; seeded from the caller.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// Runs `pattern` over `size_mib` until `passes` passes are done or `duration` is over (or `stop`
 /// returns true). Returns the passes completed.
 pub fn run(
@@ -119,7 +108,7 @@ pub fn run(
     let r = Region::new(len)?;
     let end = duration.map(|d| Instant::now() + d);
     let over = || stop() || end.is_some_and(|e| Instant::now() >= e);
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut done = 0;
     match pattern {
         Pattern::Sequential => {
@@ -147,13 +136,13 @@ pub fn run(
             let grain = if aligned_swapin { CHUNK } else { PAGE };
             while done < passes && !over() {
                 for _ in 0..len / 4 / grain {
-                    let at = (rng.next() as usize) % (len / grain) * grain;
+                    let at = rng.index(len / grain) * grain;
                     for off in (at..at + grain).step_by(PAGE) {
                         r.write(off, 0x11);
                     }
                 }
                 for _ in 0..len / 4 / CHUNK {
-                    let chunk = (rng.next() as usize) % (len / CHUNK);
+                    let chunk = rng.index(len / CHUNK);
                     r.madvise(chunk * CHUNK, CHUNK, libc::MADV_DONTNEED);
                     for off in (chunk * CHUNK..(chunk + 1) * CHUNK).step_by(PAGE) {
                         r.write(off, 0x11);
@@ -172,12 +161,12 @@ pub fn run(
 fn fork_zap_round(r: &Region, rng: &mut Rng, zap: bool) {
     let len = r.len;
     for _ in 0..len / 8 / PAGE {
-        let page = (rng.next() as usize) % (len / PAGE);
+        let page = rng.index(len / PAGE);
         r.write(page * PAGE, 0x22);
     }
     if zap {
         for _ in 0..len / 8 / CHUNK {
-            let chunk = (rng.next() as usize) % (len / CHUNK);
+            let chunk = rng.index(len / CHUNK);
             r.madvise(chunk * CHUNK, CHUNK / 2, libc::MADV_DONTNEED);
         }
     }
@@ -202,7 +191,7 @@ fn fork_partial_zap(
     }
     let child = pid == 0;
     r.madvise(0, r.len, libc::MADV_PAGEOUT);
-    let mut rng = Rng((seed ^ if child { 0x5eed } else { 0 }) | 1);
+    let mut rng = Rng::derive(seed, u64::from(child));
     let mut done = 0;
     while done < passes && !over() {
         fork_zap_round(r, &mut rng, child);
