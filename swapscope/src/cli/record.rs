@@ -111,9 +111,8 @@ impl<W: std::io::Write> Session<W> {
         counters
             .values
             .push(("probe/inuse_mismatches".into(), self.inuse.mismatches));
-        // Per program: hook invocations the kernel did not deliver. (`run_cnt` is only kept
-        // with kernel.bpf_stats_enabled, so it is not recorded.)
-        for (feed, _prog, _runs, misses) in probe.program_stats() {
+        // Per program: hook invocations the kernel did not deliver.
+        for (feed, misses) in probe.missed_events() {
             counters
                 .values
                 .push((format!("probe/{feed}/recursion_misses"), misses));

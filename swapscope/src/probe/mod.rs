@@ -231,7 +231,7 @@ fn tracepoint_status(btf: Option<&KernelBtf>) -> ProbeStatus {
 }
 
 /// Tries one candidate for real: load and attach.
-pub type AttachFn<'a> = dyn FnMut(&Candidate) -> Result<(), String> + 'a;
+pub type AttachFn<'a> = dyn FnMut(&'static Candidate) -> Result<(), String> + 'a;
 
 /// Computes the probe plan. `attach` tries one candidate for real (load + attach); without it
 /// the plan is a dry run from BTF and the lockdown mode.
@@ -327,11 +327,13 @@ impl Default for LiveOptions {
 
 /// Loaded and attached programs. Dropping it detaches every link.
 pub struct LiveProbe {
-    // Kept alive for its programs and links; maps were taken out below.
-    _ebpf: Ebpf,
+    // Owns the programs and their links; maps were taken out below.
+    ebpf: Ebpf,
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     pub plan: Vec<ProbeStatus>,
+    /// The full-tier candidates that attached, as the planner chose them.
+    attached: Vec<&'static Candidate>,
 }
 
 impl LiveProbe {
@@ -363,7 +365,12 @@ impl LiveProbe {
             probe: format!("tp_btf/{WRITEOUT_TP}"),
             reason: e.to_string(),
         })?;
-        let mut try_attach = |c: &Candidate| attach_candidate(&mut ebpf, &btf, c);
+        let mut attached = Vec::new();
+        let mut try_attach = |c: &'static Candidate| {
+            attach_candidate(&mut ebpf, &btf, c)?;
+            attached.push(c);
+            Ok(())
+        };
         let mut plan = plan(
             Some(&kbtf),
             host::lockdown().as_deref(),
@@ -384,7 +391,8 @@ impl LiveProbe {
         )
         .map_err(|e| ProbeError::Load(e.to_string()))?;
         Ok(LiveProbe {
-            _ebpf: ebpf,
+            ebpf,
+            attached,
             ring,
             counters,
             plan,
@@ -416,44 +424,18 @@ impl LiveProbe {
         n
     }
 
-    /// For every attached full-tier program: (feed, program, runs, recursion misses). Misses are
-    /// events the kernel did not deliver to the program (see `run_stats`).
-    pub fn program_stats(&self) -> Vec<(String, String, u64, u64)> {
-        let mut out = Vec::new();
-        if let Some((runs, misses)) = self
-            ._ebpf
-            .program(WRITEOUT_TP)
-            .and_then(|p| p.fd().ok())
-            .and_then(|fd| run_stats(fd.as_fd()))
-        {
-            out.push((
-                "writeout".to_string(),
-                WRITEOUT_TP.to_string(),
-                runs,
-                misses,
-            ));
-        }
-        for c in CANDIDATES {
-            let attached = self.plan.iter().any(|p| {
-                p.attached && p.name == c.func && p.detail.starts_with(&format!("{}:", c.feeds))
-            });
-            if !attached
-                || out
-                    .iter()
-                    .any(|(_, prog, _, _): &(String, String, u64, u64)| prog == c.program)
-            {
-                continue;
-            }
-            let stats = self
-                ._ebpf
-                .program(c.program)
-                .and_then(|p| p.fd().ok())
-                .and_then(|fd| run_stats(fd.as_fd()));
-            if let Some((runs, misses)) = stats {
-                out.push((c.feeds.to_string(), c.program.to_string(), runs, misses));
-            }
-        }
-        out
+    /// Per attached program, by feed (`writeout`, `alloc`, `free`, ...): hook invocations the
+    /// kernel did not deliver to it (see `recursion_misses`).
+    pub fn missed_events(&self) -> Vec<(&'static str, u64)> {
+        let programs = std::iter::once(("writeout", WRITEOUT_TP))
+            .chain(self.attached.iter().map(|c| (c.feeds, c.program)));
+        programs
+            .filter_map(|(feed, program)| {
+                let prog = self.ebpf.program(program)?;
+                let fd = prog.fd().ok()?;
+                recursion_misses(fd.as_fd()).map(|n| (feed, n))
+            })
+            .collect()
     }
 
     /// Per-CPU counters summed over CPUs, indexed by `swapscope_common::counter`.
@@ -468,11 +450,11 @@ impl LiveProbe {
     }
 }
 
-/// `bpf_prog_info.{run_cnt, recursion_misses}` of a loaded program (`BPF_OBJ_GET_INFO_BY_FD`;
-/// aya 0.14 does not expose `recursion_misses`). A fentry/fexit program is skipped, and counted
+/// `bpf_prog_info.recursion_misses` of a loaded program (`BPF_OBJ_GET_INFO_BY_FD`; aya 0.14 does
+/// not expose it). A fentry/fexit program is skipped, and counted
 /// here, when it is entered again on a CPU where it is already running — on a preemptible kernel,
 /// when a task was preempted inside it.
-fn run_stats(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u64, u64)> {
+fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
     use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_info};
     // SAFETY: both are plain C structs/unions of integers, for which all-zero is valid.
     let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
@@ -491,7 +473,7 @@ fn run_stats(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u64, u64)> {
             std::mem::size_of::<bpf_attr>(),
         )
     };
-    (rc == 0).then_some((info.run_cnt, info.recursion_misses))
+    (rc == 0).then_some(info.recursion_misses)
 }
 
 /// Loads and attaches one full-tier candidate.
