@@ -8,6 +8,39 @@ use swapscope_common::{PFN_UNKNOWN, WriteoutEvent, folio_flags};
 /// Boot-time nanoseconds (`CLOCK_BOOTTIME`, the clock of `bpf_ktime_get_boot_ns`).
 pub type Ts = u64;
 
+/// The virtual-slot encoding of simulated streams: the one definition, shared by the workload
+/// generators (which emit it) and the engine (which maps it onto each model's slots).
+///
+/// An `Alloc { id, order, result: Unknown }` owns the virtual slots
+/// `(SWAP_TYPE, offset(id, page))` for `page` in `0 .. 2^order`, i.e. `id << PAGE_BITS | page`.
+/// The workload frees them with `Free { swap_type: SWAP_TYPE, offset: offset(id, page), nr }`:
+/// any sub-range of the allocation, in any number of pieces (a free never spans two ids). Ids
+/// are below [`ID_LIMIT`] and are not reused while any page of the previous use is allocated
+/// (the engine then frees the old pages first and counts an anomaly).
+pub mod virtual_slot {
+    /// Swap type of virtual slots.
+    pub const SWAP_TYPE: u8 = 0xff;
+    /// Bits of the page index inside a virtual offset (2^9 = 512 pages, the largest folio).
+    pub const PAGE_BITS: u32 = 9;
+    /// Ids must be below this.
+    pub const ID_LIMIT: u64 = 1 << 47;
+
+    /// The virtual offset of page `page` of allocation `id`.
+    pub const fn offset(id: u64, page: u64) -> u64 {
+        id << PAGE_BITS | (page & ((1 << PAGE_BITS) - 1))
+    }
+
+    /// The allocation id a virtual offset belongs to.
+    pub const fn id(offset: u64) -> u64 {
+        offset >> PAGE_BITS
+    }
+
+    /// The page index of a virtual offset inside its allocation.
+    pub const fn page(offset: u64) -> u64 {
+        offset & ((1 << PAGE_BITS) - 1)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A swap-backed folio written out by reclaim, with the swap entry it holds.

@@ -56,10 +56,14 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Setup => setup(),
-        Cmd::Test => setup().and_then(|()| test()),
+        Cmd::Setup => setup().and_then(|()| host_packages(TEST_PACKAGES)),
+        Cmd::Test => setup()
+            .and_then(|()| host_packages(TEST_PACKAGES))
+            .and_then(|()| test()),
         Cmd::Run { output, seconds } => setup().and_then(|()| run_demo(&output, seconds)),
-        Cmd::Vm(args) => setup().and_then(|()| vm::vm(&args)),
+        Cmd::Vm(args) => setup()
+            .and_then(|()| host_packages(VM_PACKAGES))
+            .and_then(|()| vm::vm(&args)),
         Cmd::Bench {
             repeat,
             reuse,
@@ -133,43 +137,138 @@ fn cargo_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
 }
 
-/// Host packages the VM tests need (`cargo xtask vm`), by the command each provides.
-const HOST_PACKAGES: &[(&str, &str)] = &[
-    ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
-    ("busybox-static", "/bin/busybox"),
+/// A Debian package a command needs, with the file that shows it is installed.
+#[derive(Clone, Copy)]
+struct HostPackage {
+    name: &'static str,
+    file: &'static str,
+    /// Which command needs it (for the message when it cannot be installed).
+    for_what: &'static str,
+}
+
+/// What `cargo xtask test` needs beyond the toolchain: tmux for the TUI test, QEMU and busybox
+/// for the VM tests. `cargo xtask run` needs none of them.
+const TEST_PACKAGES: &[HostPackage] = &[
+    HostPackage {
+        name: "tmux",
+        file: "/usr/bin/tmux",
+        for_what: "the TUI test",
+    },
+    HostPackage {
+        name: "qemu-system-x86",
+        file: "/usr/bin/qemu-system-x86_64",
+        for_what: "the VM tests",
+    },
+    HostPackage {
+        name: "busybox-static",
+        file: "/bin/busybox",
+        for_what: "the VM tests",
+    },
 ];
 
-/// Installs the missing host packages with apt-get (root only; quiet when all are present).
-fn host_packages() -> Result<()> {
-    let missing: Vec<&str> = HOST_PACKAGES
+/// What `cargo xtask vm` needs.
+const VM_PACKAGES: &[HostPackage] = &[
+    HostPackage {
+        name: "qemu-system-x86",
+        file: "/usr/bin/qemu-system-x86_64",
+        for_what: "the VM tests",
+    },
+    HostPackage {
+        name: "busybox-static",
+        file: "/bin/busybox",
+        for_what: "the VM tests",
+    },
+];
+
+fn installed(p: &HostPackage) -> bool {
+    Path::new(p.file).exists()
+        && output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p.name]))
+            .is_ok_and(|s| s.contains("install ok installed"))
+}
+
+/// Installs the missing packages with apt-get (root only; quiet when all are present). Never
+/// removes a package: the plan is simulated first, and when the default suite would replace an
+/// installed package (e.g. bookworm's QEMU 7.2 would remove a backported qemu-utils 10), the
+/// same install is tried from `<codename>-backports`; if that also removes something, it stops
+/// and says so.
+fn host_packages(wanted: &[HostPackage]) -> Result<()> {
+    let missing: Vec<&str> = wanted
         .iter()
-        .filter(|(pkg, file)| {
-            !Path::new(file).exists()
-                || !output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
-                    .is_ok_and(|s| s.contains("install ok installed"))
-        })
-        .map(|(pkg, _)| *pkg)
+        .filter(|p| !installed(p))
+        .map(|p| p.name)
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
     if !is_root() {
+        let why: Vec<String> = wanted
+            .iter()
+            .filter(|p| missing.contains(&p.name))
+            .map(|p| format!("{} ({})", p.name, p.for_what))
+            .collect();
         eprintln!(
-            "xtask: not root: skipping apt-get install {} (needed by `cargo xtask vm`)",
-            missing.join(" ")
+            "xtask: not root: skipping apt-get install of {}",
+            why.join(", ")
         );
         return Ok(());
     }
-    step(&format!("apt-get install {}", missing.join(" ")));
-    run(Command::new("apt-get").args(["-q", "update"]))?;
+    let apt = vm::Apt::host_with_backports(&target_dir().join("apt-host"))?;
+    apt.update_if_stale()?;
+    let removes = |extra: &[&str]| -> Result<Vec<String>> {
+        let sim = output(
+            Command::new("apt-get")
+                .args(apt.opts())
+                .args(["install", "-s", "-q", "--no-install-recommends"])
+                .args(extra)
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        Ok(sim
+            .lines()
+            .filter_map(|l| l.strip_prefix("Remv "))
+            .map(|l| l.split_whitespace().next().unwrap_or(l).to_string())
+            .collect())
+    };
+    let backports = format!("{}-backports", apt.codename());
+    // A plan that removes nothing, from the default suites or else from backports.
+    let plan = |extra: &[&str]| match removes(extra) {
+        Ok(r) if r.is_empty() => Ok(()),
+        Ok(r) => Err(format!("it would remove {}", r.join(" "))),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let mut extra: Vec<&str> = Vec::new();
+    let mut why_backports = String::new();
+    if let Err(default_err) = plan(&extra) {
+        if let Err(bp_err) = plan(&["-t", &backports]) {
+            bail!(
+                "cannot install {} without removing packages: from the default suites {default_err}; \
+                 from {backports} {bp_err}. Install them by hand, then run again",
+                missing.join(" ")
+            );
+        }
+        extra = vec!["-t", &backports];
+        why_backports = format!(" from {backports} (from the default suites {default_err})");
+    }
+    step(&format!(
+        "apt-get install {}{why_backports}",
+        missing.join(" ")
+    ));
     run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(apt.opts())
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "--no-remove",
+            "--no-install-recommends",
+        ])
+        .args(&extra)
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// The toolchain pieces every command needs (nightly rust-src, bpf-linker).
 fn setup() -> Result<()> {
-    host_packages()?;
     // 1. A nightly toolchain with rust-src (the BPF target builds core from source).
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {

@@ -250,8 +250,9 @@ fn cache_dir() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // apt: a private sources list and state, URIs copied from the host's own configuration
 
-struct Apt {
+pub struct Apt {
     dir: PathBuf,
+    codename: String,
 }
 
 const HOST_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
@@ -287,10 +288,74 @@ impl Apt {
         }
         Ok(Apt {
             dir: dir.to_path_buf(),
+            codename: String::new(),
         })
     }
 
-    fn opts(&self) -> Vec<String> {
+    /// A private apt state that sees everything the host's own sources list (every deb822
+    /// stanza of it) and also `<codename>-backports` of the host's main archive: for installing
+    /// host packages without replacing backported ones the host already has.
+    pub fn host_with_backports(dir: &Path) -> Result<Self> {
+        for d in ["lists/partial", "cache/archives/partial"] {
+            fs::create_dir_all(dir.join(d))?;
+        }
+        let text = fs::read_to_string(HOST_SOURCES)
+            .with_context(|| format!("reading {HOST_SOURCES} (its URIs are reused)"))?;
+        let os = fs::read_to_string("/etc/os-release").unwrap_or_default();
+        let codename = os
+            .lines()
+            .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+            .map(|c| c.trim_matches('"').to_string())
+            .filter(|c| !c.is_empty())
+            .context("/etc/os-release names no VERSION_CODENAME")?;
+        let (uri, signed_by) = main_archive(&text).with_context(|| {
+            format!(
+                "{HOST_SOURCES} names no main Debian archive (a stanza with non-security suites)"
+            )
+        })?;
+        let mut list =
+            String::from("# written by cargo xtask; the host's sources plus backports\n");
+        for stanza in text.split("\n\n") {
+            let field = |name: &str| {
+                stanza.lines().find_map(|l| {
+                    l.strip_prefix(name)
+                        .and_then(|r| r.strip_prefix(':'))
+                        .map(|v| v.trim().to_string())
+                })
+            };
+            let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else {
+                continue;
+            };
+            if field("Types").is_some_and(|t| !t.split_whitespace().any(|w| w == "deb")) {
+                continue;
+            }
+            let comps = field("Components").unwrap_or_else(|| "main".into());
+            let opt = field("Signed-By").map_or(String::new(), |k| format!("[signed-by={k}] "));
+            for u in uris.split_whitespace() {
+                for su in suites.split_whitespace() {
+                    list.push_str(&format!("deb {opt}{u} {su} {comps}\n"));
+                }
+            }
+        }
+        let opt = signed_by.map_or(String::new(), |k| format!("[signed-by={k}] "));
+        list.push_str(&format!("deb {opt}{uri} {codename}-backports main\n"));
+        let path = dir.join("sources.list");
+        if fs::read_to_string(&path).ok().as_deref() != Some(list.as_str()) {
+            fs::write(&path, &list)?;
+            let _ = fs::remove_file(dir.join("updated"));
+        }
+        Ok(Apt {
+            dir: dir.to_path_buf(),
+            codename,
+        })
+    }
+
+    /// The host's release codename (`bookworm`), for [`Apt::host_with_backports`].
+    pub fn codename(&self) -> &str {
+        &self.codename
+    }
+
+    pub fn opts(&self) -> Vec<String> {
         let d = self.dir.display();
         vec![
             format!("-oDir::Etc::SourceList={d}/sources.list"),
@@ -307,7 +372,7 @@ impl Apt {
     }
 
     /// `apt-get update` when the private lists are missing or older than a day.
-    fn update_if_stale(&self) -> Result<()> {
+    pub fn update_if_stale(&self) -> Result<()> {
         let stamp = self.dir.join("updated");
         let fresh = fs::metadata(&stamp)
             .and_then(|m| m.modified())

@@ -76,6 +76,59 @@ pub struct ModelSnapshot {
     pub metadata_bytes: u64,
 }
 
+/// One swap-slot request made while serving a folio (see [`serve_folio`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// Order of this request: the folio's own, or 0 for the pages of a split folio.
+    pub order: u8,
+    /// The folio page this request starts at (0 for the whole folio).
+    pub page: u64,
+    /// The model's slots, in page order, or `None` when it refused.
+    pub extents: Option<&'a [Extent]>,
+}
+
+impl Request<'_> {
+    pub fn ok(&self) -> bool {
+        self.extents.is_some()
+    }
+}
+
+/// The kernel's swap-out of one folio, against a model: ask for 2^`order` slots; when that is
+/// refused and `order > 0`, split the folio (`swpout_fallback`, `split_folio` in
+/// `shrink_folio_list`) and ask for one order-0 slot per page. `on` sees every request in that
+/// order with the model's answer. Returns whether the whole folio was served at its order.
+///
+/// This is the one definition of the fallback step: the engine's shadows and the benchmark's
+/// kernel-result streams both go through it.
+pub fn serve_folio<M: AllocatorModel + ?Sized>(
+    model: &mut M,
+    cpu: u32,
+    order: u8,
+    scratch: &mut Vec<Extent>,
+    mut on: impl FnMut(Request<'_>),
+) -> bool {
+    scratch.clear();
+    let ok = model.alloc_into(cpu, order, scratch);
+    on(Request {
+        order,
+        page: 0,
+        extents: ok.then_some(scratch.as_slice()),
+    });
+    if ok || order == 0 {
+        return ok;
+    }
+    for page in 0..1u64 << order.min(MAX_ORDER) {
+        scratch.clear();
+        let ok = model.alloc_into(cpu, 0, scratch);
+        on(Request {
+            order: 0,
+            page,
+            extents: ok.then_some(scratch.as_slice()),
+        });
+    }
+    false
+}
+
 /// A shadow swap-slot allocator.
 pub trait AllocatorModel {
     /// Stable name used in reports and `--models` (e.g. `linux-6.18`, `buddy`).

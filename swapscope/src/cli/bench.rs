@@ -23,9 +23,9 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use swapscope::{
-    alloc::{AllocatorModel, Extent},
-    engine::{SlotMap, VIRTUAL_TYPE, stream_key, virtual_offset},
-    event::{Alloc, AllocResult, Event, Free},
+    alloc::{self, AllocatorModel, Extent},
+    engine::{SlotMap, stream_key},
+    event::{Alloc, AllocResult, Event, Free, virtual_slot},
     models::{self, Linux618},
     record::{Reader, RecordingHeader, Writer, WriterOptions},
     report::ReportBuilder,
@@ -264,36 +264,29 @@ fn with_kernel_results<E>(
                 out.push(ev.clone());
             }
             Event::Alloc(a) if a.result == AllocResult::Unknown => {
-                let Some(key) = stream_key(VIRTUAL_TYPE, virtual_offset(a.id, 0)) else {
+                let Some(key) = stream_key(virtual_slot::SWAP_TYPE, virtual_slot::offset(a.id, 0))
+                else {
                     continue;
                 };
-                let mut one = |order: u8, key: u64, out: &mut Vec<Event>| {
-                    scratch.clear();
-                    let ok = k.alloc_into(a.cpu, order, &mut scratch);
-                    let result = match scratch.first() {
-                        Some(e) if ok => AllocResult::Success {
+                alloc::serve_folio(&mut k, a.cpu, a.order, &mut scratch, |r| {
+                    let result = match r.extents.and_then(|e| e.first()) {
+                        Some(e) => AllocResult::Success {
                             swap_type: e.swap_type,
                             offset: e.offset,
                         },
-                        _ => AllocResult::Failure,
+                        None => AllocResult::Failure,
                     };
                     out.push(Event::Alloc(Alloc {
-                        order,
+                        order: r.order,
                         result,
                         ..*a
                     }));
-                    if ok {
-                        map.insert(key, &scratch);
+                    if let Some(ext) = r.extents {
+                        map.insert(key + r.page, ext);
                     }
-                    ok
-                };
-                if !one(a.order, key, &mut out) && a.order > 0 {
-                    for p in 0..1u64 << a.order {
-                        one(0, key + p, &mut out);
-                    }
-                }
+                });
             }
-            Event::Free(f) if f.swap_type == VIRTUAL_TYPE => {
+            Event::Free(f) if f.swap_type == virtual_slot::SWAP_TYPE => {
                 let Some(key) = stream_key(f.swap_type, f.offset) else {
                     continue;
                 };

@@ -24,7 +24,7 @@
 //!   `offset .. offset + 2^order` on `swap_type`; the engine also rebuilds the real occupancy
 //!   from them (reported as `"real"`).
 //! * `AllocResult::Unknown` (simulated workloads): the stream slots are **virtual**. See
-//!   [`VIRTUAL_TYPE`] for the contract with workload generators. The model maps are keyed by
+//!   [`crate::event::virtual_slot`] for the contract with workload generators. The model maps are keyed by
 //!   dense slots the engine hands each virtual allocation in arrival order (`virt.rs`), so that
 //!   consecutive allocations form long runs.
 //! * `AllocResult::Failure`: the kernel split the folio and will retry with order-0 requests
@@ -37,7 +37,8 @@
 //! (those requests are counted at order 0). If even order 0 fails the page has no model slot
 //! (counted as an order-0 failure and in `unbacked_slots`).
 
-use crate::alloc::{AllocatorModel, Extent, MAX_ORDER, NR_ORDERS};
+use crate::alloc::{self, AllocatorModel, Extent, MAX_ORDER, NR_ORDERS};
+use crate::event::virtual_slot;
 use crate::event::{Alloc, AllocResult, Event, Free, Ts};
 
 mod real;
@@ -50,26 +51,6 @@ pub use report::{
     IntervalReport, MarkerReport, ModelReport, Report, SeriesReport, StreamSummary, render_table,
 };
 pub use slotmap::{SlotMap, stream_key};
-
-/// Swap type of the virtual stream slots of `AllocResult::Unknown` allocations.
-///
-/// **Contract with workload generators** (e.g. `simulate`): an `Alloc { id, order, result:
-/// Unknown }` owns the virtual slots `(VIRTUAL_TYPE, virtual_offset(id, 0) ..
-/// virtual_offset(id, 0) + 2^order)`, i.e. `id << 9 | page` for `page` in `0 .. 2^order`. The
-/// workload frees them with `Free { swap_type: VIRTUAL_TYPE, offset: virtual_offset(id, page),
-/// nr }`: any sub-range of the allocation, in any number of pieces (a free may not span two
-/// ids). Ids must be below 2^47 and must not be reused while any page of the previous use is
-/// still allocated (the engine then frees the old pages first and counts an anomaly).
-pub const VIRTUAL_TYPE: u8 = 0xff;
-/// Bits of the page index inside a virtual offset (2^9 = 512 pages, the largest folio).
-pub const VIRTUAL_PAGE_BITS: u32 = 9;
-/// Ids must be below this.
-pub const VIRTUAL_ID_LIMIT: u64 = 1 << 47;
-
-/// The virtual stream offset of page `page` of allocation `id` (see [`VIRTUAL_TYPE`]).
-pub const fn virtual_offset(id: u64, page: u64) -> u64 {
-    id << VIRTUAL_PAGE_BITS | (page & ((1 << VIRTUAL_PAGE_BITS) - 1))
-}
 
 /// Errors of the engine's outputs.
 #[derive(Debug, thiserror::Error)]
@@ -338,7 +319,7 @@ impl Engine {
                 key
             }
             AllocResult::Unknown => {
-                if a.id >= VIRTUAL_ID_LIMIT {
+                if a.id >= virtual_slot::ID_LIMIT {
                     self.stream.anomalies += 1;
                     return;
                 }
@@ -349,7 +330,7 @@ impl Engine {
                 if self.virt.sweep_due() {
                     let Engine { virt, shadows, .. } = &mut *self;
                     virt.sweep(|base, n| {
-                        stream_key(VIRTUAL_TYPE, base)
+                        stream_key(virtual_slot::SWAP_TYPE, base)
                             .is_some_and(|k| shadows.iter().any(|s| s.map.overlaps(k, n)))
                     });
                 }
@@ -357,7 +338,7 @@ impl Engine {
                     // The id is reused: pages of its previous use still mapped are an anomaly
                     // and are given back first.
                     let n_check = old_n.min(n);
-                    if let Some(old_key) = stream_key(VIRTUAL_TYPE, old)
+                    if let Some(old_key) = stream_key(virtual_slot::SWAP_TYPE, old)
                         && self
                             .shadows
                             .first()
@@ -371,7 +352,7 @@ impl Engine {
                 let Some(key) = self
                     .virt
                     .alloc(a.id, a.order)
-                    .and_then(|dense| stream_key(VIRTUAL_TYPE, dense))
+                    .and_then(|dense| stream_key(virtual_slot::SWAP_TYPE, dense))
                 else {
                     self.stream.anomalies += 1;
                     return;
@@ -387,38 +368,38 @@ impl Engine {
             _ => None,
         };
         for s in shadows.iter_mut() {
-            scratch.clear();
-            let ok = s.model.alloc_into(a.cpu, a.order, scratch);
-            s.counters.request(o, ok);
-            if let (true, Some((ty, off))) = (ok, kernel_slot) {
-                s.compared += 1;
-                if scratch
-                    .first()
-                    .is_some_and(|e| e.swap_type == ty && e.offset == off)
-                {
-                    s.same_offset += 1;
+            let Shadow {
+                model,
+                map,
+                counters,
+                unbacked_slots,
+                compared,
+                same_offset,
+                ..
+            } = s;
+            alloc::serve_folio(model.as_mut(), a.cpu, a.order, scratch, |r| {
+                counters.request(usize::from(r.order), r.ok());
+                match r.extents {
+                    Some(ext) => {
+                        if r.order == a.order
+                            && let Some((ty, off)) = kernel_slot
+                        {
+                            *compared += 1;
+                            if ext
+                                .first()
+                                .is_some_and(|e| e.swap_type == ty && e.offset == off)
+                            {
+                                *same_offset += 1;
+                            }
+                        }
+                        let n = 1u64 << r.order;
+                        *unbacked_slots += n.saturating_sub(map.insert(key + r.page, ext));
+                    }
+                    // Even an order-0 slot was refused: that page has no model slot.
+                    None if r.order == 0 => *unbacked_slots += 1,
+                    None => {}
                 }
-            }
-            if ok {
-                let mapped = s.map.insert(key, scratch);
-                s.unbacked_slots += n.saturating_sub(mapped);
-                continue;
-            }
-            if a.order == 0 {
-                s.unbacked_slots += 1;
-                continue;
-            }
-            // swpout_fallback: split, then one order-0 request per page.
-            for p in 0..n {
-                scratch.clear();
-                let ok = s.model.alloc_into(a.cpu, 0, scratch);
-                s.counters.request(0, ok);
-                if ok {
-                    s.unbacked_slots += 1u64.saturating_sub(s.map.insert(key + p, scratch));
-                } else {
-                    s.unbacked_slots += 1;
-                }
-            }
+            });
         }
     }
 
@@ -451,14 +432,14 @@ impl Engine {
         self.stream.frees += 1;
         let n = u64::from(f.nr);
         self.stream.freed_slots += n;
-        if f.swap_type != VIRTUAL_TYPE {
+        if f.swap_type != virtual_slot::SWAP_TYPE {
             self.real.free(f.swap_type, f.offset, n);
         }
         let Some(key) = stream_key(f.swap_type, f.offset) else {
             self.stream.anomalies += 1;
             return;
         };
-        if f.swap_type == VIRTUAL_TYPE {
+        if f.swap_type == virtual_slot::SWAP_TYPE {
             self.free_virtual(f.offset, n);
             return;
         }
@@ -480,15 +461,16 @@ impl Engine {
         let end = offset.saturating_add(n);
         let mut off = offset;
         while off < end {
-            let id = off >> VIRTUAL_PAGE_BITS;
-            let page = off & ((1 << VIRTUAL_PAGE_BITS) - 1);
-            let stop = ((id + 1) << VIRTUAL_PAGE_BITS).min(end);
+            let (id, page) = (virtual_slot::id(off), virtual_slot::page(off));
+            let stop = virtual_slot::offset(id + 1, 0).min(end);
             let span = stop - off;
             let dense = self
                 .virt
                 .lookup(id)
                 .filter(|&(_, pages)| page < pages)
-                .and_then(|(d, pages)| Some((stream_key(VIRTUAL_TYPE, d + page)?, pages - page)));
+                .and_then(|(d, pages)| {
+                    Some((stream_key(virtual_slot::SWAP_TYPE, d + page)?, pages - page))
+                });
             for s in &mut self.shadows {
                 let Shadow {
                     model,

@@ -139,8 +139,16 @@ fn model_failure_falls_back_to_order0_pages() {
         assert_eq!(used(&e, i), 16);
     }
     // The workload frees its virtual pages piecewise.
-    e.feed(&free(VIRTUAL_TYPE, virtual_offset(9, 0), 4));
-    e.feed(&free(VIRTUAL_TYPE, virtual_offset(9, 4), 12));
+    e.feed(&free(
+        virtual_slot::SWAP_TYPE,
+        virtual_slot::offset(9, 0),
+        4,
+    ));
+    e.feed(&free(
+        virtual_slot::SWAP_TYPE,
+        virtual_slot::offset(9, 4),
+        12,
+    ));
     for i in 0..3 {
         assert_eq!(used(&e, i), 0);
     }
@@ -166,8 +174,16 @@ fn swap_full_leaves_pages_unbacked() {
         assert_eq!(m.used_slots, 511);
     }
     // Freeing an unbacked page is counted, not an error.
-    e.feed(&free(VIRTUAL_TYPE, virtual_offset(599, 0), 1));
-    e.feed(&free(VIRTUAL_TYPE, virtual_offset(0, 0), 1));
+    e.feed(&free(
+        virtual_slot::SWAP_TYPE,
+        virtual_slot::offset(599, 0),
+        1,
+    ));
+    e.feed(&free(
+        virtual_slot::SWAP_TYPE,
+        virtual_slot::offset(0, 0),
+        1,
+    ));
     let r = e.report();
     assert!(
         r.models
@@ -204,7 +220,11 @@ fn markers_give_per_iteration_rows_and_json_shape() {
         e.feed(&alloc(0, 9, id, AllocResult::Unknown));
     }
     e.feed(&marker("iteration 2"));
-    e.feed(&free(VIRTUAL_TYPE, virtual_offset(0, 0), 512));
+    e.feed(&free(
+        virtual_slot::SWAP_TYPE,
+        virtual_slot::offset(0, 0),
+        512,
+    ));
     e.feed(&alloc(1, 9, 10, AllocResult::Unknown));
     let r = e.report();
     assert_eq!(r.markers.len(), 2);
@@ -396,13 +416,25 @@ fn reused_virtual_id_gives_back_old_pages() {
     for i in 0..6 {
         assert_eq!(used(&e, i), 16 - 4 + 4 + 1);
     }
-    e.feed(&free(VIRTUAL_TYPE, virtual_offset(5, 0), 4));
-    e.feed(&free(VIRTUAL_TYPE, virtual_offset(6, 0), 1));
+    e.feed(&free(
+        virtual_slot::SWAP_TYPE,
+        virtual_slot::offset(5, 0),
+        4,
+    ));
+    e.feed(&free(
+        virtual_slot::SWAP_TYPE,
+        virtual_slot::offset(6, 0),
+        1,
+    ));
     for i in 0..6 {
         assert_eq!(used(&e, i), 12);
     }
     // A page past the allocation frees nothing.
-    e.feed(&free(VIRTUAL_TYPE, virtual_offset(6, 1), 1));
+    e.feed(&free(
+        virtual_slot::SWAP_TYPE,
+        virtual_slot::offset(6, 1),
+        1,
+    ));
     let r = e.report();
     assert!(r.models.iter().all(|m| m.unmatched_free_slots == Some(1)));
 }

@@ -921,7 +921,7 @@ pub mod testkit {
         check_every: usize,
     ) -> Replay {
         use crate::event::Event;
-        use crate::workload::ID_SHIFT;
+        use crate::event::virtual_slot;
         use std::collections::HashMap;
         let mut map: HashMap<u64, (u8, u64)> = HashMap::new();
         let mut r = Replay::default();
@@ -930,7 +930,7 @@ pub mod testkit {
                 Event::SwapOn(on) => model.swapon(on),
                 Event::Alloc(a) => {
                     r.requests += 1;
-                    let base = a.id << ID_SHIFT;
+                    let base = virtual_slot::offset(a.id, 0);
                     if a.order > 0 {
                         r.large_requests += 1;
                     }

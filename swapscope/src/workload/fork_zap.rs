@@ -6,9 +6,10 @@ use std::collections::HashMap;
 
 use crate::event::Event;
 
+use super::WorkloadSpec;
 use super::rng::Rng;
 use super::stream::Stream;
-use super::{ID_SHIFT, WorkloadSpec};
+use crate::event::virtual_slot;
 
 const CHUNK: usize = 16;
 const MTHP_ORDER: u8 = 4;
@@ -45,7 +46,7 @@ impl Owners {
             *r -= 1;
             if *r == 0 {
                 self.refs.remove(&key);
-                s.free_page(key >> ID_SHIFT, (key & ((1 << ID_SHIFT) - 1)) as u32);
+                s.free_page(virtual_slot::id(key), virtual_slot::page(key) as u32);
             }
         }
     }
@@ -160,7 +161,7 @@ fn pageout(s: &mut Stream, owners: &mut Owners, mem: &mut [Pg]) {
             {
                 let id = s.alloc(MTHP_ORDER);
                 for (idx, pg) in mem[p..p + CHUNK].iter_mut().enumerate() {
-                    let key = (id << ID_SHIFT) + idx as u64;
+                    let key = virtual_slot::offset(id, idx as u64);
                     owners.get(key);
                     *pg = Pg::Out(key);
                 }
@@ -168,7 +169,7 @@ fn pageout(s: &mut Stream, owners: &mut Owners, mem: &mut [Pg]) {
             }
             Pg::Large | Pg::Small => {
                 let id = s.alloc(0);
-                let key = id << ID_SHIFT;
+                let key = virtual_slot::offset(id, 0);
                 owners.get(key);
                 mem[p] = Pg::Out(key);
                 p += 1;

@@ -5,10 +5,11 @@
 //! # Contract with the engine (simulated streams)
 //! * The first event is a [`SwapOn`](crate::event::SwapOn) for device 0: `max` = swap size in
 //!   4 KiB slots + 1 header slot, flags SOLIDSTATE | BLKDEV | SYNCHRONOUS_IO (zram-like).
-//! * `Alloc { id, order, result: Unknown }` asks for 2^order slots. Allocation `id` owns the
-//!   virtual slots `(id << 9) + page` on swap type [`SIM_SWAP_TYPE`], page in 0..2^order.
-//! * `Free { swap_type: SIM_SWAP_TYPE, offset: (id << 9) + p, nr: n }` frees pages [p, p+n) of
-//!   allocation `id`. A page is freed at most once; a free always lies inside one allocation.
+//! * `Alloc { id, order, result: Unknown }` asks for 2^order slots; allocation `id` owns the
+//!   virtual slots of [`crate::event::virtual_slot`], page in 0..2^order.
+//! * `Free { swap_type: virtual_slot::SWAP_TYPE, offset: virtual_slot::offset(id, p), nr: n }`
+//!   frees pages [p, p+n) of allocation `id`. A page is freed at most once; a free always lies
+//!   inside one allocation.
 //! * `Marker { label: "warmup" }` precedes the warm-up, `"iteration N"` (N from 0) each iteration.
 //! * Timestamps increase strictly (synthetic, 1 µs apart). CPUs are in `0..cpus`.
 
@@ -26,10 +27,6 @@ use crate::event::Event;
 
 pub use rng::Rng;
 
-/// Swap type of the virtual slots that simulated `Free`s name.
-pub const SIM_SWAP_TYPE: u8 = 0xff;
-/// Virtual slot offset of page `p` of allocation `id` is `(id << ID_SHIFT) + p`.
-pub const ID_SHIFT: u32 = 9;
 /// Workload names, as `--workload` accepts them.
 pub const NAMES: &[&str] = &[
     "thp-fragment",

@@ -4,10 +4,9 @@
 use std::collections::HashMap;
 
 use crate::alloc::MAX_ORDER;
-use crate::event::{Alloc, AllocResult, Event, Free, Marker, SwapOn, swap_flags};
+use crate::event::{Alloc, AllocResult, Event, Free, Marker, SwapOn, swap_flags, virtual_slot};
 
 use super::rng::Rng;
-use super::{ID_SHIFT, SIM_SWAP_TYPE};
 
 /// Nanoseconds between consecutive events.
 const TICK_NS: u64 = 1_000;
@@ -184,8 +183,8 @@ impl Stream {
             self.events.push(Event::Free(Free {
                 ts_ns,
                 cpu,
-                swap_type: SIM_SWAP_TYPE,
-                offset: (id << ID_SHIFT) + u64::from(start),
+                swap_type: virtual_slot::SWAP_TYPE,
+                offset: virtual_slot::offset(id, u64::from(start)),
                 nr,
             }));
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::event::{AllocResult, Event, swap_flags};
+use crate::event::{AllocResult, Event, swap_flags, virtual_slot};
 
 /// Summary of a checked stream.
 #[derive(Debug, Default)]
@@ -68,10 +68,10 @@ fn check(spec: &WorkloadSpec, events: &[Event]) -> Summary {
             }
             Event::Free(f) => {
                 assert!(f.cpu < spec.cpus);
-                assert_eq!(f.swap_type, SIM_SWAP_TYPE);
+                assert_eq!(f.swap_type, virtual_slot::SWAP_TYPE);
                 assert!(f.nr > 0);
-                let id = f.offset >> ID_SHIFT;
-                let p = (f.offset & ((1 << ID_SHIFT) - 1)) as usize;
+                let id = virtual_slot::id(f.offset);
+                let p = virtual_slot::page(f.offset) as usize;
                 let Some(pages) = live.get_mut(&id) else {
                     panic!("free of unknown id {id}")
                 };
