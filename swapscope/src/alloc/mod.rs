@@ -59,6 +59,69 @@ pub struct ClusterCounts {
     pub other: u64,
 }
 
+impl ClusterCounts {
+    /// Counts one cluster in the state `l` (`discard` counts as `other`; `partial` as
+    /// `nonfull`).
+    pub fn add(&mut self, l: ClusterList) {
+        match l {
+            ClusterList::Free => self.free += 1,
+            ClusterList::Nonfull | ClusterList::Partial => self.nonfull += 1,
+            ClusterList::Frag => self.frag += 1,
+            ClusterList::Full => self.full += 1,
+            ClusterList::Discard | ClusterList::Other => self.other += 1,
+        }
+    }
+}
+
+/// The list a cluster is on, or the state it is in, for the device map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterList {
+    /// No slot in use.
+    #[default]
+    Free,
+    /// Partly used and can still serve its order (the kernel's `nonfull_clusters[order]`).
+    Nonfull,
+    /// Partly used and refused a request of its order (`frag_clusters[order]`).
+    Frag,
+    /// Every slot in use.
+    Full,
+    /// Freed, waiting for its discard (`discard_clusters`).
+    Discard,
+    /// Partly used on a list the stream does not show (the real occupancy: the tracepoint and
+    /// request hooks do not see cluster list moves).
+    Partial,
+    /// Off every list, or a model-specific state (e.g. a class reservation).
+    Other,
+}
+
+impl ClusterList {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterList::Free => "free",
+            ClusterList::Nonfull => "nonfull",
+            ClusterList::Frag => "frag",
+            ClusterList::Full => "full",
+            ClusterList::Discard => "discard",
+            ClusterList::Partial => "partial",
+            ClusterList::Other => "other",
+        }
+    }
+}
+
+/// One cluster of a device map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterCell {
+    /// Slots in use (the kernel's `ci->count`, header and bad slots included).
+    pub used: u16,
+    /// The order the cluster serves (kernel models), or of its last allocation (real), when
+    /// there is one.
+    pub order: Option<u8>,
+    pub list: ClusterList,
+    /// Slot (within the cluster) of the latest allocation in it, where known (real occupancy).
+    pub last: Option<u16>,
+}
+
 /// A point-in-time summary of a model's occupancy.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct ModelSnapshot {
@@ -168,4 +231,8 @@ pub trait AllocatorModel {
 
     /// Current occupancy summary.
     fn snapshot(&self) -> ModelSnapshot;
+
+    /// The device map of `swap_type`: one cell per cluster, in cluster order, appended to `out`
+    /// (which the caller has cleared). Returns false when the model has no such device.
+    fn cluster_map(&self, swap_type: u8, out: &mut Vec<ClusterCell>) -> bool;
 }

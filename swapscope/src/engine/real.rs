@@ -3,7 +3,10 @@
 //! partial clusters are all reported as `nonfull` (`frag` stays 0).
 
 use crate::alloc::frag::{FragStats, UsedBitmap};
-use crate::alloc::{CLUSTER_SLOTS, ClusterCounts, ModelSnapshot};
+use crate::alloc::{CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, ModelSnapshot};
+
+/// No allocation seen in a cluster yet.
+const NONE: u8 = u8::MAX;
 use crate::event::SwapOn;
 
 #[derive(Clone, Debug)]
@@ -12,6 +15,10 @@ struct RealDev {
     inuse: u64,
     map: UsedBitmap,
     counts: Vec<u16>,
+    /// Per cluster: order of the latest allocation in it (`NONE` if none yet), and its slot
+    /// within the cluster.
+    orders: Vec<u8>,
+    last: Vec<u16>,
     /// Header and bad slots (never freed by the stream).
     reserved: UsedBitmap,
     /// Whether any slot besides the header is reserved (a bad-block list).
@@ -62,6 +69,8 @@ impl RealOccupancy {
             pages: max - 1 - bad,
             inuse: 0,
             map,
+            orders: vec![NONE; counts.len()],
+            last: vec![0; counts.len()],
             counts,
             reserved,
             has_bad: on.bad.iter().any(|&b| b != 0 && b < max),
@@ -101,6 +110,11 @@ impl RealOccupancy {
             return;
         };
         let end = offset.saturating_add(n).min(d.map.len());
+        let c = (offset / CLUSTER_SLOTS) as usize;
+        if let (Some(ord), Some(last)) = (d.orders.get_mut(c), d.last.get_mut(c)) {
+            *ord = n.max(1).ilog2().min(u32::from(NONE - 1)) as u8;
+            *last = (offset % CLUSTER_SLOTS) as u16;
+        }
         let mut o = offset;
         while o < end {
             let stop = ((o / CLUSTER_SLOTS + 1) * CLUSTER_SLOTS).min(end);
@@ -168,11 +182,7 @@ impl RealOccupancy {
             total += d.pages;
             used += d.inuse;
             for &c in &d.counts {
-                match u64::from(c) {
-                    0 => clusters.free += 1,
-                    CLUSTER_SLOTS => clusters.full += 1,
-                    _ => clusters.nonfull += 1,
-                }
+                clusters.add(list_of(c));
             }
         }
         ModelSnapshot {
@@ -183,6 +193,44 @@ impl RealOccupancy {
             fragmentation_by_order: frag.fragmentation_by_order(),
             metadata_bytes: 0,
         }
+    }
+
+    /// The device map of `swap_type`: each cluster's count, the order and slot of its latest
+    /// allocation, and `free`/`full`/`partial` (the stream does not show list moves).
+    pub fn cluster_map(&self, swap_type: u8, out: &mut Vec<ClusterCell>) -> bool {
+        let Some(d) = self.dev(swap_type) else {
+            return false;
+        };
+        out.extend(
+            d.counts
+                .iter()
+                .zip(&d.orders)
+                .zip(&d.last)
+                .map(|((&used, &order), &last)| ClusterCell {
+                    used,
+                    order: (order != NONE).then_some(order),
+                    list: list_of(used),
+                    last: (order != NONE).then_some(last),
+                }),
+        );
+        true
+    }
+
+    /// Devices the reconstruction knows, by swap type.
+    pub fn devices(&self) -> impl Iterator<Item = u8> + '_ {
+        self.devs
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.is_some())
+            .map(|(i, _)| i as u8)
+    }
+}
+
+fn list_of(count: u16) -> ClusterList {
+    match u64::from(count) {
+        0 => ClusterList::Free,
+        CLUSTER_SLOTS.. => ClusterList::Full,
+        _ => ClusterList::Partial,
     }
 }
 

@@ -35,7 +35,7 @@
 //! serve a 64 KiB folio); `frag` = partly used without one. `other` is always 0; metadata is 0
 //! (a buddy system needs no state beyond the free lists, which live in the slots' own bitmap).
 
-use crate::alloc::{Allocation, AllocatorModel, MAX_ORDER, ModelSnapshot, NR_ORDERS};
+use crate::alloc::{Allocation, AllocatorModel, ClusterCell, MAX_ORDER, ModelSnapshot, NR_ORDERS};
 use crate::event::SwapOn;
 
 use self::slotmap::{HierSet, SlotMap, snapshot_of};
@@ -204,6 +204,12 @@ impl AllocatorModel for Buddy {
             slotmap::generic_cluster_counts,
         )
     }
+
+    fn cluster_map(&self, swap_type: u8, out: &mut Vec<ClusterCell>) -> bool {
+        slotmap::cluster_map_of(&self.devs, swap_type, out, |d, out| {
+            slotmap::generic_cluster_cells(&d.map, out)
+        })
+    }
 }
 
 /// Slot-bitmap machinery shared by the alternative models (`buddy`, `classified`,
@@ -212,7 +218,9 @@ impl AllocatorModel for Buddy {
 /// [`ModelSnapshot`] free-space statistics. Kept here so the three model files stay self-contained
 /// as a group; it can move to its own file under `models/` without changes.
 pub mod slotmap {
-    use crate::alloc::{CLUSTER_SLOTS, ClusterCounts, MAX_ORDER, ModelSnapshot, NR_ORDERS};
+    use crate::alloc::{
+        CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, MAX_ORDER, ModelSnapshot, NR_ORDERS,
+    };
     use crate::event::SwapOn;
 
     /// Slots per cluster as a `usize`.
@@ -523,19 +531,51 @@ pub mod slotmap {
     /// 2^[`FRAG_ORDER`] block, `frag` = partly used without one.
     pub fn generic_cluster_counts(map: &SlotMap, counts: &mut ClusterCounts) {
         for c in 0..map.nclusters() {
-            let busy = map.cluster_busy(c);
-            if busy == 0 {
-                counts.free += 1;
-            } else if busy as usize == CLUSTER {
-                counts.full += 1;
-            } else if map
-                .cluster_max_free_order(c)
-                .is_some_and(|o| o >= FRAG_ORDER)
-            {
-                counts.nonfull += 1;
-            } else {
-                counts.frag += 1;
+            counts.add(generic_cluster_list(map, c));
+        }
+    }
+
+    /// The state of cluster `c` by the rule of [`generic_cluster_counts`].
+    pub fn generic_cluster_list(map: &SlotMap, c: usize) -> ClusterList {
+        let busy = map.cluster_busy(c);
+        if busy == 0 {
+            ClusterList::Free
+        } else if busy as usize == CLUSTER {
+            ClusterList::Full
+        } else if map
+            .cluster_max_free_order(c)
+            .is_some_and(|o| o >= FRAG_ORDER)
+        {
+            ClusterList::Nonfull
+        } else {
+            ClusterList::Frag
+        }
+    }
+
+    /// The device map of a model whose clusters are classified by the bitmap alone.
+    pub fn generic_cluster_cells(map: &SlotMap, out: &mut Vec<ClusterCell>) {
+        out.extend((0..map.nclusters()).map(|c| ClusterCell {
+            used: map.cluster_busy(c) as u16,
+            order: None,
+            list: generic_cluster_list(map, c),
+            last: None,
+        }));
+    }
+
+    /// [`AllocatorModel::cluster_map`](crate::alloc::AllocatorModel::cluster_map) over devices
+    /// with slot maps: `cells` of the device whose type is `swap_type`.
+    pub fn cluster_map_of<D: HasSlotMap>(
+        devs: &[D],
+        swap_type: u8,
+        out: &mut Vec<ClusterCell>,
+        cells: impl Fn(&D, &mut Vec<ClusterCell>),
+    ) -> bool {
+        match devs.iter().find(|d| d.slot_map().swap_type() == swap_type) {
+            Some(d) => {
+                cells(d, out);
+                true
             }
+            None => false,
         }
     }
 

@@ -45,7 +45,9 @@
 //! Memory: the used-slot bitmap (1 bit/slot) plus per cluster a class byte, a max-free-order byte,
 //! a reserved count, an allocation count and list links.
 
-use crate::alloc::{Allocation, AllocatorModel, ClusterCounts, MAX_ORDER, ModelSnapshot};
+use crate::alloc::{
+    Allocation, AllocatorModel, ClusterCell, ClusterCounts, ClusterList, MAX_ORDER, ModelSnapshot,
+};
 use crate::event::SwapOn;
 
 use super::buddy::slotmap::{self, CLUSTER, ClusterLists, NO_LIST, SlotMap, snapshot_of};
@@ -241,21 +243,37 @@ impl Dev {
         }
     }
 
+    fn cluster_list(&self, c: usize) -> ClusterList {
+        if usize::from(self.resv[c]) >= CLUSTER {
+            ClusterList::Other
+        } else if self.count[c] == 0 {
+            ClusterList::Free
+        } else if self.maxo[c] == FREE {
+            ClusterList::Full
+        } else if usize::from(self.maxo[c]) >= self.class_min_order(usize::from(self.class[c])) {
+            ClusterList::Nonfull
+        } else {
+            ClusterList::Frag
+        }
+    }
+
     fn cluster_counts(&self, counts: &mut ClusterCounts) {
         for c in 0..self.map.nclusters() {
-            if usize::from(self.resv[c]) >= CLUSTER {
-                counts.other += 1;
-            } else if self.count[c] == 0 {
-                counts.free += 1;
-            } else if self.maxo[c] == FREE {
-                counts.full += 1;
-            } else if usize::from(self.maxo[c]) >= self.class_min_order(usize::from(self.class[c]))
-            {
-                counts.nonfull += 1;
-            } else {
-                counts.frag += 1;
-            }
+            counts.add(self.cluster_list(c));
         }
+    }
+
+    fn cluster_cells(&self, out: &mut Vec<ClusterCell>) {
+        out.extend((0..self.map.nclusters()).map(|c| {
+            let list = self.cluster_list(c);
+            ClusterCell {
+                used: self.map.cluster_busy(c) as u16,
+                order: (list != ClusterList::Free)
+                    .then(|| self.class_min_order(usize::from(self.class[c])) as u8),
+                list,
+                last: None,
+            }
+        }));
     }
 }
 
@@ -318,6 +336,10 @@ impl AllocatorModel for Classified {
         let mut snap = snapshot_of(self.devs.iter().map(|d| &d.map), 0, |_, _| {});
         snap.clusters = counts;
         snap
+    }
+
+    fn cluster_map(&self, swap_type: u8, out: &mut Vec<ClusterCell>) -> bool {
+        slotmap::cluster_map_of(&self.devs, swap_type, out, Dev::cluster_cells)
     }
 }
 

@@ -37,7 +37,7 @@
 //! Clusters as in `buddy`: `free` = no slot used, `full` = none free, `nonfull` = partly used with
 //! a free aligned 64 KiB (order-4) block, `frag` = partly used without one; `other` = 0.
 
-use crate::alloc::{Allocation, AllocatorModel, Extent, MAX_ORDER, ModelSnapshot};
+use crate::alloc::{Allocation, AllocatorModel, ClusterCell, Extent, MAX_ORDER, ModelSnapshot};
 use crate::event::SwapOn;
 
 use super::buddy::slotmap::{
@@ -225,6 +225,12 @@ impl AllocatorModel for Discontiguous {
             meta,
             generic_cluster_counts,
         )
+    }
+
+    fn cluster_map(&self, swap_type: u8, out: &mut Vec<ClusterCell>) -> bool {
+        slotmap::cluster_map_of(&self.devs, swap_type, out, |d, out| {
+            slotmap::generic_cluster_cells(&d.map, out)
+        })
     }
 }
 

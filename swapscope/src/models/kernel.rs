@@ -9,7 +9,8 @@
 
 use crate::alloc::frag::{FragStats, UsedBitmap};
 use crate::alloc::{
-    Allocation, AllocatorModel, CLUSTER_SLOTS, ClusterCounts, Extent, ModelSnapshot, NR_ORDERS,
+    Allocation, AllocatorModel, CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, Extent,
+    ModelSnapshot, NR_ORDERS,
 };
 use crate::event::{SwapOn, swap_flags};
 
@@ -417,26 +418,45 @@ impl Dev {
     }
 
     /// Cluster counts by list; `classify` overrides the bucket of off-list clusters.
+    /// The state of cluster `c` for reports and maps; `off_list_by_count` classifies an
+    /// off-list cluster (one being allocated from) by its count instead of as `other`.
+    fn cluster_list(c: &Cluster, off_list_by_count: bool) -> ClusterList {
+        match List::from_id(c.list) {
+            Some(List::Free) => ClusterList::Free,
+            Some(List::Nonfull(_)) => ClusterList::Nonfull,
+            Some(List::Frag(_)) => ClusterList::Frag,
+            Some(List::Full) => ClusterList::Full,
+            Some(List::Discard) => ClusterList::Discard,
+            None if off_list_by_count => {
+                if u64::from(c.count) >= CL {
+                    ClusterList::Full
+                } else if c.count == 0 {
+                    ClusterList::Free
+                } else {
+                    ClusterList::Nonfull
+                }
+            }
+            None => ClusterList::Other,
+        }
+    }
+
     pub fn add_cluster_counts(&self, counts: &mut ClusterCounts, off_list_by_count: bool) {
         for c in &self.cl {
-            match List::from_id(c.list) {
-                Some(List::Free) => counts.free += 1,
-                Some(List::Nonfull(_)) => counts.nonfull += 1,
-                Some(List::Frag(_)) => counts.frag += 1,
-                Some(List::Full) => counts.full += 1,
-                Some(List::Discard) => counts.other += 1,
-                None if off_list_by_count => {
-                    if u64::from(c.count) >= CL {
-                        counts.full += 1
-                    } else if c.count == 0 {
-                        counts.free += 1
-                    } else {
-                        counts.nonfull += 1
-                    }
-                }
-                None => counts.other += 1,
-            }
+            counts.add(Self::cluster_list(c, off_list_by_count));
         }
+    }
+
+    /// The device map: count, order and list of every cluster.
+    pub fn cluster_cells(&self, out: &mut Vec<ClusterCell>) {
+        out.extend(self.cl.iter().map(|c| {
+            let list = Self::cluster_list(c, true);
+            ClusterCell {
+                used: c.count,
+                order: (list != ClusterList::Free).then_some(c.order),
+                list,
+                last: None,
+            }
+        }));
     }
 }
 
@@ -819,6 +839,16 @@ impl<T: KernelAllocator> AllocatorModel for T {
 
     fn snapshot(&self) -> ModelSnapshot {
         self.devs().snapshot(true)
+    }
+
+    fn cluster_map(&self, swap_type: u8, out: &mut Vec<ClusterCell>) -> bool {
+        match self.devs().get(swap_type) {
+            Some(d) => {
+                d.cluster_cells(out);
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -1,12 +1,11 @@
 //! `fill-drain`: fill to 95 % with mixed sizes, free randomly down to 50 %, refill with large
 //! folios; repeat. See docs/workloads.md.
 
-use crate::event::Event;
 
 use super::WorkloadSpec;
 use super::mixed_orders::MIX;
 use super::rng::Rng;
-use super::stream::Stream;
+use super::stream::{Emit, Stream};
 
 /// Refill mix (order, per mille): 64 KiB, 128 KiB and 2 MiB folios.
 const LARGE_MIX: [(u8, u32); 3] = [(4, 700), (5, 200), (9, 100)];
@@ -15,17 +14,20 @@ const DRAIN_PCT: u64 = 50;
 /// Mean events on one CPU before switching (a handful of tasks).
 const BURST: u64 = 64;
 
-pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
+pub(super) fn generate(spec: &WorkloadSpec, iterations: u32, emit: Emit<'_>) {
     let n = spec.slots();
     let full = n * FULL_PCT / 100;
     let low = n * DRAIN_PCT / 100;
     let mut rng = Rng::derive(spec.seed, 4);
-    let mut s = Stream::new(spec.seed, spec.cpus, BURST);
+    let mut s = Stream::new(spec.seed, spec.cpus, BURST, emit);
     s.swapon(n);
 
     s.marker("warmup".to_string());
     fill(&mut s, &mut rng, &MIX, full);
     for i in 0..iterations {
+        if s.stopped() {
+            break;
+        }
         s.marker(format!("iteration {i}"));
         // Drain: random allocations die whole (70 %) or lose a random piece (30 %).
         while s.live_slots() > low && s.live_count() > 0 {
@@ -44,7 +46,7 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
         s.flush();
         fill(&mut s, &mut rng, &LARGE_MIX, full);
     }
-    s.finish()
+    s.finish();
 }
 
 /// Requests folios from `mix` until `full` slots are live. A request that would overshoot is

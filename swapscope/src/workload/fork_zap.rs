@@ -4,11 +4,10 @@
 
 use std::collections::HashMap;
 
-use crate::event::Event;
 
 use super::WorkloadSpec;
 use super::rng::Rng;
-use super::stream::Stream;
+use super::stream::{Emit, Stream};
 use crate::event::virtual_slot;
 
 const CHUNK: usize = 16;
@@ -52,13 +51,13 @@ impl Owners {
     }
 }
 
-pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
+pub(super) fn generate(spec: &WorkloadSpec, iterations: u32, emit: Emit<'_>) {
     let n = spec.slots();
     // Parent and child can each end up with a private copy of every page: 2 × 7/16 of the device.
     let region = ((n * 7 / 16) as usize / CHUNK * CHUNK).max(CHUNK);
     let chunks = region / CHUNK;
     let mut rng = Rng::derive(spec.seed, 2);
-    let mut s = Stream::new(spec.seed, spec.cpus, BURST);
+    let mut s = Stream::new(spec.seed, spec.cpus, BURST, emit);
     let mut owners = Owners {
         refs: HashMap::new(),
     };
@@ -70,6 +69,9 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
     let mut child = fork(&mut owners, &parent);
 
     for i in 0..iterations {
+        if s.stopped() {
+            break;
+        }
         s.marker(format!("iteration {i}"));
         // The child zaps part of some large folios (never a whole one); half of the zapped ranges
         // are touched again and become order-0 folios (the rest of the 64 KiB range is still
@@ -118,7 +120,7 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
             child = fork(&mut owners, &parent);
         }
     }
-    s.finish()
+    s.finish();
 }
 
 fn swap_in(s: &mut Stream, owners: &mut Owners, pg: &mut Pg) {

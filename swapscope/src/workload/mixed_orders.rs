@@ -4,11 +4,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::event::Event;
 
 use super::WorkloadSpec;
 use super::rng::Rng;
-use super::stream::Stream;
+use super::stream::{Emit, Stream};
 
 /// Request mix by count (order, per mille): 4 KiB, 16, 32, 64, 128 KiB and 2 MiB folios.
 /// By volume: order 0 ≈ 4 %, 2 ≈ 4 %, 3 ≈ 7 %, 4 ≈ 27 %, 5 ≈ 16 %, 9 ≈ 43 %.
@@ -27,8 +26,8 @@ pub(super) fn mean_slots_milli(mix: &[(u8, u32)]) -> u64 {
 /// A scheduled free: at `tick`, pages [start, start+n) of allocation `id`.
 type Death = Reverse<(u64, u64, u64, u32, u32)>;
 
-struct Sim {
-    s: Stream,
+struct Sim<'e> {
+    s: Stream<'e>,
     rng: Rng,
     deaths: BinaryHeap<Death>,
     now: u64,
@@ -37,7 +36,7 @@ struct Sim {
     cap: u64,
 }
 
-impl Sim {
+impl Sim<'_> {
     fn apply(&mut self, d: Death) {
         let Reverse((_, _, id, start, n)) = d;
         self.s.free_pages(id, start, n);
@@ -79,13 +78,13 @@ impl Sim {
     }
 }
 
-pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
+pub(super) fn generate(spec: &WorkloadSpec, iterations: u32, emit: Emit<'_>) {
     let n = spec.slots();
     let mean_milli = mean_slots_milli(&MIX).max(1);
     // Little's law: occupancy = arrivals per tick × mean lifetime × mean size.
     let life = (n * TARGET_PCT / 100 * 1000 / mean_milli).max(1);
     let per_iteration = (n * 1000 / mean_milli).max(1);
-    let mut s = Stream::new(spec.seed, spec.cpus, 1);
+    let mut s = Stream::new(spec.seed, spec.cpus, 1, emit);
     s.swapon(n);
     let mut sim = Sim {
         s,
@@ -101,10 +100,13 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
         sim.step();
     }
     for i in 0..iterations {
+        if sim.s.stopped() {
+            break;
+        }
         sim.s.marker(format!("iteration {i}"));
         for _ in 0..per_iteration {
             sim.step();
         }
     }
-    sim.s.finish()
+    sim.s.finish();
 }

@@ -26,6 +26,7 @@ mod tests;
 use crate::event::Event;
 
 pub use rng::Rng;
+pub use stream::{BATCH, Emit};
 
 /// Workload names, as `--workload` accepts them.
 pub const NAMES: &[&str] = &[
@@ -130,15 +131,29 @@ pub fn validate(spec: &WorkloadSpec) -> Result<(), WorkloadError> {
     Ok(())
 }
 
-/// Generates the whole event stream of a workload.
-pub fn generate(spec: &WorkloadSpec) -> Result<Vec<Event>, WorkloadError> {
+/// Generates a workload's event stream and hands it to `emit` in batches (see [`Emit`]); the
+/// stream is never held whole, so memory does not grow with its length. `emit` returning
+/// `false` stops the generator early.
+pub fn stream(spec: &WorkloadSpec, emit: Emit<'_>) -> Result<(), WorkloadError> {
     validate(spec)?;
     let iterations = spec.iterations_or_default();
-    Ok(match spec.name.as_str() {
-        "thp-fragment" => thp_fragment::generate(spec, iterations),
-        "fork-partial-zap" => fork_zap::generate(spec, iterations),
-        "mixed-orders" => mixed_orders::generate(spec, iterations),
-        "fill-drain" => fill_drain::generate(spec, iterations),
+    match spec.name.as_str() {
+        "thp-fragment" => thp_fragment::generate(spec, iterations, emit),
+        "fork-partial-zap" => fork_zap::generate(spec, iterations, emit),
+        "mixed-orders" => mixed_orders::generate(spec, iterations, emit),
+        "fill-drain" => fill_drain::generate(spec, iterations, emit),
         other => return Err(WorkloadError::Unknown(other.to_string())),
-    })
+    }
+    Ok(())
+}
+
+/// The whole event stream of a workload, collected (tests and small streams; `simulate` streams
+/// through [`stream`]).
+pub fn generate(spec: &WorkloadSpec) -> Result<Vec<Event>, WorkloadError> {
+    let mut all = Vec::new();
+    stream(spec, &mut |batch| {
+        all.append(batch);
+        true
+    })?;
+    Ok(all)
 }

@@ -10,6 +10,13 @@ use super::rng::Rng;
 
 /// Nanoseconds between consecutive events.
 const TICK_NS: u64 = 1_000;
+/// Events handed to the consumer at a time.
+pub const BATCH: usize = 8192;
+
+/// Where a workload's events go, a batch at a time: the consumer takes the events out of the
+/// vector (or copies them) and answers whether it wants more. Once it says no, the generator
+/// stops at its next iteration boundary and emits nothing further.
+pub type Emit<'a> = &'a mut dyn FnMut(&mut Vec<Event>) -> bool;
 
 /// The pages of one allocation that are still allocated (bit p = page p).
 #[derive(Clone, Debug)]
@@ -19,10 +26,12 @@ struct LiveAlloc {
     nlive: u32,
 }
 
-/// Builds one workload's event stream.
-#[derive(Debug)]
-pub struct Stream {
+/// Builds one workload's event stream and hands it on in batches of [`BATCH`] events, so a
+/// stream of any length is never held whole.
+pub struct Stream<'e> {
     events: Vec<Event>,
+    emit: Emit<'e>,
+    stopped: bool,
     ts: u64,
     cpu_rng: Rng,
     cpus: u32,
@@ -38,12 +47,14 @@ pub struct Stream {
     pending: Option<(u64, u32, u32)>,
 }
 
-impl Stream {
+impl<'e> Stream<'e> {
     /// `burst` = mean number of consecutive events on one CPU before migrating (1 = every event
     /// on a random CPU, i.e. many concurrent tasks).
-    pub fn new(seed: u64, cpus: u32, burst: u64) -> Self {
+    pub fn new(seed: u64, cpus: u32, burst: u64, emit: Emit<'e>) -> Self {
         Stream {
-            events: Vec::new(),
+            events: Vec::with_capacity(BATCH),
+            emit,
+            stopped: false,
             ts: 0,
             cpu_rng: Rng::derive(seed, 0xC9),
             cpus: cpus.max(1),
@@ -57,6 +68,29 @@ impl Stream {
             live_slots: 0,
             pending: None,
         }
+    }
+
+    /// Appends one event, handing the batch on when it is full.
+    fn push(&mut self, ev: Event) {
+        if self.stopped {
+            return;
+        }
+        self.events.push(ev);
+        if self.events.len() >= BATCH {
+            self.hand_on();
+        }
+    }
+
+    fn hand_on(&mut self) {
+        if !self.events.is_empty() && !self.stopped {
+            self.stopped = !(self.emit)(&mut self.events);
+        }
+        self.events.clear();
+    }
+
+    /// Whether the consumer wants no more events.
+    pub fn stopped(&self) -> bool {
+        self.stopped
     }
 
     fn tick(&mut self) -> u64 {
@@ -76,7 +110,7 @@ impl Stream {
     /// The simulated device: `slots` usable 4 KiB slots plus the header, zram-like flags.
     pub fn swapon(&mut self, slots: u64) {
         let ts_ns = self.tick();
-        self.events.push(Event::SwapOn(SwapOn {
+        self.push(Event::SwapOn(SwapOn {
             ts_ns,
             swap_type: 0,
             max: slots + 1,
@@ -89,7 +123,7 @@ impl Stream {
     pub fn marker(&mut self, label: String) {
         self.flush();
         let ts_ns = self.tick();
-        self.events.push(Event::Marker(Marker { ts_ns, label }));
+        self.push(Event::Marker(Marker { ts_ns, label }));
     }
 
     /// Requests swap for a folio of 2^order pages; returns its allocation id.
@@ -100,7 +134,7 @@ impl Stream {
         self.next_id += 1;
         let ts_ns = self.tick();
         let cpu = self.next_cpu();
-        self.events.push(Event::Alloc(Alloc {
+        self.push(Event::Alloc(Alloc {
             ts_ns,
             cpu,
             order,
@@ -180,7 +214,7 @@ impl Stream {
         if let Some((id, start, nr)) = self.pending.take() {
             let ts_ns = self.tick();
             let cpu = self.next_cpu();
-            self.events.push(Event::Free(Free {
+            self.push(Event::Free(Free {
                 ts_ns,
                 cpu,
                 swap_type: virtual_slot::SWAP_TYPE,
@@ -209,8 +243,9 @@ impl Stream {
         self.live_ids.get(i).copied()
     }
 
-    pub fn finish(mut self) -> Vec<Event> {
+    /// Emits what is pending and hands the last batch on.
+    pub fn finish(mut self) {
         self.flush();
-        self.events
+        self.hand_on();
     }
 }

@@ -1,11 +1,10 @@
 //! `thp-fragment`: the access pattern of the kernel's `tools/mm/thp_swap_allocator_test.c`
 //! (Barry Song), scaled to the swap size. See docs/workloads.md.
 
-use crate::event::Event;
 
 use super::WorkloadSpec;
 use super::rng::Rng;
-use super::stream::Stream;
+use super::stream::{Emit, Stream};
 
 /// Pages per 64 KiB mTHP, and its order.
 const CHUNK: usize = 16;
@@ -24,7 +23,7 @@ enum Page {
     Large,
 }
 
-pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
+pub(super) fn generate(spec: &WorkloadSpec, iterations: u32, emit: Emit<'_>) {
     let n = spec.slots();
     // 60 MiB mTHP area, 4 MiB small-folio area, 16 MiB swapped in / zapped, 1 MiB small swap-in
     // per iteration: the test's sizes relative to its 64 MiB zram device.
@@ -35,7 +34,7 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
     let small_swapins = (n / 64) as usize;
 
     let mut rng = Rng::derive(spec.seed, 1);
-    let mut s = Stream::new(spec.seed, spec.cpus, BURST);
+    let mut s = Stream::new(spec.seed, spec.cpus, BURST, emit);
     s.swapon(n);
     // The first touch (memset) faults the whole area in as 64 KiB folios (64K THP "always");
     // the small area (MADV_NOHUGEPAGE) as order-0 folios.
@@ -47,6 +46,9 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
     pageout(&mut s, &mut small);
 
     for i in 0..iterations {
+        if s.stopped() {
+            break;
+        }
         s.marker(format!("iteration {i}"));
         // random_swapin(): touch 4 KiB pages; each swapped-out page comes back as an order-0
         // folio and its slot is freed (zram, SYNCHRONOUS_IO: swap-in bypasses the swap cache).
@@ -85,7 +87,7 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32) -> Vec<Event> {
         pageout(&mut s, &mut mem);
         pageout(&mut s, &mut small);
     }
-    s.finish()
+    s.finish();
 }
 
 fn swap_in(s: &mut Stream, page: &mut Page) {
