@@ -66,6 +66,186 @@ pub enum Event {
 }
 
 impl Event {
+    /// Whether the kernel reported this event (a write-out, request, free or split), as
+    /// opposed to samples, device lists, loss counts and markers.
+    pub fn is_kernel_event(&self) -> bool {
+        matches!(
+            self,
+            Event::Writeout(_) | Event::Alloc(_) | Event::Free(_) | Event::Split(_)
+        )
+    }
+
+    /// The kind's name, as `dump` and the Events view show it.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Event::Writeout(_) => "writeout",
+            Event::Counters(_) => "counters",
+            Event::Devices(_) => "devices",
+            Event::Lost(_) => "lost",
+            Event::SwapOn(_) => "swapon",
+            Event::SwapOff(_) => "swapoff",
+            Event::Alloc(_) => "alloc",
+            Event::Free(_) => "free",
+            Event::Marker(_) => "marker",
+            Event::Split(_) => "split",
+        }
+    }
+
+    /// The folio order the event is about, when it has one.
+    pub fn order(&self) -> Option<u8> {
+        match self {
+            Event::Writeout(w) => Some(w.order),
+            Event::Alloc(a) => Some(a.order),
+            Event::Split(s) => s.old_order,
+            _ => None,
+        }
+    }
+
+    /// The task the event names, when it has one.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Event::Writeout(w) => Some(w.pid),
+            Event::Split(s) => Some(s.pid),
+            _ => None,
+        }
+    }
+
+    /// The event in words, without its kind and timestamp: the one human format, shared by
+    /// `dump` and the TUI's Events view.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        match self {
+            Event::Writeout(w) => {
+                let _ = write!(
+                    s,
+                    "{} dev {} slot {} cpu {} pid {}",
+                    folio_size(w.order),
+                    w.swap_type,
+                    w.offset,
+                    w.cpu,
+                    w.pid
+                );
+                if w.tgid != w.pid {
+                    let _ = write!(s, " tgid {}", w.tgid);
+                }
+                s.push_str(if w.is_anon() { " anon" } else { " shmem" });
+                if w.flags & folio_flags::DIRTY != 0 {
+                    s.push_str(" dirty");
+                }
+                if let Some(pfn) = w.pfn {
+                    let _ = write!(s, " pfn {pfn:#x}");
+                }
+            }
+            Event::Alloc(a) => {
+                let _ = write!(
+                    s,
+                    "{} cpu {} id {:#x} -> ",
+                    folio_size(a.order),
+                    a.cpu,
+                    a.id
+                );
+                match a.result {
+                    AllocResult::Success { swap_type, offset } => {
+                        let _ = write!(s, "dev {swap_type} slot {offset}");
+                    }
+                    AllocResult::Failure => s.push_str("REFUSED"),
+                    AllocResult::Unknown if a.id < virtual_slot::ID_LIMIT => {
+                        s.push_str("(simulated)");
+                    }
+                    AllocResult::Unknown => s.push('?'),
+                }
+            }
+            Event::Free(f) => {
+                let dev = if f.swap_type == virtual_slot::SWAP_TYPE {
+                    let _ = write!(
+                        s,
+                        "{} slot(s) of simulated id {:#x} from page {}",
+                        f.nr,
+                        virtual_slot::id(f.offset),
+                        virtual_slot::page(f.offset)
+                    );
+                    false
+                } else {
+                    true
+                };
+                if dev {
+                    let _ = write!(s, "{} slot(s) dev {} from {}", f.nr, f.swap_type, f.offset);
+                }
+                let _ = write!(s, " cpu {}", f.cpu);
+            }
+            Event::Split(sp) => {
+                let old = sp.old_order.map_or("?".to_string(), folio_size);
+                let _ = write!(
+                    s,
+                    "{old} -> {} cpu {} pid {} id {:#x}",
+                    folio_size(sp.new_order),
+                    sp.cpu,
+                    sp.pid,
+                    sp.id
+                );
+            }
+            Event::Marker(m) => {
+                let _ = write!(s, "{:?}", m.label);
+            }
+            Event::Counters(c) => {
+                let _ = write!(s, "{} values:", c.values.len());
+                for (n, v) in &c.values {
+                    let _ = write!(s, " {n}={v}");
+                }
+            }
+            Event::Devices(d) => {
+                if d.devices.is_empty() {
+                    s.push_str("no swap devices");
+                }
+                for (i, dev) in d.devices.iter().enumerate() {
+                    let _ = write!(
+                        s,
+                        "{}{} {} {} {} KiB used {} KiB prio {}",
+                        if i > 0 { "; " } else { "" },
+                        dev.index,
+                        dev.path,
+                        dev.kind.as_str(),
+                        dev.size_kb,
+                        dev.used_kb,
+                        dev.prio
+                    );
+                }
+            }
+            Event::Lost(l) => {
+                let _ = write!(
+                    s,
+                    "ring buffer {} userspace {} (cumulative)",
+                    l.ringbuf, l.userspace
+                );
+            }
+            Event::SwapOn(on) => {
+                let _ = write!(
+                    s,
+                    "dev {} {} slots ({} bad) prio {}",
+                    on.swap_type,
+                    on.max.saturating_sub(1),
+                    on.bad.len(),
+                    on.prio
+                );
+                for (bit, name) in [
+                    (swap_flags::SOLIDSTATE, "solidstate"),
+                    (swap_flags::BLKDEV, "blkdev"),
+                    (swap_flags::PAGE_DISCARD, "discard"),
+                    (swap_flags::SYNCHRONOUS_IO, "sync-io"),
+                ] {
+                    if on.flags & bit != 0 {
+                        let _ = write!(s, " {name}");
+                    }
+                }
+            }
+            Event::SwapOff(off) => {
+                let _ = write!(s, "dev {}", off.swap_type);
+            }
+        }
+        s
+    }
+
     /// The event's timestamp.
     pub fn ts(&self) -> Ts {
         match self {
@@ -80,6 +260,16 @@ impl Event {
             Event::Marker(e) => e.ts_ns,
             Event::Split(e) => e.ts_ns,
         }
+    }
+}
+
+/// A folio size in words: `4K`, `64K`, `2M`.
+pub fn folio_size(order: u8) -> String {
+    let kb = 4u64 << order.min(20);
+    if kb >= 1024 && kb.is_multiple_of(1024) {
+        format!("{}M", kb / 1024)
+    } else {
+        format!("{kb}K")
     }
 }
 

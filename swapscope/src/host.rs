@@ -27,6 +27,76 @@ pub enum HostError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Opens the marker FIFO at `path` read-write (so it never reports end-of-file when a writer
+/// closes), creating it with mode 0600 when nothing is there. Returns whether it was created.
+/// Anything at `path` that is not a FIFO is refused.
+pub fn open_marker_fifo(path: &Path) -> Result<(fs::File, bool), HostError> {
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let mut created = false;
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_fifo() => {}
+        Ok(_) => {
+            return Err(HostError::Invalid(format!(
+                "--marker-fifo {}: exists and is not a FIFO; name a new path or an existing FIFO",
+                path.display()
+            )));
+        }
+        Err(_) => {
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+                HostError::Invalid(format!("--marker-fifo {}: NUL in path", path.display()))
+            })?;
+            // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+            if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+                return Err(HostError::Io {
+                    what: format!("creating the FIFO {}", path.display()),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            created = true;
+        }
+    }
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|source| HostError::Io {
+            what: format!("opening the FIFO {}", path.display()),
+            source,
+        })?;
+    Ok((f, created))
+}
+
+/// Asks a child process to stop (SIGTERM); a child that already exited is left alone.
+pub fn terminate(child: &std::process::Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with a pid this process spawned and has not reaped yet (a `Child`
+        // that was waited for is consumed or reports its status, so the pid is not reused).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
+/// Starts `argv` as a child process (stdin, stdout and stderr inherited).
+pub fn spawn_command(argv: &[String]) -> Result<std::process::Child, HostError> {
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| HostError::Invalid("an empty command".into()))?;
+    std::process::Command::new(prog)
+        .args(args)
+        .spawn()
+        .map_err(|source| HostError::Io {
+            what: format!("starting {prog}"),
+            source,
+        })
 }
 
 fn read(path: &str) -> Result<String, HostError> {

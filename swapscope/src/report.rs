@@ -364,13 +364,8 @@ impl Report {
             "order", "size", "write-outs", "kernel swpout", "swpout_fallback", "split"
         );
         for o in orders {
-            let order: u32 = o.parse().unwrap_or(0);
-            let kb = 4u64 << order;
-            let size = if kb >= 1024 {
-                format!("{}M", kb / 1024)
-            } else {
-                format!("{kb}K")
-            };
+            let order: u8 = o.parse().unwrap_or(0);
+            let size = crate::event::folio_size(order);
             let get = |m: &BTreeMap<String, u64>| m.get(o).map_or("-".to_string(), u64::to_string);
             let _ = writeln!(
                 s,

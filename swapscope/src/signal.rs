@@ -1,9 +1,10 @@
 //! Ctrl-C / SIGTERM handling: handlers only set a flag; long-running loops poll
 //! [`stop_requested`] and return normally, so every RAII guard runs its clean-up.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static MARKERS: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -21,6 +22,27 @@ pub fn install() {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
+}
+
+extern "C" fn on_marker(_sig: libc::c_int) {
+    MARKERS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Installs a SIGUSR1 handler that counts marker requests (see [`take_marker_requests`]).
+pub fn install_marker() {
+    // SAFETY: as in `install`: the handler is one atomic add.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_marker as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+}
+
+/// SIGUSR1s received since the last call.
+pub fn take_marker_requests() -> u64 {
+    MARKERS.swap(0, Ordering::SeqCst)
 }
 
 /// Whether a stop signal arrived.

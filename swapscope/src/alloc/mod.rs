@@ -193,7 +193,7 @@ pub fn serve_folio<M: AllocatorModel + ?Sized>(
 }
 
 /// A shadow swap-slot allocator.
-pub trait AllocatorModel {
+pub trait AllocatorModel: Send {
     /// Stable name used in reports and `--models` (e.g. `linux-6.18`, `buddy`).
     fn name(&self) -> &'static str;
 

@@ -14,7 +14,7 @@
 use std::{
     fmt::Write as _,
     fs::{self, File},
-    io::{BufReader, BufWriter},
+    io::BufWriter,
     path::{Path, PathBuf},
     process::{Command, ExitCode},
     time::Instant,
@@ -23,12 +23,19 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use swapscope::{
-    alloc::{self, AllocatorModel, Extent},
-    engine::{SlotMap, stream_key},
-    event::{Alloc, AllocResult, Event, Free, virtual_slot},
+    alloc::AllocatorModel,
+    engine::SlotMap,
+    event::Event,
     models::{self, Linux618},
-    record::{Reader, RecordingHeader, Writer, WriterOptions},
+    pipeline,
+    record::WriterOptions,
     report::ReportBuilder,
+    sink::{Sink, SinkError, record::RecordSink},
+    source::{
+        Source,
+        file::FileSource,
+        sim::{Answered, SimSource},
+    },
     workload::{self, WorkloadSpec},
 };
 
@@ -175,25 +182,34 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Generates the workload with enough iterations for `a.events` events and writes the
-/// recordings.
+/// Counts the events of the workload at its iteration count (streamed, nothing kept).
+fn count_events(spec: &WorkloadSpec) -> anyhow::Result<u64> {
+    let mut n = 0u64;
+    workload::stream(spec, &mut |b| {
+        n += b.len() as u64;
+        true
+    })?;
+    Ok(n)
+}
+
+/// Finds an iteration count that gives at least `a.events` events, then writes the recordings,
+/// each streamed straight from the generator into its file.
 fn make_recordings(a: &BenchArgs, kernel: &Path, sim: Option<&PathBuf>) -> anyhow::Result<()> {
     let mut spec = WorkloadSpec::new(&a.workload);
     spec.swap_size_bytes = a.swap_gib << 30;
     let mut iterations = 4u32;
-    let events = loop {
+    loop {
         spec.iterations = Some(iterations);
         let t = Instant::now();
-        let events = workload::generate(&spec)?;
+        let n = count_events(&spec)?;
         eprintln!(
-            "swapscope bench: generated {} events ({} iterations) in {:.1} s",
-            events.len(),
+            "swapscope bench: {} events at {} iterations ({:.1} s to generate)",
+            n,
             iterations,
             t.elapsed().as_secs_f64()
         );
-        let n = events.len() as u64;
         if n >= a.events {
-            break events;
+            break;
         }
         // Iterations dominate the count; aim 5 % over.
         let want = (u64::from(iterations) * a.events * 21 / 20).div_ceil(n.max(1));
@@ -203,39 +219,29 @@ fn make_recordings(a: &BenchArgs, kernel: &Path, sim: Option<&PathBuf>) -> anyho
         if spec.iterations == Some(iterations) {
             bail!("cannot reach {} events with {}", a.events, a.workload);
         }
-    };
-    let header = |source: String| RecordingHeader {
-        source,
-        command_line: std::env::args().collect::<Vec<_>>().join(" "),
-        nr_cpus: spec.cpus,
-        ..RecordingHeader::default()
-    };
-    if let Some(path) = sim {
-        let mut w = create(path, &header(format!("simulate:{}", a.workload)))?;
-        for ev in &events {
-            w.push(ev)?;
-        }
-        finish(w, path)?;
     }
-    let mut w = create(
-        kernel,
-        &header(format!("bench:{} answered by linux-6.18", a.workload)),
-    )?;
-    with_kernel_results(&events, |ev| w.push(ev))?;
-    finish(w, kernel)
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    if let Some(path) = sim {
+        let mut source = SimSource::new(spec.clone())?;
+        source.set_command_line(command_line.clone());
+        write_recording(&mut source, path)?;
+    }
+    let mut source = Answered::new(SimSource::new(spec)?, Box::new(Linux618::new()));
+    source.set_command_line(command_line);
+    write_recording(&mut source, kernel)
 }
 
-fn create(path: &Path, header: &RecordingHeader) -> anyhow::Result<Writer<BufWriter<File>>> {
+fn write_recording(source: &mut dyn Source, path: &Path) -> anyhow::Result<()> {
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    Ok(Writer::create(
+    let mut w = RecordSink::create(
         BufWriter::new(file),
-        header,
+        &path.display().to_string(),
+        source.header(),
         WriterOptions::default(),
-    )?)
-}
-
-fn finish(w: Writer<BufWriter<File>>, path: &Path) -> anyhow::Result<()> {
-    let (_, stats) = w.finish()?;
+        None,
+    )?;
+    pipeline::run(source, &mut [&mut w], &mut || false)?;
+    let stats = w.stats();
     eprintln!(
         "swapscope bench: wrote {} events ({} bytes) to {}",
         stats.events,
@@ -245,68 +251,46 @@ fn finish(w: Writer<BufWriter<File>>, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The simulated stream as a 6.18 kernel would record it: linux-6.18 answers every request
-/// (a failed large request is followed by 2^order order-0 requests, as after `split_folio`),
-/// and every virtual free becomes frees of the real slots behind it.
-fn with_kernel_results<E>(
-    events: &[Event],
-    mut push: impl FnMut(&Event) -> Result<(), E>,
-) -> Result<(), E> {
-    let mut k = Linux618::new();
-    let mut map = SlotMap::new();
-    let mut scratch: Vec<Extent> = Vec::new();
-    let mut out: Vec<Event> = Vec::new();
-    for ev in events {
-        out.clear();
-        match ev {
-            Event::SwapOn(on) => {
-                k.swapon(on);
-                out.push(ev.clone());
+/// The child's sink: `report`'s work on every event, with a look at the slot maps' sizes every
+/// 2^20 events (time spent looking is subtracted).
+struct Measure {
+    b: Option<ReportBuilder>,
+    peak: Vec<u64>,
+    virtual_peak: u64,
+    sampling: f64,
+    slots: u64,
+    n: u64,
+}
+
+impl Measure {
+    fn sample(&mut self) {
+        let t = Instant::now();
+        if let Some(e) = self.b.as_ref().and_then(ReportBuilder::engine) {
+            for (i, p) in self.peak.iter_mut().enumerate() {
+                *p = (*p).max(e.slot_map(i).map_or(0, SlotMap::approx_bytes));
             }
-            Event::Alloc(a) if a.result == AllocResult::Unknown => {
-                let Some(key) = stream_key(virtual_slot::SWAP_TYPE, virtual_slot::offset(a.id, 0))
-                else {
-                    continue;
-                };
-                alloc::serve_folio(&mut k, a.cpu, a.order, &mut scratch, |r| {
-                    let result = match r.extents.and_then(|e| e.first()) {
-                        Some(e) => AllocResult::Success {
-                            swap_type: e.swap_type,
-                            offset: e.offset,
-                        },
-                        None => AllocResult::Failure,
-                    };
-                    out.push(Event::Alloc(Alloc {
-                        order: r.order,
-                        result,
-                        ..*a
-                    }));
-                    if let Some(ext) = r.extents {
-                        map.insert(key + r.page, ext);
-                    }
-                });
-            }
-            Event::Free(f) if f.swap_type == virtual_slot::SWAP_TYPE => {
-                let Some(key) = stream_key(f.swap_type, f.offset) else {
-                    continue;
-                };
-                map.remove(key, u64::from(f.nr), |t, off, nr| {
-                    k.free(t, off, nr);
-                    out.push(Event::Free(Free {
-                        swap_type: t,
-                        offset: off,
-                        nr,
-                        ..*f
-                    }));
-                });
-            }
-            _ => out.push(ev.clone()),
+            self.virtual_peak = self.virtual_peak.max(e.virtual_ids_bytes());
         }
-        for e in &out {
-            push(e)?;
-        }
+        self.sampling += t.elapsed().as_secs_f64();
     }
-    Ok(())
+}
+
+impl Sink for Measure {
+    fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
+        for ev in batch {
+            self.n += 1;
+            if let Event::SwapOn(on) = ev {
+                self.slots += on.max.saturating_sub(1 + on.bad.len() as u64);
+            }
+            if let Some(b) = self.b.as_mut() {
+                b.push(ev);
+            }
+            if self.n.is_multiple_of(1 << 20) {
+                self.sample();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The child: `report`'s work (decode, engine, final report) on one recording.
@@ -314,53 +298,40 @@ fn measure(file: &Path, list: &str) -> anyhow::Result<RunResult> {
     let models: Vec<Box<dyn AllocatorModel>> = if list == "none" {
         Vec::new()
     } else {
-        super::report::models_from(&list.split(',').map(String::from).collect::<Vec<_>>())?
+        super::report::model_names(&list.split(',').map(String::from).collect::<Vec<_>>())?
+            .iter()
+            .filter_map(|n| models::by_name(n))
+            .collect()
     };
     let names: Vec<String> = models.iter().map(|m| m.name().to_string()).collect();
-    let f = File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let reader = Reader::open_named(BufReader::new(f), &file.display().to_string())?;
+    let mut source = FileSource::open(file)?;
     reset_peak_rss();
     let rss_start_kb = proc_status_kb("VmRSS").unwrap_or(0);
-    let mut b = ReportBuilder::with_engine(models);
-    let mut peak = vec![0u64; names.len()];
-    let mut virtual_peak = 0u64;
-    let mut sampling = 0.0;
-    let mut sample = |b: &ReportBuilder, peak: &mut [u64]| {
-        let t = Instant::now();
-        if let Some(e) = b.engine() {
-            for (i, p) in peak.iter_mut().enumerate() {
-                *p = (*p).max(e.slot_map(i).map_or(0, SlotMap::approx_bytes));
-            }
-            virtual_peak = virtual_peak.max(e.virtual_ids_bytes());
-        }
-        sampling += t.elapsed().as_secs_f64();
+    let mut m = Measure {
+        b: Some(ReportBuilder::with_engine(models)),
+        peak: vec![0u64; names.len()],
+        virtual_peak: 0,
+        sampling: 0.0,
+        slots: 0,
+        n: 0,
     };
-    let mut slots = 0;
-    let mut n = 0u64;
     let t = Instant::now();
     // As `report` does it: decoding on a second thread.
-    let reader = super::report::replay(reader, |ev| {
-        n += 1;
-        if let Event::SwapOn(on) = ev {
-            slots += on.max.saturating_sub(1 + on.bad.len() as u64);
-        }
-        b.push(ev);
-        if n.is_multiple_of(1 << 20) {
-            sample(&b, &mut peak);
-        }
-    })?;
-    sample(&b, &mut peak);
-    let report = b.finish(reader.stats().skipped_records, Vec::new());
-    let secs = t.elapsed().as_secs_f64() - sampling;
+    let summary = pipeline::run(&mut source, &mut [&mut m], &mut || false)?;
+    m.sample();
+    let report =
+        m.b.take()
+            .map(|b| b.finish(summary.skipped_records, Vec::new()));
+    let secs = t.elapsed().as_secs_f64() - m.sampling;
     std::hint::black_box(&report);
     Ok(RunResult {
-        events: n,
+        events: m.n,
         secs,
-        slots,
+        slots: m.slots,
         rss_start_kb,
         hwm_kb: proc_status_kb("VmHWM").unwrap_or(0),
-        mapping_peak: names.into_iter().zip(peak).collect(),
-        virtual_peak,
+        mapping_peak: names.into_iter().zip(m.peak).collect(),
+        virtual_peak: m.virtual_peak,
     })
 }
 

@@ -36,7 +36,7 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Models to replay the stream through, comma-separated (default: all six).
+        /// Models to replay the stream through, comma-separated (default: the default set).
         #[arg(long, value_delimiter = ',')]
         models: Vec<String>,
     },

@@ -1,54 +1,23 @@
-//! `swapscope report FILE [--json] [--models a,b]`.
+//! `swapscope report FILE [--json] [--models a,b]`: file → analysis → text or JSON.
 
-use std::{fs::File, io::BufReader, io::Read, path::Path, process::ExitCode, sync::mpsc};
+use std::{path::Path, process::ExitCode};
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use swapscope::{
-    alloc::AllocatorModel,
-    event::Event,
-    models,
-    record::Reader,
-    report::{Report, ReportBuilder},
+    models, pipeline,
+    report::Report,
+    sink::analysis::{Analysis, AnalysisConfig},
+    source::{Source as _, file::FileSource},
 };
 
-/// Reads every event of `reader` and hands it to `f`, in file order. Decoding (decompression
-/// included) runs on a second thread, a chunk or two ahead, so it overlaps the replay.
-pub fn replay<R: Read + Send>(
-    mut reader: Reader<R>,
-    mut f: impl FnMut(&Event),
-) -> anyhow::Result<Reader<R>> {
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<Vec<Event>>(0);
-        let decoder = scope.spawn(move || -> anyhow::Result<Reader<R>> {
-            loop {
-                let mut batch = Vec::new();
-                if !reader.next_batch(&mut batch)? || tx.send(batch).is_err() {
-                    break;
-                }
-            }
-            Ok(reader)
-        });
-        for batch in rx {
-            for ev in &batch {
-                f(ev);
-            }
-        }
-        decoder
-            .join()
-            .map_err(|_| anyhow!("the decoding thread panicked"))?
-    })
-}
-
-/// The models named on the command line, or all of them.
-pub fn models_from(names: &[String]) -> anyhow::Result<Vec<Box<dyn AllocatorModel>>> {
+/// The model names asked for, checked; none means the default set (`models::NAMES`).
+pub fn model_names(names: &[String]) -> anyhow::Result<Vec<String>> {
     if names.is_empty() {
-        return Ok(models::all());
+        return Ok(models::NAMES.iter().map(|n| n.to_string()).collect());
     }
-    let mut out = Vec::new();
     for n in names {
-        match models::by_name(n) {
-            Some(m) => out.push(m),
-            None => bail!(
+        if models::by_name(n).is_none() {
+            bail!(
                 "unknown model {n:?}; known: {}",
                 models::NAMES
                     .iter()
@@ -56,10 +25,22 @@ pub fn models_from(names: &[String]) -> anyhow::Result<Vec<Box<dyn AllocatorMode
                     .copied()
                     .collect::<Vec<_>>()
                     .join(", ")
-            ),
+            );
         }
     }
-    Ok(out)
+    Ok(names.to_vec())
+}
+
+/// The analysis `report` and `simulate` use: no viewer state.
+pub fn report_analysis(header: &swapscope::record::RecordingHeader, names: &[String]) -> Analysis {
+    Analysis::new(
+        header,
+        names,
+        AnalysisConfig {
+            views: false,
+            ..AnalysisConfig::default()
+        },
+    )
 }
 
 pub fn emit(report: Report, json: bool) -> anyhow::Result<ExitCode> {
@@ -71,14 +52,13 @@ pub fn emit(report: Report, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run(file: &Path, json: bool, model_names: &[String]) -> anyhow::Result<ExitCode> {
-    let f = File::open(file).map_err(|e| anyhow::anyhow!("opening {}: {e}", file.display()))?;
-    let reader = Reader::open_named(BufReader::new(f), &file.display().to_string())?;
-    let mut b = ReportBuilder::with_models(models_from(model_names)?);
-    let reader = replay(reader, |ev| b.push(ev))?;
-    let warnings: Vec<String> = reader.warnings().iter().map(|w| w.to_string()).collect();
-    for w in &warnings {
+pub fn run(file: &Path, json: bool, model_names_arg: &[String]) -> anyhow::Result<ExitCode> {
+    let names = model_names(model_names_arg)?;
+    let mut source = FileSource::open(file)?;
+    let mut analysis = report_analysis(source.header(), &names);
+    let summary = pipeline::run(&mut source, &mut [&mut analysis], &mut || false)?;
+    for w in &summary.warnings {
         eprintln!("swapscope: warning: {}: {w}", file.display());
     }
-    emit(b.finish(reader.stats().skipped_records, warnings), json)
+    emit(analysis.report(&summary), json)
 }

@@ -1,15 +1,18 @@
-//! `swapscope simulate`: a synthetic workload through the allocator models (no root needed).
+//! `swapscope simulate`: a synthetic workload, streamed through the analysis (and to a
+//! recording with `-o`). No root needed.
 
 use std::{fs::File, io::BufWriter, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context as _, bail};
 use swapscope::{
-    record::{RecordingHeader, Writer, WriterOptions},
-    report::ReportBuilder,
-    workload::{self, WorkloadSpec},
+    pipeline,
+    record::WriterOptions,
+    sink::{Sink, record::RecordSink},
+    source::{Source as _, sim::SimSource},
+    workload::WorkloadSpec,
 };
 
-use super::report::{emit, models_from};
+use super::report::{emit, model_names, report_analysis};
 
 #[derive(clap::Args, Debug)]
 pub struct SimulateArgs {
@@ -34,7 +37,7 @@ pub struct SimulateArgs {
     /// 64 KiB chunks (its `-a`, the configuration the published results used; the default here).
     #[arg(long)]
     pub unaligned_swapin: bool,
-    /// Models to compare, comma-separated (default: all six).
+    /// Models to compare, comma-separated (default: the default set, `models::NAMES`).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
     /// Print JSON instead of tables.
@@ -46,7 +49,7 @@ pub struct SimulateArgs {
 }
 
 /// Parses `64M`, `1G`, `512K` or a byte count.
-fn parse_bytes(s: &str) -> Option<u64> {
+pub fn parse_bytes(s: &str) -> Option<u64> {
     let t = s.trim().to_ascii_uppercase();
     let t = t
         .strip_suffix("IB")
@@ -63,6 +66,7 @@ fn parse_bytes(s: &str) -> Option<u64> {
 }
 
 pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let names = model_names(&a.models)?;
     let mut spec = WorkloadSpec::new(&a.workload);
     if let Some(s) = &a.swap_size {
         match parse_bytes(s) {
@@ -75,20 +79,30 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     spec.iterations = a.iterations;
     spec.small = a.small;
     spec.aligned = !a.unaligned_swapin;
-    let events = workload::generate(&spec)?;
-    if let Some(path) = &a.output {
-        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let header = RecordingHeader {
-            source: format!("simulate:{}", a.workload),
-            command_line: std::env::args().collect::<Vec<_>>().join(" "),
-            nr_cpus: a.cpus,
-            ..RecordingHeader::default()
-        };
-        let mut w = Writer::create(BufWriter::new(file), &header, WriterOptions::default())?;
-        for ev in &events {
-            w.push(ev)?;
+    let mut source = SimSource::new(spec)?;
+    source.set_command_line(std::env::args().collect::<Vec<_>>().join(" "));
+    let mut analysis = report_analysis(source.header(), &names);
+    let mut record = match &a.output {
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            Some(RecordSink::create(
+                BufWriter::new(file),
+                &path.display().to_string(),
+                source.header(),
+                WriterOptions::default(),
+                None,
+            )?)
         }
-        let (_, stats) = w.finish()?;
+        None => None,
+    };
+    let mut sinks: Vec<&mut dyn Sink> = vec![&mut analysis];
+    if let Some(r) = record.as_mut() {
+        sinks.push(r);
+    }
+    let summary = pipeline::run(&mut source, &mut sinks, &mut || false)?;
+    if let (Some(r), Some(path)) = (&record, &a.output) {
+        let stats = r.stats();
         eprintln!(
             "swapscope simulate: wrote {} events ({} bytes) to {}",
             stats.events,
@@ -96,11 +110,7 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    let mut b = ReportBuilder::with_models(models_from(&a.models)?);
-    for ev in &events {
-        b.push(ev);
-    }
-    emit(b.finish(0, Vec::new()), a.json)
+    emit(analysis.report(&summary), a.json)
 }
 
 #[cfg(test)]

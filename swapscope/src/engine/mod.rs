@@ -230,6 +230,11 @@ impl Engine {
         &self.real
     }
 
+    /// The real kernel's per-order request counters (meaningful when [`Engine::real_known`]).
+    pub fn real_counters(&self) -> &OrderCounters {
+        &self.real_counters
+    }
+
     /// Whether the stream carried kernel results (so `real` means something).
     pub fn real_known(&self) -> bool {
         self.real_known

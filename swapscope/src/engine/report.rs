@@ -195,9 +195,9 @@ fn model_report(name: &str, c: &OrderCounters, snap: &ModelSnapshot) -> ModelRep
 const REAL: &str = "real";
 
 impl Engine {
-    /// The comparison document at this point of the stream.
-    pub fn report(&self) -> Report {
-        let names: Vec<&str> = self.shadows.iter().map(|s| s.model.name()).collect();
+    /// Each model's counts and occupancy, and the real kernel's when the stream carries its
+    /// results: the comparison table without markers or series (cheap enough to take often).
+    pub fn model_reports(&self) -> (Vec<ModelReport>, Option<ModelReport>) {
         let models = self
             .shadows
             .iter()
@@ -218,6 +218,13 @@ impl Engine {
         let real = self
             .real_known
             .then(|| model_report(REAL, &self.real_counters, &self.real.snapshot()));
+        (models, real)
+    }
+
+    /// The comparison document at this point of the stream.
+    pub fn report(&self) -> Report {
+        let names: Vec<&str> = self.shadows.iter().map(|s| s.model.name()).collect();
+        let (models, real) = self.model_reports();
         let end = self.row(None);
         let markers = self
             .markers

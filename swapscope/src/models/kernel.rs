@@ -790,7 +790,7 @@ mod tests {
 
 /// What differs between the kernel models. `AllocatorModel` is implemented once for all of them
 /// below; each model supplies its request path, its free path and its per-device set-up.
-pub(crate) trait KernelAllocator {
+pub(crate) trait KernelAllocator: Send {
     /// The model's report name.
     const MODEL_NAME: &'static str;
     fn devs(&self) -> &Devs;

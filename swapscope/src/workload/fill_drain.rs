@@ -1,7 +1,6 @@
 //! `fill-drain`: fill to 95 % with mixed sizes, free randomly down to 50 %, refill with large
 //! folios; repeat. See docs/workloads.md.
 
-
 use super::WorkloadSpec;
 use super::mixed_orders::MIX;
 use super::rng::Rng;

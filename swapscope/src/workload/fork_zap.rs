@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-
 use super::WorkloadSpec;
 use super::rng::Rng;
 use super::stream::{Emit, Stream};

@@ -4,7 +4,6 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-
 use super::WorkloadSpec;
 use super::rng::Rng;
 use super::stream::{Emit, Stream};

@@ -1,7 +1,6 @@
 //! `thp-fragment`: the access pattern of the kernel's `tools/mm/thp_swap_allocator_test.c`
 //! (Barry Song), scaled to the swap size. See docs/workloads.md.
 
-
 use super::WorkloadSpec;
 use super::rng::Rng;
 use super::stream::{Emit, Stream};

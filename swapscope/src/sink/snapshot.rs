@@ -1,0 +1,262 @@
+//! What the analysis shows at one moment: an immutable value the TUI (and the exporter) render
+//! while the analysis goes on. Built by [`super::analysis::Analysis::snapshot`].
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::{
+    alloc::{ClusterCell, NR_ORDERS},
+    engine::ModelReport,
+    event::{Event, Ts},
+    record::ProbeStatus,
+};
+
+/// Per-order counts, index = folio order.
+pub type Orders = [u64; NR_ORDERS];
+
+/// What the stream is, fixed for its whole length.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StreamInfo {
+    /// `live`, `live:demo`, `simulate:<workload>`, or a recording's own label.
+    pub source: String,
+    /// `replay <file>`, `live`, ...: what the viewer is looking at.
+    pub mode: String,
+    pub kernel_release: String,
+    pub nr_cpus: u32,
+    /// `full`, `tracepoint`, `simulated`, or `none`.
+    pub tier: String,
+    /// Probes that attached, as `kind/name` (e.g. `fexit/folio_alloc_swap`).
+    pub attached: Vec<String>,
+    /// Probes that did not, with why.
+    pub missing: Vec<ProbeStatus>,
+    /// The models, in report order.
+    pub models: Vec<String>,
+    /// Length of one interval of the time series, in ns of stream time.
+    pub interval_ns: u64,
+}
+
+impl StreamInfo {
+    pub fn full_tier(&self) -> bool {
+        self.tier == "full" || self.tier == "simulated"
+    }
+
+    /// Whether the stream carries requests the models can replay.
+    pub fn has_requests(&self) -> bool {
+        self.full_tier()
+    }
+}
+
+/// One interval of stream time.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IntervalRow {
+    /// Start, in stream time.
+    pub start_ts: Ts,
+    /// Length actually covered (the last row is still growing).
+    pub len_ns: u64,
+    pub writeouts: Orders,
+    /// The kernel's per-size counters over the interval (deltas of the samples that fell in
+    /// it), index = order.
+    pub swpout: Orders,
+    pub swpout_fallback: Orders,
+    pub pswpout: u64,
+    /// Full tier: requests and refusals per order.
+    pub requests: Orders,
+    pub failures: Orders,
+    pub freed_slots: u64,
+    /// Per model (report order): requests and failures per order in the interval.
+    pub model_requests: Vec<Orders>,
+    pub model_failures: Vec<Orders>,
+    /// Slots in use at the end of the interval: the real reconstruction (full tier) and what
+    /// `/proc/swaps` said last (KiB).
+    pub real_used: Option<u64>,
+    pub proc_used_kb: Option<u64>,
+    pub lost: u64,
+    /// Markers that fell in the interval.
+    pub markers: Vec<String>,
+}
+
+impl IntervalRow {
+    /// Seconds covered (at least a nanosecond).
+    pub fn secs(&self) -> f64 {
+        self.len_ns.max(1) as f64 / 1e9
+    }
+}
+
+/// A swap device as the stream last showed it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DeviceView {
+    pub swap_type: u8,
+    pub path: String,
+    pub kind: String,
+    /// Usable slots (from the geometry, `SwapOn`), or size / page size.
+    pub slots: u64,
+    /// `/proc/swaps` Used (KiB), when the stream has device lists.
+    pub used_kb: Option<u64>,
+    /// Slots in use in the real reconstruction (full tier).
+    pub real_used: Option<u64>,
+    /// Swapped off since (the maps keep its last state).
+    pub gone: bool,
+}
+
+/// A device map: one cell per cluster.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceMap {
+    pub swap_type: u8,
+    /// The kernel's own occupancy, rebuilt from the stream (full tier).
+    pub real: Option<Arc<Vec<ClusterCell>>>,
+    /// Each model's map, in report order.
+    pub models: Vec<(String, Arc<Vec<ClusterCell>>)>,
+    /// Tracepoint tier: write-outs per cluster (decaying, newest weigh most) and the order of
+    /// the latest one.
+    pub heat: Option<Arc<Vec<HeatCell>>>,
+}
+
+/// Recent write-outs into one cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HeatCell {
+    /// Write-outs, halved every interval.
+    pub recent: f32,
+    /// Write-outs ever.
+    pub total: u32,
+    pub last_order: Option<u8>,
+}
+
+/// Quantiles and a coarse histogram of one measured delay.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LatencyRow {
+    /// What is timed, e.g. `write-out inter-arrival`.
+    pub what: String,
+    pub order: Option<u8>,
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+    /// Counts per power-of-two bucket: `(upper bound ns, count)`.
+    pub buckets: Vec<(u64, u64)>,
+}
+
+/// An event kept for the Events view with its position in the stream.
+#[derive(Clone, Debug)]
+pub struct TailEvent {
+    /// 1-based index of the event in the stream.
+    pub seq: u64,
+    pub event: Event,
+}
+
+/// Counts of events by kind.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct KindCounts {
+    pub writeouts: u64,
+    pub allocs: u64,
+    pub frees: u64,
+    pub splits: u64,
+    pub markers: u64,
+    pub samples: u64,
+    pub other: u64,
+}
+
+/// The whole view at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub info: Arc<StreamInfo>,
+    /// Number of snapshots published before this one.
+    pub seq: u64,
+    pub events: u64,
+    pub kinds: KindCounts,
+    pub first_ts: Ts,
+    pub last_ts: Ts,
+    pub writeouts_by_order: Orders,
+    /// The kernel's counters since the stream's first sample, index = order.
+    pub swpout: Orders,
+    pub swpout_fallback: Orders,
+    pub pswpout: u64,
+    /// Full tier: requests and refusals per order.
+    pub requests: Orders,
+    pub failures: Orders,
+    /// Completed intervals, oldest first, then the current one (bounded: the oldest are
+    /// dropped).
+    pub intervals: Vec<IntervalRow>,
+    pub devices: Vec<DeviceView>,
+    pub maps: Vec<DeviceMap>,
+    pub models: Vec<ModelReport>,
+    pub real: Option<ModelReport>,
+    /// Ring-buffer drops (cumulative).
+    pub lost: u64,
+    /// Per feed: hook invocations the kernel did not deliver (`recursion_misses`).
+    pub missed: Vec<(String, u64)>,
+    /// Events the analysis skipped because it fell behind the live stream (its figures are then
+    /// approximate; the recording, if any, is complete).
+    pub analysis_skipped: u64,
+    pub latency: Vec<LatencyRow>,
+    /// Why a latency is not shown.
+    pub latency_limits: Vec<String>,
+    /// The newest events, oldest first, a bounded number per kind.
+    pub tail: Vec<TailEvent>,
+    /// The newest markers: `(ts, label)`.
+    pub markers: Vec<(Ts, String)>,
+    /// Whether the stream has ended (a recording read to its end).
+    pub ended: bool,
+}
+
+impl Snapshot {
+    /// Seconds of stream time covered.
+    pub fn duration_s(&self) -> f64 {
+        self.last_ts.saturating_sub(self.first_ts) as f64 / 1e9
+    }
+
+    /// Stream time relative to the first event, in seconds.
+    pub fn rel_s(&self, ts: Ts) -> f64 {
+        ts.saturating_sub(self.first_ts) as f64 / 1e9
+    }
+
+    /// The figures a run is checked by, for `--summary-json`.
+    pub fn summary(&self) -> SnapshotSummary {
+        let by = |o: &Orders| {
+            o.iter()
+                .enumerate()
+                .filter(|(_, v)| **v > 0)
+                .map(|(i, v)| (i.to_string(), *v))
+                .collect()
+        };
+        SnapshotSummary {
+            source: self.info.source.clone(),
+            tier: self.info.tier.clone(),
+            events: self.events,
+            duration_s: self.duration_s(),
+            writeouts_by_order: by(&self.writeouts_by_order),
+            kernel_swpout_by_order: by(&self.swpout),
+            kernel_swpout_fallback_by_order: by(&self.swpout_fallback),
+            pswpout: self.pswpout,
+            lost_events: self.lost,
+            analysis_skipped: self.analysis_skipped,
+            intervals: self.intervals.len() as u64,
+            devices: self.devices.clone(),
+            models: self
+                .models
+                .iter()
+                .map(|m| (m.name.clone(), m.fallback_rate_by_order.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// `--summary-json`: what a live session or a replay saw, in a stable shape for scripts and
+/// tests. Orders are strings, as in `report --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SnapshotSummary {
+    pub source: String,
+    pub tier: String,
+    pub events: u64,
+    pub duration_s: f64,
+    pub writeouts_by_order: std::collections::BTreeMap<String, u64>,
+    pub kernel_swpout_by_order: std::collections::BTreeMap<String, u64>,
+    pub kernel_swpout_fallback_by_order: std::collections::BTreeMap<String, u64>,
+    pub pswpout: u64,
+    pub lost_events: u64,
+    pub analysis_skipped: u64,
+    pub intervals: u64,
+    pub devices: Vec<DeviceView>,
+    pub models: std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>>,
+}

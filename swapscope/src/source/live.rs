@@ -1,0 +1,378 @@
+//! The running kernel as a source: the BPF probes' ring buffer, decoded, plus what the host
+//! samplers see — per-size mTHP and vmstat counters and the probes' own counts every second,
+//! `/proc/swaps` (a change becomes `SwapOn`/`SwapOff` events, the geometry the models need),
+//! ring-buffer drops, each program's `recursion_misses`, and the `inuse_pages` completeness
+//! check over full-tier events. Optionally runs a command and ends when it exits, and puts
+//! markers into the stream (see [`super::markers`]).
+//!
+//! Syscalls stay behind `probe` and `host`; this module only orders what they give.
+
+use std::{
+    path::Path,
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use swapscope_common::{counter, kind};
+
+use super::{Poll, Source, SourceError, Summary, markers::Inbox};
+use crate::{
+    event::{Alloc, AllocResult, Event, InuseCheck, Lost, Marker, SwapDevice, SwapOff},
+    host,
+    probe::{self, LiveProbe, ProbeStatus},
+    record::{self, RecordingHeader},
+    signal,
+};
+
+/// How long [`LiveSource::poll`] waits for the ring buffer.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// How long a command gets to exit after the stop was forwarded to it, while the ring buffer is
+/// still drained, before the stream ends without it.
+const COMMAND_GRACE: Duration = Duration::from_secs(1);
+
+/// What to attach and run.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub probe: probe::LiveOptions,
+    /// A command to run; the stream ends when it exits.
+    pub command: Vec<String>,
+    /// Labels to put into the stream as markers (the TUI's `m` key, a FIFO); SIGUSR1 adds
+    /// markers too once [`signal::install_marker`] ran.
+    pub markers: Option<Inbox>,
+    /// Counter samples and device checks this often.
+    pub sample_every: Duration,
+    /// `source` field of the header (`live`, `live:demo`, ...).
+    pub label: String,
+    /// The command line to keep in the header.
+    pub command_line: String,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            probe: probe::LiveOptions::default(),
+            command: Vec::new(),
+            markers: None,
+            sample_every: Duration::from_secs(1),
+            label: "live".into(),
+            command_line: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Before the first poll: the first sample is taken and the command started.
+    Starting,
+    Running,
+    /// A stop was asked: the command (if any) was told to stop; draining until it exits or the
+    /// grace period ends.
+    Stopping {
+        until: Instant,
+    },
+    /// The last sample and drain are done.
+    Ended,
+}
+
+/// A live session.
+pub struct LiveSource {
+    probe: LiveProbe,
+    header: RecordingHeader,
+    opts: LiveOptions,
+    /// The devices of the last `/proc/swaps` read.
+    devices: Vec<SwapDevice>,
+    last_lost: Lost,
+    inuse: InuseCheck,
+    next_sample: Instant,
+    child: Option<Child>,
+    summary: Summary,
+    state: State,
+    markers_sent: u64,
+}
+
+impl LiveSource {
+    /// Loads and attaches the probes (see `probe::LiveProbe::start`) and describes the session.
+    pub fn start(opts: LiveOptions) -> Result<Self, SourceError> {
+        let probe = LiveProbe::start(&opts.probe)?;
+        let devices = host::read_proc_swaps()
+            .map_err(|e| SourceError::Host(format!("reading /proc/swaps: {e}")))?;
+        let header = header(&probe.plan, &devices.devices, &opts);
+        Ok(LiveSource {
+            probe,
+            header,
+            opts,
+            devices: Vec::new(),
+            last_lost: Lost::default(),
+            inuse: InuseCheck::default(),
+            next_sample: Instant::now(),
+            child: None,
+            summary: Summary::default(),
+            state: State::Starting,
+            markers_sent: 0,
+        })
+    }
+
+    /// The probe plan (what attached, and why the rest did not).
+    pub fn plan(&self) -> &[ProbeStatus] {
+        &self.probe.plan
+    }
+
+    /// The pid of the command, while it runs.
+    pub fn command_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn sample(&mut self, out: &mut Vec<Event>) {
+        let mut counters = host::sample_counters(Path::new(host::MTHP_DIR));
+        let c = self.probe.counters();
+        // The write-out program's own counts: tracepoint hits, and those it filtered out (not a
+        // swap-cache folio with an entry when the tracepoint fired).
+        let v = &mut counters.values;
+        v.push(("probe/writeout_hits".into(), c[counter::HITS as usize]));
+        v.push((
+            "probe/writeout_filtered".into(),
+            c[counter::FILTERED as usize],
+        ));
+        v.push(("probe/inuse_checks".into(), self.inuse.checks));
+        v.push(("probe/inuse_mismatches".into(), self.inuse.mismatches));
+        // Per program: hook invocations the kernel did not deliver.
+        for (feed, misses) in self.probe.missed_events() {
+            v.push((format!("probe/{feed}/recursion_misses"), misses));
+        }
+        out.push(Event::Counters(counters));
+        self.refresh_devices(out);
+        let lost = Lost {
+            ts_ns: host::boottime_ns(),
+            ringbuf: c[counter::RINGBUF_DROPS as usize],
+            userspace: 0,
+        };
+        if lost.ringbuf != self.last_lost.ringbuf || self.last_lost.ts_ns == 0 {
+            out.push(Event::Lost(lost));
+            self.last_lost = lost;
+        }
+        self.next_sample = Instant::now() + self.opts.sample_every;
+    }
+
+    /// Re-reads /proc/swaps; emits a device list when it changed, and `SwapOn`/`SwapOff` for
+    /// devices that appeared or went away.
+    fn refresh_devices(&mut self, out: &mut Vec<Event>) {
+        let Ok(list) = host::read_proc_swaps() else {
+            return;
+        };
+        let same = list.devices.len() == self.devices.len()
+            && list
+                .devices
+                .iter()
+                .zip(&self.devices)
+                .all(|(a, b)| a.path == b.path && a.used_kb == b.used_kb);
+        if same {
+            return;
+        }
+        for gone in self
+            .devices
+            .iter()
+            .filter(|d| !list.devices.iter().any(|n| n.path == d.path))
+        {
+            self.inuse.forget(gone.index);
+            out.push(Event::SwapOff(SwapOff {
+                ts_ns: list.ts_ns,
+                swap_type: gone.index,
+            }));
+        }
+        for new in list
+            .devices
+            .iter()
+            .filter(|d| !self.devices.iter().any(|o| o.path == d.path))
+        {
+            out.push(Event::SwapOn(host::swap_on_for(new, list.ts_ns)));
+        }
+        self.devices = list.devices.clone();
+        out.push(Event::Devices(list));
+    }
+
+    /// Decodes what the ring buffer holds, in its (kernel) order.
+    fn drain(&mut self, wait: Duration, out: &mut Vec<Event>) {
+        let shift = self.header.swp_type_shift;
+        let mut decoded: Vec<(Event, Option<u64>)> = Vec::new();
+        self.probe.drain(wait, |bytes| {
+            if bytes.len() < 2 {
+                return;
+            }
+            if u16::from_le_bytes([bytes[0], bytes[1]]) == kind::WRITEOUT {
+                if let Ok(w) = record::codec::parse_writeout(bytes) {
+                    decoded.push((
+                        Event::Writeout(crate::event::Writeout::from_bpf(&w, shift)),
+                        None,
+                    ));
+                }
+            } else if let Some(ev) = record::codec::from_bpf(bytes, shift) {
+                decoded.push((ev, record::codec::free_event_inuse(bytes)));
+            }
+        });
+        for (ev, inuse) in decoded {
+            let ty = match (&ev, inuse) {
+                (Event::Free(f), Some(inuse)) => {
+                    self.inuse.free(f.swap_type, f.nr, inuse);
+                    Some(f.swap_type)
+                }
+                (Event::Free(f), None) => Some(f.swap_type),
+                (
+                    Event::Alloc(Alloc {
+                        result: AllocResult::Success { swap_type, .. },
+                        order,
+                        ..
+                    }),
+                    _,
+                ) => {
+                    self.inuse.alloc(*swap_type, *order);
+                    Some(*swap_type)
+                }
+                _ => None,
+            };
+            // A full-tier event on a device that appeared since the last sample: its SwapOn
+            // goes first, so the models know the device.
+            if ty.is_some_and(|t| !self.devices.iter().any(|d| d.index == t)) {
+                self.refresh_devices(out);
+            }
+            out.push(ev);
+        }
+    }
+
+    fn take_markers(&mut self, out: &mut Vec<Event>) {
+        let mut labels = self
+            .opts
+            .markers
+            .as_ref()
+            .map(Inbox::take)
+            .unwrap_or_default();
+        for _ in 0..signal::take_marker_requests() {
+            labels.push(format!(
+                "SIGUSR1 {}",
+                self.markers_sent + labels.len() as u64 + 1
+            ));
+        }
+        for label in labels {
+            self.markers_sent += 1;
+            out.push(Event::Marker(Marker {
+                ts_ns: host::boottime_ns(),
+                label,
+            }));
+        }
+    }
+
+    /// Whether the command has exited (recording how, when it failed).
+    fn command_exited(&mut self) -> bool {
+        let Some(c) = self.child.as_mut() else {
+            return false;
+        };
+        match c.try_wait() {
+            Ok(Some(st)) => {
+                if !st.success() {
+                    self.summary.command_failed = Some(format!("the command exited with {st}"));
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Waits for the command to exit (after the stream ended; e.g. its own clean-up).
+    pub fn wait_command(&mut self) {
+        if let Some(mut c) = self.child.take()
+            && let Ok(st) = c.wait()
+            && !st.success()
+            && self.summary.command_failed.is_none()
+        {
+            self.summary.command_failed = Some(format!("the command exited with {st}"));
+        }
+    }
+}
+
+impl Source for LiveSource {
+    fn header(&self) -> &RecordingHeader {
+        &self.header
+    }
+
+    fn poll(&mut self, out: &mut Vec<Event>) -> Result<Poll, SourceError> {
+        match self.state {
+            State::Ended => return Ok(Poll::End),
+            State::Starting => {
+                self.sample(out);
+                if !self.opts.command.is_empty() {
+                    let child = host::spawn_command(&self.opts.command)
+                        .map_err(|e| SourceError::Host(e.to_string()))?;
+                    self.child = Some(child);
+                }
+                self.state = State::Running;
+                return Ok(Poll::Events);
+            }
+            State::Running | State::Stopping { .. } => {}
+        }
+        self.drain(POLL_WAIT, out);
+        self.take_markers(out);
+        let exited = self.command_exited();
+        let done = match self.state {
+            State::Running => exited,
+            State::Stopping { until } => exited || self.child.is_none() || Instant::now() >= until,
+            _ => true,
+        };
+        if done {
+            // The last sample, then whatever fired before it.
+            self.sample(out);
+            self.drain(Duration::ZERO, out);
+            if exited {
+                self.child = None;
+            }
+            self.state = State::Ended;
+        } else if Instant::now() >= self.next_sample {
+            self.sample(out);
+        }
+        Ok(Poll::Events)
+    }
+
+    fn stop(&mut self) {
+        if matches!(self.state, State::Running | State::Starting) {
+            if let Some(c) = &self.child {
+                host::terminate(c);
+            }
+            self.state = State::Stopping {
+                until: Instant::now() + COMMAND_GRACE,
+            };
+        }
+    }
+
+    fn summary(&self) -> Summary {
+        self.summary.clone()
+    }
+}
+
+fn header(plan: &[ProbeStatus], devices: &[SwapDevice], opts: &LiveOptions) -> RecordingHeader {
+    let mut extra = Vec::new();
+    for kb in host::mthp_sizes_kb(Path::new(host::MTHP_DIR)) {
+        if let Ok(t) =
+            std::fs::read_to_string(format!("{}/hugepages-{kb}kB/enabled", host::MTHP_DIR))
+        {
+            extra.push((
+                format!("mthp/{kb}kB/enabled"),
+                host::parse_choice(&t).unwrap_or_default(),
+            ));
+        }
+    }
+    if let Some(l) = host::lockdown() {
+        extra.push(("lockdown".into(), l));
+    }
+    RecordingHeader {
+        kernel_release: host::kernel_release(),
+        boot_id: host::boot_id(),
+        realtime_minus_boottime_ns: host::realtime_ns() - host::boottime_ns() as i64,
+        page_size: host::page_size(),
+        nr_cpus: host::online_cpus(),
+        source: opts.label.clone(),
+        command_line: opts.command_line.clone(),
+        devices: devices.to_vec(),
+        probe_plan: plan.to_vec(),
+        extra,
+        ..RecordingHeader::default()
+    }
+}

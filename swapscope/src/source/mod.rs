@@ -1,0 +1,76 @@
+//! Where events come from. Every command is a pairing of one [`Source`] with sinks, driven by
+//! [`crate::pipeline::run`]:
+//!
+//! * [`live::LiveSource`] — the BPF probes and the host samplers (root);
+//! * [`file::FileSource`] — a recording, decoded on a second thread;
+//! * [`sim::SimSource`] — a simulated workload, generated on a second thread and streamed, never
+//!   collected.
+//!
+//! A source yields batches of [`Event`]s in stream order plus the header that describes them.
+
+pub mod file;
+pub mod live;
+pub mod markers;
+pub mod sim;
+
+use crate::{
+    event::Event,
+    probe::ProbeError,
+    record::{FormatError, RecordingHeader},
+    workload::WorkloadError,
+};
+
+/// What [`Source::poll`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// Events were appended to the batch (possibly none, for a live source whose wait ended).
+    Events,
+    /// The stream starts over from its beginning (a replay seeking backwards): sinks drop what
+    /// they built and take the events that follow as a new stream.
+    Restart,
+    /// No more events will come.
+    End,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error("{0}")]
+    Host(String),
+    #[error("the {0} thread stopped unexpectedly")]
+    Thread(&'static str),
+}
+
+/// What a source says about the stream once it has ended.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Problems met while reading (truncation, corruption), one line each.
+    pub warnings: Vec<String>,
+    /// Records of kinds this build does not know (skipped).
+    pub skipped_records: u64,
+    /// `record -- CMD`: how the command ended, as text (`None` when there was no command or it
+    /// succeeded).
+    pub command_failed: Option<String>,
+}
+
+/// A stream of events.
+pub trait Source {
+    /// What the stream is: machine, session, probe plan.
+    fn header(&self) -> &RecordingHeader;
+
+    /// Appends the next events to `out` (which the caller has cleared). A live source waits a
+    /// short while for data and may return [`Poll::Events`] with nothing appended.
+    fn poll(&mut self, out: &mut Vec<Event>) -> Result<Poll, SourceError>;
+
+    /// Asks the source to end: it still delivers what it holds (a live source takes its last
+    /// counter sample and drains the ring buffer), then [`Poll::End`].
+    fn stop(&mut self) {}
+
+    /// The summary; complete once `poll` has returned [`Poll::End`].
+    fn summary(&self) -> Summary;
+}
