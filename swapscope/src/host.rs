@@ -85,18 +85,24 @@ pub fn terminate(child: &std::process::Child) {
     }
 }
 
-/// Starts `argv` as a child process (stdin, stdout and stderr inherited).
-pub fn spawn_command(argv: &[String]) -> Result<std::process::Child, HostError> {
+/// Starts `argv` as a child process: stdin, stdout and stderr inherited, or with `capture`
+/// stdin from /dev/null and stdout and stderr piped (a terminal UI owns the screen).
+pub fn spawn_command(argv: &[String], capture: bool) -> Result<std::process::Child, HostError> {
+    use std::process::Stdio;
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| HostError::Invalid("an empty command".into()))?;
-    std::process::Command::new(prog)
-        .args(args)
-        .spawn()
-        .map_err(|source| HostError::Io {
-            what: format!("starting {prog}"),
-            source,
-        })
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(args);
+    if capture {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
+    cmd.spawn().map_err(|source| HostError::Io {
+        what: format!("starting {prog}"),
+        source,
+    })
 }
 
 fn read(path: &str) -> Result<String, HostError> {

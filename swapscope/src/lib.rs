@@ -14,4 +14,5 @@ pub mod signal;
 pub mod sink;
 pub mod source;
 pub mod stress;
+pub mod tui;
 pub mod workload;

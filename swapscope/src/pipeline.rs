@@ -129,6 +129,8 @@ pub struct ReplayControl {
     /// Speed × 1000 (`u64::MAX`: as fast as possible).
     speed_milli: AtomicU64,
     seek: Mutex<Option<Ts>>,
+    /// Run unpaced until the next marker has been delivered.
+    to_marker: AtomicBool,
     /// Stream time of the last event delivered.
     position: AtomicU64,
     ended: AtomicBool,
@@ -141,6 +143,7 @@ impl ReplayControl {
             paused: AtomicBool::new(false),
             speed_milli: AtomicU64::new(0),
             seek: Mutex::new(None),
+            to_marker: AtomicBool::new(false),
             position: AtomicU64::new(0),
             ended: AtomicBool::new(false),
         };
@@ -181,6 +184,11 @@ impl ReplayControl {
         }
     }
 
+    /// Asks the replay to run ahead, unpaced, to just after the next marker.
+    pub fn seek_next_marker(&self) {
+        self.to_marker.store(true, Ordering::Relaxed);
+    }
+
     fn take_seek(&self) -> Option<Ts> {
         self.seek.lock().ok().and_then(|mut s| s.take())
     }
@@ -206,8 +214,8 @@ const POLL_SLEEP: Duration = Duration::from_millis(20);
 /// timestamp, at the speed [`ReplayControl`] says; pause holds them; a seek backwards re-opens
 /// the source ([`Poll::Restart`]) and runs it unpaced up to the target.
 pub struct Replay<'a> {
-    open: Box<dyn FnMut() -> Result<Box<dyn Source>, SourceError> + 'a>,
-    src: Box<dyn Source>,
+    open: Box<dyn FnMut() -> Result<Box<dyn Source + Send>, SourceError> + Send + 'a>,
+    src: Box<dyn Source + Send>,
     control: Arc<ReplayControl>,
     pending: Vec<Event>,
     next: usize,
@@ -224,7 +232,7 @@ impl<'a> Replay<'a> {
     /// `open` makes a fresh source over the same stream (called now, and again on each seek
     /// backwards).
     pub fn new(
-        mut open: impl FnMut() -> Result<Box<dyn Source>, SourceError> + 'a,
+        mut open: impl FnMut() -> Result<Box<dyn Source + Send>, SourceError> + Send + 'a,
         control: Arc<ReplayControl>,
     ) -> Result<Self, SourceError> {
         let src = open()?;
@@ -311,6 +319,22 @@ impl Source for Replay<'_> {
             return Ok(Poll::Events);
         }
         let now = Instant::now();
+        if self.control.to_marker.load(Ordering::Relaxed) {
+            while let Some(ev) = self.pending.get(self.next) {
+                out.push(ev.clone());
+                self.next += 1;
+                let ts = ev.ts();
+                if ts != 0 {
+                    self.control.position.fetch_max(ts, Ordering::Relaxed);
+                }
+                if matches!(ev, Event::Marker(_)) {
+                    self.control.to_marker.store(false, Ordering::Relaxed);
+                    self.reanchor(ts, now);
+                    break;
+                }
+            }
+            return Ok(Poll::Events);
+        }
         if let Some(target) = self.fast_until {
             while let Some(ev) = self.pending.get(self.next) {
                 let ts = ev.ts();
@@ -367,6 +391,10 @@ impl Source for Replay<'_> {
 
     fn summary(&self) -> Summary {
         self.src.summary()
+    }
+
+    fn wait(&mut self) {
+        self.src.wait();
     }
 }
 

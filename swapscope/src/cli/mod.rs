@@ -3,6 +3,7 @@
 mod bench;
 mod doctor;
 mod dump;
+mod live;
 mod record;
 mod report;
 mod simulate;
@@ -29,6 +30,11 @@ pub enum Command {
     },
     /// Attach the probes and record events and kernel counters to a file.
     Record(record::RecordArgs),
+    /// Watch the swap allocator live in a terminal UI (root): write-outs, kernel counters,
+    /// device maps, the models, latencies, events. `--demo` makes the kernel swap meanwhile.
+    Live(live::LiveArgs),
+    /// Replay a recording in the same terminal UI: pause, speed, seek.
+    Replay(live::ReplayArgs),
     /// Summarise a recording.
     Report {
         /// The recording.
@@ -62,6 +68,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Doctor { json } => doctor::run(json),
         Command::Record(args) => record::run(args),
+        Command::Live(args) => live::live(args),
+        Command::Replay(args) => live::replay(args),
         Command::Report { file, json, models } => report::run(&file, json, &models),
         Command::Simulate(args) => simulate::run(args),
         Command::Dump { file } => dump::run(&file),

@@ -147,7 +147,7 @@ fn replay_at_full_speed_delivers_everything_and_a_seek_back_restarts() {
     let mut replay = match Replay::new(
         || {
             opened += 1;
-            Ok(Box::new(file_source(bytes.clone())) as Box<dyn Source>)
+            Ok(Box::new(file_source(bytes.clone())) as Box<dyn Source + Send>)
         },
         control.clone(),
     ) {
@@ -185,7 +185,7 @@ fn replay_paced_by_timestamps_waits_and_pauses() {
     // so 30 ms of polling cannot deliver more than a few dozen events.
     let control = ReplayControl::new(0.001);
     let mut replay = match Replay::new(
-        || Ok(Box::new(file_source(bytes.clone())) as Box<dyn Source>),
+        || Ok(Box::new(file_source(bytes.clone())) as Box<dyn Source + Send>),
         control.clone(),
     ) {
         Ok(r) => r,
@@ -205,7 +205,7 @@ fn replay_paced_by_timestamps_waits_and_pauses() {
     let mut c2 = Count::default();
     let t1 = Instant::now();
     let mut replay2 = match Replay::new(
-        || Ok(Box::new(file_source(bytes.clone())) as Box<dyn Source>),
+        || Ok(Box::new(file_source(bytes.clone())) as Box<dyn Source + Send>),
         control.clone(),
     ) {
         Ok(r) => r,

@@ -22,8 +22,8 @@ use hdrhistogram::Histogram;
 use super::{
     Sink, SinkError,
     snapshot::{
-        DeviceMap, DeviceView, HeatCell, IntervalRow, KindCounts, LatencyRow, Orders, Snapshot,
-        StreamInfo, TailEvent,
+        DeviceMap, DeviceView, HeatCell, IntervalRow, KindCounts, LatencyRow, Orders, PeakView,
+        Snapshot, StreamInfo, TailEvent,
     },
 };
 use crate::{
@@ -61,6 +61,16 @@ impl Default for AnalysisConfig {
             mode: String::new(),
             views: true,
         }
+    }
+}
+
+/// The interval length that suits a stream, in ms: 1000 for recordings of a kernel, 10 for a
+/// synthetic stream (no probe plan), whose events are 1 µs apart.
+pub fn default_interval_ms(header: &RecordingHeader) -> u64 {
+    if header.probe_plan.is_empty() && !header.source.starts_with("live") {
+        10
+    } else {
+        1000
     }
 }
 
@@ -149,8 +159,8 @@ pub struct Analysis {
     cur_end: Ts,
     prev_model: Vec<OrderCounters>,
     devices: BTreeMap<u8, DeviceView>,
-    /// Maps of devices that went away, as they were just before.
-    gone_maps: BTreeMap<u8, DeviceMap>,
+    /// Each device's maps at its peak occupancy, with the slots in use then.
+    peaks: BTreeMap<u8, (u64, DeviceMap)>,
     heat: BTreeMap<u8, Vec<HeatCell>>,
     lost: u64,
     missed: BTreeMap<String, u64>,
@@ -192,7 +202,7 @@ impl Analysis {
             cur_end: 0,
             prev_model: Vec::new(),
             devices: BTreeMap::new(),
-            gone_maps: BTreeMap::new(),
+            peaks: BTreeMap::new(),
             heat: BTreeMap::new(),
             lost: 0,
             missed: BTreeMap::new(),
@@ -233,11 +243,9 @@ impl Analysis {
         if ts != 0 {
             self.advance(ts);
         }
-        if let Event::SwapOff(off) = ev {
-            // Keep the device's maps as they were just before it went away.
-            if let Some(m) = self.device_map(off.swap_type) {
-                self.gone_maps.insert(off.swap_type, m);
-            }
+        if matches!(ev, Event::SwapOff(_)) {
+            // The peak might be now: look before the device goes.
+            self.note_peaks();
         }
         self.builder.push(ev);
         match ev {
@@ -318,7 +326,7 @@ impl Analysis {
                 v.swap_type = on.swap_type;
                 v.slots = on.max.saturating_sub(1 + on.bad.len() as u64);
                 v.gone = false;
-                self.gone_maps.remove(&on.swap_type);
+                self.peaks.remove(&on.swap_type);
                 self.heat.remove(&on.swap_type);
             }
             Event::SwapOff(off) => {
@@ -414,6 +422,7 @@ impl Analysis {
     }
 
     fn close_interval(&mut self, step: u64) {
+        self.note_peaks();
         let mut row = std::mem::take(&mut self.cur);
         row.len_ns = step;
         self.fill_model_counts(&mut row, true);
@@ -470,6 +479,28 @@ impl Analysis {
         Some(real.devices().filter_map(|t| real.inuse(t)).sum())
     }
 
+    /// Keeps each device's maps when its occupancy is the highest seen.
+    fn note_peaks(&mut self) {
+        let types: Vec<u8> = self
+            .devices
+            .values()
+            .filter(|d| !d.gone)
+            .map(|d| d.swap_type)
+            .collect();
+        for ty in types {
+            let Some(mut m) = self.device_map(ty) else {
+                continue;
+            };
+            let cells = m.real.as_ref().or_else(|| m.models.first().map(|(_, c)| c));
+            let Some(cells) = cells else { continue };
+            let used: u64 = cells.iter().map(|c| u64::from(c.used)).sum();
+            if self.peaks.get(&ty).is_none_or(|(p, _)| used > *p) {
+                m.peak = Some((self.last_ts, self.events));
+                self.peaks.insert(ty, (used, m));
+            }
+        }
+    }
+
     fn device_map(&self, ty: u8) -> Option<DeviceMap> {
         let engine = self.builder.engine()?;
         let mut cells = Vec::new();
@@ -490,6 +521,7 @@ impl Analysis {
             real,
             models,
             heat: None,
+            peak: None,
         })
     }
 
@@ -524,23 +556,33 @@ impl Analysis {
             })
             .collect();
         let mut maps = Vec::new();
-        for d in &devices {
-            let mut m = match self.gone_maps.get(&d.swap_type) {
-                Some(m) if d.gone => m.clone(),
+        let mut devices = devices;
+        for d in &mut devices {
+            let mut m = match self.peaks.get(&d.swap_type) {
+                Some((_, m)) if d.gone => m.clone(),
                 _ => self.device_map(d.swap_type).unwrap_or_default(),
             };
             m.swap_type = d.swap_type;
             m.heat = self.heat.get(&d.swap_type).map(|h| Arc::new(h.clone()));
+            if m.real.is_none()
+                && self.info.tier == "simulated"
+                && let Some((name, cells)) = m.models.first()
+            {
+                // The map counts the header slot as the kernel does; the device's use does not.
+                let used = cells.iter().map(|c| u64::from(c.used)).sum::<u64>();
+                let reserved = (cells.len() as u64 * CLUSTER_SLOTS).saturating_sub(d.slots);
+                d.model_used = Some((name.clone(), used.saturating_sub(reserved)));
+            }
             maps.push(m);
         }
         let mut latency = Vec::new();
         for (o, h) in self.lat.interarrival.iter().enumerate() {
             if let Some(h) = h {
-                latency.push(latency_row("write-out inter-arrival", Some(o as u8), h));
+                latency.push(latency_row("between write-outs", Some(o as u8), h));
             }
         }
         if let Some(h) = &self.lat.to_writeout {
-            latency.push(latency_row("allocation → write-out", None, h));
+            latency.push(latency_row("request → write-out", None, h));
         }
         let mut latency_limits = Vec::new();
         if !self.info.full_tier() {
@@ -561,6 +603,28 @@ impl Analysis {
              by this version's probes"
                 .to_string(),
         );
+        let first = self.first_ts.unwrap_or(0);
+        let peaks = self
+            .peaks
+            .iter()
+            .filter_map(|(ty, (used, m))| {
+                let (map, cells) = match (&m.real, m.models.first()) {
+                    (Some(r), _) => ("real".to_string(), r),
+                    (None, Some((n, c))) => (n.clone(), c),
+                    (None, None) => return None,
+                };
+                let (ts, event) = m.peak.unwrap_or_default();
+                Some(PeakView {
+                    swap_type: *ty,
+                    at_s: ts.saturating_sub(first) as f64 / 1e9,
+                    event,
+                    used_slots: *used,
+                    map,
+                    cluster_used: cells.iter().map(|c| c.used).collect(),
+                    cluster_lists: cells.iter().map(|c| list_letter(c.list)).collect(),
+                })
+            })
+            .collect();
         let mut tail: Vec<TailEvent> = self.tails.iter().flatten().cloned().collect();
         tail.sort_by_key(|t| t.seq);
         Snapshot {
@@ -589,6 +653,7 @@ impl Analysis {
             tail,
             markers: self.markers.iter().cloned().collect(),
             ended: self.ended,
+            peaks,
         }
     }
 
@@ -860,6 +925,19 @@ impl Sink for Threaded {
 impl Drop for Threaded {
     fn drop(&mut self) {
         self.join();
+    }
+}
+
+fn list_letter(l: crate::alloc::ClusterList) -> char {
+    use crate::alloc::ClusterList as L;
+    match l {
+        L::Free => 'f',
+        L::Nonfull => 'n',
+        L::Frag => 'r',
+        L::Full => 'F',
+        L::Discard => 'd',
+        L::Partial => 'p',
+        L::Other => 'o',
     }
 }
 

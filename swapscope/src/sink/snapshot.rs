@@ -95,8 +95,23 @@ pub struct DeviceView {
     pub used_kb: Option<u64>,
     /// Slots in use in the real reconstruction (full tier).
     pub real_used: Option<u64>,
+    /// A simulated stream: slots in use in the first model's map, and its name.
+    pub model_used: Option<(String, u64)>,
     /// Swapped off since (the maps keep its last state).
     pub gone: bool,
+}
+
+impl DeviceView {
+    /// The device's path, or what it is when the stream never named it (a simulated device).
+    pub fn path_or_type(&self) -> String {
+        if !self.path.is_empty() {
+            self.path.clone()
+        } else if self.model_used.is_some() {
+            "simulated".to_string()
+        } else {
+            format!("type {}", self.swap_type)
+        }
+    }
 }
 
 /// A device map: one cell per cluster.
@@ -110,6 +125,27 @@ pub struct DeviceMap {
     /// Tracepoint tier: write-outs per cluster (decaying, newest weigh most) and the order of
     /// the latest one.
     pub heat: Option<Arc<Vec<HeatCell>>>,
+    /// Set when these maps are the device's state at its peak occupancy (stream time, event
+    /// number), not its current state: a device that was swapped off is shown at its peak.
+    pub peak: Option<(Ts, u64)>,
+}
+
+/// A device at its peak occupancy (the interval end with the most slots in use: the real
+/// reconstruction, or the first model's map for a simulated stream).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PeakView {
+    pub swap_type: u8,
+    /// Stream time (s from the first event) and event number of the interval end.
+    pub at_s: f64,
+    pub event: u64,
+    pub used_slots: u64,
+    /// Whose map: `real` or a model's name.
+    pub map: String,
+    /// Per cluster: slots in use.
+    pub cluster_used: Vec<u16>,
+    /// Per cluster: its list, one letter (`f`ree, `n`onfull, `r` frag, `F`ull, `d`iscard,
+    /// `p`artial, `o`ther).
+    pub cluster_lists: String,
 }
 
 /// Recent write-outs into one cluster.
@@ -198,9 +234,21 @@ pub struct Snapshot {
     pub markers: Vec<(Ts, String)>,
     /// Whether the stream has ended (a recording read to its end).
     pub ended: bool,
+    /// Each device at its peak occupancy so far.
+    pub peaks: Vec<PeakView>,
 }
 
 impl Snapshot {
+    /// The newest complete interval (the current one while it is the only one).
+    pub fn last_complete(&self) -> Option<&IntervalRow> {
+        let n = self.intervals.len();
+        if n >= 2 {
+            self.intervals.get(n - 2)
+        } else {
+            self.intervals.last()
+        }
+    }
+
     /// Seconds of stream time covered.
     pub fn duration_s(&self) -> f64 {
         self.last_ts.saturating_sub(self.first_ts) as f64 / 1e9
@@ -233,6 +281,7 @@ impl Snapshot {
             analysis_skipped: self.analysis_skipped,
             intervals: self.intervals.len() as u64,
             devices: self.devices.clone(),
+            peaks: self.peaks.clone(),
             models: self
                 .models
                 .iter()
@@ -258,5 +307,6 @@ pub struct SnapshotSummary {
     pub analysis_skipped: u64,
     pub intervals: u64,
     pub devices: Vec<DeviceView>,
+    pub peaks: Vec<PeakView>,
     pub models: std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>>,
 }

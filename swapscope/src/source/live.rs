@@ -15,7 +15,7 @@ use std::{
 
 use swapscope_common::{counter, kind};
 
-use super::{Poll, Source, SourceError, Summary, markers::Inbox};
+use super::{Log, Poll, Source, SourceError, Summary, markers::Inbox};
 use crate::{
     event::{Alloc, AllocResult, Event, InuseCheck, Lost, Marker, SwapDevice, SwapOff},
     host,
@@ -45,6 +45,9 @@ pub struct LiveOptions {
     pub label: String,
     /// The command line to keep in the header.
     pub command_line: String,
+    /// Where the command's output goes, line by line (a TUI owns the terminal); `None` lets it
+    /// write to the terminal.
+    pub command_output: Option<Log>,
 }
 
 impl Default for LiveOptions {
@@ -56,6 +59,7 @@ impl Default for LiveOptions {
             sample_every: Duration::from_secs(1),
             label: "live".into(),
             command_line: String::new(),
+            command_output: None,
         }
     }
 }
@@ -300,8 +304,13 @@ impl Source for LiveSource {
             State::Starting => {
                 self.sample(out);
                 if !self.opts.command.is_empty() {
-                    let child = host::spawn_command(&self.opts.command)
+                    let capture = self.opts.command_output.clone();
+                    let mut child = host::spawn_command(&self.opts.command, capture.is_some())
                         .map_err(|e| SourceError::Host(e.to_string()))?;
+                    if let Some(log) = capture {
+                        forward_lines(child.stdout.take(), log.clone());
+                        forward_lines(child.stderr.take(), log);
+                    }
                     self.child = Some(child);
                 }
                 self.state = State::Running;
@@ -344,6 +353,27 @@ impl Source for LiveSource {
 
     fn summary(&self) -> Summary {
         self.summary.clone()
+    }
+
+    fn wait(&mut self) {
+        self.wait_command();
+    }
+}
+
+/// Copies a child's output into `log`, line by line, on a thread that ends with the pipe.
+fn forward_lines(pipe: Option<impl std::io::Read + Send + 'static>, log: Log) {
+    use std::io::BufRead as _;
+    if let Some(p) = pipe {
+        let _ = std::thread::Builder::new()
+            .name("swapscope-cmd-output".into())
+            .spawn(move || {
+                for line in std::io::BufReader::new(p).lines() {
+                    match line {
+                        Ok(l) => log.push(l),
+                        Err(_) => break,
+                    }
+                }
+            });
     }
 }
 

@@ -20,6 +20,32 @@ use crate::{
     workload::WorkloadError,
 };
 
+/// Lines for the viewer's log pane (BPF-side diagnostics, a command's output): a bounded
+/// queue, clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct Log(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>);
+
+impl Log {
+    const KEEP: usize = 200;
+
+    pub fn push(&self, line: String) {
+        if let Ok(mut q) = self.0.lock() {
+            if q.len() >= Self::KEEP {
+                q.pop_front();
+            }
+            q.push_back(line);
+        }
+    }
+
+    /// The kept lines, oldest first.
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// What [`Source::poll`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Poll {
@@ -73,4 +99,8 @@ pub trait Source {
 
     /// The summary; complete once `poll` has returned [`Poll::End`].
     fn summary(&self) -> Summary;
+
+    /// After the stream ended: waits for what the source started to finish (a command's own
+    /// clean-up, e.g. a demo workload removing its swap device).
+    fn wait(&mut self) {}
 }

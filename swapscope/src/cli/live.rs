@@ -1,0 +1,288 @@
+//! `swapscope live` (live → analysis → TUI, + recording) and `swapscope replay` (recording,
+//! paced → analysis → TUI).
+
+use std::{
+    fs::OpenOptions,
+    io::BufWriter,
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use swapscope::{
+    pipeline::{Replay, ReplayControl},
+    probe,
+    record::WriterOptions,
+    signal,
+    sink::{
+        Sink,
+        analysis::{Analysis, AnalysisConfig, default_interval_ms},
+        record::RecordSink,
+    },
+    source::{
+        Log, Source,
+        file::FileSource,
+        live::{LiveOptions, LiveSource},
+        markers::{Fifo, Inbox},
+    },
+    tui::{self, Display, Session},
+};
+
+use super::report::model_names;
+
+/// The demo workload: what `cargo xtask run` shows a newcomer.
+pub const DEMO_STRESS: &[&str] = &[
+    "stress",
+    "--pattern",
+    "sequential",
+    "--zram",
+    "1024",
+    "--mthp",
+    "64K",
+    "--limit",
+    "256",
+    "--size",
+    "600",
+    "--passes",
+    "1000000",
+];
+
+/// Options shared by `live` and `replay`: the models, the series interval, and headless output.
+#[derive(clap::Args, Debug)]
+pub struct ViewArgs {
+    /// Models to replay the stream through, comma-separated (default: the default set).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Length of one interval of the time series, in milliseconds of stream time (default:
+    /// 1000; 10 for a simulated stream, whose events are 1 µs apart).
+    #[arg(long, value_name = "MS")]
+    pub interval: Option<u64>,
+    /// No terminal: draw this many frames (every view, a quarter-second apart) and stop.
+    #[arg(long, value_name = "FRAMES")]
+    pub headless: Option<u32>,
+    /// With --headless: append every frame, as text, to this file.
+    #[arg(long, value_name = "FILE", requires = "headless")]
+    pub frame_dump: Option<PathBuf>,
+    /// At exit, write what the session saw (counts, kernel counters, devices, models) as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LiveArgs {
+    /// Also record the session to this file (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Run a demo workload (`swapscope stress` on a temporary 1 GiB zram device, 64K mTHP) so
+    /// there is swapping to watch; stopped and cleaned up on exit.
+    #[arg(long)]
+    pub demo: bool,
+    /// Lines written to this FIFO become markers (created when missing). SIGUSR1 and the `m`
+    /// key add markers too.
+    #[arg(long, value_name = "PATH")]
+    pub marker_fifo: Option<PathBuf>,
+    /// Ring buffer size in MiB.
+    #[arg(long, default_value_t = 8)]
+    pub ringbuf_mib: u32,
+    /// Attach only the tracepoint tier, even where fentry/fexit are allowed.
+    #[arg(long)]
+    pub tracepoint_only: bool,
+    #[command(flatten)]
+    pub view: ViewArgs,
+    /// A command to run while watching; the session ends when it exits.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// The recording.
+    pub file: PathBuf,
+    /// Stream seconds per second: 1 is real time, `max` as fast as the analysis goes.
+    #[arg(long, default_value = "1", value_parser = parse_speed)]
+    pub speed: f64,
+    #[command(flatten)]
+    pub view: ViewArgs,
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    if s == "max" {
+        return Ok(f64::INFINITY);
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e9 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a speed: give a positive number (1 = real time) or `max`"
+        )),
+    }
+}
+
+fn analysis(
+    header: &swapscope::record::RecordingHeader,
+    v: &ViewArgs,
+    mode: String,
+) -> anyhow::Result<Analysis> {
+    let ms = v.interval.unwrap_or_else(|| default_interval_ms(header));
+    if ms == 0 || ms > 3_600_000 {
+        bail!("--interval {ms}: give 1 to 3600000 milliseconds");
+    }
+    Ok(Analysis::new(
+        header,
+        &model_names(&v.models)?,
+        AnalysisConfig {
+            interval_ns: ms * 1_000_000,
+            mode,
+            ..AnalysisConfig::default()
+        },
+    ))
+}
+
+fn display(v: &ViewArgs) -> Display {
+    match v.headless {
+        Some(frames) => Display::Headless {
+            frames,
+            every: Duration::from_millis(250),
+            width: 160,
+            height: 48,
+            dump: v.frame_dump.clone(),
+        },
+        None => Display::Terminal,
+    }
+}
+
+fn finish(v: &ViewArgs, outcome: tui::Outcome) -> anyhow::Result<ExitCode> {
+    if let Some(p) = &v.summary_json {
+        let json = serde_json::to_string_pretty(&outcome.last.summary())?;
+        std::fs::write(p, json + "\n").with_context(|| format!("writing {}", p.display()))?;
+    }
+    let summary = outcome.result?;
+    for w in &summary.warnings {
+        eprintln!("swapscope: warning: {w}");
+    }
+    Ok(match summary.command_failed {
+        Some(why) => {
+            eprintln!("swapscope live: {why}");
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
+    })
+}
+
+pub fn live(a: LiveArgs) -> anyhow::Result<ExitCode> {
+    signal::install();
+    signal::install_marker();
+    if a.demo && !a.command.is_empty() {
+        bail!("--demo runs its own workload: give either --demo or a command, not both");
+    }
+    let inbox = Inbox::default();
+    let _fifo = match &a.marker_fifo {
+        Some(p) => Some(Fifo::start(p, inbox.clone())?),
+        None => None,
+    };
+    let log = Log::default();
+    let command = if a.demo {
+        let exe = std::env::current_exe().context("finding this swapscope binary")?;
+        let mut c = vec![exe.display().to_string()];
+        c.extend(DEMO_STRESS.iter().map(|s| s.to_string()));
+        c
+    } else {
+        a.command.clone()
+    };
+    let headless = a.view.headless.is_some();
+    let source = LiveSource::start(LiveOptions {
+        probe: probe::LiveOptions {
+            ringbuf_bytes: a.ringbuf_mib.saturating_mul(1 << 20),
+            full_tier: !a.tracepoint_only,
+        },
+        command,
+        markers: Some(inbox.clone()),
+        label: if a.demo {
+            "live:demo".into()
+        } else {
+            "live".into()
+        },
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        command_output: (!headless).then(|| log.clone()),
+        ..LiveOptions::default()
+    })?;
+    let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
+    let mut note = String::new();
+    if let Some(path) = &a.record {
+        sinks.push(Box::new(record_sink(path, &source)?));
+        note = format!("recording → {}", path.display());
+    }
+    if a.demo {
+        note = format!(
+            "demo workload (swapscope stress){}{note}",
+            if note.is_empty() { "" } else { "  " }
+        );
+    }
+    let analysis = analysis(source.header(), &a.view, "live".into())?;
+    let outcome = tui::run(
+        Session {
+            source: Box::new(source),
+            sinks,
+            analysis,
+            replay: None,
+            markers: Some(inbox),
+            note,
+            log,
+            publish_every: Duration::from_millis(250),
+            lossy: true,
+        },
+        display(&a.view),
+    )?;
+    finish(&a.view, outcome)
+}
+
+fn record_sink(
+    path: &Path,
+    source: &LiveSource,
+) -> anyhow::Result<RecordSink<BufWriter<std::fs::File>>> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    Ok(RecordSink::create(
+        BufWriter::new(file),
+        &path.display().to_string(),
+        source.header(),
+        WriterOptions::default(),
+        Some(Duration::from_secs(1)),
+    )?)
+}
+
+pub fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
+    signal::install();
+    let control = ReplayControl::new(a.speed);
+    let file = a.file.clone();
+    let replay = Replay::new(
+        move || Ok(Box::new(FileSource::open(&file)?) as Box<dyn Source + Send>),
+        control.clone(),
+    )?;
+    let name = a.file.file_name().map_or_else(
+        || a.file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let analysis = analysis(replay.header(), &a.view, format!("replay {name}"))?;
+    let outcome = tui::run(
+        Session {
+            source: Box::new(replay),
+            sinks: Vec::new(),
+            analysis,
+            replay: Some(control),
+            markers: None,
+            note: String::new(),
+            log: Log::default(),
+            publish_every: Duration::from_millis(250),
+            lossy: false,
+        },
+        display(&a.view),
+    )?;
+    finish(&a.view, outcome)
+}

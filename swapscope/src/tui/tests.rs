@@ -1,0 +1,186 @@
+//! Snapshot tests of every view at 80×24 and 160×48, on the three recordings under
+//! tests/data: a tracepoint-tier host recording, a full-tier VM recording (Debian 7.3, the
+//! thp-fragment scenario) and a simulate recording. Each is read up to a fixed share of its
+//! events, so the maps are mid-run, not after the swapoff.
+
+use std::path::PathBuf;
+
+use super::{
+    app::{Mode, Tab, Ui},
+    draw::Status,
+    fmt, render_text,
+};
+use crate::{
+    event::Event,
+    pipeline,
+    sink::{
+        Sink, SinkError,
+        analysis::{Analysis, AnalysisConfig, default_interval_ms},
+        snapshot::Snapshot,
+    },
+    source::{Source, Summary, file::FileSource},
+};
+
+/// Feeds an analysis the first `left` events.
+struct Until<'a> {
+    a: &'a mut Analysis,
+    left: u64,
+}
+
+impl Sink for Until<'_> {
+    fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
+        let n = (self.left as usize).min(batch.len());
+        self.left -= n as u64;
+        self.a.push(&batch[..n])
+    }
+    fn finish(&mut self, s: &Summary) -> Result<(), SinkError> {
+        self.a.finish(s)
+    }
+}
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn count_events(name: &str) -> u64 {
+    let mut src = match FileSource::open(&data(name)) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let mut n = 0;
+    let mut batch = Vec::new();
+    while let Ok(p) = src.poll(&mut batch) {
+        n += batch.len() as u64;
+        batch.clear();
+        if p == crate::source::Poll::End {
+            break;
+        }
+    }
+    n
+}
+
+/// The analysis of the first `share` of a recording's events.
+fn snapshot_of(name: &str, share: f64) -> Snapshot {
+    let total = count_events(name);
+    let mut src = match FileSource::open(&data(name)) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let names: Vec<String> = crate::models::NAMES.iter().map(|n| n.to_string()).collect();
+    let mut a = Analysis::new(
+        src.header(),
+        &names,
+        AnalysisConfig {
+            mode: format!("replay {name}"),
+            interval_ns: default_interval_ms(src.header()) * 1_000_000,
+            ..AnalysisConfig::default()
+        },
+    );
+    let mut until = Until {
+        a: &mut a,
+        left: (total as f64 * share) as u64,
+    };
+    if let Err(e) = pipeline::run(&mut src, &mut [&mut until], &mut || false) {
+        panic!("{e}");
+    }
+    a.snapshot()
+}
+
+fn status(s: &Snapshot) -> Status {
+    Status {
+        text: format!(
+            "⏸ paused {} / {}",
+            fmt::clock(s.duration_s()),
+            fmt::clock(s.duration_s())
+        ),
+        log: Vec::new(),
+    }
+}
+
+fn all_views(recording: &str, share: f64, tag: &str) {
+    let snap = snapshot_of(recording, share);
+    let st = status(&snap);
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        for tab in Tab::ALL {
+            let mut ui = Ui::new(Mode::Replay);
+            ui.tab = tab;
+            let text = render_text(&snap, &ui, &st, w, h);
+            let name = format!(
+                "{tag}-{}-{w}x{h}",
+                tab.title().to_lowercase().replace(' ', "-")
+            );
+            insta::assert_snapshot!(name, text);
+        }
+    }
+}
+
+#[test]
+fn views_of_a_tracepoint_tier_host_recording() {
+    all_views("host-6.18-tracepoint.swsc", 0.6, "tracepoint");
+}
+
+#[test]
+fn views_of_a_full_tier_vm_recording() {
+    all_views("vm-7.3-full-frag.swsc", 0.55, "full");
+}
+
+#[test]
+fn views_of_a_simulate_recording() {
+    all_views("sim-thp-fragment.swsc", 0.5, "simulate");
+}
+
+#[test]
+fn the_cursor_inspects_a_cluster_and_the_help_lists_the_keys() {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let snap = snapshot_of("vm-7.3-full-frag.swsc", 0.55);
+    let st = status(&snap);
+    let mut ui = Ui::new(Mode::Replay);
+    let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
+    ui.key(key(KeyCode::Char('2')), &snap);
+    for _ in 0..5 {
+        ui.key(key(KeyCode::Char('l')), &snap);
+    }
+    ui.key(key(KeyCode::Char(']')), &snap);
+    let text = render_text(&snap, &ui, &st, 160, 48);
+    assert!(text.contains("cluster 5 (slots 2,560–3,071)"), "{text}");
+    assert!(
+        text.contains("linux-6.12"),
+        "the next model is beside the real map:\n{text}"
+    );
+    ui.key(key(KeyCode::Char('?')), &snap);
+    let help = render_text(&snap, &ui, &st, 160, 48);
+    assert!(help.contains("seek one interval back / forward"), "{help}");
+    ui.key(key(KeyCode::Esc), &snap);
+    assert!(!ui.help);
+}
+
+#[test]
+fn events_filters_by_kind_order_and_pid() {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let snap = snapshot_of("host-6.18-tracepoint.swsc", 0.6);
+    let st = status(&snap);
+    let mut ui = Ui::new(Mode::Replay);
+    let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
+    ui.key(key(KeyCode::Char('5')), &snap);
+    // Order filter: 0, 1, 2, 3, 4 → 64K write-outs only.
+    for _ in 0..5 {
+        ui.key(key(KeyCode::Char('o')), &snap);
+    }
+    let text = render_text(&snap, &ui, &st, 120, 30);
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("writeout")).collect();
+    assert!(!rows.is_empty(), "{text}");
+    assert!(rows.iter().all(|l| l.contains("64K")), "{text}");
+    // A pid nobody has.
+    ui.key(key(KeyCode::Char('/')), &snap);
+    for c in "999999".chars() {
+        ui.key(key(KeyCode::Char(c)), &snap);
+    }
+    ui.key(key(KeyCode::Enter), &snap);
+    let text = render_text(&snap, &ui, &st, 120, 30);
+    assert!(text.contains("no event passes the filters"), "{text}");
+    ui.key(key(KeyCode::Char('c')), &snap);
+    let text = render_text(&snap, &ui, &st, 120, 30);
+    assert!(text.contains("writeout"), "{text}");
+}
