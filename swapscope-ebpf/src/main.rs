@@ -8,11 +8,13 @@
 #![no_main]
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     macros::{btf_tracepoint, fentry, fexit, map},
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, FExitContext},
 };
+use aya_log_ebpf::{info, warn};
 use swapscope_common::{
     AllocEvent, EventHeader, FreeEvent, KernelLayout, ORDER_UNKNOWN, PFN_UNKNOWN, SplitEvent,
     WriteoutEvent, counter, folio_flags, kind,
@@ -53,6 +55,64 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::NR, 0
 /// through map memory turns the value into a plain scalar.
 #[map]
 static SCRATCH: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// One flag per diagnostic that is logged once per session (aya-log, [`once`]).
+#[map]
+static ONCE: Array<u32> = Array::with_max_entries(diag::NR, 0);
+
+/// The diagnostics BPF programs log (attach-time facts and rare error paths, never one per
+/// event): each is logged the first time it happens.
+mod diag {
+    pub const FIRST_WRITEOUT: u32 = 0;
+    pub const RINGBUF_FULL: u32 = 1;
+    pub const LAYOUT_MISSING: u32 = 2;
+    pub const FIRST_REQUEST: u32 = 3;
+    pub const FIRST_FREE: u32 = 4;
+    pub const FIRST_SPLIT: u32 = 5;
+    pub const NO_CLUSTER_SIZE: u32 = 6;
+    pub const NR: u32 = 7;
+}
+
+/// Whether diagnostic `i` is due: true the first time only. The flag is set without an atomic:
+/// two CPUs racing may both log it, which is harmless.
+#[inline(always)]
+fn once(i: u32) -> bool {
+    match ONCE.get_ptr_mut(i) {
+        // SAFETY: `p` points at an array slot of this map; a racing write is benign (see above).
+        Some(p) => unsafe {
+            if core::ptr::read_volatile(p) == 0 {
+                core::ptr::write_volatile(p, 1);
+                true
+            } else {
+                false
+            }
+        },
+        None => false,
+    }
+}
+
+/// Logs (once) that the loader did not fill in [`LAYOUT`].
+#[inline(always)]
+fn layout_missing<C: EbpfContext>(ctx: &C) {
+    if once(diag::LAYOUT_MISSING) {
+        warn!(
+            ctx,
+            "LAYOUT was not filled in by the loader; no events are emitted"
+        );
+    }
+}
+
+/// Counts a ring-buffer drop and logs the first.
+#[inline(always)]
+fn dropped<C: EbpfContext>(ctx: &C) {
+    bump(counter::RINGBUF_DROPS);
+    if once(diag::RINGBUF_FULL) {
+        warn!(
+            ctx,
+            "the events ring buffer is full; events are dropped and counted (raise --ringbuf-mib)"
+        );
+    }
+}
 
 /// Returns `(a, b)` as scalars (see [`SCRATCH`]), or `None` if the map lookup failed.
 #[inline(always)]
@@ -97,6 +157,7 @@ pub fn mm_vmscan_write_folio(ctx: BtfTracePointContext) -> i32 {
     let l = layout();
     bump(counter::HITS);
     if l.valid == 0 {
+        layout_missing(&ctx);
         return 0;
     }
     let folio: *const u8 = ctx.arg(0);
@@ -145,7 +206,13 @@ pub fn mm_vmscan_write_folio(ctx: BtfTracePointContext) -> i32 {
         _pad: [0; 3],
     };
     if EVENTS.output::<WriteoutEvent>(&ev, 0).is_err() {
-        bump(counter::RINGBUF_DROPS);
+        dropped(&ctx);
+    }
+    if once(diag::FIRST_WRITEOUT) {
+        info!(
+            &ctx,
+            "first swap write-out seen: folio order {}, swap entry {:x}", order, swap_val
+        );
     }
     0
 }
@@ -193,9 +260,10 @@ unsafe fn folio_order(l: &KernelLayout, folio: *const u8) -> u8 {
 /// # Safety
 /// As [`folio_order`].
 #[inline(always)]
-unsafe fn emit_alloc(folio: *const u8, success: bool) -> u32 {
+unsafe fn emit_alloc<C: EbpfContext>(ctx: &C, folio: *const u8, success: bool) -> u32 {
     let l = layout();
     if l.valid == 0 {
+        layout_missing(ctx);
         return 0;
     }
     // SAFETY: per the contract.
@@ -215,7 +283,15 @@ unsafe fn emit_alloc(folio: *const u8, success: bool) -> u32 {
         _pad: [0; 3],
     };
     if EVENTS.output::<AllocEvent>(&ev, 0).is_err() {
-        bump(counter::RINGBUF_DROPS);
+        dropped(ctx);
+    }
+    if once(diag::FIRST_REQUEST) {
+        info!(
+            ctx,
+            "first swap-slot request seen: folio order {}, granted {}",
+            order,
+            u32::from(success)
+        );
     }
     0
 }
@@ -226,7 +302,7 @@ pub fn req_folio_alloc_swap(ctx: FExitContext) -> u32 {
     let folio: *const u8 = ctx.arg(0);
     let ret: i64 = ctx.arg(2);
     // SAFETY: arg 0 is the BTF-typed folio pointer.
-    unsafe { emit_alloc(folio, ret as i32 == 0) }
+    unsafe { emit_alloc(&ctx, folio, ret as i32 == 0) }
 }
 
 /// The 2026 mm tree: `int folio_alloc_swap(struct folio *folio)`; 0 is success.
@@ -235,7 +311,7 @@ pub fn req_folio_alloc_swap_1(ctx: FExitContext) -> u32 {
     let folio: *const u8 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
     // SAFETY: arg 0 is the BTF-typed folio pointer.
-    unsafe { emit_alloc(folio, ret as i32 == 0) }
+    unsafe { emit_alloc(&ctx, folio, ret as i32 == 0) }
 }
 
 /// Up to 6.16: `bool add_to_swap(struct folio *folio)`; true is success.
@@ -244,7 +320,7 @@ pub fn req_add_to_swap(ctx: FExitContext) -> u32 {
     let folio: *const u8 = ctx.arg(0);
     let ret: u64 = ctx.arg(1);
     // SAFETY: arg 0 is the BTF-typed folio pointer.
-    unsafe { emit_alloc(folio, ret & 0xff != 0) }
+    unsafe { emit_alloc(&ctx, folio, ret & 0xff != 0) }
 }
 
 /// Emits a free of `nr` slots from `offset` on the device `si`.
@@ -252,9 +328,10 @@ pub fn req_add_to_swap(ctx: FExitContext) -> u32 {
 /// # Safety
 /// `si` must be a BTF-typed `struct swap_info_struct *` argument of a tracing program.
 #[inline(always)]
-unsafe fn emit_free(si: *const u8, offset: u64, nr: u64) -> u32 {
+unsafe fn emit_free<C: EbpfContext>(ctx: &C, si: *const u8, offset: u64, nr: u64) -> u32 {
     let l = layout();
     if l.valid == 0 {
+        layout_missing(ctx);
         return 0;
     }
     // SAFETY: per the contract; offsets come from BTF.
@@ -273,7 +350,13 @@ unsafe fn emit_free(si: *const u8, offset: u64, nr: u64) -> u32 {
         _pad: [0; 3],
     };
     if EVENTS.output::<FreeEvent>(&ev, 0).is_err() {
-        bump(counter::RINGBUF_DROPS);
+        dropped(ctx);
+    }
+    if once(diag::FIRST_FREE) {
+        info!(
+            ctx,
+            "first swap-slot free seen: {} slots on swap type {}", nr, ty
+        );
     }
     0
 }
@@ -289,7 +372,7 @@ fn entry_offset(val: u64) -> u64 {
 pub fn free_si_ci_entry_nr(ctx: FEntryContext) -> u32 {
     let entry: u64 = ctx.arg(2);
     // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
-    unsafe { emit_free(ctx.arg(0), entry_offset(entry), ctx.arg(3)) }
+    unsafe { emit_free(&ctx, ctx.arg(0), entry_offset(entry), ctx.arg(3)) }
 }
 
 /// 6.12–6.13: `swap_entry_range_free(si, entry, nr)`.
@@ -297,7 +380,7 @@ pub fn free_si_ci_entry_nr(ctx: FEntryContext) -> u32 {
 pub fn free_si_entry_nr(ctx: FEntryContext) -> u32 {
     let entry: u64 = ctx.arg(1);
     // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
-    unsafe { emit_free(ctx.arg(0), entry_offset(entry), ctx.arg(2)) }
+    unsafe { emit_free(&ctx, ctx.arg(0), entry_offset(entry), ctx.arg(2)) }
 }
 
 /// Up to 6.11: `swap_entry_free(si, entry)`, one slot.
@@ -305,7 +388,7 @@ pub fn free_si_entry_nr(ctx: FEntryContext) -> u32 {
 pub fn free_si_entry(ctx: FEntryContext) -> u32 {
     let entry: u64 = ctx.arg(1);
     // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
-    unsafe { emit_free(ctx.arg(0), entry_offset(entry), 1) }
+    unsafe { emit_free(&ctx, ctx.arg(0), entry_offset(entry), 1) }
 }
 
 /// Up to 6.9: `swap_free_cluster(si, idx)`, a whole PMD-size cluster.
@@ -313,7 +396,7 @@ pub fn free_si_entry(ctx: FEntryContext) -> u32 {
 pub fn free_si_cluster(ctx: FEntryContext) -> u32 {
     let idx: u64 = ctx.arg(1);
     // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
-    unsafe { emit_free(ctx.arg(0), idx * 512, 512) }
+    unsafe { emit_free(&ctx, ctx.arg(0), idx * 512, 512) }
 }
 
 /// 7.x: `__swap_cluster_free_entries(si, ci, ci_start, nr)`: offsets relative to the cluster.
@@ -321,6 +404,12 @@ pub fn free_si_cluster(ctx: FEntryContext) -> u32 {
 pub fn free_si_ci_start_nr(ctx: FEntryContext) -> u32 {
     let l = layout();
     if l.valid == 0 || l.ci_size == 0 {
+        if once(diag::NO_CLUSTER_SIZE) {
+            warn!(
+                &ctx,
+                "__swap_cluster_free_entries fired but the cluster size is unknown; frees are not emitted"
+            );
+        }
         return 0;
     }
     let si: *const u8 = ctx.arg(0);
@@ -333,13 +422,14 @@ pub fn free_si_ci_start_nr(ctx: FEntryContext) -> u32 {
     };
     let idx = ci.wrapping_sub(base) / u64::from(l.ci_size);
     // SAFETY: as above.
-    unsafe { emit_free(si, idx * 512 + (start & 511), ctx.arg(3)) }
+    unsafe { emit_free(&ctx, si, idx * 512 + (start & 511), ctx.arg(3)) }
 }
 
 #[inline(always)]
-fn emit_split(folio_ptr: u64, old_order: u8, new_order: u64) -> u32 {
+fn emit_split<C: EbpfContext>(ctx: &C, folio_ptr: u64, old_order: u8, new_order: u64) -> u32 {
     let l = layout();
     if l.valid == 0 {
+        layout_missing(ctx);
         return 0;
     }
     let Some((ptr, _)) = launder(folio_ptr, 0) else {
@@ -354,7 +444,13 @@ fn emit_split(folio_ptr: u64, old_order: u8, new_order: u64) -> u32 {
         _pad: [0; 6],
     };
     if EVENTS.output::<SplitEvent>(&ev, 0).is_err() {
-        bump(counter::RINGBUF_DROPS);
+        dropped(ctx);
+    }
+    if once(diag::FIRST_SPLIT) {
+        info!(
+            ctx,
+            "first large-folio split seen: order {} to {}", old_order, new_order as u8
+        );
     }
     0
 }
@@ -371,7 +467,7 @@ pub fn split_folio(ctx: FEntryContext) -> u32 {
         // SAFETY: arg 0 is the BTF-typed folio pointer.
         unsafe { folio_order(&l, folio) }
     };
-    emit_split(folio as u64, order, new_order)
+    emit_split(&ctx, folio as u64, order, new_order)
 }
 
 /// 6.8–6.14: `split_huge_page_to_list_to_order(struct page *page, struct list_head *list,
@@ -380,7 +476,7 @@ pub fn split_folio(ctx: FEntryContext) -> u32 {
 pub fn split_page_to_order(ctx: FEntryContext) -> u32 {
     let page: u64 = ctx.arg(0);
     let new_order: u64 = ctx.arg(2);
-    emit_split(page, ORDER_UNKNOWN, new_order)
+    emit_split(&ctx, page, ORDER_UNKNOWN, new_order)
 }
 
 #[cfg(not(test))]

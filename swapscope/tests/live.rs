@@ -14,6 +14,10 @@ use std::{
 
 use serde_json::Value;
 
+mod common;
+
+use common::{Tmux, wait_file};
+
 const EXE: &str = env!("CARGO_BIN_EXE_swapscope");
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -47,6 +51,76 @@ fn num(v: &Value, path: &[&str]) -> u64 {
 
 fn swaps() -> String {
     fs::read_to_string("/proc/swaps").unwrap_or_default()
+}
+
+/// No `swapscope-*` cgroup is left in either hierarchy.
+fn assert_no_cgroups_left() {
+    for root in ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"] {
+        if let Ok(rd) = fs::read_dir(root) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                assert!(
+                    !name.starts_with("swapscope-"),
+                    "stress left cgroup {root}/{name} behind"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "live: needs root, BTF, zram and tmux; run by `cargo xtask test`"]
+fn live_tui_with_the_demo_counts_what_the_kernel_counts() {
+    assert!(Tmux::available(), "tmux is needed for the live TUI test");
+    let dir = tmpdir("live-tui");
+    let summary = dir.join("summary.json");
+    let rc = dir.join("rc");
+    let swaps_before = swaps();
+    let t = Tmux::start(
+        &format!(
+            "{EXE} live --demo --summary-json {}; echo $? > {}; sleep 120",
+            summary.display(),
+            rc.display()
+        ),
+        160,
+        48,
+    );
+    t.wait_for("● live", 30);
+    // 64 KiB write-outs show up in the Overview once the demo swaps.
+    t.wait_for("64K", 60);
+    // About 20 s of watching, through every view.
+    for key in ["2", "3", "4", "5", "1", "2", "5", "1"] {
+        t.keys(&[key]);
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+    }
+    let screen = t.capture();
+    assert!(
+        screen.contains("tier tracepoint") || screen.contains("tier full"),
+        "{screen}"
+    );
+    t.keys(&["q"]);
+    assert_eq!(
+        wait_file(&rc, 120).trim(),
+        "0",
+        "swapscope live exit status"
+    );
+    drop(t);
+    assert_eq!(swaps(), swaps_before, "the demo left a swap device behind");
+    assert_no_cgroups_left();
+    let s: Value = serde_json::from_str(&fs::read_to_string(&summary).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("summary JSON: {e}"));
+    eprintln!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+    let w4 = num(&s, &["writeouts_by_order", "4"]);
+    let k4 = num(&s, &["kernel_swpout_by_order", "4"]);
+    assert!(num(&s, &["events"]) > 50_000, "expected a real swap storm");
+    assert!(w4 > 0, "no 64 KiB write-out seen");
+    assert_eq!(num(&s, &["lost_events"]), 0, "ring-buffer drops");
+    assert_eq!(
+        num(&s, &["analysis_skipped"]),
+        0,
+        "the analysis fell behind"
+    );
+    assert_eq!(w4, k4, "64 KiB write-outs vs the kernel's swpout delta");
 }
 
 #[test]
@@ -97,17 +171,7 @@ fn recording_matches_kernel_counters() {
     assert!(status.success(), "record -- stress failed: {status}");
     // Everything stress created is gone again.
     assert_eq!(swaps(), swaps_before, "stress left a swap device behind");
-    for root in ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"] {
-        if let Ok(rd) = fs::read_dir(root) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                assert!(
-                    !name.starts_with("swapscope-"),
-                    "stress left cgroup {root}/{name} behind"
-                );
-            }
-        }
-    }
+    assert_no_cgroups_left();
 
     let r = report_json(&file);
     eprintln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());

@@ -7,6 +7,7 @@ use std::{
     env,
     ffi::OsStr,
     fs,
+    io::IsTerminal as _,
     path::{Path, PathBuf},
     process::{Command, ExitCode},
 };
@@ -27,12 +28,13 @@ enum Cmd {
     Setup,
     /// Every test: rustfmt, clippy (all crates, eBPF included), unit tests, the live host test.
     Test,
-    /// The demo: build, make the kernel swap for 20 s while recording, print the report.
+    /// The demo: the live TUI while the kernel swaps (on a terminal), else 20 s recorded and
+    /// reported.
     Run {
         /// Where to keep the recording.
         #[arg(long, default_value = "target/swapscope-demo.swsc")]
         output: PathBuf,
-        /// Seconds of workload.
+        /// Seconds of workload when there is no terminal.
         #[arg(long, default_value_t = 20)]
         seconds: u32,
     },
@@ -470,6 +472,9 @@ fn test() -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // run
 
+/// The demo. On a terminal: the live TUI with the demo workload (`swapscope live --demo`),
+/// recorded to `out` for a later `swapscope replay`. Without one (CI, a pipe): `seconds` of the
+/// same workload under `swapscope record`, then `swapscope report`.
 fn run_demo(out: &Path, seconds: u32) -> Result<()> {
     if !is_root() {
         bail!(
@@ -483,8 +488,21 @@ fn run_demo(out: &Path, seconds: u32) -> Result<()> {
         fs::create_dir_all(root_dir().join(dir))?;
     }
     let out = root_dir().join(out);
+    let tty = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    if tty {
+        step("starting the live TUI with the demo workload (q quits; ? lists the keys)");
+        run(Command::new(&exe)
+            .args(["live", "--demo", "--record"])
+            .arg(&out))?;
+        eprintln!(
+            "xtask: the session is in {0}; watch it again with `{1} replay {0}`",
+            out.display(),
+            exe.display()
+        );
+        return Ok(());
+    }
     step(&format!(
-        "recording {seconds} s of `swapscope stress` (1 GiB zram, 64K mTHP, 600 MiB toucher in a 256 MiB cgroup) to {}",
+        "no terminal: recording {seconds} s of `swapscope stress` (1 GiB zram, 64K mTHP, 600 MiB toucher in a 256 MiB cgroup) to {}",
         out.display()
     ));
     run(Command::new(&exe)

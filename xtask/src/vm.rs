@@ -778,7 +778,26 @@ fn shared_libs(exe: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-fn init_script(mods: &[String], scenarios: &[Scenario]) -> String {
+/// `stress` arguments of the TUI check: the frag pattern, shorter.
+const TUI_STRESS: &str =
+    "--pattern thp-fragment --zram 64 --mthp 64K --limit 1024 --size 60 --passes 10";
+
+/// The TUI check (full-tier kernels): `live` headless with a recording, then `replay` of that
+/// recording headless; their device maps at peak occupancy must agree (docs/vm-tests.md).
+fn tui_script() -> String {
+    format!(
+        r#"echo "swapscope-vm: tui: live --headless --record -- stress {a}"
+$S live --headless 4000 --frame-dump /out/tui.frames --summary-json /out/tui.live.json --record /out/tui.swsc -- $S stress {a} > /out/tui.live.out 2> /out/tui.live.err
+echo $? > /out/tui.live.rc
+echo "swapscope-vm: tui: live exited $(cat /out/tui.live.rc); replay --headless"
+$S replay /out/tui.swsc --speed max --headless 100000 --summary-json /out/tui.replay.json > /out/tui.replay.out 2> /out/tui.replay.err
+echo $? > /out/tui.replay.rc
+"#,
+        a = TUI_STRESS
+    )
+}
+
+fn init_script(mods: &[String], scenarios: &[Scenario], tui: bool) -> String {
     let runs: String = scenarios
         .iter()
         .map(|sc| {
@@ -826,7 +845,7 @@ echo "swapscope-vm: doctor"
 $S doctor --json > /out/doctor.json 2> /out/doctor.err
 echo $? > /out/doctor.rc
 $S doctor 2>&1
-{runs}cat /proc/swaps > /out/swaps.after
+{runs}{tui}cat /proc/swaps > /out/swaps.after
 cat /proc/vmstat > /out/vmstat.after
 ls /sys/fs/cgroup > /out/cgroups.after
 dmesg > /out/dmesg
@@ -837,7 +856,8 @@ echo "swapscope-vm: powering off"
 poweroff -f
 "#,
         mods = mods.join(" "),
-        runs = runs
+        runs = runs,
+        tui = if tui { tui_script() } else { String::new() }
     )
 }
 
@@ -846,6 +866,7 @@ fn build_initramfs(
     mods: &[(String, Vec<u8>)],
     out: &Path,
     scenarios: &[Scenario],
+    tui: bool,
 ) -> Result<()> {
     let mut c = Cpio::default();
     for d in [
@@ -869,7 +890,11 @@ fn build_initramfs(
         c.file(&format!("/lib/vm-modules/{name}.ko"), bytes, 0o644)?;
     }
     let names: Vec<String> = mods.iter().map(|(n, _)| n.clone()).collect();
-    c.file("/init", init_script(&names, scenarios).as_bytes(), 0o755)?;
+    c.file(
+        "/init",
+        init_script(&names, scenarios, tui).as_bytes(),
+        0o755,
+    )?;
     let cpio = out.with_extension("");
     fs::write(&cpio, c.finish())?;
     let _ = fs::remove_file(out);
@@ -1046,7 +1071,7 @@ fn run_kernel(spec: &Spec, apt: &Apt, cache: &Path, exe: &Path, args: &VmArgs) -
     fs::create_dir_all(&work.path)?;
     let initrd = work.path.join("initrd.cpio.gz");
     let scenarios = scenarios(spec);
-    build_initramfs(exe, &mods, &initrd, &scenarios)?;
+    build_initramfs(exe, &mods, &initrd, &scenarios, spec.full_tier)?;
     let disk = work.path.join("results.img");
     fs::File::create(&disk)?.set_len(256 << 20)?;
     let serial = run_dir.join("serial.log");
@@ -1166,7 +1191,74 @@ fn check(
             &check_scenario(spec, dir, sc, smp).with_context(|| format!("scenario {}", sc.name))?,
         );
     }
+    if spec.full_tier {
+        s.push_str(&check_tui(dir).context("scenario tui")?);
+    }
     Ok(s)
+}
+
+/// `live --headless --record` around the frag workload, then `replay --headless` of that
+/// recording: both exit 0, neither analysis skipped events, the live device map at its peak
+/// occupancy equals the one rebuilt from the recording (the engine `report` uses), the frames
+/// show the full-tier device map, and the live 64 KiB write-outs equal the kernel's Δswpout.
+fn check_tui(dir: &Path) -> Result<String> {
+    no_panic(dir, &["tui.live.err", "tui.replay.err"])?;
+    ensure!(
+        rc(dir, "tui.live.rc") == Some(0),
+        "live exited {:?}: {}",
+        rc(dir, "tui.live.rc"),
+        read(dir, "tui.live.err").trim()
+    );
+    ensure!(
+        rc(dir, "tui.replay.rc") == Some(0),
+        "replay exited {:?}: {}",
+        rc(dir, "tui.replay.rc"),
+        read(dir, "tui.replay.err").trim()
+    );
+    let live: Value = serde_json::from_str(&read(dir, "tui.live.json"))
+        .context("live --summary-json wrote no JSON")?;
+    let replay: Value = serde_json::from_str(&read(dir, "tui.replay.json"))
+        .context("replay --summary-json wrote no JSON")?;
+    for (name, v) in [("live", &live), ("replay", &replay)] {
+        ensure!(
+            num(v, &["analysis_skipped"]) == 0,
+            "the {name} analysis skipped {} events",
+            num(v, &["analysis_skipped"])
+        );
+    }
+    let frames = num(&live, &["ui", "frames"]);
+    ensure!(
+        frames >= 5,
+        "live drew {frames} frames (one per view at least)"
+    );
+    let text = read(dir, "tui.frames");
+    ensure!(
+        text.contains("real (rebuilt from the stream)"),
+        "no frame shows the full-tier device map"
+    );
+    let peaks = |v: &Value| v["peaks"].as_array().cloned().unwrap_or_default();
+    let (lp, rp) = (peaks(&live), peaks(&replay));
+    ensure!(!lp.is_empty(), "the live session saw no device at its peak");
+    ensure!(
+        lp == rp,
+        "the live device map at peak differs from the recording's: live {} slots at event {}, replay {} at event {}",
+        num(&lp[0], &["used_slots"]),
+        num(&lp[0], &["event"]),
+        rp.first().map_or(0, |p| num(p, &["used_slots"])),
+        rp.first().map_or(0, |p| num(p, &["event"]))
+    );
+    let w4 = num(&live, &["writeouts_by_order", "4"]);
+    let k4 = num(&live, &["kernel_swpout_by_order", "4"]);
+    ensure!(w4 == k4, "live 64K write-outs {w4} vs Δswpout {k4}");
+    Ok(format!(
+        "  tui: live {} frames (draw {:.2} ms mean, {:.2} max); device map at peak = replay's: {} slots in {} clusters at event {}; 64K write-outs {w4} = Δswpout\n",
+        frames,
+        live["ui"]["draw_ms_mean"].as_f64().unwrap_or(0.0),
+        live["ui"]["draw_ms_max"].as_f64().unwrap_or(0.0),
+        num(&lp[0], &["used_slots"]),
+        lp[0]["cluster_used"].as_array().map_or(0, Vec::len),
+        num(&lp[0], &["event"]),
+    ))
 }
 
 fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<String> {

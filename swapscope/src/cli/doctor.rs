@@ -59,6 +59,7 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
         match LiveProbe::start(&LiveOptions {
             ringbuf_bytes: 4096,
             full_tier: true,
+            log: None,
         }) {
             Ok(p) => {
                 probes = p.plan.clone();

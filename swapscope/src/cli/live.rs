@@ -89,6 +89,10 @@ pub struct LiveArgs {
     /// Attach only the tracepoint tier, even where fentry/fexit are allowed.
     #[arg(long)]
     pub tracepoint_only: bool,
+    /// Also print the BPF programs' diagnostics to stderr when the session ends (they are in
+    /// the Events view's log pane either way).
+    #[arg(short, long)]
+    pub verbose: bool,
     #[command(flatten)]
     pub view: ViewArgs,
     /// A command to run while watching; the session ends when it exits.
@@ -154,7 +158,11 @@ fn display(v: &ViewArgs) -> Display {
 
 fn finish(v: &ViewArgs, outcome: tui::Outcome) -> anyhow::Result<ExitCode> {
     if let Some(p) = &v.summary_json {
-        let json = serde_json::to_string_pretty(&outcome.last.summary())?;
+        let mut value = serde_json::to_value(outcome.last.summary())?;
+        if let Some(o) = value.as_object_mut() {
+            o.insert("ui".into(), serde_json::to_value(outcome.frames)?);
+        }
+        let json = serde_json::to_string_pretty(&value)?;
         std::fs::write(p, json + "\n").with_context(|| format!("writing {}", p.display()))?;
     }
     let summary = outcome.result?;
@@ -195,6 +203,7 @@ pub fn live(a: LiveArgs) -> anyhow::Result<ExitCode> {
         probe: probe::LiveOptions {
             ringbuf_bytes: a.ringbuf_mib.saturating_mul(1 << 20),
             full_tier: !a.tracepoint_only,
+            log: Some(pane_log(log.clone(), headless)),
         },
         command,
         markers: Some(inbox.clone()),
@@ -220,6 +229,7 @@ pub fn live(a: LiveArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let analysis = analysis(source.header(), &a.view, "live".into())?;
+    let verbose_log = a.verbose.then(|| log.clone());
     let outcome = tui::run(
         Session {
             source: Box::new(source),
@@ -234,7 +244,23 @@ pub fn live(a: LiveArgs) -> anyhow::Result<ExitCode> {
         },
         display(&a.view),
     )?;
+    if let Some(l) = verbose_log {
+        for line in l.lines().iter().filter(|l| l.starts_with("bpf ")) {
+            eprintln!("swapscope: {line}");
+        }
+    }
     finish(&a.view, outcome)
+}
+
+/// BPF diagnostics into the log pane (and, headless, to stderr as well).
+fn pane_log(log: Log, headless: bool) -> probe::LogFn {
+    std::sync::Arc::new(move |level, line| {
+        let line = format!("bpf {}: {line}", level.as_str().to_lowercase());
+        if headless {
+            eprintln!("swapscope: {line}");
+        }
+        log.push(line);
+    })
 }
 
 fn record_sink(

@@ -64,6 +64,15 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// BPF diagnostics to stderr: warnings always, the rest with `verbose`.
+pub fn stderr_log(verbose: bool) -> swapscope::probe::LogFn {
+    std::sync::Arc::new(move |level, line| {
+        if verbose || level <= log::Level::Warn {
+            eprintln!("swapscope: bpf {}: {line}", level.as_str().to_lowercase());
+        }
+    })
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Doctor { json } => doctor::run(json),

@@ -40,6 +40,10 @@ pub struct RecordArgs {
     /// SIGUSR1 adds a marker too.
     #[arg(long, value_name = "PATH")]
     pub marker_fifo: Option<PathBuf>,
+    /// Print the BPF programs' diagnostics (attach-time facts) to stderr; warnings (e.g. a full
+    /// ring buffer) are printed anyway.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// A command to run while recording; recording stops when it exits.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -57,6 +61,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
         probe: probe::LiveOptions {
             ringbuf_bytes: a.ringbuf_mib.saturating_mul(1 << 20),
             full_tier: !a.tracepoint_only,
+            log: Some(super::stderr_log(a.verbose)),
         },
         command: a.command.clone(),
         markers: Some(inbox),

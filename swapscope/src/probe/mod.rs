@@ -307,13 +307,29 @@ pub fn tier(plan: &[ProbeStatus]) -> &'static str {
     }
 }
 
+/// Where the BPF programs' own diagnostics (aya-log records) go: each line with its level.
+pub type LogFn = std::sync::Arc<dyn Fn(log::Level, String) + Send + Sync>;
+
 /// Options for [`LiveProbe::start`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LiveOptions {
     /// Ring buffer size in bytes (rounded up to a power of two, at least one page).
     pub ringbuf_bytes: u32,
     /// Try the full-tier (fentry/fexit) probes too.
     pub full_tier: bool,
+    /// Receives the programs' diagnostics (attach-time facts, rare error paths); `None` drops
+    /// them.
+    pub log: Option<LogFn>,
+}
+
+impl std::fmt::Debug for LiveOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveOptions")
+            .field("ringbuf_bytes", &self.ringbuf_bytes)
+            .field("full_tier", &self.full_tier)
+            .field("log", &self.log.is_some())
+            .finish()
+    }
 }
 
 impl Default for LiveOptions {
@@ -321,14 +337,32 @@ impl Default for LiveOptions {
         LiveOptions {
             ringbuf_bytes: 8 << 20,
             full_tier: true,
+            log: None,
         }
     }
+}
+
+/// Hands aya-log records to a [`LogFn`].
+struct LogBridge(LogFn);
+
+impl log::Log for LogBridge {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        (self.0)(record.level(), record.args().to_string());
+    }
+
+    fn flush(&self) {}
 }
 
 /// Loaded and attached programs. Dropping it detaches every link.
 pub struct LiveProbe {
     // Owns the programs and their links; maps were taken out below.
     ebpf: Ebpf,
+    /// Reads the programs' aya-log records (when a `log` was given).
+    logger: Option<aya_log::EbpfLogger<LogBridge>>,
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     pub plan: Vec<ProbeStatus>,
@@ -351,6 +385,13 @@ impl LiveProbe {
             .map_max_entries("EVENTS", bytes)
             .load(BPF_OBJECT)
             .map_err(|e| ProbeError::Load(format!("{e:#}")))?;
+        // Before the programs load: they refer to the log map.
+        let logger = match &opts.log {
+            Some(f) => aya_log::EbpfLogger::init_with_logger(&mut ebpf, LogBridge(f.clone()))
+                .map_err(|e| ProbeError::Load(format!("the BPF log map: {e}")))
+                .ok(),
+            None => None,
+        };
         let prog: &mut BtfTracePoint = ebpf
             .program_mut(WRITEOUT_TP)
             .ok_or(ProbeError::Map("program mm_vmscan_write_folio"))?
@@ -392,6 +433,7 @@ impl LiveProbe {
         .map_err(|e| ProbeError::Load(e.to_string()))?;
         Ok(LiveProbe {
             ebpf,
+            logger,
             attached,
             ring,
             counters,
@@ -401,6 +443,9 @@ impl LiveProbe {
 
     /// Waits up to `timeout` for data, then hands every queued record to `f`. Returns how many.
     pub fn drain(&mut self, timeout: Duration, mut f: impl FnMut(&[u8])) -> usize {
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
         let mut n = 0;
         while let Some(item) = self.ring.next() {
             f(&item);

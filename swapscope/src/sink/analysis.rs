@@ -785,6 +785,11 @@ enum Msg {
 
 /// Batches waiting for the analysis thread at most.
 const QUEUE: usize = 64;
+/// Events gathered before a batch goes to the analysis thread (small live batches are merged,
+/// so the queue bounds events, not polls: up to `QUEUE` × this many are in flight).
+const MERGE: usize = 8192;
+/// A partial batch goes after this long anyway (so views stay current at low rates).
+const MERGE_WAIT: Duration = Duration::from_millis(50);
 
 /// A sink that hands batches to an [`Analysis`] on its own thread, which publishes a snapshot
 /// into [`Shared`] every `publish_every` while events flow (and at the end).
@@ -798,6 +803,8 @@ pub struct Threaded {
     shared: Arc<Shared>,
     lossy: bool,
     result: Option<Analysis>,
+    pending: Vec<Event>,
+    pending_since: Option<Instant>,
 }
 
 impl Threaded {
@@ -819,6 +826,8 @@ impl Threaded {
             shared,
             lossy,
             result: None,
+            pending: Vec::with_capacity(MERGE),
+            pending_since: None,
         })
     }
 
@@ -834,6 +843,7 @@ impl Threaded {
     }
 
     fn join(&mut self) {
+        let _ = self.send_pending();
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(Msg::Finish);
         }
@@ -884,19 +894,25 @@ fn analysis_thread(
     a
 }
 
-impl Sink for Threaded {
-    fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
+impl Threaded {
+    /// Hands the gathered events to the analysis thread (or, lossy and full, drops them).
+    fn send_pending(&mut self) -> Result<(), SinkError> {
+        self.pending_since = None;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
         let Some(tx) = &self.tx else {
+            self.pending.clear();
             return Ok(());
         };
-        let msg = Msg::Batch(batch.to_vec());
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(MERGE));
+        let n = batch.len() as u64;
+        let msg = Msg::Batch(batch);
         if self.lossy {
             match tx.try_send(msg) {
                 Ok(()) => {}
                 Err(mpsc::TrySendError::Full(_)) => {
-                    self.shared
-                        .skipped
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.shared.skipped.fetch_add(n, Ordering::Relaxed);
                 }
                 Err(mpsc::TrySendError::Disconnected(_)) => {
                     return Err(SinkError::Other("the analysis thread stopped".into()));
@@ -907,8 +923,31 @@ impl Sink for Threaded {
         }
         Ok(())
     }
+}
+
+impl Sink for Threaded {
+    fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
+        self.pending.extend_from_slice(batch);
+        self.pending_since.get_or_insert_with(Instant::now);
+        if self.pending.len() >= MERGE {
+            self.send_pending()?;
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, now: Instant) -> Result<(), SinkError> {
+        if self
+            .pending_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= MERGE_WAIT)
+        {
+            self.send_pending()?;
+        }
+        Ok(())
+    }
 
     fn restart(&mut self, header: &RecordingHeader) -> Result<(), SinkError> {
+        self.pending.clear();
+        self.pending_since = None;
         if let Some(tx) = &self.tx {
             tx.send(Msg::Restart(Box::new(header.clone())))
                 .map_err(|_| SinkError::Other("the analysis thread stopped".into()))?;

@@ -67,6 +67,13 @@ pub fn clock(secs: f64) -> String {
     }
 }
 
+/// A replay speed: `1`, `0.25`, `0.005`, `64`.
+pub fn speed(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
 /// KiB as `123M`/`4.5G` (binary).
 pub fn kib(k: u64) -> String {
     let f = k as f64;
@@ -137,5 +144,7 @@ mod tests {
         assert_eq!(spark(&[0.0, 1.0, 2.0], 4), "  ▅█");
         assert_eq!(spark_to(&[0.5, 1.0], 2, 1.0), "▅█");
         assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(speed(0.01), "0.01");
+        assert_eq!(speed(2.0), "2");
     }
 }

@@ -101,6 +101,26 @@ pub struct Outcome {
     pub result: Result<Summary, PipelineError>,
     /// The last snapshot the analysis published.
     pub last: Arc<Snapshot>,
+    pub frames: FrameStats,
+}
+
+/// What drawing cost.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct FrameStats {
+    pub frames: u64,
+    /// Mean and largest time to build and draw one frame, in ms.
+    pub draw_ms_mean: f64,
+    pub draw_ms_max: f64,
+}
+
+impl FrameStats {
+    fn add(&mut self, d: Duration) {
+        let ms = d.as_secs_f64() * 1e3;
+        self.draw_ms_mean =
+            (self.draw_ms_mean * self.frames as f64 + ms) / (self.frames + 1) as f64;
+        self.draw_ms_max = self.draw_ms_max.max(ms);
+        self.frames += 1;
+    }
 }
 
 /// Runs a session until the viewer quits (or, headless, until its frames are drawn), then
@@ -169,10 +189,11 @@ pub fn run(s: Session<'_>, display: Display) -> Result<Outcome, TuiError> {
             eprintln!("swapscope: stopping (the probes detach; a demo workload cleans up)…");
         }
         let result = driver.join().map_err(|_| TuiError::Thread)?;
-        shown?;
+        let frames = shown?;
         Ok(Outcome {
             result,
             last: shared.latest(),
+            frames,
         })
     })
 }
@@ -202,7 +223,7 @@ impl Ctx<'_> {
                     if sp.is_infinite() {
                         "▶ max speed".to_string()
                     } else {
-                        format!("▶ {sp}×")
+                        format!("▶ {}×", fmt::speed(sp))
                     }
                 };
                 format!(
@@ -249,7 +270,7 @@ impl Ctx<'_> {
                     } else {
                         s * x
                     };
-                    r.set_speed(next.clamp(1.0 / 64.0, 1e9));
+                    r.set_speed(next.clamp(1e-6, 1e9));
                 }
             }
             Action::Seek(n) => {
@@ -284,14 +305,15 @@ impl Drop for Guard {
     }
 }
 
-fn terminal(ctx: &Ctx) -> Result<(), TuiError> {
+fn terminal(ctx: &Ctx) -> Result<FrameStats, TuiError> {
     let mut term = ratatui::try_init().map_err(TuiError::Terminal)?;
     let _guard = Guard;
     let mut ui = Ui::new(ctx.mode);
     let mut frozen: Option<Arc<Snapshot>> = None;
+    let mut stats = FrameStats::default();
     loop {
         if signal::stop_requested() {
-            return Ok(());
+            return Ok(stats);
         }
         let snap = match (&frozen, ui.frozen) {
             (Some(s), true) => s.clone(),
@@ -305,15 +327,17 @@ fn terminal(ctx: &Ctx) -> Result<(), TuiError> {
                 ctx.shared.latest()
             }
         };
+        let t = Instant::now();
         let status = ctx.status(&snap);
         term.draw(|f| draw::draw(f, &snap, &ui, &status))
             .map_err(TuiError::Terminal)?;
+        stats.add(t.elapsed());
         if event::poll(ctx.frame.min(Duration::from_millis(250))).map_err(TuiError::Terminal)? {
             match event::read().map_err(TuiError::Terminal)? {
                 TermEvent::Key(k) => {
                     let a = ui.key(k, &snap);
                     if ctx.act(a, &snap) {
-                        return Ok(());
+                        return Ok(stats);
                     }
                 }
                 TermEvent::Resize(..) => {}
@@ -330,7 +354,8 @@ fn headless(
     width: u16,
     height: u16,
     dump: Option<&PathBuf>,
-) -> Result<(), TuiError> {
+) -> Result<FrameStats, TuiError> {
+    let mut stats = FrameStats::default();
     let Ok(mut term) = Terminal::new(TestBackend::new(width, height));
     let ui = Ui::new(ctx.mode);
     let mut out = match dump {
@@ -354,7 +379,9 @@ fn headless(
         for tab in app::Tab::ALL {
             let mut u = ui.clone();
             u.tab = tab;
+            let t = Instant::now();
             let Ok(_) = term.draw(|f| draw::draw(f, &snap, &u, &status));
+            stats.add(t.elapsed());
             views.push(buffer_text(term.backend()));
         }
         if let Some((f, p)) = out.as_mut() {
@@ -369,11 +396,11 @@ fn headless(
                     source,
                 })?;
         }
-        if ctx.done.load(Ordering::Relaxed) {
+        if ctx.done.load(Ordering::Relaxed) || ctx.replay.is_some_and(|r| r.ended()) {
             break;
         }
     }
-    Ok(())
+    Ok(stats)
 }
 
 /// The text of a test backend's buffer, one line per row, trailing spaces trimmed.
