@@ -184,3 +184,24 @@ fn events_filters_by_kind_order_and_pid() {
     let text = render_text(&snap, &ui, &st, 120, 30);
     assert!(text.contains("writeout"), "{text}");
 }
+
+/// Prints every view of the full-tier VM recording at 100×32 (for docs/tui.md):
+/// `cargo test -p swapscope --lib tui::tests::print_views_for_the_docs -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints the captures docs/tui.md shows"]
+fn print_views_for_the_docs() {
+    for (rec, share) in [
+        ("vm-7.3-full-frag.swsc", 0.55),
+        ("host-6.18-tracepoint.swsc", 0.6),
+    ] {
+        let snap = snapshot_of(rec, share);
+        let st = status(&snap);
+        for tab in Tab::ALL {
+            let mut ui = Ui::new(Mode::Replay);
+            ui.tab = tab;
+            println!("### {rec} — {}\n```", tab.title());
+            print!("{}", render_text(&snap, &ui, &st, 100, 32));
+            println!("```\n");
+        }
+    }
+}
