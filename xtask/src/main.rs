@@ -148,39 +148,27 @@ struct HostPackage {
     for_what: &'static str,
 }
 
-/// What `cargo xtask test` needs beyond the toolchain: tmux for the TUI test, QEMU and busybox
-/// for the VM tests. `cargo xtask run` needs none of them.
-const TEST_PACKAGES: &[HostPackage] = &[
-    HostPackage {
-        name: "tmux",
-        file: "/usr/bin/tmux",
-        for_what: "the TUI test",
-    },
-    HostPackage {
-        name: "qemu-system-x86",
-        file: "/usr/bin/qemu-system-x86_64",
-        for_what: "the VM tests",
-    },
-    HostPackage {
-        name: "busybox-static",
-        file: "/bin/busybox",
-        for_what: "the VM tests",
-    },
-];
+const TMUX: HostPackage = HostPackage {
+    name: "tmux",
+    file: "/usr/bin/tmux",
+    for_what: "the TUI tests",
+};
+const QEMU: HostPackage = HostPackage {
+    name: "qemu-system-x86",
+    file: "/usr/bin/qemu-system-x86_64",
+    for_what: "the VM tests",
+};
+const BUSYBOX: HostPackage = HostPackage {
+    name: "busybox-static",
+    file: "/bin/busybox",
+    for_what: "the VM tests",
+};
 
+/// What `cargo xtask test` needs beyond the toolchain: tmux for the TUI tests, QEMU and busybox
+/// for the VM tests. `cargo xtask run` needs none of them.
+const TEST_PACKAGES: &[HostPackage] = &[TMUX, QEMU, BUSYBOX];
 /// What `cargo xtask vm` needs.
-const VM_PACKAGES: &[HostPackage] = &[
-    HostPackage {
-        name: "qemu-system-x86",
-        file: "/usr/bin/qemu-system-x86_64",
-        for_what: "the VM tests",
-    },
-    HostPackage {
-        name: "busybox-static",
-        file: "/bin/busybox",
-        for_what: "the VM tests",
-    },
-];
+const VM_PACKAGES: &[HostPackage] = &[QEMU, BUSYBOX];
 
 fn installed(p: &HostPackage) -> bool {
     Path::new(p.file).exists()
@@ -502,29 +490,14 @@ fn run_demo(out: &Path, seconds: u32) -> Result<()> {
         return Ok(());
     }
     step(&format!(
-        "no terminal: recording {seconds} s of `swapscope stress` (1 GiB zram, 64K mTHP, 600 MiB toucher in a 256 MiB cgroup) to {}",
+        "no terminal: recording {seconds} s of the demo workload (`swapscope stress`: 1 GiB zram, 64K mTHP, 600 MiB toucher in a 256 MiB cgroup) to {}",
         out.display()
     ));
     run(Command::new(&exe)
         .arg("record")
         .arg("-o")
         .arg(&out)
-        .arg("--")
-        .arg(&exe)
-        .args([
-            "stress",
-            "--pattern",
-            "sequential",
-            "--zram",
-            "1024",
-            "--mthp",
-            "64K",
-            "--limit",
-            "256",
-            "--size",
-            "600",
-        ])
-        .args(["--passes", "1000000", "--duration"])
+        .args(["--demo", "--duration"])
         .arg(seconds.to_string()))?;
     run(Command::new(&exe).arg("report").arg(&out))?;
     Ok(())

@@ -281,11 +281,7 @@ impl Apt {
         for s in suites {
             list.push_str(&format!("deb {opt}{uri} {s} main\n"));
         }
-        let path = dir.join("sources.list");
-        if fs::read_to_string(&path).ok().as_deref() != Some(list.as_str()) {
-            fs::write(&path, &list)?;
-            let _ = fs::remove_file(dir.join("updated"));
-        }
+        write_sources(dir, &list)?;
         Ok(Apt {
             dir: dir.to_path_buf(),
             codename: String::new(),
@@ -315,35 +311,20 @@ impl Apt {
         })?;
         let mut list =
             String::from("# written by cargo xtask; the host's sources plus backports\n");
-        for stanza in text.split("\n\n") {
-            let field = |name: &str| {
-                stanza.lines().find_map(|l| {
-                    l.strip_prefix(name)
-                        .and_then(|r| r.strip_prefix(':'))
-                        .map(|v| v.trim().to_string())
-                })
-            };
-            let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else {
-                continue;
-            };
-            if field("Types").is_some_and(|t| !t.split_whitespace().any(|w| w == "deb")) {
-                continue;
-            }
-            let comps = field("Components").unwrap_or_else(|| "main".into());
-            let opt = field("Signed-By").map_or(String::new(), |k| format!("[signed-by={k}] "));
-            for u in uris.split_whitespace() {
-                for su in suites.split_whitespace() {
+        for st in deb_stanzas(&text) {
+            let comps = st.field("Components").unwrap_or_else(|| "main".into());
+            let opt = st
+                .field("Signed-By")
+                .map_or(String::new(), |k| format!("[signed-by={k}] "));
+            for u in st.uris.split_whitespace() {
+                for su in st.suites.split_whitespace() {
                     list.push_str(&format!("deb {opt}{u} {su} {comps}\n"));
                 }
             }
         }
         let opt = signed_by.map_or(String::new(), |k| format!("[signed-by={k}] "));
         list.push_str(&format!("deb {opt}{uri} {codename}-backports main\n"));
-        let path = dir.join("sources.list");
-        if fs::read_to_string(&path).ok().as_deref() != Some(list.as_str()) {
-            fs::write(&path, &list)?;
-            let _ = fs::remove_file(dir.join("updated"));
-        }
+        write_sources(dir, &list)?;
         Ok(Apt {
             dir: dir.to_path_buf(),
             codename,
@@ -410,30 +391,63 @@ impl Apt {
     }
 }
 
+/// Writes the private sources list; a changed list makes the next update run.
+fn write_sources(dir: &Path, list: &str) -> Result<()> {
+    let path = dir.join("sources.list");
+    if fs::read_to_string(&path).ok().as_deref() != Some(list) {
+        fs::write(&path, list)?;
+        let _ = fs::remove_file(dir.join("updated"));
+    }
+    Ok(())
+}
+
+/// One `Types: deb` stanza of a deb822 sources file.
+struct Stanza<'a> {
+    text: &'a str,
+    uris: String,
+    suites: String,
+}
+
+impl Stanza<'_> {
+    fn field(&self, name: &str) -> Option<String> {
+        self.text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(':'))
+                .map(|v| v.trim().to_string())
+        })
+    }
+}
+
+/// The `deb` stanzas (with URIs and suites) of a deb822 sources file.
+fn deb_stanzas(deb822: &str) -> impl Iterator<Item = Stanza<'_>> {
+    deb822.split("\n\n").filter_map(|text| {
+        let mut st = Stanza {
+            text,
+            uris: String::new(),
+            suites: String::new(),
+        };
+        st.uris = st.field("URIs")?;
+        st.suites = st.field("Suites")?;
+        if st
+            .field("Types")
+            .is_some_and(|t| !t.split_whitespace().any(|w| w == "deb"))
+        {
+            return None;
+        }
+        Some(st)
+    })
+}
+
 /// The first URI and its keyring from the deb822 stanza that serves the main (non-security)
 /// suites.
 fn main_archive(deb822: &str) -> Option<(String, Option<String>)> {
-    for stanza in deb822.split("\n\n") {
-        let field = |name: &str| {
-            stanza.lines().find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|r| r.strip_prefix(':'))
-                    .map(|v| v.trim().to_string())
-            })
-        };
-        let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else {
-            continue;
-        };
-        if field("Types").is_some_and(|t| !t.split_whitespace().any(|w| w == "deb")) {
-            continue;
-        }
-        if suites.split_whitespace().any(|s| !s.contains("security"))
-            && let Some(uri) = uris.split_whitespace().next()
-        {
-            return Some((uri.trim_end_matches('/').to_string(), field("Signed-By")));
-        }
-    }
-    None
+    deb_stanzas(deb822).find_map(|st| {
+        let uri = st.uris.split_whitespace().next()?;
+        st.suites
+            .split_whitespace()
+            .any(|s| !s.contains("security"))
+            .then(|| (uri.trim_end_matches('/').to_string(), st.field("Signed-By")))
+    })
 }
 
 /// A resolved kernel: its release (`uname -r`) and the packages (`name=version`) to fetch.

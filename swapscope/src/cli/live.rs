@@ -25,29 +25,11 @@ use swapscope::{
         Log, Source,
         file::FileSource,
         live::{LiveOptions, LiveSource},
-        markers::{Fifo, Inbox},
     },
     tui::{self, Display, Session},
 };
 
 use super::report::model_names;
-
-/// The demo workload: what `cargo xtask run` shows a newcomer.
-pub const DEMO_STRESS: &[&str] = &[
-    "stress",
-    "--pattern",
-    "sequential",
-    "--zram",
-    "1024",
-    "--mthp",
-    "64K",
-    "--limit",
-    "256",
-    "--size",
-    "600",
-    "--passes",
-    "1000000",
-];
 
 /// Options shared by `live` and `replay`: the models, the series interval, and headless output.
 #[derive(clap::Args, Debug)]
@@ -179,25 +161,9 @@ fn finish(v: &ViewArgs, outcome: tui::Outcome) -> anyhow::Result<ExitCode> {
 }
 
 pub fn live(a: LiveArgs) -> anyhow::Result<ExitCode> {
-    signal::install();
-    signal::install_marker();
-    if a.demo && !a.command.is_empty() {
-        bail!("--demo runs its own workload: give either --demo or a command, not both");
-    }
-    let inbox = Inbox::default();
-    let _fifo = match &a.marker_fifo {
-        Some(p) => Some(Fifo::start(p, inbox.clone())?),
-        None => None,
-    };
+    let (inbox, _fifo) = super::live_inputs(a.marker_fifo.as_deref())?;
     let log = Log::default();
-    let command = if a.demo {
-        let exe = std::env::current_exe().context("finding this swapscope binary")?;
-        let mut c = vec![exe.display().to_string()];
-        c.extend(DEMO_STRESS.iter().map(|s| s.to_string()));
-        c
-    } else {
-        a.command.clone()
-    };
+    let command = super::command_or_demo(a.demo, &a.command)?;
     let headless = a.view.headless.is_some();
     let source = LiveSource::start(LiveOptions {
         probe: probe::LiveOptions {

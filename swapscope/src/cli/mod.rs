@@ -64,6 +64,37 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Signal handlers (stop, SIGUSR1 markers) and the marker inputs of a live session: the inbox
+/// the `m` key and the FIFO write to, and the FIFO (removed on drop when it was created).
+pub fn live_inputs(
+    fifo: Option<&std::path::Path>,
+) -> anyhow::Result<(
+    swapscope::source::markers::Inbox,
+    Option<swapscope::source::markers::Fifo>,
+)> {
+    swapscope::signal::install();
+    swapscope::signal::install_marker();
+    let inbox = swapscope::source::markers::Inbox::default();
+    let fifo = match fifo {
+        Some(p) => Some(swapscope::source::markers::Fifo::start(p, inbox.clone())?),
+        None => None,
+    };
+    Ok((inbox, fifo))
+}
+
+/// The command a live session runs: the demo workload with `demo`, else `command` (maybe none).
+pub fn command_or_demo(demo: bool, command: &[String]) -> anyhow::Result<Vec<String>> {
+    if !demo {
+        return Ok(command.to_vec());
+    }
+    if !command.is_empty() {
+        anyhow::bail!("--demo runs its own workload: give either --demo or a command, not both");
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("finding this swapscope binary: {e}"))?;
+    Ok(swapscope::stress::demo_command(&exe))
+}
+
 /// BPF diagnostics to stderr: warnings always, the rest with `verbose`.
 pub fn stderr_log(verbose: bool) -> swapscope::probe::LogFn {
     std::sync::Arc::new(move |level, line| {

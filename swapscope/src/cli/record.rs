@@ -18,7 +18,6 @@ use swapscope::{
     source::{
         Source as _,
         live::{LiveOptions, LiveSource},
-        markers::{Fifo, Inbox},
     },
 };
 
@@ -44,26 +43,24 @@ pub struct RecordArgs {
     /// ring buffer) are printed anyway.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Run the demo workload (`swapscope stress` on a temporary 1 GiB zram device, 64K mTHP)
+    /// while recording; it is stopped and cleaned up at the end.
+    #[arg(long)]
+    pub demo: bool,
     /// A command to run while recording; recording stops when it exits.
     #[arg(last = true)]
     pub command: Vec<String>,
 }
 
 pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
-    signal::install();
-    signal::install_marker();
-    let inbox = Inbox::default();
-    let _fifo = match &a.marker_fifo {
-        Some(p) => Some(Fifo::start(p, inbox.clone())?),
-        None => None,
-    };
+    let (inbox, _fifo) = super::live_inputs(a.marker_fifo.as_deref())?;
     let mut source = LiveSource::start(LiveOptions {
         probe: probe::LiveOptions {
             ringbuf_bytes: a.ringbuf_mib.saturating_mul(1 << 20),
             full_tier: !a.tracepoint_only,
             log: Some(super::stderr_log(a.verbose)),
         },
-        command: a.command.clone(),
+        command: super::command_or_demo(a.demo, &a.command)?,
         markers: Some(inbox),
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         ..LiveOptions::default()

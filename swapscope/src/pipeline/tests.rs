@@ -60,8 +60,9 @@ fn report_json(mut source: impl Source) -> String {
 }
 
 fn file_source(bytes: Vec<u8>) -> FileSource {
-    match Reader::open(Cursor::new(bytes)) {
-        Ok(r) => FileSource::from_reader(r),
+    match Reader::open(Cursor::new(bytes)).map(FileSource::from_reader) {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => panic!("{e}"),
         Err(e) => panic!("{e}"),
     }
 }

@@ -5,24 +5,21 @@ use std::{
     fs::File,
     io::{BufReader, Read},
     path::Path,
-    sync::mpsc,
-    thread::JoinHandle,
 };
 
-use super::{Poll, Source, SourceError, Summary};
+use super::{
+    Poll, Source, SourceError, Summary,
+    background::{Background, Sender},
+};
 use crate::{
     event::Event,
-    record::{FormatError, Reader, RecordingHeader},
+    record::{Reader, RecordingHeader},
 };
-
-type Batch = Result<Vec<Event>, FormatError>;
 
 /// Events of a recording, in file order.
 pub struct FileSource {
     header: RecordingHeader,
-    rx: Option<mpsc::Receiver<Batch>>,
-    decoder: Option<JoinHandle<Summary>>,
-    summary: Summary,
+    decoder: Background,
 }
 
 impl FileSource {
@@ -40,66 +37,38 @@ impl FileSource {
                 }
             ))
         })?;
-        Ok(Self::from_reader(Reader::open_named(
-            BufReader::new(f),
-            &name,
-        )?))
+        Self::from_reader(Reader::open_named(BufReader::new(f), &name)?)
     }
 
     /// A source over any reader (tests use in-memory recordings).
-    pub fn from_reader<R: Read + Send + 'static>(mut reader: Reader<R>) -> Self {
+    pub fn from_reader<R: Read + Send + 'static>(
+        mut reader: Reader<R>,
+    ) -> Result<Self, SourceError> {
         let header = reader.header().clone();
         // One batch in flight: the decoder stays a chunk ahead and memory stays at two chunks.
-        let (tx, rx) = mpsc::sync_channel::<Batch>(1);
-        let decoder = std::thread::Builder::new()
-            .name("swapscope-decode".into())
-            .spawn(move || {
-                loop {
-                    let mut batch = Vec::new();
-                    match reader.next_batch(&mut batch) {
-                        Ok(true) => {
-                            if tx.send(Ok(batch)).is_err() {
-                                break;
-                            }
-                        }
-                        Ok(false) => break,
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
+        let decoder = Background::spawn("decode", 1, move |tx: Sender| {
+            loop {
+                let mut batch = Vec::new();
+                match reader.next_batch(&mut batch) {
+                    Ok(true) => {
+                        if !tx.send(Ok(batch)) {
                             break;
                         }
                     }
+                    Ok(false) => break,
+                    Err(e) => {
+                        tx.send(Err(e.into()));
+                        break;
+                    }
                 }
-                Summary {
-                    warnings: reader.warnings().iter().map(|w| w.to_string()).collect(),
-                    skipped_records: reader.stats().skipped_records,
-                    command_failed: None,
-                }
-            });
-        match decoder {
-            Ok(handle) => FileSource {
-                header,
-                rx: Some(rx),
-                decoder: Some(handle),
-                summary: Summary::default(),
-            },
-            Err(e) => FileSource {
-                header,
-                rx: None,
-                decoder: None,
-                summary: Summary {
-                    warnings: vec![format!("could not start the decoding thread: {e}")],
-                    ..Summary::default()
-                },
-            },
-        }
-    }
-
-    fn join(&mut self) -> Result<(), SourceError> {
-        self.rx = None;
-        if let Some(h) = self.decoder.take() {
-            self.summary = h.join().map_err(|_| SourceError::Thread("decoding"))?;
-        }
-        Ok(())
+            }
+            Summary {
+                warnings: reader.warnings().iter().map(|w| w.to_string()).collect(),
+                skipped_records: reader.stats().skipped_records,
+                command_failed: None,
+            }
+        })?;
+        Ok(FileSource { header, decoder })
     }
 }
 
@@ -109,39 +78,14 @@ impl Source for FileSource {
     }
 
     fn poll(&mut self, out: &mut Vec<Event>) -> Result<Poll, SourceError> {
-        let next = self.rx.as_ref().and_then(|rx| rx.recv().ok());
-        match next {
-            Some(Ok(mut batch)) => {
-                if out.is_empty() {
-                    std::mem::swap(out, &mut batch);
-                } else {
-                    out.append(&mut batch);
-                }
-                Ok(Poll::Events)
-            }
-            Some(Err(e)) => {
-                self.join()?;
-                Err(e.into())
-            }
-            None => {
-                self.join()?;
-                Ok(Poll::End)
-            }
-        }
+        self.decoder.poll(out)
     }
 
     fn stop(&mut self) {
-        // Dropping the receiver ends the decoder at its next send.
-        self.rx = None;
+        self.decoder.stop();
     }
 
     fn summary(&self) -> Summary {
-        self.summary.clone()
-    }
-}
-
-impl Drop for FileSource {
-    fn drop(&mut self) {
-        let _ = self.join();
+        self.decoder.summary()
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! A source yields batches of [`Event`]s in stream order plus the header that describes them.
 
+mod background;
 pub mod file;
 pub mod live;
 pub mod markers;
@@ -43,6 +44,15 @@ impl Log {
             .lock()
             .map(|q| q.iter().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+/// Moves `batch` to the end of `out` (without copying when `out` is empty).
+pub(crate) fn append(out: &mut Vec<Event>, mut batch: Vec<Event>) {
+    if out.is_empty() {
+        *out = batch;
+    } else {
+        out.append(&mut batch);
     }
 }
 

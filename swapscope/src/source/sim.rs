@@ -1,9 +1,10 @@
 //! A simulated workload as a source: the generator runs on a second thread and hands batches
 //! over a bounded channel, so a stream of any length is never held whole.
 
-use std::{sync::mpsc, thread::JoinHandle};
-
-use super::{Poll, Source, SourceError, Summary};
+use super::{
+    Poll, Source, SourceError, Summary,
+    background::{Background, Sender},
+};
 use crate::{
     alloc::{self, AllocatorModel, Extent},
     engine::{SlotMap, stream_key},
@@ -18,8 +19,7 @@ const IN_FLIGHT: usize = 4;
 /// The events of one workload.
 pub struct SimSource {
     header: RecordingHeader,
-    rx: Option<mpsc::Receiver<Vec<Event>>>,
-    generator: Option<JoinHandle<()>>,
+    generator: Background,
 }
 
 impl SimSource {
@@ -31,38 +31,22 @@ impl SimSource {
             nr_cpus: spec.cpus,
             ..RecordingHeader::default()
         };
-        let (tx, rx) = mpsc::sync_channel::<Vec<Event>>(IN_FLIGHT);
-        let generator = std::thread::Builder::new()
-            .name("swapscope-simulate".into())
-            .spawn(move || {
-                // `validate` passed above, so the only error left is a closed channel.
-                let _ = workload::stream(&spec, &mut |batch| {
-                    tx.send(std::mem::replace(
-                        batch,
-                        Vec::with_capacity(workload::BATCH),
-                    ))
-                    .is_ok()
-                });
-            })
-            .map_err(|e| SourceError::Host(format!("starting the workload thread: {e}")))?;
-        Ok(SimSource {
-            header,
-            rx: Some(rx),
-            generator: Some(generator),
-        })
+        let generator = Background::spawn("simulate", IN_FLIGHT, move |tx: Sender| {
+            // `validate` passed above, so the only error left is a closed channel.
+            let _ = workload::stream(&spec, &mut |batch| {
+                tx.send(Ok(std::mem::replace(
+                    batch,
+                    Vec::with_capacity(workload::BATCH),
+                )))
+            });
+            Summary::default()
+        })?;
+        Ok(SimSource { header, generator })
     }
 
     /// Sets the command line the header keeps (what `simulate -o` records).
     pub fn set_command_line(&mut self, line: String) {
         self.header.command_line = line;
-    }
-
-    fn join(&mut self) -> Result<(), SourceError> {
-        self.rx = None;
-        if let Some(h) = self.generator.take() {
-            h.join().map_err(|_| SourceError::Thread("workload"))?;
-        }
-        Ok(())
     }
 }
 
@@ -72,34 +56,15 @@ impl Source for SimSource {
     }
 
     fn poll(&mut self, out: &mut Vec<Event>) -> Result<Poll, SourceError> {
-        match self.rx.as_ref().and_then(|rx| rx.recv().ok()) {
-            Some(mut batch) => {
-                if out.is_empty() {
-                    std::mem::swap(out, &mut batch);
-                } else {
-                    out.append(&mut batch);
-                }
-                Ok(Poll::Events)
-            }
-            None => {
-                self.join()?;
-                Ok(Poll::End)
-            }
-        }
+        self.generator.poll(out)
     }
 
     fn stop(&mut self) {
-        self.rx = None;
+        self.generator.stop();
     }
 
     fn summary(&self) -> Summary {
-        Summary::default()
-    }
-}
-
-impl Drop for SimSource {
-    fn drop(&mut self) {
-        let _ = self.join();
+        self.generator.summary()
     }
 }
 

@@ -19,6 +19,32 @@ use self::setup::{Cgroup, LoopSwap, MthpSetting, SetupError, ZramSwap};
 pub use self::toucher::Pattern;
 use crate::{host, signal};
 
+/// `swapscope stress` arguments of the demo workload (`live --demo`, `record --demo`, `cargo
+/// xtask run`): a 600 MiB sequential toucher in a 256 MiB cgroup, swapping to a temporary 1 GiB
+/// zram device with 64 KiB mTHP, until stopped.
+pub const DEMO_ARGS: &[&str] = &[
+    "--pattern",
+    "sequential",
+    "--zram",
+    "1024",
+    "--mthp",
+    "64K",
+    "--limit",
+    "256",
+    "--size",
+    "600",
+    "--passes",
+    "1000000",
+];
+
+/// The command line of the demo workload run by the swapscope binary `exe`.
+pub fn demo_command(exe: &std::path::Path) -> Vec<String> {
+    std::iter::once(exe.display().to_string())
+        .chain(std::iter::once("stress".to_string()))
+        .chain(DEMO_ARGS.iter().map(|s| s.to_string()))
+        .collect()
+}
+
 #[derive(Clone, Debug)]
 pub struct StressOptions {
     pub pattern: Pattern,
