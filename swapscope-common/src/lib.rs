@@ -7,7 +7,7 @@
 #![no_std]
 
 /// Version of the BPF event layouts below.
-pub const SCHEMA_VERSION: u16 = 1;
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// Kinds of BPF events. The first field of every BPF event is an [`EventHeader`] naming its kind.
 pub mod kind {
@@ -87,10 +87,13 @@ pub struct AllocEvent {
     pub swap_val: u64,
     pub pid_tgid: u64,
     /// 1 if the kernel allocated slots, 0 if not.
-    pub success: u32,
+    pub success: u8,
     /// Folio order (0 for a small folio).
     pub order: u8,
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
+    /// Time from the entry of the allocation hook to its exit in this task, in ns (saturated),
+    /// or 0 when the entry was not seen (schema 2).
+    pub latency_ns: u32,
 }
 const _: () = assert!(core::mem::size_of::<AllocEvent>() == 48);
 

@@ -11,7 +11,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     macros::{btf_tracepoint, fentry, fexit, map},
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, FExitContext},
 };
 use aya_log_ebpf::{info, warn};
@@ -55,6 +55,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::NR, 0
 /// through map memory turns the value into a plain scalar.
 #[map]
 static SCRATCH: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// When each task entered the allocation hook (`req_start`), for the request latency.
+#[map]
+static REQ_START: HashMap<u64, u64> = HashMap::with_max_entries(8192, 0);
 
 /// One flag per diagnostic that is logged once per session (aya-log, [`once`]).
 #[map]
@@ -273,14 +277,26 @@ unsafe fn emit_alloc<C: EbpfContext>(ctx: &C, folio: *const u8, success: bool) -
     let Some((swap_val, ptr)) = launder(raw_swap, folio as u64) else {
         return 0;
     };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let hdr = header(kind::ALLOC, core::mem::size_of::<AllocEvent>());
+    // SAFETY: a map lookup; the value is copied out before the entry is removed.
+    let started = unsafe { REQ_START.get(&pid_tgid).copied() };
+    let latency_ns = match started {
+        Some(t0) => {
+            let _ = REQ_START.remove(&pid_tgid);
+            hdr.ts_ns.saturating_sub(t0).min(u64::from(u32::MAX)) as u32
+        }
+        None => 0,
+    };
     let ev = AllocEvent {
-        header: header(kind::ALLOC, core::mem::size_of::<AllocEvent>()),
+        header: hdr,
         folio_id: (ptr >> 6) ^ l.id_key,
         swap_val: if success { swap_val } else { 0 },
-        pid_tgid: bpf_get_current_pid_tgid(),
-        success: u32::from(success),
+        pid_tgid,
+        success: u8::from(success),
         order,
-        _pad: [0; 3],
+        _pad: [0; 2],
+        latency_ns,
     };
     if EVENTS.output::<AllocEvent>(&ev, 0).is_err() {
         dropped(ctx);
@@ -293,6 +309,17 @@ unsafe fn emit_alloc<C: EbpfContext>(ctx: &C, folio: *const u8, success: bool) -
             u32::from(success)
         );
     }
+    0
+}
+
+/// The entry of whichever allocation hook the planner chose (the loader attaches it to that
+/// function): notes when this task's request started, so its exit can report the latency.
+#[fentry(function = "folio_alloc_swap")]
+pub fn req_start(_ctx: FEntryContext) -> u32 {
+    let k = bpf_get_current_pid_tgid();
+    // SAFETY: plain helper call.
+    let t = unsafe { bpf_ktime_get_boot_ns() };
+    let _ = REQ_START.insert(&k, &t, 0);
     0
 }
 

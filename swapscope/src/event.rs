@@ -155,6 +155,9 @@ impl Event {
                     }
                     AllocResult::Unknown => s.push('?'),
                 }
+                if let Some(ns) = a.latency_ns {
+                    let _ = write!(s, " in {:.1}µs", f64::from(ns) / 1e3);
+                }
             }
             Event::Free(f) => {
                 let dev = if f.swap_type == virtual_slot::SWAP_TYPE {
@@ -417,6 +420,9 @@ pub struct Alloc {
     /// Identifies the folio/allocation across events (e.g. a simulated folio id, or pfn).
     pub id: u64,
     pub result: AllocResult,
+    /// Full tier: how long the kernel took to answer (entry to exit of the allocation hook in
+    /// this task), when the entry was seen.
+    pub latency_ns: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

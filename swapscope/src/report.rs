@@ -559,6 +559,7 @@ mod tests {
                 order,
                 id,
                 result,
+                latency_ns: None,
             })
         };
         let split = |id| {

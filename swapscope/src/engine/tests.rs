@@ -26,6 +26,7 @@ fn alloc(cpu: u32, order: u8, id: u64, result: AllocResult) -> Event {
         order,
         id,
         result,
+        latency_ns: None,
     })
 }
 

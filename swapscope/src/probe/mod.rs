@@ -44,6 +44,8 @@ pub enum ProbeError {
 
 /// The tracepoint-tier write-out probe.
 pub const WRITEOUT_TP: &str = "mm_vmscan_write_folio";
+/// The fentry program timing requests, attached to whichever allocation hook the plan chose.
+const REQ_START: &str = "req_start";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
@@ -423,6 +425,25 @@ impl LiveProbe {
         );
         if let Some(p) = plan.first_mut() {
             p.detail = "writeout: attached".into();
+        }
+        // The entry of the chosen allocation hook, for each request's latency.
+        if let Some(c) = attached.iter().find(|c| c.feeds == "alloc") {
+            let timing = Candidate {
+                feeds: "alloc-timing",
+                program: REQ_START,
+                hook: Hook::FEntry,
+                ..**c
+            };
+            let r = attach_candidate(&mut ebpf, &btf, &timing);
+            plan.push(ProbeStatus {
+                name: c.func.into(),
+                kind: "fentry".into(),
+                attached: r.is_ok(),
+                detail: match r {
+                    Ok(()) => "alloc-timing: attached (request latency)".into(),
+                    Err(why) => format!("alloc-timing: {why} (requests are not timed)"),
+                },
+            });
         }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(ProbeError::Map("EVENTS"))?)
             .map_err(|e| ProbeError::Load(e.to_string()))?;

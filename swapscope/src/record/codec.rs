@@ -25,9 +25,11 @@ pub mod kind {
     pub const FREE: u16 = 8;
     pub const MARKER: u16 = 9;
     pub const SPLIT: u16 = 10;
+    /// An alloc with the kernel's answer time (format 1.1): the alloc body, then `latency u32`.
+    pub const ALLOC_TIMED: u16 = 11;
 
     /// Every kind this version reads and writes, with its name: the one table of record kinds.
-    pub const ALL: [(u16, &str); 10] = [
+    pub const ALL: [(u16, &str); 11] = [
         (WRITEOUT, "writeout"),
         (COUNTERS, "counters"),
         (DEVICES, "devices"),
@@ -38,6 +40,7 @@ pub mod kind {
         (FREE, "free"),
         (MARKER, "marker"),
         (SPLIT, "split"),
+        (ALLOC_TIMED, "alloc-timed"),
     ];
 
     /// The name of a known kind.
@@ -58,6 +61,7 @@ pub fn kind_of(ev: &Event) -> u16 {
         Event::Lost(_) => kind::LOST,
         Event::SwapOn(_) => kind::SWAP_ON,
         Event::SwapOff(_) => kind::SWAP_OFF,
+        Event::Alloc(a) if a.latency_ns.is_some() => kind::ALLOC_TIMED,
         Event::Alloc(_) => kind::ALLOC,
         Event::Free(_) => kind::FREE,
         Event::Marker(_) => kind::MARKER,
@@ -123,6 +127,7 @@ pub fn encode_event(ev: &Event, swp_type_shift: u8, out: &mut Vec<u8>) -> Result
             order,
             id,
             result,
+            latency_ns,
         }) => {
             put_u64(out, *ts_ns);
             put_u32(out, *cpu);
@@ -136,6 +141,9 @@ pub fn encode_event(ev: &Event, swp_type_shift: u8, out: &mut Vec<u8>) -> Result
                     put_u64(out, *offset);
                 }
                 AllocResult::Failure => out.push(2),
+            }
+            if let Some(ns) = latency_ns {
+                put_u32(out, *ns);
             }
         }
         Event::Free(Free {
@@ -223,7 +231,14 @@ pub fn decode_alloc_free(kind: u16, b: &[u8]) -> Option<Event> {
             offset: u64_at(13)?,
             nr: u32_at(21)?,
         })),
-        (kind::ALLOC, len) => {
+        (kind::ALLOC | kind::ALLOC_TIMED, len) => {
+            // An ALLOC_TIMED body is an ALLOC body and 4 bytes of latency.
+            let (len, latency_ns) = if kind == kind::ALLOC_TIMED {
+                let l = len.checked_sub(4)?;
+                (l, Some(u32_at(l)?))
+            } else {
+                (len, None)
+            };
             let result = match (*b.get(21)?, len) {
                 (0, 22) => AllocResult::Unknown,
                 (2, 22) => AllocResult::Failure,
@@ -239,6 +254,7 @@ pub fn decode_alloc_free(kind: u16, b: &[u8]) -> Option<Event> {
                 order: *b.get(12)?,
                 id: u64_at(13)?,
                 result,
+                latency_ns,
             }))
         }
         _ => None,
@@ -294,7 +310,7 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             ts_ns,
             swap_type: d.u8()?,
         }),
-        kind::ALLOC => {
+        kind::ALLOC | kind::ALLOC_TIMED => {
             let cpu = d.u32()?;
             let order = d.u8()?;
             let id = d.u64()?;
@@ -307,12 +323,18 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
                 2 => AllocResult::Failure,
                 _ => return Err("unknown alloc result tag"),
             };
+            let latency_ns = if kind == kind::ALLOC_TIMED {
+                Some(d.u32()?)
+            } else {
+                None
+            };
             Event::Alloc(Alloc {
                 ts_ns,
                 cpu,
                 order,
                 id,
                 result,
+                latency_ns,
             })
         }
         kind::FREE => Event::Free(Free {
@@ -533,13 +555,16 @@ pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
             let id = d.u64().ok()?;
             let swap_val = d.u64().ok()?;
             let _pid_tgid = d.u64().ok()?;
-            let success = d.u32().ok()? != 0;
+            let success = d.u8().ok()? != 0;
             let order = d.u8().ok()?;
+            let _pad = d.bytes(2).ok()?;
+            let latency = d.u32().ok()?;
             Event::Alloc(Alloc {
                 ts_ns,
                 cpu,
                 order,
                 id,
+                latency_ns: (latency != 0).then_some(latency),
                 result: if success {
                     AllocResult::Success {
                         swap_type: (swap_val >> shift) as u8,
@@ -792,15 +817,17 @@ pub(crate) mod tests {
                     (any::<u8>(), any::<u64>()).prop_map(|(swap_type, offset)| {
                         AllocResult::Success { swap_type, offset }
                     }),
-                ]
+                ],
+                proptest::option::of(any::<u32>())
             )
-                .prop_map(|(ts_ns, cpu, order, id, result)| {
+                .prop_map(|(ts_ns, cpu, order, id, result, latency_ns)| {
                     Event::Alloc(Alloc {
                         ts_ns,
                         cpu,
                         order,
                         id,
                         result,
+                        latency_ns,
                     })
                 }),
             (ts, any::<u32>(), any::<u8>(), any::<u64>(), any::<u32>()).prop_map(
@@ -855,7 +882,7 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_never_panic(k in 0u16..12, body in prop::collection::vec(any::<u8>(), 0..80)) {
+        fn arbitrary_bodies_never_panic(k in 0u16..13, body in prop::collection::vec(any::<u8>(), 0..80)) {
             let _ = decode_record(k, &body, SHIFT);
         }
     }
@@ -865,7 +892,7 @@ pub(crate) mod tests {
         let mut kinds: Vec<u16> = kind::ALL.iter().map(|(k, _)| *k).collect();
         kinds.sort_unstable();
         kinds.dedup();
-        assert_eq!(kinds, (1..=10).collect::<Vec<u16>>());
+        assert_eq!(kinds, (1..=11).collect::<Vec<u16>>());
     }
 
     #[test]
@@ -968,7 +995,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_decode_to_none_and_bad_tags_are_errors() {
-        assert!(matches!(decode_record(11, b"whatever", SHIFT), Ok(None)));
+        assert!(matches!(decode_record(12, b"whatever", SHIFT), Ok(None)));
         assert!(matches!(decode_record(0xffff, &[], SHIFT), Ok(None)));
         let ev = Event::Alloc(Alloc {
             ts_ns: 1,
@@ -976,6 +1003,7 @@ pub(crate) mod tests {
             order: 4,
             id: 5,
             result: AllocResult::Failure,
+            latency_ns: None,
         });
         let mut body = Vec::new();
         let k = encode_event(&ev, SHIFT, &mut body).ok();
@@ -1033,7 +1061,8 @@ pub(crate) mod tests {
             pid_tgid: 5,
             success: 1,
             order: 4,
-            _pad: [0; 3],
+            _pad: [0; 2],
+            latency_ns: 1234,
         };
         assert_eq!(
             from_bpf(&bpf_bytes(&a), 58),
@@ -1045,7 +1074,8 @@ pub(crate) mod tests {
                 result: AllocResult::Success {
                     swap_type: 1,
                     offset: 4096
-                }
+                },
+                latency_ns: Some(1234),
             }))
         );
         let f = FreeEvent {

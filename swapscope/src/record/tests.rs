@@ -712,7 +712,7 @@ proptest! {
     fn alloc_free_fast_path_matches_the_general_decoder(
         ts in any::<u64>(), cpu in any::<u32>(), order in any::<u8>(), id in any::<u64>(),
         result in 0u8..3, ty in any::<u8>(), off in any::<u64>(), nr in any::<u32>(),
-        cut in 0usize..40, junk in any::<u8>(),
+        cut in 0usize..40, junk in any::<u8>(), latency in proptest::option::of(any::<u32>()),
     ) {
         use crate::event::{Alloc, AllocResult, Free};
         let alloc = Event::Alloc(Alloc {
@@ -725,6 +725,7 @@ proptest! {
                 1 => AllocResult::Success { swap_type: ty, offset: off },
                 _ => AllocResult::Failure,
             },
+            latency_ns: latency,
         });
         let free = Event::Free(Free { ts_ns: ts, cpu, swap_type: ty, offset: off, nr });
         for ev in [alloc, free] {

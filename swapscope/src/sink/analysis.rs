@@ -95,6 +95,8 @@ const MAX_MARKERS: usize = 1000;
 
 #[derive(Default)]
 struct Latency {
+    /// Per order: the kernel's answer time for requests (full tier).
+    request: Vec<Option<Histogram<u64>>>,
     interarrival: Vec<Option<Histogram<u64>>>,
     last_writeout: [Option<Ts>; NR_ORDERS],
     to_writeout: Option<Histogram<u64>>,
@@ -275,6 +277,14 @@ impl Analysis {
                 let o = usize::from(a.order).min(NR_ORDERS - 1);
                 self.requests[o] += 1;
                 self.cur.requests[o] += 1;
+                if let Some(ns) = a.latency_ns.filter(|_| self.cfg.views) {
+                    if self.lat.request.len() < NR_ORDERS {
+                        self.lat.request.resize_with(NR_ORDERS, || None);
+                    }
+                    if let Some(h) = self.lat.request.get_mut(o) {
+                        record(h, u64::from(ns));
+                    }
+                }
                 match a.result {
                     AllocResult::Failure => {
                         self.failures[o] += 1;
@@ -576,6 +586,11 @@ impl Analysis {
             maps.push(m);
         }
         let mut latency = Vec::new();
+        for (o, h) in self.lat.request.iter().enumerate() {
+            if let Some(h) = h {
+                latency.push(latency_row("request (kernel)", Some(o as u8), h));
+            }
+        }
         for (o, h) in self.lat.interarrival.iter().enumerate() {
             if let Some(h) = h {
                 latency.push(latency_row("between write-outs", Some(o as u8), h));
@@ -587,8 +602,8 @@ impl Analysis {
         let mut latency_limits = Vec::new();
         if !self.info.full_tier() {
             latency_limits.push(
-                "allocation request latency and allocation → write-out delay need the full \
-                 probe tier (fentry/fexit); this stream has write-outs only"
+                "request latency and request → write-out delay need the full probe tier \
+                 (fentry/fexit); this stream has write-outs only"
                     .to_string(),
             );
         } else if self.info.tier == "simulated" {
@@ -598,11 +613,16 @@ impl Analysis {
                     .to_string(),
             );
         }
-        latency_limits.push(
-            "allocation request latency (entry to exit of the allocation hook) is not recorded \
-             by this version's probes"
-                .to_string(),
-        );
+        if self.info.tier == "full"
+            && self.kinds.allocs > 0
+            && self.lat.request.iter().all(Option::is_none)
+        {
+            latency_limits.push(
+                "the requests carry no timing: recorded before format 1.1, or the entry of the \
+                 allocation hook did not attach (see the probe plan)"
+                    .to_string(),
+            );
+        }
         let first = self.first_ts.unwrap_or(0);
         let peaks = self
             .peaks

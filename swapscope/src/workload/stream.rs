@@ -140,6 +140,7 @@ impl<'e> Stream<'e> {
             order,
             id,
             result: AllocResult::Unknown,
+            latency_ns: None,
         }));
         let n = 1u32 << order;
         let mut live = [0u64; 8];

@@ -84,14 +84,20 @@ impl Tmux {
 
     /// Waits until the screen shows `text` (panics with the screen after `secs`).
     pub fn wait_for(&self, text: &str, secs: u64) -> String {
+        self.wait_for_all(&[text], secs)
+    }
+
+    /// Waits until the screen shows every one of `texts` at once (a frame may be captured while
+    /// it is being drawn, so one string alone can show before the rest).
+    pub fn wait_for_all(&self, texts: &[&str], secs: u64) -> String {
         let end = Instant::now() + Duration::from_secs(secs);
         loop {
             let s = self.capture();
-            if s.contains(text) {
+            if texts.iter().all(|t| s.contains(t)) {
                 return s;
             }
             if Instant::now() > end {
-                panic!("waited {secs} s for {text:?}; the screen:\n{s}");
+                panic!("waited {secs} s for {texts:?}; the screen:\n{s}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
