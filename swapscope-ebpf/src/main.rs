@@ -11,7 +11,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     macros::{btf_tracepoint, fentry, fexit, map},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, FExitContext},
 };
 use aya_log_ebpf::{info, warn};
@@ -56,9 +56,14 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::NR, 0
 #[map]
 static SCRATCH: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
-/// When each task entered the allocation hook (`req_start`), for the request latency.
+/// Per CPU: which task entered the allocation hook last, and when (`req_start`), for the
+/// request latency. A per-CPU slot, not a hash map: hash map updates take a bucket lock whose
+/// release is a preemption point inside the program, and a task preempted inside a program
+/// makes the kernel skip that program for every other task on the CPU (`recursion_misses`).
+/// A request whose task was preempted and migrated, or interleaved with another on the same
+/// CPU, finds another task's entry and is reported untimed.
 #[map]
-static REQ_START: HashMap<u64, u64> = HashMap::with_max_entries(8192, 0);
+static REQ_START: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
 /// One flag per diagnostic that is logged once per session (aya-log, [`once`]).
 #[map]
@@ -279,13 +284,18 @@ unsafe fn emit_alloc<C: EbpfContext>(ctx: &C, folio: *const u8, success: bool) -
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     let hdr = header(kind::ALLOC, core::mem::size_of::<AllocEvent>());
-    // SAFETY: a map lookup; the value is copied out before the entry is removed.
-    let started = unsafe { REQ_START.get(&pid_tgid).copied() };
-    let latency_ns = match started {
-        Some(t0) => {
-            let _ = REQ_START.remove(&pid_tgid);
-            hdr.ts_ns.saturating_sub(t0).min(u64::from(u32::MAX)) as u32
-        }
+    let latency_ns = match REQ_START.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; programs run with migration disabled, so nothing else on
+        // this CPU writes it while this one runs (a preempting task's program is skipped).
+        Some(p) => unsafe {
+            let [task, t0] = core::ptr::read_volatile(p);
+            if task == pid_tgid && t0 != 0 && t0 <= hdr.ts_ns {
+                core::ptr::write_volatile(p, [0, 0]);
+                (hdr.ts_ns - t0).clamp(1, u64::from(u32::MAX)) as u32
+            } else {
+                0
+            }
+        },
         None => 0,
     };
     let ev = AllocEvent {
@@ -316,10 +326,13 @@ unsafe fn emit_alloc<C: EbpfContext>(ctx: &C, folio: *const u8, success: bool) -
 /// function): notes when this task's request started, so its exit can report the latency.
 #[fentry(function = "folio_alloc_swap")]
 pub fn req_start(_ctx: FEntryContext) -> u32 {
-    let k = bpf_get_current_pid_tgid();
+    let task = bpf_get_current_pid_tgid();
     // SAFETY: plain helper call.
     let t = unsafe { bpf_ktime_get_boot_ns() };
-    let _ = REQ_START.insert(&k, &t, 0);
+    if let Some(p) = REQ_START.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot (see REQ_START).
+        unsafe { core::ptr::write_volatile(p, [task, t]) };
+    }
     0
 }
 

@@ -75,12 +75,18 @@ fn live_tui_with_the_demo_counts_what_the_kernel_counts() {
     let dir = tmpdir("live-tui");
     let summary = dir.join("summary.json");
     let rc = dir.join("rc");
+    let pid = dir.join("pid");
+    let rec = dir.join("live.swsc");
+    let fifo = dir.join("markers");
     let swaps_before = swaps();
     let t = Tmux::start(
         &format!(
-            "{EXE} live --demo --summary-json {}; echo $? > {}; sleep 120",
-            summary.display(),
-            rc.display()
+            "sh -c 'echo $$ > {pid}; exec {EXE} live --demo --record {rec} --marker-fifo {fifo} --summary-json {summary}'; echo $? > {rc}; sleep 120",
+            pid = pid.display(),
+            rec = rec.display(),
+            fifo = fifo.display(),
+            summary = summary.display(),
+            rc = rc.display(),
         ),
         160,
         48,
@@ -88,6 +94,15 @@ fn live_tui_with_the_demo_counts_what_the_kernel_counts() {
     t.wait_for("● live", 30);
     // 64 KiB write-outs show up in the Overview once the demo swaps.
     t.wait_for("64K", 60);
+    // Markers from the three inputs: the m key, SIGUSR1, the FIFO.
+    t.keys(&["m", "k", "e", "y", "Enter"]);
+    let live_pid = wait_file(&pid, 5).trim().to_string();
+    let st = Command::new("kill")
+        .args(["-USR1", &live_pid])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(st.success(), "kill -USR1 {live_pid}");
+    fs::write(&fifo, "from the fifo\n").unwrap_or_else(|e| panic!("writing the FIFO: {e}"));
     // About 20 s of watching, through every view.
     for key in ["2", "3", "4", "5", "1", "2", "5", "1"] {
         t.keys(&[key]);
@@ -121,6 +136,21 @@ fn live_tui_with_the_demo_counts_what_the_kernel_counts() {
         "the analysis fell behind"
     );
     assert_eq!(w4, k4, "64 KiB write-outs vs the kernel's swpout delta");
+    // The recording kept the markers, and the FIFO swapscope created is gone.
+    let out = Command::new(EXE)
+        .arg("dump")
+        .arg(&rec)
+        .output()
+        .unwrap_or_else(|e| panic!("dump: {e}"));
+    let dump = String::from_utf8_lossy(&out.stdout);
+    let markers: Vec<&str> = dump.lines().filter(|l| l.contains(" marker ")).collect();
+    for want in ["\"key\"", "\"SIGUSR1 ", "\"from the fifo\""] {
+        assert!(
+            markers.iter().any(|l| l.contains(want)),
+            "no marker {want} in {markers:?}"
+        );
+    }
+    assert!(!fifo.exists(), "the marker FIFO was left behind");
 }
 
 #[test]

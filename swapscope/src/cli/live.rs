@@ -41,7 +41,7 @@ pub struct ViewArgs {
     /// 1000; 10 for a simulated stream, whose events are 1 µs apart).
     #[arg(long, value_name = "MS")]
     pub interval: Option<u64>,
-    /// No terminal: draw this many frames (every view, a quarter-second apart) and stop.
+    /// No terminal: draw this many frames (every view, a second apart) and stop.
     #[arg(long, value_name = "FRAMES")]
     pub headless: Option<u32>,
     /// With --headless: append every frame, as text, to this file.
@@ -129,7 +129,7 @@ fn display(v: &ViewArgs) -> Display {
     match v.headless {
         Some(frames) => Display::Headless {
             frames,
-            every: Duration::from_millis(250),
+            every: Duration::from_secs(1),
             width: 160,
             height: 48,
             dump: v.frame_dump.clone(),

@@ -87,7 +87,48 @@ impl Drop for Fifo {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use super::*;
+
+    #[test]
+    fn fifo_lines_become_labels_and_a_created_fifo_is_removed() {
+        let dir = std::env::temp_dir().join(format!("swapscope-fifo-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("markers");
+        let _ = std::fs::remove_file(&path);
+        let inbox = Inbox::default();
+        let fifo = match Fifo::start(&path, inbox.clone()) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        // Two writers, one after the other: the reader survives the first one closing.
+        for line in ["iteration 1\n", "\n", "iteration 2\n"] {
+            match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(mut w) => {
+                    let _ = w.write_all(line.as_bytes());
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let mut got = Vec::new();
+        for _ in 0..200 {
+            got.extend(inbox.take());
+            if got.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(got, ["iteration 1", "iteration 2"]);
+        drop(fifo);
+        assert!(!path.exists(), "the FIFO it created is removed");
+        // A path that is not a FIFO is refused, and left alone.
+        let file = dir.join("plain");
+        let _ = std::fs::write(&file, "x");
+        assert!(Fifo::start(&file, Inbox::default()).is_err());
+        assert!(file.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn inbox_trims_cuts_and_drains() {

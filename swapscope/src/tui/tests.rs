@@ -1,6 +1,6 @@
-//! Snapshot tests of every view at 80×24 and 160×48, on the three recordings under
-//! tests/data: a tracepoint-tier host recording, a full-tier VM recording (Debian 7.3, the
-//! thp-fragment scenario) and a simulate recording. Each is read up to a fixed share of its
+//! Snapshot tests of every view at 80×24 and 160×48, on three recordings under tests/data: a
+//! tracepoint-tier host recording, a full-tier VM recording with request timing (Debian 7.3, the
+//! thp-fragment scenario, format 1.1) and a simulate recording. Each is read up to a fixed share of its
 //! events, so the maps are mid-run, not after the swapoff.
 
 use std::path::PathBuf;
@@ -123,7 +123,7 @@ fn views_of_a_tracepoint_tier_host_recording() {
 
 #[test]
 fn views_of_a_full_tier_vm_recording() {
-    all_views("vm-7.3-full-frag.swsc", 0.55, "full");
+    all_views("vm-7.3-full-timed.swsc", 0.55, "full");
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn views_of_a_simulate_recording() {
 #[test]
 fn the_cursor_inspects_a_cluster_and_the_help_lists_the_keys() {
     use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-    let snap = snapshot_of("vm-7.3-full-frag.swsc", 0.55);
+    let snap = snapshot_of("vm-7.3-full-timed.swsc", 0.55);
     let st = status(&snap);
     let mut ui = Ui::new(Mode::Replay);
     let key = |c| KeyEvent::new(c, KeyModifiers::NONE);
@@ -191,7 +191,7 @@ fn events_filters_by_kind_order_and_pid() {
 #[ignore = "prints the captures docs/tui.md shows"]
 fn print_views_for_the_docs() {
     for (rec, share) in [
-        ("vm-7.3-full-frag.swsc", 0.55),
+        ("vm-7.3-full-timed.swsc", 0.55),
         ("host-6.18-tracepoint.swsc", 0.6),
     ] {
         let snap = snapshot_of(rec, share);

@@ -35,12 +35,15 @@ pub fn render(f: &mut Frame, area: Rect, snap: &Snapshot, ui: &Ui) {
     let sel = ui.latency_row.min(snap.latency.len() - 1);
     let table_h = snap.latency.len() as u16 + 3;
     let text_w = usize::from(area.width.saturating_sub(2)).max(1);
-    let limits_h = snap
-        .latency_limits
-        .iter()
-        .map(|l| (l.chars().count() + 2).div_ceil(text_w) as u16)
-        .sum::<u16>()
-        + 2;
+    let limits_h = if snap.latency_limits.is_empty() {
+        0
+    } else {
+        snap.latency_limits
+            .iter()
+            .map(|l| (l.chars().count() + 2).div_ceil(text_w) as u16)
+            .sum::<u16>()
+            + 2
+    };
     let [top, mid, bottom] = Layout::vertical([
         Constraint::Length(table_h),
         Constraint::Min(3),
@@ -108,10 +111,12 @@ pub fn render(f: &mut Frame, area: Rect, snap: &Snapshot, ui: &Ui) {
         let title = format!("{} {}", r.what, r.order.map_or(String::new(), folio_size));
         f.render_widget(Paragraph::new(lines).block(block(&title)), mid);
     }
-    f.render_widget(
-        Paragraph::new(limits)
-            .block(block("not shown"))
-            .wrap(Wrap { trim: true }),
-        bottom,
-    );
+    if limits_h > 0 {
+        f.render_widget(
+            Paragraph::new(limits)
+                .block(block("not shown"))
+                .wrap(Wrap { trim: true }),
+            bottom,
+        );
+    }
 }
