@@ -794,7 +794,7 @@ fn shared_libs(exe: &Path) -> Result<Vec<PathBuf>> {
 
 /// `stress` arguments of the TUI check: the frag pattern, shorter.
 const TUI_STRESS: &str =
-    "--pattern thp-fragment --zram 64 --mthp 64K --limit 1024 --size 60 --passes 10";
+    "--pattern thp-fragment --zram 64 --mthp 64K --limit 1024 --size 60 --passes 6";
 
 /// The TUI check (full-tier kernels): `live` headless with a recording, then `replay` of that
 /// recording headless; their device maps at peak occupancy must agree (docs/vm-tests.md).
@@ -1085,7 +1085,9 @@ fn run_kernel(spec: &Spec, apt: &Apt, cache: &Path, exe: &Path, args: &VmArgs) -
     fs::create_dir_all(&work.path)?;
     let initrd = work.path.join("initrd.cpio.gz");
     let scenarios = scenarios(spec);
-    build_initramfs(exe, &mods, &initrd, &scenarios, spec.full_tier)?;
+    // The TUI scenario checks the viewer, not SMP behaviour: once, with one vCPU.
+    let tui = spec.full_tier && args.smp == 1;
+    build_initramfs(exe, &mods, &initrd, &scenarios, tui)?;
     let disk = work.path.join("results.img");
     fs::File::create(&disk)?.set_len(256 << 20)?;
     let serial = run_dir.join("serial.log");
@@ -1205,7 +1207,7 @@ fn check(
             &check_scenario(spec, dir, sc, smp).with_context(|| format!("scenario {}", sc.name))?,
         );
     }
-    if spec.full_tier {
+    if spec.full_tier && smp == 1 {
         s.push_str(&check_tui(dir).context("scenario tui")?);
     }
     Ok(s)
@@ -1322,13 +1324,12 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
     s.push_str(&format!(
         "    missed events (recursion_misses): {missed:?}\n"
     ));
-    if sc.exact_writeouts {
-        ensure!(
-            missed.values().all(|n| *n == 0),
-            "events were missed: {missed:?}"
-        );
-    }
-    if sc.exact_writeouts {
+    // The relations are exact when every write-out was delivered. A missed one (a task
+    // preempted inside the program on a preemptible kernel; `fork` always has some, `seq` now
+    // and then under TCG) makes them bounds: the shortfall must be covered by the reported
+    // misses, each at most one PMD folio.
+    let exact = sc.exact_writeouts && missed_writeout == 0;
+    if exact {
         ensure!(
             pages == pswpout,
             "Σ 2^order × write-outs {pages} != Δpswpout {pswpout}"
@@ -1342,13 +1343,22 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
             pages == pswpout || missed_writeout > 0,
             "write-outs short of the I/O ({pages} < {pswpout} pages) with no missed write-out event reported"
         );
+        ensure!(
+            pswpout - pages <= missed_writeout * 512,
+            "write-outs short of the I/O by {} pages, more than {missed_writeout} missed folios can hold",
+            pswpout - pages
+        );
     }
     if sc.mthp {
         ensure!(w4 > 0, "no 64 KiB folio was written out");
-        if sc.exact_writeouts {
+        if exact {
             ensure!(w4 == k4, "64 KiB write-outs {w4} != Δswpout[64K] {k4}");
         } else {
             ensure!(w4 <= k4, "64 KiB write-outs {w4} > Δswpout[64K] {k4}");
+            ensure!(
+                w4 + missed_writeout >= k4,
+                "64 KiB write-outs {w4} short of Δswpout[64K] {k4} by more than the {missed_writeout} missed"
+            );
         }
     }
     if spec.full_tier {
@@ -1363,7 +1373,7 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
         ));
         // A folio written once per slot it was given, unless a second process keeps a swap-cache
         // folio mapped: re-dirtied, it is written again without a new request.
-        if sc.exact_writeouts {
+        if sc.exact_writeouts && missed_alloc == 0 && missed_writeout == 0 {
             ensure!(
                 req4 - fail4 >= k4,
                 "successful order-4 requests {} < Δswpout[64K] {k4}",
