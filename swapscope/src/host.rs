@@ -76,6 +76,41 @@ pub fn open_marker_fifo(path: &Path) -> Result<(fs::File, bool), HostError> {
     Ok((f, created))
 }
 
+/// What [`wait_terminal_input`] saw on the terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TerminalInput {
+    /// Input is waiting (or stdin is not a terminal: let the terminal library look).
+    Ready,
+    Timeout,
+    /// The terminal went away (its emulator or tmux server closed): nobody is watching.
+    HungUp,
+}
+
+/// Waits up to `timeout` for input on stdin when it is a terminal, and tells a hung-up
+/// terminal apart (a terminal library reading a closed terminal may spin without returning).
+pub fn wait_terminal_input(timeout: std::time::Duration) -> TerminalInput {
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(0) } != 1 {
+        return TerminalInput::Ready;
+    }
+    let mut pfd = libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd for stdin, which stays open for the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if n <= 0 {
+        return TerminalInput::Timeout;
+    }
+    if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        TerminalInput::HungUp
+    } else {
+        TerminalInput::Ready
+    }
+}
+
 /// Asks a child process to stop (SIGTERM); a child that already exited is left alone.
 pub fn terminate(child: &std::process::Child) {
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {

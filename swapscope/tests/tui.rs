@@ -81,3 +81,43 @@ fn replay_in_a_terminal_through_every_view() {
         "swapscope replay exit status"
     );
 }
+
+#[test]
+fn replay_exits_when_its_terminal_goes_away() {
+    if !Tmux::available() {
+        eprintln!("SKIPPING: tmux is not installed (cargo xtask test installs it)");
+        return;
+    }
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sim-thp-fragment.swsc");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tui-hangup");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let pid = dir.join("pid");
+    let t = Tmux::start(
+        &format!(
+            "sh -c 'echo $$ > {}; exec {EXE} replay {} --speed 0.001'",
+            pid.display(),
+            data.display()
+        ),
+        100,
+        30,
+    );
+    t.wait_for("1 Overview", 20);
+    let pid = wait_file(&pid, 5).trim().to_string();
+    // The terminal goes away (the tmux server is killed): the replay must end, not spin.
+    drop(t);
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+    });
+    if !gone {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+    }
+    assert!(
+        gone,
+        "swapscope replay (pid {pid}) kept running after its terminal closed"
+    );
+}

@@ -332,17 +332,28 @@ fn terminal(ctx: &Ctx) -> Result<FrameStats, TuiError> {
         term.draw(|f| draw::draw(f, &snap, &ui, &status))
             .map_err(TuiError::Terminal)?;
         stats.add(t.elapsed());
-        if event::poll(ctx.frame.min(Duration::from_millis(250))).map_err(TuiError::Terminal)? {
-            match event::read().map_err(TuiError::Terminal)? {
-                TermEvent::Key(k) => {
-                    let a = ui.key(k, &snap);
-                    if ctx.act(a, &snap) {
-                        return Ok(stats);
-                    }
-                }
-                TermEvent::Resize(..) => {}
-                _ => {}
+        // Keys the terminal library already holds first; then wait on the terminal itself,
+        // which also tells when it went away.
+        let wait = ctx.frame.min(Duration::from_millis(250));
+        if !event::poll(Duration::ZERO).map_err(TuiError::Terminal)? {
+            match crate::host::wait_terminal_input(wait) {
+                crate::host::TerminalInput::HungUp => return Ok(stats),
+                crate::host::TerminalInput::Timeout => continue,
+                crate::host::TerminalInput::Ready => {}
             }
+            if !event::poll(wait).map_err(TuiError::Terminal)? {
+                continue;
+            }
+        }
+        match event::read().map_err(TuiError::Terminal)? {
+            TermEvent::Key(k) => {
+                let a = ui.key(k, &snap);
+                if ctx.act(a, &snap) {
+                    return Ok(stats);
+                }
+            }
+            TermEvent::Resize(..) => {}
+            _ => {}
         }
     }
 }
