@@ -140,8 +140,10 @@ pub mod counter {
     pub const HITS: u32 = 1;
     /// Hits filtered out (not a swap-backed folio with a swap entry).
     pub const FILTERED: u32 = 2;
+    /// Records submitted to the ring buffer (the programs look at its fill level every 16th).
+    pub const SUBMITTED: u32 = 3;
     /// Number of counters.
-    pub const NR: u32 = 3;
+    pub const NR: u32 = 4;
 }
 
 /// Kernel layout facts the loader reads from the running kernel's BTF and writes into the BPF

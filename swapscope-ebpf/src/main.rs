@@ -123,6 +123,37 @@ fn dropped<C: EbpfContext>(ctx: &C) {
     }
 }
 
+/// `bpf_ringbuf_output` flags and `bpf_ringbuf_query` selectors (uapi `BPF_RB_*`).
+const RB_NO_WAKEUP: u64 = 1;
+const RB_FORCE_WAKEUP: u64 = 2;
+const RB_AVAIL_DATA: u64 = 0;
+const RB_RING_SIZE: u64 = 1;
+
+/// Puts an event into the ring buffer without waking the consumer, which drains on a short
+/// timer (`probe::LiveProbe::drain`): a wake-up per record costs an irq_work and a context switch
+/// per event in the task that swaps. Every 16th record on a CPU looks at the fill level and, at
+/// a quarter full or more, wakes the consumer, so a burst cannot fill the ring between two
+/// timer ticks (looking at every record would cost two more helper calls each).
+#[inline(always)]
+fn submit<C: EbpfContext, T>(ctx: &C, ev: &T) {
+    let n = match COUNTERS.get_ptr_mut(counter::SUBMITTED) {
+        // SAFETY: this CPU's slot (see `bump`).
+        Some(p) => unsafe {
+            *p += 1;
+            *p
+        },
+        None => 0,
+    };
+    let flags = if n & 15 == 0 && EVENTS.query(RB_AVAIL_DATA) >= EVENTS.query(RB_RING_SIZE) / 4 {
+        RB_FORCE_WAKEUP
+    } else {
+        RB_NO_WAKEUP
+    };
+    if EVENTS.output::<T>(ev, flags).is_err() {
+        dropped(ctx);
+    }
+}
+
 /// Returns `(a, b)` as scalars (see [`SCRATCH`]), or `None` if the map lookup failed.
 #[inline(always)]
 fn launder(a: u64, b: u64) -> Option<(u64, u64)> {
@@ -214,9 +245,7 @@ pub fn mm_vmscan_write_folio(ctx: BtfTracePointContext) -> i32 {
         order,
         _pad: [0; 3],
     };
-    if EVENTS.output::<WriteoutEvent>(&ev, 0).is_err() {
-        dropped(&ctx);
-    }
+    submit(&ctx, &ev);
     if once(diag::FIRST_WRITEOUT) {
         info!(
             &ctx,
@@ -308,9 +337,7 @@ unsafe fn emit_alloc<C: EbpfContext>(ctx: &C, folio: *const u8, success: bool) -
         _pad: [0; 2],
         latency_ns,
     };
-    if EVENTS.output::<AllocEvent>(&ev, 0).is_err() {
-        dropped(ctx);
-    }
+    submit(ctx, &ev);
     if once(diag::FIRST_REQUEST) {
         info!(
             ctx,
@@ -389,9 +416,7 @@ unsafe fn emit_free<C: EbpfContext>(ctx: &C, si: *const u8, offset: u64, nr: u64
         swap_type: ty,
         _pad: [0; 3],
     };
-    if EVENTS.output::<FreeEvent>(&ev, 0).is_err() {
-        dropped(ctx);
-    }
+    submit(ctx, &ev);
     if once(diag::FIRST_FREE) {
         info!(
             ctx,
@@ -483,9 +508,7 @@ fn emit_split<C: EbpfContext>(ctx: &C, folio_ptr: u64, old_order: u8, new_order:
         new_order: new_order as u8,
         _pad: [0; 6],
     };
-    if EVENTS.output::<SplitEvent>(&ev, 0).is_err() {
-        dropped(ctx);
-    }
+    submit(ctx, &ev);
     if once(diag::FIRST_SPLIT) {
         info!(
             ctx,

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::{
     alloc::AllocatorModel,
-    engine::{self, Engine, EngineConfig, MarkerReport, ModelReport, StreamSummary},
+    engine::{self, Engine, EngineConfig, MarkerReport, ModelReport, Parallel, StreamSummary},
     event::{CounterSample, Event, Lost},
     host,
 };
@@ -108,11 +108,19 @@ pub struct Report {
     pub limits: Vec<String>,
 }
 
+/// Where the builder's engine runs.
+enum Shadows {
+    /// On the caller's thread: its state can be looked at any time (viewers).
+    Inline(Box<Engine>),
+    /// Split over threads (`report`): looked at only at the end.
+    Parallel(Parallel),
+}
+
 /// Builds a [`Report`] incrementally from events in stream order.
 #[derive(Default)]
 pub struct ReportBuilder {
     /// Shadow allocators to replay the stream through (none: no model comparison).
-    engine: Option<Engine>,
+    engine: Option<Shadows>,
     first_counters: Option<CounterSample>,
     last_counters: Option<CounterSample>,
     /// Every device seen in any `Devices` record, in order of first appearance, with its Used
@@ -139,7 +147,8 @@ impl ReportBuilder {
     /// A builder that also replays the stream through `models`.
     pub fn with_models(models: Vec<Box<dyn AllocatorModel>>) -> Self {
         ReportBuilder {
-            engine: (!models.is_empty()).then(|| Engine::new(models, EngineConfig::default())),
+            engine: (!models.is_empty())
+                .then(|| Shadows::Inline(Box::new(Engine::new(models, EngineConfig::default())))),
             ..Default::default()
         }
     }
@@ -148,18 +157,55 @@ impl ReportBuilder {
     /// occupancy).
     pub fn with_engine(models: Vec<Box<dyn AllocatorModel>>) -> Self {
         ReportBuilder {
-            engine: Some(Engine::new(models, EngineConfig::default())),
+            engine: Some(Shadows::Inline(Box::new(Engine::new(
+                models,
+                EngineConfig::default(),
+            )))),
             ..Default::default()
         }
     }
 
-    /// The engine, when the builder has one.
-    pub fn engine(&self) -> Option<&Engine> {
-        self.engine.as_ref()
+    /// A builder whose models run on up to `threads` threads (see [`Parallel`]); the report is
+    /// the same as with one. Its engine cannot be looked at before [`ReportBuilder::finish`].
+    pub fn with_models_parallel(
+        models: Vec<Box<dyn AllocatorModel>>,
+        threads: usize,
+    ) -> std::io::Result<Self> {
+        Ok(ReportBuilder {
+            engine: if models.is_empty() {
+                None
+            } else {
+                Some(Shadows::Parallel(Parallel::new(
+                    models,
+                    EngineConfig::default(),
+                    threads,
+                )?))
+            },
+            ..Default::default()
+        })
     }
 
+    /// The engine, when the builder has one on this thread.
+    pub fn engine(&self) -> Option<&Engine> {
+        match &self.engine {
+            Some(Shadows::Inline(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Feeds a batch of events (the engine, when parallel, gets the batch at once).
+    pub fn push_batch(&mut self, batch: &[Event]) {
+        if let Some(Shadows::Parallel(p)) = self.engine.as_mut() {
+            p.feed_batch(batch);
+        }
+        for ev in batch {
+            self.push(ev);
+        }
+    }
+
+    /// Feeds one event (a parallel engine is fed by [`ReportBuilder::push_batch`] only).
     pub fn push(&mut self, ev: &Event) {
-        if let Some(e) = self.engine.as_mut() {
+        if let Some(Shadows::Inline(e)) = self.engine.as_mut() {
             e.feed(ev);
         }
         let ts = ev.ts();
@@ -251,8 +297,19 @@ impl ReportBuilder {
         if let (Some(first), Some(last)) = (&self.first_counters, &self.last_counters) {
             r.kernel = kernel_deltas(first, last);
         }
-        if let Some(engine) = &self.engine {
-            let er = engine.report();
+        let er = match self.engine {
+            Some(Shadows::Inline(e)) => Some(e.report()),
+            Some(Shadows::Parallel(p)) => {
+                let f = p.finish();
+                if f.is_none() {
+                    r.warnings
+                        .push("an engine thread stopped unexpectedly: no model figures".into());
+                }
+                f.map(|f| f.report)
+            }
+            None => None,
+        };
+        if let Some(er) = er {
             if er.stream.allocs == 0 {
                 r.limits.push(
                     "no allocation requests in this stream (tracepoint tier: write-outs only, no \

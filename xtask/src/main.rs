@@ -52,6 +52,13 @@ enum Cmd {
         /// Print the table only; leave docs/performance.md alone.
         #[arg(long)]
         no_doc: bool,
+        /// Measure what the recorder costs a swap storm instead (root; builds the BPF object):
+        /// paired runs alone / recorded.
+        #[arg(long)]
+        live: bool,
+        /// With --live: pairs of runs.
+        #[arg(long, default_value_t = 5)]
+        pairs: u32,
     },
 }
 
@@ -67,9 +74,17 @@ fn main() -> ExitCode {
             .and_then(|()| host_packages(VM_PACKAGES))
             .and_then(|()| vm::vm(&args)),
         Cmd::Bench {
+            no_doc,
+            live: true,
+            pairs,
+            ..
+        } => setup().and_then(|()| bench_live(pairs, no_doc)),
+        Cmd::Bench {
             repeat,
             reuse,
             no_doc,
+            live: false,
+            ..
         } => bench(repeat, reuse, no_doc),
     };
     match r {
@@ -532,5 +547,32 @@ fn bench(repeat: u32, reuse: bool, no_doc: bool) -> Result<()> {
         cmd.arg("--doc").arg(root_dir().join("docs/performance.md"));
     }
     step("generating the recordings and measuring (a few minutes)");
+    run(&mut cmd)
+}
+
+fn bench_live(pairs: u32, no_doc: bool) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the live benchmark attaches BPF programs and makes the kernel swap: run it as root (sudo -E cargo xtask bench --live)"
+        );
+    }
+    step("building swapscope (release, with the BPF object)");
+    run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
+    let target = target_dir();
+    let exe = target.join("release/swapscope");
+    let mut cmd = Command::new(&exe);
+    cmd.args(["__bench", "--live", "--pairs", &pairs.to_string(), "--dir"])
+        .arg(target.join("bench"))
+        .args([
+            "--command",
+            &format!("cargo xtask bench --live --pairs {pairs}"),
+        ]);
+    if !no_doc {
+        cmd.arg("--doc").arg(root_dir().join("docs/performance.md"));
+    }
+    step(&format!(
+        "{pairs} pairs of swap storms, alone and recorded (about {} s)",
+        pairs * 12 + 10
+    ));
     run(&mut cmd)
 }

@@ -24,7 +24,7 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use swapscope::{
     alloc::AllocatorModel,
-    engine::SlotMap,
+    engine::{Engine, EngineConfig, Parallel},
     event::Event,
     models::{self, Linux618},
     pipeline,
@@ -74,6 +74,15 @@ pub struct BenchArgs {
     /// Internal, with `--one`: comma-separated models, or `none` (occupancy only).
     #[arg(long, default_value = "none")]
     pub models: String,
+    /// Measure what the recorder costs a swap storm instead (root): paired runs.
+    #[arg(long)]
+    pub live: bool,
+    /// With `--live`: pairs of runs.
+    #[arg(long, default_value_t = 5)]
+    pub pairs: u32,
+    /// With `--live`: the swapscope binary whose recorder is measured (to compare builds).
+    #[arg(long)]
+    pub recorder: Option<PathBuf>,
 }
 
 /// One measurement, as the child prints it.
@@ -103,6 +112,19 @@ struct Row {
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    if a.live {
+        let command = a
+            .command
+            .clone()
+            .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
+        return super::bench_live::run(
+            a.pairs,
+            &a.dir,
+            a.doc.as_ref(),
+            &command,
+            a.recorder.as_deref(),
+        );
+    }
     if let Some(file) = &a.one {
         let r = measure(file, &a.models)?;
         println!("{}", serde_json::to_string(&r)?);
@@ -251,44 +273,36 @@ fn write_recording(source: &mut dyn Source, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The child's sink: `report`'s work on every event, with a look at the slot maps' sizes every
-/// 2^20 events (time spent looking is subtracted).
+/// The child's engine: inline for occupancy only, else split over the cores as `report` runs
+/// it.
+enum Run {
+    Inline(Box<Engine>),
+    Parallel(Parallel),
+}
+
+/// The child's sink: `report`'s work on every event.
 struct Measure {
-    b: Option<ReportBuilder>,
-    peak: Vec<u64>,
-    virtual_peak: u64,
-    sampling: f64,
+    /// The report's own accounting (no engine in it).
+    b: ReportBuilder,
+    engine: Option<Run>,
     slots: u64,
     n: u64,
 }
 
-impl Measure {
-    fn sample(&mut self) {
-        let t = Instant::now();
-        if let Some(e) = self.b.as_ref().and_then(ReportBuilder::engine) {
-            for (i, p) in self.peak.iter_mut().enumerate() {
-                *p = (*p).max(e.slot_map(i).map_or(0, SlotMap::approx_bytes));
-            }
-            self.virtual_peak = self.virtual_peak.max(e.virtual_ids_bytes());
-        }
-        self.sampling += t.elapsed().as_secs_f64();
-    }
-}
-
 impl Sink for Measure {
     fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
+        self.n += batch.len() as u64;
         for ev in batch {
-            self.n += 1;
             if let Event::SwapOn(on) = ev {
                 self.slots += on.max.saturating_sub(1 + on.bad.len() as u64);
             }
-            if let Some(b) = self.b.as_mut() {
-                b.push(ev);
-            }
-            if self.n.is_multiple_of(1 << 20) {
-                self.sample();
-            }
         }
+        match self.engine.as_mut() {
+            Some(Run::Inline(e)) => e.feed_all(batch),
+            Some(Run::Parallel(p)) => p.feed_batch(batch),
+            None => {}
+        }
+        self.b.push_batch(batch);
         Ok(())
     }
 }
@@ -304,34 +318,56 @@ fn measure(file: &Path, list: &str) -> anyhow::Result<RunResult> {
             .collect()
     };
     let names: Vec<String> = models.iter().map(|m| m.name().to_string()).collect();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let mut source = FileSource::open(file)?;
     reset_peak_rss();
     let rss_start_kb = proc_status_kb("VmRSS").unwrap_or(0);
+    let engine = if models.is_empty() {
+        Run::Inline(Box::new(Engine::new(Vec::new(), EngineConfig::default())))
+    } else {
+        Run::Parallel(Parallel::new(models, EngineConfig::default(), threads)?)
+    };
     let mut m = Measure {
-        b: Some(ReportBuilder::with_engine(models)),
-        peak: vec![0u64; names.len()],
-        virtual_peak: 0,
-        sampling: 0.0,
+        b: ReportBuilder::default(),
+        engine: Some(engine),
         slots: 0,
         n: 0,
     };
     let t = Instant::now();
-    // As `report` does it: decoding on a second thread.
-    let summary = pipeline::run(&mut source, &mut [&mut m], &mut || false)?;
-    m.sample();
-    let report =
-        m.b.take()
-            .map(|b| b.finish(summary.skipped_records, Vec::new()));
-    let secs = t.elapsed().as_secs_f64() - m.sampling;
-    std::hint::black_box(&report);
+    // As `report` does it: decoding on a second thread, the models on every core.
+    pipeline::run(&mut source, &mut [&mut m], &mut || false)?;
+    let (report, peaks, virtual_peak) = match m.engine.take() {
+        Some(Run::Inline(e)) => (Some(e.report()), Vec::new(), e.virtual_ids_peak()),
+        Some(Run::Parallel(p)) => {
+            let f = p
+                .finish()
+                .ok_or_else(|| anyhow::anyhow!("an engine thread stopped"))?;
+            let peaks = f
+                .placement
+                .iter()
+                .map(|&(w, k)| f.engines.get(w).map_or(0, |e| e.mapping_peak(k)))
+                .collect();
+            let vp = f
+                .engines
+                .iter()
+                .map(Engine::virtual_ids_peak)
+                .max()
+                .unwrap_or(0);
+            (Some(f.report), peaks, vp)
+        }
+        None => (None, Vec::new(), 0),
+    };
+    let summary = m.b.finish(0, Vec::new());
+    let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box((&report, &summary));
     Ok(RunResult {
         events: m.n,
         secs,
         slots: m.slots,
         rss_start_kb,
         hwm_kb: proc_status_kb("VmHWM").unwrap_or(0),
-        mapping_peak: names.into_iter().zip(m.peak).collect(),
-        virtual_peak: m.virtual_peak,
+        mapping_peak: names.into_iter().zip(peaks).collect(),
+        virtual_peak,
     })
 }
 
@@ -350,7 +386,7 @@ fn proc_status_kb(field: &str) -> Option<u64> {
         .ok()
 }
 
-fn loadavg() -> String {
+pub(super) fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
@@ -396,13 +432,8 @@ fn table(rows: &[Row]) -> String {
 const BEGIN: &str = "<!-- bench:begin (generated by `cargo xtask bench`; edit outside) -->";
 const END: &str = "<!-- bench:end -->";
 
-fn doc_block(
-    a: &BenchArgs,
-    table: &str,
-    command: &str,
-    load_before: &str,
-    load_after: &str,
-) -> String {
+/// The machine and load line of a results block.
+pub(super) fn machine_line(load_before: &str, load_after: &str) -> String {
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     let cpu_model = fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -426,26 +457,54 @@ fn doc_block(
                 .ok()
         })
         .map_or(0, |kb| kb >> 20);
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "Run {date}. Machine: {cpus} CPUs ({cpu_model}), {mem_gib} GiB RAM, Linux {kernel}. Load \
+         average (1, 5, 15 min) before: {load_before}; after: {load_after}."
+    )
+}
+
+fn doc_block(
+    a: &BenchArgs,
+    table: &str,
+    command: &str,
+    load_before: &str,
+    load_after: &str,
+) -> String {
     format!(
         "{BEGIN}\n\
          Command: `{command}` ({workload}, {gib} GiB swap, ≥ {events} events per recording, \
          fastest of {repeat}).\n\n\
-         Machine: {cpus} CPUs ({cpu_model}), {mem_gib} GiB RAM, Linux {kernel}. Load average \
-         (1, 5, 15 min) before: {load_before}; after: {load_after}.\n\n\
+         {machine}\n\n\
          {table}\n{END}\n",
         workload = a.workload,
         gib = a.swap_gib,
         events = a.events,
         repeat = a.repeat.max(1),
+        machine = machine_line(load_before, load_after),
     )
 }
 
-/// Replaces the generated block of `path` (or appends one).
 fn write_doc(path: &Path, block: &str) -> anyhow::Result<()> {
+    write_doc_block(path, BEGIN, END, block)
+}
+
+/// Replaces the block between `begin` and `end` in a markdown file (or appends it).
+pub(super) fn write_doc_block(
+    path: &Path,
+    begin: &str,
+    end: &str,
+    block: &str,
+) -> anyhow::Result<()> {
     let old = fs::read_to_string(path).unwrap_or_default();
-    let new = match (old.find(BEGIN), old.find(END)) {
+    let new = match (old.find(begin), old.find(end)) {
         (Some(b), Some(e)) if e > b => {
-            let tail = old.get(e + END.len()..).unwrap_or("");
+            let tail = old.get(e + end.len()..).unwrap_or("");
             let tail = tail.strip_prefix('\n').unwrap_or(tail);
             format!("{}{block}{tail}", old.get(..b).unwrap_or(""))
         }

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand. anyhow lives here and nowhere deeper.
 
 mod bench;
+mod bench_live;
 mod doctor;
 mod dump;
 mod live;

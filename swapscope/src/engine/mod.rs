@@ -41,11 +41,13 @@ use crate::alloc::{self, AllocatorModel, Extent, MAX_ORDER, NR_ORDERS};
 use crate::event::virtual_slot;
 use crate::event::{Alloc, AllocResult, Event, Free, Ts};
 
+mod parallel;
 mod real;
 mod report;
 mod slotmap;
 mod virt;
 
+pub use parallel::{Finished, Parallel};
 pub use real::RealOccupancy;
 pub use report::{
     IntervalReport, MarkerReport, ModelReport, Report, SeriesReport, StreamSummary, render_table,
@@ -168,7 +170,14 @@ pub struct Engine {
     series: Vec<Row>,
     markers: Vec<Row>,
     last_ts: Ts,
+    /// Largest stream→model map seen, per model, and of the virtual-id translation (bytes,
+    /// looked at every [`PEAK_EVERY`] events): the benchmark's memory figures.
+    map_peaks: Vec<u64>,
+    virtual_peak: u64,
 }
+
+/// Events between two looks at the map sizes (for [`Engine::mapping_peak`]).
+const PEAK_EVERY: u64 = 1 << 20;
 
 impl Engine {
     pub fn new(models: Vec<Box<dyn AllocatorModel>>, config: EngineConfig) -> Self {
@@ -197,7 +206,31 @@ impl Engine {
             series: Vec::new(),
             markers: Vec::new(),
             last_ts: 0,
+            map_peaks: Vec::new(),
+            virtual_peak: 0,
         }
+    }
+
+    /// The largest size (bytes) the stream→model map of model `i` had, looked at every 2^20
+    /// events and now.
+    pub fn mapping_peak(&self, i: usize) -> u64 {
+        let now = self.shadows.get(i).map_or(0, |s| s.map.approx_bytes());
+        self.map_peaks.get(i).copied().unwrap_or(0).max(now)
+    }
+
+    /// The largest size (bytes) of the virtual-allocation translation, likewise.
+    pub fn virtual_ids_peak(&self) -> u64 {
+        self.virtual_peak.max(self.virt.approx_bytes())
+    }
+
+    fn note_peaks(&mut self) {
+        if self.map_peaks.len() != self.shadows.len() {
+            self.map_peaks.resize(self.shadows.len(), 0);
+        }
+        for (p, s) in self.map_peaks.iter_mut().zip(&self.shadows) {
+            *p = (*p).max(s.map.approx_bytes());
+        }
+        self.virtual_peak = self.virtual_peak.max(self.virt.approx_bytes());
     }
 
     /// Names of the models, in report order.
@@ -279,6 +312,9 @@ impl Engine {
         {
             let row = self.row(None);
             self.series.push(row);
+        }
+        if self.stream.events.is_multiple_of(PEAK_EVERY) {
+            self.note_peaks();
         }
     }
 

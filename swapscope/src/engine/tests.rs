@@ -439,3 +439,33 @@ fn reused_virtual_id_gives_back_old_pages() {
     let r = e.report();
     assert!(r.models.iter().all(|m| m.unmatched_free_slots == Some(1)));
 }
+
+/// The models split over threads give the report one engine gives, in the same model order,
+/// markers and series included.
+#[test]
+fn parallel_engines_report_what_one_engine_reports() {
+    for w in ["thp-fragment", "fork-partial-zap", "mixed-orders"] {
+        let mut spec = crate::workload::WorkloadSpec::new(w);
+        spec.iterations = Some(2);
+        spec.swap_size_bytes = 8 << 20;
+        let events = match crate::workload::generate(&spec) {
+            Ok(e) => e,
+            Err(e) => panic!("{e}"),
+        };
+        let config = EngineConfig { series_every: 5000 };
+        let mut one = Engine::new(models::all(), config);
+        one.feed_all(&events);
+        let want = one.report();
+        for threads in [1, 2, 3, 6] {
+            let mut p = match Parallel::new(models::all(), config, threads) {
+                Ok(p) => p,
+                Err(e) => panic!("{e}"),
+            };
+            for chunk in events.chunks(777) {
+                p.feed_batch(chunk);
+            }
+            let got = p.finish().map(|f| f.report);
+            assert_eq!(got.as_ref(), Some(&want), "{w} on {threads} threads");
+        }
+    }
+}

@@ -44,6 +44,10 @@ pub enum ProbeError {
 
 /// The tracepoint-tier write-out probe.
 pub const WRITEOUT_TP: &str = "mm_vmscan_write_folio";
+/// How long the consumer sleeps between drains while events flow: the ring must hold what
+/// arrives meanwhile (8 MiB, ~150 k records: 7 M events/s for 20 ms).
+pub const BUSY_WAIT: Duration = Duration::from_millis(20);
+
 /// The fentry program timing requests, attached to whichever allocation hook the plan chose.
 const REQ_START: &str = "req_start";
 
@@ -370,6 +374,8 @@ pub struct LiveProbe {
     pub plan: Vec<ProbeStatus>,
     /// The full-tier candidates that attached, as the planner chose them.
     attached: Vec<&'static Candidate>,
+    /// Whether `req_start` (request timing) attached.
+    timing: bool,
 }
 
 impl LiveProbe {
@@ -427,6 +433,7 @@ impl LiveProbe {
             p.detail = "writeout: attached".into();
         }
         // The entry of the chosen allocation hook, for each request's latency.
+        let mut timing_attached = false;
         if let Some(c) = attached.iter().find(|c| c.feeds == "alloc") {
             let timing = Candidate {
                 feeds: "alloc-timing",
@@ -435,6 +442,7 @@ impl LiveProbe {
                 ..**c
             };
             let r = attach_candidate(&mut ebpf, &btf, &timing);
+            timing_attached = r.is_ok();
             plan.push(ProbeStatus {
                 name: c.func.into(),
                 kind: "fentry".into(),
@@ -455,6 +463,7 @@ impl LiveProbe {
         Ok(LiveProbe {
             ebpf,
             logger,
+            timing: timing_attached,
             attached,
             ring,
             counters,
@@ -462,7 +471,13 @@ impl LiveProbe {
         })
     }
 
-    /// Waits up to `timeout` for data, then hands every queued record to `f`. Returns how many.
+    /// Hands every queued record to `f`, waits, and hands on what arrived meanwhile. Returns
+    /// how many. The programs submit without waking the consumer (see `submit` in the BPF
+    /// crate), so this is the consumer's clock: while events flow it sleeps [`BUSY_WAIT`]
+    /// between drains (polling the ring would return at once while it holds data); when the
+    /// ring is empty it polls for up to `timeout`, woken early only when the programs force a
+    /// wake-up (the ring a quarter full). A few dozen wake-ups a second whatever the event
+    /// rate, instead of one per record.
     pub fn drain(&mut self, timeout: Duration, mut f: impl FnMut(&[u8])) -> usize {
         if let Some(l) = self.logger.as_mut() {
             l.flush();
@@ -472,17 +487,21 @@ impl LiveProbe {
             f(&item);
             n += 1;
         }
-        if n > 0 {
+        if timeout.is_zero() {
             return n;
         }
-        let mut pfd = libc::pollfd {
-            fd: self.ring.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: `pfd` is one valid pollfd for an fd the ring buffer owns for our lifetime.
-        unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n > 0 {
+            std::thread::sleep(timeout.min(BUSY_WAIT));
+        } else {
+            let mut pfd = libc::pollfd {
+                fd: self.ring.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+            // SAFETY: `pfd` is one valid pollfd for an fd the ring buffer owns for our lifetime.
+            unsafe { libc::poll(&mut pfd, 1, ms) };
+        }
         while let Some(item) = self.ring.next() {
             f(&item);
             n += 1;
@@ -493,13 +512,32 @@ impl LiveProbe {
     /// Per attached program, by feed (`writeout`, `alloc`, `free`, ...): hook invocations the
     /// kernel did not deliver to it (see `recursion_misses`).
     pub fn missed_events(&self) -> Vec<(&'static str, u64)> {
+        self.program_info()
+            .into_iter()
+            .map(|(feed, i)| (feed, i.recursion_misses))
+            .collect()
+    }
+
+    /// Per attached program, by feed: `(runs, ns spent in it)` — kept by the kernel only while
+    /// `kernel.bpf_stats_enabled` is 1 (the live benchmark turns it on for one run), so
+    /// programs that never counted are left out.
+    pub fn program_time(&self) -> Vec<(&'static str, u64, u64)> {
+        self.program_info()
+            .into_iter()
+            .filter(|(_, i)| i.run_cnt > 0)
+            .map(|(feed, i)| (feed, i.run_cnt, i.run_time_ns))
+            .collect()
+    }
+
+    fn program_info(&self) -> Vec<(&'static str, aya_obj::generated::bpf_prog_info)> {
         let programs = std::iter::once(("writeout", WRITEOUT_TP))
-            .chain(self.attached.iter().map(|c| (c.feeds, c.program)));
+            .chain(self.attached.iter().map(|c| (c.feeds, c.program)))
+            .chain(self.timing.then_some(("alloc-timing", REQ_START)));
         programs
             .filter_map(|(feed, program)| {
                 let prog = self.ebpf.program(program)?;
                 let fd = prog.fd().ok()?;
-                recursion_misses(fd.as_fd()).map(|n| (feed, n))
+                prog_info(fd.as_fd()).map(|n| (feed, n))
             })
             .collect()
     }
@@ -516,11 +554,11 @@ impl LiveProbe {
     }
 }
 
-/// `bpf_prog_info.recursion_misses` of a loaded program (`BPF_OBJ_GET_INFO_BY_FD`; aya 0.14 does
-/// not expose it). A fentry/fexit program is skipped, and counted
+/// `bpf_prog_info` of a loaded program (`BPF_OBJ_GET_INFO_BY_FD`; aya 0.14 does not expose its
+/// `recursion_misses`). A fentry/fexit program is skipped, and counted
 /// here, when it is entered again on a CPU where it is already running — on a preemptible kernel,
 /// when a task was preempted inside it.
-fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+fn prog_info(fd: std::os::fd::BorrowedFd<'_>) -> Option<aya_obj::generated::bpf_prog_info> {
     use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_info};
     // SAFETY: both are plain C structs/unions of integers, for which all-zero is valid.
     let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
@@ -539,7 +577,7 @@ fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
             std::mem::size_of::<bpf_attr>(),
         )
     };
-    (rc == 0).then_some(info.recursion_misses)
+    (rc == 0).then_some(info)
 }
 
 /// Loads and attaches one full-tier candidate.

@@ -27,9 +27,12 @@ pub mod kind {
     pub const SPLIT: u16 = 10;
     /// An alloc with the kernel's answer time (format 1.1): the alloc body, then `latency u32`.
     pub const ALLOC_TIMED: u16 = 11;
+    /// A writeout coded against the chunk's previous one (format 1.2; see
+    /// [`super::WriteoutDeltas`]).
+    pub const WRITEOUT_DELTA: u16 = 12;
 
     /// Every kind this version reads and writes, with its name: the one table of record kinds.
-    pub const ALL: [(u16, &str); 11] = [
+    pub const ALL: [(u16, &str); 12] = [
         (WRITEOUT, "writeout"),
         (COUNTERS, "counters"),
         (DEVICES, "devices"),
@@ -41,6 +44,7 @@ pub mod kind {
         (MARKER, "marker"),
         (SPLIT, "split"),
         (ALLOC_TIMED, "alloc-timed"),
+        (WRITEOUT_DELTA, "writeout-delta"),
     ];
 
     /// The name of a known kind.
@@ -192,6 +196,91 @@ pub fn encode_raw_writeout(raw: &[u8], out: &mut Vec<u8>) -> Result<Ts, FormatEr
     Ok(ev.header.ts_ns)
 }
 
+/// The previous writeout of a chunk, which a `writeout-delta` record is coded against. Reset at
+/// every chunk, so a chunk decodes on its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteoutDeltas {
+    ts: Ts,
+    pid: u32,
+    offset: u64,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Appends a `writeout-delta` body: `ts` (zigzag varint, against the previous writeout's),
+/// `cpu` (varint), `pid` (zigzag varint, against the previous), `tgid - pid` (zigzag varint),
+/// `swap_type u8`, `offset` (zigzag varint, against the previous), `order u8`, `flags` (varint),
+/// then `pfn` (varint, pfn + 1, 0 when unknown). Typically 10 bytes where the BPF layout takes 48.
+pub fn encode_writeout_delta(w: &Writeout, prev: &mut WriteoutDeltas, out: &mut Vec<u8>) {
+    put_varint(out, zigzag(w.ts_ns.wrapping_sub(prev.ts) as i64));
+    put_varint(out, u64::from(w.cpu));
+    put_varint(out, zigzag(i64::from(w.pid) - i64::from(prev.pid)));
+    put_varint(out, zigzag(i64::from(w.tgid) - i64::from(w.pid)));
+    out.push(w.swap_type);
+    put_varint(out, zigzag(w.offset.wrapping_sub(prev.offset) as i64));
+    out.push(w.order);
+    put_varint(out, u64::from(w.flags));
+    put_varint(out, w.pfn.map_or(0, |p| p.wrapping_add(1)));
+    *prev = WriteoutDeltas {
+        ts: w.ts_ns,
+        pid: w.pid,
+        offset: w.offset,
+    };
+}
+
+/// Decodes a `writeout-delta` body against (and then into) `prev`.
+pub fn decode_writeout_delta(
+    body: &[u8],
+    prev: &mut WriteoutDeltas,
+) -> Result<Writeout, &'static str> {
+    let mut d = Dec::new(body);
+    let ts_ns = prev.ts.wrapping_add(unzigzag(d.varint()?) as u64);
+    let cpu = u32::try_from(d.varint()?).map_err(|_| "cpu out of range")?;
+    let pid = u32::try_from(i64::from(prev.pid) + unzigzag(d.varint()?))
+        .map_err(|_| "pid out of range")?;
+    let tgid =
+        u32::try_from(i64::from(pid) + unzigzag(d.varint()?)).map_err(|_| "tgid out of range")?;
+    let swap_type = d.u8()?;
+    let offset = prev.offset.wrapping_add(unzigzag(d.varint()?) as u64);
+    let order = d.u8()?;
+    let flags = u32::try_from(d.varint()?).map_err(|_| "flags out of range")?;
+    let pfn = match d.varint()? {
+        0 => None,
+        p => Some(p - 1),
+    };
+    d.finish()?;
+    *prev = WriteoutDeltas {
+        ts: ts_ns,
+        pid,
+        offset,
+    };
+    Ok(Writeout {
+        ts_ns,
+        cpu,
+        pid,
+        tgid,
+        swap_type,
+        offset,
+        order,
+        pfn,
+        flags,
+    })
+}
+
 /// Decodes one record body. Unknown kinds give `Ok(None)` (the caller skips and counts them); a
 /// known kind whose body does not match its layout exactly is an error.
 pub fn decode_record(
@@ -204,6 +293,12 @@ pub fn decode_record(
         kind::WRITEOUT => {
             let ev = parse_writeout(body).map_err(|r| bad(r.to_owned()))?;
             Event::Writeout(Writeout::from_bpf(&ev, swp_type_shift))
+        }
+        kind::WRITEOUT_DELTA => {
+            // Coded against the chunk's previous writeout: alone, as if first in its chunk.
+            let w = decode_writeout_delta(body, &mut WriteoutDeltas::default())
+                .map_err(|r| bad(r.to_owned()))?;
+            Event::Writeout(w)
         }
         _ if kind::name(kind).is_none() => return Ok(None),
         _ => {
@@ -682,6 +777,19 @@ impl<'a> Dec<'a> {
         Ok(n)
     }
 
+    /// An unsigned LEB128 varint of at most 10 bytes.
+    pub(crate) fn varint(&mut self) -> Result<u64, &'static str> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint longer than 10 bytes")
+    }
+
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len()
     }
@@ -882,7 +990,7 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_never_panic(k in 0u16..13, body in prop::collection::vec(any::<u8>(), 0..80)) {
+        fn arbitrary_bodies_never_panic(k in 0u16..14, body in prop::collection::vec(any::<u8>(), 0..80)) {
             let _ = decode_record(k, &body, SHIFT);
         }
     }
@@ -892,7 +1000,7 @@ pub(crate) mod tests {
         let mut kinds: Vec<u16> = kind::ALL.iter().map(|(k, _)| *k).collect();
         kinds.sort_unstable();
         kinds.dedup();
-        assert_eq!(kinds, (1..=11).collect::<Vec<u16>>());
+        assert_eq!(kinds, (1..=12).collect::<Vec<u16>>());
     }
 
     #[test]
@@ -995,7 +1103,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_decode_to_none_and_bad_tags_are_errors() {
-        assert!(matches!(decode_record(12, b"whatever", SHIFT), Ok(None)));
+        assert!(matches!(decode_record(13, b"whatever", SHIFT), Ok(None)));
         assert!(matches!(decode_record(0xffff, &[], SHIFT), Ok(None)));
         let ev = Event::Alloc(Alloc {
             ts_ns: 1,

@@ -359,6 +359,7 @@ impl<R: Read> Reader<R> {
         let mut records = 0u32;
         self.pending.reserve(h.n_records as usize);
         let mut d = Dec::new(raw);
+        let mut deltas = codec::WriteoutDeltas::default();
         let result = loop {
             if d.remaining() == 0 {
                 break Ok(());
@@ -371,6 +372,17 @@ impl<R: Read> Reader<R> {
             if let Some(ev) = codec::decode_alloc_free(kind, body) {
                 self.pending.push_back(ev);
                 continue;
+            }
+            if kind == codec::kind::WRITEOUT_DELTA {
+                match codec::decode_writeout_delta(body, &mut deltas) {
+                    Ok(w) => {
+                        self.pending.push_back(Event::Writeout(w));
+                        continue;
+                    }
+                    Err(reason) => {
+                        break Err(format!("bad writeout-delta record: {reason}"));
+                    }
+                }
             }
             match codec::decode_record(kind, body, shift) {
                 Ok(Some(ev)) => self.pending.push_back(ev),

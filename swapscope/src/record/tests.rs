@@ -177,9 +177,10 @@ proptest! {
         events in prop::collection::vec(codec::tests::arb_event(), 0..60),
         chunk_bytes in 1usize..2048,
         zstd in any::<bool>(),
+        delta_writeouts in any::<bool>(),
     ) {
         let compression = if zstd { Compression::Zstd { level: 1 } } else { Compression::None };
-        let bytes = write(&events, WriterOptions { chunk_bytes, compression })
+        let bytes = write(&events, WriterOptions { chunk_bytes, compression, delta_writeouts })
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let (back, warnings, stats) = read_all(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&back, &events);
@@ -254,7 +255,7 @@ fn check_cut(bytes: &[u8], spans: &[(usize, usize, usize)], events: &[Event], cu
 fn a_file_cut_anywhere_reads_back_every_whole_chunk() {
     let events = mixed_events(2000);
     let opts = WriterOptions {
-        chunk_bytes: 4096,
+        chunk_bytes: 1024,
         ..WriterOptions::default()
     };
     let bytes = write(&events, opts).expect("writes");
@@ -747,6 +748,67 @@ proptest! {
                     prop_assert_eq!(Some(fast), codec::decode_record(kind, &v, 0).ok().flatten());
                 }
             }
+        }
+    }
+}
+
+/// Bytes per event of a recording rewritten with other chunk sizes and zstd levels (an
+/// experiment for docs/performance.md): `SWAPSCOPE_RECOMPRESS=FILE cargo test --release -p
+/// swapscope --lib recompress -- --ignored --nocapture`.
+#[test]
+#[ignore = "an experiment on a recording named by SWAPSCOPE_RECOMPRESS"]
+fn recompress() {
+    let Some(path) = std::env::var_os("SWAPSCOPE_RECOMPRESS") else {
+        return;
+    };
+    let bytes = std::fs::read(&path).unwrap_or_default();
+    let mut r = match Reader::open(std::io::Cursor::new(bytes)) {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let header = r.header().clone();
+    let mut events = Vec::new();
+    while let Ok(true) = r.next_batch(&mut events) {}
+    for (chunk, level, delta_writeouts) in [
+        (1usize << 20, 3, false),
+        (1 << 20, 9, false),
+        (1 << 20, 19, false),
+        (4 << 20, 3, false),
+        (1 << 20, 1, true),
+        (1 << 20, 3, true),
+        (1 << 20, 6, true),
+        (1 << 20, 9, true),
+        (4 << 20, 3, true),
+    ] {
+        {
+            let t = std::time::Instant::now();
+            let mut w = match Writer::create(
+                Vec::new(),
+                &header,
+                WriterOptions {
+                    chunk_bytes: chunk,
+                    compression: Compression::Zstd { level },
+                    delta_writeouts,
+                },
+            ) {
+                Ok(w) => w,
+                Err(e) => panic!("{e}"),
+            };
+            for ev in &events {
+                let _ = w.push(ev);
+            }
+            let (out, _) = match w.finish() {
+                Ok(x) => x,
+                Err(e) => panic!("{e}"),
+            };
+            let kernel = events.iter().filter(|e| e.is_kernel_event()).count().max(1);
+            println!(
+                "chunk {:>2} MiB level {:>2} delta {delta_writeouts:5}: {:.3} bytes/event, {:.0} ns/event to write",
+                chunk >> 20,
+                level,
+                out.len() as f64 / kernel as f64,
+                t.elapsed().as_nanos() as f64 / events.len().max(1) as f64
+            );
         }
     }
 }

@@ -723,6 +723,12 @@ impl Analysis {
 
 impl Sink for Analysis {
     fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
+        if !self.cfg.views {
+            // The report alone: the builder takes the batch as it is.
+            self.events += batch.len() as u64;
+            self.builder.push_batch(batch);
+            return Ok(());
+        }
         let first_seq = self.events + 1;
         for ev in batch {
             self.push_event(ev);

@@ -143,6 +143,11 @@ impl LiveSource {
         for (feed, misses) in self.probe.missed_events() {
             v.push((format!("probe/{feed}/recursion_misses"), misses));
         }
+        // Time in each program, when the kernel keeps it (kernel.bpf_stats_enabled).
+        for (feed, runs, ns) in self.probe.program_time() {
+            v.push((format!("probe/{feed}/run_cnt"), runs));
+            v.push((format!("probe/{feed}/run_time_ns"), ns));
+        }
         out.push(Event::Counters(counters));
         self.refresh_devices(out);
         let lost = Lost {

@@ -1,0 +1,165 @@
+//! The engine on several threads: the models split into groups, each group in its own
+//! [`Engine`] fed the same batches, the reports merged back in model order. Every model still
+//! sees the whole stream in order and every engine rebuilds the real occupancy (which decides
+//! what the models are given back when a free was missed), so the merged report is the one a
+//! single engine would write, whatever the number of threads.
+
+use std::{sync::Arc, sync::mpsc, thread::JoinHandle};
+
+use super::{Engine, EngineConfig, Report};
+use crate::{alloc::AllocatorModel, event::Event};
+
+/// Batches in flight per worker.
+const IN_FLIGHT: usize = 4;
+
+struct Worker {
+    tx: Option<mpsc::SyncSender<Arc<[Event]>>>,
+    handle: Option<JoinHandle<Engine>>,
+    /// Positions of this worker's models in the caller's order.
+    models: Vec<usize>,
+}
+
+/// See the module documentation.
+pub struct Parallel {
+    workers: Vec<Worker>,
+    n_models: usize,
+}
+
+/// What a finished parallel engine hands back.
+pub struct Finished {
+    pub report: Report,
+    /// The engines, one per thread.
+    pub engines: Vec<Engine>,
+    /// For each model, in the caller's order: which engine holds it and at which index.
+    pub placement: Vec<(usize, usize)>,
+}
+
+impl Parallel {
+    /// Splits `models` over `threads` engines (at least one, at most one per model; models
+    /// assigned in turn), each on its own thread.
+    pub fn new(
+        models: Vec<Box<dyn AllocatorModel>>,
+        config: EngineConfig,
+        threads: usize,
+    ) -> std::io::Result<Self> {
+        let n_models = models.len();
+        let threads = threads.clamp(1, n_models.max(1));
+        // Per thread: the models' positions in the caller's order, and the models.
+        type Group = (Vec<usize>, Vec<Box<dyn AllocatorModel>>);
+        let mut groups: Vec<Group> = (0..threads).map(|_| (Vec::new(), Vec::new())).collect();
+        for (i, m) in models.into_iter().enumerate() {
+            if let Some(g) = groups.get_mut(i % threads) {
+                g.0.push(i);
+                g.1.push(m);
+            }
+        }
+        let mut workers = Vec::new();
+        for (idx, mods) in groups {
+            let (tx, rx) = mpsc::sync_channel::<Arc<[Event]>>(IN_FLIGHT);
+            let handle = std::thread::Builder::new()
+                .name("swapscope-engine".into())
+                .spawn(move || {
+                    let mut e = Engine::new(mods, config);
+                    for batch in rx {
+                        for ev in batch.iter() {
+                            e.feed(ev);
+                        }
+                    }
+                    e
+                })?;
+            workers.push(Worker {
+                tx: Some(tx),
+                handle: Some(handle),
+                models: idx,
+            });
+        }
+        Ok(Parallel { workers, n_models })
+    }
+
+    /// Feeds a batch to every engine.
+    pub fn feed_batch(&mut self, batch: &[Event]) {
+        let shared: Arc<[Event]> = Arc::from(batch);
+        for w in &self.workers {
+            if let Some(tx) = &w.tx {
+                // A worker that stopped (it panicked) is found at `finish`.
+                let _ = tx.send(shared.clone());
+            }
+        }
+    }
+
+    /// Waits for the engines and merges their reports in model order. `None` when a worker
+    /// thread panicked.
+    pub fn finish(mut self) -> Option<Finished> {
+        let mut engines = Vec::new();
+        let mut placement = vec![(0, 0); self.n_models];
+        for (wi, w) in self.workers.iter_mut().enumerate() {
+            w.tx = None;
+            let e = w.handle.take()?.join().ok()?;
+            for (k, &global) in w.models.iter().enumerate() {
+                if let Some(p) = placement.get_mut(global) {
+                    *p = (wi, k);
+                }
+            }
+            engines.push(e);
+        }
+        let reports: Vec<Report> = engines.iter().map(Engine::report).collect();
+        let first = reports.first()?;
+        let pick = |f: &dyn Fn(&Report) -> Vec<super::ModelReport>| {
+            placement
+                .iter()
+                .filter_map(|&(w, k)| reports.get(w).and_then(|r| f(r).get(k).cloned()))
+                .collect::<Vec<_>>()
+        };
+        let models = pick(&|r| r.models.clone());
+        let markers = first
+            .markers
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let mut m = m.clone();
+                m.models = placement
+                    .iter()
+                    .filter_map(|&(w, k)| reports.get(w)?.markers.get(i)?.models.get(k).cloned())
+                    .collect();
+                m
+            })
+            .collect();
+        let series = first
+            .series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut s = s.clone();
+                s.models = placement
+                    .iter()
+                    .filter_map(|&(w, k)| reports.get(w)?.series.get(i)?.models.get(k).cloned())
+                    .collect();
+                s
+            })
+            .collect();
+        let report = Report {
+            events: first.events,
+            stream: first.stream,
+            models,
+            real: first.real.clone(),
+            markers,
+            series,
+        };
+        Some(Finished {
+            report,
+            engines,
+            placement,
+        })
+    }
+}
+
+impl Drop for Parallel {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            w.tx = None;
+            if let Some(h) = w.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
