@@ -56,13 +56,14 @@ pub fn run(
         source.stop();
         stopping = true;
     }
-    let mut batch: Vec<Event> = Vec::new();
     loop {
         if !stopping && stop() {
             source.stop();
             stopping = true;
         }
-        batch.clear();
+        // A fresh vector per batch: sinks may keep the batch (shared, not copied) while the
+        // next one is read.
+        let mut batch: Vec<Event> = Vec::new();
         let poll = match source.poll(&mut batch) {
             Ok(p) => p,
             Err(e) => {
@@ -70,6 +71,7 @@ pub fn run(
                 break;
             }
         };
+        let batch = Arc::new(batch);
         let now = Instant::now();
         let mut fail = |i: usize, e: SinkError, failed: &mut [bool]| {
             if let Some(f) = failed.get_mut(i) {
@@ -88,7 +90,7 @@ pub fn run(
                     let pushed = if batch.is_empty() {
                         Ok(())
                     } else {
-                        sink.push(&batch)
+                        sink.push_shared(&batch)
                     };
                     pushed.and_then(|()| sink.tick(now))
                 }
@@ -101,6 +103,10 @@ pub fn run(
         if any_failed && !stopping {
             source.stop();
             stopping = true;
+        }
+        // No sink kept the batch: its vector goes back to the source.
+        if let Ok(v) = Arc::try_unwrap(batch) {
+            source.recycle(v);
         }
         if poll == Poll::End {
             break;
@@ -395,6 +401,10 @@ impl Source for Replay<'_> {
 
     fn wait(&mut self) {
         self.src.wait();
+    }
+
+    fn recycle(&mut self, batch: Vec<Event>) {
+        self.src.recycle(batch);
     }
 }
 

@@ -136,7 +136,7 @@ pub struct ReportBuilder {
     requests: BTreeMap<u8, u64>,
     failed: BTreeMap<u8, u64>,
     /// Folios whose last request failed, with their order (awaiting a split).
-    refused: std::collections::HashMap<u64, u8>,
+    refused: std::collections::HashMap<u64, u8, engine::BuildBucketHasher>,
     fallback_splits: BTreeMap<u8, u64>,
     other_splits: u64,
     saw_splits: bool,
@@ -199,6 +199,16 @@ impl ReportBuilder {
             p.feed_batch(batch);
         }
         for ev in batch {
+            self.push(ev);
+        }
+    }
+
+    /// [`ReportBuilder::push_batch`] for a shared batch (a parallel engine keeps it, uncopied).
+    pub fn push_shared(&mut self, batch: &std::sync::Arc<Vec<Event>>) {
+        if let Some(Shadows::Parallel(p)) = self.engine.as_mut() {
+            p.feed_shared(batch);
+        }
+        for ev in batch.iter() {
             self.push(ev);
         }
     }

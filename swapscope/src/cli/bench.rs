@@ -291,15 +291,19 @@ struct Measure {
 
 impl Sink for Measure {
     fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
+        self.push_shared(&std::sync::Arc::new(batch.to_vec()))
+    }
+
+    fn push_shared(&mut self, batch: &std::sync::Arc<Vec<Event>>) -> Result<(), SinkError> {
         self.n += batch.len() as u64;
-        for ev in batch {
+        for ev in batch.iter() {
             if let Event::SwapOn(on) = ev {
                 self.slots += on.max.saturating_sub(1 + on.bad.len() as u64);
             }
         }
         match self.engine.as_mut() {
-            Some(Run::Inline(e)) => e.feed_all(batch),
-            Some(Run::Parallel(p)) => p.feed_batch(batch),
+            Some(Run::Inline(e)) => e.feed_all(batch.iter()),
+            Some(Run::Parallel(p)) => p.feed_shared(batch),
             None => {}
         }
         self.b.push_batch(batch);

@@ -52,7 +52,10 @@ pub use real::RealOccupancy;
 pub use report::{
     IntervalReport, MarkerReport, ModelReport, Report, SeriesReport, StreamSummary, render_table,
 };
-pub use slotmap::{SlotMap, stream_key};
+pub use slotmap::{BucketHasher, SlotMap, stream_key};
+
+/// A fast hasher for integer keys that are not attacker-chosen (slot buckets, folio ids).
+pub type BuildBucketHasher = std::hash::BuildHasherDefault<BucketHasher>;
 
 /// Errors of the engine's outputs.
 #[derive(Debug, thiserror::Error)]

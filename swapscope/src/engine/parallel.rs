@@ -9,11 +9,11 @@ use std::{sync::Arc, sync::mpsc, thread::JoinHandle};
 use super::{Engine, EngineConfig, Report};
 use crate::{alloc::AllocatorModel, event::Event};
 
-/// Batches in flight per worker.
-const IN_FLIGHT: usize = 4;
+/// Batches in flight per worker (each up to a chunk's worth of events, shared by the workers).
+const IN_FLIGHT: usize = 2;
 
 struct Worker {
-    tx: Option<mpsc::SyncSender<Arc<[Event]>>>,
+    tx: Option<mpsc::SyncSender<Arc<Vec<Event>>>>,
     handle: Option<JoinHandle<Engine>>,
     /// Positions of this worker's models in the caller's order.
     models: Vec<usize>,
@@ -55,7 +55,7 @@ impl Parallel {
         }
         let mut workers = Vec::new();
         for (idx, mods) in groups {
-            let (tx, rx) = mpsc::sync_channel::<Arc<[Event]>>(IN_FLIGHT);
+            let (tx, rx) = mpsc::sync_channel::<Arc<Vec<Event>>>(IN_FLIGHT);
             let handle = std::thread::Builder::new()
                 .name("swapscope-engine".into())
                 .spawn(move || {
@@ -76,13 +76,17 @@ impl Parallel {
         Ok(Parallel { workers, n_models })
     }
 
-    /// Feeds a batch to every engine.
+    /// Feeds a batch to every engine (a copy of it, shared by them).
     pub fn feed_batch(&mut self, batch: &[Event]) {
-        let shared: Arc<[Event]> = Arc::from(batch);
+        self.feed_shared(&Arc::new(batch.to_vec()));
+    }
+
+    /// Feeds a batch to every engine without copying it.
+    pub fn feed_shared(&mut self, batch: &Arc<Vec<Event>>) {
         for w in &self.workers {
             if let Some(tx) = &w.tx {
                 // A worker that stopped (it panicked) is found at `finish`.
-                let _ = tx.send(shared.clone());
+                let _ = tx.send(batch.clone());
             }
         }
     }

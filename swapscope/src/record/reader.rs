@@ -1,6 +1,5 @@
 //! Reading a recording back, chunk by chunk, tolerating truncation and damage.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io::Read;
 
@@ -126,7 +125,9 @@ pub struct Reader<R: Read> {
     offset: u64,
     next_seq: u64,
     /// Events of the current chunk not yet returned.
-    pending: VecDeque<Event>,
+    /// Decoded events of the current chunk not handed out yet: `pending[head..]`.
+    pending: Vec<Event>,
+    head: usize,
     done: bool,
     warnings: Vec<Warning>,
     stats: ReadStats,
@@ -151,7 +152,8 @@ impl<R: Read> Reader<R> {
             info,
             offset: u64::from(info.header_len),
             next_seq: 0,
-            pending: VecDeque::new(),
+            pending: Vec::new(),
+            head: 0,
             done: false,
             warnings: Vec::new(),
             stats: ReadStats::default(),
@@ -193,9 +195,19 @@ impl<R: Read> Reader<R> {
     /// [`Reader::warnings`]). Errors only on I/O failure.
     pub fn next_event(&mut self) -> Result<Option<Event>, FormatError> {
         loop {
-            if let Some(ev) = self.pending.pop_front() {
-                return Ok(Some(ev));
+            if let Some(ev) = self.pending.get_mut(self.head) {
+                self.head += 1;
+                // A cheap placeholder takes its place; the vector is cleared when it runs out.
+                return Ok(Some(std::mem::replace(
+                    ev,
+                    Event::SwapOff(crate::event::SwapOff {
+                        ts_ns: 0,
+                        swap_type: 0,
+                    }),
+                )));
             }
+            self.pending.clear();
+            self.head = 0;
             if self.done {
                 return Ok(None);
             }
@@ -211,13 +223,16 @@ impl<R: Read> Reader<R> {
     /// call per event.
     pub fn next_batch(&mut self, out: &mut Vec<Event>) -> Result<bool, FormatError> {
         loop {
-            if !self.pending.is_empty() {
-                if out.is_empty() {
-                    // A chunk decoded into an empty deque is contiguous: no copy.
-                    *out = Vec::from(std::mem::take(&mut self.pending));
+            if self.head < self.pending.len() {
+                if out.is_empty() && self.head == 0 {
+                    // No copy: `out` takes the decoded vector, and the reader keeps `out`'s
+                    // old one (and its capacity) for the next chunk.
+                    std::mem::swap(out, &mut self.pending);
                 } else {
-                    out.extend(self.pending.drain(..));
+                    out.extend(self.pending.drain(self.head..));
                 }
+                self.pending.clear();
+                self.head = 0;
                 return Ok(true);
             }
             if self.done {
@@ -370,13 +385,13 @@ impl<R: Read> Reader<R> {
             };
             records += 1;
             if let Some(ev) = codec::decode_alloc_free(kind, body) {
-                self.pending.push_back(ev);
+                self.pending.push(ev);
                 continue;
             }
             if kind == codec::kind::WRITEOUT_DELTA {
                 match codec::decode_writeout_delta(body, &mut deltas) {
                     Ok(w) => {
-                        self.pending.push_back(Event::Writeout(w));
+                        self.pending.push(Event::Writeout(w));
                         continue;
                     }
                     Err(reason) => {
@@ -385,7 +400,7 @@ impl<R: Read> Reader<R> {
                 }
             }
             match codec::decode_record(kind, body, shift) {
-                Ok(Some(ev)) => self.pending.push_back(ev),
+                Ok(Some(ev)) => self.pending.push(ev),
                 Ok(None) => skipped += 1,
                 Err(e) => break Err(e.to_string()),
             }
@@ -406,6 +421,7 @@ impl<R: Read> Reader<R> {
             }
             Err(reason) => {
                 self.pending.clear();
+                self.head = 0;
                 self.corrupt(start, reason);
             }
         }

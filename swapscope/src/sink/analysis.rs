@@ -722,6 +722,15 @@ impl Analysis {
 }
 
 impl Sink for Analysis {
+    fn push_shared(&mut self, batch: &Arc<Vec<Event>>) -> Result<(), SinkError> {
+        if self.cfg.views {
+            return self.push(batch);
+        }
+        self.events += batch.len() as u64;
+        self.builder.push_shared(batch);
+        Ok(())
+    }
+
     fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
         if !self.cfg.views {
             // The report alone: the builder takes the batch as it is.

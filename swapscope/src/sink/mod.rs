@@ -8,7 +8,7 @@ pub mod progress;
 pub mod record;
 pub mod snapshot;
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use crate::{event::Event, record::RecordingHeader, source::Summary};
 
@@ -30,6 +30,12 @@ pub trait Sink {
 
     /// The next events, in stream order.
     fn push(&mut self, batch: &[Event]) -> Result<(), SinkError>;
+
+    /// The same, for a sink that keeps the batch beyond the call (handing it to another thread
+    /// without a copy). The driver calls this one; it defaults to [`Sink::push`].
+    fn push_shared(&mut self, batch: &Arc<Vec<Event>>) -> Result<(), SinkError> {
+        self.push(batch)
+    }
 
     /// Called after every poll of the source with the wall-clock time (flushes, status lines).
     fn tick(&mut self, _now: Instant) -> Result<(), SinkError> {

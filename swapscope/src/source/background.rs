@@ -10,17 +10,35 @@ use crate::event::Event;
 pub(crate) type Batch = Result<Vec<Event>, SourceError>;
 
 /// Where a producer sends its batches; `send` is false once the consumer has gone.
-pub(crate) struct Sender(mpsc::SyncSender<Batch>);
+pub(crate) struct Sender {
+    tx: mpsc::SyncSender<Batch>,
+    recycled: mpsc::Receiver<Vec<Event>>,
+}
 
 impl Sender {
     pub(crate) fn send(&self, b: Batch) -> bool {
-        self.0.send(b).is_ok()
+        self.tx.send(b).is_ok()
+    }
+
+    /// An empty vector for the next batch: one the consumer gave back when there is one.
+    pub(crate) fn vec(&self) -> Vec<Event> {
+        match self.recycled.try_recv() {
+            Ok(mut v) => {
+                v.clear();
+                v
+            }
+            Err(_) => Vec::new(),
+        }
     }
 }
+
+/// Vectors waiting to be used again, at most.
+const RECYCLED: usize = 2;
 
 /// The consumer's end: a producer thread and its channel.
 pub(crate) struct Background {
     rx: Option<mpsc::Receiver<Batch>>,
+    recycle: Option<mpsc::SyncSender<Vec<Event>>>,
     handle: Option<JoinHandle<Summary>>,
     what: &'static str,
     summary: Summary,
@@ -34,12 +52,14 @@ impl Background {
         produce: impl FnOnce(Sender) -> Summary + Send + 'static,
     ) -> Result<Self, SourceError> {
         let (tx, rx) = mpsc::sync_channel::<Batch>(in_flight);
+        let (recycle, recycled) = mpsc::sync_channel::<Vec<Event>>(RECYCLED);
         let handle = std::thread::Builder::new()
             .name(format!("swapscope-{what}"))
-            .spawn(move || produce(Sender(tx)))
+            .spawn(move || produce(Sender { tx, recycled }))
             .map_err(|e| SourceError::Host(format!("starting the {what} thread: {e}")))?;
         Ok(Background {
             rx: Some(rx),
+            recycle: Some(recycle),
             handle: Some(handle),
             what,
             summary: Summary::default(),
@@ -69,12 +89,20 @@ impl Background {
         self.rx = None;
     }
 
+    /// Gives a batch vector back to the producer (dropped when it has enough).
+    pub(crate) fn recycle(&mut self, v: Vec<Event>) {
+        if let Some(r) = &self.recycle {
+            let _ = r.try_send(v);
+        }
+    }
+
     pub(crate) fn summary(&self) -> Summary {
         self.summary.clone()
     }
 
     fn join(&mut self) -> Result<(), SourceError> {
         self.rx = None;
+        self.recycle = None;
         if let Some(h) = self.handle.take() {
             self.summary = h.join().map_err(|_| SourceError::Thread(self.what))?;
         }

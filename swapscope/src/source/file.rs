@@ -48,7 +48,7 @@ impl FileSource {
         // One batch in flight: the decoder stays a chunk ahead and memory stays at two chunks.
         let decoder = Background::spawn("decode", 1, move |tx: Sender| {
             loop {
-                let mut batch = Vec::new();
+                let mut batch = tx.vec();
                 match reader.next_batch(&mut batch) {
                     Ok(true) => {
                         if !tx.send(Ok(batch)) {
@@ -87,5 +87,9 @@ impl Source for FileSource {
 
     fn summary(&self) -> Summary {
         self.decoder.summary()
+    }
+
+    fn recycle(&mut self, batch: Vec<Event>) {
+        self.decoder.recycle(batch);
     }
 }

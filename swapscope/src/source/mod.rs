@@ -113,4 +113,8 @@ pub trait Source {
     /// After the stream ended: waits for what the source started to finish (a command's own
     /// clean-up, e.g. a demo workload removing its swap device).
     fn wait(&mut self) {}
+
+    /// Takes back a batch vector no sink kept, so its memory is used again rather than
+    /// allocated (and faulted in) afresh for the next batch.
+    fn recycle(&mut self, _batch: Vec<Event>) {}
 }
