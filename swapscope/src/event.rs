@@ -66,6 +66,31 @@ pub enum Event {
 }
 
 impl Event {
+    /// Bytes the event holds on the heap (labels, names, lists): what queues of events bound
+    /// besides their count, since a crafted file can make these large and still compress well.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Event::Marker(m) => m.label.len(),
+            Event::SwapOn(on) => on.bad.len() * size_of::<u64>(),
+            Event::Counters(c) => c
+                .values
+                .iter()
+                .map(|(n, _)| n.len() + size_of::<(String, u64)>())
+                .sum(),
+            Event::Devices(d) => d
+                .devices
+                .iter()
+                .map(|dev| dev.path.len() + size_of::<SwapDevice>())
+                .sum(),
+            Event::Writeout(_)
+            | Event::Lost(_)
+            | Event::SwapOff(_)
+            | Event::Alloc(_)
+            | Event::Free(_)
+            | Event::Split(_) => 0,
+        }
+    }
+
     /// Whether the kernel reported this event (a write-out, request, free or split), as
     /// opposed to samples, device lists, loss counts and markers.
     pub fn is_kernel_event(&self) -> bool {
@@ -438,6 +463,25 @@ pub struct Free {
 pub struct Marker {
     pub ts_ns: Ts,
     pub label: String,
+}
+
+/// Bytes of a marker's label that views and reports keep (the file holds up to 64 KiB): what a
+/// stream of markers can cost in memory does not follow what their labels claim.
+pub const MAX_KEPT_LABEL: usize = 200;
+
+impl Marker {
+    /// The label as views and reports keep it: at most [`MAX_KEPT_LABEL`] bytes, cut at a
+    /// character boundary and ended with `…` when cut.
+    pub fn kept_label(&self) -> String {
+        if self.label.len() <= MAX_KEPT_LABEL {
+            return self.label.clone();
+        }
+        let mut end = MAX_KEPT_LABEL;
+        while !self.label.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &self.label[..end])
+    }
 }
 
 /// A large folio about to be split. `id` is in the same space as [`Alloc::id`] for streams from

@@ -5,10 +5,27 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{Parser as _, error::ErrorKind};
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            // --help, --version, or no subcommand: clap's own text.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+        Err(e) => {
+            eprintln!("swapscope: error: {}", cli::one_line_error(&e));
+            return ExitCode::from(2);
+        }
+    };
+    if args.command.only_prints() {
+        swapscope::signal::default_sigpipe();
+    }
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

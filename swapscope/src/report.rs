@@ -116,6 +116,9 @@ enum Shadows {
     Parallel(Parallel),
 }
 
+/// Refused requests remembered at most while their split is awaited.
+const MAX_REFUSED_WAITING: usize = 1 << 20;
+
 /// Builds a [`Report`] incrementally from events in stream order.
 #[derive(Default)]
 pub struct ReportBuilder {
@@ -138,6 +141,8 @@ pub struct ReportBuilder {
     /// Folios whose last request failed, with their order (awaiting a split).
     refused: std::collections::HashMap<u64, u8, engine::BuildBucketHasher>,
     fallback_splits: BTreeMap<u8, u64>,
+    /// Refused folios were forgotten before their split came (see [`MAX_REFUSED_WAITING`]).
+    refused_forgotten: bool,
     other_splits: u64,
     saw_splits: bool,
     freed: Option<u64>,
@@ -254,6 +259,12 @@ impl ReportBuilder {
                 if a.result == crate::event::AllocResult::Failure {
                     *self.failed.entry(a.order).or_default() += 1;
                     if a.order > 0 {
+                        // Refused folios wait for their split: bounded (a stream of refusals
+                        // that are never split cannot take memory without end).
+                        if self.refused.len() >= MAX_REFUSED_WAITING {
+                            self.refused.clear();
+                            self.refused_forgotten = true;
+                        }
                         self.refused.insert(a.id, a.order);
                     }
                 } else {
@@ -299,6 +310,12 @@ impl ReportBuilder {
         r.failed_requests_by_order = key(&self.failed);
         r.fallback_splits_by_order = key(&self.fallback_splits);
         r.other_splits = self.saw_splits.then_some(self.other_splits);
+        if self.refused_forgotten {
+            r.limits.push(format!(
+                "more than {MAX_REFUSED_WAITING} refused requests waited for their split at once: \
+                 the oldest were forgotten, so some fallback splits count as other splits"
+            ));
+        }
         r.freed_slots = self.freed;
         for (order, n) in &self.writeouts {
             r.writeouts_by_order.insert(order.to_string(), *n);
@@ -333,6 +350,21 @@ impl ReportBuilder {
                      fallback figures are upper bounds"
                         .into(),
                 );
+            }
+            if er.stream.refused_devices > 0 {
+                r.limits.push(format!(
+                    "{} swap device(s) were left out: larger than {} GiB in all (the models' \
+                     memory follows the devices' size)",
+                    er.stream.refused_devices,
+                    (engine::MAX_DEVICE_SLOTS * 4) >> 20
+                ));
+            }
+            if er.stream.markers > er.markers.len() as u64 {
+                r.limits.push(format!(
+                    "{} markers: the first {} are broken out per interval, the rest only counted",
+                    er.stream.markers,
+                    er.markers.len()
+                ));
             }
             if er.real.is_none() && er.stream.allocs > 0 {
                 r.limits.push(

@@ -4,10 +4,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static STOPS: AtomicU64 = AtomicU64::new(0);
 static MARKERS: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
+    STOPS.fetch_add(1, Ordering::SeqCst);
 }
 
 /// Installs the handlers for SIGINT, SIGTERM and SIGHUP.
@@ -50,7 +52,22 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// Stop signals received so far (a second one can mean "now").
+pub fn stop_signals() -> u64 {
+    STOPS.load(Ordering::SeqCst)
+}
+
 /// Requests a stop from inside the program (e.g. a child command exited).
 pub fn request_stop() {
     STOP.store(true, Ordering::SeqCst);
+}
+
+/// Restores SIGPIPE's default action (Rust starts with it ignored), so a command whose output
+/// goes to a closed pipe (`report | head`) ends quietly with the conventional status (141 in a
+/// shell) instead of failing a write. Only for commands that have nothing to clean up when
+/// killed.
+pub fn default_sigpipe() {
+    // SAFETY: signal(2) with a valid signal number and SIG_DFL; nothing else in the process
+    // relies on SIGPIPE being ignored for the commands that call this.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }

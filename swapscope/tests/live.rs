@@ -260,3 +260,377 @@ fn recording_matches_kernel_counters() {
         "the intact file has warnings"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Live faults: signals, a killed `stress`, a full disk.
+
+/// Undoes, even when a test fails half-way, what killed `stress` runs left (only what their
+/// state files name: never anything else).
+struct CleanupGuard;
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(EXE)
+            .args(["doctor", "--cleanup"])
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Waits for `child` to exit, at most `secs` (a bound far above what the behaviour needs: it
+/// tells "stopped" from "waited for its command", it does not time anything).
+fn exits_within(child: &mut std::process::Child, secs: u64) -> Option<std::process::ExitStatus> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(st.success(), "kill -{sig} {}", child.id());
+}
+
+/// The `.partial` file a running `record` writes for `file`.
+fn partial_of(file: &Path, pid: u32) -> PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{pid}.partial"));
+    file.with_file_name(name)
+}
+
+/// Waits until a running `record` has written its header to `partial` (binary: not `wait_file`).
+fn wait_started(partial: &Path) {
+    let started = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        fs::metadata(partial).is_ok_and(|m| m.len() > 0)
+    });
+    assert!(
+        started,
+        "record wrote no header to {} in 30 s",
+        partial.display()
+    );
+}
+
+fn record_child(file: &Path, command: &[&str]) -> std::process::Child {
+    Command::new(EXE)
+        .arg("record")
+        .arg("-o")
+        .arg(file)
+        .arg("--")
+        .args(command)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running record: {e}"))
+}
+
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read as _;
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
+
+#[test]
+#[ignore = "live: needs root and BTF; run by `cargo xtask test`"]
+fn sigterm_stops_record_at_once_with_a_complete_recording() {
+    let dir = tmpdir("sigterm");
+    // A command that dies of the forwarded SIGTERM: record ends with it, successfully.
+    let file = dir.join("sleep.swsc");
+    let mut rec = record_child(&file, &["sleep", "300"]);
+    wait_started(&partial_of(&file, rec.id()));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    signal(&rec, "TERM");
+    let st = exits_within(&mut rec, 20).unwrap_or_else(|| {
+        let _ = rec.kill();
+        panic!("record -- sleep 300 did not stop at SIGTERM")
+    });
+    let err = stderr_of(&mut rec);
+    assert!(st.success(), "record exit {st}: {err}");
+    let r = report_json(&file);
+    assert!(
+        r["warnings"].as_array().is_some_and(Vec::is_empty),
+        "the recording is not complete: {}",
+        r["warnings"]
+    );
+
+    // A command that ignores SIGTERM: the recording is complete (END, named) at once anyway;
+    // record then waits for it, and a second signal kills it.
+    let file = dir.join("stubborn.swsc");
+    let mut rec = record_child(
+        &file,
+        &["sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
+    );
+    wait_started(&partial_of(&file, rec.id()));
+    signal(&rec, "TERM");
+    let named = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        file.exists()
+    });
+    assert!(
+        named,
+        "the recording was not closed while the command lingered"
+    );
+    let r = report_json(&file);
+    assert!(
+        r["warnings"].as_array().is_some_and(Vec::is_empty),
+        "{}",
+        r["warnings"]
+    );
+    signal(&rec, "INT");
+    let st = exits_within(&mut rec, 20).unwrap_or_else(|| {
+        let _ = rec.kill();
+        panic!("a second signal did not end record")
+    });
+    let err = stderr_of(&mut rec);
+    assert!(!st.success(), "the killed command is reported: {err}");
+    assert!(
+        err.contains("killed (SIGKILL) at the second stop signal"),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "live: needs root, BTF and zram; run by `cargo xtask test`"]
+fn stopping_record_mid_storm_loses_no_event() {
+    let _cleanup = CleanupGuard;
+    let dir = tmpdir("midstorm");
+    let file = dir.join("storm.swsc");
+    let swaps_before = swaps();
+    let mut rec = record_child(
+        &file,
+        &[
+            EXE, "stress", "--zram", "512", "--mthp", "64K", "--limit", "128", "--size", "400",
+            "--passes", "1000",
+        ],
+    );
+    // Stop it once it has written a few chunks (the storm is on).
+    let partial = partial_of(&file, rec.id());
+    let storming = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        fs::metadata(&partial).is_ok_and(|m| m.len() > 64 << 10)
+    });
+    signal(&rec, "TERM");
+    let st = exits_within(&mut rec, 60).unwrap_or_else(|| {
+        let _ = rec.kill();
+        panic!("record did not stop")
+    });
+    let err = stderr_of(&mut rec);
+    assert!(storming, "no swap storm to stop: {err}");
+    assert!(st.success(), "record exit {st}: {err}");
+    let r = report_json(&file);
+    assert!(num(&r, &["events"]) > 10_000, "{err}");
+    assert_eq!(
+        num(&r, &["lost_events"]),
+        0,
+        "events lost on the stop path: {err}"
+    );
+    assert!(
+        r["warnings"].as_array().is_some_and(Vec::is_empty),
+        "{}",
+        r["warnings"]
+    );
+    assert_eq!(swaps(), swaps_before, "stress left a swap device behind");
+    assert_no_cgroups_left();
+}
+
+fn mthp_64k() -> String {
+    fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled")
+        .unwrap_or_default()
+}
+
+fn state_files() -> Vec<PathBuf> {
+    fs::read_dir("/run/swapscope")
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// Starts `stress` with a zram device, a cgroup and 64K=always, and SIGKILLs it once all three
+/// exist; returns its state file.
+fn kill_a_stress() -> PathBuf {
+    let mut s = Command::new(EXE)
+        .args([
+            "stress", "--zram", "256", "--mthp", "64K", "--limit", "128", "--size", "300",
+            "--passes", "1000",
+        ])
+        .spawn()
+        .unwrap_or_else(|e| panic!("running stress: {e}"));
+    let state = PathBuf::from(format!("/run/swapscope/stress-{}.json", s.id()));
+    let ready = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        fs::read_to_string(&state).is_ok_and(|t| t.contains("\"cgroup\": \"/"))
+            && swaps().contains("/dev/zram")
+    });
+    // A moment of swapping, then the kill.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _ = s.kill();
+    let _ = s.wait();
+    assert!(ready, "stress did not get going");
+    state
+}
+
+#[test]
+#[ignore = "live: needs root, zram and a memory cgroup; run by `cargo xtask test`"]
+fn a_killed_stress_is_undone_by_doctor_cleanup_and_by_the_next_stress() {
+    let _cleanup = CleanupGuard;
+    let (swaps_before, mthp_before) = (swaps(), mthp_64k());
+    let files_before = state_files();
+
+    // 1. Killed: everything it made is still there, and doctor says so.
+    let state = kill_a_stress();
+    assert!(state.exists(), "no state file {}", state.display());
+    assert_ne!(
+        swaps(),
+        swaps_before,
+        "the zram device should be left behind"
+    );
+    let text = fs::read_to_string(&state).unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("state JSON: {e}"));
+    let cgroup = PathBuf::from(v["cgroup"].as_str().unwrap_or_default());
+    assert!(cgroup.exists(), "the cgroup should be left behind");
+    // The toucher died with its parent: the cgroup empties by itself.
+    let emptied = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        fs::read_to_string(cgroup.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+    });
+    assert!(emptied, "the toucher outlived stress");
+    let doc = Command::new(EXE)
+        .arg("doctor")
+        .output()
+        .unwrap_or_else(|e| panic!("doctor: {e}"));
+    let doc = String::from_utf8_lossy(&doc.stdout);
+    assert!(doc.contains("LEFTOVERS of a killed run"), "{doc}");
+    assert!(doc.contains(&cgroup.display().to_string()), "{doc}");
+
+    // 2. doctor --cleanup undoes all of it.
+    let out = Command::new(EXE)
+        .args(["doctor", "--cleanup", "--json"])
+        .output()
+        .unwrap_or_else(|e| panic!("doctor --cleanup: {e}"));
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor JSON: {e}"));
+    assert!(
+        v["cleanup"]["failed"].as_array().is_some_and(Vec::is_empty),
+        "{}",
+        v["cleanup"]
+    );
+    assert!(
+        v["cleanup"]["done"]
+            .as_array()
+            .is_some_and(|d| d.len() >= 2),
+        "{}",
+        v["cleanup"]
+    );
+    assert_eq!(swaps(), swaps_before);
+    assert_eq!(mthp_64k(), mthp_before);
+    assert!(!cgroup.exists());
+    assert!(!state.exists());
+
+    // 3. Killed again: the next stress undoes it first, and says so.
+    let state = kill_a_stress();
+    let out = Command::new(EXE)
+        .args([
+            "stress", "--mthp", "none", "--size", "16", "--limit", "512", "--passes", "1",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("stress: {e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("leftover of a killed run"), "{err}");
+    assert_eq!(swaps(), swaps_before);
+    assert_eq!(mthp_64k(), mthp_before);
+    assert!(!state.exists());
+    assert_eq!(state_files(), files_before);
+    assert_no_cgroups_left();
+}
+
+/// A small tmpfs mounted for a test, unmounted on drop.
+struct SmallFs(PathBuf);
+impl SmallFs {
+    fn mount(dir: &Path, size: &str) -> Self {
+        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "swapscope-test",
+            ])
+            .arg(dir)
+            .status()
+            .unwrap_or_else(|e| panic!("mount: {e}"));
+        assert!(st.success(), "mounting a tmpfs at {}", dir.display());
+        SmallFs(dir.to_path_buf())
+    }
+}
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+#[ignore = "live: needs root, BTF, zram and mount; run by `cargo xtask test`"]
+fn a_full_disk_is_named_and_what_was_written_stays_readable() {
+    let _cleanup = CleanupGuard;
+    let swaps_before = swaps();
+    let fs_dir = tmpdir("enospc").join("mnt");
+    let _mnt = SmallFs::mount(&fs_dir, "768k");
+    let file = fs_dir.join("full.swsc");
+    let mut rec = record_child(
+        &file,
+        &[
+            EXE, "stress", "--zram", "256", "--mthp", "64K", "--limit", "128", "--size", "300",
+            "--passes", "1000",
+        ],
+    );
+    let st = exits_within(&mut rec, 120).unwrap_or_else(|| {
+        let _ = rec.kill();
+        panic!("record did not stop when the disk filled")
+    });
+    let err = stderr_of(&mut rec);
+    assert!(!st.success(), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {err}");
+    assert!(errors[0].contains("ENOSPC"), "{err}");
+    // Whatever chunks made it to the disk read back, under the file's own name.
+    let r = report_json(&file);
+    assert!(num(&r, &["events"]) > 0, "{err}");
+    assert_eq!(swaps(), swaps_before, "stress left a swap device behind");
+    assert_no_cgroups_left();
+}
+
+#[test]
+#[ignore = "live: needs root and BTF; run by `cargo xtask test`"]
+fn a_command_that_fails_to_start_leaves_no_recording() {
+    // Executable, but not a program: it passes the early check, then exec fails.
+    let dir = tmpdir("badexec");
+    let prog = dir.join("not-a-program");
+    fs::write(&prog, "\u{0}\u{1}garbage").unwrap_or_else(|e| panic!("{e}"));
+    fs::set_permissions(&prog, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("r.swsc");
+    let out = Command::new(EXE)
+        .arg("record")
+        .arg("-o")
+        .arg(&file)
+        .arg("--")
+        .arg(&prog)
+        .output()
+        .unwrap_or_else(|e| panic!("record: {e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("nothing was recorded"), "{err}");
+    let left: Vec<_> = fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert_eq!(left.len(), 1, "only the program is left: {left:?}");
+}

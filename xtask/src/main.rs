@@ -60,7 +60,24 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         pairs: u32,
     },
+    /// Fuzz the recording reader (cargo-fuzz, nightly, AddressSanitizer): the whole-file
+    /// reader and the record decoder, corpus seeded from tests/data; see docs/fuzzing.md.
+    /// Not part of `test`.
+    Fuzz {
+        /// Executions per target.
+        #[arg(long, default_value_t = 10_000_000)]
+        runs: u64,
+        /// Targets (default: all of them).
+        #[arg(long, value_delimiter = ',', default_values_t = FUZZ_TARGETS.iter().map(|s| s.to_string()))]
+        target: Vec<String>,
+        /// cargo-fuzz sanitizer: `address`, or `none` to measure the reader's own memory.
+        #[arg(long, default_value = "address")]
+        sanitizer: String,
+    },
 }
+
+/// The fuzz targets under fuzz/fuzz_targets.
+const FUZZ_TARGETS: &[&str] = &["read_file", "decode_record"];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -86,6 +103,11 @@ fn main() -> ExitCode {
             live: false,
             ..
         } => bench(repeat, reuse, no_doc),
+        Cmd::Fuzz {
+            runs,
+            target,
+            sanitizer,
+        } => setup().and_then(|()| fuzz(runs, &target, &sanitizer)),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -495,7 +517,7 @@ fn run_demo(out: &Path, seconds: u32) -> Result<()> {
     if tty {
         step("starting the live TUI with the demo workload (q quits; ? lists the keys)");
         run(Command::new(&exe)
-            .args(["live", "--demo", "--record"])
+            .args(["live", "--demo", "--force", "--record"])
             .arg(&out))?;
         eprintln!(
             "xtask: the session is in {0}; watch it again with `{1} replay {0}`",
@@ -509,8 +531,7 @@ fn run_demo(out: &Path, seconds: u32) -> Result<()> {
         out.display()
     ));
     run(Command::new(&exe)
-        .arg("record")
-        .arg("-o")
+        .args(["record", "--force", "-o"])
         .arg(&out)
         .args(["--demo", "--duration"])
         .arg(seconds.to_string()))?;
@@ -575,4 +596,121 @@ fn bench_live(pairs: u32, no_doc: bool) -> Result<()> {
         pairs * 12 + 10
     ));
     run(&mut cmd)
+}
+
+// ---------------------------------------------------------------------------------------------
+// fuzz
+
+fn fuzz(runs: u64, targets: &[String], sanitizer: &str) -> Result<()> {
+    for t in targets {
+        if !FUZZ_TARGETS.contains(&t.as_str()) {
+            bail!(
+                "unknown fuzz target {t:?}; known: {}",
+                FUZZ_TARGETS.join(", ")
+            );
+        }
+    }
+    let have = Command::new("rustup")
+        .args(["run", "nightly", "cargo", "fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        step("installing cargo-fuzz");
+        run(Command::new(cargo()).args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let dir = target_dir().join("fuzz");
+    let seeds = dir.join("seeds");
+    step("writing the seed corpus from tests/data");
+    run(Command::new(cargo())
+        .args([
+            "test",
+            "--package",
+            "swapscope",
+            "--lib",
+            "fuzz_seeds",
+            "--",
+            "--ignored",
+        ])
+        .env("SWAPSCOPE_FUZZ_SEEDS", &seeds)
+        .env("AYA_BUILD_SKIP", "1"))?;
+    let mut summary = Vec::new();
+    for t in targets {
+        let corpus = dir.join("corpus").join(t);
+        let artifacts = dir.join("artifacts").join(t);
+        fs::create_dir_all(&corpus)?;
+        fs::create_dir_all(&artifacts)?;
+        step(&format!(
+            "fuzzing {t}: {runs} executions ({sanitizer} sanitizer)"
+        ));
+        let log = dir.join(format!("{t}.log"));
+        let out = Command::new("rustup")
+            .current_dir(root_dir())
+            .args([
+                "run",
+                "nightly",
+                "cargo",
+                "fuzz",
+                "run",
+                "-O",
+                "--sanitizer",
+                sanitizer,
+            ])
+            .args(["--fuzz-dir", "fuzz", t])
+            .arg(&corpus)
+            .arg(seeds.join(t))
+            .arg("--")
+            .arg(format!("-runs={runs}"))
+            .args([
+                "-max_len=16384",
+                "-malloc_limit_mb=48",
+                "-rss_limit_mb=2048",
+            ])
+            .arg("-print_final_stats=1")
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .env("AYA_BUILD_SKIP", "1")
+            .output()
+            .context("running cargo fuzz")?;
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        fs::write(&log, &text)?;
+        let stat = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| "?".into())
+        };
+        let secs = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Done ").and_then(|r| r.split(" in ").nth(1)))
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("?")
+            .to_string();
+        let crashes = fs::read_dir(&artifacts).map(|d| d.count()).unwrap_or(0);
+        let line = format!(
+            "{t}: {} executions in {secs} s, {crashes} crash(es), peak RSS {} MB ({sanitizer}), corpus {} inputs; log {}",
+            stat("stat::number_of_executed_units:"),
+            stat("stat::peak_rss_mb:"),
+            fs::read_dir(&corpus).map(|d| d.count()).unwrap_or(0),
+            log.display()
+        );
+        step(&line);
+        summary.push(line);
+        if !text.contains("INFO: Seed:") {
+            bail!(
+                "{t}: cargo fuzz did not start libFuzzer ({}); see {}",
+                out.status,
+                log.display()
+            );
+        }
+        if !out.status.success() || crashes > 0 {
+            bail!(
+                "{t}: libFuzzer found a problem ({}); the input is under {}",
+                out.status,
+                artifacts.display()
+            );
+        }
+    }
+    for l in summary {
+        println!("{l}");
+    }
+    Ok(())
 }

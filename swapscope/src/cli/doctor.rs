@@ -6,7 +6,10 @@ use serde::Serialize;
 use swapscope::{
     host,
     probe::{self, LiveOptions, LiveProbe, ProbeStatus, btf::KernelBtf},
-    stress::setup::{Cgroup, CgroupVersion},
+    stress::{
+        setup::{Cgroup, CgroupVersion},
+        state,
+    },
 };
 
 #[derive(Serialize)]
@@ -33,6 +36,50 @@ struct Doctor {
     /// The result of actually loading and attaching the tracepoint-tier programs.
     trial_attach: String,
     probes: Vec<ProbeStatus>,
+    /// `stress` runs with a state file under /run/swapscope: killed ones (leftovers to undo
+    /// with `--cleanup`) and running ones.
+    stress_runs: Vec<StressRun>,
+    /// With `--cleanup`: what was undone, and what could not be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cleanup: Option<Cleanup>,
+}
+
+#[derive(Serialize)]
+struct StressRun {
+    state_file: String,
+    pid: Option<u32>,
+    /// `killed` (leftovers), `running`, or `unreadable`.
+    status: &'static str,
+    left: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Cleanup {
+    done: Vec<String>,
+    failed: Vec<String>,
+}
+
+fn stress_runs() -> Vec<StressRun> {
+    state::scan()
+        .into_iter()
+        .map(|f| {
+            let state_file = f.file.display().to_string();
+            match &f.state {
+                Ok(s) => StressRun {
+                    state_file,
+                    pid: Some(s.pid),
+                    status: if s.alive() { "running" } else { "killed" },
+                    left: s.remaining(),
+                },
+                Err(e) => StressRun {
+                    state_file,
+                    pid: None,
+                    status: "unreadable",
+                    left: vec![e.clone()],
+                },
+            }
+        })
+        .collect()
 }
 
 /// Reads the lockdown mode, mounting securityfs first when it is missing (as systemd does).
@@ -46,7 +93,22 @@ fn lockdown() -> String {
     host::lockdown().unwrap_or_else(|| "unknown (no securityfs lockdown file)".into())
 }
 
-pub fn run(json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(json: bool, cleanup: bool) -> anyhow::Result<ExitCode> {
+    // Clean-up first, printed after (a closed stdout must not stop it half-way).
+    let cleanup = cleanup.then(|| {
+        let mut c = Cleanup {
+            done: Vec::new(),
+            failed: Vec::new(),
+        };
+        for (file, done, failed) in state::cleanup_dead() {
+            let file = file.display();
+            c.done
+                .extend(done.into_iter().map(|d| format!("{d} ({file})")));
+            c.failed
+                .extend(failed.into_iter().map(|d| format!("{d} ({file})")));
+        }
+        c
+    });
     let btf = KernelBtf::from_sys().ok();
     let lock = lockdown();
     let mut probes = probe::plan(btf.as_ref(), Some(lock.as_str()), None);
@@ -123,13 +185,16 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
         can_record,
         trial_attach: trial,
         probes,
+        stress_runs: stress_runs(),
+        cleanup,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
         print_text(&d);
     }
-    Ok(if d.can_record {
+    let cleanup_failed = d.cleanup.as_ref().is_some_and(|c| !c.failed.is_empty());
+    Ok(if d.can_record && !cleanup_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -180,6 +245,45 @@ fn print_text(d: &Doctor) {
             sizes.join(" ")
         }
     );
+    for r in &d.stress_runs {
+        match r.status {
+            "running" => println!(
+                "stress        running (pid {}): {}",
+                r.pid.unwrap_or(0),
+                if r.left.is_empty() {
+                    "nothing created yet".into()
+                } else {
+                    r.left.join(", ")
+                }
+            ),
+            "killed" if r.left.is_empty() => println!(
+                "stress        a killed run (pid {}) left only its state file {}: `swapscope doctor --cleanup` removes it",
+                r.pid.unwrap_or(0),
+                r.state_file
+            ),
+            "killed" => println!(
+                "stress        LEFTOVERS of a killed run (pid {}): {}; `swapscope doctor --cleanup` undoes them",
+                r.pid.unwrap_or(0),
+                r.left.join(", ")
+            ),
+            _ => println!(
+                "stress        unreadable state file {}: {}",
+                r.state_file,
+                r.left.join(", ")
+            ),
+        }
+    }
+    if let Some(c) = &d.cleanup {
+        if c.done.is_empty() && c.failed.is_empty() {
+            println!("cleanup       nothing left by killed stress runs");
+        }
+        for x in &c.done {
+            println!("cleanup       {x}");
+        }
+        for x in &c.failed {
+            println!("cleanup       FAILED: {x}");
+        }
+    }
     println!("tier          {}", d.tier);
     println!("trial attach  {}", d.trial_attach);
     println!();

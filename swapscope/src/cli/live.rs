@@ -2,17 +2,16 @@
 //! paced → analysis → TUI).
 
 use std::{
-    fs::OpenOptions,
-    io::BufWriter,
-    os::unix::fs::OpenOptionsExt as _,
-    path::{Path, PathBuf},
+    io::{BufWriter, Write as _},
+    path::PathBuf,
     process::ExitCode,
     time::Duration,
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use swapscope::{
-    pipeline::{Replay, ReplayControl},
+    host::output::OutputFile,
+    pipeline::{PipelineError, Replay, ReplayControl},
     probe,
     record::WriterOptions,
     signal,
@@ -22,7 +21,7 @@ use swapscope::{
         record::RecordSink,
     },
     source::{
-        Log, Source,
+        Log, Source, SourceError,
         file::FileSource,
         live::{LiveOptions, LiveSource},
     },
@@ -39,10 +38,10 @@ pub struct ViewArgs {
     pub models: Vec<String>,
     /// Length of one interval of the time series, in milliseconds of stream time (default:
     /// 1000; 10 for a simulated stream, whose events are 1 µs apart).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = super::args::whole::<1, 3_600_000>, allow_hyphen_values = true)]
     pub interval: Option<u64>,
     /// No terminal: draw this many frames (every view, a second apart) and stop.
-    #[arg(long, value_name = "FRAMES")]
+    #[arg(long, value_name = "FRAMES", value_parser = super::args::whole32::<1, 1_000_000>, allow_hyphen_values = true)]
     pub headless: Option<u32>,
     /// With --headless: append every frame, as text, to this file.
     #[arg(long, value_name = "FILE", requires = "headless")]
@@ -54,9 +53,17 @@ pub struct ViewArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct LiveArgs {
-    /// Also record the session to this file (mode 0600).
+    /// Also record the session to this file: created new with mode 0600 (as
+    /// `<FILE>.<pid>.partial` until the session ends); an existing file is refused unless
+    /// --force.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Replace an existing --record file (with a new file).
+    #[arg(long, requires = "record")]
+    pub force: bool,
+    /// Keep the command line out of the recording's header (see `record --no-cmdline`).
+    #[arg(long, requires = "record")]
+    pub no_cmdline: bool,
     /// Run a demo workload (`swapscope stress` on a temporary 1 GiB zram device, 64K mTHP) so
     /// there is swapping to watch; stopped and cleaned up on exit.
     #[arg(long)]
@@ -65,8 +72,8 @@ pub struct LiveArgs {
     /// key add markers too.
     #[arg(long, value_name = "PATH")]
     pub marker_fifo: Option<PathBuf>,
-    /// Ring buffer size in MiB.
-    #[arg(long, default_value_t = 8)]
+    /// Ring buffer size in MiB (1 to 1024; rounded up to a power of two).
+    #[arg(long, default_value_t = 8, value_parser = super::args::whole32::<1, 1024>, allow_hyphen_values = true)]
     pub ringbuf_mib: u32,
     /// Attach only the tracepoint tier, even where fentry/fexit are allowed.
     #[arg(long)]
@@ -87,7 +94,7 @@ pub struct ReplayArgs {
     /// The recording.
     pub file: PathBuf,
     /// Stream seconds per second: 1 is real time, `max` as fast as the analysis goes.
-    #[arg(long, default_value = "1", value_parser = parse_speed)]
+    #[arg(long, default_value = "1", value_parser = parse_speed, allow_hyphen_values = true)]
     pub speed: f64,
     #[command(flatten)]
     pub view: ViewArgs,
@@ -111,9 +118,6 @@ fn analysis(
     mode: String,
 ) -> anyhow::Result<Analysis> {
     let ms = v.interval.unwrap_or_else(|| default_interval_ms(header));
-    if ms == 0 || ms > 3_600_000 {
-        bail!("--interval {ms}: give 1 to 3600000 milliseconds");
-    }
     Ok(Analysis::new(
         header,
         &model_names(&v.models)?,
@@ -145,7 +149,11 @@ fn finish(v: &ViewArgs, outcome: tui::Outcome) -> anyhow::Result<ExitCode> {
             o.insert("ui".into(), serde_json::to_value(outcome.frames)?);
         }
         let json = serde_json::to_string_pretty(&value)?;
-        std::fs::write(p, json + "\n").with_context(|| format!("writing {}", p.display()))?;
+        let out = OutputFile::create(p, true)?;
+        let mut w = out.writer()?;
+        w.write_all((json + "\n").as_bytes())
+            .with_context(|| format!("writing {}", out.partial_path().display()))?;
+        out.commit()?;
     }
     let summary = outcome.result?;
     for w in &summary.warnings {
@@ -161,9 +169,15 @@ fn finish(v: &ViewArgs, outcome: tui::Outcome) -> anyhow::Result<ExitCode> {
 }
 
 pub fn live(a: LiveArgs) -> anyhow::Result<ExitCode> {
+    let command = super::command_or_demo(a.demo, &a.command)?;
+    super::check_command(&command)?;
+    let out = a
+        .record
+        .as_deref()
+        .map(|p| OutputFile::create(p, a.force))
+        .transpose()?;
     let (inbox, _fifo) = super::live_inputs(a.marker_fifo.as_deref())?;
     let log = Log::default();
-    let command = super::command_or_demo(a.demo, &a.command)?;
     let headless = a.view.headless.is_some();
     let source = LiveSource::start(LiveOptions {
         probe: probe::LiveOptions {
@@ -171,6 +185,7 @@ pub fn live(a: LiveArgs) -> anyhow::Result<ExitCode> {
             full_tier: !a.tracepoint_only,
             log: Some(pane_log(log.clone(), headless)),
         },
+        command_line: super::command_line(a.no_cmdline, "swapscope live", &command),
         command,
         markers: Some(inbox.clone()),
         label: if a.demo {
@@ -178,15 +193,14 @@ pub fn live(a: LiveArgs) -> anyhow::Result<ExitCode> {
         } else {
             "live".into()
         },
-        command_line: std::env::args().collect::<Vec<_>>().join(" "),
         command_output: (!headless).then(|| log.clone()),
         ..LiveOptions::default()
     })?;
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
     let mut note = String::new();
-    if let Some(path) = &a.record {
-        sinks.push(Box::new(record_sink(path, &source)?));
-        note = format!("recording → {}", path.display());
+    if let Some(out) = &out {
+        sinks.push(Box::new(record_sink(out, &source)?));
+        note = format!("recording → {}", out.path().display());
     }
     if a.demo {
         note = format!(
@@ -209,7 +223,23 @@ pub fn live(a: LiveArgs) -> anyhow::Result<ExitCode> {
             lossy: true,
         },
         display(&a.view),
-    )?;
+    );
+    // The session's sinks are closed: the recording (whatever ended the session) takes its
+    // name, unless the command never started (then there is nothing to keep).
+    let never_started = outcome.as_ref().is_ok_and(|o| {
+        matches!(
+            o.result,
+            Err(PipelineError::Source(SourceError::CommandStart(_)))
+        )
+    });
+    let committed = if never_started {
+        drop(out);
+        Ok(None)
+    } else {
+        out.map(OutputFile::commit).transpose()
+    };
+    let outcome = outcome?;
+    committed?;
     if let Some(l) = verbose_log {
         for line in l.lines().iter().filter(|l| l.starts_with("bpf ")) {
             eprintln!("swapscope: {line}");
@@ -230,19 +260,12 @@ fn pane_log(log: Log, headless: bool) -> probe::LogFn {
 }
 
 fn record_sink(
-    path: &Path,
+    out: &OutputFile,
     source: &LiveSource,
 ) -> anyhow::Result<RecordSink<BufWriter<std::fs::File>>> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
     Ok(RecordSink::create(
-        BufWriter::new(file),
-        &path.display().to_string(),
+        BufWriter::new(out.writer()?),
+        &out.path().display().to_string(),
         source.header(),
         WriterOptions::default(),
         Some(Duration::from_secs(1)),

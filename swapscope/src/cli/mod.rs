@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand. anyhow lives here and nowhere deeper.
 
+mod args;
 mod bench;
 mod bench_live;
 mod doctor;
@@ -28,6 +29,11 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Undo what a `swapscope stress` that was killed left behind (its cgroup, zram or loop
+        /// device and mTHP settings, as its state file under /run/swapscope lists them);
+        /// nothing it did not create is touched.
+        #[arg(long)]
+        cleanup: bool,
     },
     /// Attach the probes and record events and kernel counters to a file.
     Record(record::RecordArgs),
@@ -96,6 +102,37 @@ pub fn command_or_demo(demo: bool, command: &[String]) -> anyhow::Result<Vec<Str
     Ok(swapscope::stress::demo_command(&exe))
 }
 
+/// Refuses a command that cannot start (no such file, not executable, not on `$PATH`), before
+/// anything is attached or created.
+pub fn check_command(command: &[String]) -> anyhow::Result<()> {
+    if let Some(prog) = command.first()
+        && swapscope::host::resolve_command(prog).is_none()
+    {
+        anyhow::bail!(
+            "{prog}: no such command (not an executable file, nor on $PATH); nothing was started \
+             or created"
+        );
+    }
+    Ok(())
+}
+
+/// The command line a recording's header keeps: the whole of it, or with `hide` only
+/// `what` and the command's name (its arguments may hold secrets).
+pub fn command_line(hide: bool, what: &str, command: &[String]) -> String {
+    if !hide {
+        return std::env::args().collect::<Vec<_>>().join(" ");
+    }
+    match command.first() {
+        Some(prog) => {
+            let name = std::path::Path::new(prog)
+                .file_name()
+                .map_or_else(|| prog.clone(), |n| n.to_string_lossy().into_owned());
+            format!("{what} -- {name} (arguments left out: --no-cmdline)")
+        }
+        None => format!("{what} (command line left out: --no-cmdline)"),
+    }
+}
+
 /// BPF diagnostics to stderr: warnings always, the rest with `verbose`.
 pub fn stderr_log(verbose: bool) -> swapscope::probe::LogFn {
     std::sync::Arc::new(move |level, line| {
@@ -105,9 +142,31 @@ pub fn stderr_log(verbose: bool) -> swapscope::probe::LogFn {
     })
 }
 
+impl Command {
+    /// Commands that print a result and hold nothing to clean up: a closed stdout ends them
+    /// quietly (SIGPIPE), as it does `cat`.
+    pub fn only_prints(&self) -> bool {
+        match self {
+            Command::Report { .. } | Command::Dump { .. } | Command::Simulate(_) => true,
+            Command::Doctor { cleanup, .. } => !cleanup,
+            Command::Record(_)
+            | Command::Live(_)
+            | Command::Replay(_)
+            | Command::Stress(_)
+            | Command::Touch(_)
+            | Command::Bench(_) => false,
+        }
+    }
+}
+
+/// A command-line error as one line (see [`args::one_line`]).
+pub fn one_line_error(e: &clap::Error) -> String {
+    args::one_line(e)
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Doctor { json } => doctor::run(json),
+        Command::Doctor { json, cleanup } => doctor::run(json, cleanup),
         Command::Record(args) => record::run(args),
         Command::Live(args) => live::live(args),
         Command::Replay(args) => live::replay(args),

@@ -1,36 +1,42 @@
 //! `swapscope record`: live → recording (+ status line).
 
 use std::{
-    fs::OpenOptions,
     io::{BufWriter, IsTerminal as _},
-    os::unix::fs::OpenOptionsExt as _,
     path::PathBuf,
     process::ExitCode,
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
 use swapscope::{
+    host::output::OutputFile,
     pipeline, probe,
     record::WriterOptions,
     signal,
     sink::{progress::Progress, record::RecordSink},
     source::{
-        Source as _,
+        Source as _, SourceError,
         live::{LiveOptions, LiveSource},
     },
 };
 
 #[derive(clap::Args, Debug)]
 pub struct RecordArgs {
-    /// Output file (created with mode 0600; an existing file is replaced).
+    /// Output file: created new with mode 0600 (written as `<FILE>.<pid>.partial` and renamed
+    /// when the recording ends). An existing file is refused unless --force.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Stop after this many seconds (default: until Ctrl-C, SIGTERM or the command exits).
+    /// Replace an existing output file (with a new file; the old one is not written into).
     #[arg(long)]
+    pub force: bool,
+    /// Keep the command line out of the recording's header (the arguments of a recorded
+    /// command may hold secrets); only `swapscope record` and the command's name are kept.
+    #[arg(long)]
+    pub no_cmdline: bool,
+    /// Stop after this many seconds (default: until Ctrl-C, SIGTERM or the command exits).
+    #[arg(long, value_name = "SECONDS", value_parser = super::args::seconds, allow_hyphen_values = true)]
     pub duration: Option<f64>,
-    /// Ring buffer size in MiB.
-    #[arg(long, default_value_t = 8)]
+    /// Ring buffer size in MiB (1 to 1024; rounded up to a power of two).
+    #[arg(long, default_value_t = 8, value_parser = super::args::whole32::<1, 1024>, allow_hyphen_values = true)]
     pub ringbuf_mib: u32,
     /// Attach only the tracepoint tier, even where fentry/fexit are allowed.
     #[arg(long)]
@@ -53,6 +59,11 @@ pub struct RecordArgs {
 }
 
 pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
+    // Everything that can be refused is checked before anything is attached, started or
+    // created: the command, then the output file.
+    let command = super::command_or_demo(a.demo, &a.command)?;
+    super::check_command(&command)?;
+    let out = OutputFile::create(&a.output, a.force)?;
     let (inbox, _fifo) = super::live_inputs(a.marker_fifo.as_deref())?;
     let mut source = LiveSource::start(LiveOptions {
         probe: probe::LiveOptions {
@@ -60,21 +71,14 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
             full_tier: !a.tracepoint_only,
             log: Some(super::stderr_log(a.verbose)),
         },
-        command: super::command_or_demo(a.demo, &a.command)?,
+        command_line: super::command_line(a.no_cmdline, "swapscope record", &command),
+        command,
         markers: Some(inbox),
-        command_line: std::env::args().collect::<Vec<_>>().join(" "),
         ..LiveOptions::default()
     })?;
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&a.output)
-        .with_context(|| format!("creating {}", a.output.display()))?;
     let name = a.output.display().to_string();
     let mut record = RecordSink::create(
-        BufWriter::new(file),
+        BufWriter::new(out.writer()?),
         &name,
         source.header(),
         WriterOptions::default(),
@@ -86,9 +90,19 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
     let result = pipeline::run(&mut source, &mut [&mut record, &mut progress], &mut || {
         signal::stop_requested() || end.is_some_and(|e| Instant::now() >= e)
     });
-    // The command may still be cleaning up after the stop was forwarded to it.
+    // The recording is complete (END written) whatever the result: it takes its name now,
+    // while the command may still be cleaning up after the stop was forwarded to it. Only a
+    // command that never started leaves nothing (the temporary file goes with `out`).
+    let closed = record.close();
+    if let Err(e @ pipeline::PipelineError::Source(SourceError::CommandStart(_))) = result {
+        drop(out);
+        return Err(e.into());
+    }
+    let committed = out.commit();
     source.wait_command();
     let summary = source_summary(&source, result)?;
+    closed?;
+    committed?;
     let stats = record.stats();
     let events = record.kernel_events();
     let secs = t0.elapsed().as_secs_f64();

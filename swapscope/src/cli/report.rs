@@ -1,6 +1,6 @@
 //! `swapscope report FILE [--json] [--models a,b]`: file → analysis → text or JSON.
 
-use std::{path::Path, process::ExitCode};
+use std::{io::IsTerminal as _, path::Path, process::ExitCode};
 
 use anyhow::bail;
 use swapscope::{
@@ -57,8 +57,11 @@ pub fn run(file: &Path, json: bool, model_names_arg: &[String]) -> anyhow::Resul
     let mut source = FileSource::open(file)?;
     let mut analysis = report_analysis(source.header(), &names);
     let summary = pipeline::run(&mut source, &mut [&mut analysis], &mut || false)?;
-    for w in &summary.warnings {
-        eprintln!("swapscope: warning: {}: {w}", file.display());
+    // The text report lists the warnings itself: on a terminal they are not repeated on stderr.
+    if json || !std::io::stdout().is_terminal() {
+        for w in &summary.warnings {
+            eprintln!("swapscope: warning: {}: {w}", file.display());
+        }
     }
     emit(analysis.report(&summary), json)
 }

@@ -1,10 +1,10 @@
 //! `swapscope simulate`: a synthetic workload, streamed through the analysis (and to a
 //! recording with `-o`). No root needed.
 
-use std::{fs::File, io::BufWriter, path::PathBuf, process::ExitCode};
+use std::{io::BufWriter, path::PathBuf, process::ExitCode};
 
-use anyhow::{Context as _, bail};
 use swapscope::{
+    host::output::OutputFile,
     pipeline,
     record::WriterOptions,
     sink::{Sink, record::RecordSink},
@@ -19,16 +19,16 @@ pub struct SimulateArgs {
     /// One of: thp-fragment, fork-partial-zap, mixed-orders, fill-drain.
     #[arg(long)]
     pub workload: String,
-    /// Swap device size, e.g. 64M, 1G (default: the workload's own, 64M).
-    #[arg(long)]
-    pub swap_size: Option<String>,
-    /// CPUs the requests are spread over.
-    #[arg(long, default_value_t = 1)]
+    /// Swap device size, e.g. 64M, 1G, at most 64G (default: the workload's own, 64M).
+    #[arg(long, value_name = "SIZE", value_parser = super::args::swap_size, allow_hyphen_values = true)]
+    pub swap_size: Option<u64>,
+    /// CPUs the requests are spread over (1 to 4096).
+    #[arg(long, default_value_t = 1, value_parser = super::args::whole32::<1, 4096>, allow_hyphen_values = true)]
     pub cpus: u32,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Iterations after the warm-up (default: the workload's own).
-    #[arg(long)]
+    /// Iterations after the warm-up, up to 100000 (default: the workload's own).
+    #[arg(long, value_parser = super::args::whole32::<0, 100_000>, allow_hyphen_values = true)]
     pub iterations: Option<u32>,
     /// thp-fragment: add the kernel test's 4 MiB small-folio area.
     #[arg(long)]
@@ -43,36 +43,20 @@ pub struct SimulateArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Also write the generated stream as a recording that `report` reads.
+    /// Also write the generated stream as a recording that `report` reads (created new, mode
+    /// 0600; an existing file is refused unless --force).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-}
-
-/// Parses `64M`, `1G`, `512K` or a byte count.
-pub fn parse_bytes(s: &str) -> Option<u64> {
-    let t = s.trim().to_ascii_uppercase();
-    let t = t
-        .strip_suffix("IB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(&t);
-    let (num, mult) = match t.chars().last()? {
-        'K' => (&t[..t.len() - 1], 1u64 << 10),
-        'M' => (&t[..t.len() - 1], 1 << 20),
-        'G' => (&t[..t.len() - 1], 1 << 30),
-        'T' => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult)
+    /// Replace an existing output file (with a new file).
+    #[arg(long, requires = "output")]
+    pub force: bool,
 }
 
 pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     let names = model_names(&a.models)?;
     let mut spec = WorkloadSpec::new(&a.workload);
-    if let Some(s) = &a.swap_size {
-        match parse_bytes(s) {
-            Some(b) => spec.swap_size_bytes = b,
-            None => bail!("--swap-size: cannot parse {s:?} (use e.g. 64M or 1G)"),
-        }
+    if let Some(b) = a.swap_size {
+        spec.swap_size_bytes = b;
     }
     spec.cpus = a.cpus;
     spec.seed = a.seed;
@@ -82,25 +66,33 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     let mut source = SimSource::new(spec)?;
     source.set_command_line(std::env::args().collect::<Vec<_>>().join(" "));
     let mut analysis = report_analysis(source.header(), &names);
-    let mut record = match &a.output {
-        Some(path) => {
-            let file =
-                File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            Some(RecordSink::create(
-                BufWriter::new(file),
-                &path.display().to_string(),
-                source.header(),
-                WriterOptions::default(),
-                None,
-            )?)
-        }
+    let out = a
+        .output
+        .as_deref()
+        .map(|p| OutputFile::create(p, a.force))
+        .transpose()?;
+    let mut record = match &out {
+        Some(out) => Some(RecordSink::create(
+            BufWriter::new(out.writer()?),
+            &out.path().display().to_string(),
+            source.header(),
+            WriterOptions::default(),
+            None,
+        )?),
         None => None,
     };
     let mut sinks: Vec<&mut dyn Sink> = vec![&mut analysis];
     if let Some(r) = record.as_mut() {
         sinks.push(r);
     }
-    let summary = pipeline::run(&mut source, &mut sinks, &mut || false)?;
+    let result = pipeline::run(&mut source, &mut sinks, &mut || false);
+    drop(sinks);
+    // What was written stays readable, whatever the result: it takes its name now.
+    let closed = record.as_mut().map(RecordSink::close).transpose();
+    let committed = out.map(OutputFile::commit).transpose();
+    let summary = result?;
+    closed?;
+    committed?;
     if let (Some(r), Some(path)) = (&record, &a.output) {
         let stats = r.stats();
         eprintln!(
@@ -111,17 +103,4 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     emit(analysis.report(&summary), a.json)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_bytes;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_bytes("64M"), Some(64 << 20));
-        assert_eq!(parse_bytes("1GiB"), Some(1 << 30));
-        assert_eq!(parse_bytes("4096"), Some(4096));
-        assert_eq!(parse_bytes("x"), None);
-    }
 }

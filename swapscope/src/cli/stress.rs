@@ -8,34 +8,39 @@ use swapscope::{
     stress::{self, Pattern, StressOptions, setup::parse_size_kb, toucher},
 };
 
+/// Sizes in MiB: 1 MiB to 1 TiB.
+const MIB: fn(&str) -> Result<u64, String> = super::args::whole::<1, { 1 << 20 }>;
+/// Passes or rounds.
+const PASSES: fn(&str) -> Result<u32, String> = super::args::whole32::<1, 1_000_000>;
+
 #[derive(clap::Args, Debug)]
 pub struct StressArgs {
     #[arg(long, value_enum, default_value = "sequential")]
     pub pattern: Pattern,
-    /// Memory the toucher maps and touches, in MiB.
-    #[arg(long, default_value_t = 600)]
+    /// Memory the toucher maps and touches, in MiB (1 to 1048576).
+    #[arg(long, default_value_t = 600, value_parser = MIB, allow_hyphen_values = true)]
     pub size: u64,
-    /// Memory limit of the temporary cgroup, in MiB.
-    #[arg(long, default_value_t = 256)]
+    /// Memory limit of the temporary cgroup, in MiB (1 to 1048576).
+    #[arg(long, default_value_t = 256, value_parser = MIB, allow_hyphen_values = true)]
     pub limit: u64,
     /// mTHP sizes to set to `always` for the run, e.g. `64K,2M`.
     #[arg(long, value_delimiter = ',', default_value = "64K")]
     pub mthp: Vec<String>,
     /// Create a temporary zram swap device of this many MiB (and remove it afterwards).
-    #[arg(long)]
+    #[arg(long, value_parser = MIB, allow_hyphen_values = true)]
     pub zram: Option<u64>,
     /// Create a temporary loop-device swap of this many MiB instead: a block device without
     /// synchronous I/O, so swap-in is page by page (no large-folio swap-in).
-    #[arg(long, conflicts_with = "zram")]
+    #[arg(long, conflicts_with = "zram", value_parser = MIB, allow_hyphen_values = true)]
     pub loop_swap: Option<u64>,
     /// thp-fragment: swap in whole 64 KiB chunks (the kernel test's `-a`).
     #[arg(long)]
     pub aligned_swapin: bool,
     /// Stop after this many seconds.
-    #[arg(long)]
+    #[arg(long, value_name = "SECONDS", value_parser = super::args::seconds, allow_hyphen_values = true)]
     pub duration: Option<f64>,
     /// Passes over the area (sequential) or fragmentation rounds (thp-fragment).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = PASSES, allow_hyphen_values = true)]
     pub passes: u32,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -67,28 +72,54 @@ pub fn run(a: StressArgs) -> anyhow::Result<ExitCode> {
         exe: std::env::current_exe().context("finding the swapscope binary")?,
     };
     let s = stress::run(&opts)?;
+    for (file, done, failed) in &s.undone {
+        for d in done {
+            eprintln!(
+                "swapscope stress: leftover of a killed run ({}): {d}",
+                file.display()
+            );
+        }
+        for f in failed {
+            eprintln!(
+                "swapscope stress: leftover of a killed run ({}): {f}",
+                file.display()
+            );
+        }
+    }
     eprintln!(
-        "swapscope stress: {:?} over {} MiB in cgroup {} (limit {} MiB){} for {:.1} s{}; cleaned up",
+        "swapscope stress: {:?} over {} MiB in cgroup {} (limit {} MiB){} for {:.1} s{}; {}",
         a.pattern,
         a.size,
         s.cgroup,
         a.limit,
         s.zram.map(|z| format!(", swap on {z}")).unwrap_or_default(),
         s.elapsed.as_secs_f64(),
-        if s.interrupted { " (interrupted)" } else { "" }
+        if s.interrupted { " (interrupted)" } else { "" },
+        if s.left.is_empty() {
+            "cleaned up".to_string()
+        } else {
+            format!(
+                "could not undo: {} (`swapscope doctor --cleanup` retries)",
+                s.left.join(", ")
+            )
+        }
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if s.left.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[derive(clap::Args, Debug)]
 pub struct TouchArgs {
     #[arg(long, value_enum)]
     pub pattern: Pattern,
-    #[arg(long)]
+    #[arg(long, value_parser = MIB)]
     pub size: u64,
-    #[arg(long)]
+    #[arg(long, value_parser = PASSES)]
     pub passes: u32,
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::seconds)]
     pub duration: Option<f64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -177,7 +177,18 @@ pub struct Engine {
     /// looked at every [`PEAK_EVERY`] events): the benchmark's memory figures.
     map_peaks: Vec<u64>,
     virtual_peak: u64,
+    /// Devices taken (type, `max` slots) and those refused for their size.
+    devices: Vec<(u8, u64)>,
+    refused_devices: u64,
 }
+
+/// Marker rows kept (each holds every model's counters): later markers are counted, not broken
+/// out, so a stream of millions of markers cannot take memory without bound.
+pub const MAX_MARKER_ROWS: usize = 10_000;
+/// Largest device the engine takes, and the most slots over all its devices at once (2^28
+/// slots: 1 TiB of 4 KiB pages, what `simulate` accepts): the models' memory follows the
+/// devices' size, so a stream claiming a larger one is refused rather than believed.
+pub const MAX_DEVICE_SLOTS: u64 = 1 << 28;
 
 /// Events between two looks at the map sizes (for [`Engine::mapping_peak`]).
 const PEAK_EVERY: u64 = 1 << 20;
@@ -211,7 +222,14 @@ impl Engine {
             last_ts: 0,
             map_peaks: Vec::new(),
             virtual_peak: 0,
+            devices: Vec::new(),
+            refused_devices: 0,
         }
+    }
+
+    /// Devices refused because of their size (see [`MAX_DEVICE_SLOTS`]).
+    pub fn refused_devices(&self) -> u64 {
+        self.refused_devices
     }
 
     /// The largest size (bytes) the stream→model map of model `i` had, looked at every 2^20
@@ -289,18 +307,36 @@ impl Engine {
         self.last_ts = ev.ts();
         match ev {
             Event::SwapOn(on) => {
-                self.real.swapon(on);
-                for s in &mut self.shadows {
-                    s.model.swapon(on);
+                let others: u64 = self
+                    .devices
+                    .iter()
+                    .filter(|(t, _)| *t != on.swap_type)
+                    .map(|(_, m)| m)
+                    .sum();
+                if on.max > MAX_DEVICE_SLOTS || others + on.max > MAX_DEVICE_SLOTS {
+                    self.stream.anomalies += 1;
+                    self.refused_devices += 1;
+                } else {
+                    self.devices.retain(|(t, _)| *t != on.swap_type);
+                    self.devices.push((on.swap_type, on.max));
+                    self.real.swapon(on);
+                    for s in &mut self.shadows {
+                        s.model.swapon(on);
+                    }
                 }
             }
-            Event::SwapOff(off) => self.swapoff(off.swap_type),
+            Event::SwapOff(off) => {
+                self.devices.retain(|(t, _)| *t != off.swap_type);
+                self.swapoff(off.swap_type);
+            }
             Event::Alloc(a) => self.alloc(a),
             Event::Free(f) => self.free(f),
             Event::Marker(m) => {
                 self.stream.markers += 1;
-                let row = self.row(Some(m.label.clone()));
-                self.markers.push(row);
+                if self.markers.len() < MAX_MARKER_ROWS {
+                    let row = self.row(Some(m.kept_label()));
+                    self.markers.push(row);
+                }
             }
             Event::Writeout(_)
             | Event::Counters(_)

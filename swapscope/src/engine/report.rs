@@ -111,6 +111,13 @@ pub struct StreamSummary {
     /// Real slots allocated twice (a free was missed), freed while free, or on unknown devices.
     pub real_double_alloc_slots: u64,
     pub real_unmatched_free_slots: u64,
+    /// Devices refused for their size (`engine::MAX_DEVICE_SLOTS`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub refused_devices: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The comparison document.
@@ -265,6 +272,7 @@ impl Engine {
                 } else {
                     0
                 },
+                refused_devices: self.refused_devices,
             },
             models,
             real,

@@ -61,15 +61,20 @@ pub mod chunk_codec {
 pub const CHUNK_HEADER_LEN: usize = 52;
 /// Bytes of a record header (`kind u16, reserved u16, len u32`).
 pub const RECORD_HEADER_LEN: usize = 8;
-/// Largest decompressed chunk a reader accepts; longer is an impossible length (corruption).
-pub const MAX_RAW_CHUNK: u32 = 64 << 20;
+/// Largest decompressed chunk a reader accepts; longer is an impossible length (corruption). A
+/// writer's chunk is at most [`MAX_CHUNK_BYTES`] plus one record of at most
+/// [`MAX_RECORD_BODY`].
+pub const MAX_RAW_CHUNK: u32 = 32 << 20;
+/// Most records a chunk may hold (writers cut chunks there): what one decoded chunk can cost in
+/// memory is bounded whatever its bytes say.
+pub const MAX_CHUNK_RECORDS: u32 = 1 << 18;
 /// Largest stored (compressed) chunk a reader accepts: [`MAX_RAW_CHUNK`] plus zstd's worst case
 /// expansion.
 pub const MAX_STORED_CHUNK: u32 = MAX_RAW_CHUNK + (1 << 20);
 /// Largest record body a writer accepts.
-pub const MAX_RECORD_BODY: usize = 16 << 20;
+pub const MAX_RECORD_BODY: usize = 8 << 20;
 /// Largest `chunk_bytes` a writer accepts (so a chunk stays below [`MAX_RAW_CHUNK`]).
-pub const MAX_CHUNK_BYTES: usize = 32 << 20;
+pub const MAX_CHUNK_BYTES: usize = 16 << 20;
 /// Largest file header (TLVs included) either side accepts.
 pub const MAX_HEADER_LEN: u32 = 1 << 20;
 

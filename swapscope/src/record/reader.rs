@@ -6,8 +6,8 @@ use std::io::Read;
 use super::codec::{self, Dec};
 use super::header::{ChunkHeader, FileInfo, read_full, read_header};
 use super::{
-    CHUNK_HEADER_LEN, FORMAT_MAJOR, FormatError, MAX_RAW_CHUNK, MAX_STORED_CHUNK,
-    RECORD_HEADER_LEN, RecordingHeader, chunk_codec, chunk_kind,
+    CHUNK_HEADER_LEN, FORMAT_MAJOR, FormatError, MAX_CHUNK_RECORDS, MAX_RAW_CHUNK,
+    MAX_STORED_CHUNK, RECORD_HEADER_LEN, RecordingHeader, chunk_codec, chunk_kind,
 };
 use crate::event::Event;
 
@@ -26,12 +26,28 @@ pub enum Warning {
     },
     /// The chunk at `offset` failed a check; reading stopped there.
     Corrupt { offset: u64, reason: String },
-    /// The chunk at `offset` has sequence number `found` where `expected` was due: the chunks
-    /// in between were dropped by the recorder or lost.
-    SeqGap {
-        offset: u64,
-        expected: u64,
-        found: u64,
+    /// Sequence numbers `first ..= last` include `count` that no chunk had (counted when
+    /// reading ends): their events were dropped by the recorder (`dropped_by_recorder` of them,
+    /// as its END chunk says: it fell behind) or lost from the file.
+    Missing {
+        count: u64,
+        first: u64,
+        last: u64,
+        dropped_by_recorder: u64,
+    },
+    /// The chunk at `offset` repeats sequence number `seq`, already read: skipped, so its
+    /// events are not counted twice.
+    Duplicate { offset: u64, seq: u64 },
+    /// The chunk at `offset` (sequence number `seq`) comes after chunk `after`: out of order.
+    /// Its events are read where they stand.
+    Reordered { offset: u64, seq: u64, after: u64 },
+    /// The END chunk's totals differ from what was read: chunks were removed, added or altered
+    /// (with their checks rewritten).
+    EndMismatch {
+        end_events: u64,
+        end_chunks: u64,
+        read_events: u64,
+        read_chunks: u64,
     },
     /// Bytes follow the END chunk, starting at `offset`; they were ignored.
     TrailingData { offset: u64 },
@@ -63,15 +79,48 @@ impl fmt::Display for Warning {
                 "chunk at byte {offset} is corrupt ({reason}); reading stopped there, everything \
                  before it is intact"
             ),
-            Warning::SeqGap {
-                offset,
-                expected,
-                found,
+            Warning::Missing {
+                count,
+                first,
+                last,
+                dropped_by_recorder,
+            } => {
+                write!(
+                    f,
+                    "{count} chunk(s) of events are missing (sequence numbers {first} to {last} \
+                     have gaps)"
+                )?;
+                match *dropped_by_recorder {
+                    0 => write!(f, "; they were lost from the file"),
+                    d if d >= *count => {
+                        write!(f, ": the recorder dropped them (it fell behind)")
+                    }
+                    d => write!(
+                        f,
+                        ": the recorder dropped {d} (it fell behind), {} were lost from the file",
+                        count - d
+                    ),
+                }
+            }
+            Warning::Duplicate { offset, seq } => write!(
+                f,
+                "chunk at byte {offset} repeats chunk {seq}, already read: skipped (its events \
+                 are not counted twice)"
+            ),
+            Warning::Reordered { offset, seq, after } => write!(
+                f,
+                "chunk at byte {offset} is chunk {seq}, out of order after chunk {after}: its \
+                 events are read where they stand"
+            ),
+            Warning::EndMismatch {
+                end_events,
+                end_chunks,
+                read_events,
+                read_chunks,
             } => write!(
                 f,
-                "chunk at byte {offset} has sequence number {found} where {expected} was due: \
-                 {} chunk(s) of events are missing",
-                found.abs_diff(*expected)
+                "the END chunk counts {end_events} events in {end_chunks} chunks, but \
+                 {read_events} in {read_chunks} were read: chunks were removed or altered"
             ),
             Warning::TrailingData { offset } => {
                 write!(f, "ignored bytes after the END chunk, from byte {offset}")
@@ -105,9 +154,12 @@ pub struct ReadStats {
     pub skipped_records: u64,
     /// Chunks of unknown kinds or codecs, skipped.
     pub skipped_chunks: u64,
-    /// Places where the sequence number jumped, and the chunks missing there.
-    pub seq_gaps: u64,
+    /// Sequence numbers below the highest seen that no chunk had (known when reading ended).
     pub missing_chunks: u64,
+    /// Chunks skipped because their sequence number was read before.
+    pub duplicate_chunks: u64,
+    /// Chunks read out of sequence order.
+    pub reordered_chunks: u64,
     /// The END chunk, when the file was closed cleanly.
     pub end: Option<EndSummary>,
 }
@@ -123,7 +175,12 @@ pub struct Reader<R: Read> {
     info: FileInfo,
     /// Bytes consumed so far.
     offset: u64,
-    next_seq: u64,
+    /// Sequence numbers read, as sorted disjoint ranges `[start, end)`.
+    seen: Vec<(u64, u64)>,
+    /// The sequence number of the last chunk read.
+    last_seq: Option<u64>,
+    /// Whether the end-of-reading checks ran.
+    concluded: bool,
     /// Events of the current chunk not yet returned.
     /// Decoded events of the current chunk not handed out yet: `pending[head..]`.
     pending: Vec<Event>,
@@ -151,7 +208,9 @@ impl<R: Read> Reader<R> {
             header,
             info,
             offset: u64::from(info.header_len),
-            next_seq: 0,
+            seen: Vec::new(),
+            last_seq: None,
+            concluded: false,
             pending: Vec::new(),
             head: 0,
             done: false,
@@ -248,6 +307,79 @@ impl<R: Read> Reader<R> {
     fn stop(&mut self, warning: Warning) {
         self.warnings.push(warning);
         self.done = true;
+        self.conclude();
+    }
+
+    /// The checks that need the whole file: sequence numbers never seen, and the END chunk's
+    /// totals against what was read. Runs once, when reading ends.
+    fn conclude(&mut self) {
+        if self.concluded {
+            return;
+        }
+        self.concluded = true;
+        let mut missing = 0u64;
+        let mut first = None;
+        let mut last = 0;
+        let mut prev_end = 0u64;
+        for &(a, b) in &self.seen {
+            if a > prev_end {
+                missing += a - prev_end;
+                first.get_or_insert(prev_end);
+                last = a - 1;
+            }
+            prev_end = b;
+        }
+        self.stats.missing_chunks = missing;
+        let dropped = self.stats.end.map_or(0, |e| e.discarded_chunks);
+        if let Some(first) = first {
+            self.warnings.push(Warning::Missing {
+                count: missing,
+                first,
+                last,
+                dropped_by_recorder: dropped,
+            });
+        }
+        if let Some(end) = self.stats.end {
+            let read_events = self.stats.events + self.stats.skipped_records;
+            if end.events != read_events || end.chunks != self.stats.event_chunks {
+                self.warnings.push(Warning::EndMismatch {
+                    end_events: end.events,
+                    end_chunks: end.chunks,
+                    read_events,
+                    read_chunks: self.stats.event_chunks,
+                });
+            }
+        }
+    }
+
+    /// Notes a chunk's sequence number: `false` if it was seen before (a duplicate).
+    fn note_seq(&mut self, seq: u64, offset: u64) -> bool {
+        let i = self.seen.partition_point(|&(_, b)| b <= seq);
+        if self.seen.get(i).is_some_and(|&(a, _)| a <= seq) {
+            self.stats.duplicate_chunks += 1;
+            self.warnings.push(Warning::Duplicate { offset, seq });
+            return false;
+        }
+        if let Some(after) = self.last_seq.filter(|&l| seq < l) {
+            self.stats.reordered_chunks += 1;
+            self.warnings
+                .push(Warning::Reordered { offset, seq, after });
+        }
+        self.last_seq = Some(seq);
+        // Insert [seq, seq + 1) and merge with its neighbours.
+        let joins_prev = i > 0 && self.seen.get(i - 1).is_some_and(|&(_, b)| b == seq);
+        let joins_next = self.seen.get(i).is_some_and(|&(a, _)| a == seq + 1);
+        match (joins_prev, joins_next) {
+            (true, true) => {
+                let next_end = self.seen[i].1;
+                self.seen[i - 1].1 = next_end;
+                self.seen.remove(i);
+            }
+            (true, false) => self.seen[i - 1].1 = seq + 1,
+            (false, true) => self.seen[i].0 = seq,
+            (false, false) => self.seen.insert(i, (seq, seq + 1)),
+        }
+        true
     }
 
     fn truncated(&mut self, offset: u64) {
@@ -298,16 +430,11 @@ impl<R: Read> Reader<R> {
             self.corrupt(start, "payload CRC mismatch");
             return Ok(());
         }
-        if h.seq != self.next_seq {
-            self.stats.seq_gaps += 1;
-            self.stats.missing_chunks += h.seq.saturating_sub(self.next_seq);
-            self.warnings.push(Warning::SeqGap {
-                offset: start,
-                expected: self.next_seq,
-                found: h.seq,
-            });
+        if !self.note_seq(h.seq, start) {
+            // A repeat of a chunk already read: skip it.
+            self.stats.chunks += 1;
+            return Ok(());
         }
-        self.next_seq = h.seq.saturating_add(1);
 
         match h.kind {
             chunk_kind::EVENTS => self.decode_events(start, &h)?,
@@ -322,6 +449,7 @@ impl<R: Read> Reader<R> {
                             offset: self.offset,
                         });
                     }
+                    self.conclude();
                 }
                 Err(reason) => self.corrupt(start, format!("END chunk: {reason}")),
             },
@@ -466,6 +594,12 @@ fn check_lengths(h: &ChunkHeader) -> Result<(), String> {
     }
     if h.codec == chunk_codec::NONE && h.stored_len != h.raw_len {
         return Err("impossible length: uncompressed chunk with stored != raw length".to_owned());
+    }
+    if h.kind == chunk_kind::EVENTS && h.n_records > MAX_CHUNK_RECORDS {
+        return Err(format!(
+            "impossible length: {} records (at most {MAX_CHUNK_RECORDS})",
+            h.n_records
+        ));
     }
     if h.kind == chunk_kind::EVENTS
         && u64::from(h.n_records) * RECORD_HEADER_LEN as u64 > u64::from(h.raw_len)

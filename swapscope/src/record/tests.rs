@@ -124,7 +124,7 @@ fn mixed_events(n: usize) -> Vec<Event> {
 }
 
 /// (start, end, events) of every chunk, END included, by walking the file's own framing.
-fn chunk_spans(bytes: &[u8]) -> Vec<(usize, usize, usize)> {
+fn chunk_spans(bytes: &[u8]) -> Vec<Span> {
     let header_len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
     let mut spans = Vec::new();
     let mut at = header_len;
@@ -190,6 +190,155 @@ proptest! {
         prop_assert_eq!(end.chunks, stats.event_chunks);
         prop_assert_eq!(end.first_ts, events.iter().map(Event::ts).min().unwrap_or(0));
         prop_assert_eq!(end.last_ts, events.iter().map(Event::ts).max().unwrap_or(0));
+    }
+}
+
+/// An edit to a file's bytes after its header, as damage or an attacker would make it.
+#[derive(Clone, Debug)]
+enum Edit {
+    /// XOR a byte (at a position taken modulo the length).
+    Flip(usize, u8),
+    /// Cut the file there.
+    Truncate(usize),
+    /// Insert bytes there.
+    Insert(usize, Vec<u8>),
+    /// Copy chunk `i` (modulo the chunk count) to after chunk `j`.
+    Duplicate(usize, usize),
+    /// Remove chunk `i`.
+    Drop(usize),
+    /// Swap chunks `i` and `j`.
+    Swap(usize, usize),
+}
+
+fn arb_edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), 1u8..).prop_map(|(i, b)| Edit::Flip(i, b)),
+        any::<usize>().prop_map(Edit::Truncate),
+        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..64))
+            .prop_map(|(i, b)| Edit::Insert(i, b)),
+        (any::<usize>(), any::<usize>()).prop_map(|(i, j)| Edit::Duplicate(i, j)),
+        any::<usize>().prop_map(Edit::Drop),
+        (any::<usize>(), any::<usize>()).prop_map(|(i, j)| Edit::Swap(i, j)),
+    ]
+}
+
+/// `bytes` with `edit` applied after the first `header_len` bytes (chunk edits walk the
+/// framing, so they apply only while it is intact).
+fn apply(bytes: &mut Vec<u8>, header_len: usize, edit: &Edit) {
+    let body = bytes.len() - header_len;
+    let at = |i: usize| header_len + if body == 0 { 0 } else { i % (body + 1) };
+    let chunks = || -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        let mut a = header_len;
+        while a + CHUNK_HEADER_LEN <= bytes.len() {
+            let mut hb = [0u8; CHUNK_HEADER_LEN];
+            hb.copy_from_slice(&bytes[a..a + CHUNK_HEADER_LEN]);
+            let Ok(h) = ChunkHeader::decode(&hb) else {
+                break;
+            };
+            let e = a + CHUNK_HEADER_LEN + h.stored_len as usize;
+            if e > bytes.len() {
+                break;
+            }
+            v.push((a, e));
+            a = e;
+        }
+        v
+    };
+    match edit {
+        Edit::Flip(i, b) if body > 0 => {
+            let p = header_len + i % body;
+            bytes[p] ^= b;
+        }
+        Edit::Flip(..) => {}
+        Edit::Truncate(i) => bytes.truncate(at(*i)),
+        Edit::Insert(i, b) => {
+            let p = at(*i);
+            bytes.splice(p..p, b.iter().copied());
+        }
+        Edit::Duplicate(i, j) => {
+            let c = chunks();
+            if !c.is_empty() {
+                let (a, e) = c[i % c.len()];
+                let copy = bytes[a..e].to_vec();
+                let p = c[j % c.len()].1;
+                bytes.splice(p..p, copy);
+            }
+        }
+        Edit::Drop(i) => {
+            let c = chunks();
+            if !c.is_empty() {
+                let (a, e) = c[i % c.len()];
+                bytes.drain(a..e);
+            }
+        }
+        Edit::Swap(i, j) => {
+            let c = chunks();
+            let (i, j) = if c.is_empty() {
+                (0, 0)
+            } else {
+                (i % c.len(), j % c.len())
+            };
+            if i != j {
+                let (lo, hi) = (c[i.min(j)], c[i.max(j)]);
+                let mut out = bytes[..lo.0].to_vec();
+                out.extend_from_slice(&bytes[hi.0..hi.1]);
+                out.extend_from_slice(&bytes[lo.1..hi.0]);
+                out.extend_from_slice(&bytes[lo.0..lo.1]);
+                out.extend_from_slice(&bytes[hi.1..]);
+                *bytes = out;
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever is done to a file after its header, reading it never panics, never invents or
+    /// doubles an event, and never loses one silently.
+    #[test]
+    fn a_damaged_file_reads_a_subset_of_its_events_and_says_so_when_short(
+        events in prop::collection::vec(codec::tests::arb_event(), 1..50),
+        chunk_bytes in 64usize..1024,
+        zstd in any::<bool>(),
+        edits in prop::collection::vec(arb_edit(), 1..4),
+    ) {
+        let compression = if zstd { Compression::Zstd { level: 1 } } else { Compression::None };
+        let options = WriterOptions { chunk_bytes, compression, delta_writeouts: true };
+        let mut bytes = write(&events, options).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let header_len = header_only().len();
+        for e in &edits {
+            apply(&mut bytes, header_len, e);
+        }
+        let (back, warnings, stats) = read_all(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut left = events.clone();
+        for ev in &back {
+            let i = left.iter().position(|e| e == ev);
+            prop_assert!(i.is_some(), "read an event the file never had, or twice: {:?}", ev);
+            if let Some(i) = i {
+                left.swap_remove(i);
+            }
+        }
+        prop_assert!(
+            left.is_empty() || !warnings.is_empty(),
+            "{} events lost without a warning", left.len()
+        );
+        prop_assert_eq!(stats.events, back.len() as u64);
+    }
+
+    /// Arbitrary bytes, with or without a valid header in front: an error or a reading, never
+    /// a panic, and never more events than records could fit.
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        tail in prop::collection::vec(any::<u8>(), 0..4096),
+        with_header in any::<bool>(),
+    ) {
+        let mut bytes = if with_header { header_only() } else { Vec::new() };
+        bytes.extend_from_slice(&tail);
+        if let Ok((back, _, _)) = read_all(&bytes) {
+            prop_assert!(back.len() <= tail.len() / RECORD_HEADER_LEN);
+        }
     }
 }
 
@@ -340,6 +489,50 @@ fn an_impossible_length_is_corruption() {
     assert!(back.is_empty());
     assert!(
         matches!(&warnings[..], [Warning::Corrupt { reason, .. }] if reason.contains("impossible length")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_chunk_of_millions_of_tiny_records_is_refused() {
+    // 3.7 M empty markers fit a 6 KB zstd chunk (refused for its raw size, 67 MB); 1 M fit under
+    // the raw cap, in 2 KB, and decoded each would be an `Event` of ~48 bytes.
+    let mut marker = Vec::new();
+    codec::encode_event(
+        &Event::Marker(Marker {
+            ts_ns: 0,
+            label: String::new(),
+        }),
+        58,
+        &mut marker,
+    )
+    .expect("encodes");
+    let n = 1_000_000usize;
+    let mut raw = Vec::new();
+    for _ in 0..n {
+        put_u16(&mut raw, codec::kind::MARKER);
+        put_u16(&mut raw, 0);
+        put_u32(&mut raw, marker.len() as u32);
+        raw.extend_from_slice(&marker);
+    }
+    let stored = zstd::bulk::compress(&raw, 19).expect("compresses");
+    assert!(stored.len() < 64 << 10, "{} bytes", stored.len());
+    let h = ChunkHeader {
+        kind: chunk_kind::EVENTS,
+        codec: chunk_codec::ZSTD,
+        n_records: n as u32,
+        stored_len: stored.len() as u32,
+        raw_len: raw.len() as u32,
+        payload_crc: crc32c::crc32c(&stored),
+        ..ChunkHeader::default()
+    };
+    let mut bytes = header_only();
+    bytes.extend_from_slice(&h.encode());
+    bytes.extend_from_slice(&stored);
+    let (back, warnings, _) = read_all(&bytes).expect("reads");
+    assert!(back.is_empty());
+    assert!(
+        matches!(&warnings[..], [Warning::Corrupt { reason, .. }] if reason.contains("1000000 records")),
         "{warnings:?}"
     );
 }
@@ -497,7 +690,7 @@ fn a_known_kind_with_a_bad_body_is_corruption() -> Result<(), FormatError> {
 }
 
 #[test]
-fn sequence_gaps_are_counted() -> Result<(), FormatError> {
+fn chunks_the_recorder_dropped_are_named_as_dropped() -> Result<(), FormatError> {
     let events = mixed_events(30);
     let mut w = Writer::create(Vec::new(), &header(), WriterOptions::default())?;
     for (i, ev) in events.iter().enumerate() {
@@ -518,19 +711,30 @@ fn sequence_gaps_are_counted() -> Result<(), FormatError> {
     let (back, warnings, read) = read_all(&bytes)?;
     assert_eq!(back[..10], events[..10]);
     assert_eq!(back[10..], events[20..]);
-    let second = chunk_spans(&bytes)[1].0 as u64;
     assert_eq!(
         warnings,
-        vec![Warning::SeqGap {
-            offset: second,
-            expected: 1,
-            found: 2
+        vec![Warning::Missing {
+            count: 1,
+            first: 1,
+            last: 1,
+            dropped_by_recorder: 1
         }]
     );
-    assert_eq!((read.seq_gaps, read.missing_chunks), (1, 1));
+    assert!(
+        warnings[0]
+            .to_string()
+            .contains("the recorder dropped them")
+    );
+    assert_eq!(read.missing_chunks, 1);
     assert_eq!(read.end.map(|e| e.discarded_events), Some(10));
+    Ok(())
+}
 
-    // A chunk cut out of the middle of a file is a gap too.
+/// A chunk's span in a file, as `chunk_spans` gives it.
+type Span = (usize, usize, usize);
+
+/// A file of 600 events in small chunks, and its chunk spans (END last).
+fn small_chunks() -> Result<(Vec<u8>, Vec<Span>), FormatError> {
     let bytes = write(
         &mixed_events(600),
         WriterOptions {
@@ -539,18 +743,128 @@ fn sequence_gaps_are_counted() -> Result<(), FormatError> {
         },
     )?;
     let spans = chunk_spans(&bytes);
-    let mut cut = bytes[..spans[3].0].to_vec();
-    cut.extend_from_slice(&bytes[spans[4].0..]);
-    let (_, warnings, read) = read_all(&cut)?;
-    assert_eq!((read.seq_gaps, read.missing_chunks), (1, 1));
-    assert!(matches!(
-        &warnings[..],
-        [Warning::SeqGap {
-            expected: 3,
-            found: 4,
-            ..
+    assert!(spans.len() > 6, "{} chunks", spans.len());
+    Ok((bytes, spans))
+}
+
+/// `bytes` with its chunks in the order `order` (indexes into `spans`).
+fn rearranged(bytes: &[u8], spans: &[(usize, usize, usize)], order: &[usize]) -> Vec<u8> {
+    let mut out = bytes[..spans[0].0].to_vec();
+    for &i in order {
+        out.extend_from_slice(&bytes[spans[i].0..spans[i].1]);
+    }
+    out
+}
+
+#[test]
+fn a_chunk_cut_out_is_missing_and_the_end_totals_disagree() -> Result<(), FormatError> {
+    let (bytes, spans) = small_chunks()?;
+    let order: Vec<usize> = (0..spans.len()).filter(|&i| i != 3).collect();
+    let (back, warnings, read) = read_all(&rearranged(&bytes, &spans, &order))?;
+    assert_eq!(read.missing_chunks, 1);
+    let events: usize = spans[..spans.len() - 1].iter().map(|s| s.2).sum();
+    assert_eq!(back.len(), events - spans[3].2);
+    assert!(
+        matches!(
+            &warnings[..],
+            [
+                Warning::Missing {
+                    count: 1,
+                    first: 3,
+                    last: 3,
+                    dropped_by_recorder: 0
+                },
+                Warning::EndMismatch { .. }
+            ]
+        ),
+        "{warnings:?}"
+    );
+    assert!(warnings[0].to_string().contains("lost from the file"));
+    Ok(())
+}
+
+#[test]
+fn a_duplicated_chunk_is_named_and_skipped() -> Result<(), FormatError> {
+    let (bytes, spans) = small_chunks()?;
+    let (want, _, _) = read_all(&bytes)?;
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    order.insert(3, 2);
+    let doubled = rearranged(&bytes, &spans, &order);
+    let (back, warnings, read) = read_all(&doubled)?;
+    assert_eq!(back, want, "the copy's events are not read twice");
+    assert_eq!(
+        warnings,
+        vec![Warning::Duplicate {
+            offset: spans[3].0 as u64,
+            seq: 2
         }]
-    ));
+    );
+    assert_eq!((read.duplicate_chunks, read.missing_chunks), (1, 0));
+    Ok(())
+}
+
+#[test]
+fn swapped_chunks_are_named_as_reordered_not_missing() -> Result<(), FormatError> {
+    let (bytes, spans) = small_chunks()?;
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    order.swap(2, 3);
+    let swapped = rearranged(&bytes, &spans, &order);
+    let (back, warnings, read) = read_all(&swapped)?;
+    let (want, _, _) = read_all(&bytes)?;
+    assert_eq!(back.len(), want.len());
+    assert_eq!(
+        warnings,
+        vec![Warning::Reordered {
+            offset: (spans[2].0 + (spans[3].1 - spans[3].0)) as u64,
+            seq: 2,
+            after: 3
+        }]
+    );
+    assert_eq!(
+        (
+            read.reordered_chunks,
+            read.missing_chunks,
+            read.duplicate_chunks
+        ),
+        (1, 0, 0)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_chunk_removed_with_the_numbers_rewritten_is_caught_by_the_end_totals()
+-> Result<(), FormatError> {
+    let (bytes, spans) = small_chunks()?;
+    // Remove chunk 3 and renumber every later chunk, with valid header CRCs: only the END
+    // chunk's totals can tell.
+    let mut forged = bytes[..spans[0].0].to_vec();
+    for (i, &(a, b, _)) in spans.iter().enumerate() {
+        if i == 3 {
+            continue;
+        }
+        let mut hb = [0u8; CHUNK_HEADER_LEN];
+        hb.copy_from_slice(&bytes[a..a + CHUNK_HEADER_LEN]);
+        let mut h = ChunkHeader::decode(&hb).expect("own chunk header");
+        if i > 3 {
+            h.seq -= 1;
+        }
+        forged.extend_from_slice(&h.encode());
+        forged.extend_from_slice(&bytes[a + CHUNK_HEADER_LEN..b]);
+    }
+    let (_, warnings, read) = read_all(&forged)?;
+    assert_eq!(read.missing_chunks, 0);
+    let events: usize = spans[..spans.len() - 1].iter().map(|s| s.2).sum();
+    let read_events = (events - spans[3].2) as u64;
+    assert_eq!(
+        warnings,
+        vec![Warning::EndMismatch {
+            end_events: events as u64,
+            end_chunks: (spans.len() - 1) as u64,
+            read_events,
+            read_chunks: (spans.len() - 2) as u64,
+        }]
+    );
+    assert!(warnings[0].to_string().contains("removed or altered"));
     Ok(())
 }
 
@@ -809,6 +1123,91 @@ fn recompress() {
                 out.len() as f64 / kernel as f64,
                 t.elapsed().as_nanos() as f64 / events.len().max(1) as f64
             );
+        }
+    }
+}
+
+/// Seeds for the fuzz targets (fuzz/, docs/fuzzing.md), from the real recordings under
+/// tests/data: into `$SWAPSCOPE_FUZZ_SEEDS/read_file`, each recording's header with its first
+/// events re-written small (several chunk sizes and codecs) and its first 4 KiB as they are,
+/// behind the target's mode byte (odd: CRCs recomputed before reading, even: as they are);
+/// into `$SWAPSCOPE_FUZZ_SEEDS/decode_record`, one record of each kind each has (kind, shift,
+/// body). `cargo xtask fuzz` runs this first.
+#[test]
+#[ignore = "writes the fuzz seed corpus where SWAPSCOPE_FUZZ_SEEDS says"]
+fn fuzz_seeds() {
+    let Some(out) = std::env::var_os("SWAPSCOPE_FUZZ_SEEDS") else {
+        return;
+    };
+    let out = std::path::PathBuf::from(out);
+    let (files, records) = (out.join("read_file"), out.join("decode_record"));
+    for d in [&files, &records] {
+        std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    }
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let mut names: Vec<_> = std::fs::read_dir(&data)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    names.retain(|p| p.extension().is_some_and(|e| e == "swsc"));
+    names.sort();
+    assert!(!names.is_empty(), "no recordings under {}", data.display());
+    let write = |path: std::path::PathBuf, bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    };
+    for path in &names {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut head = vec![0u8];
+        head.extend_from_slice(&bytes[..bytes.len().min(4096)]);
+        write(files.join(format!("{stem}-head4k")), &head);
+        let mut r = Reader::open(bytes.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+        let header = r.header().clone();
+        let shift = header.swp_type_shift;
+        let mut events = Vec::new();
+        while events.len() < 400 && matches!(r.next_batch(&mut events), Ok(true)) {}
+        let mut seen = std::collections::BTreeSet::new();
+        for ev in &events {
+            let mut body = Vec::new();
+            let Ok(kind) = codec::encode_event(ev, shift, &mut body) else {
+                continue;
+            };
+            if seen.insert(kind) {
+                let mut rec = kind.to_le_bytes().to_vec();
+                rec.push(shift);
+                rec.extend_from_slice(&body);
+                write(records.join(format!("{stem}-kind{kind}")), &rec);
+            }
+        }
+        for (n, chunk_bytes, compression) in [
+            (40, 256, Compression::None),
+            (40, 512, Compression::Zstd { level: 1 }),
+            (400, 4096, Compression::Zstd { level: 1 }),
+        ] {
+            let mut w = Writer::create(
+                Vec::new(),
+                &header,
+                WriterOptions {
+                    chunk_bytes,
+                    compression,
+                    delta_writeouts: true,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            for ev in events.iter().take(n) {
+                w.push(ev).unwrap_or_else(|e| panic!("{e}"));
+            }
+            let (file, _) = w.finish().unwrap_or_else(|e| panic!("{e}"));
+            for mode in [0u8, 1] {
+                let mut seed = vec![mode];
+                seed.extend_from_slice(&file);
+                write(
+                    files.join(format!("{stem}-{n}-{chunk_bytes}-{mode}")),
+                    &seed,
+                );
+            }
         }
     }
 }

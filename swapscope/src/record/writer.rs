@@ -5,8 +5,8 @@ use std::io::Write;
 use super::codec::{self, put_u64};
 use super::header::{ChunkHeader, encode_header};
 use super::{
-    CHUNK_HEADER_LEN, FormatError, MAX_CHUNK_BYTES, MAX_RECORD_BODY, RECORD_HEADER_LEN,
-    RecordingHeader, chunk_codec, chunk_kind,
+    CHUNK_HEADER_LEN, FormatError, MAX_CHUNK_BYTES, MAX_CHUNK_RECORDS, MAX_RECORD_BODY,
+    RECORD_HEADER_LEN, RecordingHeader, chunk_codec, chunk_kind,
 };
 use crate::event::{Event, Ts};
 
@@ -91,7 +91,7 @@ pub struct Writer<W: Write> {
 }
 
 impl<W: Write> Writer<W> {
-    /// Writes the file header and returns a writer for the chunks.
+    /// Writes and flushes the file header and returns a writer for the chunks.
     pub fn create(
         mut w: W,
         header: &RecordingHeader,
@@ -103,6 +103,8 @@ impl<W: Write> Writer<W> {
             Compression::Zstd { level } => Some(zstd::bulk::Compressor::new(level)?),
         };
         w.write_all(&bytes)?;
+        // Out at once: a recording killed before its first chunk still names what it was.
+        w.flush()?;
         let chunk_bytes = options.chunk_bytes.clamp(1, MAX_CHUNK_BYTES);
         Ok(Writer {
             w,
@@ -179,7 +181,7 @@ impl<W: Write> Writer<W> {
         self.raw[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
         self.n_records += 1;
         self.chunk_ts = Some(widen(self.chunk_ts, ts));
-        if self.raw.len() >= self.chunk_bytes {
+        if self.raw.len() >= self.chunk_bytes || self.n_records >= MAX_CHUNK_RECORDS {
             self.write_events_chunk()?;
         }
         Ok(())

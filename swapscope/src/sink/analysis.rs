@@ -92,6 +92,8 @@ fn tail_kind(ev: &Event) -> usize {
 const MAX_PENDING_WRITEOUTS: usize = 1 << 20;
 /// Markers kept for the viewer.
 const MAX_MARKERS: usize = 1000;
+/// Marker labels kept per interval row (the rest are counted in `kinds.markers` only).
+const MAX_INTERVAL_MARKERS: usize = 16;
 
 #[derive(Default)]
 struct Latency {
@@ -306,11 +308,14 @@ impl Analysis {
             Event::Split(_) => self.kinds.splits += 1,
             Event::Marker(m) => {
                 self.kinds.markers += 1;
-                self.cur.markers.push(m.label.clone());
+                let label = m.kept_label();
+                if self.cur.markers.len() < MAX_INTERVAL_MARKERS {
+                    self.cur.markers.push(label.clone());
+                }
                 if self.markers.len() >= MAX_MARKERS {
                     self.markers.pop_front();
                 }
-                self.markers.push_back((m.ts_ns, m.label.clone()));
+                self.markers.push_back((m.ts_ns, label));
             }
             Event::Counters(c) => {
                 self.kinds.samples += 1;
@@ -353,15 +358,17 @@ impl Analysis {
     }
 
     fn heat_at(&mut self, ty: u8, offset: u64, order: u8) {
+        // Only devices the stream described, and only as large as the engine takes any device:
+        // a write-out naming another device or slot draws nothing (and costs no memory).
+        let Some(dev) = self.devices.get(&ty) else {
+            return;
+        };
+        let slots = (dev.slots + 1).min(crate::engine::MAX_DEVICE_SLOTS);
         let c = (offset / CLUSTER_SLOTS) as usize;
-        let cells = self.heat.entry(ty).or_insert_with(|| {
-            let slots = self.devices.get(&ty).map_or(0, |d| d.slots + 1);
-            vec![HeatCell::default(); slots.div_ceil(CLUSTER_SLOTS) as usize]
-        });
-        // A device bigger than it said (or unknown): grow, within reason (2^20 clusters = 2 TiB).
-        if c >= cells.len() && c < (1 << 20) {
-            cells.resize(c + 1, HeatCell::default());
-        }
+        let cells = self
+            .heat
+            .entry(ty)
+            .or_insert_with(|| vec![HeatCell::default(); slots.div_ceil(CLUSTER_SLOTS) as usize]);
         if let Some(cell) = cells.get_mut(c) {
             cell.recent += 1.0;
             cell.total = cell.total.saturating_add(1);
@@ -792,6 +799,8 @@ pub struct Shared {
     latest: Mutex<Arc<Snapshot>>,
     /// Events dropped by a lossy [`Threaded`] feeder.
     skipped: AtomicU64,
+    /// Heap bytes of the batches sent to the analysis thread and not yet analysed.
+    heap_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -813,7 +822,8 @@ impl Shared {
 }
 
 enum Msg {
-    Batch(Vec<Event>),
+    /// Events and the heap bytes they hold ([`Event::heap_bytes`]).
+    Batch(Vec<Event>, usize),
     Restart(Box<RecordingHeader>),
     Finish,
 }
@@ -823,6 +833,11 @@ const QUEUE: usize = 64;
 /// Events gathered before a batch goes to the analysis thread (small live batches are merged,
 /// so the queue bounds events, not polls: up to `QUEUE` × this many are in flight).
 const MERGE: usize = 8192;
+/// Heap bytes (labels, lists) gathered before a batch goes anyway.
+const MERGE_HEAP: usize = 1 << 20;
+/// Heap bytes in flight to the analysis thread at most (beyond one batch): events that carry
+/// heap are rare, but a crafted recording can make every one carry 64 KiB.
+const HEAP_IN_FLIGHT: usize = 32 << 20;
 /// A partial batch goes after this long anyway (so views stay current at low rates).
 const MERGE_WAIT: Duration = Duration::from_millis(50);
 
@@ -839,6 +854,8 @@ pub struct Threaded {
     lossy: bool,
     result: Option<Analysis>,
     pending: Vec<Event>,
+    /// Heap bytes of `pending`.
+    pending_heap: usize,
     pending_since: Option<Instant>,
 }
 
@@ -862,6 +879,7 @@ impl Threaded {
             lossy,
             result: None,
             pending: Vec::with_capacity(MERGE),
+            pending_heap: 0,
             pending_since: None,
         })
     }
@@ -902,10 +920,12 @@ fn analysis_thread(
     loop {
         let wait = every.saturating_sub(last.elapsed());
         match rx.recv_timeout(wait) {
-            Ok(Msg::Batch(b)) => {
+            Ok(Msg::Batch(b, heap)) => {
                 let skipped = shared.skipped.swap(0, Ordering::Relaxed);
                 a.note_skipped(skipped);
                 let _ = a.push(&b);
+                drop(b);
+                shared.heap_in_flight.fetch_sub(heap, Ordering::Relaxed);
                 dirty = true;
             }
             Ok(Msg::Restart(h)) => {
@@ -941,12 +961,31 @@ impl Threaded {
             return Ok(());
         };
         let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(MERGE));
+        let heap = std::mem::take(&mut self.pending_heap);
         let n = batch.len() as u64;
-        let msg = Msg::Batch(batch);
+        let in_flight = &self.shared.heap_in_flight;
+        let over = || {
+            let now = in_flight.load(Ordering::Relaxed);
+            now > 0 && now + heap > HEAP_IN_FLIGHT
+        };
+        if self.lossy && over() {
+            self.shared.skipped.fetch_add(n, Ordering::Relaxed);
+            return Ok(());
+        }
+        while over() {
+            // Only streams whose events carry unusual heap get here (never a plain stream).
+            if self.handle.as_ref().is_none_or(JoinHandle::is_finished) {
+                return Err(SinkError::Other("the analysis thread stopped".into()));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        in_flight.fetch_add(heap, Ordering::Relaxed);
+        let msg = Msg::Batch(batch, heap);
         if self.lossy {
             match tx.try_send(msg) {
                 Ok(()) => {}
                 Err(mpsc::TrySendError::Full(_)) => {
+                    in_flight.fetch_sub(heap, Ordering::Relaxed);
                     self.shared.skipped.fetch_add(n, Ordering::Relaxed);
                 }
                 Err(mpsc::TrySendError::Disconnected(_)) => {
@@ -963,8 +1002,9 @@ impl Threaded {
 impl Sink for Threaded {
     fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
         self.pending.extend_from_slice(batch);
+        self.pending_heap += batch.iter().map(Event::heap_bytes).sum::<usize>();
         self.pending_since.get_or_insert_with(Instant::now);
-        if self.pending.len() >= MERGE {
+        if self.pending.len() >= MERGE || self.pending_heap >= MERGE_HEAP {
             self.send_pending()?;
         }
         Ok(())
@@ -982,6 +1022,7 @@ impl Sink for Threaded {
 
     fn restart(&mut self, header: &RecordingHeader) -> Result<(), SinkError> {
         self.pending.clear();
+        self.pending_heap = 0;
         self.pending_since = None;
         if let Some(tx) = &self.tx {
             tx.send(Msg::Restart(Box::new(header.clone())))

@@ -61,8 +61,8 @@ impl<W: Write> RecordSink<W> {
         err(&self.path, e)
     }
 
-    /// Closes the file: the END chunk, then a flush. Idempotent.
-    fn close(&mut self) -> Result<(), SinkError> {
+    /// Closes the file: the END chunk, then a flush. Idempotent (`finish` and drop call it too).
+    pub fn close(&mut self) -> Result<(), SinkError> {
         let Some(w) = self.writer.take() else {
             return Ok(());
         };

@@ -72,7 +72,7 @@ pub struct IntervalRow {
     pub real_used: Option<u64>,
     pub proc_used_kb: Option<u64>,
     pub lost: u64,
-    /// Markers that fell in the interval.
+    /// Markers that fell in the interval (the first 16; all are counted in `kinds.markers`).
     pub markers: Vec<String>,
 }
 

@@ -28,7 +28,10 @@ use crate::{
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// How long a command gets to exit after the stop was forwarded to it, while the ring buffer is
 /// still drained, before the stream ends without it.
-const COMMAND_GRACE: Duration = Duration::from_secs(1);
+const COMMAND_GRACE: Duration = Duration::from_millis(750);
+/// How long [`LiveSource::wait_command`] lets a command that outlived the stream finish its own
+/// clean-up before it is killed (a second stop signal kills it at once).
+const COMMAND_KILL_AFTER: Duration = Duration::from_secs(10);
 
 /// What to attach and run.
 #[derive(Clone, Debug)]
@@ -92,6 +95,8 @@ pub struct LiveSource {
     summary: Summary,
     state: State,
     markers_sent: u64,
+    /// Stop signals received when the stop came (see [`LiveSource::wait_command`]).
+    signals_at_stop: Option<u64>,
 }
 
 impl LiveSource {
@@ -113,6 +118,7 @@ impl LiveSource {
             summary: Summary::default(),
             state: State::Starting,
             markers_sent: 0,
+            signals_at_stop: None,
         })
     }
 
@@ -276,7 +282,7 @@ impl LiveSource {
         };
         match c.try_wait() {
             Ok(Some(st)) => {
-                if !st.success() {
+                if !self.expected_end(st) {
                     self.summary.command_failed = Some(format!("the command exited with {st}"));
                 }
                 true
@@ -286,14 +292,47 @@ impl LiveSource {
         }
     }
 
-    /// Waits for the command to exit (after the stream ended; e.g. its own clean-up).
+    /// Whether the command ended well: it succeeded, or it died of the SIGTERM the stop
+    /// forwarded to it.
+    fn expected_end(&self, st: std::process::ExitStatus) -> bool {
+        use std::os::unix::process::ExitStatusExt as _;
+        st.success() || (self.signals_at_stop.is_some() && st.signal() == Some(libc::SIGTERM))
+    }
+
+    /// Waits for the command to exit after the stream ended (e.g. its own clean-up), at most
+    /// [`COMMAND_KILL_AFTER`] or until another stop signal: then it is killed (SIGKILL).
     pub fn wait_command(&mut self) {
-        if let Some(mut c) = self.child.take()
-            && let Ok(st) = c.wait()
-            && !st.success()
-            && self.summary.command_failed.is_none()
-        {
-            self.summary.command_failed = Some(format!("the command exited with {st}"));
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let start = Instant::now();
+        let signals = self.signals_at_stop.unwrap_or_else(signal::stop_signals);
+        loop {
+            match c.try_wait() {
+                Ok(Some(st)) => {
+                    if !self.expected_end(st) && self.summary.command_failed.is_none() {
+                        self.summary.command_failed = Some(format!("the command exited with {st}"));
+                    }
+                    return;
+                }
+                Ok(None) => {}
+                Err(_) => return,
+            }
+            let second = signal::stop_signals() > signals;
+            if second || start.elapsed() >= COMMAND_KILL_AFTER {
+                let _ = c.kill();
+                let _ = c.wait();
+                self.summary.command_failed = Some(if second {
+                    "the command was killed (SIGKILL) at the second stop signal".to_string()
+                } else {
+                    format!(
+                        "the command was killed (SIGKILL): still running {} s after the stop",
+                        (COMMAND_GRACE + COMMAND_KILL_AFTER).as_secs()
+                    )
+                });
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -311,7 +350,7 @@ impl Source for LiveSource {
                 if !self.opts.command.is_empty() {
                     let capture = self.opts.command_output.clone();
                     let mut child = host::spawn_command(&self.opts.command, capture.is_some())
-                        .map_err(|e| SourceError::Host(e.to_string()))?;
+                        .map_err(|e| SourceError::CommandStart(e.to_string()))?;
                     if let Some(log) = capture {
                         forward_lines(child.stdout.take(), log.clone());
                         forward_lines(child.stderr.take(), log);
@@ -346,6 +385,8 @@ impl Source for LiveSource {
     }
 
     fn stop(&mut self) {
+        self.signals_at_stop
+            .get_or_insert_with(signal::stop_signals);
         if matches!(self.state, State::Running | State::Starting) {
             if let Some(c) = &self.child {
                 host::terminate(c);

@@ -78,6 +78,9 @@ pub enum SourceError {
     Probe(#[from] ProbeError),
     #[error("{0}")]
     Host(String),
+    /// The command to run while recording could not start.
+    #[error("{0}; nothing was recorded")]
+    CommandStart(String),
     #[error("the {0} thread stopped unexpectedly")]
     Thread(&'static str),
 }

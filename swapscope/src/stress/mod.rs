@@ -5,17 +5,19 @@
 //! undoes all of it on exit, error or signal (RAII guards in [`setup`]).
 
 pub mod setup;
+pub mod state;
 pub mod toucher;
 
 use std::{
     io::Write as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use self::setup::{Cgroup, LoopSwap, MthpSetting, SetupError, ZramSwap};
+use self::state::{MthpSaved, StateFile};
 pub use self::toucher::Pattern;
 use crate::{host, signal};
 
@@ -82,6 +84,10 @@ pub struct StressSummary {
     pub zram: Option<String>,
     pub elapsed: Duration,
     pub interrupted: bool,
+    /// Leftovers of killed runs undone first: (state file, what was done, what could not be).
+    pub undone: Vec<(PathBuf, Vec<String>, Vec<String>)>,
+    /// What this run could not undo (its state file is kept for `doctor --cleanup`).
+    pub left: Vec<String>,
 }
 
 /// Runs the workload. Everything created is removed before this returns.
@@ -90,19 +96,40 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
         return Err(SetupError::NotRoot.into());
     }
     let t0 = Instant::now();
-    // Guards are dropped in reverse order: cgroup, zram, then mTHP settings.
+    // Leftovers of killed runs first (their mTHP settings must be restored before this run
+    // reads what to restore at its end).
+    let undone = state::cleanup_dead();
+    let mut st = StateFile::create()?;
+    // Guards are dropped in reverse order: cgroup, device, then mTHP settings. Each item is in
+    // the state file before it exists (or, for devices, as soon as it does).
     let mut mthp = Vec::new();
     for kb in &opts.mthp_kb {
-        mthp.push(MthpSetting::set(*kb, "always")?);
+        let mut m = MthpSetting::read(*kb)?;
+        st.note_mthp(MthpSaved {
+            path: m.path.clone(),
+            previous: m.previous.clone(),
+            set: "always".into(),
+        })?;
+        m.apply("always")?;
+        mthp.push(m);
     }
+    let uuid = setup::new_uuid();
     let zram = match opts.zram_mib {
-        Some(mib) => Some(ZramSwap::create(mib << 20, 32_000)?),
+        Some(mib) => Some(ZramSwap::create(mib << 20, 32_000, uuid, &mut |id| {
+            st.note_device(Path::new(&format!("/dev/zram{id}")), Some(id), None, uuid)
+        })?),
         None => None,
     };
     let loop_swap = match opts.loop_mib {
-        Some(mib) => Some(LoopSwap::create(mib << 20, 32_000)?),
+        Some(mib) => {
+            let file = LoopSwap::file_for();
+            Some(LoopSwap::create(mib << 20, 32_000, uuid, &mut |dev| {
+                st.note_device(dev, None, Some(&file), uuid)
+            })?)
+        }
         None => None,
     };
+    st.note_cgroup(&Cgroup::path_for("stress")?)?;
     let cg = Cgroup::create("stress", opts.limit_mib << 20)?;
     let mut summary = StressSummary {
         cgroup: cg.path.display().to_string(),
@@ -110,6 +137,7 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
             .as_ref()
             .map(|z| z.dev.display().to_string())
             .or_else(|| loop_swap.as_ref().map(|l| l.dev.display().to_string())),
+        undone,
         ..Default::default()
     };
 
@@ -133,6 +161,8 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
     if let Some(d) = opts.duration {
         cmd.arg("--duration").arg(d.as_secs_f64().to_string());
     }
+    // The toucher dies with this process, however it dies.
+    host::kill_with_parent(&mut cmd);
     let mut child = cmd
         .stdin(Stdio::piped())
         .spawn()
@@ -168,6 +198,7 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
     drop(loop_swap);
     drop(zram);
     drop(mthp);
+    summary.left = st.finish();
     match status {
         Some(s) if s.success() || summary.interrupted => Ok(summary),
         Some(s) => Err(StressError::Toucher(format!("exited with {s}"))),

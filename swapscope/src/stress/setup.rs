@@ -82,6 +82,13 @@ impl Cgroup {
         Err(SetupError::NoMemcg)
     }
 
+    /// Where [`Cgroup::create`] puts `swapscope-<pid>-<tag>` (known before it exists, so a
+    /// state file can name it first).
+    pub fn path_for(tag: &str) -> Result<PathBuf, SetupError> {
+        let (root, _) = Self::locate()?;
+        Ok(root.join(format!("swapscope-{}-{tag}", std::process::id())))
+    }
+
     /// Creates `swapscope-<pid>-<tag>` with a memory limit of `limit_bytes`.
     pub fn create(tag: &str, limit_bytes: u64) -> Result<Self, SetupError> {
         let (root, version) = Self::locate()?;
@@ -90,7 +97,7 @@ impl Cgroup {
             let ctl = root.join("cgroup.subtree_control");
             let _ = fs::write(&ctl, "+memory");
         }
-        let path = root.join(format!("swapscope-{}-{tag}", std::process::id()));
+        let path = Self::path_for(tag)?;
         fs::create_dir(&path).map_err(io("creating cgroup", &path))?;
         let cg = Cgroup { path, version };
         let (file, value) = match version {
@@ -117,18 +124,33 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        // The workload has exited by now; its pages may take a moment to uncharge.
-        for _ in 0..50 {
-            if fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(100));
+        if let Err(e) = remove_cgroup(&self.path) {
+            eprintln!("swapscope: {e}");
         }
-        eprintln!(
-            "swapscope: could not remove cgroup {}; remove it with rmdir",
-            self.path.display()
-        );
     }
+}
+
+/// Kills whatever still runs in cgroup `path` (only swapscope's own workload is ever put there)
+/// and removes it. `Ok` when it is gone.
+pub fn remove_cgroup(path: &Path) -> Result<(), String> {
+    for _ in 0..50 {
+        if !path.exists() || fs::remove_dir(path).is_ok() {
+            return Ok(());
+        }
+        // Still populated (a workload of a killed run) or still uncharging.
+        if let Ok(procs) = fs::read_to_string(path.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill(2) has no memory effects; the pids are members of a cgroup
+                // swapscope created for its workload.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "could not remove cgroup {}; remove it with rmdir",
+        path.display()
+    ))
 }
 
 /// `SWAP_FLAG_PREFER` from <sys/swap.h>.
@@ -139,12 +161,18 @@ const SWAP_FLAG_PRIO_MASK: i32 = 0x7fff;
 pub struct ZramSwap {
     pub id: u32,
     pub dev: PathBuf,
-    swapped_on: bool,
 }
 
 impl ZramSwap {
-    /// Creates a zram device of `bytes`, writes a swap header and swaps it on at `prio`.
-    pub fn create(bytes: u64, prio: i32) -> Result<Self, SetupError> {
+    /// Creates a zram device of `bytes`, writes a swap header with `uuid` and swaps it on at
+    /// `prio`. `noted` learns the device number as soon as it exists (before it is set up), so
+    /// a state file names it if this process dies half-way.
+    pub fn create(
+        bytes: u64,
+        prio: i32,
+        uuid: [u8; 8],
+        noted: &mut dyn FnMut(u32) -> Result<(), SetupError>,
+    ) -> Result<Self, SetupError> {
         let ctl = Path::new("/sys/class/zram-control/hot_add");
         if !ctl.exists() {
             return Err(SetupError::NoZram);
@@ -158,11 +186,11 @@ impl ZramSwap {
                 path: ctl.display().to_string(),
                 source: std::io::Error::other("hot_add returned no device number"),
             })?;
-        let mut z = ZramSwap {
+        let z = ZramSwap {
             id,
             dev: PathBuf::from(format!("/dev/zram{id}")),
-            swapped_on: false,
         };
+        noted(id)?;
         let sys = PathBuf::from(format!("/sys/block/zram{id}"));
         write_file(
             &sys.join("disksize"),
@@ -176,29 +204,61 @@ impl ZramSwap {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        write_swap_header(&z.dev, bytes, host::page_size())?;
+        write_swap_header(&z.dev, bytes, host::page_size(), uuid)?;
         swapon(&z.dev, prio)?;
-        z.swapped_on = true;
         Ok(z)
     }
 }
 
 impl Drop for ZramSwap {
     fn drop(&mut self) {
-        if self.swapped_on {
-            swapoff(&self.dev);
-        }
-        let sys = format!("/sys/block/zram{}/reset", self.id);
-        for _ in 0..50 {
-            if fs::write(&sys, "1").is_ok() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        if fs::write("/sys/class/zram-control/hot_remove", self.id.to_string()).is_err() {
-            eprintln!("swapscope: could not hot_remove zram{}", self.id);
+        if let Err(e) = remove_zram(self.id) {
+            eprintln!("swapscope: {e}");
         }
     }
+}
+
+/// Whether `dev` is swapped on (listed in /proc/swaps).
+pub fn is_swapped_on(dev: &Path) -> bool {
+    host::read_proc_swaps().is_ok_and(|l| l.devices.iter().any(|d| Path::new(&d.path) == dev))
+}
+
+/// Swaps off (if on), resets and removes zram device `id`. `Ok` when it is gone.
+pub fn remove_zram(id: u32) -> Result<(), String> {
+    let dev = PathBuf::from(format!("/dev/zram{id}"));
+    let sys = PathBuf::from(format!("/sys/block/zram{id}"));
+    if !sys.exists() {
+        return Ok(());
+    }
+    if is_swapped_on(&dev) {
+        swapoff(&dev)?;
+    }
+    for _ in 0..50 {
+        if fs::write(sys.join("reset"), "1").is_ok() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    fs::write("/sys/class/zram-control/hot_remove", id.to_string())
+        .map_err(|e| format!("could not hot_remove zram{id}: {e}"))
+}
+
+/// The UUID in the swap header on `dev` (or file), if it carries swapscope's label: how a
+/// later run recognises a device as the one a state file names.
+pub fn swap_header_uuid(dev: &Path) -> Option<[u8; 8]> {
+    use std::io::Read as _;
+    let mut b = [0u8; 1061];
+    fs::File::open(dev).ok()?.read_exact(&mut b).ok()?;
+    (&b[1052..1061] == b"swapscope").then(|| {
+        let mut u = [0u8; 8];
+        u.copy_from_slice(&b[1036..1044]);
+        u
+    })
+}
+
+/// A UUID for a swap header: this process and the time.
+pub fn new_uuid() -> [u8; 8] {
+    (host::boottime_ns() ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes()
 }
 
 fn cpath(path: &Path) -> Result<CString, SetupError> {
@@ -222,18 +282,18 @@ fn swapon(path: &Path, prio: i32) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// swapoff(2), reporting (not failing) on error: used from `Drop`.
-fn swapoff(path: &Path) {
-    if let Ok(c) = cpath(path) {
-        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-        if unsafe { libc::swapoff(c.as_ptr()) } != 0 {
-            eprintln!(
-                "swapscope: swapoff {} failed: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-        }
+/// swapoff(2).
+fn swapoff(path: &Path) -> Result<(), String> {
+    let c = cpath(path).map_err(|e| e.to_string())?;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    if unsafe { libc::swapoff(c.as_ptr()) } != 0 {
+        return Err(format!(
+            "swapoff {} failed: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
     }
+    Ok(())
 }
 
 /// A loop device over a temporary file, swapped on: a block device that is not
@@ -242,18 +302,29 @@ fn swapoff(path: &Path) {
 pub struct LoopSwap {
     pub file: PathBuf,
     pub dev: PathBuf,
-    swapped_on: bool,
 }
 
 impl LoopSwap {
-    pub fn create(bytes: u64, prio: i32) -> Result<Self, SetupError> {
-        let file = std::env::temp_dir().join(format!("swapscope-{}.swap", std::process::id()));
+    /// Where [`LoopSwap::create`] puts its backing file.
+    pub fn file_for() -> PathBuf {
+        std::env::temp_dir().join(format!("swapscope-{}.swap", std::process::id()))
+    }
+
+    /// Creates the backing file (header with `uuid`), attaches a loop device and swaps it on at
+    /// `prio`; `noted` learns the device as soon as it is attached.
+    pub fn create(
+        bytes: u64,
+        prio: i32,
+        uuid: [u8; 8],
+        noted: &mut dyn FnMut(&Path) -> Result<(), SetupError>,
+    ) -> Result<Self, SetupError> {
+        let file = Self::file_for();
         {
             let f = fs::File::create(&file).map_err(io("creating the loop swap file", &file))?;
             f.set_len(bytes)
                 .map_err(io("sizing the loop swap file", &file))?;
         }
-        write_swap_header(&file, bytes, host::page_size())?;
+        write_swap_header(&file, bytes, host::page_size(), uuid)?;
         let out = std::process::Command::new("losetup")
             .args(["--find", "--show"])
             .arg(&file)
@@ -277,32 +348,47 @@ impl LoopSwap {
             }
         };
         let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        let mut l = LoopSwap {
-            file,
-            dev,
-            swapped_on: false,
-        };
+        let l = LoopSwap { file, dev };
+        noted(&l.dev)?;
         swapon(&l.dev, prio)?;
-        l.swapped_on = true;
         Ok(l)
     }
 }
 
 impl Drop for LoopSwap {
     fn drop(&mut self) {
-        if self.swapped_on {
-            swapoff(&self.dev);
+        if let Err(e) = remove_loop(&self.dev, &self.file) {
+            eprintln!("swapscope: {e}");
         }
-        let _ = std::process::Command::new("losetup")
-            .arg("-d")
-            .arg(&self.dev)
-            .status();
-        let _ = fs::remove_file(&self.file);
     }
 }
 
-/// Writes a version-1 swap header (what mkswap writes) for a device of `bytes`.
-pub fn swap_header(bytes: u64, page_size: u32) -> Vec<u8> {
+/// Swaps off loop device `dev` (if on), detaches it if `file` still backs it, and deletes
+/// `file`. `Ok` when both are gone.
+pub fn remove_loop(dev: &Path, file: &Path) -> Result<(), String> {
+    if is_swapped_on(dev) {
+        swapoff(dev)?;
+    }
+    let backing = dev
+        .file_name()
+        .map(|n| Path::new("/sys/block").join(n).join("loop/backing_file"))
+        .and_then(|p| fs::read_to_string(p).ok());
+    if backing.is_some_and(|b| Path::new(b.trim()) == file) {
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(dev)
+            .status();
+    }
+    match fs::remove_file(file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("could not delete {}: {e}", file.display())),
+    }
+}
+
+/// Writes a version-1 swap header (what mkswap writes) for a device of `bytes`, labelled
+/// `swapscope`, with `uuid` in the first half of the UUID field.
+pub fn swap_header(bytes: u64, page_size: u32, uuid: [u8; 8]) -> Vec<u8> {
     let ps = page_size as usize;
     let mut h = vec![0u8; ps];
     let last_page = (bytes / u64::from(page_size))
@@ -312,48 +398,79 @@ pub fn swap_header(bytes: u64, page_size: u32) -> Vec<u8> {
     h[1024..1028].copy_from_slice(&1u32.to_le_bytes());
     h[1028..1032].copy_from_slice(&last_page.to_le_bytes());
     h[1032..1036].copy_from_slice(&0u32.to_le_bytes());
-    let uuid = (host::boottime_ns() ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
     h[1036..1044].copy_from_slice(&uuid);
     h[1052..1061].copy_from_slice(b"swapscope");
     h[ps - 10..].copy_from_slice(b"SWAPSPACE2");
     h
 }
 
-fn write_swap_header(dev: &Path, bytes: u64, page_size: u32) -> Result<(), SetupError> {
+fn write_swap_header(
+    dev: &Path,
+    bytes: u64,
+    page_size: u32,
+    uuid: [u8; 8],
+) -> Result<(), SetupError> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .open(dev)
         .map_err(io("opening the zram device", dev))?;
-    f.write_all(&swap_header(bytes, page_size))
+    f.write_all(&swap_header(bytes, page_size, uuid))
         .map_err(io("writing the swap header", dev))?;
     f.sync_all().map_err(io("syncing the swap header", dev))
 }
 
-/// An mTHP size switched to a policy; restored to its previous policy on drop.
+/// An mTHP size's policy, read; once [`MthpSetting::apply`]d, restored on drop.
 pub struct MthpSetting {
-    path: PathBuf,
-    previous: String,
+    pub path: PathBuf,
+    pub previous: String,
+    applied: Option<String>,
 }
 
 impl MthpSetting {
-    pub fn set(size_kb: u64, policy: &str) -> Result<Self, SetupError> {
+    /// Reads the current policy of `size_kb` (nothing is changed yet).
+    pub fn read(size_kb: u64) -> Result<Self, SetupError> {
         let path = Path::new(host::MTHP_DIR).join(format!("hugepages-{size_kb}kB/enabled"));
         let text = fs::read_to_string(&path).map_err(|_| SetupError::NoMthpSize(size_kb))?;
         let previous = host::parse_choice(&text).unwrap_or_else(|| "never".into());
-        write_file(&path, policy, "setting the mTHP policy")?;
-        Ok(MthpSetting { path, previous })
+        Ok(MthpSetting {
+            path,
+            previous,
+            applied: None,
+        })
+    }
+
+    /// Switches the size to `policy`.
+    pub fn apply(&mut self, policy: &str) -> Result<(), SetupError> {
+        self.applied = Some(policy.to_owned());
+        write_file(&self.path, policy, "setting the mTHP policy")
     }
 }
 
 impl Drop for MthpSetting {
     fn drop(&mut self) {
-        if fs::write(&self.path, &self.previous).is_err() {
-            eprintln!(
-                "swapscope: could not restore {} to {}",
-                self.path.display(),
-                self.previous
-            );
+        if let Some(policy) = &self.applied
+            && let Err(e) = restore_mthp(&self.path, policy, &self.previous)
+        {
+            eprintln!("swapscope: {e}");
         }
+    }
+}
+
+/// Puts `path` (an mTHP `enabled` file) back to `previous` if it still says `set` (what
+/// swapscope wrote); a policy changed since is someone else's and left alone (`Err` says so).
+pub fn restore_mthp(path: &Path, set: &str, previous: &str) -> Result<(), String> {
+    let now = fs::read_to_string(path)
+        .ok()
+        .and_then(|t| host::parse_choice(&t));
+    match now.as_deref() {
+        Some(p) if p == previous => Ok(()),
+        Some(p) if p == set => fs::write(path, previous)
+            .map_err(|e| format!("could not restore {} to {previous}: {e}", path.display())),
+        Some(p) => Err(format!(
+            "{} is {p} now, not the {set} swapscope set: left alone (it was {previous})",
+            path.display()
+        )),
+        None => Err(format!("could not read {}", path.display())),
     }
 }
 
@@ -376,8 +493,11 @@ mod tests {
 
     #[test]
     fn header_layout() {
-        let h = swap_header(1 << 30, 4096);
+        let h = swap_header(1 << 30, 4096, [1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&h[4086..], b"SWAPSPACE2");
+        // The label and UUID a later run recognises the device by.
+        assert_eq!(&h[1052..1061], b"swapscope");
+        assert_eq!(&h[1036..1044], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(u32::from_le_bytes([h[1024], h[1025], h[1026], h[1027]]), 1);
         assert_eq!(
             u32::from_le_bytes([h[1028], h[1029], h[1030], h[1031]]),

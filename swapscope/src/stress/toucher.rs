@@ -190,6 +190,11 @@ fn fork_partial_zap(
         return Err(TouchError::Fork(std::io::Error::last_os_error()));
     }
     let child = pid == 0;
+    if child {
+        // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal has no memory effects: the
+        // forked half dies with the toucher, however the toucher dies.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    }
     r.madvise(0, r.len, libc::MADV_PAGEOUT);
     let mut rng = Rng::derive(seed, u64::from(child));
     let mut done = 0;

@@ -3,6 +3,8 @@
 //!
 //! Parsing is pure (`parse_*`, tested without root); the thin `read_*` wrappers do the file I/O.
 
+pub mod output;
+
 use std::{fs, path::Path};
 
 use crate::event::{CounterSample, DeviceKind, DeviceList, SwapDevice, Ts};
@@ -117,6 +119,63 @@ pub fn terminate(child: &std::process::Child) {
         // SAFETY: kill(2) with a pid this process spawned and has not reaped yet (a `Child`
         // that was waited for is consumed or reports its status, so the pid is not reused).
         unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
+/// Where `prog` would be run from: itself when it holds a `/`, else the first executable of
+/// that name on `$PATH`. `None` when there is no such executable (so a command that cannot
+/// start is refused before anything is attached or created).
+pub fn resolve_command(prog: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let runnable = |p: &Path| {
+        fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if prog.contains('/') {
+        let p = Path::new(prog);
+        return runnable(p).then(|| p.to_path_buf());
+    }
+    if prog.is_empty() {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| runnable(p))
+}
+
+/// When process `pid` started (clock ticks after boot, field 22 of `/proc/<pid>/stat`); `None`
+/// when there is no such process. With the pid it names one process for good (pids are
+/// reused, start times are not).
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    parse_start_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The start time in a `/proc/<pid>/stat` line (after the parenthesised command name, which
+/// may hold spaces and parentheses itself).
+pub fn parse_start_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Makes `cmd`'s process get SIGKILL when this process dies (PR_SET_PDEATHSIG), however it
+/// dies: a workload never outlives the tool that started it.
+pub fn kill_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: getpid is async-signal-safe and has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the child between fork and exec and calls only
+    // async-signal-safe functions (prctl, getppid); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then the signal never comes.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the parent exited"));
+            }
+            Ok(())
+        });
     }
 }
 
@@ -360,6 +419,15 @@ pub fn swap_on_for(dev: &crate::event::SwapDevice, ts_ns: Ts) -> crate::event::S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_ticks() {
+        let line =
+            "1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 2";
+        assert_eq!(parse_start_ticks(line), Some(987_654));
+        assert!(process_start_ticks(std::process::id()).is_some());
+        assert_eq!(parse_start_ticks("garbage"), None);
+    }
 
     #[test]
     fn proc_swaps() {

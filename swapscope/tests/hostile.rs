@@ -1,0 +1,280 @@
+//! Hostile recordings: files crafted to cost `report` and `replay` time or memory out of all
+//! proportion to their size. Each is written with the library's own writer (valid framing, so
+//! the reader accepts it) and read by the real binary, whose peak RSS is taken from `wait4`.
+
+use std::{
+    os::unix::process::ExitStatusExt,
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus, Stdio},
+};
+
+use swapscope::{
+    event::{Alloc, AllocResult, Event, Free, Marker, SwapOn},
+    record::{RecordingHeader, Writer, WriterOptions},
+};
+
+/// The bound the issue sets for any crafted input (peak RSS of the reading process).
+const RSS_BOUND_KIB: u64 = 256 << 10;
+
+struct Run {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: String,
+    max_rss_kib: u64,
+}
+
+/// Runs swapscope with `args`, reading its output on threads, and takes its peak RSS.
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped with wait4 (std's wait gives no rusage)"
+)]
+fn run(args: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swapscope"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running swapscope {args:?}: {e}"));
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of that plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not yet waited for (std's `Child` is not used to wait);
+    // both out-pointers point at live locals of the right types.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    Run {
+        status: ExitStatus::from_raw(status),
+        stdout: out.join().unwrap_or_default(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned(),
+        max_rss_kib: usage.ru_maxrss as u64,
+    }
+}
+
+fn craft(name: &str, events: impl IntoIterator<Item = Event>) -> (tempdir::Dir, PathBuf) {
+    let dir = tempdir::Dir::new(name);
+    let path = dir.path().join(format!("{name}.swsc"));
+    let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = RecordingHeader {
+        kernel_release: "6.18.0-crafted".to_owned(),
+        source: "crafted".to_owned(),
+        nr_cpus: 1,
+        ..RecordingHeader::default()
+    };
+    let mut w = Writer::create(
+        std::io::BufWriter::new(file),
+        &header,
+        WriterOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("writer: {e}"));
+    for ev in events {
+        w.push(&ev).unwrap_or_else(|e| panic!("push: {e}"));
+    }
+    w.finish().unwrap_or_else(|e| panic!("finish: {e}"));
+    (dir, path)
+}
+
+/// Small temporary directories removed on drop (the crate has no tempfile dependency).
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+    impl Dir {
+        pub fn new(name: &str) -> Self {
+            let p = std::env::temp_dir()
+                .join(format!("swapscope-hostile-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            Dir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn swapon(ty: u8, max: u64) -> Event {
+    Event::SwapOn(SwapOn {
+        ts_ns: 1,
+        swap_type: ty,
+        max,
+        bad: Vec::new(),
+        flags: 0,
+        prio: -2,
+    })
+}
+
+fn check_bounded(path: &Path, what: &str) -> Run {
+    let p = path.to_string_lossy();
+    let r = run(&["report", "--json", &p]);
+    assert!(r.status.success(), "{what}: report failed: {}", r.stderr);
+    assert!(
+        r.max_rss_kib <= RSS_BOUND_KIB,
+        "{what}: report peaked at {} MiB (bound {} MiB)",
+        r.max_rss_kib >> 10,
+        RSS_BOUND_KIB >> 10
+    );
+    eprintln!(
+        "{what}: {} MiB peak, {} bytes of JSON",
+        r.max_rss_kib >> 10,
+        r.stdout.len()
+    );
+    // The replay view at full speed, through to the end.
+    let v = run(&["replay", "--speed", "max", "--headless", "3", &p]);
+    assert!(v.status.success(), "{what}: replay failed: {}", v.stderr);
+    assert!(
+        v.max_rss_kib <= RSS_BOUND_KIB,
+        "{what}: replay peaked at {} MiB (bound {} MiB)",
+        v.max_rss_kib >> 10,
+        RSS_BOUND_KIB >> 10
+    );
+    eprintln!("{what}: replay {} MiB peak", v.max_rss_kib >> 10);
+    r
+}
+
+#[test]
+fn millions_of_empty_markers_keep_memory_bounded() {
+    // 4 M markers: each used to keep a row of every model's counters (~2.7 KB), 10 GB in all.
+    let n = 4_000_000u64;
+    let markers = (0..n).map(|i| {
+        Event::Marker(Marker {
+            ts_ns: 2 + i / 1_000_000,
+            label: String::new(),
+        })
+    });
+    let (_dir, path) = craft(
+        "markers",
+        std::iter::once(swapon(0, 64 << 8)).chain(markers),
+    );
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    assert!(size < 1 << 20, "the crafted file is small ({size} bytes)");
+    let r = check_bounded(&path, "4 M markers");
+    let json = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        json.contains("4000000 markers: the first 10000 are broken out"),
+        "the report says markers were only counted"
+    );
+    assert!(
+        r.stdout.len() < 64 << 20,
+        "{} bytes of JSON",
+        r.stdout.len()
+    );
+}
+
+#[test]
+fn a_device_too_large_to_model_is_refused_and_said() {
+    // 2^40 slots (4 PiB) on one device, and 200 devices of the largest size taken: the models
+    // would need their memory in proportion.
+    let huge = std::iter::once(swapon(0, 1 << 40));
+    let many = (1..=200u8).map(|ty| swapon(ty, swapscope::engine::MAX_DEVICE_SLOTS));
+    let allocs = (0..1000u64).flat_map(|i| {
+        let ty = (i % 200) as u8 + 1;
+        [
+            Event::Alloc(Alloc {
+                ts_ns: 10 + 2 * i,
+                cpu: 0,
+                order: 0,
+                id: i,
+                result: AllocResult::Success {
+                    swap_type: ty,
+                    offset: 1 + i,
+                },
+                latency_ns: None,
+            }),
+            Event::Free(Free {
+                ts_ns: 11 + 2 * i,
+                cpu: 0,
+                swap_type: ty,
+                offset: 1 + i,
+                nr: 1,
+            }),
+        ]
+    });
+    let (_dir, path) = craft("devices", huge.chain(many).chain(allocs));
+    let r = check_bounded(&path, "huge devices");
+    let json = String::from_utf8_lossy(&r.stdout);
+    assert!(json.contains("swap device(s) were left out"), "{json}");
+}
+
+/// `n` order-0 allocations at offsets scattered over a device of `dev` slots (a permutation):
+/// no model's slot can follow the stream's, so each costs its mapping entry in every model.
+fn scattered(n: u64, dev: u64) -> impl Iterator<Item = Event> {
+    std::iter::once(swapon(0, dev)).chain((1..=n).map(move |i| {
+        Event::Alloc(Alloc {
+            ts_ns: 10 + i,
+            cpu: 0,
+            order: 0,
+            id: i,
+            result: AllocResult::Success {
+                swap_type: 0,
+                offset: 1 + (i * 2_654_435_761) % (dev - 1),
+            },
+            latency_ns: None,
+        })
+    }))
+}
+
+#[test]
+fn a_stream_scattered_over_the_largest_device_costs_memory_by_its_events() {
+    // The device's own structures are paid for only where touched; what grows is the mapping
+    // of live scattered allocations (~300 bytes each over six models, docs/format.md).
+    let (_dir, path) = craft(
+        "scattered",
+        scattered(100_000, swapscope::engine::MAX_DEVICE_SLOTS),
+    );
+    check_bounded(&path, "100 k scattered allocations on a 1 TiB device");
+}
+
+#[test]
+#[ignore = "measurement: SWAPSCOPE_SCATTER=<allocations>,<device slots>; prints peak RSS"]
+fn measure_scattered() {
+    let spec = std::env::var("SWAPSCOPE_SCATTER").unwrap_or_else(|_| "1000000,268435456".into());
+    let mut it = spec.split(',').filter_map(|s| s.parse::<u64>().ok());
+    let (n, dev) = (it.next().unwrap_or(1_000_000), it.next().unwrap_or(1 << 28));
+    let (_dir, path) = craft("measure", scattered(n, dev));
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let p = path.to_string_lossy();
+    let t = std::time::Instant::now();
+    let r = run(&["report", "--json", &p]);
+    eprintln!(
+        "{n} scattered allocations on {dev} slots: file {size} bytes, report {} MiB peak, {:?}, \
+         success {}",
+        r.max_rss_kib >> 10,
+        t.elapsed(),
+        r.status.success()
+    );
+}
+
+#[test]
+fn long_marker_labels_are_kept_short() {
+    // 64 KiB labels compress to nothing; 10 000 report rows of them would be 640 MB.
+    let label = "x".repeat(65_000);
+    let markers = (0..20_000u64).map(|i| {
+        Event::Marker(Marker {
+            ts_ns: 2 + i,
+            label: label.clone(),
+        })
+    });
+    let (_dir, path) = craft("labels", std::iter::once(swapon(0, 64 << 8)).chain(markers));
+    let r = check_bounded(&path, "20 k markers of 64 KiB labels");
+    assert!(
+        r.stdout.len() < 32 << 20,
+        "{} bytes of JSON",
+        r.stdout.len()
+    );
+}
