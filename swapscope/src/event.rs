@@ -65,6 +65,12 @@ pub enum Event {
     Split(Split),
 }
 
+/// Every event kind's name, in [`Event::kind_index`] order.
+pub const KINDS: [&str; 10] = [
+    "writeout", "alloc", "free", "split", "marker", "counters", "devices", "lost", "swapon",
+    "swapoff",
+];
+
 impl Event {
     /// Bytes the event holds on the heap (labels, names, lists): what queues of events bound
     /// besides their count, since a crafted file can make these large and still compress well.
@@ -100,19 +106,24 @@ impl Event {
         )
     }
 
-    /// The kind's name, as `dump` and the Events view show it.
+    /// The kind's name, as `dump`, the Events view and `export` spell it.
     pub fn kind_name(&self) -> &'static str {
+        KINDS[self.kind_index()]
+    }
+
+    /// The kind's position in [`KINDS`] (the kernel's swap events first).
+    pub fn kind_index(&self) -> usize {
         match self {
-            Event::Writeout(_) => "writeout",
-            Event::Counters(_) => "counters",
-            Event::Devices(_) => "devices",
-            Event::Lost(_) => "lost",
-            Event::SwapOn(_) => "swapon",
-            Event::SwapOff(_) => "swapoff",
-            Event::Alloc(_) => "alloc",
-            Event::Free(_) => "free",
-            Event::Marker(_) => "marker",
-            Event::Split(_) => "split",
+            Event::Writeout(_) => 0,
+            Event::Alloc(_) => 1,
+            Event::Free(_) => 2,
+            Event::Split(_) => 3,
+            Event::Marker(_) => 4,
+            Event::Counters(_) => 5,
+            Event::Devices(_) => 6,
+            Event::Lost(_) => 7,
+            Event::SwapOn(_) => 8,
+            Event::SwapOff(_) => 9,
         }
     }
 

@@ -4,12 +4,14 @@
 pub mod alloc;
 pub mod engine;
 pub mod event;
+pub mod export;
 pub mod host;
 pub mod models;
 pub mod pipeline;
 pub mod probe;
 pub mod record;
 pub mod report;
+pub mod serve;
 pub mod signal;
 pub mod sink;
 pub mod source;

@@ -2,11 +2,12 @@
 //! proportion to their size. Each is written with the library's own writer (valid framing, so
 //! the reader accepts it) and read by the real binary, whose peak RSS is taken from `wait4`.
 
-use std::{
-    os::unix::process::ExitStatusExt,
-    path::{Path, PathBuf},
-    process::{Command, ExitStatus, Stdio},
-};
+#[path = "common/measured.rs"]
+mod measured;
+
+use std::path::{Path, PathBuf};
+
+use measured::{Run, run};
 
 use swapscope::{
     event::{Alloc, AllocResult, Event, Free, Marker, SwapOn},
@@ -15,52 +16,6 @@ use swapscope::{
 
 /// The bound the issue sets for any crafted input (peak RSS of the reading process).
 const RSS_BOUND_KIB: u64 = 256 << 10;
-
-struct Run {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: String,
-    max_rss_kib: u64,
-}
-
-/// Runs swapscope with `args`, reading its output on threads, and takes its peak RSS.
-#[expect(
-    clippy::zombie_processes,
-    reason = "reaped with wait4 (std's wait gives no rusage)"
-)]
-fn run(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swapscope"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running swapscope {args:?}: {e}"));
-    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
-    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value of that plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own child, not yet waited for (std's `Child` is not used to wait);
-    // both out-pointers point at live locals of the right types.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
-    Run {
-        status: ExitStatus::from_raw(status),
-        stdout: out.join().unwrap_or_default(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned(),
-        max_rss_kib: usage.ru_maxrss as u64,
-    }
-}
 
 fn craft(name: &str, events: impl IntoIterator<Item = Event>) -> (tempdir::Dir, PathBuf) {
     let dir = tempdir::Dir::new(name);
@@ -130,9 +85,10 @@ fn check_bounded(path: &Path, what: &str) -> Run {
         RSS_BOUND_KIB >> 10
     );
     eprintln!(
-        "{what}: {} MiB peak, {} bytes of JSON",
+        "{what}: {} MiB peak, {} bytes of JSON, {:.1} s",
         r.max_rss_kib >> 10,
-        r.stdout.len()
+        r.stdout.len(),
+        r.secs
     );
     // The replay view at full speed, through to the end.
     let v = run(&["replay", "--speed", "max", "--headless", "3", &p]);

@@ -15,6 +15,8 @@ use std::{
 use serde_json::Value;
 
 mod common;
+#[path = "common/prom.rs"]
+mod prom;
 
 use common::{Tmux, wait_file};
 
@@ -633,4 +635,105 @@ fn a_command_that_fails_to_start_leaves_no_recording() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert_eq!(left.len(), 1, "only the program is left: {left:?}");
+}
+
+/// The families a dashboard query reads (names of [`METRICS`] it mentions), and the highest
+/// tier among them.
+fn tier_of_query(expr: &str) -> &'static str {
+    use swapscope::serve::metrics::METRICS;
+    let mut tier = "counters";
+    for d in METRICS {
+        let base = d.name;
+        if expr.contains(base) {
+            tier = match (tier, d.tier) {
+                (_, "full") | ("full", _) => "full",
+                (_, "tracepoint") | ("tracepoint", _) => "tracepoint",
+                _ => "counters",
+            };
+        }
+    }
+    tier
+}
+
+#[test]
+#[ignore = "live: needs root, BTF, zram and Prometheus; run by `cargo xtask test`"]
+fn serve_on_this_host_is_scraped_by_prometheus_while_stress_swaps() {
+    if !prom::prometheus_or_skip("the live exporter test") {
+        return;
+    }
+    let _cleanup = CleanupGuard;
+    let swaps_before = swaps();
+    let dir = tmpdir("serve-live");
+    let file = dir.join("serve.swsc");
+    let file_s = file.display().to_string();
+    let mut serve = prom::Serve::start(&["--demo", "--record", &file_s]);
+    assert!(
+        serve.tier == "tracepoint" || serve.tier == "full",
+        "tier {}: {}",
+        serve.tier,
+        serve.said()
+    );
+    let m = prom::get(serve.addr, "/metrics", None).unwrap_or_else(|e| panic!("scrape: {e}"));
+    assert_eq!(
+        m.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let p = prom::Prometheus::start(&dir.join("prometheus"), &[serve.addr]);
+    p.wait_targets_up(1, 60);
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    // The probes saw 64 KiB write-outs, and the kernel's own counter moved with them.
+    let rate = |q: &str| -> f64 {
+        p.range(q, 60)
+            .iter()
+            .filter_map(|s| s["values"].as_array().cloned())
+            .flatten()
+            .filter_map(|v| v.get(1)?.as_str()?.parse::<f64>().ok())
+            .fold(0.0, f64::max)
+    };
+    let seen = rate("rate(swapscope_writeouts_total{size=\"64kB\"}[5s])");
+    let kernel = rate("rate(swapscope_mthp_swpout_total{size=\"64kB\"}[5s])");
+    assert!(
+        seen > 0.0 && kernel > 0.0,
+        "no 64 KiB swap-outs scraped: seen {seen}/s, kernel {kernel}/s; {}",
+        serve.said()
+    );
+    let mut empty = Vec::new();
+    let mut checked = 0;
+    for (f, title, expr) in prom::dashboard_queries() {
+        if tier_of_query(&expr) == "full" && serve.tier != "full" {
+            continue;
+        }
+        checked += 1;
+        let q = prom::substitute(&expr);
+        if p.range(&q, 60).is_empty() {
+            empty.push(format!("{f} / {title}: {q}"));
+        }
+    }
+    assert!(
+        checked >= 15,
+        "{checked} queries for the {} tier",
+        serve.tier
+    );
+    assert!(
+        empty.is_empty(),
+        "queries without data on the {} tier:\n{}",
+        serve.tier,
+        empty.join("\n")
+    );
+    // SIGTERM: the demo is stopped and undone, the recording is complete.
+    let st = serve.stop(30);
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "serve after SIGTERM: {st:?}; {}",
+        serve.said()
+    );
+    let r = report_json(&file);
+    assert!(num(&r, &["events"]) > 1000, "{r}");
+    assert!(
+        r["warnings"].as_array().is_some_and(Vec::is_empty),
+        "{}",
+        r["warnings"]
+    );
+    assert_eq!(swaps(), swaps_before, "the demo left a swap device behind");
+    assert_no_cgroups_left();
 }

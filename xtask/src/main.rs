@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, the test suite, the demo and the VM tests. Every command installs what
 //! it needs first (idempotently, quietly when everything is present).
 
+mod duckdb;
 mod vm;
 
 use std::{
@@ -59,6 +60,10 @@ enum Cmd {
         /// With --live: pairs of runs.
         #[arg(long, default_value_t = 5)]
         pairs: u32,
+        /// Measure the exporter instead (root): `swapscope serve --demo` scraped 50 times a
+        /// second for 60 s; failed scrapes, latency percentiles, its memory.
+        #[arg(long, conflicts_with = "live")]
+        serve: bool,
     },
     /// Fuzz the recording reader (cargo-fuzz, nightly, AddressSanitizer): the whole-file
     /// reader and the record decoder, corpus seeded from tests/data; see docs/fuzzing.md.
@@ -90,6 +95,11 @@ fn main() -> ExitCode {
         Cmd::Vm(args) => setup()
             .and_then(|()| host_packages(VM_PACKAGES))
             .and_then(|()| vm::vm(&args)),
+        Cmd::Bench {
+            no_doc,
+            serve: true,
+            ..
+        } => setup().and_then(|()| bench_serve(no_doc)),
         Cmd::Bench {
             no_doc,
             live: true,
@@ -201,9 +211,17 @@ const BUSYBOX: HostPackage = HostPackage {
     for_what: "the VM tests",
 };
 
-/// What `cargo xtask test` needs beyond the toolchain: tmux for the TUI tests, QEMU and busybox
-/// for the VM tests. `cargo xtask run` needs none of them.
-const TEST_PACKAGES: &[HostPackage] = &[TMUX, QEMU, BUSYBOX];
+const PROMETHEUS: HostPackage = HostPackage {
+    name: "prometheus",
+    file: "/usr/bin/prometheus",
+    for_what: "the exporter tests (a real Prometheus scrapes `swapscope serve`)",
+};
+
+/// What `cargo xtask test` needs beyond the toolchain: tmux for the TUI tests, Prometheus (and
+/// its promtool) for the exporter tests, QEMU and busybox for the VM tests. `cargo xtask run`
+/// needs none of them. (Debian's prometheus package does not start its service where
+/// policy-rc.d or the lack of systemd forbids it; the tests run their own on a free port.)
+const TEST_PACKAGES: &[HostPackage] = &[TMUX, PROMETHEUS, QEMU, BUSYBOX];
 /// What `cargo xtask vm` needs.
 const VM_PACKAGES: &[HostPackage] = &[QEMU, BUSYBOX];
 
@@ -440,6 +458,8 @@ fn test() -> Result<()> {
         "panic=abort",
         "-Zpanic_abort_tests",
     ]))?;
+    step("DuckDB for the export tests");
+    duckdb::ensure_venv(&target_dir())?;
     step("unit, property and snapshot tests");
     run(Command::new(cargo()).args(["test", "--workspace", "--exclude", "swapscope-ebpf"]))?;
     // The live host test needs root and BTF.
@@ -568,6 +588,25 @@ fn bench(repeat: u32, reuse: bool, no_doc: bool) -> Result<()> {
         cmd.arg("--doc").arg(root_dir().join("docs/performance.md"));
     }
     step("generating the recordings and measuring (a few minutes)");
+    run(&mut cmd)
+}
+
+fn bench_serve(no_doc: bool) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the exporter benchmark runs the demo workload: run it as root (sudo -E cargo xtask bench --serve)"
+        );
+    }
+    step("building swapscope (release, with the BPF object)");
+    run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
+    let exe = target_dir().join("release/swapscope");
+    let mut cmd = Command::new(&exe);
+    cmd.args(["__bench", "--serve", "--rate", "50", "--seconds", "60"])
+        .args(["--command", "cargo xtask bench --serve"]);
+    if !no_doc {
+        cmd.arg("--doc").arg(root_dir().join("docs/performance.md"));
+    }
+    step("serve --demo scraped 50 times a second for 60 s");
     run(&mut cmd)
 }
 

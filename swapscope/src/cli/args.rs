@@ -16,6 +16,15 @@ pub fn seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+/// [`seconds`] as a `Duration`, at least a millisecond (`serve --interval`).
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let v = seconds(s)?;
+    if v < 1e-3 {
+        return Err("give at least 0.001 seconds".into());
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
+}
+
 fn in_range(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(v) if (lo..=hi).contains(&v) => Ok(v),
@@ -111,7 +120,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_command_line_definition_is_consistent() {
+        // clap's own checks: value parsers match the fields' types, names are unique, ...
+        use clap::CommandFactory as _;
+        super::super::Cli::command().debug_assert();
+    }
+
+    #[test]
     fn durations() {
+        assert_eq!(duration("0.5"), Ok(std::time::Duration::from_millis(500)));
+        assert!(duration("0.0001").is_err());
         assert_eq!(seconds("1.5"), Ok(1.5));
         for bad in ["nan", "inf", "-inf", "1e400", "0", "-5", "", "x", "2592001"] {
             assert!(seconds(bad).is_err(), "{bad}");

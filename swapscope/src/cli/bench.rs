@@ -83,6 +83,14 @@ pub struct BenchArgs {
     /// With `--live`: the swapscope binary whose recorder is measured (to compare builds).
     #[arg(long)]
     pub recorder: Option<PathBuf>,
+    /// Measure the exporter instead: `serve --demo` scraped at `--rate` per second for
+    /// `--seconds` (root).
+    #[arg(long)]
+    pub serve: bool,
+    #[arg(long, default_value_t = 50)]
+    pub rate: u32,
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
 }
 
 /// One measurement, as the child prints it.
@@ -112,11 +120,14 @@ struct Row {
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    let command = a
+        .command
+        .clone()
+        .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
+    if a.serve {
+        return super::bench_serve::run(a.rate, a.seconds, a.doc.as_ref(), &command);
+    }
     if a.live {
-        let command = a
-            .command
-            .clone()
-            .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
         return super::bench_live::run(
             a.pairs,
             &a.dir,

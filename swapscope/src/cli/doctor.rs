@@ -180,7 +180,7 @@ pub fn run(json: bool, cleanup: bool) -> anyhow::Result<ExitCode> {
         tier: if can_record {
             probe::tier(&probes).into()
         } else {
-            "none".into()
+            "counters".into()
         },
         can_record,
         trial_attach: trial,

@@ -100,7 +100,7 @@ pub struct ReplayArgs {
     pub view: ViewArgs,
 }
 
-fn parse_speed(s: &str) -> Result<f64, String> {
+pub(super) fn parse_speed(s: &str) -> Result<f64, String> {
     if s == "max" {
         return Ok(f64::INFINITY);
     }
@@ -199,7 +199,7 @@ pub fn live(a: LiveArgs) -> anyhow::Result<ExitCode> {
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
     let mut note = String::new();
     if let Some(out) = &out {
-        sinks.push(Box::new(record_sink(out, &source)?));
+        sinks.push(Box::new(record_sink(out, source.header())?));
         note = format!("recording → {}", out.path().display());
     }
     if a.demo {
@@ -259,14 +259,15 @@ fn pane_log(log: Log, headless: bool) -> probe::LogFn {
     })
 }
 
-fn record_sink(
+/// The recorder of a live session (`live --record`, `serve --record`): a chunk a second.
+pub(super) fn record_sink(
     out: &OutputFile,
-    source: &LiveSource,
+    header: &swapscope::record::RecordingHeader,
 ) -> anyhow::Result<RecordSink<BufWriter<std::fs::File>>> {
     Ok(RecordSink::create(
         BufWriter::new(out.writer()?),
         &out.path().display().to_string(),
-        source.header(),
+        header,
         WriterOptions::default(),
         Some(Duration::from_secs(1)),
     )?)

@@ -3,11 +3,14 @@
 mod args;
 mod bench;
 mod bench_live;
+mod bench_serve;
 mod doctor;
 mod dump;
+mod export;
 mod live;
 mod record;
 mod report;
+mod serve;
 mod simulate;
 mod stress;
 
@@ -58,6 +61,11 @@ pub enum Command {
         /// The recording.
         file: PathBuf,
     },
+    /// Write a recording's events (or its per-interval metrics) as CSV or Parquet.
+    Export(export::ExportArgs),
+    /// Serve Prometheus metrics: kernel mTHP swap counters, swap devices, and with BPF the
+    /// write-outs, requests and the allocator models (tier picked by what the host allows).
+    Serve(serve::ServeArgs),
     /// Replay a synthetic workload through the allocator models (no root needed).
     Simulate(simulate::SimulateArgs),
     /// Make the kernel swap: a temporary cgroup, optionally a temporary zram device, mTHP sizes
@@ -154,6 +162,8 @@ impl Command {
             | Command::Replay(_)
             | Command::Stress(_)
             | Command::Touch(_)
+            | Command::Export(_)
+            | Command::Serve(_)
             | Command::Bench(_) => false,
         }
     }
@@ -173,6 +183,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report { file, json, models } => report::run(&file, json, &models),
         Command::Simulate(args) => simulate::run(args),
         Command::Dump { file } => dump::run(&file),
+        Command::Export(args) => export::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Stress(args) => stress::run(args),
         Command::Touch(args) => stress::touch(args),
         Command::Bench(args) => bench::run(args),

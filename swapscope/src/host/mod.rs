@@ -11,7 +11,14 @@ use crate::event::{CounterSample, DeviceKind, DeviceList, SwapDevice, Ts};
 
 pub const MTHP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
 /// Per-size mTHP stats swapscope samples (file names under `hugepages-<N>kB/stats/`).
-pub const MTHP_STATS: &[&str] = &["swpout", "swpout_fallback", "split", "split_failed"];
+pub const MTHP_STATS: &[&str] = &[
+    "swpout",
+    "swpout_fallback",
+    "swpin",
+    "swpin_fallback",
+    "split",
+    "split_failed",
+];
 /// `/proc/vmstat` fields swapscope samples.
 pub const VMSTAT_FIELDS: &[&str] = &[
     "pswpout",
@@ -155,6 +162,35 @@ pub fn process_start_ticks(pid: u32) -> Option<u64> {
 pub fn parse_start_ticks(stat: &str) -> Option<u64> {
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process's CPU time and resident memory (for `process_*` metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessStats {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+}
+
+/// Reads [`ProcessStats`] of this process from `/proc/self/stat`.
+pub fn process_stats() -> ProcessStats {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| parse_process_stats(&s, ticks, u64::from(page_size())))
+        .unwrap_or_default()
+}
+
+/// [`ProcessStats`] from a `/proc/<pid>/stat` line: utime + stime (fields 14, 15) in
+/// `ticks_per_s`, rss (field 24) in pages of `page` bytes.
+pub fn parse_process_stats(stat: &str, ticks_per_s: f64, page: u64) -> Option<ProcessStats> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some(ProcessStats {
+        cpu_seconds: (num(11)? + num(12)?) as f64 / ticks_per_s,
+        resident_bytes: num(21)?.saturating_mul(page),
+    })
 }
 
 /// Makes `cmd`'s process get SIGKILL when this process dies (PR_SET_PDEATHSIG), however it
@@ -418,6 +454,16 @@ pub fn swap_on_for(dev: &crate::event::SwapDevice, ts_ns: Ts) -> crate::event::S
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn process_stats_from_a_stat_line_with_a_hostile_name() {
+        let line = "42 (a) b (c) R 1 42 42 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 3 0 12345 \
+                    100000000 2560 18446744073709551615";
+        let p = parse_process_stats(line, 100.0, 4096).expect("parses");
+        assert!((p.cpu_seconds - 3.0).abs() < 1e-9, "{p:?}");
+        assert_eq!(p.resident_bytes, 2560 * 4096);
+        assert_eq!(parse_process_stats("42 (x) R 1", 100.0, 4096), None);
+    }
+
     use super::*;
 
     #[test]

@@ -300,7 +300,7 @@ pub fn plan(
 }
 
 /// The tier a plan gives: `full` when requests and frees are both fed, `tracepoint` when only
-/// write-outs are, `none` otherwise.
+/// write-outs are, `counters` otherwise (no BPF: the kernel's counters and /proc/swaps only).
 pub fn tier(plan: &[ProbeStatus]) -> &'static str {
     let fed = |feed: &str| {
         plan.iter()
@@ -309,7 +309,7 @@ pub fn tier(plan: &[ProbeStatus]) -> &'static str {
     match (fed("alloc") && fed("free"), fed("writeout")) {
         (true, _) => "full",
         (false, true) => "tracepoint",
-        _ => "none",
+        _ => "counters",
     }
 }
 

@@ -77,15 +77,10 @@ pub fn default_interval_ms(header: &RecordingHeader) -> u64 {
 /// Kinds of the Events view's per-kind tails.
 const TAIL_KINDS: usize = 6;
 
+/// The kernel's swap events and markers (the first kinds of [`crate::event::KINDS`]) each have
+/// a tail; the rest share the last.
 fn tail_kind(ev: &Event) -> usize {
-    match ev {
-        Event::Writeout(_) => 0,
-        Event::Alloc(_) => 1,
-        Event::Free(_) => 2,
-        Event::Split(_) => 3,
-        Event::Marker(_) => 4,
-        _ => 5,
-    }
+    ev.kind_index().min(TAIL_KINDS - 1)
 }
 
 /// Alloc → write-out pairs remembered at most (a bound on memory when write-outs are missing).
@@ -155,6 +150,7 @@ pub struct Analysis {
     failures: Orders,
     /// Counter values of the first sample.
     first_sample: Option<CounterSample>,
+    last_sample: Option<Arc<CounterSample>>,
     swpout: Orders,
     swpout_fallback: Orders,
     pswpout: u64,
@@ -198,6 +194,7 @@ impl Analysis {
             requests: [0; NR_ORDERS],
             failures: [0; NR_ORDERS],
             first_sample: None,
+            last_sample: None,
             swpout: [0; NR_ORDERS],
             swpout_fallback: [0; NR_ORDERS],
             pswpout: 0,
@@ -233,6 +230,12 @@ impl Analysis {
     /// Notes events a lossy feeder dropped (see [`Threaded`]).
     pub fn note_skipped(&mut self, n: u64) {
         self.skipped += n;
+    }
+
+    /// Takes the intervals closed so far out of the series, oldest first (`export --intervals`
+    /// streams them out as they close; the series keeps only those closed after the call).
+    pub fn take_closed_intervals(&mut self) -> std::collections::vec_deque::Drain<'_, IntervalRow> {
+        self.rows.drain(..)
     }
 
     /// Marks the stream as ended (shown by viewers).
@@ -377,6 +380,7 @@ impl Analysis {
     }
 
     fn sample(&mut self, c: &CounterSample) {
+        self.last_sample = Some(Arc::new(c.clone()));
         let first = self.first_sample.get_or_insert_with(|| c.clone());
         let mut since_first = [[0u64; NR_ORDERS]; 2];
         let mut pswpout = 0;
@@ -681,6 +685,7 @@ impl Analysis {
             markers: self.markers.iter().cloned().collect(),
             ended: self.ended,
             peaks,
+            counters: self.last_sample.clone(),
         }
     }
 
@@ -801,6 +806,8 @@ pub struct Shared {
     skipped: AtomicU64,
     /// Heap bytes of the batches sent to the analysis thread and not yet analysed.
     heap_in_flight: std::sync::atomic::AtomicUsize,
+    /// When the newest snapshot was published.
+    published: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -812,7 +819,20 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// How long ago the newest snapshot was published (`None` before the first).
+    pub fn age(&self) -> Option<Duration> {
+        let at = match self.published.lock() {
+            Ok(p) => *p,
+            Err(p) => *p.into_inner(),
+        };
+        at.map(|t| t.elapsed())
+    }
+
     fn publish(&self, s: Snapshot) {
+        match self.published.lock() {
+            Ok(mut p) => *p = Some(Instant::now()),
+            Err(p) => *p.into_inner() = Some(Instant::now()),
+        }
         let s = Arc::new(s);
         match self.latest.lock() {
             Ok(mut l) => *l = s,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::{
     alloc::{ClusterCell, NR_ORDERS},
     engine::ModelReport,
-    event::{Event, Ts},
+    event::{CounterSample, Event, Ts},
     record::ProbeStatus,
 };
 
@@ -236,6 +236,8 @@ pub struct Snapshot {
     pub ended: bool,
     /// Each device at its peak occupancy so far.
     pub peaks: Vec<PeakView>,
+    /// The newest sample of the kernel's counters, as the kernel counts them (since boot).
+    pub counters: Option<Arc<CounterSample>>,
 }
 
 impl Snapshot {

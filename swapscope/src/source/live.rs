@@ -83,7 +83,8 @@ enum State {
 
 /// A live session.
 pub struct LiveSource {
-    probe: LiveProbe,
+    /// `None` on the counters tier (no BPF: samples only).
+    probe: Option<LiveProbe>,
     header: RecordingHeader,
     opts: LiveOptions,
     /// The devices of the last `/proc/swaps` read.
@@ -103,9 +104,31 @@ impl LiveSource {
     /// Loads and attaches the probes (see `probe::LiveProbe::start`) and describes the session.
     pub fn start(opts: LiveOptions) -> Result<Self, SourceError> {
         let probe = LiveProbe::start(&opts.probe)?;
+        Self::with(Some(probe), Vec::new(), opts)
+    }
+
+    /// A session without BPF (the counters tier): the kernel's per-size mTHP and vmstat
+    /// counters and `/proc/swaps`, sampled; `why` says why there are no probes (kept in the
+    /// header's probe plan, so every view can say it).
+    pub fn counters_only(opts: LiveOptions, why: &str) -> Result<Self, SourceError> {
+        let plan = vec![ProbeStatus {
+            name: probe::WRITEOUT_TP.to_string(),
+            kind: "tp_btf".into(),
+            attached: false,
+            detail: format!("counters tier: {why}"),
+        }];
+        Self::with(None, plan, opts)
+    }
+
+    fn with(
+        probe: Option<LiveProbe>,
+        plan: Vec<ProbeStatus>,
+        opts: LiveOptions,
+    ) -> Result<Self, SourceError> {
         let devices = host::read_proc_swaps()
             .map_err(|e| SourceError::Host(format!("reading /proc/swaps: {e}")))?;
-        let header = header(&probe.plan, &devices.devices, &opts);
+        let plan = probe.as_ref().map_or(&plan, |p| &p.plan);
+        let header = header(plan, &devices.devices, &opts);
         Ok(LiveSource {
             probe,
             header,
@@ -124,7 +147,7 @@ impl LiveSource {
 
     /// The probe plan (what attached, and why the rest did not).
     pub fn plan(&self) -> &[ProbeStatus] {
-        &self.probe.plan
+        &self.header.probe_plan
     }
 
     /// The pid of the command, while it runs.
@@ -134,7 +157,13 @@ impl LiveSource {
 
     fn sample(&mut self, out: &mut Vec<Event>) {
         let mut counters = host::sample_counters(Path::new(host::MTHP_DIR));
-        let c = self.probe.counters();
+        let Some(probe) = &self.probe else {
+            out.push(Event::Counters(counters));
+            self.refresh_devices(out);
+            self.next_sample = Instant::now() + self.opts.sample_every;
+            return;
+        };
+        let c = probe.counters();
         // The write-out program's own counts: tracepoint hits, and those it filtered out (not a
         // swap-cache folio with an entry when the tracepoint fired).
         let v = &mut counters.values;
@@ -146,11 +175,11 @@ impl LiveSource {
         v.push(("probe/inuse_checks".into(), self.inuse.checks));
         v.push(("probe/inuse_mismatches".into(), self.inuse.mismatches));
         // Per program: hook invocations the kernel did not deliver.
-        for (feed, misses) in self.probe.missed_events() {
+        for (feed, misses) in probe.missed_events() {
             v.push((format!("probe/{feed}/recursion_misses"), misses));
         }
         // Time in each program, when the kernel keeps it (kernel.bpf_stats_enabled).
-        for (feed, runs, ns) in self.probe.program_time() {
+        for (feed, runs, ns) in probe.program_time() {
             v.push((format!("probe/{feed}/run_cnt"), runs));
             v.push((format!("probe/{feed}/run_time_ns"), ns));
         }
@@ -209,7 +238,14 @@ impl LiveSource {
     fn drain(&mut self, wait: Duration, out: &mut Vec<Event>) {
         let shift = self.header.swp_type_shift;
         let mut decoded: Vec<(Event, Option<u64>)> = Vec::new();
-        self.probe.drain(wait, |bytes| {
+        let Some(probe) = self.probe.as_mut() else {
+            // Nothing to drain: wait as long as a drain would, so polling does not spin.
+            std::thread::sleep(
+                wait.min(self.next_sample.saturating_duration_since(Instant::now())),
+            );
+            return;
+        };
+        probe.drain(wait, |bytes| {
             if bytes.len() < 2 {
                 return;
             }

@@ -438,4 +438,4 @@ pub fn render_text(snap: &Snapshot, ui: &Ui, status: &Status, width: u16, height
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

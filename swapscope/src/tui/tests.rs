@@ -62,7 +62,9 @@ fn count_events(name: &str) -> u64 {
 }
 
 /// The analysis of the first `share` of a recording's events.
-fn snapshot_of(name: &str, share: f64) -> Snapshot {
+/// An analysis snapshot of a recording under tests/data read up to `share` of its events (also
+/// the exporter's test input).
+pub(crate) fn snapshot_of(name: &str, share: f64) -> Snapshot {
     let total = count_events(name);
     let mut src = match FileSource::open(&data(name)) {
         Ok(s) => s,

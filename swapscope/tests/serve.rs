@@ -1,0 +1,255 @@
+//! `swapscope serve` against a real Prometheus (Debian's package), no root needed: the counters
+//! tier of this host and a full-tier recording served paced (`--replay`) are scraped every
+//! second; `promtool check metrics` must find every scrape clean, and every PromQL expression
+//! of dashboards/*.json must return series. Plus what a client can and cannot do to the server.
+//! The tracepoint tier on a live host is in tests/live.rs (root).
+
+#[path = "common/prom.rs"]
+mod prom;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use prom::{EXE, Prometheus, Serve, dashboard_queries, get, prometheus_or_skip, substitute};
+
+fn data(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{name}-{}", std::process::id()))
+}
+
+/// `promtool check metrics` on one scrape: clean means no output and success.
+fn promtool_clean(s: &Serve) {
+    let r = get(s.addr, "/metrics", None).unwrap_or_else(|e| panic!("scrape: {e}"));
+    assert_eq!(r.status, 200);
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool: {e}"));
+    if let Some(mut i) = p.stdin.take() {
+        i.write_all(r.body.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = p.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics on the {} tier: {said}",
+        s.tier
+    );
+}
+
+#[test]
+fn prometheus_scrapes_each_tier_and_every_dashboard_query_has_data() {
+    if !prometheus_or_skip("the Prometheus test") {
+        return;
+    }
+    let counters = Serve::start(&["--tier", "counters"]);
+    assert_eq!(counters.tier, "counters", "{}", counters.said());
+    let replay = Serve::start(&["--replay", &data("vm-7.3-full-timed.swsc"), "--speed", "4"]);
+    assert_eq!(replay.tier, "full", "{}", replay.said());
+    let prom = Prometheus::start(&tmp("prometheus"), &[counters.addr, replay.addr]);
+    prom.wait_targets_up(2, 60);
+    // The replay's 39 s at speed 4, and a few scrapes after its end.
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(14));
+    promtool_clean(&counters);
+    promtool_clean(&replay);
+
+    let window = start.elapsed().as_secs() + 5;
+    let mut empty = Vec::new();
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 25, "{} queries", queries.len());
+    for (file, title, expr) in &queries {
+        let q = substitute(expr);
+        if prom.range(&q, window).is_empty() {
+            empty.push(format!("{file} / {title}: {q}"));
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "{} of {} dashboard queries returned no series:\n{}",
+        empty.len(),
+        queries.len(),
+        empty.join("\n")
+    );
+    // The replay's numbers reach Prometheus as the exporter computed them: the kernel's
+    // refused 64 KiB requests of the whole recording.
+    let refused = prom.range(
+        "max_over_time(swapscope_request_failures_total{size=\"64kB\"}[1m])",
+        window,
+    );
+    let last = refused.first().and_then(|s| {
+        s["values"]
+            .as_array()?
+            .last()?
+            .get(1)?
+            .as_str()?
+            .parse::<f64>()
+            .ok()
+    });
+    assert_eq!(last, Some(1048.0), "{refused:?}");
+}
+
+#[test]
+fn without_root_auto_falls_back_to_the_counters_tier_and_says_why() {
+    // As nobody: no BPF, so the counters tier, with the reason on the start line.
+    if !std::path::Path::new("/usr/bin/setpriv").exists() || !swapscope::host::is_root() {
+        eprintln!("SKIPPING the unprivileged serve test: needs root to drop to nobody (setpriv)");
+        return;
+    }
+    let mut child = Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", EXE])
+        .args(["serve", "--listen", "127.0.0.1:0", "--interval", "0.5"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("setpriv: {e}"));
+    let mut err = child.stderr.take().unwrap_or_else(|| panic!("stderr"));
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while err.read(&mut b).is_ok_and(|n| n == 1) && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    let line = String::from_utf8_lossy(&line).into_owned();
+    // SAFETY: kill(2) on our own child (setpriv exec'ed swapscope in place).
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let st = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.contains("tier counters ("), "{line}");
+    assert!(st.success(), "exit {st} after SIGTERM: {line}");
+}
+
+#[test]
+fn the_server_answers_only_what_it_serves_and_stops_on_sigterm() {
+    let mut s = Serve::start(&["--tier", "counters", "--interval", "0.2"]);
+    let m = get(s.addr, "/metrics", None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.status, 200);
+    assert_eq!(
+        m.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(m.body.contains("# TYPE swapscope_info gauge"), "{}", m.body);
+    let om = get(
+        s.addr,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        om.header("content-type")
+            .is_some_and(|c| c.starts_with("application/openmetrics-text")),
+        "{:?}",
+        om.headers
+    );
+    assert!(om.body.ends_with("# EOF\n"));
+    assert_eq!(
+        get(s.addr, "/healthz", None).map(|r| r.status).ok(),
+        Some(200)
+    );
+    assert_eq!(get(s.addr, "/nope", None).map(|r| r.status).ok(), Some(404));
+    // Not a GET.
+    let mut c = TcpStream::connect(s.addr).unwrap_or_else(|e| panic!("{e}"));
+    c.write_all(b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut reply = String::new();
+    let _ = c.read_to_string(&mut reply);
+    assert!(
+        reply.starts_with("HTTP/1.0 405") || reply.starts_with("HTTP/1.1 405"),
+        "{reply}"
+    );
+    // Garbage instead of a request: an error answer or a closed connection, never a crash.
+    let mut c = TcpStream::connect(s.addr).unwrap_or_else(|e| panic!("{e}"));
+    let _ = c.write_all(&[0xff; 40_000]);
+    let _ = c.read_to_end(&mut Vec::new());
+    assert_eq!(
+        get(s.addr, "/healthz", None).map(|r| r.status).ok(),
+        Some(200)
+    );
+
+    let st = s.stop(10);
+    assert!(st.is_some_and(|st| st.success()), "SIGTERM: {st:?}");
+}
+
+#[test]
+fn idle_and_flooding_clients_cost_slots_not_collection() {
+    let s = Serve::start(&["--tier", "counters", "--interval", "0.2"]);
+    // 100 connections that never send a request: more than the server's 64 slots.
+    let idle: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(s.addr).ok())
+        .collect();
+    assert!(idle.len() >= 64, "{} connections", idle.len());
+    std::thread::sleep(Duration::from_secs(2));
+    // Collection went on meanwhile, and once the idle ones time out (5 s for a request's
+    // headers) scrapes are served again, showing a fresh snapshot.
+    let end = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Ok(r) = get(s.addr, "/metrics", None)
+            && r.status == 200
+        {
+            break r.body;
+        }
+        assert!(
+            Instant::now() < end,
+            "no scrape served within 30 s of the flood"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let age: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("swapscope_snapshot_age_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::MAX);
+    assert!(
+        age < 5.0,
+        "the analysis stopped publishing during the flood: age {age} s"
+    );
+    // Each idle connection was closed by the server.
+    for mut c in idle {
+        let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut buf = [0u8; 256];
+        let closed = c.read(&mut buf).is_ok();
+        assert!(closed, "an idle connection was kept open");
+    }
+    drop(s);
+}
+
+#[test]
+fn a_taken_port_and_a_bad_address_are_one_line_errors() {
+    let s = Serve::start(&["--tier", "counters"]);
+    let out = Command::new(EXE)
+        .args(["serve", "--tier", "counters", "--listen"])
+        .arg(s.addr.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("address in use") && err.contains("--listen"),
+        "{err}"
+    );
+    let out = Command::new(EXE)
+        .args(["serve", "--listen", "127.0.0.1:99999"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
