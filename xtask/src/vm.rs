@@ -811,6 +811,31 @@ echo $? > /out/tui.replay.rc
     )
 }
 
+/// The exporter check (full-tier kernels): `serve --tier full` on loopback while the frag
+/// workload runs, scraped with busybox wget, then SIGTERM (docs/vm-tests.md).
+fn serve_script() -> String {
+    format!(
+        r#"echo "swapscope-vm: serve: serve --tier full, stress {a}"
+ip link set lo up
+$S serve --tier full --listen 127.0.0.1:9866 --interval 0.5 > /out/serve.out 2> /out/serve.err &
+SP=$!
+i=0
+until wget -qO /out/serve.health http://127.0.0.1:9866/healthz 2>/dev/null || [ $i -ge 120 ]; do
+  sleep 0.5; i=$((i+1))
+done
+$S stress {a} > /out/serve.stress.out 2> /out/serve.stress.err
+sleep 2
+wget -qO /out/serve.metrics http://127.0.0.1:9866/metrics
+wget -qO /out/serve.health http://127.0.0.1:9866/healthz
+kill -TERM $SP
+wait $SP
+echo $? > /out/serve.rc
+echo "swapscope-vm: serve exited $(cat /out/serve.rc)"
+"#,
+        a = TUI_STRESS
+    )
+}
+
 fn init_script(mods: &[String], scenarios: &[Scenario], tui: bool) -> String {
     let runs: String = scenarios
         .iter()
@@ -871,7 +896,11 @@ poweroff -f
 "#,
         mods = mods.join(" "),
         runs = runs,
-        tui = if tui { tui_script() } else { String::new() }
+        tui = if tui {
+            tui_script() + &serve_script()
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -1209,8 +1238,74 @@ fn check(
     }
     if spec.full_tier && smp == 1 {
         s.push_str(&check_tui(dir).context("scenario tui")?);
+        s.push_str(&check_serve(dir, spec).context("scenario serve")?);
     }
     Ok(s)
+}
+
+/// `serve --tier full` around the frag workload: it exits 0 at SIGTERM, `/healthz` said ok, and
+/// the scrape has the full tier's families: the kernel's requests and refusals, and for the
+/// model of this kernel its requests, failures and same-slot fidelity.
+fn check_serve(dir: &Path, spec: &Spec) -> Result<String> {
+    no_panic(dir, &["serve.err"])?;
+    ensure!(
+        rc(dir, "serve.rc") == Some(0),
+        "serve exited {:?} at SIGTERM: {}",
+        rc(dir, "serve.rc"),
+        read(dir, "serve.err").trim()
+    );
+    ensure!(
+        read(dir, "serve.health").starts_with("ok"),
+        "/healthz said {:?}",
+        read(dir, "serve.health")
+    );
+    let m = read(dir, "serve.metrics");
+    let value = |prefix: &str| -> Option<f64> {
+        m.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    ensure!(
+        m.contains("swapscope_info{tier=\"full\""),
+        "the scrape is not the full tier: {}",
+        m.lines()
+            .find(|l| l.starts_with("swapscope_info"))
+            .unwrap_or("no swapscope_info")
+    );
+    let Some(model) = spec.model else {
+        bail!("no model for {}", spec.label);
+    };
+    let req = value("swapscope_requests_total{size=\"64kB\"}").unwrap_or(0.0);
+    let model_req = value(&format!(
+        "swapscope_model_requests_total{{model=\"{model}\",size=\"64kB\"}}"
+    ))
+    .unwrap_or(0.0);
+    let same = value(&format!(
+        "swapscope_model_same_slot_ratio{{model=\"{model}\"}}"
+    ));
+    ensure!(req > 0.0, "no 64 KiB requests in the scrape");
+    ensure!(
+        model_req == req,
+        "{model} replayed {model_req} 64 KiB requests, the kernel answered {req}"
+    );
+    ensure!(same.is_some(), "no same-slot fidelity for {model}");
+    for family in [
+        "swapscope_request_failures_total",
+        "swapscope_model_fragmentation_ratio",
+        "swapscope_model_clusters",
+        "swapscope_mthp_swpout_fallback_total",
+        "swapscope_writeouts_total",
+    ] {
+        ensure!(
+            m.contains(&format!("# TYPE {family} ")),
+            "{family} missing from the scrape"
+        );
+    }
+    Ok(format!(
+        "  serve: full tier, 64K requests {req} (= {model}'s), same-slot {:.4}, {} lines scraped, exit 0 at SIGTERM\n",
+        same.unwrap_or(0.0),
+        m.lines().count()
+    ))
 }
 
 /// `live --headless --record` around the frag workload, then `replay --headless` of that
