@@ -230,6 +230,10 @@ fn count_events(spec: &WorkloadSpec) -> anyhow::Result<u64> {
 fn make_recordings(a: &BenchArgs, kernel: &Path, sim: Option<&PathBuf>) -> anyhow::Result<()> {
     let mut spec = WorkloadSpec::new(&a.workload);
     spec.swap_size_bytes = a.swap_gib << 30;
+    // The stream docs/performance.md's figures were measured on (before large-folio swap-in
+    // became the default): two CPUs, page-by-page swap-in.
+    spec.cpus = 2;
+    spec.swapin = swapscope::workload::SwapIn::Small;
     let mut iterations = 4u32;
     loop {
         spec.iterations = Some(iterations);

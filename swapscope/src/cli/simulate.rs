@@ -37,6 +37,12 @@ pub struct SimulateArgs {
     /// 64 KiB chunks (its `-a`, the configuration the published results used; the default here).
     #[arg(long)]
     pub unaligned_swapin: bool,
+    /// What a swap-in brings back (thp-fragment, fork-partial-zap): `large` — whole 64 KiB
+    /// folios when their entries allow it, as zram does on kernels with large-folio swap-in
+    /// (6.12+); `small` — page by page, the 2024 premise of the kernel test and its published
+    /// figures, and what a device without synchronous I/O (a loop device) does.
+    #[arg(long, value_enum, default_value = "large")]
+    pub swapin: SwapInArg,
     /// Models to compare, comma-separated (default: the default set, `models::NAMES`).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
@@ -52,6 +58,12 @@ pub struct SimulateArgs {
     pub force: bool,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwapInArg {
+    Large,
+    Small,
+}
+
 pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     let names = model_names(&a.models)?;
     let mut spec = WorkloadSpec::new(&a.workload);
@@ -63,6 +75,10 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     spec.iterations = a.iterations;
     spec.small = a.small;
     spec.aligned = !a.unaligned_swapin;
+    spec.swapin = match a.swapin {
+        SwapInArg::Large => swapscope::workload::SwapIn::Large,
+        SwapInArg::Small => swapscope::workload::SwapIn::Small,
+    };
     let mut source = SimSource::new(spec)?;
     source.set_command_line(std::env::args().collect::<Vec<_>>().join(" "));
     let mut analysis = report_analysis(source.header(), &names);

@@ -29,6 +29,17 @@ impl SimSource {
         let header = RecordingHeader {
             source: format!("simulate:{}", spec.name),
             nr_cpus: spec.cpus,
+            // What generated the stream, kept in a recording of it (`simulate -o`).
+            extra: vec![
+                ("workload/seed".into(), spec.seed.to_string()),
+                (
+                    "workload/swap_size_bytes".into(),
+                    spec.swap_size_bytes.to_string(),
+                ),
+                ("workload/swapin".into(), spec.swapin.as_str().into()),
+                ("workload/aligned_swapin".into(), spec.aligned.to_string()),
+                ("workload/small_area".into(), spec.small.to_string()),
+            ],
             ..RecordingHeader::default()
         };
         let generator = Background::spawn("simulate", IN_FLIGHT, move |tx: Sender| {

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use super::WorkloadSpec;
 use super::rng::Rng;
 use super::stream::{Emit, Stream};
+use super::{SwapIn, WorkloadSpec};
 use crate::event::virtual_slot;
 
 const CHUNK: usize = 16;
@@ -87,15 +87,16 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32, emit: Emit<'_>) {
                 *pg = if retouch { Pg::Small } else { Pg::None };
             }
         }
-        // Both touch random pages: a swapped-out page comes back as a private order-0 copy and
-        // the process drops its reference to the slot (write fault on a shared swap entry).
+        // Both touch random pages: a swapped-out page comes back as a private copy and the
+        // process drops its reference to the slot (write fault on a shared swap entry); a chunk
+        // only this process still holds may come back whole (see `swap_in`).
         for _ in 0..region / 16 {
             let p = rng.index(region);
-            swap_in(&mut s, &mut owners, &mut parent[p]);
+            swap_in(&mut s, &mut owners, &mut parent, p, spec.swapin);
         }
         for _ in 0..region / 32 {
             let p = rng.index(region);
-            swap_in(&mut s, &mut owners, &mut child[p]);
+            swap_in(&mut s, &mut owners, &mut child, p, spec.swapin);
         }
         // The parent recycles whole 64 KiB chunks (MADV_DONTNEED + touch → new 64 KiB folio).
         for _ in 0..(chunks / 16).max(1) {
@@ -122,13 +123,36 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32, emit: Emit<'_>) {
     s.finish();
 }
 
-fn swap_in(s: &mut Stream, owners: &mut Owners, pg: &mut Pg) {
-    match *pg {
+/// A touch of page `p` of one process. With [`SwapIn::Large`] the whole 64 KiB chunk comes back
+/// as one folio when its 16 PTEs name pages 0..16 of one 64 KiB swap-out and no other process
+/// shares them (the kernel swaps in large folios only for entries with swap count 1);
+/// otherwise the page comes back alone, as an order-0 copy.
+fn swap_in(s: &mut Stream, owners: &mut Owners, mem: &mut [Pg], p: usize, mode: SwapIn) {
+    match mem[p] {
         Pg::Out(key) => {
-            owners.put(s, key);
-            *pg = Pg::Small;
+            let c = p / CHUNK * CHUNK;
+            let id = virtual_slot::id(key);
+            let whole = mode == SwapIn::Large
+                && s.order_of(id) == Some(MTHP_ORDER)
+                && mem.get(c..c + CHUNK).is_some_and(|chunk| {
+                    chunk.iter().enumerate().all(|(i, pg)| {
+                        *pg == Pg::Out(virtual_slot::offset(id, i as u64))
+                            && owners.refs.get(&virtual_slot::offset(id, i as u64)) == Some(&1)
+                    })
+                });
+            if whole {
+                for pg in &mut mem[c..c + CHUNK] {
+                    if let Pg::Out(k) = *pg {
+                        owners.put(s, k);
+                    }
+                    *pg = Pg::Large;
+                }
+            } else {
+                owners.put(s, key);
+                mem[p] = Pg::Small;
+            }
         }
-        Pg::None => *pg = Pg::Small,
+        Pg::None => mem[p] = Pg::Small,
         Pg::Small | Pg::Large => {}
     }
 }

@@ -58,23 +58,51 @@ pub struct WorkloadSpec {
     pub iterations: Option<u32>,
     /// `thp-fragment` only: add the test's small-folio area (`-s`).
     pub small: bool,
-    /// `thp-fragment` only: swap in whole 64 KiB chunks (the test's `-a`; the configuration the
+    /// `thp-fragment` only: touch whole 64 KiB chunks (the test's `-a`; the configuration the
     /// upstream allocator series published its numbers for, and the default) rather than single
-    /// 4 KiB pages. Either way a swapped-in page comes back as an order-0 folio.
+    /// 4 KiB pages.
     pub aligned: bool,
+    /// What a touch of a swapped-out page brings back (`thp-fragment`, `fork-partial-zap`).
+    pub swapin: SwapIn,
+}
+
+/// How the kernel swaps a page back in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SwapIn {
+    /// Large-folio swap-in on a synchronous device (zram; 6.12 and later, `do_swap_page` →
+    /// `alloc_swap_folio` / `can_swapin_thp`): the whole folio comes back when the entries of
+    /// its aligned range are contiguous, from one swap-out of that size, not shared (swap count
+    /// 1) and the size is enabled; its slots are freed together. Otherwise page by page.
+    #[default]
+    Large,
+    /// Page by page: every touched page comes back as an order-0 folio (the kernels before
+    /// large-folio swap-in — the premise of the 2024 allocator series and its published
+    /// figures — and devices without SWP_SYNCHRONOUS_IO, such as a loop device).
+    Small,
+}
+
+impl SwapIn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwapIn::Large => "large",
+            SwapIn::Small => "small",
+        }
+    }
 }
 
 impl WorkloadSpec {
-    /// Defaults: 64 MiB swap (the kernel test's zram size), 2 CPUs, seed 1, default iterations.
+    /// Defaults: 64 MiB swap (the kernel test's zram size), 1 CPU (the kernel test is one task),
+    /// seed 1, default iterations, 64 KiB-aligned touches, large-folio swap-in.
     pub fn new(name: &str) -> Self {
         WorkloadSpec {
             name: name.to_string(),
             swap_size_bytes: 64 << 20,
-            cpus: 2,
+            cpus: 1,
             seed: 1,
             iterations: None,
             small: false,
             aligned: true,
+            swapin: SwapIn::Large,
         }
     }
 

@@ -1,9 +1,9 @@
 //! `thp-fragment`: the access pattern of the kernel's `tools/mm/thp_swap_allocator_test.c`
 //! (Barry Song), scaled to the swap size. See docs/workloads.md.
 
-use super::WorkloadSpec;
 use super::rng::Rng;
 use super::stream::{Emit, Stream};
+use super::{SwapIn, WorkloadSpec};
 
 /// Pages per 64 KiB mTHP, and its order.
 const CHUNK: usize = 16;
@@ -49,21 +49,21 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32, emit: Emit<'_>) {
             break;
         }
         s.marker(format!("iteration {i}"));
-        // random_swapin(): touch 4 KiB pages; each swapped-out page comes back as an order-0
-        // folio and its slot is freed (zram, SYNCHRONOUS_IO: swap-in bypasses the swap cache).
-        // With `aligned` (the test's `-a`), whole 64 KiB chunks are touched instead, still
-        // coming back page by page (the test's premise: no large-folio swap-in).
+        // random_swapin(): touch 4 KiB pages, or with `aligned` (the test's `-a`) whole 64 KiB
+        // chunks. A swapped-out page's slot is freed at swap-in (zram, SYNCHRONOUS_IO: swap-in
+        // bypasses the swap cache); it comes back in a 64 KiB folio with its whole chunk, or as
+        // an order-0 folio (see `SwapIn`).
         if spec.aligned {
             for _ in 0..zaps {
                 let c = rng.index(region / CHUNK);
-                for page in &mut mem[c * CHUNK..(c + 1) * CHUNK] {
-                    swap_in(&mut s, page);
+                for p in c * CHUNK..(c + 1) * CHUNK {
+                    swap_in(&mut s, &mut mem, p, spec.swapin);
                 }
             }
         } else {
             for _ in 0..swapins {
                 let p = rng.index(region);
-                swap_in(&mut s, &mut mem[p]);
+                swap_in(&mut s, &mut mem, p, spec.swapin);
             }
         }
         // random_madvise_dontneed(): zap 64 KiB chunks (freeing their remaining slots) and touch
@@ -78,9 +78,10 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32, emit: Emit<'_>) {
             }
         }
         if !small.is_empty() {
+            // MADV_NOHUGEPAGE: no large folio here, swap-in is page by page either way.
             for _ in 0..small_swapins {
                 let p = rng.index(small.len());
-                swap_in(&mut s, &mut small[p]);
+                swap_in(&mut s, &mut small, p, SwapIn::Small);
             }
         }
         pageout(&mut s, &mut mem);
@@ -89,10 +90,26 @@ pub(super) fn generate(spec: &WorkloadSpec, iterations: u32, emit: Emit<'_>) {
     s.finish();
 }
 
-fn swap_in(s: &mut Stream, page: &mut Page) {
-    if let Page::Out { id, idx } = *page {
+/// A touch of page `p`. With [`SwapIn::Large`], a page of a 64 KiB swap-out (all 16 pages of
+/// its aligned chunk still out, as pages 0..16 of one allocation: contiguous, aligned entries)
+/// brings the whole chunk back as a 64 KiB folio; any other swapped-out page comes back alone.
+fn swap_in(s: &mut Stream, mem: &mut [Page], p: usize, mode: SwapIn) {
+    let Page::Out { id, idx } = mem[p] else {
+        return;
+    };
+    let c = p / CHUNK * CHUNK;
+    let whole = mode == SwapIn::Large
+        && mem.get(c..c + CHUNK).is_some_and(|chunk| {
+            chunk.iter().enumerate().all(|(i, pg)| {
+                matches!(*pg, Page::Out { id: other, idx: j } if other == id && j as usize == i)
+            })
+        });
+    if whole {
+        s.free_pages(id, 0, CHUNK as u32);
+        mem[c..c + CHUNK].fill(Page::Large);
+    } else {
         s.free_page(id, idx);
-        *page = Page::Small;
+        mem[p] = Page::Small;
     }
 }
 
