@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// JSON schema version of [`Report`].
-pub const REPORT_SCHEMA: u32 = 1;
+pub const REPORT_SCHEMA: u32 = 2;
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct KernelDeltas {
@@ -23,7 +23,16 @@ pub struct KernelDeltas {
     pub swpout_fallback_by_order: BTreeMap<String, u64>,
     pub split_by_order: BTreeMap<String, u64>,
     pub pswpout_pages: u64,
-    /// Anonymous folio fallbacks of PMD size (`thp_swpout_fallback`).
+    /// Large folios swapped in whole, by order (`hugepages-<size>/stats/swpin`).
+    pub swpin_by_order: BTreeMap<String, u64>,
+    /// Swap-ins of that size that fell back to smaller folios (`swpin_fallback`), and those
+    /// that fell back because the memory cgroup charge failed (`swpin_fallback_charge`).
+    pub swpin_fallback_by_order: BTreeMap<String, u64>,
+    pub swpin_fallback_charge_by_order: BTreeMap<String, u64>,
+    /// Pages read from swap (`pswpin`).
+    pub pswpin_pages: u64,
+    /// PMD-size (2 MiB) fallbacks only (vmstat `thp_swpout_fallback`): 0 beside fallbacks of
+    /// smaller mTHP sizes, which `swpout_fallback_by_order` counts.
     pub thp_swpout_fallback: u64,
     /// Zero-filled pages that never reached the device (`swpout_zero`, 6.12+); such folios are
     /// write-out events but not `swpout`.
@@ -31,17 +40,12 @@ pub struct KernelDeltas {
     /// Full tier: hook invocations the kernel did not deliver to swapscope's programs
     /// (`recursion_misses`: the program was already running on that CPU, e.g. a task preempted
     /// inside it), by feed. Non-zero means requests, frees or splits are missing from the stream.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub missed_events: BTreeMap<String, u64>,
     /// Full tier: the `inuse_pages` completeness check (checks made, mismatches found).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub inuse_checks: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub inuse_mismatches: Option<u64>,
     /// The write-out program's tracepoint hits and those it filtered out.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub writeout_hits: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub writeout_filtered: Option<u64>,
 }
 
@@ -62,8 +66,10 @@ pub struct DeviceReport {
 pub struct Report {
     pub schema: u32,
     pub duration_s: f64,
-    /// Write-out events (one per folio).
+    /// Every event of the stream, of any kind.
     pub events: u64,
+    /// Write-out events (one per folio).
+    pub writeout_events: u64,
     pub lost_events: u64,
     pub writeouts_by_order: BTreeMap<String, u64>,
     /// Σ 2^order × write-outs: pages written.
@@ -71,19 +77,14 @@ pub struct Report {
     /// Write-outs of anonymous folios (the rest are shmem).
     pub anon_writeouts: u64,
     /// Full tier: swap-slot requests per folio order, and how many the kernel refused.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub requests_by_order: BTreeMap<String, u64>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub failed_requests_by_order: BTreeMap<String, u64>,
     /// Full tier: splits that follow a refused request for the same folio (swap-allocation
     /// fallbacks, the kernel's `swpout_fallback` when they succeed), by the folio's order.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub fallback_splits_by_order: BTreeMap<String, u64>,
     /// Full tier: splits with no refused request before them (deferred split, migration, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub other_splits: Option<u64>,
     /// Full tier: slots given back.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub freed_slots: Option<u64>,
     pub kernel: KernelDeltas,
     pub devices: Vec<DeviceReport>,
@@ -92,19 +93,14 @@ pub struct Report {
     /// Problems found while reading the stream (truncation, corruption).
     pub warnings: Vec<String>,
     /// The shadow allocators, each fed the stream's allocation requests and frees.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelReport>,
     /// The kernel's own occupancy and results, where the stream carries them.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub real: Option<ModelReport>,
     /// Per-interval counts between markers (e.g. one row per workload iteration).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub markers: Vec<MarkerReport>,
     /// What the engine saw of the stream.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamSummary>,
     /// Figures this stream cannot support, said plainly.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub limits: Vec<String>,
 }
 
@@ -132,6 +128,7 @@ pub struct ReportBuilder {
     saw_devices: bool,
     first_ts: Option<u64>,
     last_ts: u64,
+    events: u64,
     writeouts: BTreeMap<u8, u64>,
     anon: u64,
     per_type: BTreeMap<u8, u64>,
@@ -223,6 +220,7 @@ impl ReportBuilder {
         if let Some(Shadows::Inline(e)) = self.engine.as_mut() {
             e.feed(ev);
         }
+        self.events += 1;
         let ts = ev.ts();
         if ts != 0 {
             self.first_ts.get_or_insert(ts);
@@ -302,7 +300,8 @@ impl ReportBuilder {
             _ => (self.first_ts.unwrap_or(0), self.last_ts),
         };
         r.duration_s = b.saturating_sub(a) as f64 / 1e9;
-        r.events = self.writeouts.values().sum();
+        r.events = self.events;
+        r.writeout_events = self.writeouts.values().sum();
         r.lost_events = self.lost.ringbuf + self.lost.userspace;
         r.anon_writeouts = self.anon;
         let key = |m: &BTreeMap<u8, u64>| m.iter().map(|(o, n)| (o.to_string(), *n)).collect();
@@ -401,6 +400,9 @@ fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
                 "swpout" => &mut k.swpout_by_order,
                 "swpout_fallback" => &mut k.swpout_fallback_by_order,
                 "split" => &mut k.split_by_order,
+                "swpin" => &mut k.swpin_by_order,
+                "swpin_fallback" => &mut k.swpin_fallback_by_order,
+                "swpin_fallback_charge" => &mut k.swpin_fallback_charge_by_order,
                 _ => continue,
             };
             map.insert(order.to_string(), delta);
@@ -418,6 +420,7 @@ fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
                 "probe/inuse_mismatches" => k.inuse_mismatches = Some(delta),
                 "probe/writeout_filtered" => k.writeout_filtered = Some(delta),
                 "vmstat/pswpout" => k.pswpout_pages = delta,
+                "vmstat/pswpin" => k.pswpin_pages = delta,
                 "vmstat/thp_swpout_fallback" => k.thp_swpout_fallback = delta,
                 "vmstat/swpout_zero" => k.swpout_zero_pages = delta,
                 _ => {}
@@ -434,8 +437,12 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "swapscope report: {:.1} s, {} write-out events ({} lost), {} pages",
-            self.duration_s, self.events, self.lost_events, self.writeout_pages
+            "swapscope report: {:.1} s, {} events, {} write-outs ({} lost), {} pages",
+            self.duration_s,
+            self.events,
+            self.writeout_events,
+            self.lost_events,
+            self.writeout_pages
         );
         let mut orders: Vec<&String> = self
             .writeouts_by_order
@@ -495,6 +502,26 @@ impl Report {
             "pages written: {} by write-out events, {} by the kernel's pswpout",
             self.writeout_pages, self.kernel.pswpout_pages
         );
+        let k = &self.kernel;
+        if k.pswpin_pages > 0 || k.swpin_by_order.values().any(|n| *n > 0) {
+            let _ = writeln!(s, "pages read: {} by the kernel's pswpin", k.pswpin_pages);
+            for (o, n) in &k.swpin_by_order {
+                let fb = k.swpin_fallback_by_order.get(o).copied().unwrap_or(0);
+                let charge = k
+                    .swpin_fallback_charge_by_order
+                    .get(o)
+                    .copied()
+                    .unwrap_or(0);
+                if *n + fb > 0 {
+                    let order: u8 = o.parse().unwrap_or(0);
+                    let _ = writeln!(
+                        s,
+                        "  {:>5} swap-ins: {n} whole, {fb} fell back to smaller folios ({charge} for the cgroup charge)",
+                        crate::event::folio_size(order)
+                    );
+                }
+            }
+        }
         if !self.requests_by_order.is_empty() {
             let _ = writeln!(
                 s,
@@ -630,7 +657,9 @@ mod tests {
         b.push(&counters(3_000_000_000, 102, 1033));
         let r = b.finish(0, vec![]);
         assert_eq!(r.duration_s, 2.0);
-        assert_eq!(r.events, 3);
+        // Two counter samples, a device list, three write-outs, one loss record.
+        assert_eq!(r.events, 7);
+        assert_eq!(r.writeout_events, 3);
         assert_eq!(r.lost_events, 3);
         assert_eq!(r.writeouts_by_order.get("4"), Some(&2));
         assert_eq!(r.writeouts_by_order.get("0"), Some(&1));
@@ -643,7 +672,7 @@ mod tests {
             Ok(v) => v,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(json["schema"], 1);
+        assert_eq!(json["schema"], 2);
         assert_eq!(json["kernel"]["swpout_by_order"]["4"], 2);
         assert!(r.render_text().contains("write-outs"));
     }

@@ -148,9 +148,11 @@ fn a_closed_pipe_ends_quietly_with_the_conventional_status() {
         &["doctor"][..],
     ] {
         let (status, err) = into_closed_pipe(args, 10);
-        // Output that fit in the pipe before it closed ends the command normally.
+        // Output that fit in the pipe before it closed ends the command normally (doctor's
+        // status 1 is its answer "this host cannot record", e.g. without root or BPF object).
+        let answered = status.success() || (args[0] == "doctor" && status.code() == Some(1));
         assert!(
-            status.signal() == Some(libc::SIGPIPE) || status.success(),
+            status.signal() == Some(libc::SIGPIPE) || answered,
             "{args:?}: {status}, stderr {err:?}"
         );
         assert!(err.is_empty(), "{args:?} printed {err:?}");

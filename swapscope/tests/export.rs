@@ -237,7 +237,7 @@ fn check_against_report(python: &Path, file: &Path, dir: &Path) {
         let k = |kind: &str| got.get(kind).copied().unwrap_or(0);
         assert_eq!(
             k("writeout"),
-            report["events"].as_u64().unwrap_or(0),
+            report["writeout_events"].as_u64().unwrap_or(0),
             "{what}"
         );
         assert_eq!(Some(k("alloc")), stream["allocs"].as_u64(), "{what}");

@@ -207,7 +207,7 @@ fn recording_matches_kernel_counters() {
 
     let r = report_json(&file);
     eprintln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-    let events = num(&r, &["events"]);
+    let events = num(&r, &["writeout_events"]);
     let w4 = num(&r, &["writeouts_by_order", "4"]);
     let k4 = num(&r, &["kernel", "swpout_by_order", "4"]);
     let pages = num(&r, &["writeout_pages"]);
@@ -251,7 +251,7 @@ fn recording_matches_kernel_counters() {
     let cut = dir.join("cut.swsc");
     fs::write(&cut, &bytes[..cut_at]).unwrap_or_else(|e| panic!("writing the cut copy: {e}"));
     let rc = report_json(&cut);
-    assert!(num(&rc, &["events"]) <= events);
+    assert!(num(&rc, &["writeout_events"]) <= events);
     assert!(
         !rc["warnings"].as_array().is_none_or(Vec::is_empty),
         "a cut file must carry a warning"

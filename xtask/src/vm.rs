@@ -1387,7 +1387,7 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
         read(dir, &f("report.err")).trim()
     );
     let r: Value = serde_json::from_str(&read(dir, &f("report.json"))).context("report JSON")?;
-    let events = num(&r, &["events"]);
+    let events = num(&r, &["writeout_events"]);
     let w4 = num(&r, &["writeouts_by_order", "4"]);
     let k4 = num(&r, &["kernel", "swpout_by_order", "4"]);
     let fb4 = num(&r, &["kernel", "swpout_fallback_by_order", "4"]);

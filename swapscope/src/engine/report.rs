@@ -46,24 +46,17 @@ pub struct ModelReport {
     pub total_slots: u64,
     pub used_slots: u64,
     /// Stream slots with no model slot (the model ran out of space).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub unbacked_slots: Option<u64>,
     /// Stream slots freed that had no model slot.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub unmatched_free_slots: Option<u64>,
     /// Model slots lost when a model device went away under them.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped_slots: Option<u64>,
     /// Extents in the stream→model slot map, and their approximate heap bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mapping_extents: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mapping_bytes: Option<u64>,
     /// For streams with the kernel's results: share of the requests both served for which the
     /// model chose the kernel's own slot (1.0 = the model reproduces the kernel exactly).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub same_offset_rate: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub compared_requests: Option<u64>,
 }
 
@@ -112,12 +105,7 @@ pub struct StreamSummary {
     pub real_double_alloc_slots: u64,
     pub real_unmatched_free_slots: u64,
     /// Devices refused for their size (`engine::MAX_DEVICE_SLOTS`).
-    #[serde(skip_serializing_if = "is_zero")]
     pub refused_devices: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// The comparison document.
@@ -330,9 +318,16 @@ pub fn render_table(r: &Report) -> String {
         for (o, req) in &m.requests_by_order {
             let fail = m.failures_by_order.get(o).copied().unwrap_or(0);
             let rate = m.fallback_rate_by_order.get(o).copied().unwrap_or(0.0);
+            // An order-0 request fails only when no slot is free at all: the device is full,
+            // not fragmented.
+            let note = if o == "0" && fail > 0 {
+                "  swap full"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 s,
-                "{:<w$}  {:>5}  {:>12}  {:>12}  {:>9}",
+                "{:<w$}  {:>5}  {:>12}  {:>12}  {:>9}{note}",
                 m.name,
                 o,
                 req,
@@ -340,6 +335,24 @@ pub fn render_table(r: &Report) -> String {
                 pct(rate)
             );
         }
+    }
+    let fidelity: Vec<String> = rows
+        .iter()
+        .filter_map(|m| {
+            Some(format!(
+                "{} {} of {}",
+                m.name,
+                pct(m.same_offset_rate?),
+                m.compared_requests.unwrap_or(0)
+            ))
+        })
+        .collect();
+    if !fidelity.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nsame slot as the kernel (requests both served): {}",
+            fidelity.join(", ")
+        );
     }
     let _ = writeln!(
         s,

@@ -16,6 +16,7 @@ pub const MTHP_STATS: &[&str] = &[
     "swpout_fallback",
     "swpin",
     "swpin_fallback",
+    "swpin_fallback_charge",
     "split",
     "split_failed",
 ];

@@ -1,0 +1,181 @@
+//! The report's JSON against docs/report-schema.md: every documented key is present in every
+//! report — of each test recording (tracepoint host, full-tier VMs, a simulate recording) and of
+//! `simulate --json` for every workload — and no report has a key the document does not list.
+//! A key under a null object or an empty list is not required (the document says when they are).
+
+use std::{collections::BTreeSet, path::PathBuf, process::Command};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The key paths the document lists, with their type column.
+fn documented() -> Vec<(String, String)> {
+    let doc = std::fs::read_to_string(root().join("../docs/report-schema.md"))
+        .unwrap_or_else(|e| panic!("docs/report-schema.md: {e}"));
+    doc.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("| `")?;
+            let (key, rest) = rest.split_once('`')?;
+            let ty = rest.trim_start_matches(" |").split('|').next()?.trim();
+            Some((key.to_string(), ty.to_string()))
+        })
+        .collect()
+}
+
+/// `real` has the keys of a `models[]` item (as the document says), `markers[].real` those of a
+/// `markers[].models[]` item.
+fn canonical(p: &str) -> String {
+    if let Some(rest) = p.strip_prefix("markers[].real.") {
+        return format!("markers[].models[].{rest}");
+    }
+    if let Some(rest) = p.strip_prefix("real.") {
+        return format!("models[].{rest}");
+    }
+    p.to_string()
+}
+
+/// Paths of `v`: objects recurse (`a.b`), list items as `a[]`, maps (documented as `map`) stop.
+fn paths(v: &Value, at: &str, maps: &BTreeSet<String>, out: &mut BTreeSet<String>) {
+    if !at.is_empty() {
+        out.insert(canonical(at));
+    }
+    if maps.contains(&canonical(at)) {
+        return;
+    }
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                let p = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                paths(x, &p, maps, out);
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                paths(x, &format!("{at}[]"), maps, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `path` may be absent in `doc`: some parent of it is null or an empty list (an absent
+/// parent excuses nothing).
+fn excused(doc: &Value, path: &str) -> bool {
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut cur = vec![doc.clone()];
+    for part in &parts[..parts.len() - 1] {
+        let (name, items) = match part.strip_suffix("[]") {
+            Some(n) => (n, true),
+            None => (*part, false),
+        };
+        let mut next = Vec::new();
+        for c in &cur {
+            let Some(v) = c.get(name) else {
+                return false;
+            };
+            if v.is_null() {
+                return true;
+            }
+            if items {
+                match v.as_array() {
+                    Some(a) if a.is_empty() => return true,
+                    Some(a) => next.extend(a.iter().cloned()),
+                    None => return false,
+                }
+            } else {
+                next.push(v.clone());
+            }
+        }
+        cur = next;
+    }
+    // The last part: a list that is documented with item keys is excused when empty.
+    let last = parts[parts.len() - 1];
+    if let Some(name) = last.strip_suffix("[]") {
+        return cur.iter().all(|c| {
+            c.get(name)
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+        });
+    }
+    false
+}
+
+fn json_of(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_swapscope"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("swapscope {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "swapscope {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+#[test]
+fn every_report_has_exactly_the_documented_keys() {
+    let doc = documented();
+    assert!(doc.len() > 60, "{} keys documented", doc.len());
+    let maps: BTreeSet<String> = doc
+        .iter()
+        .filter(|(_, t)| t == "map")
+        .map(|(k, _)| k.clone())
+        .collect();
+    let keys: BTreeSet<String> = doc.iter().map(|(k, _)| k.clone()).collect();
+    let mut reports = Vec::new();
+    for f in [
+        "host-6.18-tracepoint.swsc",
+        "vm-7.3-full-frag.swsc",
+        "vm-7.3-full-timed.swsc",
+        "sim-thp-fragment.swsc",
+    ] {
+        let p = root().join("tests/data").join(f).display().to_string();
+        reports.push((f.to_string(), json_of(&["report", "--json", &p])));
+    }
+    for w in swapscope::workload::NAMES {
+        reports.push((
+            format!("simulate {w}"),
+            json_of(&["simulate", "--workload", w, "--iterations", "2", "--json"]),
+        ));
+    }
+    for (what, r) in &reports {
+        assert_eq!(r["schema"], 2, "{what}");
+        let mut seen = BTreeSet::new();
+        paths(r, "", &maps, &mut seen);
+        // Containers are documented through their members: `kernel` by `kernel.*`, list items
+        // (`limits[]`) by their list.
+        let covered = |p: &String| {
+            keys.contains(p)
+                || p.strip_suffix("[]").is_some_and(|l| keys.contains(l))
+                || keys.iter().any(|k| k.starts_with(&format!("{p}.")))
+        };
+        let undocumented: Vec<&String> = seen.iter().filter(|p| !covered(p)).collect();
+        assert!(
+            undocumented.is_empty(),
+            "{what}: undocumented keys {undocumented:?}"
+        );
+        let missing: Vec<&String> = keys.difference(&seen).filter(|k| !excused(r, k)).collect();
+        assert!(
+            missing.is_empty(),
+            "{what}: documented keys missing {missing:?}"
+        );
+        for (k, ty) in &doc {
+            if ty == "map" && !excused(r, k) && !k.contains("[]") {
+                let v = k.split('.').fold(r, |v, p| &v[p]);
+                assert!(v.is_object(), "{what}: {k} is not a map: {v}");
+            }
+        }
+    }
+    // `events` counts every event, `writeout_events` the write-outs.
+    let (_, sim) = &reports[3];
+    assert_eq!(sim["writeout_events"], 0);
+    assert_eq!(sim["events"], sim["stream"]["events"]);
+}
