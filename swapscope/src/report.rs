@@ -98,6 +98,10 @@ pub struct Report {
     pub real: Option<ModelReport>,
     /// Per-interval counts between markers (e.g. one row per workload iteration).
     pub markers: Vec<MarkerReport>,
+    /// Fixed intervals of stream time (5 s), each with its counts and the occupancy at its end.
+    pub intervals: Vec<MarkerReport>,
+    /// The moment the stream held the most slots: counts since the start, occupancy then.
+    pub peak: Option<MarkerReport>,
     /// What the engine saw of the stream.
     pub stream: Option<StreamSummary>,
     /// Figures this stream cannot support, said plainly.
@@ -374,7 +378,24 @@ impl ReportBuilder {
             }
             r.models = er.models;
             r.real = er.real;
+            if er.markers.len() > engine::MAX_MARKER_STATE_ROWS {
+                r.limits.push(format!(
+                    "{} marker intervals: the first {} show every model's occupancy at their end, \
+                     the rest only counts",
+                    er.markers.len(),
+                    engine::MAX_MARKER_STATE_ROWS
+                ));
+            }
+            if er.intervals.len() >= engine::MAX_INTERVAL_ROWS {
+                r.limits.push(format!(
+                    "the run is longer than {} intervals of {} s: the last interval runs to its end",
+                    engine::MAX_INTERVAL_ROWS,
+                    engine::DEFAULT_INTERVAL_NS / 1_000_000_000
+                ));
+            }
             r.markers = er.markers;
+            r.intervals = er.intervals;
+            r.peak = er.peak;
             r.stream = Some(er.stream);
         }
         for (d, start) in &self.devices {
@@ -591,6 +612,8 @@ impl Report {
                 models: self.models.clone(),
                 real: self.real.clone(),
                 markers: self.markers.clone(),
+                intervals: self.intervals.clone(),
+                peak: self.peak.clone(),
                 series: Vec::new(),
             }));
         }

@@ -28,6 +28,14 @@ fn documented() -> Vec<(String, String)> {
 /// `real` has the keys of a `models[]` item (as the document says), `markers[].real` those of a
 /// `markers[].models[]` item.
 fn canonical(p: &str) -> String {
+    // `intervals[]` and `peak` rows have the keys of a `markers[]` row.
+    if let Some(rest) = p
+        .strip_prefix("intervals[]")
+        .or_else(|| p.strip_prefix("peak"))
+        && !rest.is_empty()
+    {
+        return canonical(&format!("markers[]{rest}"));
+    }
     if let Some(rest) = p.strip_prefix("markers[].real.") {
         return format!("markers[].models[].{rest}");
     }

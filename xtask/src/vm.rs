@@ -1396,8 +1396,12 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
     let zero = num(&r, &["kernel", "swpout_zero_pages"]);
     let lost = num(&r, &["lost_events"]);
     let mut s = format!(
-        "  {}: write-outs {events}; 64K: {w4} vs Δswpout {k4}, Δswpout_fallback {fb4}; pages {pages} vs Δpswpout {pswpout}; zero {zero}; lost {lost}\n",
-        sc.name
+        "  {}: write-outs {events}; 64K: {w4} vs Δswpout {k4}, Δswpout_fallback {fb4}; pages {pages} vs Δpswpout {pswpout}; zero {zero}; lost {lost}; 64K swap-ins {}, pswpin {}; {} intervals, peak {}\n",
+        sc.name,
+        num(&r, &["kernel", "swpin_by_order", "4"]),
+        num(&r, &["kernel", "pswpin_pages"]),
+        r["intervals"].as_array().map_or(0, Vec::len),
+        r["peak"]["label"].as_str().unwrap_or("no peak")
     );
     ensure!(
         events > 1000,
@@ -1405,6 +1409,22 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
     );
     ensure!(lost == 0, "{lost} events were lost");
     ensure!(zero == 0, "zero-filled folios make the relations inexact");
+    // The report of the run: intervals with the occupancy at their end, the peak, and the
+    // kernel's swap-in counters beside the swap-outs (schema 2, docs/report-schema.md).
+    let intervals = r["intervals"].as_array().map_or(0, Vec::len);
+    ensure!(intervals >= 1, "the report has no intervals");
+    ensure!(
+        !r["intervals"][0]["models"][0]["state"].is_null(),
+        "the first interval has no occupancy"
+    );
+    ensure!(!r["peak"].is_null(), "the report has no peak");
+    if spec.mthp {
+        ensure!(
+            r["kernel"]["swpin_by_order"].get("4").is_some(),
+            "64 KiB swap-ins were not sampled: {}",
+            r["kernel"]["swpin_by_order"]
+        );
+    }
     // Hook invocations the kernel did not deliver (recursion_misses), by feed: a program is
     // skipped when entered again on a CPU where it is already running (a task preempted inside
     // it on a preemptible kernel).

@@ -37,7 +37,7 @@
 //! (those requests are counted at order 0). If even order 0 fails the page has no model slot
 //! (counted as an order-0 failure and in `unbacked_slots`).
 
-use crate::alloc::{self, AllocatorModel, Extent, MAX_ORDER, NR_ORDERS};
+use crate::alloc::{self, AllocatorModel, Extent, MAX_ORDER, ModelSnapshot, NR_ORDERS};
 use crate::event::virtual_slot;
 use crate::event::{Alloc, AllocResult, Event, Free, Ts};
 
@@ -70,12 +70,16 @@ pub struct EngineConfig {
     /// Take a time-series row of the per-order counters every this many events (0 = never).
     /// Rows are also taken at every `Marker` event.
     pub series_every: u64,
+    /// Length of the report's time intervals, in ns of stream time (0 = none): each closes with
+    /// every model's state, as marker intervals do.
+    pub interval_ns: u64,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             series_every: 1_000_000,
+            interval_ns: DEFAULT_INTERVAL_NS,
         }
     }
 }
@@ -157,7 +161,24 @@ struct Row {
     label: Option<String>,
     models: Vec<OrderCounters>,
     real: OrderCounters,
+    /// Every model's (and the real) occupancy when the interval that starts here closed.
+    end: Option<Box<States>>,
 }
+
+/// Occupancy of every model and of the real kernel at one moment.
+#[derive(Clone, Debug)]
+struct States {
+    models: Vec<ModelSnapshot>,
+    real: Option<ModelSnapshot>,
+}
+
+/// Time intervals of the report by default: 5 s of stream time.
+pub const DEFAULT_INTERVAL_NS: u64 = 5_000_000_000;
+/// Time-interval rows kept at most (beyond, the last one grows: see the report's limits).
+pub const MAX_INTERVAL_ROWS: usize = 1_000;
+/// Marker rows that also keep every model's occupancy at their end (the later ones keep counts
+/// only): the state of every model is about a kilobyte a row in the report.
+pub const MAX_MARKER_STATE_ROWS: usize = 1_000;
 
 /// Replays events through the models.
 pub struct Engine {
@@ -172,6 +193,15 @@ pub struct Engine {
     virt: virt::VirtualIds,
     series: Vec<Row>,
     markers: Vec<Row>,
+    /// Time intervals (see [`EngineConfig::interval_ns`]) and where the next one starts.
+    intervals: Vec<Row>,
+    next_interval: Option<Ts>,
+    /// Slots the stream holds (requests not refused, minus frees), its highest value, and the
+    /// row taken at the highest value so far (with its state).
+    live: u64,
+    peak_live: u64,
+    peak_pending: bool,
+    peak: Option<(u64, Row)>,
     last_ts: Ts,
     /// Largest stream→model map seen, per model, and of the virtual-id translation (bytes,
     /// looked at every [`PEAK_EVERY`] events): the benchmark's memory figures.
@@ -219,6 +249,12 @@ impl Engine {
             virt: virt::VirtualIds::default(),
             series: Vec::new(),
             markers: Vec::new(),
+            intervals: Vec::new(),
+            next_interval: None,
+            live: 0,
+            peak_live: 0,
+            peak_pending: false,
+            peak: None,
             last_ts: 0,
             map_peaks: Vec::new(),
             virtual_peak: 0,
@@ -305,6 +341,9 @@ impl Engine {
     pub fn feed(&mut self, ev: &Event) {
         self.stream.events += 1;
         self.last_ts = ev.ts();
+        if self.config.interval_ns > 0 && self.last_ts > 0 {
+            self.advance_intervals(self.last_ts);
+        }
         match ev {
             Event::SwapOn(on) => {
                 let others: u64 = self
@@ -329,11 +368,30 @@ impl Engine {
                 self.devices.retain(|(t, _)| *t != off.swap_type);
                 self.swapoff(off.swap_type);
             }
-            Event::Alloc(a) => self.alloc(a),
-            Event::Free(f) => self.free(f),
+            Event::Alloc(a) => {
+                self.alloc(a);
+                if !matches!(a.result, AllocResult::Failure) && a.order <= MAX_ORDER {
+                    self.live += 1u64 << a.order;
+                    if self.live > self.peak_live {
+                        self.peak_live = self.live;
+                        self.peak_pending = true;
+                    }
+                }
+            }
+            Event::Free(f) => {
+                self.note_peak();
+                self.live = self.live.saturating_sub(u64::from(f.nr));
+                self.free(f);
+            }
             Event::Marker(m) => {
                 self.stream.markers += 1;
                 if self.markers.len() < MAX_MARKER_ROWS {
+                    if self.markers.len() <= MAX_MARKER_STATE_ROWS {
+                        let end = self.states();
+                        if let Some(last) = self.markers.last_mut() {
+                            last.end = Some(Box::new(end));
+                        }
+                    }
                     let row = self.row(Some(m.kept_label()));
                     self.markers.push(row);
                 }
@@ -364,6 +422,58 @@ impl Engine {
             label,
             models: self.shadows.iter().map(|s| s.counters).collect(),
             real: self.real_counters,
+            end: None,
+        }
+    }
+
+    /// Every model's occupancy now (and the real kernel's, when the stream carries it).
+    fn states(&self) -> States {
+        States {
+            models: self.shadows.iter().map(|s| s.model.snapshot()).collect(),
+            real: self.real_known.then(|| self.real.snapshot()),
+        }
+    }
+
+    /// Closes the time intervals that end at or before `ts` and opens the next.
+    fn advance_intervals(&mut self, ts: Ts) {
+        let step = self.config.interval_ns;
+        let Some(next) = self.next_interval else {
+            self.next_interval = Some(ts.saturating_add(step));
+            let row = self.row(None);
+            self.intervals.push(row);
+            return;
+        };
+        if ts < next || self.intervals.len() >= MAX_INTERVAL_ROWS {
+            return;
+        }
+        let end = self.states();
+        if let Some(last) = self.intervals.last_mut() {
+            last.end = Some(Box::new(end));
+        }
+        // A quiet gap of many intervals is one interval starting at the boundary before `ts`.
+        let skipped = (ts - next) / step;
+        let start = next + skipped * step;
+        self.next_interval = Some(start.saturating_add(step));
+        let mut row = self.row(None);
+        row.ts_ns = start;
+        self.intervals.push(row);
+    }
+
+    /// Before a free: if the stream's held slots reached a new high since the last look, and it
+    /// is at least 1/200 of the devices above the one kept, keep this moment as the peak (so a
+    /// stream takes at most a few hundred looks, however it fills).
+    fn note_peak(&mut self) {
+        if !self.peak_pending {
+            return;
+        }
+        self.peak_pending = false;
+        let total: u64 = self.devices.iter().map(|(_, m)| *m).sum();
+        let step = (total / 200).max(1);
+        let kept = self.peak.as_ref().map(|(n, _)| *n);
+        if kept.is_none_or(|k| self.live >= k + step) {
+            let mut row = self.row(Some("peak".into()));
+            row.end = Some(Box::new(self.states()));
+            self.peak = Some((self.live, row));
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, sync::mpsc, thread::JoinHandle};
 
-use super::{Engine, EngineConfig, Report};
+use super::{Engine, EngineConfig, MarkerReport, Report};
 use crate::{alloc::AllocatorModel, event::Event};
 
 /// Batches in flight per worker (each up to a chunk's worth of events, shared by the workers).
@@ -115,19 +115,33 @@ impl Parallel {
                 .collect::<Vec<_>>()
         };
         let models = pick(&|r| r.models.clone());
-        let markers = first
-            .markers
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let mut m = m.clone();
-                m.models = placement
-                    .iter()
-                    .filter_map(|&(w, k)| reports.get(w)?.markers.get(i)?.models.get(k).cloned())
-                    .collect();
-                m
-            })
-            .collect();
+        // Every engine saw the same stream, so the same rows: each row's models come from the
+        // engine that ran them.
+        let merge = |rows: &dyn Fn(&Report) -> Option<&Vec<MarkerReport>>| -> Vec<MarkerReport> {
+            rows(first)
+                .map(|v| v.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let mut m = m.clone();
+                    m.models = placement
+                        .iter()
+                        .filter_map(|&(w, k)| rows(reports.get(w)?)?.get(i)?.models.get(k).cloned())
+                        .collect();
+                    m
+                })
+                .collect()
+        };
+        let markers = merge(&|r| Some(&r.markers));
+        let intervals = merge(&|r| Some(&r.intervals));
+        let peak = first.peak.clone().map(|mut p| {
+            p.models = placement
+                .iter()
+                .filter_map(|&(w, k)| reports.get(w)?.peak.as_ref()?.models.get(k).cloned())
+                .collect();
+            p
+        });
         let series = first
             .series
             .iter()
@@ -147,6 +161,8 @@ impl Parallel {
             models,
             real: first.real.clone(),
             markers,
+            intervals,
+            peak,
             series,
         };
         Some(Finished {

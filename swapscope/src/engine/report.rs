@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Engine, EngineError, OrderCounters, Row};
+use super::{Engine, EngineError, OrderCounters, Row, States};
 use crate::alloc::{ClusterCounts, ModelSnapshot, NR_ORDERS};
 
 /// Per-order values keyed by the order as a string.
@@ -60,13 +60,43 @@ pub struct ModelReport {
     pub compared_requests: Option<u64>,
 }
 
-/// Per-order request counts over an interval (or cumulative, for series rows).
+/// Per-order request counts over an interval (or cumulative, for series rows and the peak),
+/// and the occupancy when the interval closed.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct IntervalReport {
     pub name: String,
     pub requests_by_order: ByOrder<u64>,
     pub failures_by_order: ByOrder<u64>,
     pub fallback_rate_by_order: ByOrder<f64>,
+    /// Occupancy at the end of the interval (null for series rows).
+    pub state: Option<StateReport>,
+}
+
+/// A model's (or the real kernel's) occupancy at one moment.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StateReport {
+    pub used_slots: u64,
+    pub total_slots: u64,
+    pub fragmentation_by_order: ByOrder<f64>,
+    pub clusters: ClusterCounts,
+    pub largest_free_run: u64,
+}
+
+impl StateReport {
+    fn of(s: &ModelSnapshot) -> Self {
+        StateReport {
+            used_slots: s.used_slots,
+            total_slots: s.total_slots,
+            fragmentation_by_order: s
+                .fragmentation_by_order
+                .iter()
+                .enumerate()
+                .map(|(o, f)| (o.to_string(), *f))
+                .collect(),
+            clusters: s.clusters,
+            largest_free_run: s.largest_free_run,
+        }
+    }
 }
 
 /// Counts from one marker to the next.
@@ -116,6 +146,10 @@ pub struct Report {
     pub models: Vec<ModelReport>,
     pub real: Option<ModelReport>,
     pub markers: Vec<MarkerReport>,
+    /// Fixed intervals of stream time (`EngineConfig::interval_ns`), labelled by their start.
+    pub intervals: Vec<MarkerReport>,
+    /// The moment the stream held the most slots: counts since the start, occupancy then.
+    pub peak: Option<MarkerReport>,
     pub series: Vec<SeriesReport>,
 }
 
@@ -156,6 +190,7 @@ fn interval(name: &str, c: &OrderCounters) -> IntervalReport {
         requests_by_order: by_order_nonzero(&c.requests, &c.requests),
         failures_by_order: by_order_nonzero(&c.requests, &c.failures),
         fallback_rate_by_order: rates(c),
+        state: None,
     }
 }
 
@@ -220,16 +255,50 @@ impl Engine {
     pub fn report(&self) -> Report {
         let names: Vec<&str> = self.shadows.iter().map(|s| s.model.name()).collect();
         let (models, real) = self.model_reports();
-        let end = self.row(None);
-        let markers = self
-            .markers
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let next = self.markers.get(i + 1).unwrap_or(&end);
-                self.marker_report(&names, m, next)
+        let mut end = self.row(None);
+        end.end = Some(Box::new(self.states()));
+        let rows = |rows: &[Row]| -> Vec<MarkerReport> {
+            rows.iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let next = rows.get(i + 1).unwrap_or(&end);
+                    // The last row closes now; rows past the state limit have none.
+                    let state = match rows.get(i + 1) {
+                        Some(_) => m.end.as_deref(),
+                        None => m.end.as_deref().or(end.end.as_deref()),
+                    };
+                    self.marker_report(&names, m, next, state)
+                })
+                .collect()
+        };
+        let markers = rows(&self.markers);
+        let intervals = rows(&self.intervals);
+        let first_ts = self.intervals.first().map_or(0, |r| r.ts_ns);
+        let intervals = intervals
+            .into_iter()
+            .map(|mut r| {
+                r.label = format!("{:.0} s", r.ts_ns.saturating_sub(first_ts) as f64 / 1e9);
+                r
             })
             .collect();
+        let zero = Row {
+            models: vec![OrderCounters::default(); names.len()],
+            real: OrderCounters::default(),
+            ..self.row(None)
+        };
+        // A high the engine has not looked at yet is now.
+        let peak = if self.peak_pending && self.peak.as_ref().is_none_or(|(n, _)| self.live > *n) {
+            Some(&end)
+        } else {
+            self.peak.as_ref().map(|(_, r)| r)
+        };
+        let peak = peak.map(|p| {
+            let mut r = self.marker_report(&names, &zero, p, p.end.as_deref());
+            r.label = format!("{} slots held", self.peak_live);
+            r.event = p.event;
+            r.ts_ns = p.ts_ns;
+            r
+        });
         let series = self
             .series
             .iter()
@@ -265,11 +334,20 @@ impl Engine {
             models,
             real,
             markers,
+            intervals,
+            peak,
             series,
         }
     }
 
-    fn marker_report(&self, names: &[&str], m: &Row, next: &Row) -> MarkerReport {
+    /// Counts from row `m` to row `next`, with the occupancy `state` at the end.
+    fn marker_report(
+        &self,
+        names: &[&str],
+        m: &Row,
+        next: &Row,
+        state: Option<&States>,
+    ) -> MarkerReport {
         MarkerReport {
             label: m.label.clone().unwrap_or_default(),
             event: m.event,
@@ -277,11 +355,18 @@ impl Engine {
             models: names
                 .iter()
                 .zip(next.models.iter().zip(&m.models))
-                .map(|(n, (b, a))| interval(n, &b.since(a)))
+                .enumerate()
+                .map(|(i, (n, (b, a)))| {
+                    let mut r = interval(n, &b.since(a));
+                    r.state = state.and_then(|s| s.models.get(i)).map(StateReport::of);
+                    r
+                })
                 .collect(),
-            real: self
-                .real_known
-                .then(|| interval(REAL, &next.real.since(&m.real))),
+            real: self.real_known.then(|| {
+                let mut r = interval(REAL, &next.real.since(&m.real));
+                r.state = state.and_then(|s| s.real.as_ref()).map(StateReport::of);
+                r
+            }),
         }
     }
 }
@@ -438,6 +523,113 @@ pub fn render_table(r: &Report) -> String {
                 let _ = write!(s, "  {cell:>16}");
             }
             s.push('\n');
+        }
+    }
+    // The run, not only its end: each interval's fallback, fragmentation and fill at the
+    // largest order requested, and every model's occupancy at the peak.
+    // The most-requested large order (as the TUI's Models view), else order 0.
+    let mut by_order: BTreeMap<u8, u64> = BTreeMap::new();
+    for m in &rows {
+        for (o, n) in &m.requests_by_order {
+            if let Ok(o) = o.parse::<u8>() {
+                *by_order.entry(o).or_default() += n;
+            }
+        }
+    }
+    let big = by_order
+        .iter()
+        .filter(|(o, n)| **o > 0 && **n > 0)
+        .max_by_key(|(o, n)| (**n, std::cmp::Reverse(**o)))
+        .map_or(0, |(o, _)| *o)
+        .to_string();
+    let (title, run) = if r.markers.is_empty() {
+        ("interval", &r.intervals)
+    } else {
+        ("marker interval", &r.markers)
+    };
+    if run.len() > 1 {
+        let _ = writeln!(
+            s,
+            "\nper {title}: order-{big} fallback / order-{big} fragmentation / slots used, at the end of each"
+        );
+        let lw = run.iter().map(|m| m.label.len()).max().unwrap_or(6).max(8);
+        let _ = write!(s, "{:<lw$}", title.split(' ').next().unwrap_or(title));
+        let first = &run[0];
+        for m in first.models.iter().chain(first.real.iter()) {
+            let _ = write!(s, "  {:>22}", m.name);
+        }
+        s.push('\n');
+        // At most 40 rows in text (evenly spread); the JSON has them all.
+        let every = run.len().div_ceil(40);
+        for (i, row) in run.iter().enumerate() {
+            if i % every != 0 && i + 1 != run.len() {
+                continue;
+            }
+            let _ = write!(s, "{:<lw$}", row.label);
+            for m in row.models.iter().chain(row.real.iter()) {
+                let cell = match &m.state {
+                    Some(st) => format!(
+                        "{} {} {}",
+                        m.fallback_rate_by_order
+                            .get(&big)
+                            .map_or("-".into(), |f| pct(*f)),
+                        st.fragmentation_by_order
+                            .get(&big)
+                            .map_or("-".into(), |f| pct(*f)),
+                        pct(st.used_slots as f64 / st.total_slots.max(1) as f64)
+                    ),
+                    None => "-".into(),
+                };
+                let _ = write!(s, "  {cell:>22}");
+            }
+            s.push('\n');
+        }
+        if every > 1 {
+            let _ = writeln!(s, "(every {every}th of {} rows; all in --json)", run.len());
+        }
+    }
+    if let Some(p) = &r.peak {
+        let _ = writeln!(
+            s,
+            "\nat the peak ({}, event {}): occupancy",
+            p.label, p.event
+        );
+        let _ = writeln!(
+            s,
+            "{:<w$}  {:>12}  {:>12}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}  {:>7} {:>7} {:>7}",
+            "model",
+            "used",
+            "total",
+            "free",
+            "nonfl",
+            "frag",
+            "full",
+            "other",
+            "maxrun",
+            "frag0",
+            "frag4",
+            "frag9"
+        );
+        for m in p.models.iter().chain(p.real.iter()) {
+            let Some(st) = &m.state else { continue };
+            let f = |o: &str| st.fragmentation_by_order.get(o).copied().unwrap_or(0.0);
+            let c = &st.clusters;
+            let _ = writeln!(
+                s,
+                "{:<w$}  {:>12}  {:>12}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}  {:>7} {:>7} {:>7}",
+                m.name,
+                st.used_slots,
+                st.total_slots,
+                c.free,
+                c.nonfull,
+                c.frag,
+                c.full,
+                c.other,
+                st.largest_free_run,
+                pct(f("0")),
+                pct(f("4")),
+                pct(f("9"))
+            );
         }
     }
     s

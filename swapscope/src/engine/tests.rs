@@ -67,7 +67,13 @@ fn all_models() -> Vec<Box<dyn crate::alloc::AllocatorModel>> {
 }
 
 fn engine() -> Engine {
-    Engine::new(all_models(), EngineConfig { series_every: 0 })
+    Engine::new(
+        all_models(),
+        EngineConfig {
+            series_every: 0,
+            ..EngineConfig::default()
+        },
+    )
 }
 
 fn used(e: &Engine, i: usize) -> u64 {
@@ -214,7 +220,13 @@ fn swapoff_releases_and_drops() {
 
 #[test]
 fn markers_give_per_iteration_rows_and_json_shape() {
-    let mut e = Engine::new(all_models(), EngineConfig { series_every: 4 });
+    let mut e = Engine::new(
+        all_models(),
+        EngineConfig {
+            series_every: 4,
+            ..EngineConfig::default()
+        },
+    );
     e.feed(&swapon(0, 2, SSD));
     e.feed(&marker("iteration 1"));
     for id in 0..3 {
@@ -452,7 +464,10 @@ fn parallel_engines_report_what_one_engine_reports() {
             Ok(e) => e,
             Err(e) => panic!("{e}"),
         };
-        let config = EngineConfig { series_every: 5000 };
+        let config = EngineConfig {
+            series_every: 5000,
+            ..EngineConfig::default()
+        };
         let mut one = Engine::new(models::all(), config);
         one.feed_all(&events);
         let want = one.report();
