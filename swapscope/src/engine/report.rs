@@ -439,44 +439,21 @@ pub fn render_table(r: &Report) -> String {
             fidelity.join(", ")
         );
     }
-    let _ = writeln!(
-        s,
-        "\n{:<w$}  {:>12}  {:>12}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}  {:>7} {:>7} {:>7}  {:>10}",
-        "model",
-        "used",
-        "total",
-        "free",
-        "nonfl",
-        "frag",
-        "full",
-        "other",
-        "maxrun",
-        "frag0",
-        "frag4",
-        "frag9",
-        "metadata"
-    );
-    for m in &rows {
-        let f = |o: &str| m.fragmentation_by_order.get(o).copied().unwrap_or(0.0);
-        let c = &m.clusters;
-        let _ = writeln!(
-            s,
-            "{:<w$}  {:>12}  {:>12}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}  {:>7} {:>7} {:>7}  {:>10}",
-            m.name,
-            m.used_slots,
-            m.total_slots,
-            c.free,
-            c.nonfull,
-            c.frag,
-            c.full,
-            c.other,
-            m.largest_free_run,
-            pct(f("0")),
-            pct(f("4")),
-            pct(f("9")),
-            m.metadata_bytes
-        );
-    }
+    s.push('\n');
+    let end: Vec<(&str, StateReport, Option<u64>)> = rows
+        .iter()
+        .map(|m| {
+            let st = StateReport {
+                used_slots: m.used_slots,
+                total_slots: m.total_slots,
+                fragmentation_by_order: m.fragmentation_by_order.clone(),
+                clusters: m.clusters,
+                largest_free_run: m.largest_free_run,
+            };
+            (m.name.as_str(), st, Some(m.metadata_bytes))
+        })
+        .collect();
+    occupancy_table(&mut s, w, &end);
     if !r.markers.is_empty() {
         // Columns: (model, order) pairs with large-order requests anywhere in the table.
         let mut cols: Vec<(usize, String)> = Vec::new();
@@ -594,43 +571,63 @@ pub fn render_table(r: &Report) -> String {
             "\nat the peak ({}, event {}): occupancy",
             p.label, p.event
         );
-        let _ = writeln!(
-            s,
-            "{:<w$}  {:>12}  {:>12}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}  {:>7} {:>7} {:>7}",
-            "model",
-            "used",
-            "total",
-            "free",
-            "nonfl",
-            "frag",
-            "full",
-            "other",
-            "maxrun",
-            "frag0",
-            "frag4",
-            "frag9"
-        );
-        for m in p.models.iter().chain(p.real.iter()) {
-            let Some(st) = &m.state else { continue };
-            let f = |o: &str| st.fragmentation_by_order.get(o).copied().unwrap_or(0.0);
-            let c = &st.clusters;
-            let _ = writeln!(
-                s,
-                "{:<w$}  {:>12}  {:>12}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}  {:>7} {:>7} {:>7}",
-                m.name,
-                st.used_slots,
-                st.total_slots,
-                c.free,
-                c.nonfull,
-                c.frag,
-                c.full,
-                c.other,
-                st.largest_free_run,
-                pct(f("0")),
-                pct(f("4")),
-                pct(f("9"))
-            );
-        }
+        let at_peak: Vec<(&str, StateReport, Option<u64>)> = p
+            .models
+            .iter()
+            .chain(p.real.iter())
+            .filter_map(|m| Some((m.name.as_str(), m.state.clone()?, None)))
+            .collect();
+        occupancy_table(&mut s, w, &at_peak);
     }
     s
+}
+
+/// Occupancy rows: used and total slots, clusters by list, the largest free aligned run,
+/// fragmentation at orders 0, 4 and 9, and (when given) the model's metadata bytes.
+fn occupancy_table(s: &mut String, w: usize, rows: &[(&str, StateReport, Option<u64>)]) {
+    let meta = rows.iter().any(|(_, _, m)| m.is_some());
+    let _ = write!(
+        s,
+        "{:<w$}  {:>12}  {:>12}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}  {:>7} {:>7} {:>7}",
+        "model",
+        "used",
+        "total",
+        "free",
+        "nonfl",
+        "frag",
+        "full",
+        "other",
+        "maxrun",
+        "frag0",
+        "frag4",
+        "frag9"
+    );
+    if meta {
+        let _ = write!(s, "  {:>10}", "metadata");
+    }
+    s.push('\n');
+    for (name, st, m) in rows {
+        let f = |o: &str| st.fragmentation_by_order.get(o).copied().unwrap_or(0.0);
+        let c = &st.clusters;
+        let _ = write!(
+            s,
+            "{:<w$}  {:>12}  {:>12}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>8}  {:>7} {:>7} {:>7}",
+            name,
+            st.used_slots,
+            st.total_slots,
+            c.free,
+            c.nonfull,
+            c.frag,
+            c.full,
+            c.other,
+            st.largest_free_run,
+            pct(f("0")),
+            pct(f("4")),
+            pct(f("9"))
+        );
+        if let Some(m) = m {
+            let _ = write!(s, "  {m:>10}");
+        }
+        s.push('\n');
+    }
 }
