@@ -39,7 +39,7 @@ pub struct SimulateArgs {
     pub unaligned_swapin: bool,
     /// What a swap-in brings back (thp-fragment, fork-partial-zap): `large` — whole 64 KiB
     /// folios when their entries allow it, as zram does on kernels with large-folio swap-in
-    /// (6.12+); `small` — page by page, the 2024 premise of the kernel test and its published
+    /// (upstream since late 2024); `small` — page by page, the 2024 premise of the kernel test and its published
     /// figures, and what a device without synchronous I/O (a loop device) does.
     #[arg(long, value_enum, default_value = "large")]
     pub swapin: SwapInArg,

@@ -69,7 +69,7 @@ pub struct WorkloadSpec {
 /// How the kernel swaps a page back in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SwapIn {
-    /// Large-folio swap-in on a synchronous device (zram; 6.12 and later, `do_swap_page` →
+    /// Large-folio swap-in on a synchronous device (zram; upstream since late 2024, seen on 6.18 and 7.x; `do_swap_page` →
     /// `alloc_swap_folio` / `can_swapin_thp`): the whole folio comes back when the entries of
     /// its aligned range are contiguous, from one swap-out of that size, not shared (swap count
     /// 1) and the size is enabled; its slots are freed together. Otherwise page by page.
