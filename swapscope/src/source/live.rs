@@ -157,42 +157,23 @@ impl LiveSource {
 
     fn sample(&mut self, out: &mut Vec<Event>) {
         let mut counters = host::sample_counters(Path::new(host::MTHP_DIR));
-        let Some(probe) = &self.probe else {
-            out.push(Event::Counters(counters));
-            self.refresh_devices(out);
-            self.next_sample = Instant::now() + self.opts.sample_every;
-            return;
-        };
-        let c = probe.counters();
-        // The write-out program's own counts: tracepoint hits, and those it filtered out (not a
-        // swap-cache folio with an entry when the tracepoint fired).
-        let v = &mut counters.values;
-        v.push(("probe/writeout_hits".into(), c[counter::HITS as usize]));
-        v.push((
-            "probe/writeout_filtered".into(),
-            c[counter::FILTERED as usize],
-        ));
-        v.push(("probe/inuse_checks".into(), self.inuse.checks));
-        v.push(("probe/inuse_mismatches".into(), self.inuse.mismatches));
-        // Per program: hook invocations the kernel did not deliver.
-        for (feed, misses) in probe.missed_events() {
-            v.push((format!("probe/{feed}/recursion_misses"), misses));
-        }
-        // Time in each program, when the kernel keeps it (kernel.bpf_stats_enabled).
-        for (feed, runs, ns) in probe.program_time() {
-            v.push((format!("probe/{feed}/run_cnt"), runs));
-            v.push((format!("probe/{feed}/run_time_ns"), ns));
-        }
+        // The probes' own counts (none on the counters tier), and their ring-buffer drops.
+        let ringbuf_drops = self
+            .probe
+            .as_ref()
+            .map(|probe| probe_counts(probe, &self.inuse, &mut counters.values));
         out.push(Event::Counters(counters));
         self.refresh_devices(out);
-        let lost = Lost {
-            ts_ns: host::boottime_ns(),
-            ringbuf: c[counter::RINGBUF_DROPS as usize],
-            userspace: 0,
-        };
-        if lost.ringbuf != self.last_lost.ringbuf || self.last_lost.ts_ns == 0 {
-            out.push(Event::Lost(lost));
-            self.last_lost = lost;
+        if let Some(ringbuf) = ringbuf_drops {
+            let lost = Lost {
+                ts_ns: host::boottime_ns(),
+                ringbuf,
+                userspace: 0,
+            };
+            if lost.ringbuf != self.last_lost.ringbuf || self.last_lost.ts_ns == 0 {
+                out.push(Event::Lost(lost));
+                self.last_lost = lost;
+            }
         }
         self.next_sample = Instant::now() + self.opts.sample_every;
     }
@@ -440,6 +421,29 @@ impl Source for LiveSource {
     fn wait(&mut self) {
         self.wait_command();
     }
+}
+
+/// Adds the probes' own counts to a counter sample: the write-out program's tracepoint hits and
+/// those it filtered out (not a swap-cache folio with an entry), the `inuse_pages` check, each
+/// program's missed invocations and, when the kernel keeps it (`kernel.bpf_stats_enabled`), its
+/// run time. Returns the ring buffer's drops.
+fn probe_counts(probe: &LiveProbe, inuse: &InuseCheck, v: &mut Vec<(String, u64)>) -> u64 {
+    let c = probe.counters();
+    v.push(("probe/writeout_hits".into(), c[counter::HITS as usize]));
+    v.push((
+        "probe/writeout_filtered".into(),
+        c[counter::FILTERED as usize],
+    ));
+    v.push(("probe/inuse_checks".into(), inuse.checks));
+    v.push(("probe/inuse_mismatches".into(), inuse.mismatches));
+    for (feed, misses) in probe.missed_events() {
+        v.push((format!("probe/{feed}/recursion_misses"), misses));
+    }
+    for (feed, runs, ns) in probe.program_time() {
+        v.push((format!("probe/{feed}/run_cnt"), runs));
+        v.push((format!("probe/{feed}/run_time_ns"), ns));
+    }
+    c[counter::RINGBUF_DROPS as usize]
 }
 
 /// Copies a child's output into `log`, line by line, on a thread that ends with the pipe.
