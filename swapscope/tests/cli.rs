@@ -3,6 +3,9 @@
 //! created new, private, never through a symlink, replaced only with --force; a command that
 //! cannot start is refused before anything exists.
 
+#[path = "common/run.rs"]
+mod run;
+
 use std::{
     fs,
     io::Read as _,
@@ -10,9 +13,11 @@ use std::{
         fs::{MetadataExt as _, PermissionsExt as _},
         process::ExitStatusExt as _,
     },
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output, Stdio},
 };
+
+use run::{swapscope, tmpdir};
 
 const EXE: &str = env!("CARGO_BIN_EXE_swapscope");
 
@@ -22,22 +27,6 @@ fn data(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-/// A fresh directory under the target's temporary directory.
-fn tmpdir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
-    d
-}
-
-fn swapscope(args: &[&str]) -> Output {
-    Command::new(EXE)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running swapscope {args:?}: {e}"))
 }
 
 fn stderr(o: &Output) -> String {
@@ -65,7 +54,7 @@ fn fails_with_one_line(args: &[&str], code: i32, says: &str) -> String {
 
 #[test]
 fn bad_durations_sizes_and_counts_fail_at_parse_time_with_one_line() {
-    let dir = tmpdir("values");
+    let dir = tmpdir("cli", "values");
     let out = dir.join("r.swsc");
     let o = out.display().to_string();
     for bad in ["nan", "inf", "-inf", "1e400", "0", "-5", "soon"] {
@@ -187,7 +176,7 @@ fn simulate_to(out: &str) -> [&str; 7] {
 
 #[test]
 fn simulate_output_is_created_new_private_and_replaced_only_with_force() {
-    let dir = tmpdir("output");
+    let dir = tmpdir("cli", "output");
     let out = dir.join("sim.swsc");
     let o = out.display().to_string();
     let sim = simulate_to(&o);
@@ -251,7 +240,7 @@ fn simulate_output_is_created_new_private_and_replaced_only_with_force() {
 
 #[test]
 fn a_command_that_cannot_start_is_refused_before_anything_exists() {
-    let dir = tmpdir("nocommand");
+    let dir = tmpdir("cli", "nocommand");
     let out = dir.join("r.swsc");
     let o = out.display().to_string();
     let not_a_program = dir.join("data.txt");

@@ -7,11 +7,16 @@
 #[path = "common/measured.rs"]
 mod measured;
 
+#[path = "common/run.rs"]
+mod run;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Output},
 };
+
+use run::{swapscope, tmpdir};
 
 use serde_json::{Value, json};
 use swapscope::{
@@ -19,8 +24,6 @@ use swapscope::{
     export::columns::{EVENT_COLUMNS, INTERVAL_COLUMNS, duckdb_csv_columns},
     record::{RecordingHeader, Writer, WriterOptions},
 };
-
-const EXE: &str = env!("CARGO_BIN_EXE_swapscope");
 
 /// The bound on the exporting process's peak RSS, as for hostile recordings.
 const RSS_BOUND_KIB: u64 = 256 << 10;
@@ -35,22 +38,6 @@ fn data_files() -> Vec<PathBuf> {
     v.sort();
     assert!(v.len() >= 4, "the repo's recordings: {v:?}");
     v
-}
-
-/// A fresh directory under the target's temporary directory.
-fn tmpdir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("export-{name}"));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
-    d
-}
-
-fn swapscope(args: &[&str]) -> Output {
-    Command::new(EXE)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running swapscope {args:?}: {e}"))
 }
 
 fn ok(args: &[&str]) -> Output {
@@ -335,7 +322,7 @@ fn check_against_report(python: &Path, file: &Path, dir: &Path) {
 #[test]
 fn duckdb_reads_the_exports_of_the_repo_recordings_as_report_counts_them() {
     let Some(python) = duckdb() else { return };
-    let dir = tmpdir("recordings");
+    let dir = tmpdir("export", "recordings");
     for file in data_files() {
         check_against_report(&python, &file, &dir);
     }
@@ -344,7 +331,7 @@ fn duckdb_reads_the_exports_of_the_repo_recordings_as_report_counts_them() {
 #[test]
 fn duckdb_reads_the_export_of_a_fresh_simulation_as_report_counts_it() {
     let Some(python) = duckdb() else { return };
-    let dir = tmpdir("simulation");
+    let dir = tmpdir("export", "simulation");
     let sim = dir.join("thp-fragment.swsc");
     ok(&[
         "simulate",
@@ -358,7 +345,7 @@ fn duckdb_reads_the_export_of_a_fresh_simulation_as_report_counts_it() {
 
 #[test]
 fn marker_labels_with_commas_quotes_and_newlines_read_back_whole() {
-    let dir = tmpdir("labels");
+    let dir = tmpdir("export", "labels");
     let path = dir.join("labels.swsc");
     let labels = [
         "plain",
@@ -418,7 +405,7 @@ fn marker_labels_with_commas_quotes_and_newlines_read_back_whole() {
 
 #[test]
 fn kinds_filter_and_output_files_behave() {
-    let dir = tmpdir("flags");
+    let dir = tmpdir("export", "flags");
     let data = data_files();
     let f = data
         .iter()
@@ -495,7 +482,7 @@ fn kinds_filter_and_output_files_behave() {
 
 #[test]
 fn a_multi_million_event_export_streams_within_256_mib() {
-    let dir = tmpdir("large");
+    let dir = tmpdir("export", "large");
     let sim = dir.join("mixed.swsc");
     let s = sim.to_string_lossy();
     // 2.3 M events; `--models buddy` keeps the simulation's own analysis short in debug builds.
