@@ -299,13 +299,6 @@ fn signal(child: &std::process::Child, sig: &str) {
     assert!(st.success(), "kill -{sig} {}", child.id());
 }
 
-/// The `.partial` file a running `record` writes for `file`.
-fn partial_of(file: &Path, pid: u32) -> PathBuf {
-    let mut name = file.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{pid}.partial"));
-    file.with_file_name(name)
-}
-
 /// Waits until a running `record` has written its header to `partial` (binary: not `wait_file`).
 fn wait_started(partial: &Path) {
     let started = (0..300).any(|_| {
@@ -347,7 +340,7 @@ fn sigterm_stops_record_at_once_with_a_complete_recording() {
     // A command that dies of the forwarded SIGTERM: record ends with it, successfully.
     let file = dir.join("sleep.swsc");
     let mut rec = record_child(&file, &["sleep", "300"]);
-    wait_started(&partial_of(&file, rec.id()));
+    wait_started(&swapscope::host::output::partial_path_for(&file, rec.id()));
     std::thread::sleep(std::time::Duration::from_secs(1));
     signal(&rec, "TERM");
     let st = exits_within(&mut rec, 20).unwrap_or_else(|| {
@@ -370,7 +363,7 @@ fn sigterm_stops_record_at_once_with_a_complete_recording() {
         &file,
         &["sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
     );
-    wait_started(&partial_of(&file, rec.id()));
+    wait_started(&swapscope::host::output::partial_path_for(&file, rec.id()));
     signal(&rec, "TERM");
     let named = (0..200).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -414,7 +407,7 @@ fn stopping_record_mid_storm_loses_no_event() {
         ],
     );
     // Stop it once it has written a few chunks (the storm is on).
-    let partial = partial_of(&file, rec.id());
+    let partial = swapscope::host::output::partial_path_for(&file, rec.id());
     let storming = (0..600).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
         fs::metadata(&partial).is_ok_and(|m| m.len() > 64 << 10)

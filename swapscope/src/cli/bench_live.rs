@@ -195,9 +195,12 @@ fn attached(exe: &Path, recorder: &Path, file: &Path) -> anyhow::Result<Attached
         .context("starting the recorder")?;
     let pid = child.id();
     let rec = Recorder(Some(child));
-    // Attached once the header is written; then let the first sample go by.
+    // Attached once the header is written (to `<file>.<pid>.partial` until the recording is
+    // complete; a recorder from before that writes `file` itself); then let the first sample go by.
+    let partial = swapscope::host::output::partial_path_for(file, pid);
+    let written = |p: &Path| fs::metadata(p).map_or(0, |m| m.len()) > 0;
     let t = Instant::now();
-    while fs::metadata(file).map_or(0, |m| m.len()) == 0 {
+    while !written(&partial) && !written(file) {
         if t.elapsed() > Duration::from_secs(30) {
             bail!("the recorder did not start within 30 s");
         }

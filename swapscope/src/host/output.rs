@@ -27,14 +27,22 @@ fn io(what: String, source: std::io::Error) -> HostError {
     HostError::Io { what, source }
 }
 
+/// Where process `pid` writes `path` until it is complete: `<path>.<pid>.partial` (what a
+/// watcher of a running recorder waits on).
+pub fn partial_path_for(path: &Path, pid: u32) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{pid}.partial"));
+    path.with_file_name(name)
+}
+
 impl OutputFile {
     /// Creates `<path>.<pid>.partial`. Refuses when `path` exists (a symlink included) unless
     /// `replace`, and always when it is a directory, a device, a FIFO or a socket.
     pub fn create(path: &Path, replace: bool) -> Result<Self, HostError> {
         let shown = path.display();
-        let Some(name) = path.file_name() else {
+        if path.file_name().is_none() {
             return Err(HostError::Invalid(format!("{shown}: not a file name")));
-        };
+        }
         match fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => {
                 return Err(HostError::Invalid(format!(
@@ -53,9 +61,7 @@ impl OutputFile {
             }
             _ => {}
         }
-        let mut tmp_name = name.to_os_string();
-        tmp_name.push(format!(".{}.partial", std::process::id()));
-        let tmp = path.with_file_name(tmp_name);
+        let tmp = partial_path_for(path, std::process::id());
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
