@@ -7,7 +7,7 @@
 #![no_std]
 
 /// Version of the BPF event layouts below.
-pub const SCHEMA_VERSION: u16 = 2;
+pub const SCHEMA_VERSION: u16 = 3;
 
 /// Kinds of BPF events. The first field of every BPF event is an [`EventHeader`] naming its kind.
 pub mod kind {
@@ -19,6 +19,8 @@ pub mod kind {
     pub const FREE: u16 = 3;
     /// [`crate::SplitEvent`]: a large folio about to be split (full tier).
     pub const SPLIT: u16 = 4;
+    /// [`crate::SwapInEvent`]: a folio about to be read back from swap (full tier).
+    pub const SWAPIN: u16 = 5;
 }
 
 /// Common prefix of every event a BPF program emits.
@@ -126,6 +128,27 @@ pub struct SplitEvent {
 }
 const _: () = assert!(core::mem::size_of::<SplitEvent>() == 40);
 
+/// A folio about to be read back from swap (`swap_read_folio`; 6.1: `swap_readpage`): which
+/// slots come back, as what folio order, for which task. Fires for every read, whatever serves
+/// it (the device, zswap, the zero map), and not for swap-cache hits, which read nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SwapInEvent {
+    pub header: EventHeader,
+    /// Raw `folio->swap.val`: the first slot (the folio covers 2^order slots from it).
+    pub swap_val: u64,
+    /// `bpf_get_current_pid_tgid()`: the faulting task, or the one reading ahead.
+    pub pid_tgid: u64,
+    /// Same id space as [`AllocEvent::folio_id`].
+    pub folio_id: u64,
+    /// [`folio_flags`] bits (`SWAPCACHE` clear: a read that bypasses the swap cache).
+    pub flags: u32,
+    /// Folio order, or [`ORDER_UNKNOWN`] when the hook sees only a `struct page` of a large one.
+    pub order: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<SwapInEvent>() == 48);
+
 /// `SplitEvent::old_order` when the hook cannot tell.
 pub const ORDER_UNKNOWN: u8 = 0xff;
 
@@ -190,4 +213,6 @@ mod user {
     unsafe impl aya::Pod for super::FreeEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SplitEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SwapInEvent {}
 }

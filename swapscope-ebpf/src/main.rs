@@ -17,7 +17,7 @@ use aya_ebpf::{
 use aya_log_ebpf::{info, warn};
 use swapscope_common::{
     AllocEvent, EventHeader, FreeEvent, KernelLayout, ORDER_UNKNOWN, PFN_UNKNOWN, SplitEvent,
-    WriteoutEvent, counter, folio_flags, kind,
+    SwapInEvent, WriteoutEvent, counter, folio_flags, kind,
 };
 
 /// Filled in by the loader from BTF (see `swapscope::probe::layout`).
@@ -79,7 +79,8 @@ mod diag {
     pub const FIRST_FREE: u32 = 4;
     pub const FIRST_SPLIT: u32 = 5;
     pub const NO_CLUSTER_SIZE: u32 = 6;
-    pub const NR: u32 = 7;
+    pub const FIRST_SWAPIN: u32 = 7;
+    pub const NR: u32 = 8;
 }
 
 /// Whether diagnostic `i` is due: true the first time only. The flag is set without an atomic:
@@ -540,6 +541,83 @@ pub fn split_page_to_order(ctx: FEntryContext) -> u32 {
     let page: u64 = ctx.arg(0);
     let new_order: u64 = ctx.arg(2);
     emit_split(&ctx, page, ORDER_UNKNOWN, new_order)
+}
+
+/// Emits a swap-in of `folio` (or, on 6.1, of a `struct page`, whose `flags` and `private`
+/// sit where a folio's `flags` and `swap` do).
+///
+/// # Safety
+/// `folio` must be a BTF-typed `struct folio *` (`is_page`: `struct page *`) argument of a
+/// tracing program.
+#[inline(always)]
+unsafe fn emit_swapin<C: EbpfContext>(ctx: &C, folio: *const u8, is_page: bool) -> u32 {
+    let l = layout();
+    if l.valid == 0 {
+        layout_missing(ctx);
+        return 0;
+    }
+    // SAFETY: per the contract; offsets come from BTF.
+    let flags = unsafe { load_u64(folio, l.folio_flags_off) };
+    let bit = |b: u32| (flags >> (b & 63)) & 1 == 1;
+    let order = if !is_page {
+        // SAFETY: per the contract.
+        unsafe { folio_order(&l, folio) }
+    } else if bit(l.pg_head) {
+        // A `struct page` has no second page the verifier lets us read.
+        ORDER_UNKNOWN
+    } else {
+        0
+    };
+    // SAFETY: per the contract.
+    let raw_swap = unsafe { load_u64(folio, l.folio_swap_off) };
+    let Some((swap_val, ptr)) = launder(raw_swap, folio as u64) else {
+        return 0;
+    };
+    let mut ev_flags = 0u32;
+    if bit(l.pg_swapbacked) {
+        ev_flags |= folio_flags::SWAPBACKED;
+    }
+    if bit(l.pg_swapcache) {
+        ev_flags |= folio_flags::SWAPCACHE;
+    }
+    let ev = SwapInEvent {
+        header: header(kind::SWAPIN, core::mem::size_of::<SwapInEvent>()),
+        swap_val,
+        pid_tgid: bpf_get_current_pid_tgid(),
+        folio_id: (ptr >> 6) ^ l.id_key,
+        flags: ev_flags,
+        order,
+        _pad: [0; 3],
+    };
+    submit(ctx, &ev);
+    if once(diag::FIRST_SWAPIN) {
+        info!(
+            ctx,
+            "first swap-in seen: folio order {}, swap entry {:x}", order, swap_val
+        );
+    }
+    0
+}
+
+/// 6.10–6.18: `void swap_read_folio(struct folio *folio, [bool sync,] struct swap_iocb **plug)`.
+#[fentry(function = "swap_read_folio")]
+pub fn swapin_folio(ctx: FEntryContext) -> u32 {
+    // SAFETY: arg 0 is the BTF-typed folio pointer.
+    unsafe { emit_swapin(&ctx, ctx.arg(0), false) }
+}
+
+/// 7.x: `void swap_read_folio(struct swap_io_ctx *ctx, struct folio *folio)`.
+#[fentry(function = "swap_read_folio")]
+pub fn swapin_ctx_folio(ctx: FEntryContext) -> u32 {
+    // SAFETY: arg 1 is the BTF-typed folio pointer.
+    unsafe { emit_swapin(&ctx, ctx.arg(1), false) }
+}
+
+/// Up to 6.9: `int swap_readpage(struct page *page, bool sync, struct swap_iocb **plug)`.
+#[fentry(function = "swap_readpage")]
+pub fn swapin_page(ctx: FEntryContext) -> u32 {
+    // SAFETY: arg 0 is the BTF-typed page pointer.
+    unsafe { emit_swapin(&ctx, ctx.arg(0), true) }
 }
 
 #[cfg(not(test))]

@@ -63,12 +63,14 @@ pub enum Event {
     Marker(Marker),
     /// A large folio about to be split (full tier).
     Split(Split),
+    /// A folio about to be read back from swap (full tier).
+    SwapIn(SwapIn),
 }
 
 /// Every event kind's name, in [`Event::kind_index`] order.
-pub const KINDS: [&str; 10] = [
-    "writeout", "alloc", "free", "split", "marker", "counters", "devices", "lost", "swapon",
-    "swapoff",
+pub const KINDS: [&str; 11] = [
+    "writeout", "alloc", "free", "split", "swapin", "marker", "counters", "devices", "lost",
+    "swapon", "swapoff",
 ];
 
 impl Event {
@@ -93,16 +95,21 @@ impl Event {
             | Event::SwapOff(_)
             | Event::Alloc(_)
             | Event::Free(_)
-            | Event::Split(_) => 0,
+            | Event::Split(_)
+            | Event::SwapIn(_) => 0,
         }
     }
 
-    /// Whether the kernel reported this event (a write-out, request, free or split), as
-    /// opposed to samples, device lists, loss counts and markers.
+    /// Whether the kernel reported this event (a write-out, request, free, split or swap-in),
+    /// as opposed to samples, device lists, loss counts and markers.
     pub fn is_kernel_event(&self) -> bool {
         matches!(
             self,
-            Event::Writeout(_) | Event::Alloc(_) | Event::Free(_) | Event::Split(_)
+            Event::Writeout(_)
+                | Event::Alloc(_)
+                | Event::Free(_)
+                | Event::Split(_)
+                | Event::SwapIn(_)
         )
     }
 
@@ -118,12 +125,13 @@ impl Event {
             Event::Alloc(_) => 1,
             Event::Free(_) => 2,
             Event::Split(_) => 3,
-            Event::Marker(_) => 4,
-            Event::Counters(_) => 5,
-            Event::Devices(_) => 6,
-            Event::Lost(_) => 7,
-            Event::SwapOn(_) => 8,
-            Event::SwapOff(_) => 9,
+            Event::SwapIn(_) => 4,
+            Event::Marker(_) => 5,
+            Event::Counters(_) => 6,
+            Event::Devices(_) => 7,
+            Event::Lost(_) => 8,
+            Event::SwapOn(_) => 9,
+            Event::SwapOff(_) => 10,
         }
     }
 
@@ -133,6 +141,7 @@ impl Event {
             Event::Writeout(w) => Some(w.order),
             Event::Alloc(a) => Some(a.order),
             Event::Split(s) => s.old_order,
+            Event::SwapIn(s) => s.order,
             _ => None,
         }
     }
@@ -142,6 +151,7 @@ impl Event {
         match self {
             Event::Writeout(w) => Some(w.pid),
             Event::Split(s) => Some(s.pid),
+            Event::SwapIn(s) => Some(s.pid),
             _ => None,
         }
     }
@@ -224,6 +234,20 @@ impl Event {
                     sp.id
                 );
             }
+            Event::SwapIn(si) => {
+                let size = si.order.map_or("?".to_string(), folio_size);
+                let _ = write!(
+                    s,
+                    "{size} dev {} slot {} cpu {} pid {}",
+                    si.swap_type, si.offset, si.cpu, si.pid
+                );
+                if si.tgid != si.pid {
+                    let _ = write!(s, " tgid {}", si.tgid);
+                }
+                if si.flags & folio_flags::SWAPCACHE == 0 {
+                    s.push_str(" no-cache");
+                }
+            }
             Event::Marker(m) => {
                 let _ = write!(s, "{:?}", m.label);
             }
@@ -298,6 +322,7 @@ impl Event {
             Event::Free(e) => e.ts_ns,
             Event::Marker(e) => e.ts_ns,
             Event::Split(e) => e.ts_ns,
+            Event::SwapIn(e) => e.ts_ns,
         }
     }
 }
@@ -506,6 +531,24 @@ pub struct Split {
     /// Order before the split; `None` when the hook could not tell.
     pub old_order: Option<u8>,
     pub new_order: u8,
+}
+
+/// A folio about to be read back from swap: 2^order slots from `offset` on `swap_type` come
+/// back into memory (the slots stay allocated until the entries are freed: a separate event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwapIn {
+    pub ts_ns: Ts,
+    pub cpu: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    /// Same id space as [`Alloc::id`].
+    pub id: u64,
+    pub swap_type: u8,
+    pub offset: u64,
+    /// Folio order; `None` when the hook could not tell (6.1 sees a `struct page`).
+    pub order: Option<u8>,
+    /// `swapscope_common::folio_flags` bits (`SWAPCACHE` clear: the read bypasses the cache).
+    pub flags: u32,
 }
 
 /// The completeness check on `si->inuse_pages`: between two free events on a device, the

@@ -1481,6 +1481,39 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
             );
         }
     }
+    // Swap-in events (format 1.3; every kernel here has the feed, 6.1 through `swap_readpage`):
+    // every folio read back passes `swap_read_folio`, so the pages they cover are the kernel's
+    // `pswpin`, and on 7.x the 64 KiB ones its per-size `swpin` — exactly, when no swap-in event
+    // was reported missed.
+    let sin_pages = num(&r, &["swapin_pages"]);
+    let pswpin = num(&r, &["kernel", "pswpin_pages"]);
+    let sin4 = num(&r, &["swapins_by_order", "4"]);
+    let swpin4 = num(&r, &["kernel", "swpin_by_order", "4"]);
+    let missed_swapin = missed.get("swapin").copied().unwrap_or(0);
+    s.push_str(&format!(
+        "    swap-ins: {sin_pages} pages by events vs Δpswpin {pswpin}; 64K events {sin4} vs Δswpin[64K] {swpin4}\n"
+    ));
+    ensure!(
+        !r["swapin_pages"].is_null(),
+        "no swap-in feed attached (every supported kernel has one)"
+    );
+    if missed_swapin == 0 {
+        ensure!(
+            sin_pages == pswpin,
+            "Σ 2^order × swap-in events {sin_pages} != Δpswpin {pswpin}"
+        );
+        if spec.mthp_swpin {
+            ensure!(
+                sin4 == swpin4,
+                "64 KiB swap-in events {sin4} != Δswpin[64K] {swpin4}"
+            );
+        }
+    } else {
+        ensure!(
+            sin_pages <= pswpin,
+            "swap-in events cover {sin_pages} pages, more than Δpswpin {pswpin}"
+        );
+    }
     if spec.full_tier {
         // Relation 1 (kernel-swap-allocator.md §4.3): every successful order-4 request from
         // reclaim is written out or kept off the device; splits after a refused order-4 request

@@ -400,7 +400,8 @@ impl Engine {
             | Event::Counters(_)
             | Event::Devices(_)
             | Event::Lost(_)
-            | Event::Split(_) => {
+            | Event::Split(_)
+            | Event::SwapIn(_) => {
                 self.stream.ignored += 1;
             }
         }

@@ -98,25 +98,25 @@ columns! {
         TsNs: "ts_ns", U64, false,
             "Event time, `CLOCK_BOOTTIME` nanoseconds (add the Parquet metadata's `swapscope.realtime_minus_boottime_ns` for wall-clock time).";
         Kind: "kind", Str, false,
-            "`writeout`, `alloc`, `free`, `split`, `marker`, `counters`, `devices`, `lost`, `swapon` or `swapoff` (the names `dump` shows).";
+            "`writeout`, `alloc`, `free`, `split`, `swapin`, `marker`, `counters`, `devices`, `lost`, `swapon` or `swapoff` (the names `dump` shows).";
         Cpu: "cpu", U32, true,
-            "CPU that reported it: writeout, alloc, free, split.";
+            "CPU that reported it: writeout, alloc, free, split, swapin.";
         Pid: "pid", U32, true,
-            "Task (thread) id: writeout, split.";
+            "Task (thread) id: writeout, split, swapin.";
         Tgid: "tgid", U32, true,
-            "Process id: writeout.";
+            "Process id: writeout, swapin.";
         SwapType: "swap_type", U8, true,
-            "Swap device (the kernel's swap type; 255 = the virtual device of simulated streams): writeout, alloc when it succeeded, free, swapon, swapoff.";
+            "Swap device (the kernel's swap type; 255 = the virtual device of simulated streams): writeout, alloc when it succeeded, free, swapin, swapon, swapoff.";
         Offset: "offset", U64, true,
-            "Swap slot (the first one of a folio or of a freed range): writeout, alloc when it succeeded, free.";
+            "Swap slot (the first one of a folio or of a freed range): writeout, alloc when it succeeded, free, swapin.";
         Order: "order", U8, true,
-            "Folio order (0 = 4 KiB, 4 = 64 KiB, 9 = 2 MiB): writeout, alloc; split: the order before the split, empty when the hook could not tell.";
+            "Folio order (0 = 4 KiB, 4 = 64 KiB, 9 = 2 MiB): writeout, alloc; split: the order before the split, swapin: the folio read back, each empty when the hook could not tell.";
         NewOrder: "new_order", U8, true,
             "split: the order after the split.";
         Nr: "nr", U32, true,
             "free: slots given back.";
         Id: "id", U64, true,
-            "Folio or request id, the same for a request and the split that follows its refusal: alloc, split.";
+            "Folio or request id, the same for a request and the split that follows its refusal: alloc, split, swapin.";
         Result: "result", Str, true,
             "alloc: `success`, `failure` (the kernel refused, the folio will be split) or `unknown` (simulated requests).";
         LatencyNs: "latency_ns", U32, true,
@@ -124,7 +124,7 @@ columns! {
         Pfn: "pfn", U64, true,
             "writeout: the head page frame number, empty when unknown.";
         Flags: "flags", U32, true,
-            "writeout: folio flag bits (1 head, 2 swapbacked, 4 swapcache, 8 dirty, 16 writeback, 32 anonymous); swapon: device bits (1 solidstate, 2 blkdev, 4 discard, 8 synchronous I/O).";
+            "writeout, swapin: folio flag bits (1 head, 2 swapbacked, 4 swapcache, 8 dirty, 16 writeback, 32 anonymous; a swap-in without 4 bypassed the swap cache); swapon: device bits (1 solidstate, 2 blkdev, 4 discard, 8 synchronous I/O).";
         MaxSlots: "max_slots", U64, true,
             "swapon: the device's slots, header slot 0 included (`si->max`).";
         BadSlots: "bad_slots", U64, true,

@@ -196,6 +196,18 @@ pub fn event_row<'a>(
             }
             set(C::NewOrder, Value::U(s.new_order.into()));
         }
+        Event::SwapIn(si) => {
+            set(C::Cpu, u(si.cpu));
+            set(C::Pid, u(si.pid));
+            set(C::Tgid, u(si.tgid));
+            set(C::Id, Value::U(si.id));
+            set(C::SwapType, Value::U(si.swap_type.into()));
+            set(C::Offset, Value::U(si.offset));
+            if let Some(o) = si.order {
+                set(C::Order, Value::U(o.into()));
+            }
+            set(C::Flags, u(si.flags));
+        }
         Event::Marker(m) => set(C::Label, Value::Str(&m.label)),
         Event::Lost(l) => {
             set(C::RingbufLost, Value::U(l.ringbuf));

@@ -14,7 +14,7 @@ use super::{
 use crate::{
     event::{
         Alloc, AllocResult, CounterSample, DeviceKind, DeviceList, Event, Free, Lost, Marker,
-        Split, SwapDevice, SwapOff, SwapOn, Writeout, virtual_slot,
+        Split, SwapDevice, SwapIn, SwapOff, SwapOn, Writeout, virtual_slot,
     },
     record::RecordingHeader,
     sink::{
@@ -91,6 +91,17 @@ fn every_kind() -> Vec<Event> {
             id: u64::MAX,
             old_order: None,
             new_order: 0,
+        }),
+        Event::SwapIn(SwapIn {
+            ts_ns: 14,
+            cpu: 3,
+            pid: 42,
+            tgid: 40,
+            id: 9,
+            swap_type: 0,
+            offset: 16,
+            order: Some(4),
+            flags: 0x6,
         }),
         Event::Free(Free {
             ts_ns: 14,
@@ -312,11 +323,11 @@ fn csv_rows_read_back_cell_for_cell() {
     // The label with a comma, quotes and a newline survives whole; the empty one stays a string.
     let label = EventCol::Label as usize;
     assert_eq!(
-        records[9][label].as_deref(),
+        records[10][label].as_deref(),
         Some("a, \"quoted\"\nlabel"),
         "{text}"
     );
-    assert_eq!(records[10][label].as_deref(), Some(""));
+    assert_eq!(records[11][label].as_deref(), Some(""));
 }
 
 #[test]
@@ -459,7 +470,7 @@ fn kinds_filter_rows_and_keeps_stream_positions() {
         seqs.extend(s.values().iter().copied());
     }
     assert_eq!(kinds, ["free", "marker", "marker"]);
-    assert_eq!(seqs, [7, 8, 9], "positions in the whole stream");
+    assert_eq!(seqs, [8, 9, 10], "positions in the whole stream");
 }
 
 #[test]

@@ -71,7 +71,7 @@ impl Hook {
 /// the first candidate whose function exists with that signature and that loads and attaches.
 #[derive(Clone, Copy, Debug)]
 pub struct Candidate {
-    /// What it feeds: `alloc`, `free`, `free-thp`, `split`.
+    /// What it feeds: `alloc`, `free`, `free-thp`, `split`, `swapin`.
     pub feeds: &'static str,
     /// Program name in the BPF object.
     pub program: &'static str,
@@ -158,6 +158,38 @@ pub const CANDIDATES: &[Candidate] = &[
         hook: Hook::FEntry,
         func: "swap_free_cluster",
         params: &[SI, "long unsigned int"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "swapin",
+        program: "swapin_ctx_folio",
+        hook: Hook::FEntry,
+        func: "swap_read_folio",
+        params: &["struct swap_io_ctx *", "struct folio *"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "swapin",
+        program: "swapin_folio",
+        hook: Hook::FEntry,
+        func: "swap_read_folio",
+        params: &["struct folio *", "struct swap_iocb * *"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "swapin",
+        program: "swapin_folio",
+        hook: Hook::FEntry,
+        func: "swap_read_folio",
+        params: &["struct folio *", "bool", "struct swap_iocb * *"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "swapin",
+        program: "swapin_page",
+        hook: Hook::FEntry,
+        func: "swap_readpage",
+        params: &["struct page *", "bool", "struct swap_iocb * *"],
         ret: None,
     },
     Candidate {

@@ -10,7 +10,7 @@ use swapscope_common::{EventHeader, PFN_UNKNOWN, WriteoutEvent};
 use super::FormatError;
 use crate::event::{
     Alloc, AllocResult, CounterSample, DeviceKind, DeviceList, Event, Free, Lost, Marker, Split,
-    SwapDevice, SwapOff, SwapOn, Ts, Writeout,
+    SwapDevice, SwapIn, SwapOff, SwapOn, Ts, Writeout,
 };
 
 /// Record kinds (the `kind` field of a record). Append new kinds; never renumber or reuse one.
@@ -30,9 +30,11 @@ pub mod kind {
     /// A writeout coded against the chunk's previous one (format 1.2; see
     /// [`super::WriteoutDeltas`]).
     pub const WRITEOUT_DELTA: u16 = 12;
+    /// A folio read back from swap (format 1.3, full tier).
+    pub const SWAP_IN: u16 = 13;
 
     /// Every kind this version reads and writes, with its name: the one table of record kinds.
-    pub const ALL: [(u16, &str); 12] = [
+    pub const ALL: [(u16, &str); 13] = [
         (WRITEOUT, "writeout"),
         (COUNTERS, "counters"),
         (DEVICES, "devices"),
@@ -45,6 +47,7 @@ pub mod kind {
         (SPLIT, "split"),
         (ALLOC_TIMED, "alloc-timed"),
         (WRITEOUT_DELTA, "writeout-delta"),
+        (SWAP_IN, "swapin"),
     ];
 
     /// The name of a known kind.
@@ -70,6 +73,7 @@ pub fn kind_of(ev: &Event) -> u16 {
         Event::Free(_) => kind::FREE,
         Event::Marker(_) => kind::MARKER,
         Event::Split(_) => kind::SPLIT,
+        Event::SwapIn(_) => kind::SWAP_IN,
     }
 }
 
@@ -181,6 +185,32 @@ pub fn encode_event(ev: &Event, swp_type_shift: u8, out: &mut Vec<u8>) -> Result
             put_u64(out, *id);
             out.push(old_order.unwrap_or(swapscope_common::ORDER_UNKNOWN));
             out.push(*new_order);
+        }
+        Event::SwapIn(SwapIn {
+            ts_ns,
+            cpu,
+            pid,
+            tgid,
+            id,
+            swap_type,
+            offset,
+            order,
+            flags,
+        }) => {
+            if *order == Some(swapscope_common::ORDER_UNKNOWN) {
+                return Err(FormatError::InvalidEvent {
+                    reason: "swap-in order equals the ORDER_UNKNOWN sentinel".to_owned(),
+                });
+            }
+            put_u64(out, *ts_ns);
+            put_u32(out, *cpu);
+            put_u32(out, *pid);
+            put_u32(out, *tgid);
+            put_u64(out, *id);
+            out.push(*swap_type);
+            put_u64(out, *offset);
+            out.push(order.unwrap_or(swapscope_common::ORDER_UNKNOWN));
+            put_u32(out, *flags);
         }
     }
     Ok(kind_of(ev))
@@ -451,6 +481,17 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             old_order: Some(d.u8()?).filter(|o| *o != swapscope_common::ORDER_UNKNOWN),
             new_order: d.u8()?,
         }),
+        kind::SWAP_IN => Event::SwapIn(SwapIn {
+            ts_ns,
+            cpu: d.u32()?,
+            pid: d.u32()?,
+            tgid: d.u32()?,
+            id: d.u64()?,
+            swap_type: d.u8()?,
+            offset: d.u64()?,
+            order: Some(d.u8()?).filter(|o| *o != swapscope_common::ORDER_UNKNOWN),
+            flags: d.u32()?,
+        }),
         _ => return Err("not a hand-encoded record kind"),
     })
 }
@@ -636,7 +677,7 @@ fn bpf_header(d: &mut Dec<'_>) -> Result<EventHeader, &'static str> {
     })
 }
 
-/// Decodes a full-tier BPF event (`swapscope_common::{AllocEvent, FreeEvent, SplitEvent}`, by
+/// Decodes a full-tier BPF event (`swapscope_common::{AllocEvent, FreeEvent, SplitEvent, SwapInEvent}`, by
 /// their `#[repr(C)]` layouts) into an [`Event`]. `None` for other kinds or short buffers.
 /// Write-outs are not decoded here: the recorder stores their bytes verbatim.
 pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
@@ -695,6 +736,24 @@ pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
                 id,
                 old_order,
                 new_order,
+            })
+        }
+        kind::SWAPIN => {
+            let swap_val = d.u64().ok()?;
+            let pid_tgid = d.u64().ok()?;
+            let id = d.u64().ok()?;
+            let flags = d.u32().ok()?;
+            let order = Some(d.u8().ok()?).filter(|o| *o != ORDER_UNKNOWN);
+            Event::SwapIn(SwapIn {
+                ts_ns,
+                cpu,
+                pid: pid_tgid as u32,
+                tgid: (pid_tgid >> 32) as u32,
+                id,
+                swap_type: (swap_val >> shift) as u8,
+                offset: swap_val & ((1u64 << shift) - 1),
+                order,
+                flags,
             })
         }
         _ => return None,
@@ -968,6 +1027,30 @@ pub(crate) mod tests {
                         new_order,
                     })
                 }),
+            (
+                ts,
+                (any::<u32>(), any::<u32>(), any::<u32>()),
+                any::<u64>(),
+                any::<u8>(),
+                any::<u64>(),
+                proptest::option::of(0u8..0xff),
+                any::<u32>()
+            )
+                .prop_map(
+                    |(ts_ns, (cpu, pid, tgid), id, swap_type, offset, order, flags)| {
+                        Event::SwapIn(SwapIn {
+                            ts_ns,
+                            cpu,
+                            pid,
+                            tgid,
+                            id,
+                            swap_type,
+                            offset,
+                            order,
+                            flags,
+                        })
+                    }
+                ),
         ]
     }
 
@@ -990,7 +1073,7 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_never_panic(k in 0u16..14, body in prop::collection::vec(any::<u8>(), 0..80)) {
+        fn arbitrary_bodies_never_panic(k in 0u16..16, body in prop::collection::vec(any::<u8>(), 0..80)) {
             let _ = decode_record(k, &body, SHIFT);
         }
     }
@@ -1000,7 +1083,7 @@ pub(crate) mod tests {
         let mut kinds: Vec<u16> = kind::ALL.iter().map(|(k, _)| *k).collect();
         kinds.sort_unstable();
         kinds.dedup();
-        assert_eq!(kinds, (1..=12).collect::<Vec<u16>>());
+        assert_eq!(kinds, (1..=13).collect::<Vec<u16>>());
     }
 
     #[test]
@@ -1103,7 +1186,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_decode_to_none_and_bad_tags_are_errors() {
-        assert!(matches!(decode_record(13, b"whatever", SHIFT), Ok(None)));
+        assert!(matches!(decode_record(14, b"whatever", SHIFT), Ok(None)));
         assert!(matches!(decode_record(0xffff, &[], SHIFT), Ok(None)));
         let ev = Event::Alloc(Alloc {
             ts_ns: 1,
@@ -1155,7 +1238,7 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_full_tier_events() {
-        use swapscope_common::{AllocEvent, FreeEvent, SplitEvent, kind};
+        use swapscope_common::{AllocEvent, FreeEvent, SplitEvent, SwapInEvent, kind};
         let hdr = |k: u16, size: usize| EventHeader {
             kind: k,
             size: size as u16,
@@ -1224,6 +1307,29 @@ pub(crate) mod tests {
             }))
         );
         assert_eq!(from_bpf(&bpf_bytes(&sp)[..20], 58), None);
+        let si = SwapInEvent {
+            header: hdr(kind::SWAPIN, size_of::<SwapInEvent>()),
+            swap_val: (1 << 58) | 4096,
+            pid_tgid: (9 << 32) | 8,
+            folio_id: 7,
+            flags: swapscope_common::folio_flags::SWAPCACHE,
+            order: 4,
+            _pad: [0; 3],
+        };
+        assert_eq!(
+            from_bpf(&bpf_bytes(&si), 58),
+            Some(Event::SwapIn(SwapIn {
+                ts_ns: 99,
+                cpu: 3,
+                pid: 8,
+                tgid: 9,
+                id: 7,
+                swap_type: 1,
+                offset: 4096,
+                order: Some(4),
+                flags: swapscope_common::folio_flags::SWAPCACHE,
+            }))
+        );
         assert_eq!(free_event_inuse(&bpf_bytes(&f)), Some(10));
         assert_eq!(free_event_inuse(&bpf_bytes(&a)), None);
     }

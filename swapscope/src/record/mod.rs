@@ -35,8 +35,9 @@ pub const MAGIC: [u8; 8] = *b"SWSCOPE\0";
 /// Incompatible layout changes bump the major version; readers refuse other majors.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Additive changes (record kinds, header TLVs, chunk kinds, codecs) bump the minor version;
-/// readers skip what they do not know. 1.1 added `alloc-timed` records, 1.2 `writeout-delta`.
-pub const FORMAT_MINOR: u16 = 2;
+/// readers skip what they do not know. 1.1 added `alloc-timed` records, 1.2 `writeout-delta`,
+/// 1.3 `swapin`.
+pub const FORMAT_MINOR: u16 = 3;
 /// `SWP_TYPE_SHIFT` on x86-64 (`MAX_SWAPFILES_SHIFT` = 5 bits of type above 58 bits of offset
 /// in the swap entry the BPF program reads).
 pub const DEFAULT_SWP_TYPE_SHIFT: u8 = 58;

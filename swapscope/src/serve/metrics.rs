@@ -144,7 +144,7 @@ pub const METRICS: &[MetricDef] = &[
         C,
         "tracepoint",
         &["kind"],
-        "Events the exporter analysed, by kind (writeout, alloc, free, split, marker, sample)",
+        "Events the exporter analysed, by kind (writeout, alloc, free, split, swapin, marker, sample)",
     ),
     def(
         "swapscope_lost_events_total",
@@ -180,6 +180,13 @@ pub const METRICS: &[MetricDef] = &[
         "full",
         &["size"],
         "Requests the kernel's allocator refused (no contiguous free slots of that size)",
+    ),
+    def(
+        "swapscope_swapins_total",
+        C,
+        "full",
+        &["size"],
+        "Folios read back from swap (swap_read_folio), by folio size",
     ),
     def(
         "swapscope_model_requests_total",
@@ -368,6 +375,7 @@ fn collect(snap: &Snapshot, stats: &ServeStats) -> Samples {
             ("alloc", k.allocs),
             ("free", k.frees),
             ("split", k.splits),
+            ("swapin", k.swapins),
             ("marker", k.markers),
             ("sample", k.samples),
             ("other", k.other),
@@ -389,6 +397,12 @@ fn collect(snap: &Snapshot, stats: &ServeStats) -> Samples {
         );
     }
     if tier == "full" {
+        for (order, n) in snap.swapins_by_order.iter().enumerate() {
+            if *n > 0 {
+                let size = size_label(order as u8, page);
+                s.add("swapscope_swapins_total", &[("size", &size)], *n as f64);
+            }
+        }
         for (order, (req, fail)) in snap.requests.iter().zip(&snap.failures).enumerate() {
             if *req > 0 {
                 let size = size_label(order as u8, page);

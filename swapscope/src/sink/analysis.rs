@@ -75,7 +75,7 @@ pub fn default_interval_ms(header: &RecordingHeader) -> u64 {
 }
 
 /// Kinds of the Events view's per-kind tails.
-const TAIL_KINDS: usize = 6;
+const TAIL_KINDS: usize = 7;
 
 /// The kernel's swap events and markers (the first kinds of [`crate::event::KINDS`]) each have
 /// a tail; the rest share the last.
@@ -146,6 +146,7 @@ pub struct Analysis {
     first_ts: Option<Ts>,
     last_ts: Ts,
     writeouts: Orders,
+    swapins: Orders,
     requests: Orders,
     failures: Orders,
     /// Counter values of the first sample.
@@ -191,6 +192,7 @@ impl Analysis {
             first_ts: None,
             last_ts: 0,
             writeouts: [0; NR_ORDERS],
+            swapins: [0; NR_ORDERS],
             requests: [0; NR_ORDERS],
             failures: [0; NR_ORDERS],
             first_sample: None,
@@ -309,6 +311,12 @@ impl Analysis {
                 self.cur.freed_slots += u64::from(f.nr);
             }
             Event::Split(_) => self.kinds.splits += 1,
+            Event::SwapIn(si) => {
+                self.kinds.swapins += 1;
+                if let Some(o) = si.order {
+                    self.swapins[usize::from(o).min(NR_ORDERS - 1)] += 1;
+                }
+            }
             Event::Marker(m) => {
                 self.kinds.markers += 1;
                 let label = m.kept_label();
@@ -666,6 +674,7 @@ impl Analysis {
             first_ts: self.first_ts.unwrap_or(0),
             last_ts: self.last_ts,
             writeouts_by_order: self.writeouts,
+            swapins_by_order: self.swapins,
             swpout: self.swpout,
             swpout_fallback: self.swpout_fallback,
             pswpout: self.pswpout,

@@ -188,6 +188,7 @@ pub struct KindCounts {
     pub allocs: u64,
     pub frees: u64,
     pub splits: u64,
+    pub swapins: u64,
     pub markers: u64,
     pub samples: u64,
     pub other: u64,
@@ -204,6 +205,8 @@ pub struct Snapshot {
     pub first_ts: Ts,
     pub last_ts: Ts,
     pub writeouts_by_order: Orders,
+    /// Full tier: folios read back from swap, index = order (unknown orders not counted).
+    pub swapins_by_order: Orders,
     /// The kernel's counters since the stream's first sample, index = order.
     pub swpout: Orders,
     pub swpout_fallback: Orders,
@@ -276,6 +279,7 @@ impl Snapshot {
             events: self.events,
             duration_s: self.duration_s(),
             writeouts_by_order: by(&self.writeouts_by_order),
+            swapins_by_order: by(&self.swapins_by_order),
             kernel_swpout_by_order: by(&self.swpout),
             kernel_swpout_fallback_by_order: by(&self.swpout_fallback),
             pswpout: self.pswpout,
@@ -302,6 +306,7 @@ pub struct SnapshotSummary {
     pub events: u64,
     pub duration_s: f64,
     pub writeouts_by_order: std::collections::BTreeMap<String, u64>,
+    pub swapins_by_order: std::collections::BTreeMap<String, u64>,
     pub kernel_swpout_by_order: std::collections::BTreeMap<String, u64>,
     pub kernel_swpout_fallback_by_order: std::collections::BTreeMap<String, u64>,
     pub pswpout: u64,

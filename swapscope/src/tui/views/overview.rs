@@ -1,4 +1,5 @@
-//! Overview: write-outs per second by folio size, the kernel's per-size swap-out and fallback
+//! Overview: write-outs per second by folio size (and, on the full tier, the folios read back),
+//! the kernel's per-size swap-out and fallback
 //! counters, each device's use, and the health of the stream (lost and missed events, the tier
 //! and its hooks).
 
@@ -60,6 +61,24 @@ fn writeout_lines(snap: &Snapshot, w: usize) -> Vec<Line<'static>> {
     if requests_only {
         return request_lines(snap, w);
     }
+    let mut lines = rate_lines(snap, w);
+    if snap.kinds.swapins > 0 {
+        // Full tier: folios read back (swap_read_folio), beside what was written.
+        let mut spans = vec![Span::styled("read back (swap-in events):", DIM)];
+        for o in (0..NR_ORDERS).filter(|&o| snap.swapins_by_order[o] > 0) {
+            spans.push(Span::styled(
+                format!(" {} ", folio_size(o as u8)),
+                Style::new().fg(order_color(o)),
+            ));
+            spans.push(Span::raw(fmt::count(snap.swapins_by_order[o])));
+        }
+        lines.push(Line::from(spans));
+    }
+    lines
+}
+
+/// Write-outs per second by order.
+fn rate_lines(snap: &Snapshot, w: usize) -> Vec<Line<'static>> {
     let orders: Vec<usize> = (0..NR_ORDERS)
         .filter(|&o| snap.writeouts_by_order[o] > 0)
         .collect();
