@@ -21,6 +21,22 @@ pub mod kind {
     pub const SPLIT: u16 = 4;
     /// [`crate::SwapInEvent`]: a folio about to be read back from swap (full tier).
     pub const SWAPIN: u16 = 5;
+    /// [`crate::ClusterEvent`]: a swap cluster moved between the allocator's lists (full tier).
+    pub const CLUSTER: u16 = 6;
+}
+
+/// Cluster lists as swapscope numbers them (the kernel's `enum swap_cluster_flags` values are
+/// read from BTF and translated by the programs through [`KernelLayout::cluster_codes`]).
+pub mod cluster_list {
+    /// Off every list: taken by an allocator (`isolate_lock_cluster`) or being discarded.
+    pub const ISOLATED: u8 = 0;
+    pub const FREE: u8 = 1;
+    pub const NONFULL: u8 = 2;
+    pub const FRAG: u8 = 3;
+    pub const FULL: u8 = 4;
+    pub const DISCARD: u8 = 5;
+    /// A flag value the loader could not name.
+    pub const UNKNOWN: u8 = 0xff;
 }
 
 /// Common prefix of every event a BPF program emits.
@@ -149,6 +165,28 @@ pub struct SwapInEvent {
 }
 const _: () = assert!(core::mem::size_of::<SwapInEvent>() == 48);
 
+/// A swap cluster put on one of the allocator's lists (`move_cluster`, 6.14+) or taken off them
+/// by an allocator (`isolate_lock_cluster`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterEvent {
+    pub header: EventHeader,
+    /// Cluster index on the device (its first slot is `cluster * 512`).
+    pub cluster: u32,
+    /// `ci->count`: slots in use in the cluster when the hook ran.
+    pub count: u16,
+    pub swap_type: u8,
+    /// The list it goes to, as a [`cluster_list`] code.
+    pub list: u8,
+    /// The list it was on before (`ci->flags` at the hook), as a [`cluster_list`] code; for an
+    /// isolation, the list it was taken from is not read ([`cluster_list::UNKNOWN`]).
+    pub old_list: u8,
+    /// `ci->order`: the order a nonfull/frag cluster serves (its list index).
+    pub order: u8,
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<ClusterEvent>() == 32);
+
 /// `SplitEvent::old_order` when the hook cannot tell.
 pub const ORDER_UNKNOWN: u8 = 0xff;
 
@@ -195,11 +233,19 @@ pub struct KernelLayout {
     /// How to read a large folio's order: 0 = `_flags_1 & 0xff` (6.2+), 1 = the byte at
     /// `folio_flags1_off` (`_folio_order`, 6.1).
     pub order_mode: u32,
-    pub _pad: u32,
+    /// `struct swap_cluster_info`: offset of the `u16 count` member (0 when not byte-aligned).
+    pub ci_count_off: u32,
     /// Random per-session key mixed into folio ids.
     pub id_key: u64,
+    /// `struct swap_cluster_info`: offsets of the `u8 flags` and `u8 order` members.
+    pub ci_flags_off: u32,
+    pub ci_order_off: u32,
+    /// `enum swap_cluster_flags` value (0..8) → [`cluster_list`] code; all
+    /// [`cluster_list::UNKNOWN`] when the kernel has no such enum (then the cluster hooks are not
+    /// planned).
+    pub cluster_codes: [u8; 8],
 }
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 72);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 88);
 
 #[cfg(feature = "user")]
 mod user {
@@ -215,4 +261,6 @@ mod user {
     unsafe impl aya::Pod for super::SplitEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SwapInEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClusterEvent {}
 }

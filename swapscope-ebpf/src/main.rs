@@ -16,8 +16,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::{info, warn};
 use swapscope_common::{
-    AllocEvent, EventHeader, FreeEvent, KernelLayout, ORDER_UNKNOWN, PFN_UNKNOWN, SplitEvent,
-    SwapInEvent, WriteoutEvent, counter, folio_flags, kind,
+    AllocEvent, ClusterEvent, EventHeader, FreeEvent, KernelLayout, ORDER_UNKNOWN, PFN_UNKNOWN,
+    SplitEvent, SwapInEvent, WriteoutEvent, counter, folio_flags, kind,
 };
 
 /// Filled in by the loader from BTF (see `swapscope::probe::layout`).
@@ -38,8 +38,11 @@ static LAYOUT: KernelLayout = KernelLayout {
     si_cluster_info_off: 0,
     ci_size: 0,
     order_mode: 0,
-    _pad: 0,
+    ci_count_off: 0,
     id_key: 0,
+    ci_flags_off: 0,
+    ci_order_off: 0,
+    cluster_codes: [0xff; 8],
 };
 
 /// Ring buffer of events; its size is set by the loader (`--ringbuf-pages`).
@@ -80,7 +83,8 @@ mod diag {
     pub const FIRST_SPLIT: u32 = 5;
     pub const NO_CLUSTER_SIZE: u32 = 6;
     pub const FIRST_SWAPIN: u32 = 7;
-    pub const NR: u32 = 8;
+    pub const FIRST_CLUSTER: u32 = 8;
+    pub const NR: u32 = 9;
 }
 
 /// Whether diagnostic `i` is due: true the first time only. The flag is set without an atomic:
@@ -457,6 +461,16 @@ pub fn free_si_entry(ctx: FEntryContext) -> u32 {
     unsafe { emit_free(&ctx, ctx.arg(0), entry_offset(entry), 1) }
 }
 
+/// 6.1: `swap_range_free(si, unsigned long offset, unsigned int nr)`, where every free of a slot
+/// ends (`swap_entry_free` is inlined there).
+#[fentry(function = "swap_range_free")]
+pub fn free_si_offset_nr(ctx: FEntryContext) -> u32 {
+    let offset: u64 = ctx.arg(1);
+    let nr: u64 = ctx.arg(2);
+    // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
+    unsafe { emit_free(&ctx, ctx.arg(0), offset, nr & 0xffff_ffff) }
+}
+
 /// Up to 6.9: `swap_free_cluster(si, idx)`, a whole PMD-size cluster.
 #[fentry(function = "swap_free_cluster")]
 pub fn free_si_cluster(ctx: FEntryContext) -> u32 {
@@ -481,14 +495,143 @@ pub fn free_si_ci_start_nr(ctx: FEntryContext) -> u32 {
     let si: *const u8 = ctx.arg(0);
     let ci: *const u8 = ctx.arg(1);
     let start: u64 = ctx.arg(2);
-    // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer; the member offset comes from BTF.
-    let base = unsafe { load_u64(si, l.si_cluster_info_off) };
-    let Some((base, ci)) = launder(base, ci as u64) else {
+    // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer.
+    let Some(idx) = (unsafe { cluster_index(&l, si, ci) }) else {
         return 0;
     };
-    let idx = ci.wrapping_sub(base) / u64::from(l.ci_size);
     // SAFETY: as above.
     unsafe { emit_free(&ctx, si, idx * 512 + (start & 511), ctx.arg(3)) }
+}
+
+/// The `cluster_list` code of a kernel `enum swap_cluster_flags` value. The table is read as one
+/// word and shifted: the verifier refuses a variable-offset read of the stack copy of the layout.
+#[inline(always)]
+fn cluster_code(l: &KernelLayout, raw: u64) -> u8 {
+    if raw >= 8 {
+        return swapscope_common::cluster_list::UNKNOWN;
+    }
+    (u64::from_le_bytes(l.cluster_codes) >> (raw * 8)) as u8
+}
+
+/// Index of cluster `ci` on device `si`: its distance from `si->cluster_info` in clusters.
+///
+/// # Safety
+/// `si` must be a BTF-typed `struct swap_info_struct *` argument of a tracing program and
+/// `l.ci_size` non-zero.
+#[inline(always)]
+unsafe fn cluster_index(l: &KernelLayout, si: *const u8, ci: *const u8) -> Option<u64> {
+    // SAFETY: per the contract; the member offset comes from BTF.
+    let base = unsafe { load_u64(si, l.si_cluster_info_off) };
+    let (base, ci) = launder(base, ci as u64)?;
+    Some(ci.wrapping_sub(base) / u64::from(l.ci_size.max(1)))
+}
+
+/// Emits a cluster going to `list` (a `cluster_list` code) from the one its flags name.
+///
+/// # Safety
+/// `si` and `ci` must be BTF-typed `struct swap_info_struct *` / `struct swap_cluster_info *`
+/// arguments (or the return value) of a tracing program.
+#[inline(always)]
+unsafe fn emit_cluster<C: EbpfContext>(
+    ctx: &C,
+    si: *const u8,
+    ci: *const u8,
+    list: u8,
+    old_known: bool,
+) -> u32 {
+    let l = layout();
+    if l.valid == 0 || l.ci_size == 0 {
+        layout_missing(ctx);
+        return 0;
+    }
+    // SAFETY: per the contract.
+    let Some(idx) = (unsafe { cluster_index(&l, si, ci) }) else {
+        return 0;
+    };
+    // SAFETY: per the contract; member offsets come from BTF.
+    let (count, flags, order, ty) = unsafe {
+        (
+            core::ptr::read_volatile(ci.add(l.ci_count_off as usize).cast::<u16>()),
+            core::ptr::read_volatile(ci.add(l.ci_flags_off as usize)),
+            core::ptr::read_volatile(ci.add(l.ci_order_off as usize)),
+            core::ptr::read_volatile(si.add(l.si_type_off as usize)),
+        )
+    };
+    let old_list = if old_known {
+        cluster_code(&l, u64::from(flags))
+    } else {
+        swapscope_common::cluster_list::UNKNOWN
+    };
+    let ev = ClusterEvent {
+        header: header(kind::CLUSTER, core::mem::size_of::<ClusterEvent>()),
+        cluster: idx as u32,
+        count,
+        swap_type: ty,
+        list,
+        old_list,
+        order,
+        _pad: [0; 6],
+    };
+    submit(ctx, &ev);
+    if once(diag::FIRST_CLUSTER) {
+        info!(
+            ctx,
+            "first cluster list move seen: cluster {} to list {} (count {})",
+            idx as u32,
+            list,
+            count
+        );
+    }
+    0
+}
+
+/// 6.14+: `void move_cluster(si, ci, struct list_head *list, enum swap_cluster_flags new_flags)`:
+/// every insertion into a cluster list (free, nonfull, frag, full, discard).
+#[fentry(function = "move_cluster")]
+pub fn cluster_move(ctx: FEntryContext) -> u32 {
+    let l = layout();
+    let list = cluster_code(&l, ctx.arg(3));
+    // SAFETY: args 0 and 1 are the BTF-typed swap_info_struct and swap_cluster_info pointers.
+    unsafe { emit_cluster(&ctx, ctx.arg(0), ctx.arg(1), list, true) }
+}
+
+/// 6.14–6.17 and 7.x: `struct swap_cluster_info *isolate_lock_cluster(si, struct list_head *)`:
+/// a cluster taken off a list by an allocator (NULL: none).
+#[fexit(function = "isolate_lock_cluster")]
+pub fn cluster_isolate(ctx: FExitContext) -> u32 {
+    let ci: *const u8 = ctx.arg(2);
+    if ci.is_null() {
+        return 0;
+    }
+    // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer, the return value the cluster.
+    unsafe {
+        emit_cluster(
+            &ctx,
+            ctx.arg(0),
+            ci,
+            swapscope_common::cluster_list::ISOLATED,
+            false,
+        )
+    }
+}
+
+/// 6.18: `isolate_lock_cluster(si, struct list_head *, int order)`.
+#[fexit(function = "isolate_lock_cluster")]
+pub fn cluster_isolate_order(ctx: FExitContext) -> u32 {
+    let ci: *const u8 = ctx.arg(3);
+    if ci.is_null() {
+        return 0;
+    }
+    // SAFETY: as `cluster_isolate`.
+    unsafe {
+        emit_cluster(
+            &ctx,
+            ctx.arg(0),
+            ci,
+            swapscope_common::cluster_list::ISOLATED,
+            false,
+        )
+    }
 }
 
 #[inline(always)]

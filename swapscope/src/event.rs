@@ -65,12 +65,14 @@ pub enum Event {
     Split(Split),
     /// A folio about to be read back from swap (full tier).
     SwapIn(SwapIn),
+    /// A swap cluster moved between the allocator's lists (full tier, 6.14+).
+    Cluster(ClusterMove),
 }
 
 /// Every event kind's name, in [`Event::kind_index`] order.
-pub const KINDS: [&str; 11] = [
-    "writeout", "alloc", "free", "split", "swapin", "marker", "counters", "devices", "lost",
-    "swapon", "swapoff",
+pub const KINDS: [&str; 12] = [
+    "writeout", "alloc", "free", "split", "swapin", "cluster", "marker", "counters", "devices",
+    "lost", "swapon", "swapoff",
 ];
 
 impl Event {
@@ -96,12 +98,13 @@ impl Event {
             | Event::Alloc(_)
             | Event::Free(_)
             | Event::Split(_)
-            | Event::SwapIn(_) => 0,
+            | Event::SwapIn(_)
+            | Event::Cluster(_) => 0,
         }
     }
 
-    /// Whether the kernel reported this event (a write-out, request, free, split or swap-in),
-    /// as opposed to samples, device lists, loss counts and markers.
+    /// Whether the kernel reported this event (a write-out, request, free, split, swap-in or
+    /// cluster move), as opposed to samples, device lists, loss counts and markers.
     pub fn is_kernel_event(&self) -> bool {
         matches!(
             self,
@@ -110,6 +113,7 @@ impl Event {
                 | Event::Free(_)
                 | Event::Split(_)
                 | Event::SwapIn(_)
+                | Event::Cluster(_)
         )
     }
 
@@ -126,12 +130,13 @@ impl Event {
             Event::Free(_) => 2,
             Event::Split(_) => 3,
             Event::SwapIn(_) => 4,
-            Event::Marker(_) => 5,
-            Event::Counters(_) => 6,
-            Event::Devices(_) => 7,
-            Event::Lost(_) => 8,
-            Event::SwapOn(_) => 9,
-            Event::SwapOff(_) => 10,
+            Event::Cluster(_) => 5,
+            Event::Marker(_) => 6,
+            Event::Counters(_) => 7,
+            Event::Devices(_) => 8,
+            Event::Lost(_) => 9,
+            Event::SwapOn(_) => 10,
+            Event::SwapOff(_) => 11,
         }
     }
 
@@ -142,6 +147,9 @@ impl Event {
             Event::Alloc(a) => Some(a.order),
             Event::Split(s) => s.old_order,
             Event::SwapIn(s) => s.order,
+            Event::Cluster(c) => {
+                matches!(c.list, cluster_list::NONFULL | cluster_list::FRAG).then_some(c.order)
+            }
             _ => None,
         }
     }
@@ -248,6 +256,22 @@ impl Event {
                     s.push_str(" no-cache");
                 }
             }
+            Event::Cluster(c) => {
+                let _ = write!(
+                    s,
+                    "dev {} cluster {} -> {}",
+                    c.swap_type,
+                    c.cluster,
+                    cluster_list_name(c.list)
+                );
+                if matches!(c.list, cluster_list::NONFULL | cluster_list::FRAG) {
+                    let _ = write!(s, "[{}]", folio_size(c.order));
+                }
+                if c.old_list != cluster_list::UNKNOWN {
+                    let _ = write!(s, " from {}", cluster_list_name(c.old_list));
+                }
+                let _ = write!(s, " count {} cpu {}", c.count, c.cpu);
+            }
             Event::Marker(m) => {
                 let _ = write!(s, "{:?}", m.label);
             }
@@ -323,6 +347,7 @@ impl Event {
             Event::Marker(e) => e.ts_ns,
             Event::Split(e) => e.ts_ns,
             Event::SwapIn(e) => e.ts_ns,
+            Event::Cluster(e) => e.ts_ns,
         }
     }
 }
@@ -549,6 +574,41 @@ pub struct SwapIn {
     pub order: Option<u8>,
     /// `swapscope_common::folio_flags` bits (`SWAPCACHE` clear: the read bypasses the cache).
     pub flags: u32,
+}
+
+/// A swap cluster put on one of the allocator's lists (`move_cluster`) or taken off them by an
+/// allocator (`isolate_lock_cluster`: `list` = [`cluster_list::ISOLATED`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterMove {
+    pub ts_ns: Ts,
+    pub cpu: u32,
+    pub swap_type: u8,
+    /// Cluster index: its slots are `cluster * 512 ..`.
+    pub cluster: u32,
+    /// [`cluster_list`] code of the list it goes to.
+    pub list: u8,
+    /// [`cluster_list`] code of the list the kernel had it on (`ci->flags`), or
+    /// [`cluster_list::UNKNOWN`] for an isolation.
+    pub old_list: u8,
+    /// `ci->order`: the order a nonfull/frag cluster serves.
+    pub order: u8,
+    /// `ci->count`: slots in use when the hook ran.
+    pub count: u16,
+}
+
+pub use swapscope_common::cluster_list;
+
+/// The name of a [`cluster_list`] code.
+pub fn cluster_list_name(code: u8) -> &'static str {
+    match code {
+        cluster_list::ISOLATED => "isolated",
+        cluster_list::FREE => "free",
+        cluster_list::NONFULL => "nonfull",
+        cluster_list::FRAG => "frag",
+        cluster_list::FULL => "full",
+        cluster_list::DISCARD => "discard",
+        _ => "unknown",
+    }
 }
 
 /// The completeness check on `si->inuse_pages`: between two free events on a device, the

@@ -610,6 +610,13 @@ impl Report {
                     "  inuse_pages completeness check: {m} mismatches in {c} checks"
                 );
             }
+            if let Some(st) = self.stream.as_ref().filter(|st| st.cluster_events > 0) {
+                let _ = writeln!(
+                    s,
+                    "  cluster list moves: {} seen; list completeness check: {} mismatches in {} checks",
+                    st.cluster_events, st.real_cluster_mismatches, st.real_cluster_checks
+                );
+            }
             for (feed, n) in self.kernel.missed_events.iter().filter(|(_, n)| **n > 0) {
                 let _ = writeln!(
                     s,

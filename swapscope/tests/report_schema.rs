@@ -143,6 +143,7 @@ fn every_report_has_exactly_the_documented_keys() {
         "host-6.18-tracepoint.swsc",
         "vm-7.3-full-frag.swsc",
         "vm-7.3-full-timed.swsc",
+        "vm-7.3-full-swapin.swsc",
         "sim-thp-fragment.swsc",
     ] {
         let p = root().join("tests/data").join(f).display().to_string();
@@ -183,7 +184,35 @@ fn every_report_has_exactly_the_documented_keys() {
         }
     }
     // `events` counts every event, `writeout_events` the write-outs.
-    let (_, sim) = &reports[3];
+    let (_, sim) = &reports[4];
     assert_eq!(sim["writeout_events"], 0);
     assert_eq!(sim["events"], sim["stream"]["events"]);
+}
+
+/// A format 1.3 recording (Debian 7.3 in QEMU, `seq` scenario): its swap-in events account for
+/// every page the kernel read back and every 64 KiB folio it swapped in whole, and its cluster
+/// events agree with themselves move by move.
+#[test]
+fn a_full_tier_recording_carries_swap_ins_and_cluster_lists() {
+    let p = root()
+        .join("tests/data/vm-7.3-full-swapin.swsc")
+        .display()
+        .to_string();
+    let r = json_of(&["report", "--json", &p]);
+    let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"));
+    assert!(n(&r["swapin_pages"]) > 10_000, "{}", r["swapin_pages"]);
+    assert_eq!(r["swapin_pages"], r["kernel"]["pswpin_pages"]);
+    assert!(n(&r["swapins_by_order"]["4"]) > 1000);
+    assert_eq!(
+        r["swapins_by_order"]["4"],
+        r["kernel"]["swpin_by_order"]["4"]
+    );
+    let st = &r["stream"];
+    assert!(n(&st["cluster_events"]) > 1000, "{st}");
+    assert!(n(&st["real_cluster_checks"]) > 1000, "{st}");
+    assert_eq!(n(&st["real_cluster_mismatches"]), 0, "{st}");
+    // The kernel's own lists: with cluster events the real occupancy has frag clusters, which
+    // counts alone never give (partly used clusters are all `nonfull` then).
+    let peak = &r["peak"]["real"]["state"]["clusters"];
+    assert!(n(&peak["frag"]) > 0, "{peak}");
 }

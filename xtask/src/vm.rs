@@ -57,6 +57,8 @@ struct Spec {
     mthp: bool,
     /// Whether it has the per-size swap-in counters (`stats/swpin`; not in 6.12).
     mthp_swpin: bool,
+    /// Whether its cluster list moves are hooked (`move_cluster`, 6.14+).
+    cluster_hooks: bool,
     /// The allocator model of this kernel, when swapscope has one.
     model: Option<&'static str>,
     /// Whether the full tier must attach (requests and frees).
@@ -66,6 +68,14 @@ struct Spec {
     slot_cache: bool,
 }
 
+impl Spec {
+    /// Whether the TUI and exporter scenarios run: they drive the frag workload (64 KiB mTHP)
+    /// and compare with the kernel's model, on the full tier.
+    fn viewer_scenarios(&self) -> bool {
+        self.full_tier && self.mthp && self.model.is_some()
+    }
+}
+
 const SPECS: &[Spec] = &[
     Spec {
         label: "6.1",
@@ -73,8 +83,9 @@ const SPECS: &[Spec] = &[
         prefix: "6.1.",
         mthp: false,
         mthp_swpin: false,
+        cluster_hooks: false,
         model: None,
-        full_tier: false,
+        full_tier: true,
         slot_cache: true,
     },
     Spec {
@@ -83,6 +94,7 @@ const SPECS: &[Spec] = &[
         prefix: "6.12.",
         mthp: true,
         mthp_swpin: false,
+        cluster_hooks: false,
         model: Some("linux-6.12"),
         full_tier: true,
         slot_cache: true,
@@ -93,6 +105,7 @@ const SPECS: &[Spec] = &[
         prefix: "7.",
         mthp: true,
         mthp_swpin: true,
+        cluster_hooks: true,
         model: Some("linux-6.18"),
         full_tier: true,
         slot_cache: false,
@@ -1120,7 +1133,7 @@ fn run_kernel(spec: &Spec, apt: &Apt, cache: &Path, exe: &Path, args: &VmArgs) -
     let initrd = work.path.join("initrd.cpio.gz");
     let scenarios = scenarios(spec);
     // The TUI scenario checks the viewer, not SMP behaviour: once, with one vCPU.
-    let tui = spec.full_tier && args.smp == 1;
+    let tui = spec.viewer_scenarios() && args.smp == 1;
     build_initramfs(exe, &mods, &initrd, &scenarios, tui)?;
     let disk = work.path.join("results.img");
     fs::File::create(&disk)?.set_len(256 << 20)?;
@@ -1241,7 +1254,7 @@ fn check(
             &check_scenario(spec, dir, sc, smp).with_context(|| format!("scenario {}", sc.name))?,
         );
     }
-    if spec.full_tier && smp == 1 {
+    if spec.viewer_scenarios() && smp == 1 {
         s.push_str(&check_tui(dir).context("scenario tui")?);
         s.push_str(&check_serve(dir, spec).context("scenario serve")?);
     }
@@ -1537,6 +1550,64 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
             split4 == fb4,
             "attributed fallback splits {split4} != Δswpout_fallback[64K] {fb4}"
         );
+        // Cluster list moves (6.14+): every move names the list the kernel had the cluster on,
+        // which must be the one the stream last put it on (a move not seen would show), and the
+        // kernel's model keeps the same lists as the kernel at the end of each interval.
+        if spec.cluster_hooks {
+            let st = &r["stream"];
+            let moves = num(st, &["cluster_events"]);
+            let checks = num(st, &["real_cluster_checks"]);
+            let bad = num(st, &["real_cluster_mismatches"]);
+            let missed_cluster = missed.get("cluster").copied().unwrap_or(0)
+                + missed.get("cluster-isolate").copied().unwrap_or(0);
+            let lists = |v: &Value| v["state"]["clusters"].clone();
+            // Clusters on a different list: the sum of the per-list differences, halved.
+            let apart = |a: &Value, b: &Value| {
+                ["free", "nonfull", "frag", "full", "other"]
+                    .iter()
+                    .map(|k| num(a, &[k]).abs_diff(num(b, &[k])))
+                    .sum::<u64>()
+                    / 2
+            };
+            let (mut same, mut rows, mut worst) = (0, 0, 0);
+            if let Some(model) = spec.model {
+                for iv in r["intervals"].as_array().into_iter().flatten() {
+                    let m = iv["models"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|m| m["name"] == model);
+                    if let Some(m) = m {
+                        rows += 1;
+                        if lists(m) == lists(&iv["real"]) {
+                            same += 1;
+                        }
+                        worst = worst.max(apart(&lists(m), &lists(&iv["real"])));
+                    }
+                }
+            }
+            s.push_str(&format!(
+                "    cluster lists: {moves} moves, {bad} mismatches in {checks} checks; the model's lists = the kernel's at {same} of {rows} interval ends (at most {worst} cluster apart)\n"
+            ));
+            ensure!(moves > 0, "no cluster list move was seen");
+            if missed_cluster == 0 {
+                ensure!(checks > 0, "the cluster list check never ran");
+                ensure!(
+                    bad == 0,
+                    "{bad} cluster list moves were not seen (the previous list disagreed)"
+                );
+                // The stream orders a request after the list moves it caused (its event comes at
+                // the hook's exit) and a free before them, while a model moves its clusters as it
+                // serves the event: an interval may end with one cluster between lists.
+                if smp == 1 && missed_alloc == 0 {
+                    ensure!(rows > 0, "no interval to compare cluster lists at");
+                    ensure!(
+                        worst <= 1,
+                        "the model's cluster lists differ from the kernel's by {worst} clusters at an interval end"
+                    );
+                }
+            }
+        }
         // Relation 2: the reconstruction matches the kernel. stress swaps its device off at the
         // end, which frees every slot, so every slot seen allocated must have been freed, with
         // no slot allocated twice. Before 6.14 the per-CPU slot cache takes order-0 slots in

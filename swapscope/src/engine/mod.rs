@@ -404,6 +404,9 @@ impl Engine {
             | Event::SwapIn(_) => {
                 self.stream.ignored += 1;
             }
+            Event::Cluster(c) => {
+                self.real.cluster(c);
+            }
         }
         if self.config.series_every > 0
             && self.stream.events.is_multiple_of(self.config.series_every)

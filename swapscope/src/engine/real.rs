@@ -1,9 +1,11 @@
 //! The real occupancy, rebuilt from the stream's `Success` results and frees: a slot bitmap and
-//! per-cluster counts per device. The stream does not say which kernel list a cluster is on, so
-//! partial clusters are all reported as `nonfull` (`frag` stays 0).
+//! per-cluster counts per device. Where the stream carries cluster events (full tier, 6.14+:
+//! `move_cluster`, `isolate_lock_cluster`) each cluster's list is the one the kernel put it on;
+//! otherwise it is derived from the count (`free`, `full`, or `partial` when partly used).
 
 use crate::alloc::frag::{FragStats, UsedBitmap};
 use crate::alloc::{CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, ModelSnapshot};
+use crate::event::{ClusterMove, cluster_list};
 
 /// No allocation seen in a cluster yet.
 const NONE: u8 = u8::MAX;
@@ -23,6 +25,10 @@ struct RealDev {
     reserved: UsedBitmap,
     /// Whether any slot besides the header is reserved (a bad-block list).
     has_bad: bool,
+    /// Per cluster: the list the kernel last put it on (a `cluster_list` code;
+    /// `cluster_list::UNKNOWN` until a cluster event names it), and the order it serves.
+    lists: Vec<u8>,
+    list_orders: Vec<u8>,
 }
 
 /// Per-device real slot maps.
@@ -35,6 +41,12 @@ pub struct RealOccupancy {
     pub unmatched_frees: u64,
     /// Allocations on devices the stream never announced.
     pub unknown_device_allocs: u64,
+    /// Cluster events seen, and those whose previous list (the kernel's `ci->flags`, or for an
+    /// isolation "on some list") could be checked against the list the stream last put the
+    /// cluster on; a mismatch means a list move was not seen (a hook inlined at some call site).
+    pub cluster_events: u64,
+    pub cluster_checks: u64,
+    pub cluster_mismatches: u64,
 }
 
 impl RealOccupancy {
@@ -71,6 +83,8 @@ impl RealOccupancy {
             map,
             orders: vec![NONE; counts.len()],
             last: vec![0; counts.len()],
+            lists: vec![cluster_list::UNKNOWN; counts.len()],
+            list_orders: vec![0; counts.len()],
             counts,
             reserved,
             has_bad: on.bad.iter().any(|&b| b != 0 && b < max),
@@ -129,6 +143,36 @@ impl RealOccupancy {
         }
     }
 
+    /// The kernel moved a cluster between its lists.
+    pub fn cluster(&mut self, c: &ClusterMove) {
+        self.cluster_events += 1;
+        let Some(d) = self
+            .devs
+            .get_mut(usize::from(c.swap_type))
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        let i = c.cluster as usize;
+        let (Some(list), Some(order)) = (d.lists.get_mut(i), d.list_orders.get_mut(i)) else {
+            return;
+        };
+        if *list != cluster_list::UNKNOWN {
+            let expected = if c.old_list == cluster_list::UNKNOWN {
+                // An isolation takes a cluster off a list: it must have been on one.
+                *list != cluster_list::ISOLATED
+            } else {
+                *list == c.old_list
+            };
+            self.cluster_checks += 1;
+            if !expected {
+                self.cluster_mismatches += 1;
+            }
+        }
+        *list = c.list;
+        *order = c.order;
+    }
+
     /// The kernel freed `n` slots from `offset`.
     pub fn free(&mut self, swap_type: u8, offset: u64, n: u64) {
         let Some(d) = self
@@ -181,8 +225,8 @@ impl RealOccupancy {
             frag.add(&d.map);
             total += d.pages;
             used += d.inuse;
-            for &c in &d.counts {
-                clusters.add(list_of(c));
+            for (&c, &l) in d.counts.iter().zip(&d.lists) {
+                clusters.add(observed(l).unwrap_or_else(|| list_of(c)));
             }
         }
         ModelSnapshot {
@@ -196,7 +240,8 @@ impl RealOccupancy {
     }
 
     /// The device map of `swap_type`: each cluster's count, the order and slot of its latest
-    /// allocation, and `free`/`full`/`partial` (the stream does not show list moves).
+    /// allocation, and its list: the kernel's where cluster events named it, else
+    /// `free`/`full`/`partial` from the count.
     pub fn cluster_map(&self, swap_type: u8, out: &mut Vec<ClusterCell>) -> bool {
         let Some(d) = self.dev(swap_type) else {
             return false;
@@ -206,10 +251,14 @@ impl RealOccupancy {
                 .iter()
                 .zip(&d.orders)
                 .zip(&d.last)
-                .map(|((&used, &order), &last)| ClusterCell {
+                .zip(d.lists.iter().zip(&d.list_orders))
+                .map(|(((&used, &order), &last), (&l, &lo))| ClusterCell {
                     used,
-                    order: (order != NONE).then_some(order),
-                    list: list_of(used),
+                    order: match observed(l) {
+                        Some(ClusterList::Nonfull | ClusterList::Frag) => Some(lo),
+                        _ => (order != NONE).then_some(order),
+                    },
+                    list: observed(l).unwrap_or_else(|| list_of(used)),
                     last: (order != NONE).then_some(last),
                 }),
         );
@@ -224,6 +273,19 @@ impl RealOccupancy {
             .filter(|(_, d)| d.is_some())
             .map(|(i, _)| i as u8)
     }
+}
+
+/// The list a `cluster_list` code names, `None` while unknown.
+fn observed(code: u8) -> Option<ClusterList> {
+    Some(match code {
+        cluster_list::FREE => ClusterList::Free,
+        cluster_list::NONFULL => ClusterList::Nonfull,
+        cluster_list::FRAG => ClusterList::Frag,
+        cluster_list::FULL => ClusterList::Full,
+        cluster_list::DISCARD => ClusterList::Discard,
+        cluster_list::ISOLATED => ClusterList::Other,
+        _ => return None,
+    })
 }
 
 fn list_of(count: u16) -> ClusterList {
@@ -262,5 +324,59 @@ mod tests {
         assert_eq!(s.clusters.nonfull, 2);
         r.alloc(7, 0, 1);
         assert_eq!(r.unknown_device_allocs, 1);
+    }
+
+    #[test]
+    fn cluster_events_set_lists_and_catch_a_missed_move() {
+        let mut r = RealOccupancy::default();
+        r.swapon(&SwapOn {
+            ts_ns: 0,
+            swap_type: 0,
+            max: 4 * 512,
+            bad: vec![],
+            flags: 0,
+            prio: 0,
+        });
+        let mv = |cluster, list, old_list, order| ClusterMove {
+            ts_ns: 1,
+            cpu: 0,
+            swap_type: 0,
+            cluster,
+            list,
+            old_list,
+            order,
+            count: 0,
+        };
+        use cluster_list::*;
+        // Cluster 1: taken off the free list (first sight: not checked), used for 64K, left on
+        // frag[4]; the next move names frag as its previous list: consistent.
+        r.cluster(&mv(1, ISOLATED, UNKNOWN, 0));
+        r.alloc(0, 512, 16);
+        r.cluster(&mv(1, FRAG, ISOLATED, 4));
+        r.cluster(&mv(1, ISOLATED, UNKNOWN, 4));
+        assert_eq!((r.cluster_checks, r.cluster_mismatches), (2, 0));
+        let mut map = Vec::new();
+        assert!(r.cluster_map(0, &mut map));
+        assert_eq!(map[1].list, ClusterList::Other, "isolated: off the lists");
+        // A move the stream did not see: the kernel says the cluster was full, the stream had
+        // it isolated.
+        r.cluster(&mv(1, FRAG, FULL, 4));
+        assert_eq!((r.cluster_checks, r.cluster_mismatches), (3, 1));
+        // Isolating a cluster the stream already has isolated is a mismatch too.
+        r.cluster(&mv(2, ISOLATED, UNKNOWN, 0));
+        r.cluster(&mv(2, ISOLATED, UNKNOWN, 0));
+        assert_eq!((r.cluster_checks, r.cluster_mismatches), (4, 2));
+        map.clear();
+        assert!(r.cluster_map(0, &mut map));
+        assert_eq!(
+            (map[1].list, map[1].order),
+            (ClusterList::Frag, Some(4)),
+            "the kernel's list and the order it serves"
+        );
+        // Clusters no event named keep the derived list.
+        assert_eq!(map[3].list, ClusterList::Free);
+        let s = r.snapshot();
+        assert_eq!((s.clusters.frag, s.clusters.other), (1, 1));
+        assert_eq!(r.cluster_events, 6);
     }
 }

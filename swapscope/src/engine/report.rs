@@ -136,6 +136,11 @@ pub struct StreamSummary {
     pub real_unmatched_free_slots: u64,
     /// Devices refused for their size (`engine::MAX_DEVICE_SLOTS`).
     pub refused_devices: u64,
+    /// Full tier, 6.14+: cluster list moves seen; how many could be checked against the list
+    /// the stream last put the cluster on, and how many disagreed (a move not seen).
+    pub cluster_events: u64,
+    pub real_cluster_checks: u64,
+    pub real_cluster_mismatches: u64,
 }
 
 /// The comparison document.
@@ -330,6 +335,9 @@ impl Engine {
                     0
                 },
                 refused_devices: self.refused_devices,
+                cluster_events: self.real.cluster_events,
+                real_cluster_checks: self.real.cluster_checks,
+                real_cluster_mismatches: self.real.cluster_mismatches,
             },
             models,
             real,

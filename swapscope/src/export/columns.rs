@@ -98,19 +98,19 @@ columns! {
         TsNs: "ts_ns", U64, false,
             "Event time, `CLOCK_BOOTTIME` nanoseconds (add the Parquet metadata's `swapscope.realtime_minus_boottime_ns` for wall-clock time).";
         Kind: "kind", Str, false,
-            "`writeout`, `alloc`, `free`, `split`, `swapin`, `marker`, `counters`, `devices`, `lost`, `swapon` or `swapoff` (the names `dump` shows).";
+            "`writeout`, `alloc`, `free`, `split`, `swapin`, `cluster`, `marker`, `counters`, `devices`, `lost`, `swapon` or `swapoff` (the names `dump` shows).";
         Cpu: "cpu", U32, true,
-            "CPU that reported it: writeout, alloc, free, split, swapin.";
+            "CPU that reported it: writeout, alloc, free, split, swapin, cluster.";
         Pid: "pid", U32, true,
             "Task (thread) id: writeout, split, swapin.";
         Tgid: "tgid", U32, true,
             "Process id: writeout, swapin.";
         SwapType: "swap_type", U8, true,
-            "Swap device (the kernel's swap type; 255 = the virtual device of simulated streams): writeout, alloc when it succeeded, free, swapin, swapon, swapoff.";
+            "Swap device (the kernel's swap type; 255 = the virtual device of simulated streams): writeout, alloc when it succeeded, free, swapin, cluster, swapon, swapoff.";
         Offset: "offset", U64, true,
-            "Swap slot (the first one of a folio or of a freed range): writeout, alloc when it succeeded, free, swapin.";
+            "Swap slot (the first one of a folio, of a freed range or of a cluster): writeout, alloc when it succeeded, free, swapin, cluster.";
         Order: "order", U8, true,
-            "Folio order (0 = 4 KiB, 4 = 64 KiB, 9 = 2 MiB): writeout, alloc; split: the order before the split, swapin: the folio read back, each empty when the hook could not tell.";
+            "Folio order (0 = 4 KiB, 4 = 64 KiB, 9 = 2 MiB): writeout, alloc; split: the order before the split, swapin: the folio read back, each empty when the hook could not tell; cluster: the order a nonfull or frag cluster serves.";
         NewOrder: "new_order", U8, true,
             "split: the order after the split.";
         Nr: "nr", U32, true,
@@ -137,6 +137,12 @@ columns! {
             "lost: events the BPF ring buffer had no room for, cumulative.";
         UserspaceLost: "userspace_lost", U64, true,
             "lost: events the recorder dropped, cumulative.";
+        ClusterList: "cluster_list", Str, true,
+            "cluster: the list it went to (`free`, `nonfull`, `frag`, `full`, `discard`, or `isolated`: taken off the lists by an allocator).";
+        OldClusterList: "old_cluster_list", Str, true,
+            "cluster: the list the kernel had it on before (`ci->flags`); empty for an isolation.";
+        Count: "count", U32, true,
+            "cluster: slots in use in it when the kernel moved it (`ci->count`).";
         Detail: "detail", Str, true,
             "JSON for the kinds that carry lists: counters `{\"name\": value, …}` (`hugepages-64kB/swpout`, `vmstat/pswpout`, …, as the kernel counts them, since boot); devices `[{\"index\", \"path\", \"kind\", \"size_kb\", \"used_kb\", \"prio\"}, …]`; swapon `[bad slot, …]`.";
     }

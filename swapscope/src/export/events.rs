@@ -9,7 +9,7 @@ use super::{
     table::{Format, Table, Value},
 };
 use crate::{
-    event::{AllocResult, Event},
+    event::{AllocResult, Event, cluster_list, cluster_list_name},
     record::RecordingHeader,
     sink::{Sink, SinkError},
     source::Summary,
@@ -207,6 +207,19 @@ pub fn event_row<'a>(
                 set(C::Order, Value::U(o.into()));
             }
             set(C::Flags, u(si.flags));
+        }
+        Event::Cluster(c) => {
+            set(C::Cpu, u(c.cpu));
+            set(C::SwapType, Value::U(c.swap_type.into()));
+            set(C::Offset, Value::U(u64::from(c.cluster) * 512));
+            if let Some(o) = ev.order() {
+                set(C::Order, Value::U(o.into()));
+            }
+            set(C::ClusterList, Value::Str(cluster_list_name(c.list)));
+            if c.old_list != cluster_list::UNKNOWN {
+                set(C::OldClusterList, Value::Str(cluster_list_name(c.old_list)));
+            }
+            set(C::Count, u(u32::from(c.count)));
         }
         Event::Marker(m) => set(C::Label, Value::Str(&m.label)),
         Event::Lost(l) => {

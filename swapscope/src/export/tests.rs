@@ -13,8 +13,8 @@ use super::{
 };
 use crate::{
     event::{
-        Alloc, AllocResult, CounterSample, DeviceKind, DeviceList, Event, Free, Lost, Marker,
-        Split, SwapDevice, SwapIn, SwapOff, SwapOn, Writeout, virtual_slot,
+        Alloc, AllocResult, ClusterMove, CounterSample, DeviceKind, DeviceList, Event, Free, Lost,
+        Marker, Split, SwapDevice, SwapIn, SwapOff, SwapOn, Writeout, virtual_slot,
     },
     record::RecordingHeader,
     sink::{
@@ -91,6 +91,16 @@ fn every_kind() -> Vec<Event> {
             id: u64::MAX,
             old_order: None,
             new_order: 0,
+        }),
+        Event::Cluster(ClusterMove {
+            ts_ns: 14,
+            cpu: 3,
+            swap_type: 0,
+            cluster: 2,
+            list: crate::event::cluster_list::FRAG,
+            old_list: crate::event::cluster_list::ISOLATED,
+            order: 4,
+            count: 100,
         }),
         Event::SwapIn(SwapIn {
             ts_ns: 14,
@@ -323,11 +333,11 @@ fn csv_rows_read_back_cell_for_cell() {
     // The label with a comma, quotes and a newline survives whole; the empty one stays a string.
     let label = EventCol::Label as usize;
     assert_eq!(
-        records[10][label].as_deref(),
+        records[11][label].as_deref(),
         Some("a, \"quoted\"\nlabel"),
         "{text}"
     );
-    assert_eq!(records[11][label].as_deref(), Some(""));
+    assert_eq!(records[12][label].as_deref(), Some(""));
 }
 
 #[test]
@@ -470,7 +480,7 @@ fn kinds_filter_rows_and_keeps_stream_positions() {
         seqs.extend(s.values().iter().copied());
     }
     assert_eq!(kinds, ["free", "marker", "marker"]);
-    assert_eq!(seqs, [8, 9, 10], "positions in the whole stream");
+    assert_eq!(seqs, [9, 10, 11], "positions in the whole stream");
 }
 
 #[test]

@@ -262,7 +262,6 @@ impl KernelBtf {
                 .member_offset("folio", "_folio_order")
                 .or_else(|_| self.member_offset("folio", "_flags_1"))?,
             order_mode: u32::from(self.member_offset("folio", "_folio_order").is_ok()),
-            _pad: 0,
             // 6.1 keeps a swap-cache folio's entry in `private` (there is no `swap` member yet).
             folio_swap_off: self
                 .member_offset("folio", "swap")
@@ -284,8 +283,40 @@ impl KernelBtf {
                 .member_offset("swap_info_struct", "cluster_info")
                 .unwrap_or(0),
             ci_size: self.struct_size("swap_cluster_info").unwrap_or(0),
+            ci_count_off: self
+                .member_offset("swap_cluster_info", "count")
+                .unwrap_or(0),
+            ci_flags_off: self
+                .member_offset("swap_cluster_info", "flags")
+                .unwrap_or(0),
+            ci_order_off: self
+                .member_offset("swap_cluster_info", "order")
+                .unwrap_or(0),
+            cluster_codes: self.cluster_codes(),
             id_key: random_key(),
         })
+    }
+
+    /// `enum swap_cluster_flags` (6.14+) as [`cluster_list`] codes, indexed by the kernel's
+    /// value; all unknown when the enum is missing or a value is 8 or more.
+    fn cluster_codes(&self) -> [u8; 8] {
+        use swapscope_common::cluster_list as l;
+        let mut codes = [l::UNKNOWN; 8];
+        for (name, code) in [
+            ("CLUSTER_FLAG_NONE", l::ISOLATED),
+            ("CLUSTER_FLAG_FREE", l::FREE),
+            ("CLUSTER_FLAG_NONFULL", l::NONFULL),
+            ("CLUSTER_FLAG_FRAG", l::FRAG),
+            ("CLUSTER_FLAG_FULL", l::FULL),
+            ("CLUSTER_FLAG_DISCARD", l::DISCARD),
+        ] {
+            if let Ok(v) = self.enum_value("swap_cluster_flags", name)
+                && let Some(slot) = codes.get_mut(v as usize)
+            {
+                *slot = code;
+            }
+        }
+        codes
     }
 }
 

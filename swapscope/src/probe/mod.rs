@@ -71,7 +71,8 @@ impl Hook {
 /// the first candidate whose function exists with that signature and that loads and attaches.
 #[derive(Clone, Copy, Debug)]
 pub struct Candidate {
-    /// What it feeds: `alloc`, `free`, `free-thp`, `split`, `swapin`.
+    /// What it feeds: `alloc`, `free`, `free-thp`, `split`, `swapin`, `cluster`,
+    /// `cluster-isolate`.
     pub feeds: &'static str,
     /// Program name in the BPF object.
     pub program: &'static str,
@@ -153,6 +154,14 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
+        feeds: "free",
+        program: "free_si_offset_nr",
+        hook: Hook::FEntry,
+        func: "swap_range_free",
+        params: &[SI, "long unsigned int", "unsigned int"],
+        ret: None,
+    },
+    Candidate {
         feeds: "free-thp",
         program: "free_si_cluster",
         hook: Hook::FEntry,
@@ -191,6 +200,30 @@ pub const CANDIDATES: &[Candidate] = &[
         func: "swap_readpage",
         params: &["struct page *", "bool", "struct swap_iocb * *"],
         ret: None,
+    },
+    Candidate {
+        feeds: "cluster",
+        program: "cluster_move",
+        hook: Hook::FEntry,
+        func: "move_cluster",
+        params: &[SI, CI, "struct list_head *", "enum swap_cluster_flags"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "cluster-isolate",
+        program: "cluster_isolate_order",
+        hook: Hook::FExit,
+        func: "isolate_lock_cluster",
+        params: &[SI, "struct list_head *", "int"],
+        ret: Some(CI),
+    },
+    Candidate {
+        feeds: "cluster-isolate",
+        program: "cluster_isolate",
+        hook: Hook::FExit,
+        func: "isolate_lock_cluster",
+        params: &[SI, "struct list_head *"],
+        ret: Some(CI),
     },
     Candidate {
         feeds: "split",
@@ -239,6 +272,12 @@ impl Candidate {
     }
 }
 
+/// The feed a feed is useless without: isolations alone would make every cluster look isolated
+/// twice over.
+fn needs(feed: &str) -> Option<&'static str> {
+    (feed == "cluster-isolate").then_some("cluster")
+}
+
 /// Return types compare by spelling, except that `bool` may be spelled `_Bool`.
 fn ret_matches(want: &str, have: &str) -> bool {
     want == have || (want == "bool" && have == "_Bool")
@@ -280,6 +319,7 @@ pub fn plan(
 ) -> Vec<ProbeStatus> {
     let mut out = vec![tracepoint_status(btf)];
     let mut fed: Vec<&str> = Vec::new();
+    let mut programs: Vec<&str> = Vec::new();
     let mut refused: Option<String> = None;
     for c in CANDIDATES {
         let status = |attached: bool, detail: String| ProbeStatus {
@@ -299,6 +339,22 @@ pub fn plan(
                 continue;
             }
         };
+        if let Some(need) = needs(c.feeds).filter(|n| !fed.contains(n)) {
+            out.push(status(
+                false,
+                format!(
+                    "not needed: it only makes sense with the {need} feed, which did not attach"
+                ),
+            ));
+            continue;
+        }
+        if c.feeds == "free-thp" && programs.contains(&"free_si_offset_nr") {
+            out.push(status(
+                false,
+                "not needed: swap_range_free sees whole-cluster frees too".into(),
+            ));
+            continue;
+        }
         if fed.contains(&c.feeds) {
             out.push(status(
                 false,
@@ -311,6 +367,7 @@ pub fn plan(
             (Some(f), None) => match f(c) {
                 Ok(()) => {
                     fed.push(c.feeds);
+                    programs.push(c.program);
                     status(true, format!("attached to {sig}"))
                 }
                 Err(why) => {

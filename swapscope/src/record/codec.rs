@@ -9,8 +9,8 @@ use swapscope_common::{EventHeader, PFN_UNKNOWN, WriteoutEvent};
 
 use super::FormatError;
 use crate::event::{
-    Alloc, AllocResult, CounterSample, DeviceKind, DeviceList, Event, Free, Lost, Marker, Split,
-    SwapDevice, SwapIn, SwapOff, SwapOn, Ts, Writeout,
+    Alloc, AllocResult, ClusterMove, CounterSample, DeviceKind, DeviceList, Event, Free, Lost,
+    Marker, Split, SwapDevice, SwapIn, SwapOff, SwapOn, Ts, Writeout,
 };
 
 /// Record kinds (the `kind` field of a record). Append new kinds; never renumber or reuse one.
@@ -32,9 +32,11 @@ pub mod kind {
     pub const WRITEOUT_DELTA: u16 = 12;
     /// A folio read back from swap (format 1.3, full tier).
     pub const SWAP_IN: u16 = 13;
+    /// A cluster list move (format 1.3, full tier, 6.14+).
+    pub const CLUSTER: u16 = 14;
 
     /// Every kind this version reads and writes, with its name: the one table of record kinds.
-    pub const ALL: [(u16, &str); 13] = [
+    pub const ALL: [(u16, &str); 14] = [
         (WRITEOUT, "writeout"),
         (COUNTERS, "counters"),
         (DEVICES, "devices"),
@@ -48,6 +50,7 @@ pub mod kind {
         (ALLOC_TIMED, "alloc-timed"),
         (WRITEOUT_DELTA, "writeout-delta"),
         (SWAP_IN, "swapin"),
+        (CLUSTER, "cluster"),
     ];
 
     /// The name of a known kind.
@@ -74,6 +77,7 @@ pub fn kind_of(ev: &Event) -> u16 {
         Event::Marker(_) => kind::MARKER,
         Event::Split(_) => kind::SPLIT,
         Event::SwapIn(_) => kind::SWAP_IN,
+        Event::Cluster(_) => kind::CLUSTER,
     }
 }
 
@@ -211,6 +215,25 @@ pub fn encode_event(ev: &Event, swp_type_shift: u8, out: &mut Vec<u8>) -> Result
             put_u64(out, *offset);
             out.push(order.unwrap_or(swapscope_common::ORDER_UNKNOWN));
             put_u32(out, *flags);
+        }
+        Event::Cluster(ClusterMove {
+            ts_ns,
+            cpu,
+            swap_type,
+            cluster,
+            list,
+            old_list,
+            order,
+            count,
+        }) => {
+            put_u64(out, *ts_ns);
+            put_u32(out, *cpu);
+            out.push(*swap_type);
+            put_u32(out, *cluster);
+            out.push(*list);
+            out.push(*old_list);
+            out.push(*order);
+            put_u16(out, *count);
         }
     }
     Ok(kind_of(ev))
@@ -492,6 +515,16 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             order: Some(d.u8()?).filter(|o| *o != swapscope_common::ORDER_UNKNOWN),
             flags: d.u32()?,
         }),
+        kind::CLUSTER => Event::Cluster(ClusterMove {
+            ts_ns,
+            cpu: d.u32()?,
+            swap_type: d.u8()?,
+            cluster: d.u32()?,
+            list: d.u8()?,
+            old_list: d.u8()?,
+            order: d.u8()?,
+            count: d.u16()?,
+        }),
         _ => return Err("not a hand-encoded record kind"),
     })
 }
@@ -677,7 +710,8 @@ fn bpf_header(d: &mut Dec<'_>) -> Result<EventHeader, &'static str> {
     })
 }
 
-/// Decodes a full-tier BPF event (`swapscope_common::{AllocEvent, FreeEvent, SplitEvent, SwapInEvent}`, by
+/// Decodes a full-tier BPF event (`swapscope_common::{AllocEvent, FreeEvent, SplitEvent, SwapInEvent,
+/// ClusterEvent}`, by
 /// their `#[repr(C)]` layouts) into an [`Event`]. `None` for other kinds or short buffers.
 /// Write-outs are not decoded here: the recorder stores their bytes verbatim.
 pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
@@ -754,6 +788,24 @@ pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
                 offset: swap_val & ((1u64 << shift) - 1),
                 order,
                 flags,
+            })
+        }
+        kind::CLUSTER => {
+            let cluster = d.u32().ok()?;
+            let count = d.u16().ok()?;
+            let swap_type = d.u8().ok()?;
+            let list = d.u8().ok()?;
+            let old_list = d.u8().ok()?;
+            let order = d.u8().ok()?;
+            Event::Cluster(ClusterMove {
+                ts_ns,
+                cpu,
+                swap_type,
+                cluster,
+                list,
+                old_list,
+                order,
+                count,
             })
         }
         _ => return None,
@@ -1051,6 +1103,28 @@ pub(crate) mod tests {
                         })
                     }
                 ),
+            (
+                ts,
+                any::<u32>(),
+                any::<u8>(),
+                any::<u32>(),
+                (any::<u8>(), any::<u8>(), any::<u8>()),
+                any::<u16>()
+            )
+                .prop_map(
+                    |(ts_ns, cpu, swap_type, cluster, (list, old_list, order), count)| {
+                        Event::Cluster(ClusterMove {
+                            ts_ns,
+                            cpu,
+                            swap_type,
+                            cluster,
+                            list,
+                            old_list,
+                            order,
+                            count,
+                        })
+                    }
+                ),
         ]
     }
 
@@ -1073,7 +1147,7 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_never_panic(k in 0u16..16, body in prop::collection::vec(any::<u8>(), 0..80)) {
+        fn arbitrary_bodies_never_panic(k in 0u16..17, body in prop::collection::vec(any::<u8>(), 0..80)) {
             let _ = decode_record(k, &body, SHIFT);
         }
     }
@@ -1083,7 +1157,7 @@ pub(crate) mod tests {
         let mut kinds: Vec<u16> = kind::ALL.iter().map(|(k, _)| *k).collect();
         kinds.sort_unstable();
         kinds.dedup();
-        assert_eq!(kinds, (1..=13).collect::<Vec<u16>>());
+        assert_eq!(kinds, (1..=14).collect::<Vec<u16>>());
     }
 
     #[test]
@@ -1186,7 +1260,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_decode_to_none_and_bad_tags_are_errors() {
-        assert!(matches!(decode_record(14, b"whatever", SHIFT), Ok(None)));
+        assert!(matches!(decode_record(15, b"whatever", SHIFT), Ok(None)));
         assert!(matches!(decode_record(0xffff, &[], SHIFT), Ok(None)));
         let ev = Event::Alloc(Alloc {
             ts_ns: 1,
@@ -1238,7 +1312,9 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_full_tier_events() {
-        use swapscope_common::{AllocEvent, FreeEvent, SplitEvent, SwapInEvent, kind};
+        use swapscope_common::{
+            AllocEvent, ClusterEvent, FreeEvent, SplitEvent, SwapInEvent, cluster_list, kind,
+        };
         let hdr = |k: u16, size: usize| EventHeader {
             kind: k,
             size: size as u16,
@@ -1328,6 +1404,29 @@ pub(crate) mod tests {
                 offset: 4096,
                 order: Some(4),
                 flags: swapscope_common::folio_flags::SWAPCACHE,
+            }))
+        );
+        let cl = ClusterEvent {
+            header: hdr(kind::CLUSTER, size_of::<ClusterEvent>()),
+            cluster: 33,
+            count: 17,
+            swap_type: 1,
+            list: cluster_list::FRAG,
+            old_list: cluster_list::ISOLATED,
+            order: 4,
+            _pad: [0; 6],
+        };
+        assert_eq!(
+            from_bpf(&bpf_bytes(&cl), 58),
+            Some(Event::Cluster(ClusterMove {
+                ts_ns: 99,
+                cpu: 3,
+                swap_type: 1,
+                cluster: 33,
+                list: cluster_list::FRAG,
+                old_list: cluster_list::ISOLATED,
+                order: 4,
+                count: 17,
             }))
         );
         assert_eq!(free_event_inuse(&bpf_bytes(&f)), Some(10));

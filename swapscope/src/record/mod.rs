@@ -36,7 +36,7 @@ pub const MAGIC: [u8; 8] = *b"SWSCOPE\0";
 pub const FORMAT_MAJOR: u16 = 1;
 /// Additive changes (record kinds, header TLVs, chunk kinds, codecs) bump the minor version;
 /// readers skip what they do not know. 1.1 added `alloc-timed` records, 1.2 `writeout-delta`,
-/// 1.3 `swapin`.
+/// 1.3 `swapin` and `cluster`.
 pub const FORMAT_MINOR: u16 = 3;
 /// `SWP_TYPE_SHIFT` on x86-64 (`MAX_SWAPFILES_SHIFT` = 5 bits of type above 58 bits of offset
 /// in the swap entry the BPF program reads).

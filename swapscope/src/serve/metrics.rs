@@ -144,7 +144,7 @@ pub const METRICS: &[MetricDef] = &[
         C,
         "tracepoint",
         &["kind"],
-        "Events the exporter analysed, by kind (writeout, alloc, free, split, swapin, marker, sample)",
+        "Events the exporter analysed, by kind (writeout, alloc, free, split, swapin, cluster, marker, sample)",
     ),
     def(
         "swapscope_lost_events_total",
@@ -376,6 +376,7 @@ fn collect(snap: &Snapshot, stats: &ServeStats) -> Samples {
             ("free", k.frees),
             ("split", k.splits),
             ("swapin", k.swapins),
+            ("cluster", k.clusters),
             ("marker", k.markers),
             ("sample", k.samples),
             ("other", k.other),

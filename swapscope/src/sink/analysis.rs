@@ -75,7 +75,7 @@ pub fn default_interval_ms(header: &RecordingHeader) -> u64 {
 }
 
 /// Kinds of the Events view's per-kind tails.
-const TAIL_KINDS: usize = 7;
+const TAIL_KINDS: usize = 8;
 
 /// The kernel's swap events and markers (the first kinds of [`crate::event::KINDS`]) each have
 /// a tail; the rest share the last.
@@ -311,6 +311,7 @@ impl Analysis {
                 self.cur.freed_slots += u64::from(f.nr);
             }
             Event::Split(_) => self.kinds.splits += 1,
+            Event::Cluster(_) => self.kinds.clusters += 1,
             Event::SwapIn(si) => {
                 self.kinds.swapins += 1;
                 if let Some(o) = si.order {

@@ -189,6 +189,7 @@ pub struct KindCounts {
     pub frees: u64,
     pub splits: u64,
     pub swapins: u64,
+    pub clusters: u64,
     pub markers: u64,
     pub samples: u64,
     pub other: u64,
