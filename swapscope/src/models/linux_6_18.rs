@@ -18,10 +18,15 @@
 //! * a cluster on the free list has no swap table and is not usable by the fast path;
 //! * large orders try one device only; order 0 tries each available device once.
 //!
+//! The algorithm is [`ClusterListAlloc`], generic over the [`Rules`] that changed between 6.14
+//! and 6.18; `linux-6.14` ([`super::linux_6_14`]) is the same code under the 6.14–6.17 rules.
+//!
 //! Simplifications: trylock always succeeds and swap-table allocation never fails; one NUMA
 //! node; cache-only slots are unknown, so reclaim frees nothing (it only rotates the full list);
 //! the discard worker's timing is a [`DiscardTiming`] choice; memcg charge failures are not
 //! modelled (the stream's own `Failure` results cover them).
+
+use std::marker::PhantomData;
 
 use super::kernel::{CL, Dev, Devs, DiscardTiming, KernelAllocator, List};
 use crate::alloc::{MAX_ORDER, NR_ORDERS};
@@ -35,17 +40,67 @@ struct PercpuCluster {
     offset: [u64; NR_ORDERS],
 }
 
-/// The Linux 6.18 allocator.
+/// Where the cluster-list allocators of 6.14–6.18 differ. Each rule names the version that
+/// changed it; everything else (relocation, per-CPU fast path, HDD cursor, stealing, freeing)
+/// is shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    /// Report name of the model.
+    pub name: &'static str,
+    /// 6.18 (9a42aed48421 "prefer nonfull over free clusters"): `nonfull[order]` is scanned
+    /// before a free cluster is taken, except on `SWP_PAGE_DISCARD` devices. Before: one free
+    /// cluster first, then nonfull.
+    pub nonfull_before_free: bool,
+    /// 6.18 (swap table phase I): a cluster on the free list has no swap table and is not
+    /// usable by the per-CPU fast path or the HDD cursor.
+    pub free_is_unusable: bool,
+    /// 6.18 ("only scan one cluster in fragment list"): one `frag[order]` cluster per attempt.
+    /// Before: rotate through every cluster that was on `frag[order]` (`frag_cluster_nr`).
+    pub one_frag_cluster: bool,
+    /// 6.14–6.17: when nothing served the request and clusters wait for discard,
+    /// `cluster_alloc_swap_entry` discards them synchronously and restarts (any order).
+    /// 6.18: `folio_alloc_swap` calls `swap_sync_discard` after an order-0 failure instead.
+    pub discard_in_alloc: bool,
+    /// 6.18 `setup_clusters` fills the lists in index order; 6.12–6.17 column-interleaved.
+    pub sequential_setup: bool,
+}
+
+/// A kernel version's [`Rules`], as a type (so each version is its own model type).
+pub trait Policy: Clone + Copy + std::fmt::Debug + Default + Send + 'static {
+    const RULES: Rules;
+}
+
+/// The rules of 6.18 (and 7.x).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct V618;
+
+impl Policy for V618 {
+    const RULES: Rules = Rules {
+        name: "linux-6.18",
+        nonfull_before_free: true,
+        free_is_unusable: true,
+        one_frag_cluster: true,
+        discard_in_alloc: false,
+        sequential_setup: true,
+    };
+}
+
+/// The cluster-list allocator of 6.14–6.18 under the rules `P` (one definition of the
+/// algorithm; [`Linux618`] and [`super::Linux614`] are its instances).
 #[derive(Clone, Debug, Default)]
-pub struct Linux618 {
+pub struct ClusterListAlloc<P: Policy> {
     devs: Devs,
     pcp: Vec<PercpuCluster>,
     discard: DiscardTiming,
     discard_pending: bool,
+    policy: PhantomData<P>,
 }
 
-impl Linux618 {
-    pub const NAME: &'static str = "linux-6.18";
+/// The Linux 6.18 allocator.
+pub type Linux618 = ClusterListAlloc<V618>;
+
+impl<P: Policy> ClusterListAlloc<P> {
+    pub const NAME: &'static str = P::RULES.name;
 
     pub fn new() -> Self {
         Self::default()
@@ -53,7 +108,7 @@ impl Linux618 {
 
     /// With an explicit discard-worker timing.
     pub fn with_discard_timing(discard: DiscardTiming) -> Self {
-        Linux618 {
+        Self {
             discard,
             ..Self::default()
         }
@@ -69,11 +124,12 @@ impl Linux618 {
         &mut self.pcp[i.min(len - 1)]
     }
 
-    /// `cluster_is_usable`: not full/discard, has a swap table (not on the free list), and
-    /// empty or of the same order for order > 0.
+    /// `cluster_is_usable`: not full/discard, (6.18) has a swap table (not on the free list),
+    /// and empty or of the same order for order > 0.
     fn usable(d: &Dev, c: u32, order: u8) -> bool {
         match d.list_of(c) {
-            Some(List::Full | List::Discard | List::Free) => false,
+            Some(List::Full | List::Discard) => false,
+            Some(List::Free) if P::RULES.free_is_unusable => false,
             _ => order == 0 || d.count(c) == 0 || d.order(c) == order,
         }
     }
@@ -161,11 +217,16 @@ impl Linux618 {
     /// start; `scan_all` keeps going until one serves the request (bounded by the list length,
     /// so a list whose clusters all fail cannot loop forever).
     fn scan_list(&mut self, ty: u8, list: List, order: u8, scan_all: bool, cpu: u32) -> u64 {
-        let mut budget = match self.devs.get(ty) {
+        let budget = match self.devs.get(ty) {
             Some(d) if scan_all => d.len(list),
             Some(_) => 1,
             None => 0,
         };
+        self.scan_list_n(ty, list, order, budget, cpu)
+    }
+
+    /// Isolates and scans at most `budget` clusters from the head of `list`.
+    fn scan_list_n(&mut self, ty: u8, list: List, order: u8, mut budget: u32, cpu: u32) -> u64 {
         while budget > 0 {
             budget -= 1;
             let Some(c) = self.devs.get_mut(ty).and_then(|d| d.isolate(list)) else {
@@ -215,32 +276,58 @@ impl Linux618 {
                 }
             }
         }
-        if discard {
-            let f = self.scan_list(ty, List::Free, order, false, cpu);
-            if f != 0 {
-                return f;
+        let rules = P::RULES;
+        // 6.18 takes a free cluster first only on discard devices; before 6.18 always.
+        let free_first = !rules.nonfull_before_free || discard;
+        loop {
+            if free_first {
+                let f = self.scan_list(ty, List::Free, order, false, cpu);
+                if f != 0 {
+                    return f;
+                }
             }
-        }
-        if order < PMD_ORDER {
-            let f = self.scan_list(ty, List::Nonfull(order), order, true, cpu);
-            if f != 0 {
-                return f;
+            // 6.14–6.17 reclaim right after the free list; 6.18 after nonfull and free.
+            if !rules.nonfull_before_free && self.devs.vm_swap_full() {
+                self.reclaim_full(ty);
             }
-        }
-        if !discard {
-            let f = self.scan_list(ty, List::Free, order, false, cpu);
-            if f != 0 {
-                return f;
+            let mut nonfull_failed = 0;
+            if order < PMD_ORDER {
+                let before = self.devs.get(ty).map_or(0, |d| d.len(List::Nonfull(order)));
+                let f = self.scan_list(ty, List::Nonfull(order), order, true, cpu);
+                if f != 0 {
+                    return f;
+                }
+                // Every cluster that failed went to frag[order] (`frags++` in 6.14–6.17).
+                nonfull_failed = before;
             }
-        }
-        if self.devs.vm_swap_full() {
-            self.reclaim_full(ty);
-        }
-        if order < PMD_ORDER {
-            let f = self.scan_list(ty, List::Frag(order), order, false, cpu);
-            if f != 0 {
-                return f;
+            if !free_first {
+                let f = self.scan_list(ty, List::Free, order, false, cpu);
+                if f != 0 {
+                    return f;
+                }
             }
+            if rules.nonfull_before_free && self.devs.vm_swap_full() {
+                self.reclaim_full(ty);
+            }
+            if order < PMD_ORDER {
+                let f = if rules.one_frag_cluster {
+                    self.scan_list(ty, List::Frag(order), order, false, cpu)
+                } else {
+                    // `frag_cluster_nr[order]` read after the nonfull walk, minus the clusters
+                    // that walk just moved there: each older frag cluster is scanned once and
+                    // rotated to the tail.
+                    let existing = self.devs.get(ty).map_or(0, |d| d.len(List::Frag(order)));
+                    let budget = existing.saturating_sub(nonfull_failed);
+                    self.scan_list_n(ty, List::Frag(order), order, budget, cpu)
+                };
+                if f != 0 {
+                    return f;
+                }
+            }
+            if rules.discard_in_alloc && discard && Self::discard_device(&mut self.devs, ty) {
+                continue;
+            }
+            break;
         }
         if order > 0 {
             return 0;
@@ -349,7 +436,7 @@ impl Linux618 {
                 Some(r) => Some(r),
                 None => self.alloc_slow(order, cpu),
             };
-            if r.is_none() && order == 0 && self.sync_discard() {
+            if r.is_none() && order == 0 && !P::RULES.discard_in_alloc && self.sync_discard() {
                 continue;
             }
             return r;
@@ -377,13 +464,13 @@ impl Linux618 {
 }
 
 #[cfg(test)]
-impl Linux618 {
+impl<P: Policy> ClusterListAlloc<P> {
     pub(crate) fn devs(&self) -> &Devs {
         &self.devs
     }
 }
 
-impl KernelAllocator for Linux618 {
+impl<P: Policy> KernelAllocator for ClusterListAlloc<P> {
     const MODEL_NAME: &'static str = Self::NAME;
 
     fn devs(&self) -> &Devs {
@@ -392,7 +479,11 @@ impl KernelAllocator for Linux618 {
 
     fn add_device(&mut self, dev: &SwapOn) {
         let mut d = Dev::new(dev);
-        d.setup_lists_sequential();
+        if P::RULES.sequential_setup {
+            d.setup_lists_sequential();
+        } else {
+            d.setup_lists_interleaved(Some(List::Nonfull(0)));
+        }
         self.devs.add(d);
     }
 

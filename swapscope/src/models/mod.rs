@@ -10,6 +10,7 @@ pub mod discontiguous;
 mod kernel;
 pub mod linux_6_10;
 pub mod linux_6_12;
+pub mod linux_6_14;
 pub mod linux_6_18;
 
 pub use buddy::Buddy;
@@ -18,6 +19,7 @@ pub use discontiguous::Discontiguous;
 pub use kernel::DiscardTiming;
 pub use linux_6_10::Linux610;
 pub use linux_6_12::Linux612;
+pub use linux_6_14::Linux614;
 pub use linux_6_18::Linux618;
 
 /// Per-CPU state is kept for CPU ids modulo this many.
@@ -38,13 +40,14 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Models [`by_name`] knows that `all()` leaves out (variants of a listed model).
-pub const EXTRA_NAMES: &[&str] = &["classified-per-order", "linux-7"];
+pub const EXTRA_NAMES: &[&str] = &["classified-per-order", "linux-7", Linux614::NAME];
 
 /// A model by its report name (`linux-6.18`, …); `linux-7` is an alias of `linux-6.18`.
 pub fn by_name(name: &str) -> Option<Box<dyn AllocatorModel>> {
     Some(match name {
         Linux610::NAME => Box::new(Linux610::new()),
         Linux612::NAME => Box::new(Linux612::new()),
+        Linux614::NAME => Box::new(Linux614::new()),
         Linux618::NAME | "linux-7" => Box::new(Linux618::new()),
         "buddy" => Box::new(Buddy::new()),
         "classified" => Box::new(Classified::new()),

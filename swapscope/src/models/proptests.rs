@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 
 use super::kernel::{CL, Dev, Devs, List};
-use super::{DiscardTiming, Linux610, Linux612, Linux618};
+use super::linux_6_18::{ClusterListAlloc, Policy};
+use super::{DiscardTiming, Linux610, Linux612, Linux614, Linux618};
 use crate::alloc::AllocatorModel;
 use crate::event::SwapOn;
 use crate::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
@@ -145,7 +146,7 @@ fn count(d: &Dev, c: u32) -> u64 {
     u64::from(d.count(c))
 }
 
-fn check_618(m: &Linux618) -> Result<(), String> {
+fn check_618<P: Policy>(m: &ClusterListAlloc<P>) -> Result<(), String> {
     check_lists(m.devs(), |d, c, l| match l {
         Some(List::Free) => count(d, c) == 0 && d.order(c) == 0,
         Some(List::Discard) => count(d, c) == 0 && d.page_discard(),
@@ -194,6 +195,12 @@ proptest! {
     }
 
     #[test]
+    fn linux_6_14_keeps_slot_accounting(devs in devices(), ops in prop::collection::vec(op(), 1..400)) {
+        run(Linux614::new(), &devs, &ops, check_618, |_| 0)?;
+        run(Linux614::with_discard_timing(DiscardTiming::OnDemand), &devs, &ops, check_618, |_| 0)?;
+    }
+
+    #[test]
     fn linux_6_12_keeps_slot_accounting(devs in devices(), ops in prop::collection::vec(op(), 1..400)) {
         // Slots the CPUs' swap slot caches hold are allocated but not handed out.
         run(Linux612::new(), &devs, &ops, check_612, Linux612::cached_slots)?;
@@ -216,7 +223,7 @@ proptest! {
 
 #[test]
 fn every_model_fills_a_device_exactly() {
-    for name in super::NAMES {
+    for name in super::NAMES.iter().chain(super::EXTRA_NAMES) {
         let Some(mut m) = super::by_name(name) else {
             unreachable!("{name}")
         };
