@@ -18,26 +18,56 @@
 //! * a cluster whose count drops to 0 goes to the free-list tail (or the discard list);
 //! * no order > 0 on swap files or rotational devices; rotational devices have no clusters.
 //!
+//! The code is [`Alloc610`], generic over a [`Variant`]: `rr-scan` ([`super::rr_scan`]) is the
+//! same allocator with Ryan Roberts' per-order scan of allocated clusters switched on.
+//!
 //! Simplifications: one request at a time (no order-0 swap slot cache); `cluster_next_cpu`
 //! starts at 1 for every CPU and never jumps to a random 64 MiB trunk (the kernel randomises
 //! both); the rotational-device scan is a next-fit; no cache-only reclaim; discard timing is a
 //! [`DiscardTiming`] choice.
 
+use std::marker::PhantomData;
+
 use super::kernel::{CL, Dev, Devs, DiscardTiming, KernelAllocator, List};
 use super::linux_6_12::legacy_next_fit;
+use super::rr_scan::OrderScan;
 use crate::alloc::MAX_ORDER;
 use crate::event::SwapOn;
 
-/// The Linux 6.10 allocator.
+/// What is switched on over the 6.10 allocator.
+pub trait Variant: Clone + Copy + std::fmt::Debug + Default + Send + 'static {
+    /// Report name.
+    const NAME: &'static str;
+    /// Ryan Roberts' RFC (June 2024): clusters remember their order, and when a CPU finds no
+    /// free cluster it scans allocated clusters of the order for a free aligned range.
+    const ORDER_SCAN: bool;
+}
+
+/// Linux 6.10 as released.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stock;
+
+impl Variant for Stock {
+    const NAME: &'static str = "linux-6.10";
+    const ORDER_SCAN: bool = false;
+}
+
+/// The 6.10 allocator, with the variant `V`'s additions.
 #[derive(Clone, Debug, Default)]
-pub struct Linux610 {
+pub struct Alloc610<V: Variant> {
     devs: Devs,
     discard: DiscardTiming,
     discard_pending: bool,
+    /// Per swap type: the per-order scanner state (`ORDER_SCAN` only, SSDs only).
+    scan: Vec<Option<OrderScan>>,
+    variant: PhantomData<V>,
 }
 
-impl Linux610 {
-    pub const NAME: &'static str = "linux-6.10";
+/// The Linux 6.10 allocator.
+pub type Linux610 = Alloc610<Stock>;
+
+impl<V: Variant> Alloc610<V> {
+    pub const NAME: &'static str = V::NAME;
 
     pub fn new() -> Self {
         Self::default()
@@ -45,7 +75,7 @@ impl Linux610 {
 
     /// With an explicit discard-worker timing.
     pub fn with_discard_timing(discard: DiscardTiming) -> Self {
-        Linux610 {
+        Self {
             discard,
             ..Self::default()
         }
@@ -61,10 +91,17 @@ impl Linux610 {
     }
 
     /// `scan_swap_map_try_ssd_cluster`: the next free aligned range in the CPU's cluster, or in
-    /// the head of the free list.
-    fn try_ssd_cluster(d: &mut Dev, cpu: usize, order: u8) -> Option<u64> {
+    /// the head of the free list, or (with `scan`) in an allocated cluster of the order.
+    fn try_ssd_cluster(
+        d: &mut Dev,
+        mut scan: Option<&mut OrderScan>,
+        cpu: usize,
+        order: u8,
+    ) -> Option<u64> {
         let n = 1u64 << order;
         let o = usize::from(order);
+        // The scanner's `stop` (SWAP_NEXT_INVALID until the first scanned cluster).
+        let mut stop = None;
         loop {
             let mut tmp = d
                 .pcp_next
@@ -80,8 +117,15 @@ impl Linux610 {
                 } else if d.len(List::Discard) > 0 {
                     Self::discard_device(d);
                     continue;
+                } else if let Some(sc) = scan.as_deref_mut()
+                    && n < CL
+                {
+                    tmp = u64::from(sc.next_cluster_for_scan(d, order, &mut stop)?) * CL;
                 } else {
                     return None;
+                }
+                if let Some(sc) = scan.as_deref_mut() {
+                    sc.inc_scanners((tmp / CL) as u32);
                 }
             }
             let max = d.max.min((tmp + 1).next_multiple_of(CL));
@@ -94,14 +138,23 @@ impl Linux610 {
             let slot = d.pcp_next.get_mut(cpu).and_then(|p| p.get_mut(o));
             match found {
                 Some(off) => {
+                    let next = if off + n < max { off + n } else { 0 };
                     if let Some(s) = slot {
-                        *s = if off + n < max { off + n } else { 0 };
+                        *s = next;
+                    }
+                    if next == 0
+                        && let Some(sc) = scan.as_deref_mut()
+                    {
+                        sc.dec_scanners(c);
                     }
                     return Some(off);
                 }
                 None => {
                     if let Some(s) = slot {
                         *s = 0;
+                    }
+                    if let Some(sc) = scan.as_deref_mut() {
+                        sc.dec_scanners(c);
                     }
                     if from_head {
                         // An empty cluster that cannot hold the range (a tiny last cluster):
@@ -149,15 +202,20 @@ impl Linux610 {
     }
 
     /// `scan_swap_map_slots` with a cluster-managed (SSD) device.
-    fn scan_ssd(d: &mut Dev, cpu: usize, order: u8) -> Option<u64> {
+    fn scan_ssd(
+        d: &mut Dev,
+        mut scan: Option<&mut OrderScan>,
+        cpu: usize,
+        order: u8,
+    ) -> Option<u64> {
         d.ensure_cpu(cpu);
-        let mut off = Self::try_ssd_cluster(d, cpu, order);
+        let mut off = Self::try_ssd_cluster(d, scan.as_deref_mut(), cpu, order);
         let mut tries = 0;
         while let Some(o) = off
             && tries < 4
             && Self::conflict(d, o, cpu, order)
         {
-            off = Self::try_ssd_cluster(d, cpu, order);
+            off = Self::try_ssd_cluster(d, scan.as_deref_mut(), cpu, order);
             tries += 1;
         }
         let off = match off {
@@ -174,6 +232,11 @@ impl Linux610 {
         let c = (off / CL) as u32;
         if d.list_of(c) == Some(List::Free) {
             d.unlink(c); // alloc_cluster
+            if let Some(sc) = scan {
+                // The RFC's alloc_cluster(si, idx, order): the cluster serves this order.
+                d.set_order(c, order);
+                sc.cluster_taken(c);
+            }
         }
         if order == 0
             && let Some(s) = d.scan_next.get_mut(cpu)
@@ -204,15 +267,24 @@ impl Linux610 {
             let Some(d) = self.devs.get_mut(ty) else {
                 continue;
             };
+            let mut scan = self
+                .scan
+                .get_mut(usize::from(ty))
+                .and_then(Option::as_mut)
+                .filter(|_| V::ORDER_SCAN);
             let found = if d.inuse >= d.pages || (order > 0 && !(d.blkdev() && d.solidstate())) {
                 None
             } else if d.solidstate() {
-                Self::scan_ssd(d, cpu, order)
+                Self::scan_ssd(d, scan.as_deref_mut(), cpu, order)
             } else {
                 legacy_next_fit(d)
             };
             if let Some(off) = found {
                 let full = d.alloc_range(off, n);
+                if let Some(sc) = scan {
+                    let c = (off / CL) as u32;
+                    sc.added(c, d.count(c), n);
+                }
                 self.devs.note_alloc(ty, n, full);
                 r = Some((ty, off));
                 break;
@@ -234,7 +306,11 @@ impl Linux610 {
             return;
         }
         let c = (off / CL) as u32;
+        if let Some(sc) = self.scan.get_mut(usize::from(ty)).and_then(Option::as_mut) {
+            sc.removed(c, d.count(c), d.order(c));
+        }
         if d.solidstate() && d.count(c) == 0 {
+            d.set_order(c, 0);
             if d.page_discard() {
                 d.move_tail(c, List::Discard);
                 self.discard_pending = true;
@@ -247,13 +323,17 @@ impl Linux610 {
 }
 
 #[cfg(test)]
-impl Linux610 {
+impl<V: Variant> Alloc610<V> {
     pub(crate) fn devs(&self) -> &Devs {
         &self.devs
     }
+
+    pub(crate) fn scan_state(&self, ty: u8) -> Option<&OrderScan> {
+        self.scan.get(usize::from(ty)).and_then(Option::as_ref)
+    }
 }
 
-impl KernelAllocator for Linux610 {
+impl<V: Variant> KernelAllocator for Alloc610<V> {
     const MODEL_NAME: &'static str = Self::NAME;
 
     fn devs(&self) -> &Devs {
@@ -265,11 +345,21 @@ impl KernelAllocator for Linux610 {
         if d.solidstate() {
             d.setup_lists_interleaved(None);
         }
+        let ty = usize::from(d.ty);
+        if self.scan.len() <= ty {
+            self.scan.resize_with(ty + 1, || None);
+        }
+        if let Some(s) = self.scan.get_mut(ty) {
+            *s = (V::ORDER_SCAN && d.solidstate()).then(|| OrderScan::new(&d));
+        }
         self.devs.add(d);
     }
 
     fn remove_device(&mut self, swap_type: u8) {
         self.devs.remove(swap_type);
+        if let Some(s) = self.scan.get_mut(usize::from(swap_type)) {
+            *s = None;
+        }
     }
 
     fn request(&mut self, order: u8, cpu: u32) -> Option<(u8, u64)> {

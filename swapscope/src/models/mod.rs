@@ -12,6 +12,7 @@ pub mod linux_6_10;
 pub mod linux_6_12;
 pub mod linux_6_14;
 pub mod linux_6_18;
+pub mod rr_scan;
 
 pub use buddy::Buddy;
 pub use classified::Classified;
@@ -21,6 +22,7 @@ pub use linux_6_10::Linux610;
 pub use linux_6_12::Linux612;
 pub use linux_6_14::Linux614;
 pub use linux_6_18::Linux618;
+pub use rr_scan::RrScan;
 
 /// Per-CPU state is kept for CPU ids modulo this many.
 pub const MAX_CPUS: usize = 4096;
@@ -40,7 +42,12 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Models [`by_name`] knows that `all()` leaves out (variants of a listed model).
-pub const EXTRA_NAMES: &[&str] = &["classified-per-order", "linux-7", Linux614::NAME];
+pub const EXTRA_NAMES: &[&str] = &[
+    "classified-per-order",
+    "linux-7",
+    Linux614::NAME,
+    RrScan::NAME,
+];
 
 /// A model by its report name (`linux-6.18`, …); `linux-7` is an alias of `linux-6.18`.
 pub fn by_name(name: &str) -> Option<Box<dyn AllocatorModel>> {
@@ -49,6 +56,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn AllocatorModel>> {
         Linux612::NAME => Box::new(Linux612::new()),
         Linux614::NAME => Box::new(Linux614::new()),
         Linux618::NAME | "linux-7" => Box::new(Linux618::new()),
+        RrScan::NAME => Box::new(RrScan::new()),
         "buddy" => Box::new(Buddy::new()),
         "classified" => Box::new(Classified::new()),
         "classified-per-order" => Box::new(Classified::per_order()),

@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 
 use super::kernel::{CL, Dev, Devs, List};
+use super::linux_6_10::{Alloc610, Variant};
 use super::linux_6_18::{ClusterListAlloc, Policy};
-use super::{DiscardTiming, Linux610, Linux612, Linux614, Linux618};
+use super::{DiscardTiming, Linux610, Linux612, Linux614, Linux618, RrScan};
 use crate::alloc::AllocatorModel;
 use crate::event::SwapOn;
 use crate::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
@@ -171,7 +172,7 @@ fn check_612(m: &Linux612) -> Result<(), String> {
     })
 }
 
-fn check_610(m: &Linux610) -> Result<(), String> {
+fn check_610<V: Variant>(m: &Alloc610<V>) -> Result<(), String> {
     check_lists(m.devs(), |d, c, l| match l {
         _ if !d.solidstate() => l.is_none(),
         Some(List::Free) => count(d, c) == 0,
@@ -218,6 +219,12 @@ proptest! {
     fn linux_6_10_keeps_slot_accounting(devs in devices(), ops in prop::collection::vec(op(), 1..400)) {
         run(Linux610::new(), &devs, &ops, check_610, |_| 0)?;
         run(Linux610::with_discard_timing(DiscardTiming::OnDemand), &devs, &ops, check_610, |_| 0)?;
+    }
+
+    #[test]
+    fn rr_scan_keeps_slot_accounting(devs in devices(), ops in prop::collection::vec(op(), 1..400)) {
+        run(RrScan::new(), &devs, &ops, check_610, |_| 0)?;
+        run(RrScan::with_discard_timing(DiscardTiming::OnDemand), &devs, &ops, check_610, |_| 0)?;
     }
 }
 
