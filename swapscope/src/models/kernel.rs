@@ -1,8 +1,7 @@
 //! State shared by the kernel allocator models (`linux-6.10`, `rr-scan`, `linux-6.12`,
-//! `linux-6.14`, `linux-6.18`): the
-//! per-device slot map (`swap_map`, one bit per slot here), the cluster table
-//! (`struct swap_cluster_info`: count, order, list) with intrusive FIFO lists, and the priority
-//! list of available devices (`swap_avail_heads`, one NUMA node).
+//! `linux-6.14`, `linux-6.18`): the per-device slot map (`swap_map`, one bit per slot here), the
+//! cluster table (`struct swap_cluster_info`: count, order, list) with intrusive FIFO lists, and
+//! the priority list of available devices (`swap_avail_heads`, one NUMA node).
 //!
 //! Every slot a model hands out stays "in use" until the stream frees it: the stream does not
 //! say which slots are cache-only (`swap_map == SWAP_HAS_CACHE`), so allocation-time reclaim
