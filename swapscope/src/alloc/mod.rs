@@ -229,6 +229,18 @@ pub trait AllocatorModel: Send {
     /// [`CLUSTER_SLOTS`]-aligned boundary. Slots that are not allocated are ignored.
     fn free(&mut self, swap_type: u8, offset: u64, nr: u32);
 
+    /// Whether the model wants [`writeout`](Self::writeout) calls (the engine skips the slot
+    /// lookup for models that do not).
+    fn wants_writeouts(&self) -> bool {
+        false
+    }
+
+    /// The folio holding `nr` slots from `offset` on `swap_type` (model slot space, as this
+    /// model handed them out) was written out. Called once per mapped run of the write-out, only
+    /// when [`wants_writeouts`](Self::wants_writeouts) says so; streams without write-out events
+    /// (simulated ones) never call it.
+    fn writeout(&mut self, _swap_type: u8, _offset: u64, _nr: u32) {}
+
     /// Current occupancy summary.
     fn snapshot(&self) -> ModelSnapshot;
 

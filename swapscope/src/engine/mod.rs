@@ -139,6 +139,8 @@ struct Shadow {
     /// placed at the kernel's own (type, offset): the fidelity of a model of the running kernel.
     compared: u64,
     same_offset: u64,
+    /// The model's [`AllocatorModel::wants_writeouts`], asked once.
+    writeouts: bool,
 }
 
 /// Stream-level counters.
@@ -228,6 +230,7 @@ impl Engine {
         let shadows = models
             .into_iter()
             .map(|model| Shadow {
+                writeouts: model.wants_writeouts(),
                 model,
                 map: SlotMap::new(),
                 counters: OrderCounters::default(),
@@ -396,8 +399,8 @@ impl Engine {
                     self.markers.push(row);
                 }
             }
-            Event::Writeout(_)
-            | Event::Counters(_)
+            Event::Writeout(w) => self.writeout(w),
+            Event::Counters(_)
             | Event::Devices(_)
             | Event::Lost(_)
             | Event::Split(_)
@@ -646,6 +649,24 @@ impl Engine {
             } = s;
             let removed = map.remove(key, n, |t, off, nr| model.free(t, off, nr));
             *unmatched_free_slots += n - removed;
+        }
+    }
+
+    /// A write-out: handed, through each model's slot map, to the models that want it.
+    fn writeout(&mut self, w: &crate::event::Writeout) {
+        let key = stream_key(w.swap_type, w.offset);
+        let mut used = false;
+        for s in self.shadows.iter_mut().filter(|s| s.writeouts) {
+            used = true;
+            if let Some(key) = key {
+                let Shadow { model, map, .. } = s;
+                map.visit(key, 1u64 << w.order.min(MAX_ORDER), |t, off, nr| {
+                    model.writeout(t, off, nr);
+                });
+            }
+        }
+        if !used {
+            self.stream.ignored += 1;
         }
     }
 

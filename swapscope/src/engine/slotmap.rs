@@ -409,6 +409,27 @@ impl SlotMap {
         self.runs += 1;
     }
 
+    /// Calls `f(model_type, model_offset, nr)` for every model run that stream slots
+    /// `key .. key + n` map to, in stream order, without changing the map.
+    pub fn visit(&self, key: u64, n: u64, mut f: impl FnMut(u8, u64, u32)) {
+        let end = key.saturating_add(n);
+        let mut k = key;
+        while k < end {
+            let b = k >> BUCKET_BITS;
+            let stop = ((b + 1) << BUCKET_BITS).min(end);
+            let (s, e) = ((k % BUCKET) as u16, (stop - (b << BUCKET_BITS)) as u16);
+            if let Some(bucket) = self.buckets.get(&b) {
+                for r in bucket.runs().iter().map(|&p| Run::unpack(p)) {
+                    if r.start < e && r.end() > s {
+                        let (a, z) = (r.start.max(s), r.end().min(e));
+                        f(r.ty(), r.part(a, z).off(), u32::from(z - a));
+                    }
+                }
+            }
+            k = stop;
+        }
+    }
+
     /// Unmaps stream slots `key .. key + n`, calling `free(model_type, model_offset, nr)` for
     /// every mapped model run. Returns the stream slots that were mapped.
     pub fn remove(&mut self, key: u64, n: u64, mut free: impl FnMut(u8, u64, u32)) -> u64 {
