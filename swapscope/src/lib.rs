@@ -17,4 +17,5 @@ pub mod sink;
 pub mod source;
 pub mod stress;
 pub mod tui;
+pub mod whatif;
 pub mod workload;

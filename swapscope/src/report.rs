@@ -100,6 +100,9 @@ pub struct Report {
     pub models: Vec<ModelReport>,
     /// The kernel's own occupancy and results, where the stream carries them.
     pub real: Option<ModelReport>,
+    /// What-if replays (`report --swap-size`): each device's size as the models saw it, in
+    /// bytes, by swap type; `{}` when they saw the recorded devices.
+    pub model_device_bytes: BTreeMap<String, u64>,
     /// Per-interval counts between markers (e.g. one row per workload iteration).
     pub markers: Vec<MarkerReport>,
     /// Fixed intervals of stream time (5 s), each with its counts and the occupancy at its end.
@@ -160,9 +163,15 @@ pub struct ReportBuilder {
 impl ReportBuilder {
     /// A builder that also replays the stream through `models`.
     pub fn with_models(models: Vec<Box<dyn AllocatorModel>>) -> Self {
+        Self::with_models_config(models, EngineConfig::default())
+    }
+
+    /// [`with_models`](Self::with_models) with an engine configuration (e.g. a what-if device
+    /// size).
+    pub fn with_models_config(models: Vec<Box<dyn AllocatorModel>>, config: EngineConfig) -> Self {
         ReportBuilder {
             engine: (!models.is_empty())
-                .then(|| Shadows::Inline(Box::new(Engine::new(models, EngineConfig::default())))),
+                .then(|| Shadows::Inline(Box::new(Engine::new(models, config)))),
             ..Default::default()
         }
     }
@@ -404,6 +413,7 @@ impl ReportBuilder {
             }
             r.models = er.models;
             r.real = er.real;
+            r.model_device_bytes = er.model_device_bytes;
             if er.markers.len() > engine::MAX_MARKER_STATE_ROWS {
                 r.limits.push(format!(
                     "{} marker intervals: the first {} show every model's occupancy at their end, \
@@ -664,6 +674,7 @@ impl Report {
                 intervals: self.intervals.clone(),
                 peak: self.peak.clone(),
                 series: Vec::new(),
+                model_device_bytes: self.model_device_bytes.clone(),
             }));
         }
         for l in &self.limits {

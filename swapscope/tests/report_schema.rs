@@ -12,10 +12,18 @@ fn root() -> PathBuf {
 }
 
 /// The key paths the document lists, with their type column.
-fn documented() -> Vec<(String, String)> {
+/// The heading that starts the sweep document's table in docs/report-schema.md.
+const SWEEP_HEADING: &str = "## `report --sweep`";
+
+/// The keys documented for the report (`sweep` false) or for the sweep document.
+fn documented_in(sweep: bool) -> Vec<(String, String)> {
     let doc = std::fs::read_to_string(root().join("../docs/report-schema.md"))
         .unwrap_or_else(|e| panic!("docs/report-schema.md: {e}"));
-    doc.lines()
+    let (report, rest) = doc
+        .split_once(SWEEP_HEADING)
+        .unwrap_or_else(|| panic!("docs/report-schema.md has no {SWEEP_HEADING:?} section"));
+    if sweep { rest } else { report }
+        .lines()
         .filter_map(|l| {
             let rest = l.strip_prefix("| `")?;
             let (key, rest) = rest.split_once('`')?;
@@ -23,6 +31,10 @@ fn documented() -> Vec<(String, String)> {
             Some((key.to_string(), ty.to_string()))
         })
         .collect()
+}
+
+fn documented() -> Vec<(String, String)> {
+    documented_in(false)
 }
 
 /// `real` has the keys of a `models[]` item (as the document says), `markers[].real` those of a
@@ -215,4 +227,28 @@ fn a_full_tier_recording_carries_swap_ins_and_cluster_lists() {
     // counts alone never give (partly used clusters are all `nonfull` then).
     let peak = &r["peak"]["real"]["state"]["clusters"];
     assert!(n(&peak["frag"]) > 0, "{peak}");
+}
+
+/// `report --sweep --json` has exactly the keys the sweep table documents.
+#[test]
+fn a_sweep_has_exactly_the_documented_keys() {
+    let doc = documented_in(true);
+    assert!(doc.len() >= 8, "{doc:?}");
+    let maps: BTreeSet<String> = doc
+        .iter()
+        .filter(|(_, t)| t == "map")
+        .map(|(k, _)| k.clone())
+        .collect();
+    let keys: BTreeSet<String> = doc.iter().map(|(k, _)| k.clone()).collect();
+    let p = root()
+        .join("tests/data/vm-7.3-full-frag.swsc")
+        .display()
+        .to_string();
+    let sweep = json_of(&["report", "--json", &p, "--sweep", "50%..100%"]);
+    assert_eq!(sweep["schema"], 1);
+    let mut seen = BTreeSet::new();
+    paths(&sweep, "", &maps, &mut seen);
+    // List items themselves (`a[]`) are not rows of the table; their keys are.
+    seen.retain(|k| !k.ends_with("[]"));
+    assert_eq!(seen, keys, "sweep keys vs docs/report-schema.md");
 }

@@ -152,7 +152,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("finding this executable")?;
     let mut configs: Vec<(String, String)> = vec![
         ("occupancy only".into(), "none".into()),
-        ("all six models".into(), models::NAMES.join(",")),
+        (
+            format!("the {} default models", models::NAMES.len()),
+            models::NAMES.join(","),
+        ),
     ];
     for n in models::NAMES {
         configs.push(((*n).into(), (*n).into()));

@@ -52,9 +52,18 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Models to replay the stream through, comma-separated (default: the default set).
-        #[arg(long, value_delimiter = ',')]
+        /// Models to replay the stream through: `default` (the default set), `all` (every
+        /// model, the proposals outside the default set too), or names, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "default")]
         models: Vec<String>,
+        /// What-if: replay the requests onto swap devices of this size (e.g. 32M, 2G) for the
+        /// models; the real occupancy stays the recorded one.
+        #[arg(long, value_name = "SIZE", value_parser = args::swap_size, allow_hyphen_values = true, conflicts_with = "sweep")]
+        swap_size: Option<u64>,
+        /// What-if: replay once per device size, FROM%..TO% of the recorded size in steps of
+        /// 25 % (or FROM%..TO%:STEP%), and print fallback per order against size for every model.
+        #[arg(long, value_name = "FROM%..TO%", allow_hyphen_values = true)]
+        sweep: Option<swapscope::whatif::SweepSpec>,
     },
     /// Print every event of a recording, one per line.
     Dump {
@@ -180,7 +189,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Record(args) => record::run(args),
         Command::Live(args) => live::live(args),
         Command::Replay(args) => live::replay(args),
-        Command::Report { file, json, models } => report::run(&file, json, &models),
+        Command::Report {
+            file,
+            json,
+            models,
+            swap_size,
+            sweep,
+        } => report::run(&file, json, &models, swap_size, sweep.as_ref()),
         Command::Simulate(args) => simulate::run(args),
         Command::Dump { file } => dump::run(&file),
         Command::Export(args) => export::run(args),

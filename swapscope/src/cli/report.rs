@@ -1,34 +1,21 @@
-//! `swapscope report FILE [--json] [--models a,b]`: file → analysis → text or JSON.
+//! `swapscope report FILE [--json] [--models L] [--swap-size SIZE | --sweep A%..B%]`: file →
+//! analysis → text or JSON; with `--sweep`, one replay per device size → the what-if table.
 
 use std::{io::IsTerminal as _, path::Path, process::ExitCode};
 
-use anyhow::bail;
 use swapscope::{
+    engine::DeviceSize,
     models, pipeline,
     report::Report,
     sink::analysis::{Analysis, AnalysisConfig},
     source::{Source as _, file::FileSource},
+    whatif,
 };
 
-/// The model names asked for, checked; none means the default set (`models::NAMES`).
+/// The model names asked for (`--models all|default|LIST`), checked; none means the default
+/// set.
 pub fn model_names(names: &[String]) -> anyhow::Result<Vec<String>> {
-    if names.is_empty() {
-        return Ok(models::NAMES.iter().map(|n| n.to_string()).collect());
-    }
-    for n in names {
-        if models::by_name(n).is_none() {
-            bail!(
-                "unknown model {n:?}; known: {}",
-                models::NAMES
-                    .iter()
-                    .chain(models::EXTRA_NAMES)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-    }
-    Ok(names.to_vec())
+    Ok(models::select(names)?)
 }
 
 /// The analysis `report` and `simulate` use: no viewer state.
@@ -52,10 +39,37 @@ pub fn emit(report: Report, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run(file: &Path, json: bool, model_names_arg: &[String]) -> anyhow::Result<ExitCode> {
+/// `report --sweep`/`simulate --sweep`: the what-if table, or its JSON.
+pub fn emit_sweep(sweep: &whatif::Sweep, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(sweep)?);
+    } else {
+        print!("{}", sweep.render_text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(
+    file: &Path,
+    json: bool,
+    model_names_arg: &[String],
+    swap_size: Option<u64>,
+    sweep: Option<&whatif::SweepSpec>,
+) -> anyhow::Result<ExitCode> {
     let names = model_names(model_names_arg)?;
+    if let Some(spec) = sweep {
+        let s = whatif::sweep(
+            || FileSource::open(file).map_err(|e| e.to_string()),
+            &names,
+            spec,
+        )?;
+        return emit_sweep(&s, json);
+    }
     let mut source = FileSource::open(file)?;
-    let mut analysis = report_analysis(source.header(), &names);
+    let mut analysis = match swap_size {
+        Some(b) => whatif::analysis(source.header(), &names, DeviceSize::Bytes(b)),
+        None => report_analysis(source.header(), &names),
+    };
     let summary = pipeline::run(&mut source, &mut [&mut analysis], &mut || false)?;
     // The text report lists the warnings itself: on a terminal they are not repeated on stderr.
     if json || !std::io::stdout().is_terminal() {

@@ -103,6 +103,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             // The per-event state the snapshot is made of (views: false is the report's
             // batch-only path, which keeps none).
             views: true,
+            device_size: None,
             tail_per_kind: 1,
         },
     );

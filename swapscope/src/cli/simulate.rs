@@ -43,9 +43,20 @@ pub struct SimulateArgs {
     /// figures, and what a device without synchronous I/O (a loop device) does.
     #[arg(long, value_enum, default_value = "large")]
     pub swapin: SwapInArg,
-    /// Models to compare, comma-separated (default: the default set, `models::NAMES`).
-    #[arg(long, value_delimiter = ',')]
+    /// Models to compare: `default` (the default set), `all` (every model, the proposals
+    /// outside the default set too), or names, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "default")]
     pub models: Vec<String>,
+    /// What-if: replay the generated stream once per device size, FROM%..TO% of --swap-size in
+    /// steps of 25 % (or FROM%..TO%:STEP%), and print fallback per order against size for every
+    /// model (the workload itself stays the same).
+    #[arg(
+        long,
+        value_name = "FROM%..TO%",
+        allow_hyphen_values = true,
+        conflicts_with = "output"
+    )]
+    pub sweep: Option<swapscope::whatif::SweepSpec>,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -79,6 +90,14 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         SwapInArg::Large => swapscope::workload::SwapIn::Large,
         SwapInArg::Small => swapscope::workload::SwapIn::Small,
     };
+    if let Some(sweep) = &a.sweep {
+        let s = swapscope::whatif::sweep(
+            || SimSource::new(spec.clone()).map_err(|e| e.to_string()),
+            &names,
+            sweep,
+        )?;
+        return super::report::emit_sweep(&s, a.json);
+    }
     let mut source = SimSource::new(spec)?;
     source.set_command_line(std::env::args().collect::<Vec<_>>().join(" "));
     let mut analysis = report_analysis(source.header(), &names);

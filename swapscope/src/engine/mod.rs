@@ -73,6 +73,10 @@ pub struct EngineConfig {
     /// Length of the report's time intervals, in ns of stream time (0 = none): each closes with
     /// every model's state, as marker intervals do.
     pub interval_ns: u64,
+    /// What-if: the size of every swap device as the models see it (the real occupancy keeps
+    /// the recorded size). Requests map onto model slots by allocation, never by offset, so a
+    /// stream replays onto a device of any size.
+    pub device_size: Option<DeviceSize>,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +84,35 @@ impl Default for EngineConfig {
         EngineConfig {
             series_every: 1_000_000,
             interval_ns: DEFAULT_INTERVAL_NS,
+            device_size: None,
+        }
+    }
+}
+
+/// A device size for the models other than the recorded one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceSize {
+    /// Each device this many bytes (4 KiB slots, the header slot included).
+    Bytes(u64),
+    /// Each device this many percent of its recorded size.
+    Percent(u32),
+}
+
+impl DeviceSize {
+    /// The device `on` as the models see it: `max` resized (at least two slots: the header and
+    /// one more), bad slots past the new end dropped.
+    pub fn apply(self, on: &crate::event::SwapOn) -> crate::event::SwapOn {
+        let max = match self {
+            DeviceSize::Bytes(b) => b / 4096,
+            DeviceSize::Percent(p) => {
+                u64::try_from(u128::from(on.max) * u128::from(p) / 100).unwrap_or(u64::MAX)
+            }
+        }
+        .max(2);
+        crate::event::SwapOn {
+            max,
+            bad: on.bad.iter().copied().filter(|&b| b < max).collect(),
+            ..on.clone()
         }
     }
 }
@@ -212,6 +245,8 @@ pub struct Engine {
     /// Devices taken (type, `max` slots) and those refused for their size.
     devices: Vec<(u8, u64)>,
     refused_devices: u64,
+    /// What-if replays: each device's size as the models saw it, in bytes, by swap type.
+    model_device_bytes: std::collections::BTreeMap<u8, u64>,
 }
 
 /// Marker rows kept (each holds every model's counters): later markers are counted, not broken
@@ -263,6 +298,7 @@ impl Engine {
             virtual_peak: 0,
             devices: Vec::new(),
             refused_devices: 0,
+            model_device_bytes: std::collections::BTreeMap::new(),
         }
     }
 
@@ -348,20 +384,27 @@ impl Engine {
             self.advance_intervals(self.last_ts);
         }
         match ev {
-            Event::SwapOn(on) => {
+            Event::SwapOn(recorded) => {
+                let resized = self.config.device_size.map(|d| d.apply(recorded));
+                let on = resized.as_ref().unwrap_or(recorded);
+                // The bound holds for the real occupancy (recorded size) and the models (resized).
+                let slots = on.max.max(recorded.max);
                 let others: u64 = self
                     .devices
                     .iter()
                     .filter(|(t, _)| *t != on.swap_type)
                     .map(|(_, m)| m)
                     .sum();
-                if on.max > MAX_DEVICE_SLOTS || others + on.max > MAX_DEVICE_SLOTS {
+                if slots > MAX_DEVICE_SLOTS || others + slots > MAX_DEVICE_SLOTS {
                     self.stream.anomalies += 1;
                     self.refused_devices += 1;
                 } else {
                     self.devices.retain(|(t, _)| *t != on.swap_type);
-                    self.devices.push((on.swap_type, on.max));
-                    self.real.swapon(on);
+                    self.devices.push((on.swap_type, slots));
+                    if resized.is_some() {
+                        self.model_device_bytes.insert(on.swap_type, on.max * 4096);
+                    }
+                    self.real.swapon(recorded);
                     for s in &mut self.shadows {
                         s.model.swapon(on);
                     }

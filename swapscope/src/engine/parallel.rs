@@ -164,6 +164,7 @@ impl Parallel {
             intervals,
             peak,
             series,
+            model_device_bytes: first.model_device_bytes.clone(),
         };
         Some(Finished {
             report,

@@ -156,6 +156,9 @@ pub struct Report {
     /// The moment the stream held the most slots: counts since the start, occupancy then.
     pub peak: Option<MarkerReport>,
     pub series: Vec<SeriesReport>,
+    /// What-if replays (`EngineConfig::device_size`): each device's size as the models saw it,
+    /// in bytes, by swap type; empty when they saw the recorded devices.
+    pub model_device_bytes: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -345,6 +348,11 @@ impl Engine {
             intervals,
             peak,
             series,
+            model_device_bytes: self
+                .model_device_bytes
+                .iter()
+                .map(|(t, b)| (t.to_string(), *b))
+                .collect(),
         }
     }
 
@@ -392,6 +400,13 @@ pub fn render_table(r: &Report) -> String {
     }
     let w = rows.iter().map(|m| m.name.len()).max().unwrap_or(5).max(5);
     let mut s = String::new();
+    for (t, b) in &r.model_device_bytes {
+        let _ = writeln!(
+            s,
+            "what-if: the models replayed the stream onto device {t} resized to {} MiB ({b} bytes); `real` is the recorded device",
+            b >> 20
+        );
+    }
     let _ = writeln!(
         s,
         "events {}  allocs {}  frees {} ({} slots)  markers {}  anomalies {}",

@@ -70,5 +70,8 @@ pub fn all() -> Vec<Box<dyn AllocatorModel>> {
     NAMES.iter().filter_map(|n| by_name(n)).collect()
 }
 
+mod select;
+pub use select::{SelectError, all_names, select};
+
 #[cfg(test)]
 mod proptests;

@@ -50,6 +50,8 @@ pub struct AnalysisConfig {
     /// Keep what only viewers need (device heat, latencies, the newest events); `report`
     /// turns it off.
     pub views: bool,
+    /// What-if: the models' device size (`report --swap-size`, `--sweep`).
+    pub device_size: Option<crate::engine::DeviceSize>,
 }
 
 impl Default for AnalysisConfig {
@@ -60,6 +62,7 @@ impl Default for AnalysisConfig {
             tail_per_kind: 200,
             mode: String::new(),
             views: true,
+            device_size: None,
         }
     }
 }
@@ -183,7 +186,13 @@ impl Analysis {
             .collect();
         let info = stream_info(header, &models, &cfg);
         Analysis {
-            builder: ReportBuilder::with_models(models),
+            builder: ReportBuilder::with_models_config(
+                models,
+                crate::engine::EngineConfig {
+                    device_size: cfg.device_size,
+                    ..crate::engine::EngineConfig::default()
+                },
+            ),
             model_names: model_names.to_vec(),
             info: Arc::new(info),
             cfg,

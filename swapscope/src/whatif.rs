@@ -1,0 +1,296 @@
+//! What-if replay: the same request stream onto swap devices of other sizes.
+//!
+//! The engine maps each request to a model's slots by allocation, never by offset, so a stream
+//! replays onto a device of any size ([`crate::engine::DeviceSize`]). A sweep replays it once per
+//! size and tabulates every model's fallback per order: "at what swap size does 64K fallback
+//! exceed 1 % on this stream?". Pure: the caller hands in a way to open the stream again.
+
+use std::{collections::BTreeMap, fmt::Write as _, str::FromStr};
+
+use serde::Serialize;
+
+use crate::{
+    engine::DeviceSize,
+    event::{Event, folio_size},
+    pipeline::{self, PipelineError},
+    record::RecordingHeader,
+    sink::{
+        Sink, SinkError,
+        analysis::{Analysis, AnalysisConfig},
+    },
+    source::Source,
+};
+
+/// JSON schema version of [`Sweep`].
+pub const SWEEP_SCHEMA: u32 = 1;
+/// Most sizes one sweep replays.
+pub const MAX_POINTS: usize = 64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SweepSpecError {
+    #[error("expected FROM%..TO% or FROM%..TO%:STEP% (e.g. 25%..200% or 50%..150%:10%), got {0:?}")]
+    Syntax(String),
+    #[error("sizes must be 1 % to 10000 % and FROM ≤ TO, got {0:?}")]
+    Range(String),
+    #[error("{0:?} gives {1} sizes; at most {MAX_POINTS} (use a larger step)")]
+    TooMany(String, usize),
+}
+
+/// The device sizes of a sweep, in percent of the recorded size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SweepSpec {
+    pub percents: Vec<u32>,
+}
+
+impl FromStr for SweepSpec {
+    type Err = SweepSpecError;
+
+    /// `FROM%..TO%` (steps of 25 %) or `FROM%..TO%:STEP%`; TO is included when a step lands on
+    /// it, and always as the last size.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let syntax = || SweepSpecError::Syntax(s.to_string());
+        let pct = |p: &str| -> Result<u32, SweepSpecError> {
+            p.trim()
+                .strip_suffix('%')
+                .ok_or_else(syntax)?
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| syntax())
+        };
+        let (range, step) = match s.split_once(':') {
+            Some((r, st)) => (r, pct(st)?),
+            None => (s, 25),
+        };
+        let (from, to) = range.split_once("..").ok_or_else(syntax)?;
+        let (from, to) = (pct(from)?, pct(to)?);
+        if from == 0 || to > 10_000 || from > to || step == 0 {
+            return Err(SweepSpecError::Range(s.to_string()));
+        }
+        let n = ((to - from) / step) as usize + 1 + usize::from((to - from) % step != 0);
+        if n > MAX_POINTS {
+            return Err(SweepSpecError::TooMany(s.to_string(), n));
+        }
+        let mut percents: Vec<u32> = (from..=to).step_by(step as usize).collect();
+        if percents.last() != Some(&to) {
+            percents.push(to);
+        }
+        Ok(SweepSpec { percents })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("{0}")]
+    Pipeline(#[from] PipelineError),
+    #[error("opening the stream again: {0}")]
+    Open(String),
+}
+
+/// One model at one size.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SweepModel {
+    pub name: String,
+    pub requests_by_order: BTreeMap<String, u64>,
+    pub failures_by_order: BTreeMap<String, u64>,
+    pub fallback_rate_by_order: BTreeMap<String, f64>,
+}
+
+/// Every model at one size.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SweepPoint {
+    pub percent: u32,
+    /// Each device's size as the models saw it, in bytes (header slot included), by swap type.
+    pub device_bytes: BTreeMap<String, u64>,
+    pub models: Vec<SweepModel>,
+}
+
+/// `report --sweep` / `simulate --sweep`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Sweep {
+    pub schema: u32,
+    /// Each device's recorded size in bytes, by swap type.
+    pub recorded_device_bytes: BTreeMap<String, u64>,
+    pub points: Vec<SweepPoint>,
+}
+
+/// Notes each device's size as a stream announces it (`SwapOn`).
+#[derive(Default)]
+struct DeviceSizes(BTreeMap<String, u64>);
+
+impl Sink for DeviceSizes {
+    fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
+        for ev in batch {
+            if let Event::SwapOn(on) = ev {
+                self.0.insert(on.swap_type.to_string(), on.max * 4096);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replays the stream `open` gives once per size of `spec` through the models `names`.
+pub fn sweep<S: Source>(
+    mut open: impl FnMut() -> Result<S, String>,
+    names: &[String],
+    spec: &SweepSpec,
+) -> Result<Sweep, SweepError> {
+    let mut out = Sweep {
+        schema: SWEEP_SCHEMA,
+        recorded_device_bytes: BTreeMap::new(),
+        points: Vec::new(),
+    };
+    for &percent in &spec.percents {
+        let mut source = open().map_err(SweepError::Open)?;
+        let size = DeviceSize::Percent(percent);
+        let mut analysis = analysis(source.header(), names, size);
+        let mut sizes = DeviceSizes::default();
+        let summary = pipeline::run(&mut source, &mut [&mut analysis, &mut sizes], &mut || false)?;
+        let report = analysis.report(&summary);
+        out.recorded_device_bytes = sizes.0.clone();
+        let device_bytes = sizes
+            .0
+            .iter()
+            .map(|(t, &b)| {
+                let on = crate::event::SwapOn {
+                    ts_ns: 0,
+                    swap_type: 0,
+                    max: b / 4096,
+                    bad: Vec::new(),
+                    flags: 0,
+                    prio: 0,
+                };
+                (t.clone(), size.apply(&on).max * 4096)
+            })
+            .collect();
+        out.points.push(SweepPoint {
+            percent,
+            device_bytes,
+            models: report
+                .models
+                .iter()
+                .map(|m| SweepModel {
+                    name: m.name.clone(),
+                    requests_by_order: m.requests_by_order.clone(),
+                    failures_by_order: m.failures_by_order.clone(),
+                    fallback_rate_by_order: m.fallback_rate_by_order.clone(),
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// The analysis a what-if replay runs: the report's, with the models' devices resized.
+pub fn analysis(header: &RecordingHeader, names: &[String], size: DeviceSize) -> Analysis {
+    Analysis::new(
+        header,
+        names,
+        AnalysisConfig {
+            views: false,
+            device_size: Some(size),
+            ..AnalysisConfig::default()
+        },
+    )
+}
+
+impl Sweep {
+    /// Fallback per model and large order against device size; order 0 shows refusals ("swap
+    /// full": no slot at all).
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let recorded: u64 = self.recorded_device_bytes.values().sum();
+        let _ = writeln!(
+            s,
+            "what-if: fallback by swap device size ({} recorded = 100 %; requests map onto each size by allocation)",
+            mib(recorded)
+        );
+        let _ = write!(s, "{:<22} {:>6}", "model", "size");
+        for p in &self.points {
+            let _ = write!(s, " {:>9}", format!("{}%", p.percent));
+        }
+        let _ = writeln!(s);
+        let _ = write!(s, "{:<22} {:>6}", "", "");
+        for p in &self.points {
+            let _ = write!(s, " {:>9}", mib(p.device_bytes.values().sum()));
+        }
+        let _ = writeln!(s);
+        let Some(first) = self.points.first() else {
+            return s;
+        };
+        for (i, m) in first.models.iter().enumerate() {
+            let mut orders: Vec<u8> = self
+                .points
+                .iter()
+                .filter_map(|p| p.models.get(i))
+                .flat_map(|m| m.requests_by_order.keys())
+                .filter_map(|o| o.parse().ok())
+                .collect();
+            orders.sort_unstable();
+            orders.dedup();
+            for o in orders {
+                let key = o.to_string();
+                let _ = write!(
+                    s,
+                    "{:<22} {:>6}",
+                    m.name,
+                    if o == 0 {
+                        "4K ref".to_string()
+                    } else {
+                        folio_size(o)
+                    }
+                );
+                for p in &self.points {
+                    let cell = p.models.get(i).map_or("-".to_string(), |pm| {
+                        if o == 0 {
+                            pm.failures_by_order
+                                .get(&key)
+                                .map_or("-".to_string(), u64::to_string)
+                        } else {
+                            pm.fallback_rate_by_order
+                                .get(&key)
+                                .map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0))
+                        }
+                    });
+                    let _ = write!(s, " {cell:>9}");
+                }
+                let _ = writeln!(s);
+            }
+        }
+        let _ = writeln!(
+            s,
+            "(large orders: share of requests the model could not place whole; 4K ref: order-0 requests refused — the device was full)"
+        );
+        s
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
+        format!("{}G", bytes >> 30)
+    } else {
+        format!("{}M", (bytes + (1 << 19)) >> 20)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_specs_parse_and_refuse() {
+        let p = |s: &str| s.parse::<SweepSpec>().map(|s| s.percents);
+        assert_eq!(
+            p("25%..200%"),
+            Ok(vec![25, 50, 75, 100, 125, 150, 175, 200])
+        );
+        assert_eq!(p("50%..120%:30%"), Ok(vec![50, 80, 110, 120]));
+        assert_eq!(p("100%..100%"), Ok(vec![100]));
+        assert!(matches!(p("25..200"), Err(SweepSpecError::Syntax(_))));
+        assert!(matches!(p("200%..25%"), Err(SweepSpecError::Range(_))));
+        assert!(matches!(p("0%..25%"), Err(SweepSpecError::Range(_))));
+        assert!(matches!(
+            p("1%..10000%:1%"),
+            Err(SweepSpecError::TooMany(..))
+        ));
+    }
+}
