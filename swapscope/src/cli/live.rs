@@ -33,8 +33,9 @@ use super::report::model_names;
 /// Options shared by `live` and `replay`: the models, the series interval, and headless output.
 #[derive(clap::Args, Debug)]
 pub struct ViewArgs {
-    /// Models to replay the stream through, comma-separated (default: the default set).
-    #[arg(long, value_delimiter = ',')]
+    /// Models to replay the stream through: `default` (the default set), `all` (every model),
+    /// or names, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "default")]
     pub models: Vec<String>,
     /// Length of one interval of the time series, in milliseconds of stream time (default:
     /// 1000; 10 for a simulated stream, whose events are 1 µs apart).

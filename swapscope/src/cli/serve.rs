@@ -40,9 +40,9 @@ pub struct ServeArgs {
     /// address explicitly to be scraped from elsewhere (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:9866", value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
-    /// Models to replay the stream through, comma-separated (default: the default set; full
-    /// tier only).
-    #[arg(long, value_delimiter = ',')]
+    /// Models to replay the stream through (full tier only): `default` (the default set),
+    /// `all` (every model), or names, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "default")]
     pub models: Vec<String>,
     /// Also record everything to this file (created new, 0600; `<FILE>.<pid>.partial` until
     /// the exporter stops); an existing file is refused unless --force.
