@@ -133,6 +133,35 @@ fn views_of_a_simulate_recording() {
     all_views("sim-thp-fragment.swsc", 0.5, "simulate");
 }
 
+/// A format 1.3 recording: the Overview shows the folios read back beside those written, and
+/// the device map's real clusters are on the kernel's own lists (not `partial`).
+#[test]
+fn views_of_a_recording_with_swap_ins_and_cluster_moves() {
+    let snap = snapshot_of("vm-7.3-full-swapin.swsc", 0.5);
+    assert!(snap.kinds.swapins > 0 && snap.kinds.clusters > 0);
+    let st = status(&snap);
+    for tab in [Tab::Overview, Tab::DeviceMap] {
+        let mut ui = Ui::new(Mode::Replay);
+        ui.tab = tab;
+        let text = render_text(&snap, &ui, &st, 160, 48);
+        if tab == Tab::Overview {
+            assert!(text.contains("read back (swap-in events):"), "{text}");
+        } else {
+            assert!(
+                text.contains("real: ") && !text.contains(", partial,"),
+                "{text}"
+            );
+        }
+        insta::assert_snapshot!(
+            format!(
+                "swapin-{}-160x48",
+                tab.title().to_lowercase().replace(' ', "-")
+            ),
+            text
+        );
+    }
+}
+
 #[test]
 fn the_cursor_inspects_a_cluster_and_the_help_lists_the_keys() {
     use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};

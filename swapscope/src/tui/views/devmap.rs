@@ -306,6 +306,7 @@ fn legend_line(left: &Pane) -> Line<'static> {
                 ClusterList::Full,
                 ClusterList::Discard,
                 ClusterList::Partial,
+                ClusterList::Other,
             ] {
                 spans.push(Span::styled(
                     format!("■{} ", l.as_str()),
