@@ -13,6 +13,7 @@ pub mod linux_6_12;
 pub mod linux_6_14;
 pub mod linux_6_18;
 pub mod rr_scan;
+pub mod vswap;
 
 pub use buddy::Buddy;
 pub use classified::Classified;
@@ -23,6 +24,7 @@ pub use linux_6_12::Linux612;
 pub use linux_6_14::Linux614;
 pub use linux_6_18::Linux618;
 pub use rr_scan::RrScan;
+pub use vswap::Vswap;
 
 /// Per-CPU state is kept for CPU ids modulo this many.
 pub const MAX_CPUS: usize = 4096;
@@ -47,6 +49,7 @@ pub const EXTRA_NAMES: &[&str] = &[
     "linux-7",
     Linux614::NAME,
     RrScan::NAME,
+    Vswap::NAME,
 ];
 
 /// A model by its report name (`linux-6.18`, …); `linux-7` is an alias of `linux-6.18`.
@@ -61,6 +64,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn AllocatorModel>> {
         "classified" => Box::new(Classified::new()),
         "classified-per-order" => Box::new(Classified::per_order()),
         "discontiguous" => Box::new(Discontiguous::new()),
+        Vswap::NAME => Box::new(Vswap::new()),
         _ => return None,
     })
 }

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use super::kernel::{CL, Dev, Devs, List};
 use super::linux_6_10::{Alloc610, Variant};
 use super::linux_6_18::{ClusterListAlloc, Policy};
+use super::vswap::{RMAP_BYTES, VIRTUAL_TYPE, VTABLE_BYTES, Vswap};
 use super::{DiscardTiming, Linux610, Linux612, Linux614, Linux618, RrScan};
 use crate::alloc::AllocatorModel;
 use crate::event::SwapOn;
@@ -186,6 +187,122 @@ fn check_lists(devs: &Devs, ok: impl Fn(&Dev, u32, Option<List>) -> bool) -> Res
     devs.check(ok)
 }
 
+/// Runs `ops` on a [`Vswap`]; after op `i`, `writeouts[i]` (if any) picks a live allocation
+/// and writes it out. Checks the virtual slots against an independent record, that no physical
+/// slot backs two virtual slots, that every live slot is backed while no write-out was seen,
+/// that the snapshot's used slots are the backed ones and its metadata both tables.
+fn run_vswap(
+    devs: &[SwapOn],
+    ops: &[Op],
+    writeouts: &[Option<usize>],
+) -> Result<(), TestCaseError> {
+    let mut m = Vswap::new();
+    for d in devs {
+        m.swapon(d);
+    }
+    let mut used: BTreeSet<u64> = BTreeSet::new();
+    let mut live: Vec<(u64, u64)> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        match *op {
+            Op::Alloc { cpu, order } => {
+                let s = m.snapshot();
+                let free = s.total_slots - s.used_slots;
+                let n = 1u64 << order;
+                match m.alloc(cpu, order) {
+                    Some(a) => {
+                        prop_assert_eq!(a.extents.len(), 1);
+                        let Some(e) = a.extents.first().copied() else {
+                            return Err(TestCaseError::fail("no extent"));
+                        };
+                        prop_assert_eq!(e.swap_type, VIRTUAL_TYPE);
+                        prop_assert_eq!(u64::from(e.nr), n);
+                        prop_assert_eq!(e.offset % n, 0, "unaligned virtual slots");
+                        for v in e.offset..e.offset + n {
+                            prop_assert!(v > 0, "virtual slot 0 handed out");
+                            prop_assert!(used.insert(v), "virtual slot {} handed out twice", v);
+                        }
+                        live.push((e.offset, n));
+                    }
+                    None => {
+                        // Refused only when the devices are short of slots (eagerly, with one
+                        // device: when it has fewer than 2^k free).
+                        prop_assert!(
+                            free < n || (devs.len() > 1 && !m.is_lazy()),
+                            "refused order {} with {} free",
+                            order,
+                            free
+                        );
+                    }
+                }
+            }
+            Op::Free { pick, start, len } => {
+                if live.is_empty() {
+                    continue;
+                }
+                let (off, n) = live.swap_remove(pick % live.len());
+                let a = u64::from(start) % n;
+                let b = a + 1 + u64::from(len) % (n - a);
+                m.free(VIRTUAL_TYPE, off + a, (b - a) as u32);
+                for v in off + a..off + b {
+                    prop_assert!(used.remove(&v), "freed slot {} not allocated", v);
+                }
+                if a > 0 {
+                    live.push((off, a));
+                }
+                if b < n {
+                    live.push((off + b, n - b));
+                }
+            }
+        }
+        if let Some(Some(p)) = writeouts.get(i)
+            && !live.is_empty()
+            && let Some(&(off, n)) = live.get(p % live.len())
+        {
+            m.writeout(VIRTUAL_TYPE, off, n as u32);
+        }
+        let snap = m.snapshot();
+        let mut phys = BTreeSet::new();
+        for &v in &used {
+            match m.physical_of(v) {
+                Some((t, off)) => {
+                    let Some(d) = devs.iter().find(|d| d.swap_type == t) else {
+                        return Err(TestCaseError::fail("backed on an unknown device"));
+                    };
+                    prop_assert!(off > 0 && off < d.max && !d.bad.contains(&off));
+                    prop_assert!(
+                        phys.insert((t, off)),
+                        "physical slot {:?} backs two virtual slots",
+                        (t, off)
+                    );
+                }
+                None => prop_assert!(
+                    m.is_lazy(),
+                    "virtual slot {} unbacked before any write-out",
+                    v
+                ),
+            }
+        }
+        prop_assert_eq!(m.live_virtual(), used.len() as u64);
+        prop_assert_eq!(snap.used_slots, phys.len() as u64);
+        prop_assert_eq!(
+            snap.metadata_bytes,
+            VTABLE_BYTES * used.len() as u64 + RMAP_BYTES * phys.len() as u64
+        );
+        let nr_clusters: u64 = devs.iter().map(|d| d.max.max(1).div_ceil(CL)).sum();
+        let c = snap.clusters;
+        prop_assert_eq!(c.free + c.nonfull + c.frag + c.full + c.other, nr_clusters);
+    }
+    for (off, n) in live {
+        m.free(VIRTUAL_TYPE, off, n as u32);
+    }
+    let s = m.snapshot();
+    prop_assert_eq!(
+        (s.used_slots, s.metadata_bytes, m.live_virtual()),
+        (0, 0, 0)
+    );
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -225,6 +342,21 @@ proptest! {
     fn rr_scan_keeps_slot_accounting(devs in devices(), ops in prop::collection::vec(op(), 1..400)) {
         run(RrScan::new(), &devs, &ops, check_610, |_| 0)?;
         run(RrScan::with_discard_timing(DiscardTiming::OnDemand), &devs, &ops, check_610, |_| 0)?;
+    }
+
+    #[test]
+    fn vswap_keeps_slot_accounting(
+        devs in devices(),
+        ops in prop::collection::vec(op(), 1..400),
+        writeouts in prop::collection::vec(prop::option::weighted(0.3, any::<usize>()), 0..400),
+        eager_prefix in 0usize..400,
+    ) {
+        // Eager for the first `eager_prefix` ops (no write-out), then write-outs at random.
+        let w: Vec<Option<usize>> = (0..ops.len())
+            .map(|i| if i < eager_prefix { None } else { writeouts.get(i).copied().flatten() })
+            .collect();
+        run_vswap(&devs, &ops, &w)?;
+        run_vswap(&devs, &ops, &[])?;
     }
 }
 
