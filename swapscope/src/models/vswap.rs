@@ -61,6 +61,12 @@
 //! # Snapshot
 //! The physical devices' occupancy and fragmentation (as `discontiguous` reports them), so the
 //! model is comparable with the others; `cluster_map` shows the physical devices too.
+//!
+//! # Physical contiguity
+//! [`Vswap::physical_contiguity`] and [`Vswap::writeout_stats`] are read by tests (and the
+//! figures in docs/models.md). The engine's report has no place for them: showing them in
+//! `simulate`/`report` would need a `ModelReport` field (e.g. `physical_contiguity:
+//! Option<f64>`, with the counts behind it) filled through a new defaulted trait method.
 
 use super::Discontiguous;
 use crate::alloc::frag::UsedBitmap;
