@@ -241,6 +241,19 @@ pub trait AllocatorModel: Send {
     /// (simulated ones) never call it.
     fn writeout(&mut self, _swap_type: u8, _offset: u64, _nr: u32) {}
 
+    /// Whether the slots this model hands out are virtual (not places on the device), so that
+    /// comparing them with the kernel's slot says nothing (no same-slot fidelity).
+    fn virtual_slots(&self) -> bool {
+        false
+    }
+
+    /// Share of large-folio write-outs whose physical slots are one contiguous run, for models
+    /// that place physical slots apart from the request (`vswap`); `None` for the others and
+    /// before the first.
+    fn physical_contiguity(&self) -> Option<f64> {
+        None
+    }
+
     /// Current occupancy summary.
     fn snapshot(&self) -> ModelSnapshot;
 

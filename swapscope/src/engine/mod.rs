@@ -174,6 +174,8 @@ struct Shadow {
     same_offset: u64,
     /// The model's [`AllocatorModel::wants_writeouts`], asked once.
     writeouts: bool,
+    /// The model's [`AllocatorModel::virtual_slots`], asked once.
+    virtual_slots: bool,
 }
 
 /// Stream-level counters.
@@ -266,6 +268,7 @@ impl Engine {
             .into_iter()
             .map(|model| Shadow {
                 writeouts: model.wants_writeouts(),
+                virtual_slots: model.virtual_slots(),
                 model,
                 map: SlotMap::new(),
                 counters: OrderCounters::default(),
@@ -615,6 +618,7 @@ impl Engine {
                 unbacked_slots,
                 compared,
                 same_offset,
+                virtual_slots,
                 ..
             } = s;
             alloc::serve_folio(model.as_mut(), a.cpu, a.order, scratch, |r| {
@@ -622,6 +626,7 @@ impl Engine {
                 match r.extents {
                     Some(ext) => {
                         if r.order == a.order
+                            && !*virtual_slots
                             && let Some((ty, off)) = kernel_slot
                         {
                             *compared += 1;

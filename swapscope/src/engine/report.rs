@@ -57,6 +57,9 @@ pub struct ModelReport {
     /// For streams with the kernel's results: share of the requests both served for which the
     /// model chose the kernel's own slot (1.0 = the model reproduces the kernel exactly).
     pub same_offset_rate: Option<f64>,
+    /// Share of large-folio write-outs whose physical slots are one contiguous run, for models
+    /// that place physical slots apart from the request (`vswap`); null for the others.
+    pub physical_contiguity: Option<f64>,
     pub compared_requests: Option<u64>,
 }
 
@@ -227,6 +230,7 @@ fn model_report(name: &str, c: &OrderCounters, snap: &ModelSnapshot) -> ModelRep
         mapping_bytes: None,
         same_offset_rate: None,
         compared_requests: None,
+        physical_contiguity: None,
     }
 }
 
@@ -246,6 +250,7 @@ impl Engine {
                 r.dropped_slots = Some(s.dropped_slots);
                 r.mapping_extents = Some(s.map.entries() as u64);
                 r.mapping_bytes = Some(s.map.approx_bytes());
+                r.physical_contiguity = s.model.physical_contiguity();
                 if s.compared > 0 {
                     r.compared_requests = Some(s.compared);
                     r.same_offset_rate = Some(s.same_offset as f64 / s.compared as f64);
@@ -460,6 +465,14 @@ pub fn render_table(r: &Report) -> String {
             s,
             "\nsame slot as the kernel (requests both served): {}",
             fidelity.join(", ")
+        );
+    }
+    for m in rows.iter().filter(|m| m.physical_contiguity.is_some()) {
+        let _ = writeln!(
+            s,
+            "{}: physical slots contiguous for {} of large-folio write-outs (virtual slots: no same-slot comparison)",
+            m.name,
+            pct(m.physical_contiguity.unwrap_or(0.0))
         );
     }
     s.push('\n');

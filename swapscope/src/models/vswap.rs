@@ -425,6 +425,14 @@ impl AllocatorModel for Vswap {
         }
     }
 
+    fn virtual_slots(&self) -> bool {
+        true
+    }
+
+    fn physical_contiguity(&self) -> Option<f64> {
+        Vswap::physical_contiguity(self)
+    }
+
     fn wants_writeouts(&self) -> bool {
         true
     }
