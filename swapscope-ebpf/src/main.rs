@@ -595,18 +595,17 @@ pub fn cluster_move(ctx: FEntryContext) -> u32 {
     unsafe { emit_cluster(&ctx, ctx.arg(0), ctx.arg(1), list, true) }
 }
 
-/// 6.14–6.17 and 7.x: `struct swap_cluster_info *isolate_lock_cluster(si, struct list_head *)`:
-/// a cluster taken off a list by an allocator (NULL: none).
-#[fexit(function = "isolate_lock_cluster")]
-pub fn cluster_isolate(ctx: FExitContext) -> u32 {
-    let ci: *const u8 = ctx.arg(2);
+/// Emits the isolation of the cluster an `isolate_lock_cluster` returned (NULL: none).
+#[inline(always)]
+fn emit_isolated(ctx: &FExitContext, ci: *const u8) -> u32 {
     if ci.is_null() {
         return 0;
     }
-    // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer, the return value the cluster.
+    // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer, `ci` the function's BTF-typed
+    // return value.
     unsafe {
         emit_cluster(
-            &ctx,
+            ctx,
             ctx.arg(0),
             ci,
             swapscope_common::cluster_list::ISOLATED,
@@ -615,23 +614,17 @@ pub fn cluster_isolate(ctx: FExitContext) -> u32 {
     }
 }
 
+/// 6.14–6.17 and 7.x: `struct swap_cluster_info *isolate_lock_cluster(si, struct list_head *)`:
+/// a cluster taken off a list by an allocator.
+#[fexit(function = "isolate_lock_cluster")]
+pub fn cluster_isolate(ctx: FExitContext) -> u32 {
+    emit_isolated(&ctx, ctx.arg(2))
+}
+
 /// 6.18: `isolate_lock_cluster(si, struct list_head *, int order)`.
 #[fexit(function = "isolate_lock_cluster")]
 pub fn cluster_isolate_order(ctx: FExitContext) -> u32 {
-    let ci: *const u8 = ctx.arg(3);
-    if ci.is_null() {
-        return 0;
-    }
-    // SAFETY: as `cluster_isolate`.
-    unsafe {
-        emit_cluster(
-            &ctx,
-            ctx.arg(0),
-            ci,
-            swapscope_common::cluster_list::ISOLATED,
-            false,
-        )
-    }
+    emit_isolated(&ctx, ctx.arg(3))
 }
 
 #[inline(always)]

@@ -33,6 +33,17 @@ fn documented_in(sweep: bool) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The documented keys of type `map` (whose contents are not listed), and every documented key.
+fn maps_and_keys(doc: &[(String, String)]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let maps = doc
+        .iter()
+        .filter(|(_, t)| t == "map")
+        .map(|(k, _)| k.clone())
+        .collect();
+    let keys = doc.iter().map(|(k, _)| k.clone()).collect();
+    (maps, keys)
+}
+
 fn documented() -> Vec<(String, String)> {
     documented_in(false)
 }
@@ -144,12 +155,7 @@ fn json_of(args: &[&str]) -> Value {
 fn every_report_has_exactly_the_documented_keys() {
     let doc = documented();
     assert!(doc.len() > 60, "{} keys documented", doc.len());
-    let maps: BTreeSet<String> = doc
-        .iter()
-        .filter(|(_, t)| t == "map")
-        .map(|(k, _)| k.clone())
-        .collect();
-    let keys: BTreeSet<String> = doc.iter().map(|(k, _)| k.clone()).collect();
+    let (maps, keys) = maps_and_keys(&doc);
     let mut reports = Vec::new();
     for f in [
         "host-6.18-tracepoint.swsc",
@@ -234,12 +240,7 @@ fn a_full_tier_recording_carries_swap_ins_and_cluster_lists() {
 fn a_sweep_has_exactly_the_documented_keys() {
     let doc = documented_in(true);
     assert!(doc.len() >= 8, "{doc:?}");
-    let maps: BTreeSet<String> = doc
-        .iter()
-        .filter(|(_, t)| t == "map")
-        .map(|(k, _)| k.clone())
-        .collect();
-    let keys: BTreeSet<String> = doc.iter().map(|(k, _)| k.clone()).collect();
+    let (maps, keys) = maps_and_keys(&doc);
     let p = root()
         .join("tests/data/vm-7.3-full-frag.swsc")
         .display()

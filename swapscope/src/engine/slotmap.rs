@@ -25,6 +25,23 @@ const MODEL_OFFSET_MASK: u64 = (1 << MODEL_OFFSET_BITS) - 1;
 const BUCKET_BITS: u32 = 9;
 const BUCKET: u64 = 1 << BUCKET_BITS;
 
+/// Stream slots `key .. key + n` cut at bucket boundaries: `(bucket, start, end)` with start and
+/// end relative to the bucket.
+fn bucket_spans(key: u64, n: u64) -> impl Iterator<Item = (u64, u16, u16)> {
+    let end = key.saturating_add(n);
+    let mut k = key;
+    std::iter::from_fn(move || {
+        if k >= end {
+            return None;
+        }
+        let b = k >> BUCKET_BITS;
+        let stop = ((b + 1) << BUCKET_BITS).min(end);
+        let span = (b, (k % BUCKET) as u16, (stop - (b << BUCKET_BITS)) as u16);
+        k = stop;
+        Some(span)
+    })
+}
+
 /// The map key of a stream slot, or `None` if the offset does not fit.
 #[inline]
 pub fn stream_key(swap_type: u8, offset: u64) -> Option<u64> {
@@ -317,23 +334,14 @@ impl SlotMap {
 
     /// Whether any stream slot of `key .. key + n` is mapped.
     pub fn overlaps(&self, key: u64, n: u64) -> bool {
-        let end = key.saturating_add(n);
-        let mut k = key;
-        while k < end {
-            let b = k >> BUCKET_BITS;
-            let stop = ((b + 1) << BUCKET_BITS).min(end);
-            let (s, e) = ((k % BUCKET) as u16, (stop - (b << BUCKET_BITS)) as u16);
-            if let Some(bucket) = self.buckets.get(&b)
-                && bucket.runs().iter().any(|&p| {
+        bucket_spans(key, n).any(|(b, s, e)| {
+            self.buckets.get(&b).is_some_and(|bucket| {
+                bucket.runs().iter().any(|&p| {
                     let r = Run::unpack(p);
                     r.start < e && r.end() > s
                 })
-            {
-                return true;
-            }
-            k = stop;
-        }
-        false
+            })
+        })
     }
 
     /// Maps stream slots from `key` on, in order, to `extents` (which cover them in folio page
@@ -412,36 +420,25 @@ impl SlotMap {
     /// Calls `f(model_type, model_offset, nr)` for every model run that stream slots
     /// `key .. key + n` map to, in stream order, without changing the map.
     pub fn visit(&self, key: u64, n: u64, mut f: impl FnMut(u8, u64, u32)) {
-        let end = key.saturating_add(n);
-        let mut k = key;
-        while k < end {
-            let b = k >> BUCKET_BITS;
-            let stop = ((b + 1) << BUCKET_BITS).min(end);
-            let (s, e) = ((k % BUCKET) as u16, (stop - (b << BUCKET_BITS)) as u16);
-            if let Some(bucket) = self.buckets.get(&b) {
-                for r in bucket.runs().iter().map(|&p| Run::unpack(p)) {
-                    if r.start < e && r.end() > s {
-                        let (a, z) = (r.start.max(s), r.end().min(e));
-                        f(r.ty(), r.part(a, z).off(), u32::from(z - a));
-                    }
+        for (b, s, e) in bucket_spans(key, n) {
+            let Some(bucket) = self.buckets.get(&b) else {
+                continue;
+            };
+            for r in bucket.runs().iter().map(|&p| Run::unpack(p)) {
+                if r.start < e && r.end() > s {
+                    let (a, z) = (r.start.max(s), r.end().min(e));
+                    f(r.ty(), r.part(a, z).off(), u32::from(z - a));
                 }
             }
-            k = stop;
         }
     }
 
     /// Unmaps stream slots `key .. key + n`, calling `free(model_type, model_offset, nr)` for
     /// every mapped model run. Returns the stream slots that were mapped.
     pub fn remove(&mut self, key: u64, n: u64, mut free: impl FnMut(u8, u64, u32)) -> u64 {
-        let end = key.saturating_add(n);
-        let mut k = key;
         let mut removed = 0;
-        while k < end {
-            let b = k >> BUCKET_BITS;
-            let stop = ((b + 1) << BUCKET_BITS).min(end);
-            let (s, e) = ((k % BUCKET) as u16, (stop - (b << BUCKET_BITS)) as u16);
+        for (b, s, e) in bucket_spans(key, n) {
             removed += self.remove_in_bucket(b, s, e, &mut free);
-            k = stop;
         }
         self.mapped -= removed;
         removed
