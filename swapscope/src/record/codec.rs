@@ -501,7 +501,7 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             cpu: d.u32()?,
             pid: d.u32()?,
             id: d.u64()?,
-            old_order: Some(d.u8()?).filter(|o| *o != swapscope_common::ORDER_UNKNOWN),
+            old_order: d.order()?,
             new_order: d.u8()?,
         }),
         kind::SWAP_IN => Event::SwapIn(SwapIn {
@@ -512,7 +512,7 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             id: d.u64()?,
             swap_type: d.u8()?,
             offset: d.u64()?,
-            order: Some(d.u8()?).filter(|o| *o != swapscope_common::ORDER_UNKNOWN),
+            order: d.order()?,
             flags: d.u32()?,
         }),
         kind::CLUSTER => Event::Cluster(ClusterMove {
@@ -715,7 +715,7 @@ fn bpf_header(d: &mut Dec<'_>) -> Result<EventHeader, &'static str> {
 /// their `#[repr(C)]` layouts) into an [`Event`]. `None` for other kinds or short buffers.
 /// Write-outs are not decoded here: the recorder stores their bytes verbatim.
 pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
-    use swapscope_common::{ORDER_UNKNOWN, kind};
+    use swapscope_common::kind;
     let mut d = Dec::new(bytes);
     let h = bpf_header(&mut d).ok()?;
     let (ts_ns, cpu) = (h.ts_ns, h.cpu);
@@ -761,7 +761,7 @@ pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
         kind::SPLIT => {
             let id = d.u64().ok()?;
             let pid = d.u64().ok()? as u32;
-            let old_order = Some(d.u8().ok()?).filter(|o| *o != ORDER_UNKNOWN);
+            let old_order = d.order().ok()?;
             let new_order = d.u8().ok()?;
             Event::Split(Split {
                 ts_ns,
@@ -777,7 +777,7 @@ pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
             let pid_tgid = d.u64().ok()?;
             let id = d.u64().ok()?;
             let flags = d.u32().ok()?;
-            let order = Some(d.u8().ok()?).filter(|o| *o != ORDER_UNKNOWN);
+            let order = d.order().ok()?;
             Event::SwapIn(SwapIn {
                 ts_ns,
                 cpu,
@@ -852,6 +852,10 @@ impl<'a> Dec<'a> {
 
     pub(crate) fn u8(&mut self) -> Result<u8, &'static str> {
         Ok(self.array::<1>()?[0])
+    }
+    /// A folio order byte, `None` for `ORDER_UNKNOWN`.
+    pub(crate) fn order(&mut self) -> Result<Option<u8>, &'static str> {
+        Ok(Some(self.u8()?).filter(|o| *o != swapscope_common::ORDER_UNKNOWN))
     }
     pub(crate) fn u16(&mut self) -> Result<u16, &'static str> {
         Ok(u16::from_le_bytes(self.array()?))
