@@ -526,7 +526,9 @@ unsafe fn cluster_index(l: &KernelLayout, si: *const u8, ci: *const u8) -> Optio
     Some(ci.wrapping_sub(base) / u64::from(l.ci_size.max(1)))
 }
 
-/// Emits a cluster going to `list` (a `cluster_list` code) from the one its flags name.
+/// Emits a cluster put on the list `new_flags` names (the kernel's `enum swap_cluster_flags`,
+/// read from the cluster's flags as its previous list), or, with `None`, taken off the lists by
+/// an allocator (its previous list is not read).
 ///
 /// # Safety
 /// `si` and `ci` must be BTF-typed `struct swap_info_struct *` / `struct swap_cluster_info *`
@@ -536,8 +538,7 @@ unsafe fn emit_cluster<C: EbpfContext>(
     ctx: &C,
     si: *const u8,
     ci: *const u8,
-    list: u8,
-    old_known: bool,
+    new_flags: Option<u64>,
 ) -> u32 {
     let l = layout();
     if l.valid == 0 || l.ci_size == 0 {
@@ -557,10 +558,12 @@ unsafe fn emit_cluster<C: EbpfContext>(
             core::ptr::read_volatile(si.add(l.si_type_off as usize)),
         )
     };
-    let old_list = if old_known {
-        cluster_code(&l, u64::from(flags))
-    } else {
-        swapscope_common::cluster_list::UNKNOWN
+    let (list, old_list) = match new_flags {
+        Some(new) => (cluster_code(&l, new), cluster_code(&l, u64::from(flags))),
+        None => (
+            swapscope_common::cluster_list::ISOLATED,
+            swapscope_common::cluster_list::UNKNOWN,
+        ),
     };
     let ev = ClusterEvent {
         header: header(kind::CLUSTER, core::mem::size_of::<ClusterEvent>()),
@@ -589,10 +592,8 @@ unsafe fn emit_cluster<C: EbpfContext>(
 /// every insertion into a cluster list (free, nonfull, frag, full, discard).
 #[fentry(function = "move_cluster")]
 pub fn cluster_move(ctx: FEntryContext) -> u32 {
-    let l = layout();
-    let list = cluster_code(&l, ctx.arg(3));
     // SAFETY: args 0 and 1 are the BTF-typed swap_info_struct and swap_cluster_info pointers.
-    unsafe { emit_cluster(&ctx, ctx.arg(0), ctx.arg(1), list, true) }
+    unsafe { emit_cluster(&ctx, ctx.arg(0), ctx.arg(1), Some(ctx.arg(3))) }
 }
 
 /// Emits the isolation of the cluster an `isolate_lock_cluster` returned (NULL: none).
@@ -603,15 +604,7 @@ fn emit_isolated(ctx: &FExitContext, ci: *const u8) -> u32 {
     }
     // SAFETY: arg 0 is the BTF-typed swap_info_struct pointer, `ci` the function's BTF-typed
     // return value.
-    unsafe {
-        emit_cluster(
-            ctx,
-            ctx.arg(0),
-            ci,
-            swapscope_common::cluster_list::ISOLATED,
-            false,
-        )
-    }
+    unsafe { emit_cluster(ctx, ctx.arg(0), ci, None) }
 }
 
 /// 6.14–6.17 and 7.x: `struct swap_cluster_info *isolate_lock_cluster(si, struct list_head *)`:

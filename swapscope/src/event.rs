@@ -147,9 +147,7 @@ impl Event {
             Event::Alloc(a) => Some(a.order),
             Event::Split(s) => s.old_order,
             Event::SwapIn(s) => s.order,
-            Event::Cluster(c) => {
-                matches!(c.list, cluster_list::NONFULL | cluster_list::FRAG).then_some(c.order)
-            }
+            Event::Cluster(c) => c.serves_order(),
             _ => None,
         }
     }
@@ -264,8 +262,8 @@ impl Event {
                     c.cluster,
                     cluster_list_name(c.list)
                 );
-                if matches!(c.list, cluster_list::NONFULL | cluster_list::FRAG) {
-                    let _ = write!(s, "[{}]", folio_size(c.order));
+                if let Some(o) = c.serves_order() {
+                    let _ = write!(s, "[{}]", folio_size(o));
                 }
                 if c.old_list != cluster_list::UNKNOWN {
                     let _ = write!(s, " from {}", cluster_list_name(c.old_list));
@@ -594,6 +592,13 @@ pub struct ClusterMove {
     pub order: u8,
     /// `ci->count`: slots in use when the hook ran.
     pub count: u16,
+}
+
+impl ClusterMove {
+    /// The order the cluster serves on its new list: only nonfull and frag lists are per order.
+    pub fn serves_order(&self) -> Option<u8> {
+        matches!(self.list, cluster_list::NONFULL | cluster_list::FRAG).then_some(self.order)
+    }
 }
 
 pub use swapscope_common::cluster_list;

@@ -13,11 +13,7 @@ use crate::{
     engine::DeviceSize,
     event::{Event, folio_size},
     pipeline::{self, PipelineError},
-    record::RecordingHeader,
-    sink::{
-        Sink, SinkError,
-        analysis::{Analysis, AnalysisConfig},
-    },
+    sink::{Sink, SinkError, analysis::Analysis},
     source::Source,
 };
 
@@ -142,29 +138,15 @@ pub fn sweep<S: Source>(
     for &percent in &spec.percents {
         let mut source = open().map_err(SweepError::Open)?;
         let size = DeviceSize::Percent(percent);
-        let mut analysis = analysis(source.header(), names, size);
+        let mut analysis = Analysis::for_report(source.header(), names, Some(size));
         let mut sizes = DeviceSizes::default();
         let summary = pipeline::run(&mut source, &mut [&mut analysis, &mut sizes], &mut || false)?;
         let report = analysis.report(&summary);
-        out.recorded_device_bytes = sizes.0.clone();
-        let device_bytes = sizes
-            .0
-            .iter()
-            .map(|(t, &b)| {
-                let on = crate::event::SwapOn {
-                    ts_ns: 0,
-                    swap_type: 0,
-                    max: b / 4096,
-                    bad: Vec::new(),
-                    flags: 0,
-                    prio: 0,
-                };
-                (t.clone(), size.apply(&on).max * 4096)
-            })
-            .collect();
+        out.recorded_device_bytes = sizes.0;
         out.points.push(SweepPoint {
             percent,
-            device_bytes,
+            // The engine's own record of the sizes it gave the models.
+            device_bytes: report.model_device_bytes,
             models: report
                 .models
                 .iter()
@@ -178,19 +160,6 @@ pub fn sweep<S: Source>(
         });
     }
     Ok(out)
-}
-
-/// The analysis a what-if replay runs: the report's, with the models' devices resized.
-pub fn analysis(header: &RecordingHeader, names: &[String], size: DeviceSize) -> Analysis {
-    Analysis::new(
-        header,
-        names,
-        AnalysisConfig {
-            views: false,
-            device_size: Some(size),
-            ..AnalysisConfig::default()
-        },
-    )
 }
 
 impl Sweep {

@@ -168,6 +168,17 @@ fn sum(v: &Value) -> u64 {
 }
 
 /// Events per kind as `dump` prints them (its second field is the kind).
+/// The per-order counts an export's DuckDB summary `d` shares with `report --json`.
+fn same_by_order(d: &Value, report: &Value, what: &str) {
+    for key in [
+        "writeouts_by_order",
+        "requests_by_order",
+        "failed_requests_by_order",
+    ] {
+        assert_eq!(nonzero(&d[key]), nonzero(&report[key]), "{what}: {key}");
+    }
+}
+
 fn dump_kinds(file: &str) -> BTreeMap<String, u64> {
     let o = ok(&["dump", file]);
     let mut m = BTreeMap::new();
@@ -235,13 +246,7 @@ fn check_against_report(python: &Path, file: &Path, dir: &Path) {
             sum(&report["fallback_splits_by_order"]) + report["other_splits"].as_u64().unwrap_or(0),
             "{what}: splits"
         );
-        for key in [
-            "writeouts_by_order",
-            "requests_by_order",
-            "failed_requests_by_order",
-        ] {
-            assert_eq!(nonzero(&d[key]), nonzero(&report[key]), "{what}: {key}");
-        }
+        same_by_order(&d, &report, &what);
         assert_eq!(
             d["freed_slots"].as_u64(),
             report["freed_slots"].as_u64(),
@@ -276,13 +281,7 @@ fn check_against_report(python: &Path, file: &Path, dir: &Path) {
             d["intervals"].as_u64().unwrap_or(0) > 0,
             "{what}: no interval"
         );
-        for key in [
-            "writeouts_by_order",
-            "requests_by_order",
-            "failed_requests_by_order",
-        ] {
-            assert_eq!(nonzero(&d[key]), nonzero(&report[key]), "{what}: {key}");
-        }
+        same_by_order(&d, &report, &what);
         assert_eq!(
             nonzero(&d["swpout_by_order"]),
             nonzero(&report["kernel"]["swpout_by_order"]),

@@ -7,7 +7,7 @@ use swapscope::{
     engine::DeviceSize,
     models, pipeline,
     report::Report,
-    sink::analysis::{Analysis, AnalysisConfig},
+    sink::analysis::Analysis,
     source::{Source as _, file::FileSource},
     whatif,
 };
@@ -16,18 +16,6 @@ use swapscope::{
 /// set.
 pub fn model_names(names: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(models::select(names)?)
-}
-
-/// The analysis `report` and `simulate` use: no viewer state.
-pub fn report_analysis(header: &swapscope::record::RecordingHeader, names: &[String]) -> Analysis {
-    Analysis::new(
-        header,
-        names,
-        AnalysisConfig {
-            views: false,
-            ..AnalysisConfig::default()
-        },
-    )
 }
 
 pub fn emit(report: Report, json: bool) -> anyhow::Result<ExitCode> {
@@ -66,10 +54,8 @@ pub fn run(
         return emit_sweep(&s, json);
     }
     let mut source = FileSource::open(file)?;
-    let mut analysis = match swap_size {
-        Some(b) => whatif::analysis(source.header(), &names, DeviceSize::Bytes(b)),
-        None => report_analysis(source.header(), &names),
-    };
+    let mut analysis =
+        Analysis::for_report(source.header(), &names, swap_size.map(DeviceSize::Bytes));
     let summary = pipeline::run(&mut source, &mut [&mut analysis], &mut || false)?;
     // The text report lists the warnings itself: on a terminal they are not repeated on stderr.
     if json || !std::io::stdout().is_terminal() {

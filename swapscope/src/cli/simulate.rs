@@ -12,7 +12,7 @@ use swapscope::{
     workload::WorkloadSpec,
 };
 
-use super::report::{emit, model_names, report_analysis};
+use super::report::{emit, model_names};
 
 #[derive(clap::Args, Debug)]
 pub struct SimulateArgs {
@@ -100,7 +100,8 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     let mut source = SimSource::new(spec)?;
     source.set_command_line(std::env::args().collect::<Vec<_>>().join(" "));
-    let mut analysis = report_analysis(source.header(), &names);
+    let mut analysis =
+        swapscope::sink::analysis::Analysis::for_report(source.header(), &names, None);
     let out = a
         .output
         .as_deref()

@@ -249,6 +249,8 @@ pub struct Engine {
     refused_devices: u64,
     /// What-if replays: each device's size as the models saw it, in bytes, by swap type.
     model_device_bytes: std::collections::BTreeMap<u8, u64>,
+    /// Whether any model wants write-outs (else they are ignored without a look).
+    writeouts_wanted: bool,
 }
 
 /// Marker rows kept (each holds every model's counters): later markers are counted, not broken
@@ -264,7 +266,7 @@ const PEAK_EVERY: u64 = 1 << 20;
 
 impl Engine {
     pub fn new(models: Vec<Box<dyn AllocatorModel>>, config: EngineConfig) -> Self {
-        let shadows = models
+        let shadows: Vec<Shadow> = models
             .into_iter()
             .map(|model| Shadow {
                 writeouts: model.wants_writeouts(),
@@ -279,6 +281,7 @@ impl Engine {
                 dropped_slots: 0,
             })
             .collect();
+        let writeouts_wanted = shadows.iter().any(|s| s.writeouts);
         Engine {
             shadows,
             real: RealOccupancy::default(),
@@ -302,6 +305,7 @@ impl Engine {
             devices: Vec::new(),
             refused_devices: 0,
             model_device_bytes: std::collections::BTreeMap::new(),
+            writeouts_wanted,
         }
     }
 
@@ -702,19 +706,18 @@ impl Engine {
 
     /// A write-out: handed, through each model's slot map, to the models that want it.
     fn writeout(&mut self, w: &crate::event::Writeout) {
-        let key = stream_key(w.swap_type, w.offset);
-        let mut used = false;
-        for s in self.shadows.iter_mut().filter(|s| s.writeouts) {
-            used = true;
-            if let Some(key) = key {
-                let Shadow { model, map, .. } = s;
-                map.visit(key, 1u64 << w.order.min(MAX_ORDER), |t, off, nr| {
-                    model.writeout(t, off, nr);
-                });
-            }
-        }
-        if !used {
+        if !self.writeouts_wanted {
             self.stream.ignored += 1;
+            return;
+        }
+        let Some(key) = stream_key(w.swap_type, w.offset) else {
+            return;
+        };
+        for s in self.shadows.iter_mut().filter(|s| s.writeouts) {
+            let Shadow { model, map, .. } = s;
+            map.visit(key, 1u64 << w.order.min(MAX_ORDER), |t, off, nr| {
+                model.writeout(t, off, nr);
+            });
         }
     }
 

@@ -272,10 +272,19 @@ impl Candidate {
     }
 }
 
-/// The feed a feed is useless without: isolations alone would make every cluster look isolated
-/// twice over.
-fn needs(feed: &str) -> Option<&'static str> {
-    (feed == "cluster-isolate").then_some("cluster")
+/// Why candidate `c` is not wanted given the feeds and programs already attached, if it is not:
+/// a feed is useless without another (isolations alone would make every cluster look isolated
+/// twice over), or an attached program already sees its events (`swap_range_free` sees the
+/// whole-cluster frees `swap_free_cluster` would report), or its feed is already fed.
+fn not_needed(c: &Candidate, fed: &[&str], programs: &[&str]) -> Option<String> {
+    if c.feeds == "cluster-isolate" && !fed.contains(&"cluster") {
+        return Some("it only makes sense with the cluster feed, which did not attach".into());
+    }
+    if c.feeds == "free-thp" && programs.contains(&"free_si_offset_nr") {
+        return Some("swap_range_free sees whole-cluster frees too".into());
+    }
+    fed.contains(&c.feeds)
+        .then(|| format!("another {} probe is attached", c.feeds))
 }
 
 /// Return types compare by spelling, except that `bool` may be spelled `_Bool`.
@@ -339,27 +348,8 @@ pub fn plan(
                 continue;
             }
         };
-        if let Some(need) = needs(c.feeds).filter(|n| !fed.contains(n)) {
-            out.push(status(
-                false,
-                format!(
-                    "not needed: it only makes sense with the {need} feed, which did not attach"
-                ),
-            ));
-            continue;
-        }
-        if c.feeds == "free-thp" && programs.contains(&"free_si_offset_nr") {
-            out.push(status(
-                false,
-                "not needed: swap_range_free sees whole-cluster frees too".into(),
-            ));
-            continue;
-        }
-        if fed.contains(&c.feeds) {
-            out.push(status(
-                false,
-                format!("not needed: another {} probe is attached", c.feeds),
-            ));
+        if let Some(why) = not_needed(c, &fed, &programs) {
+            out.push(status(false, format!("not needed: {why}")));
             continue;
         }
         let st = match (attach.as_mut(), &refused) {

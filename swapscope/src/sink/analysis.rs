@@ -177,6 +177,24 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// The analysis `report`, `simulate` and what-if replays run: no viewer state, the models'
+    /// devices resized to `device_size` when given.
+    pub fn for_report(
+        header: &RecordingHeader,
+        model_names: &[String],
+        device_size: Option<crate::engine::DeviceSize>,
+    ) -> Self {
+        Self::new(
+            header,
+            model_names,
+            AnalysisConfig {
+                views: false,
+                device_size,
+                ..AnalysisConfig::default()
+            },
+        )
+    }
+
     /// An analysis of the stream `header` describes, replaying it through the named models
     /// (`models::by_name`; unknown names are left out).
     pub fn new(header: &RecordingHeader, model_names: &[String], cfg: AnalysisConfig) -> Self {
