@@ -7,7 +7,7 @@
 #![no_std]
 
 /// Version of the BPF event layouts below.
-pub const SCHEMA_VERSION: u16 = 3;
+pub const SCHEMA_VERSION: u16 = 4;
 
 /// Kinds of BPF events. The first field of every BPF event is an [`EventHeader`] naming its kind.
 pub mod kind {
@@ -23,6 +23,9 @@ pub mod kind {
     pub const SWAPIN: u16 = 5;
     /// [`crate::ClusterEvent`]: a swap cluster moved between the allocator's lists (full tier).
     pub const CLUSTER: u16 = 6;
+    /// [`crate::GrantEvent`]: slots handed out, seen inside the lock that orders the
+    /// allocator's decisions (full tier, schema 4).
+    pub const GRANT: u16 = 7;
 }
 
 /// Cluster lists as swapscope numbers them (the kernel's `enum swap_cluster_flags` values are
@@ -93,7 +96,8 @@ pub struct WriteoutEvent {
 const _: () = assert!(core::mem::size_of::<WriteoutEvent>() == 48);
 
 /// A swap-slot request for a folio and the kernel's answer (fexit of `folio_alloc_swap` on 6.17+,
-/// `add_to_swap` before).
+/// `add_to_swap` before). The header's CPU is the one the request's task entered the allocation
+/// hook on (schema 4), or the one at its exit when the entry was not seen.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AllocEvent {
@@ -187,6 +191,89 @@ pub struct ClusterEvent {
 }
 const _: () = assert!(core::mem::size_of::<ClusterEvent>() == 32);
 
+/// Slots handed out by the allocator, emitted *inside* the critical section that orders its
+/// decisions, so that the ring buffer (whose reservations are totally ordered) receives grants in
+/// the order the kernel made them: 7.x `__swap_cache_add_folio` under the cluster lock (one
+/// folio), 6.12 `scan_swap_map_slots` under `si->lock` (one batch: a large folio, or up to 64
+/// order-0 slots refilling a CPU's slot cache). The request event at the hook's exit says whether
+/// the request as a whole succeeded; this one says when and where the allocator decided.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantEvent {
+    pub header: EventHeader,
+    /// Same id space as [`AllocEvent::folio_id`]; 0 when the hook sees no folio (6.12).
+    pub folio_id: u64,
+    /// Raw swap entry of the first slot granted.
+    pub swap_val: u64,
+    /// `bpf_get_current_pid_tgid()`: the task whose request this is.
+    pub pid_tgid: u64,
+    /// Allocations of 2^order slots made in this critical section (1 for a folio; 6.12's batch
+    /// refill of the slot cache: up to 64); 0: the allocator refused a single allocation of
+    /// that order here (`swap_val` 0).
+    pub nr: u16,
+    pub order: u8,
+    pub _pad: u8,
+    /// The CPU the request's task entered the allocator on (6.12: whose slot cache a batch
+    /// refills), or [`CPU_UNKNOWN`]; the header's CPU is the one that decided (whose per-CPU
+    /// cluster was used).
+    pub req_cpu: u32,
+    /// `bpf_ktime_get_boot_ns()` when the request's task entered the allocator, 0 when not
+    /// known: a batch (6.12) may take its slots anywhere between then and this event, since
+    /// the scan drops `si->lock` to reclaim swap cache.
+    pub start_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<GrantEvent>() == 56);
+
+/// The most slots one grant lists: 6.12's `SWAP_SLOTS_CACHE_SIZE`, the batch a CPU's slot cache
+/// is refilled with.
+pub const GRANT_BATCH_MAX: usize = 64;
+
+/// A [`GrantEvent`] of 6.12's batch refill (`nr` ≥ 2) with the batch itself: the raw swap
+/// entries in the order the allocator took them, which is the order the CPU's slot cache hands
+/// them out. Kind [`kind::GRANT`]; `grant.header.size` is this struct's size. Emitted by the
+/// batch variant of the 6.12 grant program, which reads the kernel's array with
+/// `bpf_probe_read_kernel` (refused under lockdown=confidentiality, where the plain variant
+/// attaches and grants carry the first slot only).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantBatchEvent {
+    pub grant: GrantEvent,
+    /// `slots[..grant.nr]` are valid.
+    pub slots: [u64; GRANT_BATCH_MAX],
+}
+const _: () = assert!(core::mem::size_of::<GrantBatchEvent>() == 56 + 8 * GRANT_BATCH_MAX);
+
+/// Feeds whose programs sit on hooks that run with preemption enabled, and so have rescue
+/// twins: a task preempted inside a program makes the kernel skip that program for every other
+/// task entering it on that CPU (`recursion_misses`); the twins, more programs on the same hook,
+/// deliver those invocations. Each index names a feed's entries in the `CHAIN` map (how many of
+/// its programs are attached) and `DELIVERED` map (per task, the invocation last delivered), and
+/// its counter from [`counter::RESCUED`].
+pub mod rescue {
+    pub const WRITEOUT: u32 = 0;
+    pub const ALLOC: u32 = 1;
+    pub const ALLOC_SHMEM: u32 = 2;
+    pub const SWAPIN: u32 = 3;
+    pub const SPLIT: u32 = 4;
+    pub const ALLOC_TIMING: u32 = 5;
+    pub const GRANT_REFUSAL: u32 = 6;
+    /// Number of rescued feeds.
+    pub const NR: u32 = 7;
+    /// The feed each slot serves, as the probe plan names it.
+    pub const FEEDS: [&str; NR as usize] = [
+        "writeout",
+        "alloc",
+        "alloc-shmem",
+        "swapin",
+        "split",
+        "alloc-timing",
+        "grant-refusal",
+    ];
+}
+
+/// A CPU number the program could not tell.
+pub const CPU_UNKNOWN: u32 = u32::MAX;
+
 /// `SplitEvent::old_order` when the hook cannot tell.
 pub const ORDER_UNKNOWN: u8 = 0xff;
 
@@ -203,8 +290,12 @@ pub mod counter {
     pub const FILTERED: u32 = 2;
     /// Records submitted to the ring buffer (the programs look at its fill level every 16th).
     pub const SUBMITTED: u32 = 3;
+    /// First of [`crate::rescue::NR`] counters: invocations each feed's rescue twins delivered
+    /// (the program of its chain that runs first was skipped because another task was inside
+    /// it on that CPU).
+    pub const RESCUED: u32 = 4;
     /// Number of counters.
-    pub const NR: u32 = 4;
+    pub const NR: u32 = RESCUED + crate::rescue::NR;
 }
 
 /// Kernel layout facts the loader reads from the running kernel's BTF and writes into the BPF
@@ -244,8 +335,11 @@ pub struct KernelLayout {
     /// [`cluster_list::UNKNOWN`] when the kernel has no such enum (then the cluster hooks are not
     /// planned).
     pub cluster_codes: [u8; 8],
+    /// Possible CPUs (the `REQ_START` map has one entry each).
+    pub nr_cpus: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 88);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 96);
 
 #[cfg(feature = "user")]
 mod user {
@@ -263,4 +357,6 @@ mod user {
     unsafe impl aya::Pod for super::SwapInEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ClusterEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::GrantEvent {}
 }

@@ -292,6 +292,25 @@ pub fn online_cpus() -> u32 {
         .unwrap_or(1)
 }
 
+/// CPU numbers the kernel may ever use: one more than the highest in
+/// `/sys/devices/system/cpu/possible` (e.g. `0-3` → 4), at least the online count.
+pub fn possible_cpus() -> u32 {
+    std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|t| parse_cpu_list_end(&t))
+        .unwrap_or(0)
+        .max(online_cpus())
+}
+
+/// One more than the highest CPU number of a kernel CPU list (`0-3,8-11` → 12).
+pub fn parse_cpu_list_end(text: &str) -> Option<u32> {
+    text.trim()
+        .split(',')
+        .filter_map(|part| part.rsplit('-').next()?.trim().parse::<u32>().ok())
+        .max()
+        .map(|m| m.saturating_add(1))
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -455,6 +474,14 @@ pub fn swap_on_for(dev: &crate::event::SwapDevice, ts_ns: Ts) -> crate::event::S
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(super::parse_cpu_list_end("0-3\n"), Some(4));
+        assert_eq!(super::parse_cpu_list_end("0"), Some(1));
+        assert_eq!(super::parse_cpu_list_end("0-3,8-11"), Some(12));
+        assert_eq!(super::parse_cpu_list_end(""), None);
+    }
+
     #[test]
     fn process_stats_from_a_stat_line_with_a_hostile_name() {
         let line = "42 (a) b (c) R 1 42 42 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 3 0 12345 \

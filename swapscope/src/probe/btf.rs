@@ -294,6 +294,8 @@ impl KernelBtf {
                 .unwrap_or(0),
             cluster_codes: self.cluster_codes(),
             id_key: random_key(),
+            nr_cpus: crate::host::possible_cpus(),
+            _pad: 0,
         })
     }
 

@@ -71,8 +71,9 @@ impl Hook {
 /// the first candidate whose function exists with that signature and that loads and attaches.
 #[derive(Clone, Copy, Debug)]
 pub struct Candidate {
-    /// What it feeds: `alloc`, `free`, `free-thp`, `split`, `swapin`, `cluster`,
-    /// `cluster-isolate`.
+    /// What it feeds: `alloc`, `alloc-shmem`, `grant`, `grant-refusal`, `free`, `free-thp`,
+    /// `split`, `swapin`,
+    /// `cluster`, `cluster-isolate`.
     pub feeds: &'static str,
     /// Program name in the BPF object.
     pub program: &'static str,
@@ -114,9 +115,49 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: Some("bool"),
     },
     Candidate {
+        feeds: "alloc-shmem",
+        program: "req_shmem_cache_add",
+        hook: Hook::FEntry,
+        func: "add_to_swap_cache",
+        params: &["struct folio *", "swp_entry_t", "gfp_t", "void * *"],
+        ret: Some("int"),
+    },
+    Candidate {
+        feeds: "grant",
+        program: "grant_cache_add",
+        hook: Hook::FEntry,
+        func: "__swap_cache_add_folio",
+        params: &[CI, "struct folio *", "swp_entry_t"],
+        ret: None,
+    },
+    Candidate {
+        feeds: "grant",
+        program: "grant_scan_slots_batch",
+        hook: Hook::FExit,
+        func: "scan_swap_map_slots",
+        params: &[SI, "unsigned char", "int", "swp_entry_t *", "int"],
+        ret: Some("int"),
+    },
+    Candidate {
+        feeds: "grant",
+        program: "grant_scan_slots",
+        hook: Hook::FExit,
+        func: "scan_swap_map_slots",
+        params: &[SI, "unsigned char", "int", "swp_entry_t *", "int"],
+        ret: Some("int"),
+    },
+    Candidate {
+        feeds: "grant-refusal",
+        program: "grant_charge_refused",
+        hook: Hook::FEntry,
+        func: "__mem_cgroup_try_charge_swap",
+        params: &["struct folio *"],
+        ret: Some("int"),
+    },
+    Candidate {
         feeds: "free",
         program: "free_si_ci_start_nr",
-        hook: Hook::FEntry,
+        hook: Hook::FExit,
         func: "__swap_cluster_free_entries",
         params: &[SI, CI, "*", "*"],
         ret: None,
@@ -124,7 +165,7 @@ pub const CANDIDATES: &[Candidate] = &[
     Candidate {
         feeds: "free",
         program: "free_si_ci_entry_nr",
-        hook: Hook::FEntry,
+        hook: Hook::FExit,
         func: "swap_entries_free",
         params: &[SI, CI, "swp_entry_t", "*"],
         ret: None,
@@ -132,7 +173,7 @@ pub const CANDIDATES: &[Candidate] = &[
     Candidate {
         feeds: "free",
         program: "free_si_ci_entry_nr",
-        hook: Hook::FEntry,
+        hook: Hook::FExit,
         func: "swap_entry_range_free",
         params: &[SI, CI, "swp_entry_t", "*"],
         ret: None,
@@ -279,6 +320,15 @@ impl Candidate {
 fn not_needed(c: &Candidate, fed: &[&str], programs: &[&str]) -> Option<String> {
     if c.feeds == "cluster-isolate" && !fed.contains(&"cluster") {
         return Some("it only makes sense with the cluster feed, which did not attach".into());
+    }
+    if c.feeds == "grant" && !fed.contains(&"alloc") {
+        return Some("grants order requests, and no request feed attached".into());
+    }
+    if c.feeds == "grant-refusal" && !programs.contains(&"grant_cache_add") {
+        return Some("refusals are ordered this way only beside 7.x's grants".into());
+    }
+    if c.feeds == "alloc-shmem" && !programs.contains(&"req_add_to_swap") {
+        return Some("the request feed attached sees shmem's requests too".into());
     }
     if c.feeds == "free-thp" && programs.contains(&"free_si_offset_nr") {
         return Some("swap_range_free sees whole-cluster frees too".into());
@@ -455,6 +505,9 @@ pub struct LiveProbe {
     attached: Vec<&'static Candidate>,
     /// Whether `req_start` (request timing) attached.
     timing: bool,
+    /// Per rescued feed: the program of its chain the kernel runs first (see
+    /// [`first_of_chain`]), whose `recursion_misses` are the invocations the rescues start from.
+    first: Vec<(&'static str, &'static str)>,
 }
 
 impl LiveProbe {
@@ -465,37 +518,14 @@ impl LiveProbe {
         let kbtf = KernelBtf::from_sys()?;
         let layout = kbtf.kernel_layout()?;
         let btf = aya::Btf::from_sys_fs().map_err(|e| ProbeError::Load(e.to_string()))?;
-        let bytes = opts.ringbuf_bytes.max(4096).next_power_of_two();
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .override_global("LAYOUT", &layout, true)
-            .map_max_entries("EVENTS", bytes)
-            .load(BPF_OBJECT)
-            .map_err(|e| ProbeError::Load(format!("{e:#}")))?;
-        // Before the programs load: they refer to the log map.
-        let logger = match &opts.log {
-            Some(f) => aya_log::EbpfLogger::init_with_logger(&mut ebpf, LogBridge(f.clone()))
-                .map_err(|e| ProbeError::Load(format!("the BPF log map: {e}")))
-                .ok(),
-            None => None,
-        };
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut(WRITEOUT_TP)
-            .ok_or(ProbeError::Map("program mm_vmscan_write_folio"))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))?;
-        prog.load(WRITEOUT_TP, &btf)
-            .map_err(|e| ProbeError::Attach {
-                probe: format!("tp_btf/{WRITEOUT_TP}"),
-                reason: verifier_summary(&e),
-            })?;
-        prog.attach().map_err(|e| ProbeError::Attach {
-            probe: format!("tp_btf/{WRITEOUT_TP}"),
-            reason: e.to_string(),
-        })?;
+        let (mut ebpf, logger, wo_rescue) = load_object(BPF_OBJECT, &layout, &btf, opts)?;
         let mut attached = Vec::new();
+        let mut rescues: Vec<ProbeStatus> = Vec::new();
+        // A tracepoint runs its programs in attach order: the write-out primary first.
+        let mut first = vec![("writeout", WRITEOUT_TP)];
+        rescues.push(rescue_status(WRITEOUT_TP, "tp_btf", "writeout", wo_rescue));
         let mut try_attach = |c: &'static Candidate| {
-            attach_candidate(&mut ebpf, &btf, c)?;
+            attach_chain(&mut ebpf, &btf, c, &mut rescues, &mut first)?;
             attached.push(c);
             Ok(())
         };
@@ -511,6 +541,7 @@ impl LiveProbe {
         if let Some(p) = plan.first_mut() {
             p.detail = "writeout: attached".into();
         }
+        plan.extend(rescues);
         // The entry of the chosen allocation hook, for each request's latency.
         let mut timing_attached = false;
         if let Some(c) = attached.iter().find(|c| c.feeds == "alloc") {
@@ -520,7 +551,7 @@ impl LiveProbe {
                 hook: Hook::FEntry,
                 ..**c
             };
-            let r = attach_candidate(&mut ebpf, &btf, &timing);
+            let r = attach_chain(&mut ebpf, &btf, &timing, &mut plan, &mut first);
             timing_attached = r.is_ok();
             plan.push(ProbeStatus {
                 name: c.func.into(),
@@ -547,6 +578,7 @@ impl LiveProbe {
             ring,
             counters,
             plan,
+            first,
         })
     }
 
@@ -588,12 +620,19 @@ impl LiveProbe {
         n
     }
 
-    /// Per attached program, by feed (`writeout`, `alloc`, `free`, ...): hook invocations the
-    /// kernel did not deliver to it (see `recursion_misses`).
-    pub fn missed_events(&self) -> Vec<(&'static str, u64)> {
+    /// Per attached program, by feed (`writeout`, `alloc`, `free`, ...): hook invocations
+    /// neither it nor its rescue twins delivered — the kernel's `recursion_misses` of the chain's
+    /// first program minus the rescues — and the rescues.
+    pub fn missed_events(&self) -> Vec<(&'static str, u64, u64)> {
+        let c = self.counters();
         self.program_info()
             .into_iter()
-            .map(|(feed, i)| (feed, i.recursion_misses))
+            .map(|(feed, i)| {
+                let rescued = rescue_slot(feed)
+                    .and_then(|s| c.get((counter::RESCUED + s) as usize).copied())
+                    .unwrap_or(0);
+                (feed, i.recursion_misses.saturating_sub(rescued), rescued)
+            })
             .collect()
     }
 
@@ -609,9 +648,22 @@ impl LiveProbe {
     }
 
     fn program_info(&self) -> Vec<(&'static str, aya_obj::generated::bpf_prog_info)> {
-        let programs = std::iter::once(("writeout", WRITEOUT_TP))
-            .chain(self.attached.iter().map(|c| (c.feeds, c.program)))
-            .chain(self.timing.then_some(("alloc-timing", REQ_START)));
+        let first = |feed: &'static str, program: &'static str| {
+            self.first
+                .iter()
+                .find(|(f, _)| *f == feed)
+                .map_or(program, |(_, p)| *p)
+        };
+        let programs = std::iter::once(("writeout", first("writeout", WRITEOUT_TP)))
+            .chain(
+                self.attached
+                    .iter()
+                    .map(|c| (c.feeds, first(c.feeds, c.program))),
+            )
+            .chain(
+                self.timing
+                    .then(|| ("alloc-timing", first("alloc-timing", REQ_START))),
+            );
         programs
             .filter_map(|(feed, program)| {
                 let prog = self.ebpf.program(program)?;
@@ -631,6 +683,244 @@ impl LiveProbe {
         }
         out
     }
+}
+
+/// The rescue slot of a feed (see [`swapscope_common::rescue`]), if it has a rescue twin.
+pub fn rescue_slot(feed: &str) -> Option<u32> {
+    swapscope_common::rescue::FEEDS
+        .iter()
+        .position(|f| *f == feed)
+        .and_then(|i| u32::try_from(i).ok())
+}
+
+/// The rescue twins of program `program`, in the order they are attached (the BPF object names
+/// them `<program>_rescue` and `<program>_rescue2`).
+fn rescue_programs(program: &'static str) -> &'static [&'static str] {
+    RESCUE_PROGRAMS
+        .iter()
+        .find(|(p, _)| *p == program)
+        .map_or(&[], |(_, r)| r)
+}
+
+/// Every program with rescue twins, and the twins' names in the BPF object.
+const RESCUE_PROGRAMS: &[(&str, &[&str])] = &[
+    (
+        WRITEOUT_TP,
+        &[
+            "mm_vmscan_write_folio_rescue",
+            "mm_vmscan_write_folio_rescue2",
+        ],
+    ),
+    (
+        "req_folio_alloc_swap",
+        &[
+            "req_folio_alloc_swap_rescue",
+            "req_folio_alloc_swap_rescue2",
+        ],
+    ),
+    (
+        "req_folio_alloc_swap_1",
+        &[
+            "req_folio_alloc_swap_1_rescue",
+            "req_folio_alloc_swap_1_rescue2",
+        ],
+    ),
+    (
+        "req_add_to_swap",
+        &["req_add_to_swap_rescue", "req_add_to_swap_rescue2"],
+    ),
+    (
+        "req_shmem_cache_add",
+        &["req_shmem_cache_add_rescue", "req_shmem_cache_add_rescue2"],
+    ),
+    (
+        "split_folio",
+        &["split_folio_rescue", "split_folio_rescue2"],
+    ),
+    (
+        "split_page_to_order",
+        &["split_page_to_order_rescue", "split_page_to_order_rescue2"],
+    ),
+    (
+        "swapin_folio",
+        &["swapin_folio_rescue", "swapin_folio_rescue2"],
+    ),
+    (
+        "swapin_ctx_folio",
+        &["swapin_ctx_folio_rescue", "swapin_ctx_folio_rescue2"],
+    ),
+    (
+        "swapin_page",
+        &["swapin_page_rescue", "swapin_page_rescue2"],
+    ),
+    (REQ_START, &["req_start_rescue", "req_start_rescue2"]),
+    (
+        "grant_charge_refused",
+        &[
+            "grant_charge_refused_rescue",
+            "grant_charge_refused_rescue2",
+        ],
+    ),
+];
+
+/// Attaches full-tier candidate `c` and, when its feed runs preemptible (it has a rescue slot),
+/// its rescue twins on the same hook after it, in order, up to the first that fails; each twin's
+/// line goes to `rescues`, and the chain's first-run program to `first`.
+fn attach_chain(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    c: &Candidate,
+    rescues: &mut Vec<ProbeStatus>,
+    first: &mut Vec<(&'static str, &'static str)>,
+) -> Result<(), String> {
+    let Some(slot) = rescue_slot(c.feeds) else {
+        return attach_candidate(ebpf, btf, c);
+    };
+    set_chain(ebpf, slot, 1)?;
+    attach_candidate(ebpf, btf, c)?;
+    let mut twins = 0;
+    if rescue_wanted() {
+        for program in rescue_programs(c.program) {
+            let twin = Candidate { program, ..*c };
+            let r = attach_candidate(ebpf, btf, &twin);
+            let ok = r.is_ok();
+            rescues.push(rescue_status(c.func, c.hook.as_str(), c.feeds, r));
+            if !ok {
+                break;
+            }
+            twins += 1;
+            set_chain(ebpf, slot, 1 + twins)?;
+        }
+    }
+    first.push((c.feeds, first_of_chain(c.program, twins)));
+    Ok(())
+}
+
+/// The program of a trampoline (fentry/fexit) chain — `program` and its first `twins` rescue
+/// twins — that the kernel runs first: the last attached (`bpf_trampoline_link_prog` adds at the
+/// head of its list; a BTF tracepoint runs its programs in attach order).
+fn first_of_chain(program: &'static str, twins: u32) -> &'static str {
+    match twins {
+        0 => program,
+        n => rescue_programs(program)
+            .get(n as usize - 1)
+            .copied()
+            .unwrap_or(program),
+    }
+}
+
+/// Tells a rescued feed's programs how many of its chain are attached (`CHAIN`; see the BPF
+/// crate's `level`).
+fn set_chain(ebpf: &mut Ebpf, slot: u32, n: u32) -> Result<(), String> {
+    let map = ebpf
+        .map_mut("CHAIN")
+        .ok_or_else(|| "map CHAIN missing from the object".to_string())?;
+    let mut chain: aya::maps::Array<&mut MapData, u32> =
+        aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
+    chain.set(slot, n, 0).map_err(|e| e.to_string())
+}
+
+/// Whether rescue twins are attached (`SWAPSCOPE_RESCUE=0` leaves them out, to measure what
+/// they deliver).
+fn rescue_wanted() -> bool {
+    std::env::var("SWAPSCOPE_RESCUE").map_or(true, |v| v != "0")
+}
+
+/// The probe plan's line for a rescue twin.
+fn rescue_status(func: &str, kind: &str, feed: &str, r: Result<(), String>) -> ProbeStatus {
+    let (attached, detail) = match r {
+        Ok(()) => (
+            true,
+            format!(
+                "rescue: another program on the hook delivers the {feed} events the programs attached before it skip while other tasks are preempted inside them (recursion_misses)"
+            ),
+        ),
+        Err(why) => (
+            false,
+            format!("rescue: {why} ({feed} misses are not rescued)"),
+        ),
+    };
+    ProbeStatus {
+        name: func.into(),
+        kind: kind.into(),
+        attached,
+        detail,
+    }
+}
+
+/// Loads the object `obj` (with the kernel's layout and the ring size of `opts`) and attaches
+/// the tracepoint-tier program; returns the loaded object and its log reader.
+#[expect(
+    clippy::type_complexity,
+    reason = "one private call site; the tuple is (object, its log reader, the rescue twin's attach result)"
+)]
+fn load_object(
+    obj: &[u8],
+    layout: &swapscope_common::KernelLayout,
+    btf: &aya::Btf,
+    opts: &LiveOptions,
+) -> Result<
+    (
+        Ebpf,
+        Option<aya_log::EbpfLogger<LogBridge>>,
+        Result<(), String>,
+    ),
+    ProbeError,
+> {
+    let bytes = opts.ringbuf_bytes.max(4096).next_power_of_two();
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(btf))
+        .override_global("LAYOUT", layout, true)
+        .map_max_entries("EVENTS", bytes)
+        .map_max_entries("REQ_START", layout.nr_cpus.max(1))
+        .load(obj)
+        .map_err(|e| ProbeError::Load(format!("{e:#}")))?;
+    // Before the programs load: they refer to the log map.
+    let logger = match &opts.log {
+        Some(f) => aya_log::EbpfLogger::init_with_logger(&mut ebpf, LogBridge(f.clone()))
+            .map_err(|e| ProbeError::Load(format!("the BPF log map: {e}")))
+            .ok(),
+        None => None,
+    };
+    set_chain(&mut ebpf, swapscope_common::rescue::WRITEOUT, 1).map_err(ProbeError::Load)?;
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(WRITEOUT_TP)
+        .ok_or(ProbeError::Map("program mm_vmscan_write_folio"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))?;
+    prog.load(WRITEOUT_TP, btf)
+        .map_err(|e| ProbeError::Attach {
+            probe: format!("tp_btf/{WRITEOUT_TP}"),
+            reason: verifier_summary(&e),
+        })?;
+    prog.attach().map_err(|e| ProbeError::Attach {
+        probe: format!("tp_btf/{WRITEOUT_TP}"),
+        reason: e.to_string(),
+    })?;
+    let rescue = if rescue_wanted() {
+        rescue_programs(WRITEOUT_TP)
+            .iter()
+            .zip(2..)
+            .try_for_each(|(p, n)| {
+                attach_tracepoint(&mut ebpf, btf, p)?;
+                set_chain(&mut ebpf, swapscope_common::rescue::WRITEOUT, n)
+            })
+    } else {
+        Err("left out (SWAPSCOPE_RESCUE=0)".into())
+    };
+    Ok((ebpf, logger, rescue))
+}
+
+/// Loads and attaches a program of the tracepoint the write-out program is on.
+fn attach_tracepoint(ebpf: &mut Ebpf, btf: &aya::Btf, program: &str) -> Result<(), String> {
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load(WRITEOUT_TP, btf)
+        .map_err(|e| verifier_summary(&e))?;
+    prog.attach().map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// `bpf_prog_info` of a loaded program (`BPF_OBJ_GET_INFO_BY_FD`; aya 0.14 does not expose its

@@ -19,8 +19,9 @@ use super::{Log, Poll, Source, SourceError, Summary, markers::Inbox};
 use crate::{
     event::{Alloc, AllocResult, Event, InuseCheck, Lost, Marker, SwapDevice, SwapOff},
     host,
-    probe::{self, LiveProbe, ProbeStatus},
+    probe::{self, LiveProbe, ProbeStatus, rescue_slot},
     record::{self, RecordingHeader},
+    repair::Repair,
     signal,
 };
 
@@ -91,6 +92,7 @@ pub struct LiveSource {
     devices: Vec<SwapDevice>,
     last_lost: Lost,
     inuse: InuseCheck,
+    repair: Repair,
     next_sample: Instant,
     child: Option<Child>,
     summary: Summary,
@@ -136,6 +138,7 @@ impl LiveSource {
             devices: Vec::new(),
             last_lost: Lost::default(),
             inuse: InuseCheck::default(),
+            repair: Repair::default(),
             next_sample: Instant::now(),
             child: None,
             summary: Summary::default(),
@@ -259,6 +262,10 @@ impl LiveSource {
                     self.inuse.alloc(*swap_type, *order);
                     Some(*swap_type)
                 }
+                (Event::Grant(g), _) => {
+                    self.inuse.grant(g.swap_type, g.order, g.nr);
+                    Some(g.swap_type)
+                }
                 _ => None,
             };
             // A full-tier event on a device that appeared since the last sample: its SwapOn
@@ -266,7 +273,8 @@ impl LiveSource {
             if ty.is_some_and(|t| !self.devices.iter().any(|d| d.index == t)) {
                 self.refresh_devices(out);
             }
-            out.push(ev);
+            // Events the kernel skipped, where those it delivered show them (crate::repair).
+            self.repair.push(ev, out);
         }
     }
 
@@ -436,8 +444,11 @@ fn probe_counts(probe: &LiveProbe, inuse: &InuseCheck, v: &mut Vec<(String, u64)
     ));
     v.push(("probe/inuse_checks".into(), inuse.checks));
     v.push(("probe/inuse_mismatches".into(), inuse.mismatches));
-    for (feed, misses) in probe.missed_events() {
+    for (feed, misses, rescued) in probe.missed_events() {
         v.push((format!("probe/{feed}/recursion_misses"), misses));
+        if rescue_slot(feed).is_some() {
+            v.push((format!("probe/{feed}/rescued"), rescued));
+        }
     }
     for (feed, runs, ns) in probe.program_time() {
         v.push((format!("probe/{feed}/run_cnt"), runs));
