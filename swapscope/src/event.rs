@@ -67,12 +67,15 @@ pub enum Event {
     SwapIn(SwapIn),
     /// A swap cluster moved between the allocator's lists (full tier, 6.14+).
     Cluster(ClusterMove),
+    /// Slots the allocator handed out, seen inside its lock: where the kernel decided a request
+    /// (full tier, 6.12 and 7.x).
+    Grant(Grant),
 }
 
 /// Every event kind's name, in [`Event::kind_index`] order.
-pub const KINDS: [&str; 12] = [
-    "writeout", "alloc", "free", "split", "swapin", "cluster", "marker", "counters", "devices",
-    "lost", "swapon", "swapoff",
+pub const KINDS: [&str; 13] = [
+    "writeout", "alloc", "free", "split", "swapin", "cluster", "grant", "marker", "counters",
+    "devices", "lost", "swapon", "swapoff",
 ];
 
 impl Event {
@@ -99,12 +102,13 @@ impl Event {
             | Event::Free(_)
             | Event::Split(_)
             | Event::SwapIn(_)
-            | Event::Cluster(_) => 0,
+            | Event::Cluster(_)
+            | Event::Grant(_) => 0,
         }
     }
 
-    /// Whether the kernel reported this event (a write-out, request, free, split, swap-in or
-    /// cluster move), as opposed to samples, device lists, loss counts and markers.
+    /// Whether the kernel reported this event (a write-out, request, free, split, swap-in,
+    /// cluster move or grant), as opposed to samples, device lists, loss counts and markers.
     pub fn is_kernel_event(&self) -> bool {
         matches!(
             self,
@@ -114,6 +118,7 @@ impl Event {
                 | Event::Split(_)
                 | Event::SwapIn(_)
                 | Event::Cluster(_)
+                | Event::Grant(_)
         )
     }
 
@@ -131,12 +136,13 @@ impl Event {
             Event::Split(_) => 3,
             Event::SwapIn(_) => 4,
             Event::Cluster(_) => 5,
-            Event::Marker(_) => 6,
-            Event::Counters(_) => 7,
-            Event::Devices(_) => 8,
-            Event::Lost(_) => 9,
-            Event::SwapOn(_) => 10,
-            Event::SwapOff(_) => 11,
+            Event::Grant(_) => 6,
+            Event::Marker(_) => 7,
+            Event::Counters(_) => 8,
+            Event::Devices(_) => 9,
+            Event::Lost(_) => 10,
+            Event::SwapOn(_) => 11,
+            Event::SwapOff(_) => 12,
         }
     }
 
@@ -148,6 +154,7 @@ impl Event {
             Event::Split(s) => s.old_order,
             Event::SwapIn(s) => s.order,
             Event::Cluster(c) => c.serves_order(),
+            Event::Grant(g) => Some(g.order),
             _ => None,
         }
     }
@@ -158,6 +165,7 @@ impl Event {
             Event::Writeout(w) => Some(w.pid),
             Event::Split(s) => Some(s.pid),
             Event::SwapIn(s) => Some(s.pid),
+            Event::Grant(g) => Some(g.pid),
             _ => None,
         }
     }
@@ -270,6 +278,39 @@ impl Event {
                 }
                 let _ = write!(s, " count {} cpu {}", c.count, c.cpu);
             }
+            Event::Grant(g) if g.nr == 0 => {
+                let _ = write!(
+                    s,
+                    "{} REFUSED cpu {} pid {}",
+                    folio_size(g.order),
+                    g.cpu,
+                    g.pid
+                );
+            }
+            Event::Grant(g) => {
+                let _ = write!(
+                    s,
+                    "{} dev {} slot {}",
+                    folio_size(g.order),
+                    g.swap_type,
+                    g.offset
+                );
+                if g.nr > 1 {
+                    let _ = write!(s, " (+{} more)", g.nr - 1);
+                }
+                let _ = write!(s, " cpu {}", g.cpu);
+                if g.req_cpu != g.cpu {
+                    let _ = write!(s, " (entered on {})", g.req_cpu);
+                }
+                let _ = write!(s, " pid {}", g.pid);
+                if g.id != 0 {
+                    let _ = write!(s, " id {:#x}", g.id);
+                }
+                if !g.batch.is_empty() {
+                    s.push_str(" batch ");
+                    write_runs(&mut s, &g.batch);
+                }
+            }
             Event::Marker(m) => {
                 let _ = write!(s, "{:?}", m.label);
             }
@@ -346,6 +387,7 @@ impl Event {
             Event::Split(e) => e.ts_ns,
             Event::SwapIn(e) => e.ts_ns,
             Event::Cluster(e) => e.ts_ns,
+            Event::Grant(e) => e.ts_ns,
         }
     }
 }
@@ -507,6 +549,8 @@ pub struct Alloc {
     /// Full tier: how long the kernel took to answer (entry to exit of the allocation hook in
     /// this task), when the entry was seen.
     pub latency_ns: Option<u32>,
+    /// Not delivered by the kernel but inferred from events that were (see `crate::repair`).
+    pub inferred: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -554,6 +598,8 @@ pub struct Split {
     /// Order before the split; `None` when the hook could not tell.
     pub old_order: Option<u8>,
     pub new_order: u8,
+    /// Not delivered by the kernel but inferred from events that were (see `crate::repair`).
+    pub inferred: bool,
 }
 
 /// A folio about to be read back from swap: 2^order slots from `offset` on `swap_type` come
@@ -601,6 +647,38 @@ impl ClusterMove {
     }
 }
 
+/// Slots the allocator handed out, seen inside the lock that orders its decisions (7.x:
+/// `__swap_cache_add_folio` under the cluster lock; 6.12: `scan_swap_map_slots` under
+/// `si->lock`): the moment the kernel decided a request, in the order it decided them — which
+/// the request event, emitted when the allocation hook returns, is not. `nr` allocations of
+/// 2^order slots, the first at `offset` on `swap_type`. One folio (7.x): `nr` 1, `id` the
+/// folio's, as in its [`Alloc`]. 6.12's batch refilling a CPU's slot cache: `id` 0; the first
+/// slot goes to the request of task `pid`. `nr` 0 (6.12): the allocator refused a single
+/// allocation of that order here (no slot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub ts_ns: Ts,
+    /// The CPU that decided (whose per-CPU cluster was used).
+    pub cpu: u32,
+    /// The CPU the request's task entered the allocator on (6.12: whose slot cache a batch
+    /// refills); `cpu` when not known.
+    pub req_cpu: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub id: u64,
+    pub swap_type: u8,
+    pub offset: u64,
+    pub order: u8,
+    pub nr: u32,
+    /// 6.12's batch refill, where the probe could read it: the offsets of all `nr` slots in the
+    /// order the allocator took them (the order the CPU's slot cache hands them out), `offset`
+    /// first. Empty otherwise.
+    pub batch: Vec<u64>,
+    /// When the request's task entered the allocator (0: not known). A batch (6.12) takes its
+    /// slots anywhere between then and `ts_ns`: the scan drops `si->lock` to reclaim swap cache.
+    pub start_ns: Ts,
+}
+
 pub use swapscope_common::cluster_list;
 
 /// The name of a [`cluster_list`] code.
@@ -627,13 +705,28 @@ pub struct InuseCheck {
     expected: std::collections::HashMap<u8, u64>,
     pub checks: u64,
     pub mismatches: u64,
+    /// Grants were seen: the kernel's in-use count moves at grants (inside the allocator's
+    /// lock, as it does), no longer at requests.
+    grants: bool,
 }
 
 impl InuseCheck {
-    /// A successful request of 2^order slots.
+    /// A successful request of 2^order slots (counted only while the stream has no grants).
     pub fn alloc(&mut self, swap_type: u8, order: u8) {
+        if self.grants {
+            return;
+        }
         if let Some(e) = self.expected.get_mut(&swap_type) {
             *e += 1u64 << order.min(63);
+        }
+    }
+
+    /// A grant of `nr` allocations of 2^order slots: `si->inuse_pages` moves by all of them
+    /// (6.12's slot-cache refill allocates the whole batch at once).
+    pub fn grant(&mut self, swap_type: u8, order: u8, nr: u32) {
+        self.grants = true;
+        if let Some(e) = self.expected.get_mut(&swap_type) {
+            *e += u64::from(nr) << order.min(32);
         }
     }
 
@@ -655,6 +748,28 @@ impl InuseCheck {
     }
 }
 
+/// `offsets` as comma-separated runs of consecutive slots (`22928-22933,22935`).
+fn write_runs(s: &mut String, offsets: &[u64]) {
+    use std::fmt::Write as _;
+    let mut i = 0;
+    while let Some(&start) = offsets.get(i) {
+        let mut end = start;
+        while offsets.get(i + 1) == Some(&end.wrapping_add(1)) {
+            end += 1;
+            i += 1;
+        }
+        if !s.ends_with(' ') {
+            s.push(',');
+        }
+        if end == start {
+            let _ = write!(s, "{start}");
+        } else {
+            let _ = write!(s, "{start}-{end}");
+        }
+        i += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,5 +786,17 @@ mod tests {
         c.forget(0);
         c.free(0, 1, 7);
         assert_eq!(c.checks, 2);
+    }
+
+    #[test]
+    fn inuse_check_moves_at_grants_once_there_are_grants() {
+        let mut c = InuseCheck::default();
+        c.free(0, 1, 100); // expected 99
+        c.grant(0, 0, 64); // a 6.12 slot-cache refill: 64 slots at once
+        c.alloc(0, 0); // the request served from the cache moves nothing
+        c.grant(0, 4, 1);
+        c.alloc(0, 4);
+        c.free(0, 1, 99 + 64 + 16);
+        assert_eq!((c.checks, c.mismatches), (1, 0));
     }
 }

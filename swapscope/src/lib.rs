@@ -10,6 +10,7 @@ pub mod models;
 pub mod pipeline;
 pub mod probe;
 pub mod record;
+pub mod repair;
 pub mod report;
 pub mod serve;
 pub mod signal;

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// JSON schema version of [`Report`].
-pub const REPORT_SCHEMA: u32 = 3;
+pub const REPORT_SCHEMA: u32 = 4;
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct KernelDeltas {
@@ -39,8 +39,12 @@ pub struct KernelDeltas {
     pub swpout_zero_pages: u64,
     /// Full tier: hook invocations the kernel did not deliver to swapscope's programs
     /// (`recursion_misses`: the program was already running on that CPU, e.g. a task preempted
-    /// inside it), by feed. Non-zero means requests, frees or splits are missing from the stream.
+    /// inside it) and their rescue twins did not deliver either, by feed. Non-zero means
+    /// requests, frees or splits are missing from the stream.
     pub missed_events: BTreeMap<String, u64>,
+    /// Invocations a feed's first program skipped that its rescue twins delivered, by feed (in
+    /// the stream like any other).
+    pub rescued_events: BTreeMap<String, u64>,
     /// Full tier: the `inuse_pages` completeness check (checks made, mismatches found).
     pub inuse_checks: Option<u64>,
     pub inuse_mismatches: Option<u64>,
@@ -79,6 +83,9 @@ pub struct Report {
     /// Full tier: swap-slot requests per folio order, and how many the kernel refused.
     pub requests_by_order: BTreeMap<String, u64>,
     pub failed_requests_by_order: BTreeMap<String, u64>,
+    /// Full tier: events the kernel did not deliver that the stream shows anyway (`alloc`,
+    /// `split`; see `crate::repair`), counted in the totals above too.
+    pub inferred_events: BTreeMap<String, u64>,
     /// Full tier: splits that follow a refused request for the same folio (swap-allocation
     /// fallbacks, the kernel's `swpout_fallback` when they succeed), by the folio's order.
     pub fallback_splits_by_order: BTreeMap<String, u64>,
@@ -152,6 +159,8 @@ pub struct ReportBuilder {
     /// Refused folios were forgotten before their split came (see [`MAX_REFUSED_WAITING`]).
     refused_forgotten: bool,
     other_splits: u64,
+    /// Inferred events by kind (`crate::repair`).
+    inferred: BTreeMap<&'static str, u64>,
     saw_splits: bool,
     freed: Option<u64>,
     swapins: BTreeMap<u8, u64>,
@@ -274,6 +283,9 @@ impl ReportBuilder {
                 }
             }
             Event::Alloc(a) => {
+                if a.inferred {
+                    *self.inferred.entry("alloc").or_default() += 1;
+                }
                 *self.requests.entry(a.order).or_default() += 1;
                 if a.result == crate::event::AllocResult::Failure {
                     *self.failed.entry(a.order).or_default() += 1;
@@ -291,6 +303,9 @@ impl ReportBuilder {
                 }
             }
             Event::Split(sp) => {
+                if sp.inferred {
+                    *self.inferred.entry("split").or_default() += 1;
+                }
                 self.saw_splits = true;
                 match self.refused.remove(&sp.id) {
                     Some(order) => *self.fallback_splits.entry(order).or_default() += 1,
@@ -336,6 +351,11 @@ impl ReportBuilder {
         r.requests_by_order = key(&self.requests);
         r.failed_requests_by_order = key(&self.failed);
         r.fallback_splits_by_order = key(&self.fallback_splits);
+        r.inferred_events = self
+            .inferred
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect();
         r.other_splits = self.saw_splits.then_some(self.other_splits);
         if self.refused_forgotten {
             r.limits.push(format!(
@@ -363,7 +383,10 @@ impl ReportBuilder {
             r.kernel = kernel_deltas(first, last);
         }
         let er = match self.engine {
-            Some(Shadows::Inline(e)) => Some(e.report()),
+            Some(Shadows::Inline(mut e)) => {
+                e.end_deferral();
+                Some(e.report())
+            }
             Some(Shadows::Parallel(p)) => {
                 let f = p.finish();
                 if f.is_none() {
@@ -469,6 +492,13 @@ fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
                 .and_then(|r| r.strip_suffix("/recursion_misses"))
             {
                 k.missed_events.insert(feed.to_string(), delta);
+                continue;
+            }
+            if let Some(feed) = name
+                .strip_prefix("probe/")
+                .and_then(|r| r.strip_suffix("/rescued"))
+            {
+                k.rescued_events.insert(feed.to_string(), delta);
                 continue;
             }
             match name.as_str() {
@@ -634,6 +664,31 @@ impl Report {
                 );
             }
         }
+        if !self.inferred_events.is_empty() {
+            let _ = writeln!(
+                s,
+                "inferred: {} (not delivered by the kernel; shown by the grants, write-outs and retries that were)",
+                self.inferred_events
+                    .iter()
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let rescued: Vec<String> = self
+            .kernel
+            .rescued_events
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(feed, n)| format!("{n} {feed}"))
+            .collect();
+        if !rescued.is_empty() {
+            let _ = writeln!(
+                s,
+                "rescued: {} events the first program skipped (another task preempted inside it) were delivered by its twin",
+                rescued.join(", ")
+            );
+        }
         if self.kernel.swpout_zero_pages > 0 {
             let _ = writeln!(
                 s,
@@ -755,7 +810,7 @@ mod tests {
             Ok(v) => v,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(json["schema"], 3);
+        assert_eq!(json["schema"], REPORT_SCHEMA);
         assert_eq!(json["kernel"]["swpout_by_order"]["4"], 2);
         assert!(r.render_text().contains("write-outs"));
     }
@@ -771,6 +826,7 @@ mod tests {
                 id,
                 result,
                 latency_ns: None,
+                inferred: false,
             })
         };
         let split = |id| {
@@ -781,6 +837,7 @@ mod tests {
                 id,
                 old_order: None,
                 new_order: 0,
+                inferred: false,
             })
         };
         let mut b = ReportBuilder::default();

@@ -138,7 +138,14 @@ pub fn sweep<S: Source>(
     for &percent in &spec.percents {
         let mut source = open().map_err(SweepError::Open)?;
         let size = DeviceSize::Percent(percent);
-        let mut analysis = Analysis::for_report(source.header(), names, Some(size));
+        let mut analysis = Analysis::for_report(
+            source.header(),
+            names,
+            crate::sink::analysis::ReportOptions {
+                device_size: Some(size),
+                ..Default::default()
+            },
+        );
         let mut sizes = DeviceSizes::default();
         let summary = pipeline::run(&mut source, &mut [&mut analysis, &mut sizes], &mut || false)?;
         let report = analysis.report(&summary);

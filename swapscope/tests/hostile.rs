@@ -151,6 +151,7 @@ fn a_device_too_large_to_model_is_refused_and_said() {
                     offset: 1 + i,
                 },
                 latency_ns: None,
+                inferred: false,
             }),
             Event::Free(Free {
                 ts_ns: 11 + 2 * i,
@@ -181,6 +182,7 @@ fn scattered(n: u64, dev: u64) -> impl Iterator<Item = Event> {
                 offset: 1 + (i * 2_654_435_761) % (dev - 1),
             },
             latency_ns: None,
+            inferred: false,
         })
     }))
 }

@@ -242,18 +242,24 @@ fn replay<M: swapscope::alloc::AllocatorModel>(
             Event::SwapOn(on) => m.swapon(on),
             Event::Alloc(a) if a.result == AllocResult::Unknown => {
                 let mut slots = vec![None; 1 << a.order];
-                let ok = serve_folio(&mut m, a.cpu, a.order, &mut scratch, |r| {
-                    let Some(ext) = r.extents else { return };
-                    let mut p = r.page as usize;
-                    for e in ext {
-                        for j in 0..u64::from(e.nr) {
-                            if let Some(s) = slots.get_mut(p) {
-                                *s = Some((e.swap_type, e.offset + j));
+                let ok = serve_folio(
+                    &mut m,
+                    swapscope::alloc::Cpus::on(a.cpu),
+                    a.order,
+                    &mut scratch,
+                    |r| {
+                        let Some(ext) = r.extents else { return };
+                        let mut p = r.page as usize;
+                        for e in ext {
+                            for j in 0..u64::from(e.nr) {
+                                if let Some(s) = slots.get_mut(p) {
+                                    *s = Some((e.swap_type, e.offset + j));
+                                }
+                                p += 1;
                             }
-                            p += 1;
                         }
-                    }
-                });
+                    },
+                );
                 if a.order == 4 {
                     req += 1;
                     fail += u64::from(!ok);
@@ -413,16 +419,22 @@ fn replay_recording_vswap(name: &str) -> (Vswap, u64, (u64, u64, u64)) {
             Event::SwapOff(off) => m.swapoff(off.swap_type),
             Event::Alloc(a) => match a.result {
                 AllocResult::Success { swap_type, offset } => {
-                    let ok = serve_folio(&mut m, a.cpu, a.order, &mut scratch, |r| {
-                        let Some(ext) = r.extents else { return };
-                        let mut p = offset + r.page;
-                        for e in ext {
-                            for j in 0..u64::from(e.nr) {
-                                map.insert((swap_type, p), (e.swap_type, e.offset + j));
-                                p += 1;
+                    let ok = serve_folio(
+                        &mut m,
+                        swapscope::alloc::Cpus::on(a.cpu),
+                        a.order,
+                        &mut scratch,
+                        |r| {
+                            let Some(ext) = r.extents else { return };
+                            let mut p = offset + r.page;
+                            for e in ext {
+                                for j in 0..u64::from(e.nr) {
+                                    map.insert((swap_type, p), (e.swap_type, e.offset + j));
+                                    p += 1;
+                                }
                             }
-                        }
-                    });
+                        },
+                    );
                     fail += u64::from(!ok && a.order == 4);
                     let live = m.live_virtual();
                     if live > peak.0 {

@@ -40,9 +40,9 @@ pub struct VmArgs {
     /// Keep the per-run work directory (initramfs, result disk, init script) for debugging.
     #[arg(long)]
     pub keep: bool,
-    /// Virtual CPUs per VM.
-    #[arg(long, default_value_t = 1)]
-    pub smp: u32,
+    /// Virtual CPUs per VM; a list (`1,2,4`) boots each kernel once per count.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub smp: Vec<u32>,
     /// Seconds before a VM is killed.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
@@ -116,7 +116,9 @@ const SPECS: &[Spec] = &[
 struct Scenario {
     name: &'static str,
     /// `swapscope stress` arguments.
-    stress: &'static str,
+    stress: String,
+    /// Tasks reclaiming at once (touchers, kswapd aside).
+    tasks: u32,
     /// Whether the 64 KiB relation (write-outs = Δswpout[64K]) is checked.
     mthp: bool,
     /// Whether write-outs must equal the kernel's I/O counters exactly. Not with two tasks
@@ -128,36 +130,71 @@ struct Scenario {
     exact_writeouts: bool,
 }
 
-/// The scenarios of a kernel (also documented in docs/vm-tests.md).
-fn scenarios(spec: &Spec) -> Vec<Scenario> {
+/// The scenarios of a kernel at `smp` vCPUs (also documented in docs/vm-tests.md).
+fn scenarios(spec: &Spec, smp: u32) -> Vec<Scenario> {
     if !spec.mthp {
         return vec![Scenario {
             name: "seq",
-            stress: "--zram 256 --mthp none --limit 100 --size 200 --passes 2",
+            stress: "--zram 256 --mthp none --limit 100 --size 200 --passes 2".into(),
+            tasks: 1,
             mthp: false,
             exact_writeouts: true,
         }];
     }
+    // Several reclaimers at once: one toucher per vCPU (two on one vCPU, which then preempt
+    // each other), thp-fragment and sequential in turn, on a device small enough to fragment.
+    let jobs = smp.max(2);
+    let zram = 36 * jobs;
     vec![
         Scenario {
             name: "seq",
-            stress: "--zram 256 --mthp 64K --limit 100 --size 200 --passes 2",
+            stress: "--zram 256 --mthp 64K --limit 100 --size 200 --passes 2".into(),
+            tasks: 1,
             mthp: true,
             exact_writeouts: true,
         },
-        // The kernel's thp_swap_allocator_test pattern on a 64 MiB device: fragments swap space,
-        // so large requests fail and folios are split (swpout_fallback).
         // Parent and child share swapped large folios; the child zaps parts of them. The
         // reconstruction must end with no leaked and no double-freed slot.
         Scenario {
             name: "fork",
-            stress: "--pattern fork-partial-zap --zram 256 --mthp 64K --limit 48 --size 100 --passes 5",
+            stress:
+                "--pattern fork-partial-zap --zram 256 --mthp 64K --limit 48 --size 100 --passes 5"
+                    .into(),
+            tasks: 2,
             mthp: true,
             exact_writeouts: false,
         },
+        // The kernel's thp_swap_allocator_test pattern on a 64 MiB device: fragments swap space,
+        // so large requests fail and folios are split (swpout_fallback).
         Scenario {
             name: "frag",
-            stress: "--pattern thp-fragment --zram 64 --mthp 64K --limit 1024 --size 60 --passes 20",
+            stress:
+                "--pattern thp-fragment --zram 64 --mthp 64K --limit 1024 --size 60 --passes 20"
+                    .into(),
+            tasks: 1,
+            mthp: true,
+            exact_writeouts: true,
+        },
+        // All touchers in one memory cgroup.
+        Scenario {
+            name: "conc",
+            stress: format!(
+                "--pattern thp-fragment,sequential --jobs {jobs} --zram {zram} --mthp 64K --limit {} --size 40 --passes 8",
+                24 * jobs
+            ),
+            tasks: jobs,
+            mthp: true,
+            exact_writeouts: true,
+        },
+        // Each toucher in its own memory cgroup, and the whole guest short of memory, so kswapd
+        // reclaims beside them.
+        Scenario {
+            name: "conc-sep",
+            stress: format!(
+                "--pattern thp-fragment,sequential --jobs {jobs} --cgroup-per-job --global-limit {} --zram {zram} --mthp 64K --limit 32 --size 40 --passes 8",
+                16 * jobs + 48
+            ),
+            tasks: jobs + 1,
             mthp: true,
             exact_writeouts: true,
         },
@@ -174,16 +211,118 @@ const WANTED_MODULES: &[&str] = &[
     "zram",
 ];
 
-pub fn vm(args: &VmArgs) -> Result<()> {
-    let specs: Vec<&Spec> = SPECS
+/// The kernels `sel` names.
+fn selected(sel: KernelSel) -> Vec<&'static Spec> {
+    SPECS
         .iter()
-        .filter(|s| match args.kernel {
+        .filter(|s| match sel {
             KernelSel::All => true,
             KernelSel::V6_1 => s.label == "6.1",
             KernelSel::V6_12 => s.label == "6.12",
             KernelSel::V7 => s.label == "7.x",
         })
-        .collect();
+        .collect()
+}
+
+/// `cargo xtask vm`: every selected kernel at every `--smp` count.
+pub fn vm(args: &VmArgs) -> Result<()> {
+    let runs: Vec<(KernelSel, u32)> = args.smp.iter().map(|&n| (args.kernel, n)).collect();
+    run_matrix(&runs, args.keep, args.timeout)
+}
+
+/// The live benchmark in the guest (`swapscope __bench --live`, docs/performance.md): paired
+/// swap storms alone and recorded, with this build's recorder and, when given, an older one.
+#[derive(Clone, Debug)]
+pub struct VmBench {
+    /// Pairs per recorder.
+    pub pairs: u32,
+    /// The storm's MiB (`--storm-mib`) and passes (`--storm-passes`).
+    pub storm_mib: u32,
+    pub storm_passes: u32,
+    /// Another swapscope binary whose recorder is measured first (`/bin/swapscope-before` in
+    /// the guest), to compare builds.
+    pub before: Option<PathBuf>,
+}
+
+/// The storm of the VM benchmark: 200 MiB, 2 passes (≈ 8 s of guest time under TCG).
+pub const VM_BENCH_STORM: (u32, u32) = (200, 2);
+
+impl VmBench {
+    /// `SWAPSCOPE_VM_BENCH=<pairs>` (with `SWAPSCOPE_VM_BENCH_BEFORE=<path>`, and
+    /// `SWAPSCOPE_VM_BENCH_STORM=<MiB>x<passes>`, default 200x2), or none.
+    fn from_env() -> Result<Option<Self>> {
+        let Some(pairs) = env::var("SWAPSCOPE_VM_BENCH")
+            .ok()
+            .filter(|v| !v.is_empty())
+        else {
+            return Ok(None);
+        };
+        let pairs: u32 = pairs
+            .parse()
+            .ok()
+            .filter(|&n| n >= 1)
+            .context("SWAPSCOPE_VM_BENCH must be a number of pairs (1 or more)")?;
+        let (storm_mib, storm_passes) = match env::var("SWAPSCOPE_VM_BENCH_STORM") {
+            Ok(v) => v
+                .split_once('x')
+                .and_then(|(m, p)| Some((m.parse().ok()?, p.parse().ok()?)))
+                .filter(|&(m, p)| m >= 16 && p >= 1)
+                .context("SWAPSCOPE_VM_BENCH_STORM must be <MiB>x<passes>, e.g. 200x2")?,
+            Err(_) => VM_BENCH_STORM,
+        };
+        let before = env::var_os("SWAPSCOPE_VM_BENCH_BEFORE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        Ok(Some(VmBench {
+            pairs,
+            storm_mib,
+            storm_passes,
+            before,
+        }))
+    }
+
+    /// The recorders measured, in the order the guest runs them: `before` (when given), `after`.
+    pub fn recorders(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.before.is_some() {
+            v.push("before");
+        }
+        v.push("after");
+        v
+    }
+}
+
+/// How [`run_matrix_with`] runs the VMs.
+#[derive(Clone, Debug, Default)]
+pub struct RunOpts {
+    /// The swapscope binary to boot (default: `SWAPSCOPE_VM_BINARY`, else the tree's release
+    /// build).
+    pub exe: Option<PathBuf>,
+    /// Run the live benchmark in each guest with mTHP (after the scenarios). VMs then run one at
+    /// a time.
+    pub bench: Option<VmBench>,
+    /// Skip the scenarios and the TUI and exporter checks (doctor still runs).
+    pub no_scenarios: bool,
+}
+
+/// Boots each (kernels, vCPUs) pair of `runs`, as many at once as the host's cores hold (a VM
+/// takes as many cores as it has vCPUs, at most all of them), and checks each.
+/// `SWAPSCOPE_VM_BENCH=<pairs>` adds the live benchmark ([`VmBench::from_env`]).
+pub fn run_matrix(runs: &[(KernelSel, u32)], keep: bool, timeout: u64) -> Result<()> {
+    let opts = RunOpts {
+        bench: VmBench::from_env()?,
+        ..RunOpts::default()
+    };
+    run_matrix_with(runs, keep, timeout, &opts)
+}
+
+/// [`run_matrix`] with explicit options.
+pub fn run_matrix_with(
+    runs: &[(KernelSel, u32)],
+    keep: bool,
+    timeout: u64,
+    opts: &RunOpts,
+) -> Result<()> {
     for tool in [
         "qemu-system-x86_64",
         "dpkg-deb",
@@ -208,34 +347,115 @@ pub fn vm(args: &VmArgs) -> Result<()> {
             || String::from_utf8_lossy(&o.stdout).contains("not a dynamic executable")),
         "{BUSYBOX} is dynamically linked: install busybox-static"
     );
-    step("building swapscope (release)");
-    run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
-    let exe = target_dir().join("release/swapscope");
+    // SWAPSCOPE_VM_BINARY=path boots a swapscope built earlier (paired measurements while the
+    // tree changes); otherwise the tree's release build.
+    let exe = match opts
+        .exe
+        .clone()
+        .or_else(|| env::var_os("SWAPSCOPE_VM_BINARY").map(PathBuf::from))
+    {
+        Some(p) => p,
+        None => {
+            step("building swapscope (release)");
+            run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
+            target_dir().join("release/swapscope")
+        }
+    };
     let cache = cache_dir();
     fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let apt = Apt::new(&cache.join("apt"))?;
     apt.update_if_stale()?;
-    let mut summaries = Vec::new();
+    // Downloads and extractions first, one kernel at a time.
+    let mut prepared: Vec<Prepared> = Vec::new();
     let mut failed = Vec::new();
-    for spec in specs {
-        let t0 = Instant::now();
-        let r = run_kernel(spec, &apt, &cache, &exe, args);
-        match r {
-            Ok(s) => summaries.push(s),
-            Err(e) => {
-                eprintln!("xtask: vm {}: FAILED: {e:#}", spec.label);
-                failed.push(format!("{}: {e:#}", spec.label));
+    let mut jobs: Vec<(usize, u32)> = Vec::new();
+    for &(sel, smp) in runs {
+        for spec in selected(sel) {
+            let i = match prepared.iter().position(|p| p.spec.label == spec.label) {
+                Some(i) => i,
+                None => match prepare(spec, &apt, &cache) {
+                    Ok(p) => {
+                        prepared.push(p);
+                        prepared.len() - 1
+                    }
+                    Err(e) => {
+                        eprintln!("xtask: vm {}: FAILED: {e:#}", spec.label);
+                        failed.push(format!("{}: {e:#}", spec.label));
+                        continue;
+                    }
+                },
+            };
+            if !jobs.contains(&(i, smp)) {
+                jobs.push((i, smp));
             }
         }
-        step(&format!(
-            "vm {}: {:.0} s including download and initramfs",
-            spec.label,
-            t0.elapsed().as_secs_f64()
-        ));
     }
+    if let Some(b) = opts.bench.as_ref().and_then(|b| b.before.as_ref()) {
+        ensure!(
+            b.is_file(),
+            "the recorder to compare ({}) is not a file",
+            b.display()
+        );
+    }
+    let cores = thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let results: Vec<(String, Result<String>)> = thread::scope(|scope| {
+        let (done_tx, done_rx) = mpsc::channel::<(String, u32, Result<String>)>();
+        let mut free = cores;
+        let mut out = Vec::new();
+        let mut queue = jobs
+            .iter()
+            .copied()
+            .collect::<std::collections::VecDeque<_>>();
+        let mut running = 0;
+        while !queue.is_empty() || running > 0 {
+            while let Some(&(i, smp)) = queue.front() {
+                // A benchmark has the host to itself: one VM at a time.
+                let cost = if opts.bench.is_some() {
+                    cores
+                } else {
+                    smp.min(cores)
+                };
+                if cost > free {
+                    break;
+                }
+                queue.pop_front();
+                free -= cost;
+                running += 1;
+                let tx = done_tx.clone();
+                let p = &prepared[i];
+                let exe = &exe;
+                let cache = &cache;
+                scope.spawn(move || {
+                    let label = format!("{} -smp {smp}", p.spec.label);
+                    let t0 = Instant::now();
+                    let r = run_vm(p, cache, exe, smp, keep, timeout, opts);
+                    step(&format!(
+                        "vm {label}: {:.0} s including the initramfs",
+                        t0.elapsed().as_secs_f64()
+                    ));
+                    let _ = tx.send((label, cost, r));
+                });
+            }
+            match done_rx.recv() {
+                Ok((label, cost, r)) => {
+                    free += cost;
+                    running -= 1;
+                    out.push((label, r));
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    });
     eprintln!();
-    for s in &summaries {
-        eprintln!("{s}");
+    for (label, r) in results {
+        match r {
+            Ok(s) => eprintln!("{s}"),
+            Err(e) => {
+                eprintln!("xtask: vm {label}: FAILED: {e:#}");
+                failed.push(format!("{label}: {e:#}"));
+            }
+        }
     }
     if !failed.is_empty() {
         bail!("VM checks failed: {}", failed.join("; "));
@@ -854,7 +1074,51 @@ echo "swapscope-vm: serve exited $(cat /out/serve.rc)"
     )
 }
 
-fn init_script(mods: &[String], scenarios: &[Scenario], tui: bool) -> String {
+/// Variables of the host's environment handed to swapscope in the guest (diagnostics:
+/// `SWAPSCOPE_RESCUE=0`, `SWAPSCOPE_VERIFIER_LOG=1`), as `export` lines.
+fn guest_env() -> String {
+    ["SWAPSCOPE_RESCUE", "SWAPSCOPE_VERIFIER_LOG"]
+        .iter()
+        .filter_map(|k| {
+            let v = env::var(k).ok()?;
+            v.bytes()
+                .all(|b| b.is_ascii_alphanumeric())
+                .then(|| format!("export {k}={v}\n"))
+        })
+        .collect()
+}
+
+/// The live benchmark in the guest, once per recorder (`before`: `/bin/swapscope-before`;
+/// `after`: this build): `__bench --live` with its JSON summary, stdout and stderr kept in /out;
+/// its progress lines are echoed to the console.
+fn bench_script(b: &VmBench) -> String {
+    let mut out = String::from("uname -v > /out/uname-v\nnproc > /out/nproc\nmkdir -p /tmp/b\n");
+    for w in b.recorders() {
+        let rec = if w == "before" {
+            " --recorder /bin/swapscope-before"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            r#"echo "swapscope-vm: bench {w}: __bench --live --pairs {p} --storm-mib {m} --storm-passes {n}{rec}"
+{{ $S __bench --live --pairs {p} --dir /tmp/b --storm-mib {m} --storm-passes {n}{rec} --summary-json /out/bench.{w}.json 2>&1 > /out/bench.{w}.out; echo $? > /out/bench.{w}.rc; }} | tee /out/bench.{w}.err | sed 's/^/swapscope-vm: bench {w}: /'
+grep -h -e '^Median' -e '^BPF program' /out/bench.{w}.out | sed 's/^/swapscope-vm: bench {w}: /'
+echo "swapscope-vm: bench {w}: exited $(cat /out/bench.{w}.rc)"
+"#,
+            p = b.pairs,
+            m = b.storm_mib,
+            n = b.storm_passes,
+        ));
+    }
+    out
+}
+
+fn init_script(
+    mods: &[String],
+    scenarios: &[Scenario],
+    tui: bool,
+    bench: Option<&VmBench>,
+) -> String {
     let runs: String = scenarios
         .iter()
         .map(|sc| {
@@ -895,14 +1159,14 @@ for m in {mods}; do
   insmod /lib/vm-modules/$m.ko || echo "swapscope-vm: insmod $m failed"
 done
 mkdir -p /out
-uname -r > /out/release
+{env}uname -r > /out/release
 cat /proc/cmdline > /out/cmdline
 S=/bin/swapscope
 echo "swapscope-vm: doctor"
 $S doctor --json > /out/doctor.json 2> /out/doctor.err
 echo $? > /out/doctor.rc
 $S doctor 2>&1
-{runs}{tui}cat /proc/swaps > /out/swaps.after
+{runs}{tui}{bench}cat /proc/swaps > /out/swaps.after
 cat /proc/vmstat > /out/vmstat.after
 ls /sys/fs/cgroup > /out/cgroups.after
 dmesg > /out/dmesg
@@ -913,12 +1177,14 @@ echo "swapscope-vm: powering off"
 poweroff -f
 "#,
         mods = mods.join(" "),
+        env = guest_env(),
         runs = runs,
         tui = if tui {
             tui_script() + &serve_script()
         } else {
             String::new()
-        }
+        },
+        bench = bench.map(bench_script).unwrap_or_default(),
     )
 }
 
@@ -928,6 +1194,7 @@ fn build_initramfs(
     out: &Path,
     scenarios: &[Scenario],
     tui: bool,
+    bench: Option<&VmBench>,
 ) -> Result<()> {
     let mut c = Cpio::default();
     for d in [
@@ -943,7 +1210,20 @@ fn build_initramfs(
         &fs::read(exe).with_context(|| format!("reading {}", exe.display()))?,
         0o755,
     )?;
-    for lib in shared_libs(exe)? {
+    let mut libs = shared_libs(exe)?;
+    if let Some(before) = bench.and_then(|b| b.before.as_deref()) {
+        c.file(
+            "/bin/swapscope-before",
+            &fs::read(before).with_context(|| format!("reading {}", before.display()))?,
+            0o755,
+        )?;
+        for lib in shared_libs(before)? {
+            if !libs.contains(&lib) {
+                libs.push(lib);
+            }
+        }
+    }
+    for lib in libs {
         let bytes = fs::read(&lib).with_context(|| format!("reading {}", lib.display()))?;
         c.file(&lib.to_string_lossy(), &bytes, 0o755)?;
     }
@@ -953,7 +1233,7 @@ fn build_initramfs(
     let names: Vec<String> = mods.iter().map(|(n, _)| n.clone()).collect();
     c.file(
         "/init",
-        init_script(&names, scenarios, tui).as_bytes(),
+        init_script(&names, scenarios, tui, bench).as_bytes(),
         0o755,
     )?;
     let cpio = out.with_extension("");
@@ -1000,19 +1280,26 @@ struct Timing {
     total: f64,
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
 fn boot(
     vmlinuz: &Path,
     initrd: &Path,
     disk: &Path,
     serial_log: &Path,
-    args: &VmArgs,
+    name: &str,
+    smp: u32,
+    keep: bool,
+    timeout: u64,
 ) -> Result<Timing> {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args([
         "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "2G",
     ])
     .arg("-smp")
-    .arg(args.smp.to_string())
+    .arg(smp.to_string())
     .args(["-nographic", "-no-reboot", "-nic", "none"])
     .arg("-kernel")
     .arg(vmlinuz)
@@ -1022,7 +1309,7 @@ fn boot(
     .arg("console=ttyS0 panic=-1 mitigations=off loglevel=5")
     .arg("-drive")
     .arg(format!("file={},format=raw,if=virtio", disk.display()));
-    if args.keep {
+    if keep {
         eprintln!("xtask: {cmd:?}");
     }
     let t0 = Instant::now();
@@ -1038,6 +1325,7 @@ fn boot(
     let (tx, rx) = mpsc::channel();
     let mut log = fs::File::create(serial_log)
         .with_context(|| format!("creating {}", serial_log.display()))?;
+    let tag = name.to_string();
     let reader = thread::spawn(move || {
         let mut r = BufReader::new(stdout);
         let mut line = Vec::new();
@@ -1046,7 +1334,7 @@ fn boot(
             let text = String::from_utf8_lossy(&line);
             // The marker may follow terminal escapes on the same line.
             if let Some(msg) = text.split_once("swapscope-vm: ").map(|(_, m)| m.trim()) {
-                eprintln!("  guest: {msg}");
+                eprintln!("  guest {tag}: {msg}");
                 if msg.starts_with("init started") {
                     let _ = tx.send(t0.elapsed().as_secs_f64());
                 }
@@ -1059,7 +1347,7 @@ fn boot(
         let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
         s
     });
-    let deadline = Duration::from_secs(args.timeout);
+    let deadline = Duration::from_secs(timeout);
     let status = loop {
         if let Some(st) = vm.0.try_wait()? {
             break st;
@@ -1070,7 +1358,7 @@ fn boot(
             let _ = reader.join();
             bail!(
                 "the VM did not power off within {} s; serial log: {}",
-                args.timeout,
+                timeout,
                 serial_log.display()
             );
         }
@@ -1091,7 +1379,16 @@ fn boot(
     })
 }
 
-fn run_kernel(spec: &Spec, apt: &Apt, cache: &Path, exe: &Path, args: &VmArgs) -> Result<String> {
+/// A kernel ready to boot.
+struct Prepared {
+    spec: &'static Spec,
+    release: String,
+    vmlinuz: PathBuf,
+    mods: Vec<(String, Vec<u8>)>,
+}
+
+/// Resolves, downloads and extracts a kernel (cached) and reads the modules the guest needs.
+fn prepare(spec: &'static Spec, apt: &Apt, cache: &Path) -> Result<Prepared> {
     let r = resolve(spec, apt)?;
     step(&format!(
         "vm {}: linux {} ({}) from {}",
@@ -1121,32 +1418,67 @@ fn run_kernel(spec: &Spec, apt: &Apt, cache: &Path, exe: &Path, args: &VmArgs) -
             .collect::<Vec<_>>()
             .join(" ")
     ));
+    Ok(Prepared {
+        spec,
+        release: r.release,
+        vmlinuz,
+        mods,
+    })
+}
 
-    let run_dir = cache.join("runs").join(spec.label);
+/// Boots one kernel with `smp` vCPUs, brings its results back and checks them.
+fn run_vm(
+    p: &Prepared,
+    cache: &Path,
+    exe: &Path,
+    smp: u32,
+    keep: bool,
+    timeout: u64,
+    opts: &RunOpts,
+) -> Result<String> {
+    let spec = p.spec;
+    let name = format!("{}-smp{smp}", spec.label);
+    let run_dir = cache.join("runs").join(&name);
     let _ = fs::remove_dir_all(&run_dir);
     fs::create_dir_all(&run_dir)?;
     let work = WorkDir {
         path: run_dir.join("work"),
-        keep: args.keep,
+        keep,
     };
     fs::create_dir_all(&work.path)?;
     let initrd = work.path.join("initrd.cpio.gz");
-    let scenarios = scenarios(spec);
+    let mut scenarios = scenarios(spec, smp);
+    // SWAPSCOPE_VM_SCENARIOS=a,b runs only those (debugging; the TUI and exporter ones then
+    // only when named `tui`; `none` runs none).
+    let only = if opts.no_scenarios {
+        Some("none".to_string())
+    } else {
+        env::var("SWAPSCOPE_VM_SCENARIOS").ok()
+    };
+    if let Some(only) = &only {
+        scenarios.retain(|sc| only.split(',').any(|n| n == sc.name));
+    }
     // The TUI scenario checks the viewer, not SMP behaviour: once, with one vCPU.
-    let tui = spec.viewer_scenarios() && args.smp == 1;
-    build_initramfs(exe, &mods, &initrd, &scenarios, tui)?;
+    let tui = spec.viewer_scenarios()
+        && smp == 1
+        && only
+            .as_ref()
+            .is_none_or(|o| o.split(',').any(|n| n == "tui"));
+    // The benchmark's storm sets 64 KiB mTHP: only on kernels that have it.
+    let bench = opts.bench.as_ref().filter(|_| spec.mthp);
+    build_initramfs(exe, &p.mods, &initrd, &scenarios, tui, bench)?;
     let disk = work.path.join("results.img");
     fs::File::create(&disk)?.set_len(256 << 20)?;
     let serial = run_dir.join("serial.log");
     step(&format!(
-        "vm {}: booting (TCG, -smp {}; serial log {})",
-        spec.label,
-        args.smp,
+        "vm {name}: booting (TCG, -smp {smp}; serial log {})",
         serial.display()
     ));
-    let timing = boot(&vmlinuz, &initrd, &disk, &serial, args)?;
+    let timing = boot(
+        &p.vmlinuz, &initrd, &disk, &serial, &name, smp, keep, timeout,
+    )?;
 
-    let results = target_dir().join("vm-results").join(spec.label);
+    let results = target_dir().join("vm-results").join(&name);
     let _ = fs::remove_dir_all(&results);
     fs::create_dir_all(&results)?;
     fs::copy(&serial, results.join("serial.log"))?;
@@ -1162,8 +1494,19 @@ fn run_kernel(spec: &Spec, apt: &Apt, cache: &Path, exe: &Path, args: &VmArgs) -
         String::from_utf8_lossy(&untar.stderr).trim(),
         results.join("serial.log").display()
     );
-    let summary = check(spec, rel, &results, &timing, &scenarios, args.smp)
+    let mut summary = check(spec, &p.release, &results, &timing, &scenarios, smp, tui)
         .with_context(|| format!("results in {}", results.display()))?;
+    if let Some(b) = &opts.bench {
+        if bench.is_none() {
+            summary.push_str("  bench: skipped (the storm needs 64 KiB mTHP)\n");
+        }
+        for w in bench.map(VmBench::recorders).unwrap_or_default() {
+            summary.push_str(
+                &check_bench(&results, w, b)
+                    .with_context(|| format!("bench {w}; results in {}", results.display()))?,
+            );
+        }
+    }
     fs::write(results.join("summary.txt"), &summary)?;
     Ok(summary)
 }
@@ -1206,6 +1549,7 @@ fn check(
     t: &Timing,
     scenarios: &[Scenario],
     smp: u32,
+    tui: bool,
 ) -> Result<String> {
     no_panic(dir, &["doctor.err"])?;
     let doctor: Value = serde_json::from_str(&read(dir, "doctor.json")).with_context(|| {
@@ -1254,11 +1598,46 @@ fn check(
             &check_scenario(spec, dir, sc, smp).with_context(|| format!("scenario {}", sc.name))?,
         );
     }
-    if spec.viewer_scenarios() && smp == 1 {
+    if tui {
         s.push_str(&check_tui(dir).context("scenario tui")?);
         s.push_str(&check_serve(dir, spec).context("scenario serve")?);
     }
     Ok(s)
+}
+
+/// The live benchmark of one recorder: it exited 0 and wrote its JSON summary, with every pair.
+fn check_bench(dir: &Path, which: &str, b: &VmBench) -> Result<String> {
+    let f = |suffix: &str| format!("bench.{which}.{suffix}");
+    no_panic(dir, &[&f("err"), &f("out")])?;
+    ensure!(
+        rc(dir, &f("rc")) == Some(0),
+        "__bench --live exited {:?}: {}",
+        rc(dir, &f("rc")),
+        read(dir, &f("err")).trim()
+    );
+    let v: Value = serde_json::from_str(&read(dir, &f("json")))
+        .context("__bench --live wrote no JSON summary")?;
+    let pairs = v["pairs"].as_array().map_or(0, Vec::len);
+    ensure!(
+        pairs == b.pairs as usize,
+        "{pairs} pairs measured, {} asked",
+        b.pairs
+    );
+    let f64_of = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Ok(format!(
+        "  bench {which}: {pairs} pairs, median wall ratio {:.3} (pairs {}), extra sys {:.0} ns/event, recorder {:.0} ns/event, lost {}\n",
+        f64_of("median_ratio"),
+        v["pair_ratios"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| format!("{:.3}", r.as_f64().unwrap_or(f64::NAN)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        f64_of("median_extra_sys_ns_per_event"),
+        f64_of("median_recorder_ns_per_event"),
+        num(&v, &["lost"]),
+    ))
 }
 
 /// `serve --tier full` around the frag workload: it exits 0 at SIGTERM, `/healthz` said ok, and
@@ -1414,8 +1793,9 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
     let zero = num(&r, &["kernel", "swpout_zero_pages"]);
     let lost = num(&r, &["lost_events"]);
     let mut s = format!(
-        "  {}: write-outs {events}; 64K: {w4} vs Δswpout {k4}, Δswpout_fallback {fb4}; pages {pages} vs Δpswpout {pswpout}; zero {zero}; lost {lost}; 64K swap-ins {}, pswpin {}; {} intervals, peak {}\n",
+        "  {} ({} tasks reclaiming): write-outs {events}; 64K: {w4} vs Δswpout {k4}, Δswpout_fallback {fb4}; pages {pages} vs Δpswpout {pswpout}; zero {zero}; lost {lost}; 64K swap-ins {}, pswpin {}; {} intervals, peak {}\n",
         sc.name,
+        sc.tasks,
         num(&r, &["kernel", "swpin_by_order", "4"]),
         num(&r, &["kernel", "pswpin_pages"]),
         r["intervals"].as_array().map_or(0, Vec::len),
@@ -1445,17 +1825,24 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
     }
     // Hook invocations the kernel did not deliver (recursion_misses), by feed: a program is
     // skipped when entered again on a CPU where it is already running (a task preempted inside
-    // it on a preemptible kernel).
-    let missed: BTreeMap<String, u64> = r["kernel"]["missed_events"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-        .collect();
-    let missed_alloc = missed.get("alloc").copied().unwrap_or(0);
+    // it on a preemptible kernel). Its rescue twin delivers most of them; of the rest, requests
+    // and splits are inferred where the stream shows them (docs/kernel-support.md).
+    let missed = nonzero_counts(&r["kernel"]["missed_events"]);
+    let rescued = nonzero_counts(&r["kernel"]["rescued_events"]);
+    let inferred = nonzero_counts(&r["inferred_events"]);
+    let missed_alloc =
+        missed.get("alloc").copied().unwrap_or(0) + missed.get("alloc-shmem").copied().unwrap_or(0);
     let missed_writeout = missed.get("writeout").copied().unwrap_or(0);
+    let missed_split = missed.get("split").copied().unwrap_or(0);
+    let inferred_alloc = inferred.get("alloc").copied().unwrap_or(0);
+    let inferred_split = inferred.get("split").copied().unwrap_or(0);
+    // Every request event the kernel skipped was inferred: none was a refusal.
+    let requests_complete = missed_alloc <= inferred_alloc;
+    // Grants are emitted inside the allocator's locks, where no program is skipped: with them
+    // the placements are complete even when request events were skipped.
+    let grants = num(&r["stream"], &["grant_events"]) > 0;
     s.push_str(&format!(
-        "    missed events (recursion_misses): {missed:?}\n"
+        "    events the kernel skipped (recursion_misses): rescued by the twin programs {rescued:?}; not delivered {missed:?}; inferred {inferred:?}\n"
     ));
     // The relations are exact when every write-out was delivered. A missed one (a task
     // preempted inside the program on a preemptible kernel; `fork` always has some, `seq` now
@@ -1539,17 +1926,26 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
         ));
         // A folio written once per slot it was given, unless a second process keeps a swap-cache
         // folio mapped: re-dirtied, it is written again without a new request.
-        if sc.exact_writeouts && missed_alloc == 0 && missed_writeout == 0 {
+        if sc.exact_writeouts && requests_complete && missed_writeout == 0 {
             ensure!(
                 req4 - fail4 >= k4,
                 "successful order-4 requests {} < Δswpout[64K] {k4}",
                 req4 - fail4
             );
         }
-        ensure!(
-            split4 == fb4,
-            "attributed fallback splits {split4} != Δswpout_fallback[64K] {fb4}"
-        );
+        // Exact when every refusal and split arrived or was inferred; a refusal the kernel
+        // skipped leaves its split unattributed.
+        if requests_complete && missed_split <= inferred_split {
+            ensure!(
+                split4 == fb4,
+                "attributed fallback splits {split4} != Δswpout_fallback[64K] {fb4}"
+            );
+        } else {
+            ensure!(
+                split4 <= fb4,
+                "attributed fallback splits {split4} > Δswpout_fallback[64K] {fb4}"
+            );
+        }
         // Cluster list moves (6.14+): every move names the list the kernel had the cluster on,
         // which must be the one the stream last put it on (a move not seen would show), and the
         // kernel's model keeps the same lists as the kernel at the end of each interval.
@@ -1577,7 +1973,8 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
                         .into_iter()
                         .flatten()
                         .find(|m| m["name"] == model);
-                    if let Some(m) = m {
+                    // An interval that ended before the first kernel result has no real state.
+                    if let Some(m) = m.filter(|_| !iv["real"]["state"].is_null()) {
                         rows += 1;
                         if lists(m) == lists(&iv["real"]) {
                             same += 1;
@@ -1599,11 +1996,12 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
                 // The stream orders a request after the list moves it caused (its event comes at
                 // the hook's exit) and a free before them, while a model moves its clusters as it
                 // serves the event: an interval may end with one cluster between lists.
-                if smp == 1 && missed_alloc == 0 {
+                // With several CPUs each may have one cluster in flight.
+                if grants || missed_alloc == 0 {
                     ensure!(rows > 0, "no interval to compare cluster lists at");
                     ensure!(
-                        worst <= 1,
-                        "the model's cluster lists differ from the kernel's by {worst} clusters at an interval end"
+                        worst <= u64::from(smp),
+                        "the model's cluster lists differ from the kernel's by {worst} clusters at an interval end ({smp} vCPUs)"
                     );
                 }
             }
@@ -1633,14 +2031,18 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
             used == 0,
             "{used} slots still allocated after swapoff (missed frees)"
         );
-        // The inuse_pages check: on one CPU, from 6.14 on (no slot cache) and with every request
-        // delivered, the kernel's in-use count moves by exactly what the stream says.
+        // The inuse_pages check: on one CPU the kernel's in-use count moves by exactly what the
+        // stream says — at the grants (6.12's slot-cache batches included), else, from 6.14 on
+        // (no slot cache) with every request delivered, at the requests. With several CPUs the
+        // count is one atomic that allocations and frees on different clusters move under
+        // different locks, so events of two CPUs can reach the stream in the other order than
+        // their updates (docs/kernel-support.md): counted, not asserted.
         let checks = num(&r, &["kernel", "inuse_checks"]);
         let mismatches = num(&r, &["kernel", "inuse_mismatches"]);
         s.push_str(&format!(
             "    inuse_pages check: {mismatches} mismatches in {checks} checks\n"
         ));
-        if !spec.slot_cache && smp == 1 && missed_alloc == 0 {
+        if smp == 1 && (grants || !spec.slot_cache && missed_alloc == 0) {
             ensure!(checks > 0, "the inuse_pages check never ran");
             ensure!(
                 mismatches == 0,
@@ -1656,7 +2058,11 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
                 "{unmatched} freed slots were never seen allocated and no request event was reported missed: a request path is not hooked"
             );
         }
-        // Relation 3: the model of this kernel places requests where the kernel did.
+        // Relation 3: the model of this kernel places requests where the kernel did, with any
+        // number of CPUs: the engine replays the requests in the order the kernel decided them
+        // (grants), and the model follows the kernel's answer after a request it got wrong (a
+        // race the stream could not order; counted as corrections), so each request is judged
+        // on the kernel's own state. Its refusals per order are the kernel's.
         if let Some(model) = spec.model {
             let m = r["models"]
                 .as_array()
@@ -1665,35 +2071,34 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
                 .find(|m| m["name"] == model)
                 .context("the kernel's model is missing from the report")?;
             let rate = m["same_offset_rate"].as_f64().unwrap_or(0.0);
-            let kfail: u64 = r["failed_requests_by_order"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(_, v)| v.as_u64().unwrap_or(0))
-                .sum();
-            let mfail = num(m, &["failures_by_order", "4"]);
+            let compared = num(m, &["compared_requests"]);
+            let kfail = nonzero_counts(&r["failed_requests_by_order"]);
+            let mfail = nonzero_counts(&m["failures_by_order"]);
+            let st = &r["stream"];
+            let corrections = num(m, &["kernel_corrections"]);
+            let steered = num(m, &["steered_isolations"]);
             s.push_str(&format!(
-                "    model {model}: same slot as the kernel for {:.2} % of {} requests; order-4 failures {mfail} vs kernel {kfail}\n",
+                "    model {model}: same slot as the kernel for {:.3} % of {compared} requests ({corrections} corrections, {steered} isolations steered); refusals {mfail:?} vs kernel {kfail:?}; {} of {} requests decided at their grant\n",
                 rate * 100.0,
-                num(m, &["compared_requests"])
+                num(st, &["requests_at_grant"]),
+                num(st, &["requests_at_grant"]) + num(st, &["requests_at_exit"]),
             ));
-            if smp == 1 && missed_alloc == 0 {
+            if grants || missed_alloc == 0 {
                 ensure!(
                     rate >= 0.99,
                     "{model} picks the kernel's slot for only {:.2} % of requests",
                     rate * 100.0
                 );
-            } else if smp > 1 && missed_alloc == 0 {
-                // With several CPUs the kernel's per-CPU state and lock races order requests
-                // differently; the failure count per order must still agree within 2 %.
-                let bound = kfail.max(mfail) / 50;
+            }
+            if requests_complete {
                 ensure!(
-                    mfail.abs_diff(kfail) <= bound,
-                    "{model} fails {mfail} order-4 requests, the kernel {kfail} (more than 2 % apart)"
+                    mfail == kfail,
+                    "{model} refuses {mfail:?} by order, the kernel {kfail:?}"
                 );
-            } else if missed_alloc > 0 {
+            } else {
                 s.push_str(&format!(
-                    "    (fidelity not asserted: {missed_alloc} request events were not delivered, so the model ran on an incomplete stream)\n"
+                    "    (refusals not compared: {} request events were neither delivered nor inferred)\n",
+                    missed_alloc - inferred_alloc
                 ));
             }
         }
@@ -1716,6 +2121,16 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
         ));
     }
     Ok(s)
+}
+
+/// A report's map of counts (by feed, by order) without its zero entries.
+fn nonzero_counts(v: &Value) -> BTreeMap<String, u64> {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
 }
 
 #[cfg(test)]

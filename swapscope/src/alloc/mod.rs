@@ -139,6 +139,26 @@ pub struct ModelSnapshot {
     pub metadata_bytes: u64,
 }
 
+/// The CPUs of one request: the one its task entered the allocator on, whose per-CPU caches of
+/// that moment it used (6.12's order-0 slot cache, chosen with `raw_cpu_ptr` before a mutex the
+/// task may sleep on), and the one that decided it, whose per-CPU cluster it used (under a
+/// lock that pins the CPU). The same CPU unless the task migrated in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cpus {
+    pub entry: u32,
+    pub decided: u32,
+}
+
+impl Cpus {
+    /// A request entered and decided on `cpu`.
+    pub fn on(cpu: u32) -> Self {
+        Cpus {
+            entry: cpu,
+            decided: cpu,
+        }
+    }
+}
+
 /// One swap-slot request made while serving a folio (see [`serve_folio`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
@@ -165,13 +185,13 @@ impl Request<'_> {
 /// kernel-result streams both go through it.
 pub fn serve_folio<M: AllocatorModel + ?Sized>(
     model: &mut M,
-    cpu: u32,
+    cpus: Cpus,
     order: u8,
     scratch: &mut Vec<Extent>,
     mut on: impl FnMut(Request<'_>),
 ) -> bool {
     scratch.clear();
-    let ok = model.alloc_into(cpu, order, scratch);
+    let ok = model.alloc_from(cpus, order, scratch);
     on(Request {
         order,
         page: 0,
@@ -182,7 +202,7 @@ pub fn serve_folio<M: AllocatorModel + ?Sized>(
     }
     for page in 0..1u64 << order.min(MAX_ORDER) {
         scratch.clear();
-        let ok = model.alloc_into(cpu, 0, scratch);
+        let ok = model.alloc_from(cpus, 0, scratch);
         on(Request {
             order: 0,
             page,
@@ -204,6 +224,11 @@ pub trait AllocatorModel: Send {
     /// A device went away; the model forgets it. Any slots still allocated on it are dropped.
     fn swapoff(&mut self, swap_type: u8);
 
+    /// The number of online CPUs of the host the stream comes from (`num_online_cpus()`), when
+    /// known, before any event: for models whose policy depends on it (6.12's slot-cache
+    /// thresholds). Others ignore it.
+    fn set_online_cpus(&mut self, _n: u32) {}
+
     /// Allocate 2^`order` slots for a folio on `cpu`. `None` means the model cannot serve this
     /// order now; the engine then counts a fallback and requests 2^order order-0 slots, as the
     /// kernel does after splitting the folio (`swpout_fallback`).
@@ -222,12 +247,61 @@ pub trait AllocatorModel: Send {
         }
     }
 
+    /// [`alloc_into`](Self::alloc_into) for a request whose task entered the allocator on
+    /// another CPU than the one that decided it (see [`Cpus`]); models without per-CPU caches of
+    /// the entry moment serve it on the deciding CPU.
+    fn alloc_from(&mut self, cpus: Cpus, order: u8, out: &mut Vec<Extent>) -> bool {
+        self.alloc_into(cpus.decided, order, out)
+    }
+
     /// Give back `nr` slots from `offset` on `swap_type` (model slot space). Frees may cover part
     /// of an earlier allocation (a large folio freed piecewise) and never span two allocations'
     /// clusters in a way the allocator did not hand out. Like the kernel's batched frees, one
     /// call may cover slots of several adjacent allocations, but it never crosses a
     /// [`CLUSTER_SLOTS`]-aligned boundary. Slots that are not allocated are ignored.
     fn free(&mut self, swap_type: u8, offset: u64, nr: u32);
+
+    /// The kernel's allocator on `cpu` took `cluster` of device `swap_type` off its lists
+    /// (`isolate_lock_cluster`, full tier 6.14+), as the stream shows it, before the grant or
+    /// request that follows on that CPU. A model of that kernel may follow it where the kernel
+    /// did what no rule predicts (a `trylock` that failed on a cluster another CPU held, so the
+    /// next one was taken); the others ignore it.
+    fn kernel_isolated(&mut self, _cpu: u32, _swap_type: u8, _cluster: u32) {}
+
+    /// The kernel answered the request this model has just answered (`ours`: the model's first
+    /// slot, `None` when it refused) with `kernel` (`None`: the kernel refused it), and the two
+    /// differ: the model takes the kernel's answer as its own — its slots, and the per-CPU
+    /// state the kernel's answer implies — so that one request decided otherwise (a race the
+    /// stream could not order) does not send the rest of the run elsewhere. The engine asks this
+    /// only of the model of the recorded kernel. Returns false when the model cannot (it does
+    /// not share the kernel's slot space); it is then left as it is.
+    fn follow_kernel(
+        &mut self,
+        _cpus: Cpus,
+        _order: u8,
+        _ours: Option<(u8, u64)>,
+        _kernel: Option<(u8, u64)>,
+    ) -> bool {
+        false
+    }
+
+    /// The kernel refilled the slot cache of `cpus.entry` with `slots` of device `swap_type`, in
+    /// hand-out order (6.12's batch, seen at its grant, just before the request it serves first
+    /// is answered). A model with such caches fills its own by its rule — its answers, still
+    /// compared one by one as the requests come — and then holds the kernel's slots instead, so
+    /// that its state follows the kernel's. Asked only of the model of the recorded kernel, as
+    /// [`follow_kernel`](Self::follow_kernel) is; the others ignore it. Returns whether the
+    /// model's batch differed (a correction).
+    fn kernel_batch(&mut self, _cpus: Cpus, _swap_type: u8, _slots: &[u64]) -> bool {
+        false
+    }
+
+    /// Isolations the model took from [`kernel_isolated`](Self::kernel_isolated) where its own
+    /// rule would have taken another cluster (the kernel skipped a contended one); `None` for
+    /// models that do not follow them.
+    fn steered_isolations(&self) -> Option<u64> {
+        None
+    }
 
     /// Whether the model wants [`writeout`](Self::writeout) calls (the engine skips the slot
     /// lookup for models that do not).

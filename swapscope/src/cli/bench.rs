@@ -83,6 +83,18 @@ pub struct BenchArgs {
     /// With `--live`: the swapscope binary whose recorder is measured (to compare builds).
     #[arg(long)]
     pub recorder: Option<PathBuf>,
+    /// With `--live`: the storm's size in MiB (default: the 600 MiB storm); its cgroup
+    /// limit and zram device scale with it (256 and 1024 MiB at 600). 200 with
+    /// `--storm-passes 2` suits a TCG guest.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub storm_mib: u32,
+    /// With `--live`: passes over the storm's memory.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub storm_passes: u32,
+    /// With `--live`: also write the results as JSON to this file (`cargo xtask bench --live
+    /// --vm` reads it).
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
     /// Measure the exporter instead: `serve --demo` scraped at `--rate` per second for
     /// `--seconds` (root).
     #[arg(long)]
@@ -128,13 +140,16 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         return super::bench_serve::run(a.rate, a.seconds, a.doc.as_ref(), &command);
     }
     if a.live {
-        return super::bench_live::run(
-            a.pairs,
-            &a.dir,
-            a.doc.as_ref(),
-            &command,
-            a.recorder.as_deref(),
-        );
+        return super::bench_live::run(&super::bench_live::LiveOptions {
+            pairs: a.pairs,
+            dir: &a.dir,
+            doc: a.doc.as_ref(),
+            command: &command,
+            recorder: a.recorder.as_deref(),
+            storm_mib: a.storm_mib,
+            storm_passes: a.storm_passes,
+            summary_json: a.summary_json.as_deref(),
+        });
     }
     if let Some(file) = &a.one {
         let r = measure(file, &a.models)?;

@@ -36,8 +36,8 @@ pub struct ExportArgs {
     /// Replace an existing output file (with a new file).
     #[arg(long)]
     pub force: bool,
-    /// Only these event kinds, comma-separated: writeout, alloc, free, split, marker,
-    /// counters, devices, lost, swapon, swapoff (default: all).
+    /// Only these event kinds, comma-separated: writeout, alloc, free, split, swapin, cluster,
+    /// grant, marker, counters, devices, lost, swapon, swapoff (default: all).
     #[arg(long, value_name = "LIST", value_parser = parse_kinds, conflicts_with = "intervals")]
     pub kinds: Option<KindFilter>,
     /// Write the analysis's per-interval metrics (kernel and each model, per order) instead

@@ -64,6 +64,16 @@ pub enum Command {
         /// 25 % (or FROM%..TO%:STEP%), and print fallback per order against size for every model.
         #[arg(long, value_name = "FROM%..TO%", allow_hyphen_values = true)]
         sweep: Option<swapscope::whatif::SweepSpec>,
+        /// Where a model chose another slot than the kernel: the first N such requests per
+        /// model (10 when N is left out), each with its CPU, the requests other CPUs decided
+        /// around it, the clusters involved and the kernel's answer.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10", value_parser = args::whole::<1, 100_000>, conflicts_with = "sweep")]
+        divergence: Option<u64>,
+        /// Let the model of the recorded kernel run on its own answers: by default, after a
+        /// request it answered otherwise than the kernel, it takes the kernel's answer (one race
+        /// the stream could not order does not decide the rest of the run).
+        #[arg(long)]
+        free_running: bool,
     },
     /// Print every event of a recording, one per line.
     Dump {
@@ -195,7 +205,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             models,
             swap_size,
             sweep,
-        } => report::run(&file, json, &models, swap_size, sweep.as_ref()),
+            divergence,
+            free_running,
+        } => report::run(
+            &file,
+            json,
+            &models,
+            swap_size,
+            sweep.as_ref(),
+            divergence.map_or(0, |n| n as usize),
+            free_running,
+        ),
         Command::Simulate(args) => simulate::run(args),
         Command::Dump { file } => dump::run(&file),
         Command::Export(args) => export::run(args),

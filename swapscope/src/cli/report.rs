@@ -7,7 +7,7 @@ use swapscope::{
     engine::DeviceSize,
     models, pipeline,
     report::Report,
-    sink::analysis::Analysis,
+    sink::analysis::{Analysis, ReportOptions},
     source::{Source as _, file::FileSource},
     whatif,
 };
@@ -43,6 +43,8 @@ pub fn run(
     model_names_arg: &[String],
     swap_size: Option<u64>,
     sweep: Option<&whatif::SweepSpec>,
+    divergences: usize,
+    free_running: bool,
 ) -> anyhow::Result<ExitCode> {
     let names = model_names(model_names_arg)?;
     if let Some(spec) = sweep {
@@ -54,8 +56,15 @@ pub fn run(
         return emit_sweep(&s, json);
     }
     let mut source = FileSource::open(file)?;
-    let mut analysis =
-        Analysis::for_report(source.header(), &names, swap_size.map(DeviceSize::Bytes));
+    let mut analysis = Analysis::for_report(
+        source.header(),
+        &names,
+        ReportOptions {
+            device_size: swap_size.map(DeviceSize::Bytes),
+            divergences,
+            free_running,
+        },
+    );
     let summary = pipeline::run(&mut source, &mut [&mut analysis], &mut || false)?;
     // The text report lists the warnings itself: on a terminal they are not repeated on stderr.
     if json || !std::io::stdout().is_terminal() {

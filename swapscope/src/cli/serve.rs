@@ -105,6 +105,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             views: true,
             device_size: None,
             tail_per_kind: 1,
+            divergences: 0,
+            free_running: false,
         },
     );
     let info = analysis.info().clone();

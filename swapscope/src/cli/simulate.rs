@@ -100,8 +100,11 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     let mut source = SimSource::new(spec)?;
     source.set_command_line(std::env::args().collect::<Vec<_>>().join(" "));
-    let mut analysis =
-        swapscope::sink::analysis::Analysis::for_report(source.header(), &names, None);
+    let mut analysis = swapscope::sink::analysis::Analysis::for_report(
+        source.header(),
+        &names,
+        Default::default(),
+    );
     let out = a
         .output
         .as_deref()

@@ -12,15 +12,32 @@ use swapscope::{
 const MIB: fn(&str) -> Result<u64, String> = super::args::whole::<1, { 1 << 20 }>;
 /// Passes or rounds.
 const PASSES: fn(&str) -> Result<u32, String> = super::args::whole32::<1, 1_000_000>;
+/// Touchers at once.
+const JOBS: fn(&str) -> Result<u32, String> = super::args::whole32::<1, 256>;
 
 #[derive(clap::Args, Debug)]
 pub struct StressArgs {
-    #[arg(long, value_enum, default_value = "sequential")]
-    pub pattern: Pattern,
-    /// Memory the toucher maps and touches, in MiB (1 to 1048576).
+    /// The touchers' memory pattern; a list (`thp-fragment,sequential`) gives the jobs each
+    /// pattern in turn.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sequential")]
+    pub pattern: Vec<Pattern>,
+    /// Touchers run at once (1 to 256), each its own process with seed `--seed` + its number:
+    /// several tasks reclaiming on several CPUs.
+    #[arg(long, default_value_t = 1, value_parser = JOBS, allow_hyphen_values = true)]
+    pub jobs: u32,
+    /// Put each toucher in its own memory cgroup (a child of the run's) with `--limit` each;
+    /// without it they share one cgroup limited to `--limit`.
+    #[arg(long)]
+    pub cgroup_per_job: bool,
+    /// Leave only this many MiB of memory available to the whole host during the run: stress
+    /// holds and locks the rest, so reclaim is also global (kswapd). For test machines and VMs.
+    #[arg(long, value_parser = MIB, allow_hyphen_values = true)]
+    pub global_limit: Option<u64>,
+    /// Memory each toucher maps and touches, in MiB (1 to 1048576).
     #[arg(long, default_value_t = 600, value_parser = MIB, allow_hyphen_values = true)]
     pub size: u64,
-    /// Memory limit of the temporary cgroup, in MiB (1 to 1048576).
+    /// Memory limit of the temporary cgroup (of each job's with --cgroup-per-job), in MiB (1 to
+    /// 1048576).
     #[arg(long, default_value_t = 256, value_parser = MIB, allow_hyphen_values = true)]
     pub limit: u64,
     /// mTHP sizes to set to `always` for the run, e.g. `64K,2M`.
@@ -59,7 +76,10 @@ pub fn run(a: StressArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let opts = StressOptions {
-        pattern: a.pattern,
+        patterns: a.pattern.clone(),
+        jobs: a.jobs,
+        cgroup_per_job: a.cgroup_per_job,
+        global_limit_mib: a.global_limit,
         size_mib: a.size,
         limit_mib: a.limit,
         mthp_kb,
@@ -86,12 +106,25 @@ pub fn run(a: StressArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let patterns: Vec<String> = a.pattern.iter().map(|p| format!("{p:?}")).collect();
     eprintln!(
-        "swapscope stress: {:?} over {} MiB in cgroup {} (limit {} MiB){} for {:.1} s{}; {}",
-        a.pattern,
+        "swapscope stress: {}{} over {} MiB{} in cgroup {} (limit {} MiB{}){}{} for {:.1} s{}; {}",
+        if a.jobs > 1 {
+            format!("{} jobs of ", a.jobs)
+        } else {
+            String::new()
+        },
+        patterns.join("+"),
         a.size,
+        if a.jobs > 1 { " each" } else { "" },
         s.cgroup,
         a.limit,
+        if a.cgroup_per_job { " per job" } else { "" },
+        if s.held_mib > 0 {
+            format!(", {} MiB held host-wide", s.held_mib)
+        } else {
+            String::new()
+        },
         s.zram.map(|z| format!(", swap on {z}")).unwrap_or_default(),
         s.elapsed.as_secs_f64(),
         if s.interrupted { " (interrupted)" } else { "" },

@@ -37,22 +37,29 @@
 //! (those requests are counted at order 0). If even order 0 fails the page has no model slot
 //! (counted as an order-0 failure and in `unbacked_slots`).
 
-use crate::alloc::{self, AllocatorModel, Extent, MAX_ORDER, ModelSnapshot, NR_ORDERS};
+use crate::alloc::{self, AllocatorModel, Cpus, Extent, MAX_ORDER, ModelSnapshot, NR_ORDERS};
 use crate::event::virtual_slot;
 use crate::event::{Alloc, AllocResult, Event, Free, Ts};
 
+mod divergence;
 mod parallel;
 mod real;
 mod report;
 mod slotmap;
 mod virt;
 
+pub use divergence::{ClusterView, Divergence, Nearby, SlotRef};
 pub use parallel::{Finished, Parallel};
 pub use real::RealOccupancy;
 pub use report::{
     IntervalReport, MarkerReport, ModelReport, Report, SeriesReport, StreamSummary, render_table,
 };
 pub use slotmap::{BucketHasher, SlotMap, stream_key};
+
+/// A (type, offset) pair as a divergence names it.
+fn slot_ref(s: Option<(u8, u64)>) -> Option<divergence::SlotRef> {
+    s.map(|(swap_type, offset)| divergence::SlotRef { swap_type, offset })
+}
 
 /// A fast hasher for integer keys that are not attacker-chosen (slot buckets, folio ids).
 pub type BuildBucketHasher = std::hash::BuildHasherDefault<BucketHasher>;
@@ -77,6 +84,17 @@ pub struct EngineConfig {
     /// the recorded size). Requests map onto model slots by allocation, never by offset, so a
     /// stream replays onto a device of any size.
     pub device_size: Option<DeviceSize>,
+    /// The recorded host's online CPUs (the header's), handed to every model
+    /// ([`AllocatorModel::set_online_cpus`]).
+    pub online_cpus: Option<u32>,
+    /// Divergences kept per model: the first requests a model answered otherwise than the
+    /// kernel (0 = none looked for; `report --divergence`).
+    pub divergences: usize,
+    /// The model of the recorded kernel (`models::of_kernel`): after a request it answered
+    /// otherwise than the kernel, it takes the kernel's answer as its own
+    /// ([`AllocatorModel::follow_kernel`]), so one race does not decide the rest of the run.
+    /// `None`: every model runs free.
+    pub kernel_model: Option<&'static str>,
 }
 
 impl Default for EngineConfig {
@@ -85,6 +103,9 @@ impl Default for EngineConfig {
             series_every: 1_000_000,
             interval_ns: DEFAULT_INTERVAL_NS,
             device_size: None,
+            online_cpus: None,
+            divergences: 0,
+            kernel_model: None,
         }
     }
 }
@@ -176,6 +197,10 @@ struct Shadow {
     writeouts: bool,
     /// The model's [`AllocatorModel::virtual_slots`], asked once.
     virtual_slots: bool,
+    /// This is the model of the recorded kernel, which follows the kernel's answers.
+    follows: bool,
+    /// Requests after which it took the kernel's answer as its own.
+    corrections: u64,
 }
 
 /// Stream-level counters.
@@ -188,7 +213,29 @@ struct StreamCounts {
     markers: u64,
     ignored: u64,
     anomalies: u64,
+    grants: u64,
+    /// Successful requests the models answered at their grant (the kernel's order), and those
+    /// answered at the request event (no grant seen for them).
+    requests_at_grant: u64,
+    requests_at_exit: u64,
+    /// Grants whose request event never came: freed before it (a memcg charge refused after
+    /// the allocation), or given up waiting.
+    orphan_grants: u64,
+    /// Batch grants applied ahead of a refusal they overlapped (see [`Deferred`]).
+    hoisted_batches: u64,
 }
+
+/// A request the models answered at its grant, waiting for its request event.
+#[derive(Clone, Copy, Debug)]
+struct Granted {
+    order: u8,
+    /// `StreamCounts::grants` when it was granted (the oldest are given up first).
+    seq: u64,
+}
+
+/// Grants waiting for their request event, at most (a bound when request events are missed):
+/// past it, those older than half of it are given up.
+const MAX_GRANTED: usize = 1 << 16;
 
 /// A row of counters (cumulative) at one point of the stream.
 #[derive(Clone, Debug)]
@@ -251,7 +298,39 @@ pub struct Engine {
     model_device_bytes: std::collections::BTreeMap<u8, u64>,
     /// Whether any model wants write-outs (else they are ignored without a look).
     writeouts_wanted: bool,
+    /// Requests answered at their grant, by the stream key of their first slot, until their
+    /// request event comes (see [`Event::Grant`]).
+    granted: std::collections::HashMap<u64, Granted, BuildBucketHasher>,
+    /// The first requests each model answered otherwise than the kernel.
+    divergences: divergence::Divergences,
+    /// Per order: refusals decided at a grant (6.12: `nr` 0) whose request event is still to
+    /// come.
+    refusals: [u32; NR_ORDERS],
+    /// A refusal grant whose answer waits for concurrent batches (see [`Deferred`]).
+    deferred: Option<Deferred>,
 }
+
+/// A refusal (6.12 grant with `nr` 0) held back until the next event that could change the
+/// allocator's state. 6.12's batch refill drops `si->lock` inside its scan to reclaim swap cache
+/// (`swap_reclaim_full_clusters`, `cluster_reclaim_range`) once swap is half full, so slots a
+/// batch took *before* another CPU's refusal can be granted after it: the models would answer
+/// the refusal with slots the kernel had already given away. A batch grant that arrives meanwhile
+/// from another CPU, whose request started before the refusal, is applied first. Only
+/// allocations are moved ahead, never frees, so a model can only find less room than the kernel
+/// had, and only the room that batch took.
+#[derive(Clone, Copy, Debug)]
+struct Deferred {
+    cpus: Cpus,
+    order: u8,
+    ts_ns: Ts,
+    /// The grant's position in the stream.
+    event: u64,
+    /// Events passed while held.
+    held: u32,
+}
+
+/// Most events a refusal is held back for.
+const MAX_DEFERRED_EVENTS: u32 = 256;
 
 /// Marker rows kept (each holds every model's counters): later markers are counted, not broken
 /// out, so a stream of millions of markers cannot take memory without bound.
@@ -268,9 +347,17 @@ impl Engine {
     pub fn new(models: Vec<Box<dyn AllocatorModel>>, config: EngineConfig) -> Self {
         let shadows: Vec<Shadow> = models
             .into_iter()
+            .map(|mut model| {
+                if let Some(n) = config.online_cpus {
+                    model.set_online_cpus(n);
+                }
+                model
+            })
             .map(|model| Shadow {
                 writeouts: model.wants_writeouts(),
                 virtual_slots: model.virtual_slots(),
+                follows: config.kernel_model == Some(model.name()),
+                corrections: 0,
                 model,
                 map: SlotMap::new(),
                 counters: OrderCounters::default(),
@@ -282,6 +369,7 @@ impl Engine {
             })
             .collect();
         let writeouts_wanted = shadows.iter().any(|s| s.writeouts);
+        let nr_models = shadows.len();
         Engine {
             shadows,
             real: RealOccupancy::default(),
@@ -306,6 +394,10 @@ impl Engine {
             refused_devices: 0,
             model_device_bytes: std::collections::BTreeMap::new(),
             writeouts_wanted,
+            granted: std::collections::HashMap::default(),
+            divergences: divergence::Divergences::new(config.divergences, nr_models),
+            refusals: [0; NR_ORDERS],
+            deferred: None,
         }
     }
 
@@ -385,6 +477,36 @@ impl Engine {
 
     /// Feeds one event.
     pub fn feed(&mut self, ev: &Event) {
+        if let Some(d) = self.deferred.as_mut() {
+            d.held += 1;
+            let keep = d.held < MAX_DEFERRED_EVENTS
+                && match ev {
+                    // The stream's own bookkeeping, and request events (decided at their grant,
+                    // or order-0 hand-outs from a slot cache): no cluster changes hands.
+                    Event::Writeout(_)
+                    | Event::Split(_)
+                    | Event::SwapIn(_)
+                    | Event::Counters(_)
+                    | Event::Devices(_)
+                    | Event::Lost(_)
+                    | Event::Marker(_)
+                    | Event::Alloc(_) => true,
+                    Event::Grant(g) => {
+                        let hoist = !g.batch.is_empty()
+                            && g.cpu != d.cpus.decided
+                            && g.start_ns != 0
+                            && g.start_ns < d.ts_ns;
+                        if hoist {
+                            self.stream.hoisted_batches += 1;
+                        }
+                        hoist
+                    }
+                    _ => false,
+                };
+            if !keep {
+                self.end_deferral();
+            }
+        }
         self.stream.events += 1;
         self.last_ts = ev.ts();
         if self.config.interval_ns > 0 && self.last_ts > 0 {
@@ -421,16 +543,8 @@ impl Engine {
                 self.devices.retain(|(t, _)| *t != off.swap_type);
                 self.swapoff(off.swap_type);
             }
-            Event::Alloc(a) => {
-                self.alloc(a);
-                if !matches!(a.result, AllocResult::Failure) && a.order <= MAX_ORDER {
-                    self.live += 1u64 << a.order;
-                    if self.live > self.peak_live {
-                        self.peak_live = self.live;
-                        self.peak_pending = true;
-                    }
-                }
-            }
+            Event::Alloc(a) => self.alloc(a),
+            Event::Grant(g) => self.grant(g),
             Event::Free(f) => {
                 self.note_peak();
                 self.live = self.live.saturating_sub(u64::from(f.nr));
@@ -459,6 +573,11 @@ impl Engine {
             }
             Event::Cluster(c) => {
                 self.real.cluster(c);
+                if c.list == crate::event::cluster_list::ISOLATED {
+                    for s in &mut self.shadows {
+                        s.model.kernel_isolated(c.cpu, c.swap_type, c.cluster);
+                    }
+                }
             }
         }
         if self.config.series_every > 0
@@ -534,6 +653,98 @@ impl Engine {
         }
     }
 
+    /// The stream now holds 2^`order` more slots.
+    fn hold(&mut self, order: u8) {
+        self.live += 1u64 << order;
+        if self.live > self.peak_live {
+            self.peak_live = self.live;
+            self.peak_pending = true;
+        }
+    }
+
+    /// The kernel's slots `offset .. + 2^order` on `swap_type` are taken: the real occupancy
+    /// takes them and the stream holds them. Returns their stream key.
+    fn place_real(&mut self, swap_type: u8, offset: u64, order: u8) -> Option<u64> {
+        self.real_known = true;
+        let n = 1u64 << order;
+        let before = self.real.double_allocs;
+        self.real.alloc(swap_type, offset, n);
+        let Some(key) = stream_key(swap_type, offset) else {
+            self.stream.anomalies += 1;
+            return None;
+        };
+        if self.real.double_allocs != before {
+            // A free was missed: forget whatever the models hold for these slots.
+            self.stream.anomalies += 1;
+            self.unmap(key, n);
+        }
+        self.hold(order);
+        Some(key)
+    }
+
+    /// Slots the allocator handed out, in the order it decided: the request they serve is
+    /// answered by the models now, on the CPU that decided it, and its request event (which
+    /// comes later, from the hook's exit) only confirms it.
+    fn grant(&mut self, g: &crate::event::Grant) {
+        self.stream.grants += 1;
+        if g.order > MAX_ORDER {
+            self.stream.anomalies += 1;
+            return;
+        }
+        if g.nr == 0 {
+            // A refusal, decided here; the request event confirms it later.
+            if let Some(p) = self.refusals.get_mut(usize::from(g.order)) {
+                *p = p.saturating_add(1).min(MAX_GRANTED as u32);
+            }
+            self.real_known = true;
+            self.end_deferral();
+            self.deferred = Some(Deferred {
+                cpus: Cpus {
+                    entry: g.req_cpu,
+                    decided: g.cpu,
+                },
+                order: g.order,
+                ts_ns: g.ts_ns,
+                event: self.stream.events,
+                held: 0,
+            });
+            return;
+        }
+        let Some(key) = self.place_real(g.swap_type, g.offset, g.order) else {
+            return;
+        };
+        if self.granted.len() >= MAX_GRANTED {
+            let cut = self.stream.grants.saturating_sub(MAX_GRANTED as u64 / 2);
+            let before = self.granted.len();
+            self.granted.retain(|_, w| w.seq >= cut);
+            self.stream.orphan_grants += (before - self.granted.len()) as u64;
+        }
+        let seq = self.stream.grants;
+        if let Some(old) = self.granted.insert(
+            key,
+            Granted {
+                order: g.order,
+                seq,
+            },
+        ) {
+            // The same slots granted again before their request event: that one never came.
+            let _ = old;
+            self.stream.orphan_grants += 1;
+        }
+        let cpus = Cpus {
+            entry: g.req_cpu,
+            decided: g.cpu,
+        };
+        if !g.batch.is_empty() {
+            for s in self.shadows.iter_mut().filter(|s| s.follows) {
+                if s.model.kernel_batch(cpus, g.swap_type, &g.batch) {
+                    s.corrections += 1;
+                }
+            }
+        }
+        self.shadow_alloc(cpus, g.order, key, Some((g.swap_type, g.offset)), true);
+    }
+
     fn alloc(&mut self, a: &Alloc) {
         self.stream.allocs += 1;
         if a.order > MAX_ORDER {
@@ -541,35 +752,44 @@ impl Engine {
             return;
         }
         let o = usize::from(a.order);
-        let n = 1u64 << a.order;
-        let key = match a.result {
+        let (key, kernel_slot) = match a.result {
             AllocResult::Failure => {
                 self.real_known = true;
                 self.real_counters.request(o, false);
-                self.shadow_failure(a.cpu, a.order);
+                if let Some(p) = self.refusals.get_mut(o).filter(|p| **p > 0) {
+                    // Decided at its refusal grant.
+                    *p -= 1;
+                    self.stream.requests_at_grant += 1;
+                    return;
+                }
+                self.shadow_failure(Cpus::on(a.cpu), a.order);
                 return;
             }
             AllocResult::Success { swap_type, offset } => {
                 self.real_known = true;
                 self.real_counters.request(o, true);
-                let before = self.real.double_allocs;
-                self.real.alloc(swap_type, offset, n);
-                let Some(key) = stream_key(swap_type, offset) else {
-                    self.stream.anomalies += 1;
+                if let Some(k) = stream_key(swap_type, offset)
+                    && let Some(g) = self.granted.remove(&k)
+                {
+                    // Answered at its grant.
+                    if g.order != a.order {
+                        self.stream.anomalies += 1;
+                    }
+                    self.stream.requests_at_grant += 1;
+                    return;
+                }
+                self.stream.requests_at_exit += 1;
+                let Some(key) = self.place_real(swap_type, offset, a.order) else {
                     return;
                 };
-                if self.real.double_allocs != before {
-                    // A free was missed: forget whatever the models hold for these slots.
-                    self.stream.anomalies += 1;
-                    self.unmap(key, n);
-                }
-                key
+                (key, Some((swap_type, offset)))
             }
             AllocResult::Unknown => {
                 if a.id >= virtual_slot::ID_LIMIT {
                     self.stream.anomalies += 1;
                     return;
                 }
+                self.hold(a.order);
                 if self.shadows.is_empty() {
                     return;
                 }
@@ -581,6 +801,7 @@ impl Engine {
                             .is_some_and(|k| shadows.iter().any(|s| s.map.overlaps(k, n)))
                     });
                 }
+                let n = 1u64 << a.order;
                 if let Some((old, old_n)) = self.virt.lookup(a.id) {
                     // The id is reused: pages of its previous use still mapped are an anomaly
                     // and are given back first.
@@ -604,17 +825,53 @@ impl Engine {
                     self.stream.anomalies += 1;
                     return;
                 };
-                key
+                (key, None)
             }
         };
+        self.shadow_alloc(Cpus::on(a.cpu), a.order, key, kernel_slot, false);
+    }
+
+    /// Every model serves one folio of 2^`order` slots for stream slots `key ..` on `cpu`
+    /// (splitting it when refused, as the kernel does), compared with the kernel's slot when
+    /// there is one (decided at its grant, or at the request event).
+    fn shadow_alloc(
+        &mut self,
+        cpus: Cpus,
+        order: u8,
+        key: u64,
+        kernel_slot: Option<(u8, u64)>,
+        at_grant: bool,
+    ) {
         let Engine {
-            shadows, scratch, ..
+            shadows,
+            scratch,
+            divergences,
+            real,
+            stream,
+            last_ts,
+            ..
         } = self;
-        let kernel_slot = match a.result {
-            AllocResult::Success { swap_type, offset } => Some((swap_type, offset)),
-            _ => None,
-        };
-        for s in shadows.iter_mut() {
+        let decision = kernel_slot
+            .filter(|_| divergences.enabled())
+            .map(|(swap_type, offset)| divergence::Decision {
+                event: stream.events,
+                ts_ns: *last_ts,
+                cpu: cpus.decided,
+                order,
+                at_grant,
+                kernel: Some(divergence::SlotRef { swap_type, offset }),
+            });
+        for (i, s) in shadows.iter_mut().enumerate() {
+            if s.follows
+                && let Some(kernel) = kernel_slot
+            {
+                let ours = Self::followed_answer(s, cpus, order, key, Some(kernel), scratch);
+                if let Some(d) = &decision {
+                    divergences.answered(i, s.model.as_ref(), real, d, slot_ref(ours));
+                }
+                continue;
+            }
+            let mut answer: Option<divergence::SlotRef> = None;
             let Shadow {
                 model,
                 map,
@@ -625,11 +882,11 @@ impl Engine {
                 virtual_slots,
                 ..
             } = s;
-            alloc::serve_folio(model.as_mut(), a.cpu, a.order, scratch, |r| {
+            alloc::serve_folio(model.as_mut(), cpus, order, scratch, |r| {
                 counters.request(usize::from(r.order), r.ok());
                 match r.extents {
                     Some(ext) => {
-                        if r.order == a.order
+                        if r.order == order
                             && !*virtual_slots
                             && let Some((ty, off)) = kernel_slot
                         {
@@ -640,6 +897,10 @@ impl Engine {
                             {
                                 *same_offset += 1;
                             }
+                            answer = ext.first().map(|e| divergence::SlotRef {
+                                swap_type: e.swap_type,
+                                offset: e.offset,
+                            });
                         }
                         let n = 1u64 << r.order;
                         *unbacked_slots += n.saturating_sub(map.insert(key + r.page, ext));
@@ -649,23 +910,129 @@ impl Engine {
                     None => {}
                 }
             });
+            if let Some(d) = &decision
+                && !s.virtual_slots
+            {
+                divergences.answered(i, s.model.as_ref(), real, d, answer);
+            }
+        }
+        if let Some(d) = &decision {
+            divergences.decided(d);
         }
     }
 
+    /// Model `i`'s divergences (see [`EngineConfig::divergences`]).
+    pub fn divergences(&self, i: usize) -> &[Divergence] {
+        self.divergences.of(i)
+    }
+
+    /// The model of the kernel answers a request the kernel answered with `kernel` (`None`:
+    /// refused): its answer is counted and compared; when it differs, the model takes the
+    /// kernel's answer as its own, and the stream slots `key ..` (when the kernel served them)
+    /// map to the kernel's slots. Returns the model's own first slot.
+    fn followed_answer(
+        s: &mut Shadow,
+        cpus: Cpus,
+        order: u8,
+        key: u64,
+        kernel: Option<(u8, u64)>,
+        scratch: &mut Vec<Extent>,
+    ) -> Option<(u8, u64)> {
+        scratch.clear();
+        let ok = s.model.alloc_from(cpus, order, scratch);
+        s.counters.request(usize::from(order), ok);
+        let ours = scratch
+            .first()
+            .filter(|_| ok)
+            .map(|e| (e.swap_type, e.offset));
+        if let (Some(o), Some(k)) = (ours, kernel) {
+            s.compared += 1;
+            if o == k {
+                s.same_offset += 1;
+            }
+        }
+        let n = 1u64 << order;
+        if ours != kernel && s.model.follow_kernel(cpus, order, ours, kernel) {
+            s.corrections += 1;
+            if let Some((ty, off)) = kernel {
+                let ext = [Extent {
+                    swap_type: ty,
+                    offset: off,
+                    nr: 1u32 << order,
+                }];
+                s.unbacked_slots += n.saturating_sub(s.map.insert(key, &ext));
+            }
+        } else if kernel.is_some() {
+            if ok {
+                s.unbacked_slots += n.saturating_sub(s.map.insert(key, scratch));
+            } else {
+                s.unbacked_slots += n;
+            }
+        } else if ok {
+            // The kernel refused: give the model's slots back.
+            for e in scratch.iter() {
+                s.model.free(e.swap_type, e.offset, e.nr);
+            }
+        }
+        ours
+    }
+
     /// The kernel failed this order: count each model's answer and give a success back.
-    fn shadow_failure(&mut self, cpu: u32, order: u8) {
+    /// Answers the refusal held back (see [`Deferred`]), if any. Called before any event that
+    /// could change the allocator's state, and when the stream ends.
+    pub fn end_deferral(&mut self) {
+        if let Some(d) = self.deferred.take() {
+            self.shadow_failure_at(d.cpus, d.order, d.event, d.ts_ns);
+        }
+    }
+
+    fn shadow_failure(&mut self, cpus: Cpus, order: u8) {
+        self.shadow_failure_at(cpus, order, self.stream.events, self.last_ts);
+    }
+
+    /// Every model answers a request the kernel refused (event `event` at `ts_ns`).
+    fn shadow_failure_at(&mut self, cpus: Cpus, order: u8, event: u64, ts_ns: Ts) {
         let Engine {
-            shadows, scratch, ..
+            shadows,
+            scratch,
+            divergences,
+            real,
+            ..
         } = self;
-        for s in shadows.iter_mut() {
+        let decision = divergences.enabled().then_some(divergence::Decision {
+            event,
+            ts_ns,
+            cpu: cpus.decided,
+            order,
+            at_grant: false,
+            kernel: None,
+        });
+        for (i, s) in shadows.iter_mut().enumerate() {
+            if s.follows {
+                let ours = Self::followed_answer(s, cpus, order, 0, None, scratch);
+                if let Some(d) = &decision {
+                    divergences.answered(i, s.model.as_ref(), real, d, slot_ref(ours));
+                }
+                continue;
+            }
             scratch.clear();
-            let ok = s.model.alloc_into(cpu, order, scratch);
+            let ok = s.model.alloc_from(cpus, order, scratch);
             s.counters.request(usize::from(order), ok);
+            if let Some(d) = &decision
+                && !s.virtual_slots
+            {
+                let ours = scratch.first().filter(|_| ok);
+                let ours = slot_ref(ours.map(|e| (e.swap_type, e.offset)));
+                divergences.answered(i, s.model.as_ref(), real, d, ours);
+            }
             if ok {
                 for e in scratch.iter() {
                     s.model.free(e.swap_type, e.offset, e.nr);
                 }
             }
+        }
+        if let Some(d) = &decision {
+            divergences.decided(d);
         }
     }
 
@@ -681,6 +1048,13 @@ impl Engine {
         self.stream.frees += 1;
         let n = u64::from(f.nr);
         self.stream.freed_slots += n;
+        if !self.granted.is_empty()
+            && let Some(k) = stream_key(f.swap_type, f.offset)
+            && self.granted.remove(&k).is_some()
+        {
+            // Granted, then freed before the request returned (a memcg charge refused).
+            self.stream.orphan_grants += 1;
+        }
         if f.swap_type != virtual_slot::SWAP_TYPE {
             self.real.free(f.swap_type, f.offset, n);
         }

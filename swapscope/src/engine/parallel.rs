@@ -65,6 +65,7 @@ impl Parallel {
                             e.feed(ev);
                         }
                     }
+                    e.end_deferral();
                     e
                 })?;
             workers.push(Worker {

@@ -61,6 +61,16 @@ pub struct ModelReport {
     /// that place physical slots apart from the request (`vswap`); null for the others.
     pub physical_contiguity: Option<f64>,
     pub compared_requests: Option<u64>,
+    /// Isolations the model took from the kernel's own (the kernel skipped a cluster another
+    /// CPU held: `AllocatorModel::kernel_isolated`); null for models that do not follow them.
+    pub steered_isolations: Option<u64>,
+    /// The model of the recorded kernel: requests after which it took the kernel's answer as
+    /// its own (it had answered otherwise: `AllocatorModel::follow_kernel`); null for the models
+    /// that run free.
+    pub kernel_corrections: Option<u64>,
+    /// The first requests the model answered otherwise than the kernel (`report --divergence`;
+    /// empty unless asked for).
+    pub divergences: Vec<super::Divergence>,
 }
 
 /// Per-order request counts over an interval (or cumulative, for series rows and the peak),
@@ -144,6 +154,18 @@ pub struct StreamSummary {
     pub cluster_events: u64,
     pub real_cluster_checks: u64,
     pub real_cluster_mismatches: u64,
+    /// Full tier, 6.12 and 7.x: grants (slots handed out, or on 6.12 a single allocation
+    /// refused, seen inside the allocator's lock); requests the models answered at their grant,
+    /// in the kernel's order, and successful ones answered at the request event for want of a
+    /// grant; grants whose request event never came.
+    pub grant_events: u64,
+    pub requests_at_grant: u64,
+    pub requests_at_exit: u64,
+    pub orphan_grants: u64,
+    /// 6.12: batch grants applied before a refusal they overlapped (their request started
+    /// first; the batch's scan can drop `si->lock` midway), so that the models do not offer the
+    /// refused request slots the batch had already taken.
+    pub hoisted_batches: u64,
 }
 
 /// The comparison document.
@@ -231,6 +253,9 @@ fn model_report(name: &str, c: &OrderCounters, snap: &ModelSnapshot) -> ModelRep
         same_offset_rate: None,
         compared_requests: None,
         physical_contiguity: None,
+        steered_isolations: None,
+        kernel_corrections: None,
+        divergences: Vec::new(),
     }
 }
 
@@ -243,7 +268,8 @@ impl Engine {
         let models = self
             .shadows
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(i, s)| {
                 let mut r = model_report(s.model.name(), &s.counters, &s.model.snapshot());
                 r.unbacked_slots = Some(s.unbacked_slots);
                 r.unmatched_free_slots = Some(s.unmatched_free_slots);
@@ -251,6 +277,9 @@ impl Engine {
                 r.mapping_extents = Some(s.map.entries() as u64);
                 r.mapping_bytes = Some(s.map.approx_bytes());
                 r.physical_contiguity = s.model.physical_contiguity();
+                r.divergences = self.divergences(i).to_vec();
+                r.steered_isolations = s.model.steered_isolations();
+                r.kernel_corrections = s.follows.then_some(s.corrections);
                 if s.compared > 0 {
                     r.compared_requests = Some(s.compared);
                     r.same_offset_rate = Some(s.same_offset as f64 / s.compared as f64);
@@ -346,6 +375,11 @@ impl Engine {
                 cluster_events: self.real.cluster_events,
                 real_cluster_checks: self.real.cluster_checks,
                 real_cluster_mismatches: self.real.cluster_mismatches,
+                grant_events: self.stream.grants,
+                requests_at_grant: self.stream.requests_at_grant,
+                requests_at_exit: self.stream.requests_at_exit,
+                orphan_grants: self.stream.orphan_grants,
+                hoisted_batches: self.stream.hoisted_batches,
             },
             models,
             real,
@@ -466,6 +500,17 @@ pub fn render_table(r: &Report) -> String {
             "\nsame slot as the kernel (requests both served): {}",
             fidelity.join(", ")
         );
+    }
+    for m in rows.iter().filter(|m| !m.divergences.is_empty()) {
+        let _ = writeln!(
+            s,
+            "\n{}: the first {} requests it answered otherwise than the kernel (--divergence)",
+            m.name,
+            m.divergences.len()
+        );
+        for d in &m.divergences {
+            s.push_str(&d.text());
+        }
     }
     for m in rows.iter().filter(|m| m.physical_contiguity.is_some()) {
         let _ = writeln!(

@@ -27,6 +27,7 @@ fn alloc(cpu: u32, order: u8, id: u64, result: AllocResult) -> Event {
         id,
         result,
         latency_ns: None,
+        inferred: false,
     })
 }
 
@@ -560,4 +561,228 @@ fn writeouts_reach_models_that_want_them_in_their_own_slots() {
     assert_eq!(off % 16, 0, "the model's own aligned slots: {off}");
     // Write-outs count as used, not ignored, when a model takes them.
     assert_eq!(e.report().stream.ignored, 0);
+}
+
+fn grant(cpu: u32, order: u8, id: u64, swap_type: u8, offset: u64) -> Event {
+    Event::Grant(crate::event::Grant {
+        ts_ns: 0,
+        cpu,
+        req_cpu: cpu,
+        pid: 7,
+        tgid: 7,
+        id,
+        swap_type,
+        offset,
+        order,
+        nr: 1,
+        batch: Vec::new(),
+        start_ns: 0,
+    })
+}
+
+/// The model `kernel`, following the kernel, and `free` running on its own answers.
+fn followed(kernel: &'static str, free: &str, divergences: usize) -> Engine {
+    Engine::new(
+        vec![
+            models::by_name(kernel).unwrap_or_else(|| unreachable!()),
+            models::by_name(free).unwrap_or_else(|| unreachable!()),
+        ],
+        EngineConfig {
+            series_every: 0,
+            kernel_model: Some(
+                models::by_name(kernel)
+                    .map(|m| m.name())
+                    .unwrap_or_default(),
+            ),
+            divergences,
+            ..EngineConfig::default()
+        },
+    )
+}
+
+/// Two CPUs take clusters from the free list; their request events reach the stream in the
+/// other order than the grants the kernel emitted inside its locks. Replayed at the grants, the
+/// kernel's model picks the kernel's clusters; the request events only confirm.
+#[test]
+fn grants_order_requests_as_the_kernel_decided() {
+    let mut e = Engine::new(vec![Box::new(Linux618::new())], EngineConfig::default());
+    e.feed(&swapon(0, 8, SSD));
+    // The header cluster is on nonfull[0]; order-4 requests take free clusters 1 and 2.
+    e.feed(&grant(0, 4, 10, 0, 512));
+    e.feed(&grant(1, 4, 11, 0, 1024));
+    e.feed(&alloc(1, 4, 11, ok(0, 1024)));
+    e.feed(&alloc(0, 4, 10, ok(0, 512)));
+    let r = e.report();
+    let m = &r.models[0];
+    assert_eq!(
+        (m.compared_requests, m.same_offset_rate),
+        (Some(2), Some(1.0))
+    );
+    assert_eq!(
+        (
+            r.stream.grant_events,
+            r.stream.requests_at_grant,
+            r.stream.requests_at_exit
+        ),
+        (2, 2, 0)
+    );
+    assert_eq!(r.real.as_ref().map(|x| x.used_slots), Some(32));
+    // Without the grants, the request events alone swap the clusters.
+    let mut e = Engine::new(vec![Box::new(Linux618::new())], EngineConfig::default());
+    e.feed(&swapon(0, 8, SSD));
+    e.feed(&alloc(1, 4, 11, ok(0, 1024)));
+    e.feed(&alloc(0, 4, 10, ok(0, 512)));
+    let r = e.report();
+    assert_eq!(r.models[0].same_offset_rate, Some(0.0));
+    assert_eq!(r.stream.requests_at_exit, 2);
+}
+
+/// The model of the kernel takes the kernel's answer after a divergence, so the next request
+/// on that CPU continues where the kernel's does; a free-running copy keeps its own and keeps
+/// diverging. Divergences are kept with both answers.
+#[test]
+fn the_kernels_model_follows_the_kernel_after_a_divergence() {
+    let mut e = followed("linux-6.18", "linux-6.14", 4);
+    e.feed(&swapon(0, 8, SSD));
+    // The kernel took cluster 2 (cluster 1 was locked by another CPU, say), then went on in it.
+    e.feed(&grant(0, 4, 10, 0, 1024));
+    e.feed(&grant(0, 4, 12, 0, 1040));
+    e.feed(&grant(0, 4, 13, 0, 1056));
+    let r = e.report();
+    let (f, free) = (&r.models[0], &r.models[1]);
+    assert_eq!(f.kernel_corrections, Some(1));
+    assert_eq!(f.same_offset_rate.map(|x| (x * 3.0).round()), Some(2.0));
+    assert_eq!(free.kernel_corrections, None);
+    assert_eq!(free.same_offset_rate, Some(0.0));
+    assert_eq!(f.divergences.len(), 1);
+    let d = &f.divergences[0];
+    assert_eq!(d.kernel.map(|k| k.offset), Some(1024));
+    assert_eq!(d.model.map(|m| m.offset), Some(512));
+    assert_eq!(d.decided_at, "grant");
+    assert_eq!(free.divergences.len(), 3);
+    // The followed model's occupancy is the kernel's.
+    assert_eq!(f.used_slots, 48);
+    assert_eq!(r.real.as_ref().map(|x| x.used_slots), Some(48));
+}
+
+/// 6.12's refusals come as grants with no slots (inside `si->lock`): the model decides there,
+/// and the request event that follows only counts.
+#[test]
+fn refusal_grants_are_decided_where_the_kernel_refused() {
+    let mut e = Engine::new(vec![Box::new(Linux618::new())], EngineConfig::default());
+    e.feed(&swapon(0, 2, SSD));
+    let mut refusal = grant(0, 9, 0, 0, 0);
+    if let Event::Grant(g) = &mut refusal {
+        g.nr = 0;
+    }
+    // Cluster 1 is free: the model could serve a 2 MiB folio; the kernel refused it.
+    e.feed(&refusal);
+    e.feed(&alloc(0, 9, 5, AllocResult::Failure));
+    // The refusal waits for the stream's next allocation-changing event (none here).
+    assert_eq!(e.report().models[0].requests_by_order.get("9"), None);
+    e.end_deferral();
+    let r = e.report();
+    assert_eq!(r.stream.requests_at_grant, 1);
+    assert_eq!(r.models[0].requests_by_order.get("9"), Some(&1));
+    assert_eq!(r.models[0].successes_by_order.get("9"), Some(&1));
+    assert_eq!(
+        r.real
+            .as_ref()
+            .and_then(|x| x.failures_by_order.get("9").copied()),
+        Some(1)
+    );
+}
+
+/// 6.12's batch refill can drop `si->lock` midway (reclaiming swap cache), so a refusal on
+/// another CPU can come between slots the batch took and the batch's grant. A batch grant whose
+/// request started before the refusal is applied first: the refused request finds the slots the
+/// batch took gone, as the kernel did.
+#[test]
+fn a_batch_that_started_before_a_refusal_is_applied_before_it() {
+    let run = |start_ns: u64| {
+        let mut e = followed("linux-6.12", "buddy", 4);
+        e.feed(&swapon(0, 2, SSD));
+        // CPU 1 fills cluster 1 with 64K folios up to its last 16 slots.
+        for k in 0..31u64 {
+            e.feed(&grant(1, 4, 100 + k, 0, 512 + 16 * k));
+        }
+        let mut refusal = grant(1, 4, 0, 0, 0);
+        if let Event::Grant(g) = &mut refusal {
+            g.nr = 0;
+            g.ts_ns = 100;
+        }
+        e.feed(&refusal);
+        e.feed(&alloc(1, 4, 7, AllocResult::Failure));
+        // CPU 0's batch took those last 16 slots (and 48 of cluster 0).
+        let mut batch = grant(0, 0, 0, 0, 1008);
+        if let Event::Grant(g) = &mut batch {
+            g.ts_ns = 110;
+            g.start_ns = start_ns;
+            g.batch = (1008..1024).chain(1..49).collect();
+            g.nr = 64;
+        }
+        e.feed(&batch);
+        e.end_deferral();
+        e.report()
+    };
+    // Started before the refusal: applied first, and the model refuses too.
+    let r = run(50);
+    assert_eq!(r.stream.hoisted_batches, 1);
+    assert_eq!(r.models[0].failures_by_order.get("4"), Some(&1));
+    let refusals = |r: &crate::engine::Report| {
+        r.models[0]
+            .divergences
+            .iter()
+            .filter(|d| d.order == 4)
+            .count()
+    };
+    assert_eq!(refusals(&r), 0);
+    // Started after it: the refusal is answered first, where the slots were still free.
+    let r = run(105);
+    assert_eq!(r.stream.hoisted_batches, 0);
+    assert_eq!(r.models[0].failures_by_order.get("4"), Some(&0));
+    assert_eq!(refusals(&r), 1);
+}
+
+/// 6.12's batch refill is known slot by slot (the batch variant of the grant probe): the
+/// model's cache takes the kernel's batch, while its own batch stays as the answers it is
+/// scored on, one by one as the requests come.
+#[test]
+fn a_batch_the_model_filled_otherwise_is_scored_slot_by_slot_and_then_followed() {
+    let mut e = followed("linux-6.12", "buddy", 8);
+    e.feed(&swapon(0, 4, SSD));
+    // The model would refill from its own cluster; the kernel's batch is elsewhere but for
+    // its last two slots.
+    let mut batch = grant(0, 0, 0, 0, 1536);
+    let kernel: Vec<u64> = (1536..1598).chain([1598, 1599]).collect();
+    if let Event::Grant(g) = &mut batch {
+        g.batch = kernel.clone();
+        g.nr = 64;
+    }
+    e.feed(&batch);
+    e.feed(&alloc(0, 0, 1, ok(0, 1536)));
+    for (i, &k) in kernel.iter().enumerate().skip(1) {
+        e.feed(&alloc(0, 0, 2 + i as u64, ok(0, k)));
+    }
+    let r = e.report();
+    let m = &r.models[0];
+    assert_eq!(m.compared_requests, Some(64));
+    // The model's own batch disagreed at every position: scored as such, and followed once.
+    assert_eq!(m.same_offset_rate, Some(0.0));
+    assert_eq!(m.kernel_corrections, Some(1 + 64));
+    // Its occupancy is the kernel's: the 64 slots of the kernel's batch.
+    assert_eq!(m.used_slots, 64);
+}
+
+#[test]
+fn a_grant_freed_before_its_request_returned_is_an_orphan() {
+    let mut e = Engine::new(vec![Box::new(Linux618::new())], EngineConfig::default());
+    e.feed(&swapon(0, 8, SSD));
+    e.feed(&grant(0, 0, 3, 0, 1));
+    e.feed(&free(0, 1, 1));
+    e.feed(&alloc(0, 0, 3, AllocResult::Failure));
+    let r = e.report();
+    assert_eq!(r.stream.orphan_grants, 1);
+    assert_eq!(r.real.as_ref().map(|x| x.used_slots), Some(0));
+    assert_eq!(r.models[0].used_slots, 0);
 }

@@ -98,25 +98,25 @@ columns! {
         TsNs: "ts_ns", U64, false,
             "Event time, `CLOCK_BOOTTIME` nanoseconds (add the Parquet metadata's `swapscope.realtime_minus_boottime_ns` for wall-clock time).";
         Kind: "kind", Str, false,
-            "`writeout`, `alloc`, `free`, `split`, `swapin`, `cluster`, `marker`, `counters`, `devices`, `lost`, `swapon` or `swapoff` (the names `dump` shows).";
+            "`writeout`, `alloc`, `free`, `split`, `swapin`, `cluster`, `grant`, `marker`, `counters`, `devices`, `lost`, `swapon` or `swapoff` (the names `dump` shows).";
         Cpu: "cpu", U32, true,
-            "CPU that reported it: writeout, alloc, free, split, swapin, cluster.";
+            "CPU that reported it: writeout, alloc, free, split, swapin, cluster; grant: the CPU that decided (its entry CPU is in `detail`).";
         Pid: "pid", U32, true,
-            "Task (thread) id: writeout, split, swapin.";
+            "Task (thread) id: writeout, split, swapin, grant.";
         Tgid: "tgid", U32, true,
-            "Process id: writeout, swapin.";
+            "Process id: writeout, swapin, grant.";
         SwapType: "swap_type", U8, true,
-            "Swap device (the kernel's swap type; 255 = the virtual device of simulated streams): writeout, alloc when it succeeded, free, swapin, cluster, swapon, swapoff.";
+            "Swap device (the kernel's swap type; 255 = the virtual device of simulated streams): writeout, alloc when it succeeded, free, swapin, cluster, grant, swapon, swapoff.";
         Offset: "offset", U64, true,
-            "Swap slot (the first one of a folio, of a freed range or of a cluster): writeout, alloc when it succeeded, free, swapin, cluster.";
+            "Swap slot (the first one of a folio, of a freed range, of a cluster or of a grant): writeout, alloc when it succeeded, free, swapin, cluster, grant.";
         Order: "order", U8, true,
             "Folio order (0 = 4 KiB, 4 = 64 KiB, 9 = 2 MiB): writeout, alloc; split: the order before the split, swapin: the folio read back, each empty when the hook could not tell; cluster: the order a nonfull or frag cluster serves.";
         NewOrder: "new_order", U8, true,
             "split: the order after the split.";
         Nr: "nr", U32, true,
-            "free: slots given back.";
+            "free: slots given back; grant: allocations of 2^order slots made in one lock hold (6.12's batch: up to 64; 0: a refusal).";
         Id: "id", U64, true,
-            "Folio or request id, the same for a request and the split that follows its refusal: alloc, split, swapin.";
+            "Folio or request id, the same for a request and the split that follows its refusal: alloc, split, swapin, grant (0 when the hook sees no folio).";
         Result: "result", Str, true,
             "alloc: `success`, `failure` (the kernel refused, the folio will be split) or `unknown` (simulated requests).";
         LatencyNs: "latency_ns", U32, true,
@@ -144,7 +144,7 @@ columns! {
         Count: "count", U32, true,
             "cluster: slots in use in it when the kernel moved it (`ci->count`).";
         Detail: "detail", Str, true,
-            "JSON for the kinds that carry lists: counters `{\"name\": value, …}` (`hugepages-64kB/swpout`, `vmstat/pswpout`, …, as the kernel counts them, since boot); devices `[{\"index\", \"path\", \"kind\", \"size_kb\", \"used_kb\", \"prio\"}, …]`; swapon `[bad slot, …]`.";
+            "JSON for the kinds that carry lists: counters `{\"name\": value, …}` (`hugepages-64kB/swpout`, `vmstat/pswpout`, …, as the kernel counts them, since boot); devices `[{\"index\", \"path\", \"kind\", \"size_kb\", \"used_kb\", \"prio\"}, …]`; swapon `[bad slot, …]`; grant `{\"req_cpu\", \"start_ns\", \"batch\": [slot, …]}` (the CPU and time the request entered the allocator, `start_ns` 0 when unknown; a 6.12 batch's slots in hand-out order, empty otherwise).";
     }
 }
 

@@ -129,6 +129,20 @@ pub(super) fn detail(ev: &Event, out: &mut String) -> Result<bool, ExportError> 
             }
             out.push(']');
         }
+        Event::Grant(g) => {
+            let _ = write!(
+                out,
+                "{{\"req_cpu\":{},\"start_ns\":{},\"batch\":[",
+                g.req_cpu, g.start_ns
+            );
+            for (i, b) in g.batch.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{b}");
+            }
+            out.push_str("]}");
+        }
         _ => return Ok(false),
     }
     Ok(true)
@@ -220,6 +234,16 @@ pub fn event_row<'a>(
                 set(C::OldClusterList, Value::Str(cluster_list_name(c.old_list)));
             }
             set(C::Count, u(u32::from(c.count)));
+        }
+        Event::Grant(g) => {
+            set(C::Cpu, u(g.cpu));
+            set(C::Pid, u(g.pid));
+            set(C::Tgid, u(g.tgid));
+            set(C::Id, Value::U(g.id));
+            set(C::SwapType, Value::U(g.swap_type.into()));
+            set(C::Offset, Value::U(g.offset));
+            set(C::Order, Value::U(g.order.into()));
+            set(C::Nr, u(g.nr));
         }
         Event::Marker(m) => set(C::Label, Value::Str(&m.label)),
         Event::Lost(l) => {

@@ -72,6 +72,7 @@ fn every_kind() -> Vec<Event> {
             id: u64::MAX,
             result: AllocResult::Failure,
             latency_ns: Some(1500),
+            inferred: false,
         }),
         Event::Alloc(Alloc {
             ts_ns: 12,
@@ -83,6 +84,7 @@ fn every_kind() -> Vec<Event> {
                 offset: 32,
             },
             latency_ns: None,
+            inferred: false,
         }),
         Event::Split(Split {
             ts_ns: 13,
@@ -91,6 +93,7 @@ fn every_kind() -> Vec<Event> {
             id: u64::MAX,
             old_order: None,
             new_order: 0,
+            inferred: false,
         }),
         Event::Cluster(ClusterMove {
             ts_ns: 14,
@@ -101,6 +104,20 @@ fn every_kind() -> Vec<Event> {
             old_list: crate::event::cluster_list::ISOLATED,
             order: 4,
             count: 100,
+        }),
+        Event::Grant(crate::event::Grant {
+            ts_ns: 14,
+            cpu: 1,
+            req_cpu: 0,
+            pid: 42,
+            tgid: 40,
+            id: 0,
+            swap_type: 0,
+            offset: 48,
+            order: 0,
+            nr: 3,
+            batch: vec![48, 50, 49],
+            start_ns: 9,
         }),
         Event::SwapIn(SwapIn {
             ts_ns: 14,
@@ -333,11 +350,11 @@ fn csv_rows_read_back_cell_for_cell() {
     // The label with a comma, quotes and a newline survives whole; the empty one stays a string.
     let label = EventCol::Label as usize;
     assert_eq!(
-        records[11][label].as_deref(),
+        records[12][label].as_deref(),
         Some("a, \"quoted\"\nlabel"),
         "{text}"
     );
-    assert_eq!(records[12][label].as_deref(), Some(""));
+    assert_eq!(records[13][label].as_deref(), Some(""));
 }
 
 #[test]
@@ -480,7 +497,7 @@ fn kinds_filter_rows_and_keeps_stream_positions() {
         seqs.extend(s.values().iter().copied());
     }
     assert_eq!(kinds, ["free", "marker", "marker"]);
-    assert_eq!(seqs, [9, 10, 11], "positions in the whole stream");
+    assert_eq!(seqs, [10, 11, 12], "positions in the whole stream");
 }
 
 #[test]
@@ -531,6 +548,7 @@ fn interval_rows_sum_to_the_stream_per_model_and_order() {
             id,
             result: AllocResult::Unknown,
             latency_ns: None,
+            inferred: false,
         }));
         if id % 2 == 0 {
             events.push(Event::Writeout(Writeout {

@@ -9,8 +9,8 @@
 
 use crate::alloc::frag::{FragStats, UsedBitmap};
 use crate::alloc::{
-    Allocation, AllocatorModel, CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, Extent,
-    ModelSnapshot, NR_ORDERS,
+    Allocation, AllocatorModel, CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, Cpus,
+    Extent, ModelSnapshot, NR_ORDERS,
 };
 use crate::event::{SwapOn, swap_flags};
 
@@ -221,6 +221,22 @@ impl Dev {
         (h != NIL).then_some(h)
     }
 
+    /// How many clusters are ahead of `c` on its list `l` (`None` when `c` is not on `l`), looking
+    /// no further than `limit` clusters from the head.
+    pub fn position(&self, l: List, c: u32, limit: u32) -> Option<u32> {
+        let mut cur = self.head(l)?;
+        for i in 0..=limit {
+            if cur == c {
+                return Some(i);
+            }
+            cur = self.cl.get(cur as usize).map_or(NIL, |ci| ci.next);
+            if cur == NIL {
+                return None;
+            }
+        }
+        None
+    }
+
     pub fn len(&self, l: List) -> u32 {
         self.lens.get(l.id()).copied().unwrap_or(0)
     }
@@ -294,6 +310,16 @@ impl Dev {
         let h = self.head(l)?;
         self.unlink(h);
         Some(h)
+    }
+
+    /// `isolate_lock_cluster` where the trylock failed on every cluster ahead of `c` (other CPUs
+    /// held them): takes `c` off `l`, if it is on `l`.
+    pub fn isolate_at(&mut self, l: List, c: u32) -> Option<u32> {
+        if self.list_of(c) != Some(l) {
+            return None;
+        }
+        self.unlink(c);
+        Some(c)
     }
 
     /// Index order, as 6.18's `setup_clusters` fills the lists: clusters with slots in use
@@ -798,8 +824,34 @@ pub(crate) trait KernelAllocator: Send {
     fn add_device(&mut self, dev: &SwapOn);
     /// swapoff: drop per-CPU state that points at the device, and remove it.
     fn remove_device(&mut self, swap_type: u8);
+    /// `num_online_cpus()` of the recorded host (see [`AllocatorModel::set_online_cpus`]).
+    fn online_cpus(&mut self, _n: u32) {}
+    /// See [`AllocatorModel::kernel_isolated`].
+    fn isolated_by_kernel(&mut self, _cpu: u32, _swap_type: u8, _cluster: u32) {}
+    /// See [`AllocatorModel::steered_isolations`].
+    fn steered(&self) -> Option<u64> {
+        None
+    }
+    /// See [`AllocatorModel::follow_kernel`].
+    fn follow(
+        &mut self,
+        _cpus: Cpus,
+        _order: u8,
+        _ours: Option<(u8, u64)>,
+        _kernel: Option<(u8, u64)>,
+    ) -> bool {
+        false
+    }
     /// One request for 2^order slots: `(type, offset)` or `None`.
     fn request(&mut self, order: u8, cpu: u32) -> Option<(u8, u64)>;
+    /// [`request`](Self::request) entered on one CPU and decided on another (see [`Cpus`]).
+    fn request_from(&mut self, order: u8, cpus: Cpus) -> Option<(u8, u64)> {
+        self.request(order, cpus.decided)
+    }
+    /// See [`AllocatorModel::kernel_batch`].
+    fn kernel_batch(&mut self, _cpus: Cpus, _swap_type: u8, _slots: &[u64]) -> bool {
+        false
+    }
     /// Frees `n` slots from `off`, all within one cluster.
     fn free_piece(&mut self, ty: u8, off: u64, n: u64);
 }
@@ -815,6 +867,42 @@ impl<T: KernelAllocator> AllocatorModel for T {
 
     fn swapoff(&mut self, swap_type: u8) {
         self.remove_device(swap_type);
+    }
+
+    fn set_online_cpus(&mut self, n: u32) {
+        self.online_cpus(n);
+    }
+
+    fn kernel_isolated(&mut self, cpu: u32, swap_type: u8, cluster: u32) {
+        self.isolated_by_kernel(cpu, swap_type, cluster);
+    }
+
+    fn steered_isolations(&self) -> Option<u64> {
+        self.steered()
+    }
+
+    fn follow_kernel(
+        &mut self,
+        cpus: Cpus,
+        order: u8,
+        ours: Option<(u8, u64)>,
+        kernel: Option<(u8, u64)>,
+    ) -> bool {
+        self.follow(cpus, order, ours, kernel)
+    }
+
+    fn kernel_batch(&mut self, cpus: Cpus, swap_type: u8, slots: &[u64]) -> bool {
+        KernelAllocator::kernel_batch(self, cpus, swap_type, slots)
+    }
+
+    fn alloc_from(&mut self, cpus: Cpus, order: u8, out: &mut Vec<Extent>) -> bool {
+        match self.request_from(order, cpus) {
+            Some((ty, off)) => {
+                push_extent(out, ty, off, order);
+                true
+            }
+            None => false,
+        }
     }
 
     fn alloc(&mut self, cpu: u32, order: u8) -> Option<Allocation> {

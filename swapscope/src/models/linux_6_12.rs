@@ -32,7 +32,7 @@
 //! [`DiscardTiming`] choice.
 
 use super::kernel::{CL, Dev, Devs, DiscardTiming, KernelAllocator, List};
-use crate::alloc::{MAX_ORDER, NR_ORDERS};
+use crate::alloc::{Cpus, MAX_ORDER, NR_ORDERS};
 use crate::event::SwapOn;
 
 const PMD_ORDER: u8 = MAX_ORDER;
@@ -53,10 +53,22 @@ pub struct Linux612 {
     slot_cache: Vec<std::collections::VecDeque<(u8, u64)>>,
     /// `swap_slot_cache_active`.
     cache_active: bool,
-    /// Highest CPU id seen + 1 (`num_online_cpus()`).
+    /// `num_online_cpus()`: the recorded host's when the stream says it, else the highest CPU
+    /// id seen + 1.
     online_cpus: u64,
+    /// The stream said how many CPUs were online.
+    online_cpus_known: bool,
     /// `use_swap_slot_cache`.
     use_slot_cache: bool,
+    /// The request being served refilled its CPU's slot cache.
+    refilled: bool,
+    /// Per CPU, aligned with the front of `slot_cache`: the model's own slot for each cached
+    /// one where the kernel's batch replaced the model's ([`Self::adopt_batch`]); a cache hit
+    /// answers with it (the model's prediction, compared with the kernel's) while the state
+    /// hands out the kernel's. Shorter than the cache, or empty, where there is none.
+    predicted: Vec<std::collections::VecDeque<(u8, u64)>>,
+    /// The cached slot the request being served really took when it answered with a prediction.
+    took: Option<(u8, u64)>,
 }
 
 impl Linux612 {
@@ -274,31 +286,169 @@ impl Linux612 {
     /// `folio_alloc_swap` (mm/swap_slots.c): order 0 through the CPU's slot cache while the
     /// caches are active, everything else straight to `get_swap_pages(1, ..)`.
     fn folio_alloc_swap(&mut self, order: u8, cpu: u32) -> Option<(u8, u64)> {
-        self.online_cpus = self.online_cpus.max(u64::from(cpu) + 1);
+        self.folio_alloc_swap_from(order, Cpus::on(cpu))
+    }
+
+    /// `folio_alloc_swap` for a task that entered on `cpus.entry` (whose slot cache it takes:
+    /// `raw_cpu_ptr` before a mutex it may sleep on) and allocates on `cpus.decided` (whose
+    /// cluster cursor `get_swap_pages` uses, under `si->lock`).
+    fn folio_alloc_swap_from(&mut self, order: u8, cpus: Cpus) -> Option<(u8, u64)> {
+        let cpu = cpus.decided;
+        if !self.online_cpus_known {
+            self.online_cpus = self.online_cpus.max(u64::from(cpu.max(cpus.entry)) + 1);
+        }
+        self.refilled = false;
+        self.took = None;
         if order == 0 && self.use_slot_cache && self.check_cache_active() {
-            let c = super::cpu_index(cpu);
-            if self.slot_cache.len() <= c {
-                self.slot_cache.resize_with(c + 1, Default::default);
-            }
+            let c = super::cpu_index(cpus.entry);
+            self.ensure_cache(c);
             if self.slot_cache.get(c).is_some_and(|q| q.is_empty()) {
-                // refill_swap_slots_cache: get_swap_pages(64, ...), i.e. up to 64 single-slot
-                // allocations in a row.
-                for _ in 0..SLOTS_CACHE_SIZE {
-                    match self.get_swap_pages(0, cpu) {
-                        Some(slot) => {
-                            if let Some(q) = self.slot_cache.get_mut(c) {
-                                q.push_back(slot);
-                            }
-                        }
-                        None => break,
-                    }
-                }
+                self.refill(cpus);
             }
             if let Some(slot) = self.slot_cache.get_mut(c).and_then(|q| q.pop_front()) {
+                if let Some(p) = self.predicted.get_mut(c).and_then(|q| q.pop_front()) {
+                    self.took = Some(slot);
+                    return Some(p);
+                }
                 return Some(slot);
             }
         }
         self.get_swap_pages(order, cpu)
+    }
+
+    /// `refill_swap_slots_cache`: `get_swap_pages(64, ...)`, i.e. up to 64 single-slot
+    /// allocations in a row (with `cpus.decided`'s cluster cursor) into `cpus.entry`'s cache.
+    fn refill(&mut self, cpus: Cpus) {
+        let c = super::cpu_index(cpus.entry);
+        for _ in 0..SLOTS_CACHE_SIZE {
+            match self.get_swap_pages(0, cpus.decided) {
+                Some(slot) => {
+                    if let Some(q) = self.slot_cache.get_mut(c) {
+                        q.push_back(slot);
+                    }
+                }
+                None => break,
+            }
+        }
+        self.refilled = true;
+    }
+
+    fn ensure_cache(&mut self, c: usize) {
+        if self.slot_cache.len() <= c {
+            self.slot_cache.resize_with(c + 1, Default::default);
+        }
+        if self.predicted.len() <= c {
+            self.predicted.resize_with(c + 1, Default::default);
+        }
+    }
+
+    /// The kernel refilled `cpus.entry`'s slot cache with `slots` of device `ty`, in hand-out
+    /// order (6.12's batch, at its grant). The kernel's cache was empty and active: slots the
+    /// model still holds there go back. The model then refills it by its own rule; where its
+    /// batch differs from the kernel's, it goes back too and the kernel's slots are taken from
+    /// their clusters instead, the deciding CPU's cursor after the last one. The model's batch
+    /// stays as the predictions its cache hits answer with, one by one as the requests come, so
+    /// each is still compared with the kernel's slot; the state follows the kernel's. Returns
+    /// whether the batches differed.
+    fn adopt_batch(&mut self, cpus: Cpus, ty: u8, slots: &[u64]) -> bool {
+        if !self.use_slot_cache || slots.is_empty() {
+            return false;
+        }
+        let c = super::cpu_index(cpus.entry);
+        self.ensure_cache(c);
+        let left: Vec<(u8, u64)> = self
+            .slot_cache
+            .get_mut(c)
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default();
+        if let Some(q) = self.predicted.get_mut(c) {
+            q.clear();
+        }
+        for (sty, soff) in left.into_iter().rev() {
+            self.free_piece(sty, soff, 1);
+        }
+        self.cache_active = true;
+        self.refill(cpus);
+        self.refilled = false;
+        let ours: Vec<(u8, u64)> = self
+            .slot_cache
+            .get(c)
+            .map(|q| q.iter().copied().collect())
+            .unwrap_or_default();
+        if ours.len() == slots.len() && ours.iter().zip(slots).all(|(o, &k)| *o == (ty, k)) {
+            return false;
+        }
+        if let Some(q) = self.slot_cache.get_mut(c) {
+            q.clear();
+        }
+        for &(sty, soff) in ours.iter().rev() {
+            self.free_piece(sty, soff, 1);
+        }
+        for &k in slots {
+            // A slot another CPU's cache holds in the model changes hands; one the model
+            // has given a folio is left as it is (the kernel's cannot be both).
+            if let Some(h) = self
+                .slot_cache
+                .iter()
+                .position(|q| q.iter().any(|&s| s == (ty, k)))
+            {
+                if let Some(q) = self.slot_cache.get_mut(h) {
+                    q.retain(|&s| s != (ty, k));
+                }
+                if let Some(q) = self.predicted.get_mut(h) {
+                    q.clear();
+                }
+            } else if self.devs.get(ty).is_some_and(|d| !d.map.is_used(k)) {
+                self.take_slot(ty, k, 0);
+            }
+        }
+        // `cluster->next[0]` of the deciding CPU: after the last slot, unless that filled its
+        // cluster or ended it.
+        if let (Some(&last), Some(d)) = (slots.last(), self.devs.get_mut(ty)) {
+            let cl = (last / CL) as u32;
+            let end = (u64::from(cl) * CL + CL).min(d.max);
+            let next = if u64::from(d.count(cl)) == CL || last + 1 >= end {
+                0
+            } else {
+                last + 1
+            };
+            let cursor = super::cpu_index(cpus.decided);
+            d.ensure_cpu(cursor);
+            if let Some(p) = d.pcp_next.get_mut(cursor).and_then(|p| p.first_mut()) {
+                *p = next;
+            }
+        }
+        if let Some(q) = self.slot_cache.get_mut(c) {
+            q.extend(slots.iter().map(|&k| (ty, k)));
+        }
+        if let Some(q) = self.predicted.get_mut(c) {
+            q.extend(ours);
+        }
+        true
+    }
+
+    /// `cluster_alloc_range` for the kernel's slots `off ..` of 2^`order`: a free cluster moves
+    /// to `nonfull[order]` and takes that order, a filled one moves to full. Returns whether
+    /// the cluster is now full.
+    fn take_slot(&mut self, ty: u8, off: u64, order: u8) -> bool {
+        let n = 1u64 << order.min(MAX_ORDER);
+        let Some(d) = self.devs.get_mut(ty) else {
+            return false;
+        };
+        let cl = (off / CL) as u32;
+        if d.list_of(cl) == Some(List::Free) {
+            if n < CL {
+                d.move_tail(cl, List::Nonfull(order));
+            }
+            d.set_order(cl, order);
+        }
+        let became_full = d.alloc_range(off, n);
+        let full = u64::from(d.count(cl)) == CL;
+        if full {
+            d.move_tail(cl, List::Full);
+        }
+        self.devs.note_alloc(ty, n, became_full);
+        full
     }
 
     /// Slots the per-CPU slot caches hold (allocated, not yet handed out).
@@ -322,6 +472,7 @@ impl Linux612 {
 
     /// `__drain_swap_slots_cache`: unused cached slots go back to the allocator.
     fn drain_slot_caches(&mut self) {
+        self.predicted.clear();
         let mut caches = std::mem::take(&mut self.slot_cache);
         for q in &mut caches {
             for (ty, off) in q.drain(..) {
@@ -358,6 +509,138 @@ impl Linux612 {
         }
         self.devs.put_avail_snapshot(snap);
         r
+    }
+
+    /// [`crate::alloc::AllocatorModel::follow_kernel`]. Order 0 through the slot caches: the
+    /// kernel's slot is taken from the cache that holds it. When that is this CPU's cache, the
+    /// slots ahead of it there (ours among them) are ones the kernel's refill did not take — a
+    /// cache is handed out in the order it was filled — and go back to the allocator; when it is
+    /// another CPU's (the request's task entered `folio_alloc_swap` there), ours goes back to the
+    /// front of this CPU's cache; when no cache holds it (the kernel's refill took a slot the
+    /// model's did not), ours goes back to the front of the cache and the kernel's slot is taken
+    /// from its cluster. A large request's slots
+    /// go back to their cluster and the kernel's are taken from theirs (`cluster_alloc_range`),
+    /// the CPU's `next[order]` following the kernel's.
+    fn take_kernels_answer(
+        &mut self,
+        cpus: Cpus,
+        order: u8,
+        ours: Option<(u8, u64)>,
+        kernel: Option<(u8, u64)>,
+    ) {
+        let n = 1u64 << order.min(MAX_ORDER);
+        let cached = order == 0 && self.use_slot_cache && self.cache_active;
+        // The slot cache is the entry CPU's; the cluster cursor the deciding CPU's.
+        let c = super::cpu_index(cpus.entry);
+        let cursor = super::cpu_index(cpus.decided);
+        let mut ours = ours;
+        if let Some(took) = self.took.take() {
+            // The model answered with its prediction; its state handed out `took`.
+            if kernel == Some(took) {
+                return;
+            }
+            ours = Some(took);
+        }
+        // The cache is re-synced below: its remaining predictions no longer line up.
+        if let Some(q) = self.predicted.get_mut(c) {
+            q.clear();
+        }
+        let Some((ty, off)) = kernel else {
+            // The kernel refused: its scans failed, the last one leaving this CPU no next slot.
+            if let Some(slot) = ours {
+                self.free_piece(slot.0, slot.1, n);
+                if let Some(d) = self.devs.get_mut(slot.0) {
+                    d.ensure_cpu(cursor);
+                    if let Some(p) = d
+                        .pcp_next
+                        .get_mut(cursor)
+                        .and_then(|p| p.get_mut(usize::from(order)))
+                    {
+                        *p = 0;
+                    }
+                }
+            }
+            return;
+        };
+        // The kernel's batch began elsewhere than the model's: the CPU's cluster cursor was
+        // elsewhere. The model's batch goes back, and is taken again from the kernel's slot on.
+        if cached && self.refilled && ours.is_some_and(|o| o != (ty, off)) {
+            let mut batch: Vec<(u8, u64)> = ours.into_iter().collect();
+            if let Some(q) = self.slot_cache.get_mut(c) {
+                batch.extend(q.drain(..));
+            }
+            for (sty, soff) in batch {
+                self.free_piece(sty, soff, 1);
+            }
+            if let Some(d) = self.devs.get_mut(ty) {
+                d.ensure_cpu(cursor);
+                if let Some(p) = d.pcp_next.get_mut(cursor).and_then(|p| p.first_mut()) {
+                    *p = off;
+                }
+            }
+            self.refill(cpus);
+            if let Some(q) = self.slot_cache.get_mut(c)
+                && q.front() == Some(&(ty, off))
+            {
+                q.pop_front();
+                return;
+            }
+        }
+        if cached {
+            let holder = self
+                .slot_cache
+                .iter()
+                .position(|q| q.iter().any(|&s| s == (ty, off)));
+            match holder {
+                Some(h) if h == c => {
+                    let mut skipped = Vec::new();
+                    if let Some(slot) = ours {
+                        skipped.push(slot);
+                    }
+                    if let Some(q) = self.slot_cache.get_mut(c) {
+                        while let Some(s) = q.pop_front() {
+                            if s == (ty, off) {
+                                break;
+                            }
+                            skipped.push(s);
+                        }
+                    }
+                    for (sty, soff) in skipped {
+                        self.free_piece(sty, soff, 1);
+                    }
+                    return;
+                }
+                Some(h) => {
+                    if let Some(q) = self.slot_cache.get_mut(h) {
+                        q.retain(|&s| s != (ty, off));
+                    }
+                    if let (Some(slot), Some(q)) = (ours, self.slot_cache.get_mut(c)) {
+                        q.push_front(slot);
+                    }
+                    return;
+                }
+                None => {
+                    if let (Some(slot), Some(q)) = (ours, self.slot_cache.get_mut(c)) {
+                        q.push_front(slot);
+                    }
+                }
+            }
+        } else if let Some(slot) = ours {
+            self.free_piece(slot.0, slot.1, n);
+        }
+        let full = self.take_slot(ty, off, order);
+        if !cached && let Some(d) = self.devs.get_mut(ty) {
+            let cl = off / CL;
+            let last = (cl * CL + CL).min(d.max).saturating_sub(n);
+            d.ensure_cpu(cursor);
+            if let Some(p) = d
+                .pcp_next
+                .get_mut(cursor)
+                .and_then(|p| p.get_mut(usize::from(order)))
+            {
+                *p = if full || off + n > last { 0 } else { off + n };
+            }
+        }
     }
 
     /// `swap_entry_range_free` → `dec_cluster_info_page`.
@@ -425,6 +708,7 @@ impl KernelAllocator for Linux612 {
         for q in &mut self.slot_cache {
             q.retain(|(ty, _)| *ty != swap_type);
         }
+        self.predicted.clear();
         self.devs.remove(swap_type);
     }
 
@@ -434,6 +718,32 @@ impl KernelAllocator for Linux612 {
 
     fn free_piece(&mut self, ty: u8, off: u64, n: u64) {
         Self::free_piece(self, ty, off, n);
+    }
+
+    fn online_cpus(&mut self, n: u32) {
+        if n > 0 {
+            self.online_cpus = u64::from(n);
+            self.online_cpus_known = true;
+        }
+    }
+
+    fn follow(
+        &mut self,
+        cpus: Cpus,
+        order: u8,
+        ours: Option<(u8, u64)>,
+        kernel: Option<(u8, u64)>,
+    ) -> bool {
+        self.take_kernels_answer(cpus, order, ours, kernel);
+        true
+    }
+
+    fn request_from(&mut self, order: u8, cpus: Cpus) -> Option<(u8, u64)> {
+        self.folio_alloc_swap_from(order, cpus)
+    }
+
+    fn kernel_batch(&mut self, cpus: Cpus, swap_type: u8, slots: &[u64]) -> bool {
+        self.adopt_batch(cpus, swap_type, slots)
     }
 }
 
@@ -564,5 +874,43 @@ mod tests {
         assert!(held.iter().all(Option::is_some));
         // Free swap is now below 128: the cache was drained, so in-use equals handed-out.
         assert_eq!(dev(&m).count(0) as usize, held.len() + 1);
+    }
+
+    /// Following the kernel through the slot caches: the kernel's refill lacked a slot the
+    /// model's had (it went back to the allocator), then the kernel's cache held one the model's
+    /// did not (the model's next slot stays at the front), then the task's slot came from the
+    /// other CPU's cache (ours goes back to the front of ours).
+    #[test]
+    fn follows_the_kernel_through_the_slot_caches() {
+        let mut m = Linux612::new();
+        m.swapon(&on(0, 8, SSD));
+        m.set_online_cpus(2);
+        assert_eq!(one(&mut m, 0, 0), Some(512));
+        // The kernel handed out 514: 513 was not in its cache.
+        assert_eq!(one(&mut m, 0, 0), Some(513));
+        assert!(m.follow_kernel(Cpus::on(0), 0, Some((0, 513)), Some((0, 514))));
+        assert_eq!(dev(&m).count(1), 63, "513 went back to the allocator");
+        assert_eq!(one(&mut m, 0, 0), Some(515));
+        // The kernel handed out 900, a slot no model cache holds: 516 stays at the front.
+        assert!(m.follow_kernel(Cpus::on(0), 0, Some((0, 516)), Some((0, 900))));
+        assert_eq!(one(&mut m, 0, 0), Some(516));
+        // CPU 1's batch starts at 1024; the kernel served CPU 0's request from it.
+        assert_eq!(one(&mut m, 1, 0), Some(1024));
+        assert!(m.follow_kernel(Cpus::on(0), 0, Some((0, 517)), Some((0, 1025))));
+        assert_eq!(one(&mut m, 0, 0), Some(517));
+        assert_eq!(one(&mut m, 1, 0), Some(1026));
+    }
+
+    /// A large request the kernel refused: the model's slots go back and its CPU has no next
+    /// slot, as the kernel's failed scans leave it.
+    #[test]
+    fn follows_a_kernel_refusal() {
+        let mut m = model(8, SSD);
+        assert_eq!(one(&mut m, 0, 4), Some(512));
+        assert_eq!(one(&mut m, 0, 4), Some(528));
+        assert!(m.follow_kernel(Cpus::on(0), 4, Some((0, 528)), None));
+        assert_eq!(dev(&m).count(1), 16);
+        // No next slot on CPU 0: the next request starts over (the free list's head, 6.12).
+        assert_eq!(one(&mut m, 0, 4), Some(1024));
     }
 }

@@ -21,7 +21,20 @@
 //! The algorithm is [`ClusterListAlloc`], generic over the [`Rules`] that changed between 6.14
 //! and 6.18; `linux-6.14` ([`super::linux_6_14`]) is the same code under the 6.14–6.17 rules.
 //!
-//! Simplifications: trylock always succeeds and swap-table allocation never fails; one NUMA
+//! Where the stream carries the kernel's isolations (`isolate_lock_cluster`, 6.14+), the model
+//! follows them where lock contention explains them: `isolate_lock_cluster` takes the first
+//! cluster of a list whose lock it can take, and with several CPUs the ones ahead of it may be
+//! held by others (allocating from them, freeing into them). So when the cluster the kernel took
+//! next on this CPU is on the list being scanned with at most `online CPUs − 1` clusters ahead,
+//! the model takes it; when it is on another list and the one being scanned holds at most that
+//! many clusters, the model finds nothing here, as the kernel did (all of them were held). Each
+//! such isolation counts as steered (`steered_isolations`). Contention cannot explain more, so
+//! with one CPU nothing is ever steered, and a model whose list order is wrong is not rescued:
+//! it keeps its own rule. Everything else — the slot in the cluster, the per-CPU cache, success
+//! or failure — stays the model's own.
+//!
+//! Simplifications: without the kernel's isolations trylock always succeeds; swap-table
+//! allocation never fails; one NUMA
 //! node; cache-only slots are unknown, so reclaim frees nothing (it only rotates the full list);
 //! the discard worker's timing is a [`DiscardTiming`] choice; memcg charge failures are not
 //! modelled (the stream's own `Failure` results cover them).
@@ -93,8 +106,22 @@ pub struct ClusterListAlloc<P: Policy> {
     pcp: Vec<PercpuCluster>,
     discard: DiscardTiming,
     discard_pending: bool,
+    /// Per CPU: the clusters the kernel's allocator isolated since that CPU's last request
+    /// (type, cluster), oldest first ([`AllocatorModel::kernel_isolated`]).
+    hints: Vec<std::collections::VecDeque<(u8, u32)>>,
+    /// The CPU of the request being served (whose hints isolations consult).
+    cur_cpu: u32,
+    /// Isolations that took the kernel's cluster instead of the list's head, or found a list
+    /// empty that was not (its clusters were held by other CPUs).
+    steered: u64,
+    /// `num_online_cpus()` (the stream's; else the highest CPU seen + 1): how many clusters other
+    /// CPUs can hold at once is one fewer.
+    online_cpus: u32,
     policy: PhantomData<P>,
 }
+
+/// Kernel isolations remembered per CPU at most (a request takes a handful).
+const MAX_HINTS: usize = 64;
 
 /// The Linux 6.18 allocator.
 pub type Linux618 = ClusterListAlloc<V618>;
@@ -213,6 +240,41 @@ impl<P: Policy> ClusterListAlloc<P> {
         found
     }
 
+    /// `isolate_lock_cluster` on `list` for the request being served. The kernel's next isolation
+    /// on this CPU decides it where lock contention explains it (see the module documentation):
+    /// that cluster, when it is on `list` behind at most `online CPUs − 1` others; nothing, when
+    /// it is on another list and `list` holds at most that many. Otherwise the head.
+    fn isolate(&mut self, ty: u8, list: List) -> Option<u32> {
+        let held = self
+            .online_cpus
+            .max(self.cur_cpu.saturating_add(1))
+            .saturating_sub(1);
+        let hints = self.hints.get_mut(super::cpu_index(self.cur_cpu));
+        let d = self.devs.get_mut(ty)?;
+        if let Some(h) = hints
+            && let Some(&(hty, c)) = h.front()
+            && hty == ty
+        {
+            match d.list_of(c) {
+                Some(l) if l == list => {
+                    if let Some(ahead) = d.position(list, c, held) {
+                        h.pop_front();
+                        if ahead > 0 {
+                            self.steered += 1;
+                        }
+                        return d.isolate_at(list, c);
+                    }
+                }
+                Some(_) if held > 0 && d.len(list) > 0 && d.len(list) <= held => {
+                    self.steered += 1;
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        d.isolate(list)
+    }
+
     /// `alloc_swap_scan_list`: isolate clusters from the head of `list` and scan each from its
     /// start; `scan_all` keeps going until one serves the request (bounded by the list length,
     /// so a list whose clusters all fail cannot loop forever).
@@ -229,7 +291,7 @@ impl<P: Policy> ClusterListAlloc<P> {
     fn scan_list_n(&mut self, ty: u8, list: List, order: u8, mut budget: u32, cpu: u32) -> u64 {
         while budget > 0 {
             budget -= 1;
-            let Some(c) = self.devs.get_mut(ty).and_then(|d| d.isolate(list)) else {
+            let Some(c) = self.isolate(ty, list) else {
                 break;
             };
             let found = self.scan_cluster(ty, c, u64::from(c) * CL, order, cpu);
@@ -243,8 +305,8 @@ impl<P: Policy> ClusterListAlloc<P> {
     /// `swap_reclaim_full_clusters(si, false)`: one full cluster is isolated, scanned for
     /// cache-only slots (none known here) and relocated to the tail of the full list.
     fn reclaim_full(&mut self, ty: u8) {
-        if let Some(d) = self.devs.get_mut(ty)
-            && let Some(c) = d.isolate(List::Full)
+        if let Some(c) = self.isolate(ty, List::Full)
+            && let Some(d) = self.devs.get_mut(ty)
         {
             Self::relocate(d, c, &mut self.discard_pending);
         }
@@ -428,6 +490,16 @@ impl<P: Policy> ClusterListAlloc<P> {
         if order > MAX_ORDER {
             return None;
         }
+        self.cur_cpu = cpu;
+        let r = self.folio_alloc_swap_inner(order, cpu);
+        // Isolations the request did not use belonged to something else (a reclaim worker).
+        if let Some(h) = self.hints.get_mut(super::cpu_index(cpu)) {
+            h.clear();
+        }
+        r
+    }
+
+    fn folio_alloc_swap_inner(&mut self, order: u8, cpu: u32) -> Option<(u8, u64)> {
         if self.discard_pending && self.discard == DiscardTiming::BeforeNextAlloc {
             self.run_discard_worker();
         }
@@ -440,6 +512,71 @@ impl<P: Policy> ClusterListAlloc<P> {
                 continue;
             }
             return r;
+        }
+    }
+
+    /// [`AllocatorModel::follow_kernel`]: the model's own slots go back as if never taken (the
+    /// cluster relocated by its count, as after a scan: no `partial_free_cluster`), the kernel's
+    /// are taken (off whatever list the cluster was on, relocated after the allocation, as
+    /// `alloc_swap_scan_cluster` does), and the CPU's cache for the order is what the kernel's
+    /// scan leaves: the next slot after the kernel's in that cluster, or none (the kernel
+    /// refused: its last scan failed).
+    fn take_kernels_answer(
+        &mut self,
+        cpu: u32,
+        order: u8,
+        ours: Option<(u8, u64)>,
+        kernel: Option<(u8, u64)>,
+    ) {
+        let n = 1u64 << order.min(MAX_ORDER);
+        if let Some((ty, off)) = ours
+            && let Some(d) = self.devs.get_mut(ty)
+        {
+            let freed = d.free_in_cluster(off, n);
+            let c = (off / CL) as u32;
+            if d.list_of(c).is_some() {
+                Self::relocate(d, c, &mut self.discard_pending);
+            }
+            self.devs.note_free(ty, freed);
+        }
+        let next = match kernel {
+            Some((ty, off)) => {
+                let Some(d) = self.devs.get_mut(ty) else {
+                    return;
+                };
+                let c = (off / CL) as u32;
+                let start = u64::from(c) * CL;
+                let last = (start + CL).min(d.max).saturating_sub(n);
+                if d.list_of(c).is_some() {
+                    d.unlink(c);
+                }
+                if d.count(c) == 0 {
+                    d.set_order(c, order);
+                }
+                let became_full = d.alloc_range(off, n);
+                let next = if u64::from(d.count(c)) < CL && off + n <= last {
+                    off + n
+                } else {
+                    0
+                };
+                Self::relocate(d, c, &mut self.discard_pending);
+                let solid = d.solidstate();
+                self.devs.note_alloc(ty, n, became_full);
+                solid.then_some((ty, next))
+            }
+            None => self
+                .pcp
+                .get(super::cpu_index(cpu))
+                .and_then(|p| p.si.get(usize::from(order)).copied().flatten())
+                .map(|ty| (ty, 0)),
+        };
+        if let Some((ty, next)) = next {
+            let p = self.pcp_mut(cpu);
+            let o = usize::from(order);
+            if let (Some(s), Some(off)) = (p.si.get_mut(o), p.offset.get_mut(o)) {
+                *s = Some(ty);
+                *off = next;
+            }
         }
     }
 
@@ -502,6 +639,38 @@ impl<P: Policy> KernelAllocator for ClusterListAlloc<P> {
 
     fn request(&mut self, order: u8, cpu: u32) -> Option<(u8, u64)> {
         self.folio_alloc_swap(order, cpu)
+    }
+
+    fn online_cpus(&mut self, n: u32) {
+        self.online_cpus = n;
+    }
+
+    fn isolated_by_kernel(&mut self, cpu: u32, swap_type: u8, cluster: u32) {
+        let i = super::cpu_index(cpu);
+        if self.hints.len() <= i {
+            self.hints.resize_with(i + 1, Default::default);
+        }
+        if let Some(h) = self.hints.get_mut(i) {
+            if h.len() >= MAX_HINTS {
+                h.pop_front();
+            }
+            h.push_back((swap_type, cluster));
+        }
+    }
+
+    fn steered(&self) -> Option<u64> {
+        Some(self.steered)
+    }
+
+    fn follow(
+        &mut self,
+        cpus: crate::alloc::Cpus,
+        order: u8,
+        ours: Option<(u8, u64)>,
+        kernel: Option<(u8, u64)>,
+    ) -> bool {
+        self.take_kernels_answer(cpus.decided, order, ours, kernel);
+        true
     }
 
     fn free_piece(&mut self, ty: u8, off: u64, n: u64) {

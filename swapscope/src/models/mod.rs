@@ -69,6 +69,23 @@ pub fn by_name(name: &str) -> Option<Box<dyn AllocatorModel>> {
     })
 }
 
+/// The model of the kernel a recording comes from (`uname -r` as its header keeps it): the
+/// allocator that kernel runs, when swapscope has a model of it. 6.10–6.11 → `linux-6.10`,
+/// 6.12–6.13 → `linux-6.12`, 6.14–6.17 → `linux-6.14`, 6.18 and later → `linux-6.18`.
+pub fn of_kernel(release: &str) -> Option<&'static str> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    Some(match (major, minor) {
+        (6, 10..=11) => Linux610::NAME,
+        (6, 12..=13) => Linux612::NAME,
+        (6, 14..=17) => Linux614::NAME,
+        (6, 18..) => Linux618::NAME,
+        (7.., _) => Linux618::NAME,
+        _ => return None,
+    })
+}
+
 /// One instance of every model, in [`NAMES`] order.
 pub fn all() -> Vec<Box<dyn AllocatorModel>> {
     NAMES.iter().filter_map(|n| by_name(n)).collect()
@@ -76,6 +93,26 @@ pub fn all() -> Vec<Box<dyn AllocatorModel>> {
 
 mod select;
 pub use select::{SelectError, all_names, select};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_model_of_each_kernel() {
+        for (release, model) in [
+            ("6.12.117+deb13-amd64", Some("linux-6.12")),
+            ("6.13.7", Some("linux-6.12")),
+            ("6.14.0-rc1", Some("linux-6.14")),
+            ("6.18.44", Some("linux-6.18")),
+            ("7.3.4+deb13-amd64", Some("linux-6.18")),
+            ("6.10.2", Some("linux-6.10")),
+            ("6.1.0-50-amd64", None),
+            ("", None),
+            ("x", None),
+        ] {
+            assert_eq!(super::of_kernel(release), model, "{release}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod proptests;

@@ -5,12 +5,12 @@
 //! uses a small hand-written little-endian encoding; docs/format.md documents each layout byte by
 //! byte. A layout never changes once released: a new layout is a new record kind.
 
-use swapscope_common::{EventHeader, PFN_UNKNOWN, WriteoutEvent};
+use swapscope_common::{EventHeader, GRANT_BATCH_MAX, PFN_UNKNOWN, WriteoutEvent};
 
 use super::FormatError;
 use crate::event::{
-    Alloc, AllocResult, ClusterMove, CounterSample, DeviceKind, DeviceList, Event, Free, Lost,
-    Marker, Split, SwapDevice, SwapIn, SwapOff, SwapOn, Ts, Writeout,
+    Alloc, AllocResult, ClusterMove, CounterSample, DeviceKind, DeviceList, Event, Free, Grant,
+    Lost, Marker, Split, SwapDevice, SwapIn, SwapOff, SwapOn, Ts, Writeout,
 };
 
 /// Record kinds (the `kind` field of a record). Append new kinds; never renumber or reuse one.
@@ -34,9 +34,16 @@ pub mod kind {
     pub const SWAP_IN: u16 = 13;
     /// A cluster list move (format 1.3, full tier, 6.14+).
     pub const CLUSTER: u16 = 14;
+    /// Slots granted inside the allocator's lock (format 1.4, full tier).
+    pub const GRANT: u16 = 15;
+    /// A request the kernel did not deliver, inferred from events it did (format 1.4): the
+    /// alloc body.
+    pub const ALLOC_INFERRED: u16 = 16;
+    /// A split inferred likewise (format 1.4): the split body.
+    pub const SPLIT_INFERRED: u16 = 17;
 
     /// Every kind this version reads and writes, with its name: the one table of record kinds.
-    pub const ALL: [(u16, &str); 14] = [
+    pub const ALL: [(u16, &str); 17] = [
         (WRITEOUT, "writeout"),
         (COUNTERS, "counters"),
         (DEVICES, "devices"),
@@ -51,6 +58,9 @@ pub mod kind {
         (WRITEOUT_DELTA, "writeout-delta"),
         (SWAP_IN, "swapin"),
         (CLUSTER, "cluster"),
+        (GRANT, "grant"),
+        (ALLOC_INFERRED, "alloc-inferred"),
+        (SPLIT_INFERRED, "split-inferred"),
     ];
 
     /// The name of a known kind.
@@ -71,13 +81,16 @@ pub fn kind_of(ev: &Event) -> u16 {
         Event::Lost(_) => kind::LOST,
         Event::SwapOn(_) => kind::SWAP_ON,
         Event::SwapOff(_) => kind::SWAP_OFF,
+        Event::Alloc(a) if a.inferred => kind::ALLOC_INFERRED,
         Event::Alloc(a) if a.latency_ns.is_some() => kind::ALLOC_TIMED,
         Event::Alloc(_) => kind::ALLOC,
         Event::Free(_) => kind::FREE,
         Event::Marker(_) => kind::MARKER,
+        Event::Split(s) if s.inferred => kind::SPLIT_INFERRED,
         Event::Split(_) => kind::SPLIT,
         Event::SwapIn(_) => kind::SWAP_IN,
         Event::Cluster(_) => kind::CLUSTER,
+        Event::Grant(_) => kind::GRANT,
     }
 }
 
@@ -140,6 +153,7 @@ pub fn encode_event(ev: &Event, swp_type_shift: u8, out: &mut Vec<u8>) -> Result
             id,
             result,
             latency_ns,
+            inferred,
         }) => {
             put_u64(out, *ts_ns);
             put_u32(out, *cpu);
@@ -154,8 +168,8 @@ pub fn encode_event(ev: &Event, swp_type_shift: u8, out: &mut Vec<u8>) -> Result
                 }
                 AllocResult::Failure => out.push(2),
             }
-            if let Some(ns) = latency_ns {
-                put_u32(out, *ns);
+            if let Some(ns) = latency_ns.filter(|_| !inferred) {
+                put_u32(out, ns);
             }
         }
         Event::Free(Free {
@@ -182,6 +196,7 @@ pub fn encode_event(ev: &Event, swp_type_shift: u8, out: &mut Vec<u8>) -> Result
             id,
             old_order,
             new_order,
+            inferred: _,
         }) => {
             put_u64(out, *ts_ns);
             put_u32(out, *cpu);
@@ -234,6 +249,56 @@ pub fn encode_event(ev: &Event, swp_type_shift: u8, out: &mut Vec<u8>) -> Result
             out.push(*old_list);
             out.push(*order);
             put_u16(out, *count);
+        }
+        Event::Grant(Grant {
+            ts_ns,
+            cpu,
+            req_cpu,
+            pid,
+            tgid,
+            id,
+            swap_type,
+            offset,
+            order,
+            nr,
+            batch,
+            start_ns,
+        }) => {
+            put_u64(out, *ts_ns);
+            put_u32(out, *cpu);
+            put_u32(out, *req_cpu);
+            put_u32(out, *pid);
+            put_u32(out, *tgid);
+            put_u64(out, *id);
+            out.push(*swap_type);
+            put_u64(out, *offset);
+            out.push(*order);
+            put_u32(out, *nr);
+            // The batch: each slot as the zigzag varint of its distance from the one before
+            // (`offset` before the first).
+            if batch.len() > GRANT_BATCH_MAX {
+                return Err(FormatError::InvalidEvent {
+                    reason: format!(
+                        "a grant lists {} slots, more than {GRANT_BATCH_MAX}",
+                        batch.len()
+                    ),
+                });
+            }
+            put_count(out, batch.len(), "batch slots")?;
+            let mut prev = *offset;
+            for &o in batch {
+                put_varint(out, zigzag(o.wrapping_sub(prev) as i64));
+                prev = o;
+            }
+            // The request's start as 1 + its distance before `ts_ns` (0: not known).
+            put_varint(
+                out,
+                if *start_ns == 0 || *start_ns > *ts_ns {
+                    0
+                } else {
+                    ts_ns - start_ns + 1
+                },
+            );
         }
     }
     Ok(kind_of(ev))
@@ -379,7 +444,7 @@ pub fn decode_alloc_free(kind: u16, b: &[u8]) -> Option<Event> {
             offset: u64_at(13)?,
             nr: u32_at(21)?,
         })),
-        (kind::ALLOC | kind::ALLOC_TIMED, len) => {
+        (kind::ALLOC | kind::ALLOC_TIMED | kind::ALLOC_INFERRED, len) => {
             // An ALLOC_TIMED body is an ALLOC body and 4 bytes of latency.
             let (len, latency_ns) = if kind == kind::ALLOC_TIMED {
                 let l = len.checked_sub(4)?;
@@ -403,6 +468,7 @@ pub fn decode_alloc_free(kind: u16, b: &[u8]) -> Option<Event> {
                 id: u64_at(13)?,
                 result,
                 latency_ns,
+                inferred: kind == kind::ALLOC_INFERRED,
             }))
         }
         _ => None,
@@ -458,7 +524,7 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             ts_ns,
             swap_type: d.u8()?,
         }),
-        kind::ALLOC | kind::ALLOC_TIMED => {
+        kind::ALLOC | kind::ALLOC_TIMED | kind::ALLOC_INFERRED => {
             let cpu = d.u32()?;
             let order = d.u8()?;
             let id = d.u64()?;
@@ -483,6 +549,7 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
                 id,
                 result,
                 latency_ns,
+                inferred: kind == kind::ALLOC_INFERRED,
             })
         }
         kind::FREE => Event::Free(Free {
@@ -496,13 +563,14 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             ts_ns,
             label: d.str()?,
         }),
-        kind::SPLIT => Event::Split(Split {
+        kind::SPLIT | kind::SPLIT_INFERRED => Event::Split(Split {
             ts_ns,
             cpu: d.u32()?,
             pid: d.u32()?,
             id: d.u64()?,
             old_order: d.order()?,
             new_order: d.u8()?,
+            inferred: kind == kind::SPLIT_INFERRED,
         }),
         kind::SWAP_IN => Event::SwapIn(SwapIn {
             ts_ns,
@@ -525,6 +593,47 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             order: d.u8()?,
             count: d.u16()?,
         }),
+        kind::GRANT => {
+            let cpu = d.u32()?;
+            let req_cpu = d.u32()?;
+            let pid = d.u32()?;
+            let tgid = d.u32()?;
+            let id = d.u64()?;
+            let swap_type = d.u8()?;
+            let offset = d.u64()?;
+            let order = d.u8()?;
+            let nr = d.u32()?;
+            let n = d.count(1)?;
+            if n > GRANT_BATCH_MAX {
+                return Err("a grant lists more than 64 slots");
+            }
+            let mut prev = offset;
+            let mut batch = Vec::with_capacity(n);
+            for _ in 0..n {
+                prev = prev.wrapping_add(unzigzag(d.varint()?) as u64);
+                batch.push(prev);
+            }
+            let start_ns = match d.varint()? {
+                0 => 0,
+                v => ts_ns
+                    .checked_sub(v - 1)
+                    .ok_or("a grant's request starts before time 0")?,
+            };
+            Event::Grant(Grant {
+                ts_ns,
+                cpu,
+                req_cpu,
+                pid,
+                tgid,
+                id,
+                swap_type,
+                offset,
+                order,
+                nr,
+                batch,
+                start_ns,
+            })
+        }
         _ => return Err("not a hand-encoded record kind"),
     })
 }
@@ -743,6 +852,7 @@ pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
                 } else {
                     AllocResult::Failure
                 },
+                inferred: false,
             })
         }
         kind::FREE => {
@@ -770,6 +880,7 @@ pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
                 id,
                 old_order,
                 new_order,
+                inferred: false,
             })
         }
         kind::SWAPIN => {
@@ -806,6 +917,49 @@ pub fn from_bpf(bytes: &[u8], swp_type_shift: u8) -> Option<Event> {
                 old_list,
                 order,
                 count,
+            })
+        }
+        kind::GRANT => {
+            let id = d.u64().ok()?;
+            let swap_val = d.u64().ok()?;
+            let pid_tgid = d.u64().ok()?;
+            let nr = u32::from(d.u16().ok()?);
+            let order = d.u8().ok()?;
+            let _pad = d.u8().ok()?;
+            let req_cpu = d.u32().ok()?;
+            let start_ns = d.u64().ok()?;
+            let mask = (1u64 << shift) - 1;
+            // A batch grant carries its slots after the fixed part (`GrantBatchEvent`).
+            let batch = if usize::from(h.size)
+                == std::mem::size_of::<swapscope_common::GrantBatchEvent>()
+                && nr >= 2
+                && nr as usize <= GRANT_BATCH_MAX
+            {
+                let mut b = Vec::with_capacity(nr as usize);
+                for _ in 0..nr {
+                    b.push(d.u64().ok()? & mask);
+                }
+                b
+            } else {
+                Vec::new()
+            };
+            Event::Grant(Grant {
+                ts_ns,
+                cpu,
+                req_cpu: if req_cpu == swapscope_common::CPU_UNKNOWN {
+                    cpu
+                } else {
+                    req_cpu
+                },
+                pid: pid_tgid as u32,
+                tgid: (pid_tgid >> 32) as u32,
+                id,
+                swap_type: (swap_val >> shift) as u8,
+                offset: swap_val & mask,
+                order,
+                nr,
+                batch,
+                start_ns,
             })
         }
         _ => return None,
@@ -1041,16 +1195,19 @@ pub(crate) mod tests {
                         AllocResult::Success { swap_type, offset }
                     }),
                 ],
-                proptest::option::of(any::<u32>())
+                proptest::option::of(any::<u32>()),
+                any::<bool>()
             )
-                .prop_map(|(ts_ns, cpu, order, id, result, latency_ns)| {
+                .prop_map(|(ts_ns, cpu, order, id, result, latency_ns, inferred)| {
                     Event::Alloc(Alloc {
                         ts_ns,
                         cpu,
                         order,
                         id,
                         result,
-                        latency_ns,
+                        // An inferred request is never timed (`alloc-inferred` has no latency).
+                        latency_ns: latency_ns.filter(|_| !inferred),
+                        inferred,
                     })
                 }),
             (ts, any::<u32>(), any::<u8>(), any::<u64>(), any::<u32>()).prop_map(
@@ -1071,9 +1228,10 @@ pub(crate) mod tests {
                 any::<u32>(),
                 any::<u64>(),
                 proptest::option::of(0u8..0xff),
-                any::<u8>()
+                any::<u8>(),
+                any::<bool>()
             )
-                .prop_map(|(ts_ns, cpu, pid, id, old_order, new_order)| {
+                .prop_map(|(ts_ns, cpu, pid, id, old_order, new_order, inferred)| {
                     Event::Split(Split {
                         ts_ns,
                         cpu,
@@ -1081,6 +1239,7 @@ pub(crate) mod tests {
                         id,
                         old_order,
                         new_order,
+                        inferred,
                     })
                 }),
             (
@@ -1129,6 +1288,48 @@ pub(crate) mod tests {
                         })
                     }
                 ),
+            (
+                ts,
+                (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()),
+                (
+                    any::<u64>(),
+                    any::<u8>(),
+                    any::<u64>(),
+                    any::<u8>(),
+                    any::<u32>()
+                ),
+                prop::collection::vec(any::<u64>(), 0..=GRANT_BATCH_MAX),
+                any::<u64>()
+            )
+                .prop_map(
+                    |(
+                        ts_ns,
+                        (cpu, req_cpu, pid, tgid),
+                        (id, swap_type, offset, order, nr),
+                        batch,
+                        back,
+                    )| {
+                        Event::Grant(Grant {
+                            ts_ns,
+                            cpu,
+                            req_cpu,
+                            pid,
+                            tgid,
+                            id,
+                            swap_type,
+                            offset,
+                            order,
+                            nr,
+                            batch,
+                            // 0 (unknown) or any time up to `ts_ns`.
+                            start_ns: if back % 3 == 0 {
+                                0
+                            } else {
+                                ts_ns.saturating_sub(back % (ts_ns + 1)).max(1).min(ts_ns)
+                            },
+                        })
+                    }
+                ),
         ]
     }
 
@@ -1151,7 +1352,7 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_never_panic(k in 0u16..17, body in prop::collection::vec(any::<u8>(), 0..80)) {
+        fn arbitrary_bodies_never_panic(k in 0u16..19, body in prop::collection::vec(any::<u8>(), 0..80)) {
             let _ = decode_record(k, &body, SHIFT);
         }
     }
@@ -1161,7 +1362,7 @@ pub(crate) mod tests {
         let mut kinds: Vec<u16> = kind::ALL.iter().map(|(k, _)| *k).collect();
         kinds.sort_unstable();
         kinds.dedup();
-        assert_eq!(kinds, (1..=14).collect::<Vec<u16>>());
+        assert_eq!(kinds, (1..=17).collect::<Vec<u16>>());
     }
 
     #[test]
@@ -1264,7 +1465,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_decode_to_none_and_bad_tags_are_errors() {
-        assert!(matches!(decode_record(15, b"whatever", SHIFT), Ok(None)));
+        assert!(matches!(decode_record(18, b"whatever", SHIFT), Ok(None)));
         assert!(matches!(decode_record(0xffff, &[], SHIFT), Ok(None)));
         let ev = Event::Alloc(Alloc {
             ts_ns: 1,
@@ -1273,6 +1474,7 @@ pub(crate) mod tests {
             id: 5,
             result: AllocResult::Failure,
             latency_ns: None,
+            inferred: false,
         });
         let mut body = Vec::new();
         let k = encode_event(&ev, SHIFT, &mut body).ok();
@@ -1347,6 +1549,7 @@ pub(crate) mod tests {
                     offset: 4096
                 },
                 latency_ns: Some(1234),
+                inferred: false,
             }))
         );
         let f = FreeEvent {
@@ -1383,7 +1586,8 @@ pub(crate) mod tests {
                 pid: 8,
                 id: 7,
                 old_order: None,
-                new_order: 0
+                new_order: 0,
+                inferred: false,
             }))
         );
         assert_eq!(from_bpf(&bpf_bytes(&sp)[..20], 58), None);

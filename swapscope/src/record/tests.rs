@@ -1041,6 +1041,7 @@ proptest! {
                 _ => AllocResult::Failure,
             },
             latency_ns: latency,
+            inferred: false,
         });
         let free = Event::Free(Free { ts_ns: ts, cpu, swap_type: ty, offset: off, nr });
         for ev in [alloc, free] {

@@ -377,6 +377,7 @@ fn collect(snap: &Snapshot, stats: &ServeStats) -> Samples {
             ("split", k.splits),
             ("swapin", k.swapins),
             ("cluster", k.clusters),
+            ("grant", k.grants),
             ("marker", k.markers),
             ("sample", k.samples),
             ("other", k.other),

@@ -52,6 +52,22 @@ pub struct AnalysisConfig {
     pub views: bool,
     /// What-if: the models' device size (`report --swap-size`, `--sweep`).
     pub device_size: Option<crate::engine::DeviceSize>,
+    /// Divergences kept per model (`report --divergence`; see `engine::EngineConfig`).
+    pub divergences: usize,
+    /// The model of the recorded kernel runs free too: it does not take the kernel's answer
+    /// after a divergence (`report --free-running`; see `engine::EngineConfig::kernel_model`).
+    pub free_running: bool,
+}
+
+/// What `report` (and `simulate`, `--sweep`) may ask of an analysis beyond the defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReportOptions {
+    /// What-if: the models' device size.
+    pub device_size: Option<crate::engine::DeviceSize>,
+    /// Divergences kept per model.
+    pub divergences: usize,
+    /// The model of the recorded kernel runs free.
+    pub free_running: bool,
 }
 
 impl Default for AnalysisConfig {
@@ -63,6 +79,8 @@ impl Default for AnalysisConfig {
             mode: String::new(),
             views: true,
             device_size: None,
+            divergences: 0,
+            free_running: false,
         }
     }
 }
@@ -78,7 +96,7 @@ pub fn default_interval_ms(header: &RecordingHeader) -> u64 {
 }
 
 /// Kinds of the Events view's per-kind tails.
-const TAIL_KINDS: usize = 8;
+const TAIL_KINDS: usize = 9;
 
 /// The kernel's swap events and markers (the first kinds of [`crate::event::KINDS`]) each have
 /// a tail; the rest share the last.
@@ -179,17 +197,15 @@ pub struct Analysis {
 impl Analysis {
     /// The analysis `report`, `simulate` and what-if replays run: no viewer state, the models'
     /// devices resized to `device_size` when given.
-    pub fn for_report(
-        header: &RecordingHeader,
-        model_names: &[String],
-        device_size: Option<crate::engine::DeviceSize>,
-    ) -> Self {
+    pub fn for_report(header: &RecordingHeader, model_names: &[String], o: ReportOptions) -> Self {
         Self::new(
             header,
             model_names,
             AnalysisConfig {
                 views: false,
-                device_size,
+                device_size: o.device_size,
+                divergences: o.divergences,
+                free_running: o.free_running,
                 ..AnalysisConfig::default()
             },
         )
@@ -208,6 +224,13 @@ impl Analysis {
                 models,
                 crate::engine::EngineConfig {
                     device_size: cfg.device_size,
+                    online_cpus: (header.nr_cpus > 0).then_some(header.nr_cpus),
+                    divergences: cfg.divergences,
+                    kernel_model: if cfg.free_running {
+                        None
+                    } else {
+                        crate::models::of_kernel(&header.kernel_release)
+                    },
                     ..crate::engine::EngineConfig::default()
                 },
             ),
@@ -339,6 +362,7 @@ impl Analysis {
             }
             Event::Split(_) => self.kinds.splits += 1,
             Event::Cluster(_) => self.kinds.clusters += 1,
+            Event::Grant(_) => self.kinds.grants += 1,
             Event::SwapIn(si) => {
                 self.kinds.swapins += 1;
                 if let Some(o) = si.order {

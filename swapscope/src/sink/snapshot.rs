@@ -190,6 +190,7 @@ pub struct KindCounts {
     pub splits: u64,
     pub swapins: u64,
     pub clusters: u64,
+    pub grants: u64,
     pub markers: u64,
     pub samples: u64,
     pub other: u64,

@@ -129,7 +129,7 @@ impl<S: Source> Answered<S> {
                 let map = &mut self.map;
                 alloc::serve_folio(
                     self.model.as_mut(),
-                    a.cpu,
+                    alloc::Cpus::on(a.cpu),
                     a.order,
                     &mut self.scratch,
                     |r| {

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use self::setup::{Cgroup, LoopSwap, MthpSetting, SetupError, ZramSwap};
+use self::setup::{Cgroup, LoopSwap, MemoryHold, MthpSetting, SetupError, ZramSwap};
 use self::state::{MthpSaved, StateFile};
 pub use self::toucher::Pattern;
 use crate::{host, signal};
@@ -49,7 +49,18 @@ pub fn demo_command(exe: &std::path::Path) -> Vec<String> {
 
 #[derive(Clone, Debug)]
 pub struct StressOptions {
-    pub pattern: Pattern,
+    /// The touchers' patterns: job `i` runs `patterns[i % len]` (empty: sequential).
+    pub patterns: Vec<Pattern>,
+    /// Touchers run at once (each its own process, seed `seed + i`): several tasks reclaiming
+    /// on several CPUs.
+    pub jobs: u32,
+    /// Each toucher in its own child cgroup with `limit_mib` (else all share one cgroup with
+    /// `limit_mib`).
+    pub cgroup_per_job: bool,
+    /// Leave only this much memory available host-wide for the run (the rest is held and locked
+    /// by `stress`): global reclaim, kswapd.
+    pub global_limit_mib: Option<u64>,
+    /// Memory each toucher maps and touches.
     pub size_mib: u64,
     pub limit_mib: u64,
     /// mTHP sizes (kB) to set to `always` for the run.
@@ -88,6 +99,8 @@ pub struct StressSummary {
     pub undone: Vec<(PathBuf, Vec<String>, Vec<String>)>,
     /// What this run could not undo (its state file is kept for `doctor --cleanup`).
     pub left: Vec<String>,
+    /// MiB held for `--global-limit`.
+    pub held_mib: u64,
 }
 
 /// Runs the workload. Everything created is removed before this returns.
@@ -130,7 +143,26 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
         None => None,
     };
     st.note_cgroup(&Cgroup::path_for("stress")?)?;
-    let cg = Cgroup::create("stress", opts.limit_mib << 20)?;
+    let jobs = opts.jobs.max(1);
+    let limit = opts.limit_mib << 20;
+    let cg = Cgroup::create(
+        "stress",
+        if opts.cgroup_per_job {
+            limit.saturating_mul(u64::from(jobs))
+        } else {
+            limit
+        },
+    )?;
+    let mut job_cgs = Vec::new();
+    if opts.cgroup_per_job {
+        for i in 0..jobs {
+            job_cgs.push(cg.create_child(&setup::job_cgroup::name(i), limit)?);
+        }
+    }
+    let hold = match opts.global_limit_mib {
+        Some(mib) => MemoryHold::leave_available(mib << 20)?,
+        None => None,
+    };
     let mut summary = StressSummary {
         cgroup: cg.path.display().to_string(),
         zram: zram
@@ -141,10 +173,98 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
         ..Default::default()
     };
 
+    summary.held_mib = hold.as_ref().map_or(0, |h| h.bytes() >> 20);
+    let mut children = Vec::new();
+    let spawned = (0..jobs).try_for_each(|i| {
+        let pattern = opts
+            .patterns
+            .get(i as usize % opts.patterns.len().max(1))
+            .copied()
+            .unwrap_or(Pattern::Sequential);
+        let child = spawn_toucher(opts, pattern, opts.seed.wrapping_add(u64::from(i)))?;
+        let id = child.id();
+        children.push(child);
+        job_cgs
+            .get(i as usize)
+            .unwrap_or(&cg)
+            .add(id)
+            .map_err(StressError::from)
+    });
+    if let Err(e) = spawned {
+        for c in &mut children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        return Err(e);
+    }
+    // Each toucher waits for a line on stdin, so all are in their cgroups before any touches.
+    for c in &mut children {
+        if let Some(mut stdin) = c.stdin.take() {
+            let _ = stdin.write_all(b"go\n");
+        }
+    }
+    let mut statuses: Vec<Option<std::process::ExitStatus>> = vec![None; children.len()];
+    let mut lost = false;
+    loop {
+        for (c, st) in children.iter_mut().zip(statuses.iter_mut()) {
+            if st.is_none() {
+                match c.try_wait() {
+                    Ok(Some(status)) => *st = Some(status),
+                    Ok(None) => {}
+                    Err(_) => lost = true,
+                }
+            }
+        }
+        if lost || statuses.iter().all(Option::is_some) {
+            break;
+        }
+        if signal::stop_requested() {
+            summary.interrupted = true;
+            for (c, st) in children.iter_mut().zip(statuses.iter_mut()) {
+                if st.is_none() {
+                    let _ = c.kill();
+                    *st = c.wait().ok();
+                }
+            }
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    if lost {
+        for c in &mut children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    summary.elapsed = t0.elapsed();
+    drop(hold);
+    drop(job_cgs);
+    drop(cg);
+    drop(loop_swap);
+    drop(zram);
+    drop(mthp);
+    summary.left = st.finish();
+    if lost {
+        return Err(StressError::Toucher(
+            "lost track of a toucher process".into(),
+        ));
+    }
+    match statuses.iter().flatten().find(|s| !s.success()) {
+        Some(s) if !summary.interrupted => Err(StressError::Toucher(format!("exited with {s}"))),
+        _ => Ok(summary),
+    }
+}
+
+/// Starts one toucher (`swapscope __touch`), waiting for its go line; it dies with this process.
+fn spawn_toucher(
+    opts: &StressOptions,
+    pattern: Pattern,
+    seed: u64,
+) -> Result<std::process::Child, StressError> {
     let mut cmd = Command::new(&opts.exe);
     cmd.arg("__touch")
         .arg("--pattern")
-        .arg(match opts.pattern {
+        .arg(match pattern {
             Pattern::Sequential => "sequential",
             Pattern::ThpFragment => "thp-fragment",
             Pattern::ForkPartialZap => "fork-partial-zap",
@@ -154,56 +274,18 @@ pub fn run(opts: &StressOptions) -> Result<StressSummary, StressError> {
         .arg("--passes")
         .arg(opts.passes.to_string())
         .arg("--seed")
-        .arg(opts.seed.to_string());
+        .arg(seed.to_string());
     if opts.aligned_swapin {
         cmd.arg("--aligned-swapin");
     }
     if let Some(d) = opts.duration {
         cmd.arg("--duration").arg(d.as_secs_f64().to_string());
     }
-    // The toucher dies with this process, however it dies.
     host::kill_with_parent(&mut cmd);
-    let mut child = cmd
-        .stdin(Stdio::piped())
+    cmd.stdin(Stdio::piped())
         .spawn()
         .map_err(|source| StressError::Spawn {
             exe: opts.exe.display().to_string(),
             source,
-        })?;
-    // The toucher waits for a line on stdin, so it is in the cgroup before it touches anything.
-    let moved = cg.add(child.id());
-    if let Err(e) = moved {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(e.into());
-    }
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(b"go\n");
-    }
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(_) => break None,
-        }
-        if signal::stop_requested() {
-            summary.interrupted = true;
-            let _ = child.kill();
-            break child.wait().ok();
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    summary.elapsed = t0.elapsed();
-    drop(cg);
-    drop(loop_swap);
-    drop(zram);
-    drop(mthp);
-    summary.left = st.finish();
-    match status {
-        Some(s) if s.success() || summary.interrupted => Ok(summary),
-        Some(s) => Err(StressError::Toucher(format!("exited with {s}"))),
-        None => Err(StressError::Toucher(
-            "lost track of the toucher process".into(),
-        )),
-    }
+        })
 }

@@ -39,6 +39,10 @@ pub enum SetupError {
     },
     #[error("stress needs root: it creates a cgroup and a swap device; run it with sudo")]
     NotRoot,
+    #[error(
+        "holding {0} MiB for --global-limit failed: {1}; raise --global-limit or run without it"
+    )]
+    Hold(u64, std::io::Error),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SetupError + 'a {
@@ -112,6 +116,38 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// A child cgroup `name` of this one with its own memory limit (removed with this one).
+    /// `name` must be a [`job_cgroup`] name (`job<N>`): removal descends into those only.
+    pub fn create_child(&self, name: &str, limit_bytes: u64) -> Result<Self, SetupError> {
+        if self.version == CgroupVersion::V2 {
+            let ctl = self.path.join("cgroup.subtree_control");
+            write_file(
+                &ctl,
+                "+memory",
+                "delegating the memory controller to job cgroups",
+            )?;
+        }
+        let path = self.path.join(name);
+        fs::create_dir(&path).map_err(io("creating cgroup", &path))?;
+        let cg = Cgroup {
+            path,
+            version: self.version,
+        };
+        let file = match self.version {
+            CgroupVersion::V1 => "memory.limit_in_bytes",
+            CgroupVersion::V2 => "memory.max",
+        };
+        write_file(
+            &cg.path.join(file),
+            &limit_bytes.to_string(),
+            "setting cgroup memory limit",
+        )?;
+        if self.version == CgroupVersion::V2 {
+            let _ = fs::write(cg.path.join("memory.zswap.max"), "0");
+        }
+        Ok(cg)
+    }
+
     /// Moves process `pid` into the cgroup.
     pub fn add(&self, pid: u32) -> Result<(), SetupError> {
         write_file(
@@ -130,9 +166,33 @@ impl Drop for Cgroup {
     }
 }
 
+/// Names of the per-job child cgroups `stress --cgroup-per-job` creates (`job0`, `job1`, ...):
+/// [`remove_cgroup`] removes children of these names first, and nothing else below a cgroup.
+pub mod job_cgroup {
+    /// The name of job `i`'s cgroup.
+    pub fn name(i: u32) -> String {
+        format!("job{i}")
+    }
+
+    /// Whether `name` is one of them.
+    pub fn is(name: &str) -> bool {
+        name.strip_prefix("job")
+            .is_some_and(|n| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit()))
+    }
+}
+
 /// Kills whatever still runs in cgroup `path` (only swapscope's own workload is ever put there)
-/// and removes it. `Ok` when it is gone.
+/// and removes it, with its per-job children ([`job_cgroup`]). `Ok` when it is gone.
 pub fn remove_cgroup(path: &Path) -> Result<(), String> {
+    if let Ok(rd) = fs::read_dir(path) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            if e.file_type().is_ok_and(|t| t.is_dir()) && name.to_str().is_some_and(job_cgroup::is)
+            {
+                remove_cgroup(&e.path())?;
+            }
+        }
+    }
     for _ in 0..50 {
         if !path.exists() || fs::remove_dir(path).is_ok() {
             return Ok(());
@@ -151,6 +211,75 @@ pub fn remove_cgroup(path: &Path) -> Result<(), String> {
         "could not remove cgroup {}; remove it with rmdir",
         path.display()
     ))
+}
+
+/// Memory `stress --global-limit` holds for the run: anonymous, populated and locked by the
+/// `stress` process itself (outside the workload's cgroups), so the whole host is left with about
+/// the limit available and reclaims globally (kswapd and direct reclaim). Unmapped on drop, and by
+/// the kernel when the process dies however it dies, so it needs no state-file entry.
+pub struct MemoryHold {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl MemoryHold {
+    /// Holds `MemAvailable - limit_bytes` (nothing when that is not positive).
+    pub fn leave_available(limit_bytes: u64) -> Result<Option<Self>, SetupError> {
+        let meminfo = Path::new("/proc/meminfo");
+        let text = fs::read_to_string(meminfo).map_err(io("reading", meminfo))?;
+        let avail_kb = text
+            .lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        let hold = (avail_kb << 10).saturating_sub(limit_bytes);
+        let Ok(len) = usize::try_from(hold) else {
+            return Ok(None);
+        };
+        if len < 1 << 20 {
+            return Ok(None);
+        }
+        // SAFETY: an anonymous private mapping with no address hint; the result is checked.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(SetupError::Hold(
+                len as u64 >> 20,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let hold = MemoryHold { base, len };
+        // mlock faults the pages in locked, so reclaim never sees them (populating first would
+        // let it swap zero-filled pages out before the lock).
+        // SAFETY: locks exactly the mapping created above.
+        if unsafe { libc::mlock(base, len) } != 0 {
+            return Err(SetupError::Hold(
+                len as u64 >> 20,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(Some(hold))
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.len as u64
+    }
+}
+
+impl Drop for MemoryHold {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping created in `leave_available` (which unlocks it).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
 }
 
 /// `SWAP_FLAG_PREFER` from <sys/swap.h>.

@@ -141,6 +141,7 @@ impl<'e> Stream<'e> {
             id,
             result: AllocResult::Unknown,
             latency_ns: None,
+            inferred: false,
         }));
         let n = 1u32 << order;
         let mut live = [0u64; 8];
