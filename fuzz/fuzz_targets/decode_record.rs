@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swapscope::record::codec;
+use swapscope_core::record::codec;
 
 fuzz_target!(|data: &[u8]| {
     let [k0, k1, shift, body @ ..] = data else {

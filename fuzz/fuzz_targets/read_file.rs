@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swapscope::record::{CHUNK_HEADER_LEN as CHUNK_HEADER, Reader};
+use swapscope_core::record::{CHUNK_HEADER_LEN as CHUNK_HEADER, Reader};
 
 // A chunk header's fields at fixed offsets (docs/format.md).
 const STORED_LEN_AT: usize = 36;

@@ -957,14 +957,13 @@ fn fuzz(runs: u64, targets: &[String], sanitizer: &str) -> Result<()> {
         .args([
             "test",
             "--package",
-            "swapscope",
+            "swapscope-core",
             "--lib",
             "fuzz_seeds",
             "--",
             "--ignored",
         ])
-        .env("SWAPSCOPE_FUZZ_SEEDS", &seeds)
-        .env("AYA_BUILD_SKIP", "1"))?;
+        .env("SWAPSCOPE_FUZZ_SEEDS", &seeds))?;
     let mut summary = Vec::new();
     for t in targets {
         let corpus = dir.join("corpus").join(t);

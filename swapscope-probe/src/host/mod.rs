@@ -364,22 +364,7 @@ pub fn read_proc_swaps() -> Result<DeviceList, HostError> {
     Ok(parse_proc_swaps(&read("/proc/swaps")?, boottime_ns()))
 }
 
-/// Size in kB of an mTHP directory name `hugepages-<N>kB`.
-pub fn mthp_size_kb(dir_name: &str) -> Option<u64> {
-    dir_name
-        .strip_prefix("hugepages-")?
-        .strip_suffix("kB")?
-        .parse()
-        .ok()
-}
-
-/// Folio order of an mTHP size (4 KiB pages).
-pub fn order_of_size_kb(kb: u64) -> Option<u8> {
-    if kb < 4 || !kb.is_power_of_two() {
-        return None;
-    }
-    Some((kb / 4).trailing_zeros() as u8)
-}
+pub use swapscope_core::mthp::{mthp_size_kb, order_of_size_kb, parse_mthp_counter};
 
 /// mTHP sizes the kernel offers, ascending, in kB.
 pub fn mthp_sizes_kb(root: &Path) -> Vec<u64> {
@@ -428,12 +413,6 @@ pub fn sample_counters(mthp_root: &Path) -> CounterSample {
         parse_vmstat(&text, &mut values);
     }
     CounterSample { ts_ns, values }
-}
-
-/// Splits a counter name `hugepages-<N>kB/<stat>` into (order, stat).
-pub fn parse_mthp_counter(name: &str) -> Option<(u8, &str)> {
-    let (dir, stat) = name.split_once('/')?;
-    Some((order_of_size_kb(mthp_size_kb(dir)?)?, stat))
 }
 
 /// The allocator-relevant flags of a device (`event::swap_flags`), from its kind and whether its

@@ -428,19 +428,7 @@ pub fn plan(
     out
 }
 
-/// The tier a plan gives: `full` when requests and frees are both fed, `tracepoint` when only
-/// write-outs are, `counters` otherwise (no BPF: the kernel's counters and /proc/swaps only).
-pub fn tier(plan: &[ProbeStatus]) -> &'static str {
-    let fed = |feed: &str| {
-        plan.iter()
-            .any(|p| p.attached && p.detail.starts_with(&format!("{feed}:")))
-    };
-    match (fed("alloc") && fed("free"), fed("writeout")) {
-        (true, _) => "full",
-        (false, true) => "tracepoint",
-        _ => "counters",
-    }
-}
+pub use crate::record::tier;
 
 /// Where the BPF programs' own diagnostics (aya-log records) go: each line with its level.
 pub type LogFn = std::sync::Arc<dyn Fn(log::Level, String) + Send + Sync>;

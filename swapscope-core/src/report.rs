@@ -11,7 +11,6 @@ use crate::{
     alloc::AllocatorModel,
     engine::{self, Engine, EngineConfig, MarkerReport, ModelReport, Parallel, StreamSummary},
     event::{CounterSample, Event, Lost},
-    host,
 };
 
 /// JSON schema version of [`Report`].
@@ -475,7 +474,7 @@ fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
     let mut k = KernelDeltas::default();
     for (name, end) in &last.values {
         let delta = end.saturating_sub(first.get(name).unwrap_or(0));
-        if let Some((order, stat)) = host::parse_mthp_counter(name) {
+        if let Some((order, stat)) = crate::mthp::parse_mthp_counter(name) {
             let map = match stat {
                 "swpout" => &mut k.swpout_by_order,
                 "swpout_fallback" => &mut k.swpout_fallback_by_order,

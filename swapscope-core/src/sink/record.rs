@@ -80,7 +80,7 @@ impl<W: Write> RecordSink<W> {
 
 fn err(path: &str, e: &FormatError) -> SinkError {
     let cause = match e {
-        FormatError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => {
+        FormatError::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
             "no space left on the device (ENOSPC); free space or record elsewhere".to_string()
         }
         other => other.to_string(),

@@ -1145,7 +1145,7 @@ fn fuzz_seeds() {
     for d in [&files, &records] {
         std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
     }
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../swapscope/tests/data");
     let mut names: Vec<_> = std::fs::read_dir(&data)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();

@@ -30,7 +30,7 @@ use crate::{
     alloc::{AllocatorModel, CLUSTER_SLOTS, ClusterCell, NR_ORDERS},
     engine::OrderCounters,
     event::{AllocResult, CounterSample, Event, Ts},
-    host, models, probe,
+    models,
     record::RecordingHeader,
     report::{Report, ReportBuilder},
     source::Summary,
@@ -446,7 +446,7 @@ impl Analysis {
         let mut pswpout = 0;
         for (name, v) in &c.values {
             let base = first.get(name).unwrap_or(0);
-            if let Some((order, stat)) = host::parse_mthp_counter(name) {
+            if let Some((order, stat)) = crate::mthp::parse_mthp_counter(name) {
                 let o = usize::from(order).min(NR_ORDERS - 1);
                 match stat {
                     "swpout" => since_first[0][o] = v.saturating_sub(base),
@@ -839,7 +839,7 @@ fn stream_info(
     let tier = if header.probe_plan.is_empty() {
         "simulated".to_string()
     } else {
-        probe::tier(&header.probe_plan).to_string()
+        crate::record::tier(&header.probe_plan).to_string()
     };
     let (attached, missing): (Vec<_>, Vec<_>) =
         header.probe_plan.iter().cloned().partition(|p| p.attached);

@@ -2,14 +2,14 @@
 //! occupancy when the stream carries the kernel's answers, and produces the comparison report.
 //!
 //! ```
-//! use swapscope::engine::{Engine, EngineConfig};
-//! let mut engine = Engine::new(swapscope::models::all(), EngineConfig::default());
-//! # let events: Vec<swapscope::event::Event> = Vec::new();
+//! use swapscope_core::engine::{Engine, EngineConfig};
+//! let mut engine = Engine::new(swapscope_core::models::all(), EngineConfig::default());
+//! # let events: Vec<swapscope_core::event::Event> = Vec::new();
 //! for ev in &events {
 //!     engine.feed(ev);
 //! }
 //! let report = engine.report();
-//! let text = swapscope::engine::render_table(&report);
+//! let text = swapscope_core::engine::render_table(&report);
 //! let json = report.to_json();
 //! # let _ = (text, json);
 //! ```

@@ -91,6 +91,20 @@ pub struct ProbeStatus {
     pub detail: String,
 }
 
+/// The tier a plan gives: `full` when requests and frees are both fed, `tracepoint` when only
+/// write-outs are, `counters` otherwise (no BPF: the kernel's counters and /proc/swaps only).
+pub fn tier(plan: &[ProbeStatus]) -> &'static str {
+    let fed = |feed: &str| {
+        plan.iter()
+            .any(|p| p.attached && p.detail.starts_with(&format!("{feed}:")))
+    };
+    match (fed("alloc") && fed("free"), fed("writeout")) {
+        (true, _) => "full",
+        (false, true) => "tracepoint",
+        _ => "counters",
+    }
+}
+
 /// Errors that stop reading or writing. Display is one actionable line.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -1,7 +1,8 @@
 //! Where events come from. Every command is a pairing of one [`Source`] with sinks, driven by
 //! [`crate::pipeline::run`]:
 //!
-//! * [`live::LiveSource`] — the BPF probes and the host samplers (root);
+//! * `LiveSource` (in the `swapscope` crate, the probe side) — the BPF probes and the host
+//!   samplers (root);
 //! * [`file::FileSource`] — a recording, decoded on a second thread;
 //! * [`sim::SimSource`] — a simulated workload, generated on a second thread and streamed, never
 //!   collected.
@@ -10,13 +11,10 @@
 
 mod background;
 pub mod file;
-pub mod live;
-pub mod markers;
 pub mod sim;
 
 use crate::{
     event::Event,
-    probe::ProbeError,
     record::{FormatError, RecordingHeader},
     workload::WorkloadError,
 };
@@ -48,7 +46,7 @@ impl Log {
 }
 
 /// Moves `batch` to the end of `out` (without copying when `out` is empty).
-pub(crate) fn append(out: &mut Vec<Event>, mut batch: Vec<Event>) {
+pub fn append(out: &mut Vec<Event>, mut batch: Vec<Event>) {
     if out.is_empty() {
         *out = batch;
     } else {
@@ -74,8 +72,9 @@ pub enum SourceError {
     Format(#[from] FormatError),
     #[error(transparent)]
     Workload(#[from] WorkloadError),
+    /// The probe side's error (the BPF loader's), kept whole for its message and hints.
     #[error(transparent)]
-    Probe(#[from] ProbeError),
+    Probe(Box<dyn std::error::Error + Send + Sync>),
     #[error("{0}")]
     Host(String),
     /// The command to run while recording could not start.
