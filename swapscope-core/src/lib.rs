@@ -15,5 +15,7 @@ pub mod repair;
 pub mod report;
 pub mod sink;
 pub mod source;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod whatif;
 pub mod workload;

@@ -4,7 +4,7 @@
 pub use swapscope_core::{
     alloc, engine, event, models, mthp, pipeline, record, repair, report, sink, whatif, workload,
 };
+pub use swapscope_export as export;
 pub use swapscope_probe::{host, probe, signal, source, stress};
-pub mod export;
-pub mod serve;
-pub mod tui;
+pub use swapscope_serve as serve;
+pub use swapscope_tui as tui;

@@ -497,6 +497,10 @@ fn test() -> Result<()> {
     duckdb::ensure_venv(&target_dir())?;
     step("unit, property and snapshot tests");
     run(Command::new(cargo()).args(["test", "--workspace", "--exclude", "swapscope-ebpf"]))?;
+    // A model defined outside swapscope, replayed over real recordings beside the built-in
+    // ones (its tests ran above; this is the run a kernel developer would do).
+    step("a model from outside: cargo run -p custom-model (examples/custom-model)");
+    run(Command::new(cargo()).args(["run", "--quiet", "--package", "custom-model"]))?;
     // The live host test needs root and BTF.
     let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
     if !is_root() || !btf {
@@ -601,24 +605,26 @@ fn run_demo(out: &Path, seconds: u32) -> Result<()> {
 // bench
 
 fn bench(repeat: u32, reuse: bool, no_doc: bool) -> Result<()> {
-    step("building swapscope (release; the benchmark needs no BPF object)");
+    step("building swapscope-bench (release; the replay benchmark needs no BPF object)");
     let mut build = Command::new(cargo());
-    build.args(["build", "--release", "--package", "swapscope"]);
+    build.args(["build", "--release", "--package", "swapscope-bench"]);
     if env::var_os("AYA_BUILD_SKIP").is_none() {
         build.env("AYA_BUILD_SKIP", "1");
     }
     run(&mut build)?;
     let target = target_dir();
-    let exe = target.join("release/swapscope");
+    let exe = target.join("release/swapscope-bench");
     let mut shown = format!("cargo xtask bench --repeat {repeat}");
     if reuse {
         shown.push_str(" --reuse");
     }
     let mut cmd = Command::new(&exe);
-    cmd.arg("__bench")
-        .arg("--dir")
-        .arg(target.join("bench"))
-        .args(["--repeat", &repeat.to_string(), "--command", &shown]);
+    cmd.arg("--dir").arg(target.join("bench")).args([
+        "--repeat",
+        &repeat.to_string(),
+        "--command",
+        &shown,
+    ]);
     if reuse {
         cmd.arg("--reuse");
     }
@@ -635,11 +641,9 @@ fn bench_serve(no_doc: bool) -> Result<()> {
             "the exporter benchmark runs the demo workload: run it as root (sudo -E cargo xtask bench --serve)"
         );
     }
-    step("building swapscope (release, with the BPF object)");
-    run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
-    let exe = target_dir().join("release/swapscope");
+    let exe = build_bench()?;
     let mut cmd = Command::new(&exe);
-    cmd.args(["__bench", "--serve", "--rate", "50", "--seconds", "60"])
+    cmd.args(["--serve", "--rate", "50", "--seconds", "60"])
         .args(["--command", "cargo xtask bench --serve"]);
     if !no_doc {
         cmd.arg("--doc").arg(root_dir().join("docs/performance.md"));
@@ -654,12 +658,10 @@ fn bench_live(pairs: u32, no_doc: bool) -> Result<()> {
             "the live benchmark attaches BPF programs and makes the kernel swap: run it as root (sudo -E cargo xtask bench --live)"
         );
     }
-    step("building swapscope (release, with the BPF object)");
-    run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
+    let exe = build_bench()?;
     let target = target_dir();
-    let exe = target.join("release/swapscope");
     let mut cmd = Command::new(&exe);
-    cmd.args(["__bench", "--live", "--pairs", &pairs.to_string(), "--dir"])
+    cmd.args(["--live", "--pairs", &pairs.to_string(), "--dir"])
         .arg(target.join("bench"))
         .args([
             "--command",
@@ -673,6 +675,21 @@ fn bench_live(pairs: u32, no_doc: bool) -> Result<()> {
         pairs * 12 + 10
     ));
     run(&mut cmd)
+}
+
+/// Builds swapscope (with the BPF object) and swapscope-bench in release mode; returns the
+/// benchmark program, which finds `swapscope` beside it.
+fn build_bench() -> Result<PathBuf> {
+    step("building swapscope (release, with the BPF object) and swapscope-bench");
+    run(Command::new(cargo()).args([
+        "build",
+        "--release",
+        "--package",
+        "swapscope",
+        "--package",
+        "swapscope-bench",
+    ]))?;
+    Ok(target_dir().join("release/swapscope-bench"))
 }
 
 /// `cargo xtask bench --live --vm`.
@@ -704,13 +721,20 @@ fn loadavg1() -> String {
 fn bench_live_vm(o: &BenchVm) -> Result<()> {
     use vm::KernelSel::{V6_12, V7};
     // A copy of the binary, so that a rebuild of the tree during the runs changes nothing.
+    let program = build_bench()?;
+    let dir = target_dir().join("vm-bench");
+    fs::create_dir_all(&dir)?;
+    let program_copy = dir.join("swapscope-bench");
+    fs::copy(&program, &program_copy).with_context(|| {
+        format!(
+            "copying {} to {}",
+            program.display(),
+            program_copy.display()
+        )
+    })?;
     let exe = match env::var_os("SWAPSCOPE_VM_BINARY") {
         Some(p) => PathBuf::from(p),
         None => {
-            step("building swapscope (release, with the BPF object)");
-            run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
-            let dir = target_dir().join("vm-bench");
-            fs::create_dir_all(&dir)?;
             let copy = dir.join("swapscope-after");
             fs::copy(target_dir().join("release/swapscope"), &copy)
                 .with_context(|| format!("copying the release binary to {}", copy.display()))?;
@@ -723,6 +747,7 @@ fn bench_live_vm(o: &BenchVm) -> Result<()> {
         storm_mib,
         storm_passes,
         before: o.before.clone(),
+        program: program_copy,
     };
     let opts = vm::RunOpts {
         exe: Some(exe),
@@ -822,7 +847,7 @@ fn bench_live_vm(o: &BenchVm) -> Result<()> {
         let host_kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         let block = format!(
             "{VM_BEGIN}\nCommand: `{shown}`: in each guest (QEMU TCG, 2 GiB, one VM at a time) \
-             `swapscope __bench --live --pairs {pairs} --storm-mib {mib} --storm-passes {passes}` \
+             `swapscope-bench --live --pairs {pairs} --storm-mib {mib} --storm-passes {passes}` \
              — the storm `swapscope {storm}`, alone and recorded in alternating pairs after one \
              warm-up storm —{before} with this build's (**after**).\n\n\
              Run {date}. Host: {cores} CPUs ({cpu}), Linux {hk}; load average (1, 5, 15 min) \
@@ -842,7 +867,7 @@ fn bench_live_vm(o: &BenchVm) -> Result<()> {
     Ok(())
 }
 
-/// One kernel × vCPUs × recorder of [`bench_live_vm`]; `v` is `__bench --live`'s JSON summary.
+/// One kernel × vCPUs × recorder of [`bench_live_vm`]; `v` is `swapscope-bench --live`'s JSON summary.
 struct VmRow {
     kernel: String,
     smp: u32,

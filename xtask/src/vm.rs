@@ -230,7 +230,7 @@ pub fn vm(args: &VmArgs) -> Result<()> {
     run_matrix(&runs, args.keep, args.timeout)
 }
 
-/// The live benchmark in the guest (`swapscope __bench --live`, docs/performance.md): paired
+/// The live benchmark in the guest (`swapscope-bench --live`, docs/performance.md): paired
 /// swap storms alone and recorded, with this build's recorder and, when given, an older one.
 #[derive(Clone, Debug)]
 pub struct VmBench {
@@ -242,6 +242,8 @@ pub struct VmBench {
     /// Another swapscope binary whose recorder is measured first (`/bin/swapscope-before` in
     /// the guest), to compare builds.
     pub before: Option<PathBuf>,
+    /// The benchmark program (`swapscope-bench`, `/bin/swapscope-bench` in the guest).
+    pub program: PathBuf,
 }
 
 /// The storm of the VM benchmark: 200 MiB, 2 passes (≈ 8 s of guest time under TCG).
@@ -273,11 +275,14 @@ impl VmBench {
         let before = env::var_os("SWAPSCOPE_VM_BENCH_BEFORE")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
+        step("building swapscope-bench (release)");
+        run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope-bench"]))?;
         Ok(Some(VmBench {
             pairs,
             storm_mib,
             storm_passes,
             before,
+            program: target_dir().join("release/swapscope-bench"),
         }))
     }
 
@@ -1089,7 +1094,7 @@ fn guest_env() -> String {
 }
 
 /// The live benchmark in the guest, once per recorder (`before`: `/bin/swapscope-before`;
-/// `after`: this build): `__bench --live` with its JSON summary, stdout and stderr kept in /out;
+/// `after`: this build): `swapscope-bench --live` with its JSON summary, stdout and stderr kept in /out;
 /// its progress lines are echoed to the console.
 fn bench_script(b: &VmBench) -> String {
     let mut out = String::from("uname -v > /out/uname-v\nnproc > /out/nproc\nmkdir -p /tmp/b\n");
@@ -1100,8 +1105,8 @@ fn bench_script(b: &VmBench) -> String {
             ""
         };
         out.push_str(&format!(
-            r#"echo "swapscope-vm: bench {w}: __bench --live --pairs {p} --storm-mib {m} --storm-passes {n}{rec}"
-{{ $S __bench --live --pairs {p} --dir /tmp/b --storm-mib {m} --storm-passes {n}{rec} --summary-json /out/bench.{w}.json 2>&1 > /out/bench.{w}.out; echo $? > /out/bench.{w}.rc; }} | tee /out/bench.{w}.err | sed 's/^/swapscope-vm: bench {w}: /'
+            r#"echo "swapscope-vm: bench {w}: swapscope-bench --live --pairs {p} --storm-mib {m} --storm-passes {n}{rec}"
+{{ /bin/swapscope-bench --swapscope $S --live --pairs {p} --dir /tmp/b --storm-mib {m} --storm-passes {n}{rec} --summary-json /out/bench.{w}.json 2>&1 > /out/bench.{w}.out; echo $? > /out/bench.{w}.rc; }} | tee /out/bench.{w}.err | sed 's/^/swapscope-vm: bench {w}: /'
 grep -h -e '^Median' -e '^BPF program' /out/bench.{w}.out | sed 's/^/swapscope-vm: bench {w}: /'
 echo "swapscope-vm: bench {w}: exited $(cat /out/bench.{w}.rc)"
 "#,
@@ -1211,6 +1216,18 @@ fn build_initramfs(
         0o755,
     )?;
     let mut libs = shared_libs(exe)?;
+    if let Some(b) = bench {
+        c.file(
+            "/bin/swapscope-bench",
+            &fs::read(&b.program).with_context(|| format!("reading {}", b.program.display()))?,
+            0o755,
+        )?;
+        for lib in shared_libs(&b.program)? {
+            if !libs.contains(&lib) {
+                libs.push(lib);
+            }
+        }
+    }
     if let Some(before) = bench.and_then(|b| b.before.as_deref()) {
         c.file(
             "/bin/swapscope-before",
@@ -1611,12 +1628,12 @@ fn check_bench(dir: &Path, which: &str, b: &VmBench) -> Result<String> {
     no_panic(dir, &[&f("err"), &f("out")])?;
     ensure!(
         rc(dir, &f("rc")) == Some(0),
-        "__bench --live exited {:?}: {}",
+        "swapscope-bench --live exited {:?}: {}",
         rc(dir, &f("rc")),
         read(dir, &f("err")).trim()
     );
     let v: Value = serde_json::from_str(&read(dir, &f("json")))
-        .context("__bench --live wrote no JSON summary")?;
+        .context("swapscope-bench --live wrote no JSON summary")?;
     let pairs = v["pairs"].as_array().map_or(0, Vec::len);
     ensure!(
         pairs == b.pairs as usize,
@@ -1806,7 +1823,12 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
         "expected a swap storm, saw {events} write-outs"
     );
     ensure!(lost == 0, "{lost} events were lost");
-    ensure!(zero == 0, "zero-filled folios make the relations inexact");
+    // Zero-filled folios (6.12+: `swpout_zero`) are written out without I/O: the kernel counts
+    // their pages apart from `pswpout` and their folios not in the per-size `swpout`, and reads
+    // them back without counting `pswpin`; the write-out and swap-in events see them all. So
+    // the relations below hold with `zero` added: exactly for pages written, as bounds for the
+    // 64 KiB folios and the pages read back (at most every zero-filled page comes back).
+    let pswpout = pswpout + zero;
     // The report of the run: intervals with the occupancy at their end, the peak, and the
     // kernel's swap-in counters beside the swap-outs (schema 2, docs/report-schema.md).
     let intervals = r["intervals"].as_array().map_or(0, Vec::len);
@@ -1872,7 +1894,11 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
     if sc.mthp {
         ensure!(w4 > 0, "no 64 KiB folio was written out");
         if exact {
-            ensure!(w4 == k4, "64 KiB write-outs {w4} != Δswpout[64K] {k4}");
+            ensure!(
+                w4 >= k4 && (w4 - k4) * 16 <= zero,
+                "64 KiB write-outs {w4} != Δswpout[64K] {k4} (+ at most {} zero-filled)",
+                zero / 16
+            );
         } else {
             ensure!(w4 <= k4, "64 KiB write-outs {w4} > Δswpout[64K] {k4}");
             ensure!(
@@ -1899,18 +1925,19 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
     );
     if missed_swapin == 0 {
         ensure!(
-            sin_pages == pswpin,
-            "Σ 2^order × swap-in events {sin_pages} != Δpswpin {pswpin}"
+            sin_pages >= pswpin && sin_pages - pswpin <= zero,
+            "Σ 2^order × swap-in events {sin_pages} != Δpswpin {pswpin} (+ at most {zero} zero-filled)"
         );
         if spec.mthp_swpin {
             ensure!(
-                sin4 == swpin4,
-                "64 KiB swap-in events {sin4} != Δswpin[64K] {swpin4}"
+                sin4 >= swpin4 && (sin4 - swpin4) * 16 <= zero,
+                "64 KiB swap-in events {sin4} != Δswpin[64K] {swpin4} (+ at most {} zero-filled)",
+                zero / 16
             );
         }
     } else {
         ensure!(
-            sin_pages <= pswpin,
+            sin_pages <= pswpin + zero,
             "swap-in events cover {sin_pages} pages, more than Δpswpin {pswpin}"
         );
     }
@@ -2042,7 +2069,11 @@ fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -> Result<St
         s.push_str(&format!(
             "    inuse_pages check: {mismatches} mismatches in {checks} checks\n"
         ));
-        if smp == 1 && (grants || !spec.slot_cache && missed_alloc == 0) {
+        // 6.12 with several reclaimers is the exception on one CPU too: a slot-cache batch can
+        // drop `si->lock` midway and let another task free and publish before the batch's grant
+        // (docs/kernel-support.md), so there the mismatches are counted, not asserted.
+        let batch_races = spec.slot_cache && sc.tasks > 1;
+        if smp == 1 && !batch_races && (grants || !spec.slot_cache && missed_alloc == 0) {
             ensure!(checks > 0, "the inuse_pages check never ran");
             ensure!(
                 mismatches == 0,

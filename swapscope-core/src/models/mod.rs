@@ -1,6 +1,7 @@
 //! The allocator models: one file per model, each mirroring (or proposing) a swap-slot allocator
 //! behind [`AllocatorModel`]. Add a model by adding its file, a `pub mod` line, an entry in
-//! [`NAMES`] and a match arm in [`by_name`].
+//! [`NAMES`] and a match arm in [`by_name`] — or, from another crate, with [`register`]
+//! (docs/models.md, "Writing your own model"; `examples/custom-model`).
 
 use crate::alloc::AllocatorModel;
 
@@ -65,8 +66,47 @@ pub fn by_name(name: &str) -> Option<Box<dyn AllocatorModel>> {
         "classified-per-order" => Box::new(Classified::per_order()),
         "discontiguous" => Box::new(Discontiguous::new()),
         Vswap::NAME => Box::new(Vswap::new()),
-        _ => return None,
+        _ => return registered(name),
     })
+}
+
+/// Makes a fresh instance of a model defined outside this crate.
+pub type ModelFactory = fn() -> Box<dyn AllocatorModel>;
+
+/// Models registered from outside this crate ([`register`]), in registration order.
+static REGISTERED: std::sync::RwLock<Vec<(&'static str, ModelFactory)>> =
+    std::sync::RwLock::new(Vec::new());
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegisterError {
+    #[error("a model named {0:?} already exists; choose another name")]
+    Taken(&'static str),
+}
+
+/// Adds a model defined in another crate under `name`, so that [`by_name`], `--models` lists
+/// ([`select`]; `all` includes it), reports and the what-if sweep know it like a built-in one.
+/// Call it before building a report; the registry lives as long as the process.
+pub fn register(name: &'static str, factory: ModelFactory) -> Result<(), RegisterError> {
+    if select::known().contains(&name) {
+        return Err(RegisterError::Taken(name));
+    }
+    let mut r = REGISTERED.write().unwrap_or_else(|e| e.into_inner());
+    if r.iter().any(|(n, _)| *n == name) {
+        return Err(RegisterError::Taken(name));
+    }
+    r.push((name, factory));
+    Ok(())
+}
+
+/// The names of the models [`register`] added, in registration order.
+pub fn registered_names() -> Vec<&'static str> {
+    let r = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    r.iter().map(|(n, _)| *n).collect()
+}
+
+fn registered(name: &str) -> Option<Box<dyn AllocatorModel>> {
+    let r = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    r.iter().find(|(n, _)| *n == name).map(|(_, f)| f())
 }
 
 /// The model of the kernel a recording comes from (`uname -r` as its header keeps it): the

@@ -1,13 +1,13 @@
 //! `--models all|default|LIST`: which models a command replays the stream through.
 
-use super::{EXTRA_NAMES, NAMES, by_name};
+use super::{EXTRA_NAMES, NAMES, by_name, registered_names};
 
 /// Names that only alias another model (left out of `all`).
 pub const ALIASES: &[&str] = &["linux-7"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SelectError {
-    #[error("unknown model {given:?}; known: all, default, {}", known().join(", "))]
+    #[error("unknown model {given:?}; known: all, default, {}", known_and_registered().join(", "))]
     Unknown { given: String },
 }
 
@@ -16,9 +16,16 @@ pub fn known() -> Vec<&'static str> {
     NAMES.iter().chain(EXTRA_NAMES).copied().collect()
 }
 
+/// [`known`] and the models registered from outside ([`super::register`]).
+fn known_and_registered() -> Vec<&'static str> {
+    let mut v = known();
+    v.extend(registered_names());
+    v
+}
+
 /// Every model once: the default set, then the others, aliases left out.
 pub fn all_names() -> Vec<&'static str> {
-    known()
+    known_and_registered()
         .into_iter()
         .filter(|n| !ALIASES.contains(n))
         .collect()

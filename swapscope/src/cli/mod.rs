@@ -1,9 +1,6 @@
 //! Command-line interface: one module per subcommand. anyhow lives here and nowhere deeper.
 
 mod args;
-mod bench;
-mod bench_live;
-mod bench_serve;
 mod doctor;
 mod dump;
 mod export;
@@ -93,9 +90,6 @@ pub enum Command {
     /// The toucher `stress` runs inside its cgroup (internal).
     #[command(name = "__touch", hide = true)]
     Touch(stress::TouchArgs),
-    /// Throughput and memory of `report` on large simulated recordings (`cargo xtask bench`).
-    #[command(name = "__bench", hide = true)]
-    Bench(bench::BenchArgs),
 }
 
 /// Signal handlers (stop, SIGUSR1 markers) and the marker inputs of a live session: the inbox
@@ -182,8 +176,7 @@ impl Command {
             | Command::Stress(_)
             | Command::Touch(_)
             | Command::Export(_)
-            | Command::Serve(_)
-            | Command::Bench(_) => false,
+            | Command::Serve(_) => false,
         }
     }
 }
@@ -222,6 +215,5 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Stress(args) => stress::run(args),
         Command::Touch(args) => stress::touch(args),
-        Command::Bench(args) => bench::run(args),
     }
 }

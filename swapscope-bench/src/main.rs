@@ -1,0 +1,23 @@
+//! `swapscope-bench`: the benchmarks behind `cargo xtask bench` (docs/performance.md), kept out
+//! of the shipped binary. `replay` measures report throughput and memory on large simulated
+//! recordings (each measurement in a child process of this program); `live` what the recorder
+//! costs a swap storm (paired runs of `swapscope stress`, alone and under `swapscope record`);
+//! `serve` the exporter under scrapes.
+mod live;
+mod replay;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = replay::BenchArgs::parse();
+    match replay::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("swapscope-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
