@@ -383,7 +383,7 @@ impl ReportBuilder {
         }
         let er = match self.engine {
             Some(Shadows::Inline(mut e)) => {
-                e.end_deferral();
+                e.end_holds();
                 Some(e.report())
             }
             Some(Shadows::Parallel(p)) => {

@@ -306,6 +306,8 @@ pub struct Engine {
     /// Per order: refusals decided at a grant (6.12: `nr` 0) whose request event is still to
     /// come.
     refusals: [u32; NR_ORDERS],
+    /// Frees of a full-cluster reclaim held back (see [`ReclaimHold`]).
+    reclaim: Option<ReclaimHold>,
     /// A refusal grant whose answer waits for concurrent batches (see [`Deferred`]).
     deferred: Option<Deferred>,
 }
@@ -326,6 +328,22 @@ struct Deferred {
     /// The grant's position in the stream.
     event: u64,
     /// Events passed while held.
+    held: u32,
+}
+
+/// The frees of a reclaim of full clusters (7.x: `swap_reclaim_full_clusters`, which starts by
+/// isolating a full cluster), held back until it is clear whose they are. A 7.x allocation that
+/// found nothing on the free and nonfull lists reclaims swap-cache slots of full clusters and
+/// then scans only one frag cluster: the room it made is not used by that request, and the
+/// request's grant (or refusal) comes after the frees in the stream. When the next grant on the
+/// reclaim's CPU started (`start_ns`) before the frees, they were made inside that allocation,
+/// under its local lock: it is decided first, then the frees are applied. Anything else that
+/// decides (another request, a device change) applies them first, as the stream has them.
+struct ReclaimHold {
+    cpu: u32,
+    /// Timestamp of the first held free.
+    first_ts: Ts,
+    frees: Vec<Free>,
     held: u32,
 }
 
@@ -397,6 +415,7 @@ impl Engine {
             granted: std::collections::HashMap::default(),
             divergences: divergence::Divergences::new(config.divergences, nr_models),
             refusals: [0; NR_ORDERS],
+            reclaim: None,
             deferred: None,
         }
     }
@@ -512,6 +531,9 @@ impl Engine {
         if self.config.interval_ns > 0 && self.last_ts > 0 {
             self.advance_intervals(self.last_ts);
         }
+        if self.reclaim.is_some() && self.hold_for_reclaim(ev) {
+            return;
+        }
         match ev {
             Event::SwapOn(recorded) => {
                 let resized = self.config.device_size.map(|d| d.apply(recorded));
@@ -545,11 +567,7 @@ impl Engine {
             }
             Event::Alloc(a) => self.alloc(a),
             Event::Grant(g) => self.grant(g),
-            Event::Free(f) => {
-                self.note_peak();
-                self.live = self.live.saturating_sub(u64::from(f.nr));
-                self.free(f);
-            }
+            Event::Free(f) => self.apply_free(f),
             Event::Marker(m) => {
                 self.stream.markers += 1;
                 if self.markers.len() < MAX_MARKER_ROWS {
@@ -572,6 +590,18 @@ impl Engine {
                 self.stream.ignored += 1;
             }
             Event::Cluster(c) => {
+                if c.list == crate::event::cluster_list::ISOLATED
+                    && u64::from(c.count) >= alloc::CLUSTER_SLOTS
+                    && self.reclaim.is_none()
+                {
+                    // A full cluster taken off its list: a reclaim begins on this CPU.
+                    self.reclaim = Some(ReclaimHold {
+                        cpu: c.cpu,
+                        first_ts: 0,
+                        frees: Vec::new(),
+                        held: 0,
+                    });
+                }
                 self.real.cluster(c);
                 if c.list == crate::event::cluster_list::ISOLATED {
                     for s in &mut self.shadows {
@@ -978,6 +1008,84 @@ impl Engine {
     }
 
     /// The kernel failed this order: count each model's answer and give a success back.
+    fn apply_free(&mut self, f: &Free) {
+        self.note_peak();
+        self.live = self.live.saturating_sub(u64::from(f.nr));
+        self.free(f);
+    }
+
+    /// With a reclaim held ([`ReclaimHold`]): keeps `ev` back when it is one of the reclaim's
+    /// frees (returns true), or lets it through — after applying the held frees, unless it is
+    /// the grant of the allocation that made them, which is decided first.
+    fn hold_for_reclaim(&mut self, ev: &Event) -> bool {
+        let Some(h) = self.reclaim.as_mut() else {
+            return false;
+        };
+        h.held += 1;
+        match ev {
+            Event::Free(f) if f.cpu == h.cpu && h.held < MAX_DEFERRED_EVENTS as u32 * 4 => {
+                if h.frees.is_empty() {
+                    h.first_ts = f.ts_ns;
+                }
+                h.frees.push(*f);
+                true
+            }
+            // The reclaim's own list moves, and what does not decide.
+            Event::Cluster(c) if c.cpu == h.cpu => false,
+            Event::Writeout(_)
+            | Event::Split(_)
+            | Event::SwapIn(_)
+            | Event::Counters(_)
+            | Event::Lost(_)
+            | Event::Marker(_)
+            | Event::Free(_)
+                if h.held < MAX_DEFERRED_EVENTS as u32 * 4 =>
+            {
+                false
+            }
+            // Request events confirm what their grants decided.
+            Event::Alloc(_)
+                if self.stream.grants > 0 && h.held < MAX_DEFERRED_EVENTS as u32 * 4 =>
+            {
+                false
+            }
+            Event::Grant(g)
+                if g.cpu == h.cpu
+                    && !h.frees.is_empty()
+                    && g.start_ns != 0
+                    && g.start_ns < h.first_ts =>
+            {
+                // The allocation that reclaimed: decided before its own frees.
+                self.grant(g);
+                self.end_deferral();
+                self.end_reclaim();
+                true
+            }
+            _ => {
+                self.end_reclaim();
+                false
+            }
+        }
+    }
+
+    /// Applies the frees of a held reclaim, if any.
+    fn end_reclaim(&mut self) {
+        if let Some(h) = self.reclaim.take() {
+            if !h.frees.is_empty() {
+                self.end_deferral();
+            }
+            for f in &h.frees {
+                self.apply_free(f);
+            }
+        }
+    }
+
+    /// At the end of a stream: answers the refusal held back and applies held frees.
+    pub fn end_holds(&mut self) {
+        self.end_deferral();
+        self.end_reclaim();
+    }
+
     /// Answers the refusal held back (see [`Deferred`]), if any. Called before any event that
     /// could change the allocator's state, and when the stream ends.
     pub fn end_deferral(&mut self) {

@@ -65,7 +65,7 @@ impl Parallel {
                             e.feed(ev);
                         }
                     }
-                    e.end_deferral();
+                    e.end_holds();
                     e
                 })?;
             workers.push(Worker {

@@ -786,3 +786,59 @@ fn a_grant_freed_before_its_request_returned_is_an_orphan() {
     assert_eq!(r.real.as_ref().map(|x| x.used_slots), Some(0));
     assert_eq!(r.models[0].used_slots, 0);
 }
+
+/// 7.x: an allocation that found nothing on its lists reclaims swap-cache slots of a full
+/// cluster and then refuses anyway (the reclaimed cluster goes to a list it no longer scans);
+/// the stream has the reclaim's frees before the refusal. Frees made after the request started,
+/// on its CPU, are applied after its decision; frees from before it, first.
+#[test]
+fn a_reclaim_inside_a_refused_allocation_does_not_serve_it() {
+    let run = |start_ns: u64| {
+        let mut e = followed("linux-6.18", "buddy", 4);
+        e.feed(&swapon(0, 2, SSD));
+        // The whole device in 64K folios: cluster 0 past its header, then cluster 1.
+        for k in 1..64u64 {
+            e.feed(&grant(0, 4, k, 0, 16 * k));
+        }
+        // The reclaim: cluster 1, full, taken off its list; 16 slots freed.
+        e.feed(&Event::Cluster(crate::event::ClusterMove {
+            ts_ns: 200,
+            cpu: 0,
+            swap_type: 0,
+            cluster: 1,
+            list: crate::event::cluster_list::ISOLATED,
+            old_list: crate::event::cluster_list::UNKNOWN,
+            order: 4,
+            count: 512,
+        }));
+        e.feed(&Event::Free(Free {
+            ts_ns: 210,
+            cpu: 0,
+            swap_type: 0,
+            offset: 512,
+            nr: 16,
+        }));
+        let mut refusal = grant(0, 4, 99, 0, 0);
+        if let Event::Grant(g) = &mut refusal {
+            g.nr = 0;
+            g.ts_ns = 220;
+            g.start_ns = start_ns;
+        }
+        e.feed(&refusal);
+        e.feed(&alloc(0, 4, 99, AllocResult::Failure));
+        e.end_holds();
+        e.report()
+    };
+    let failures = |r: &super::report::Report| {
+        r.models
+            .iter()
+            .map(|m| m.failures_by_order.get("4").copied().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
+    // Started before the frees: they were its own reclaim; both models refuse, as the kernel.
+    let r = run(150);
+    assert_eq!(failures(&r), [1, 1]);
+    // Started after them: the room was there when it decided; both models serve it.
+    let r = run(215);
+    assert_eq!(failures(&r), [0, 0]);
+}
