@@ -347,6 +347,9 @@ struct ReclaimHold {
     held: u32,
 }
 
+/// Most events a reclaim's frees are held back for.
+const MAX_RECLAIM_EVENTS: u32 = MAX_DEFERRED_EVENTS * 4;
+
 /// Most events a refusal is held back for.
 const MAX_DEFERRED_EVENTS: u32 = 256;
 
@@ -1023,7 +1026,7 @@ impl Engine {
         };
         h.held += 1;
         match ev {
-            Event::Free(f) if f.cpu == h.cpu && h.held < MAX_DEFERRED_EVENTS as u32 * 4 => {
+            Event::Free(f) if f.cpu == h.cpu && h.held < MAX_RECLAIM_EVENTS => {
                 if h.frees.is_empty() {
                     h.first_ts = f.ts_ns;
                 }
@@ -1039,16 +1042,12 @@ impl Engine {
             | Event::Lost(_)
             | Event::Marker(_)
             | Event::Free(_)
-                if h.held < MAX_DEFERRED_EVENTS as u32 * 4 =>
+                if h.held < MAX_RECLAIM_EVENTS =>
             {
                 false
             }
             // Request events confirm what their grants decided.
-            Event::Alloc(_)
-                if self.stream.grants > 0 && h.held < MAX_DEFERRED_EVENTS as u32 * 4 =>
-            {
-                false
-            }
+            Event::Alloc(_) if self.stream.grants > 0 && h.held < MAX_RECLAIM_EVENTS => false,
             Event::Grant(g)
                 if g.cpu == h.cpu
                     && !h.frees.is_empty()
