@@ -114,7 +114,7 @@ pub struct AllocEvent {
     pub order: u8,
     pub _pad: [u8; 2],
     /// Time from the entry of the allocation hook to its exit in this task, in ns (saturated),
-    /// or 0 when the entry was not seen (schema 2).
+    /// or 0 when the entry was not seen (recorded as `alloc-timed` records, format 1.1).
     pub latency_ns: u32,
 }
 const _: () = assert!(core::mem::size_of::<AllocEvent>() == 48);

@@ -63,7 +63,7 @@ enum Twin {
     RescueFirst,
 }
 
-/// Filled in by the loader from BTF (see `swapscope::probe::layout`).
+/// Filled in by the loader from BTF (see `swapscope_probe::probe::btf::KernelBtf::kernel_layout`).
 #[unsafe(no_mangle)]
 static LAYOUT: KernelLayout = KernelLayout {
     folio_flags_off: 0,
@@ -90,7 +90,7 @@ static LAYOUT: KernelLayout = KernelLayout {
     _pad: 0,
 };
 
-/// Ring buffer of events; its size is set by the loader (`--ringbuf-pages`).
+/// Ring buffer of events; the loader sets its size (`record --ringbuf-mib`, `LiveOptions::ringbuf_bytes`).
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
