@@ -719,7 +719,7 @@ impl Report {
         }
         if !self.models.is_empty() && self.stream.is_some_and(|st| st.allocs > 0) {
             let _ = writeln!(s);
-            s.push_str(&engine::render_table(&engine::Report {
+            s.push_str(&engine::render_table(&engine::Comparison {
                 events: self.stream.as_ref().map_or(0, |st| st.events),
                 stream: self.stream.unwrap_or_default(),
                 models: self.models.clone(),

@@ -52,7 +52,8 @@ pub use divergence::{ClusterView, Divergence, Nearby, SlotRef};
 pub use parallel::{Finished, Parallel};
 pub use real::RealOccupancy;
 pub use report::{
-    IntervalReport, MarkerReport, ModelReport, Report, SeriesReport, StreamSummary, render_table,
+    Comparison, IntervalReport, MarkerReport, ModelReport, SeriesReport, StreamSummary,
+    render_table,
 };
 pub use slotmap::{BucketHasher, SlotMap, stream_key};
 

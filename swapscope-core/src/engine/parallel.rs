@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, sync::mpsc, thread::JoinHandle};
 
-use super::{Engine, EngineConfig, MarkerReport, Report};
+use super::{Comparison, Engine, EngineConfig, MarkerReport};
 use crate::{alloc::AllocatorModel, event::Event};
 
 /// Batches in flight per worker (each up to a chunk's worth of events, shared by the workers).
@@ -27,7 +27,7 @@ pub struct Parallel {
 
 /// What a finished parallel engine hands back.
 pub struct Finished {
-    pub report: Report,
+    pub report: Comparison,
     /// The engines, one per thread.
     pub engines: Vec<Engine>,
     /// For each model, in the caller's order: which engine holds it and at which index.
@@ -107,9 +107,9 @@ impl Parallel {
             }
             engines.push(e);
         }
-        let reports: Vec<Report> = engines.iter().map(Engine::report).collect();
+        let reports: Vec<Comparison> = engines.iter().map(Engine::report).collect();
         let first = reports.first()?;
-        let pick = |f: &dyn Fn(&Report) -> Vec<super::ModelReport>| {
+        let pick = |f: &dyn Fn(&Comparison) -> Vec<super::ModelReport>| {
             placement
                 .iter()
                 .filter_map(|&(w, k)| reports.get(w).and_then(|r| f(r).get(k).cloned()))
@@ -118,22 +118,25 @@ impl Parallel {
         let models = pick(&|r| r.models.clone());
         // Every engine saw the same stream, so the same rows: each row's models come from the
         // engine that ran them.
-        let merge = |rows: &dyn Fn(&Report) -> Option<&Vec<MarkerReport>>| -> Vec<MarkerReport> {
-            rows(first)
-                .map(|v| v.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    let mut m = m.clone();
-                    m.models = placement
-                        .iter()
-                        .filter_map(|&(w, k)| rows(reports.get(w)?)?.get(i)?.models.get(k).cloned())
-                        .collect();
-                    m
-                })
-                .collect()
-        };
+        let merge =
+            |rows: &dyn Fn(&Comparison) -> Option<&Vec<MarkerReport>>| -> Vec<MarkerReport> {
+                rows(first)
+                    .map(|v| v.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        let mut m = m.clone();
+                        m.models = placement
+                            .iter()
+                            .filter_map(|&(w, k)| {
+                                rows(reports.get(w)?)?.get(i)?.models.get(k).cloned()
+                            })
+                            .collect();
+                        m
+                    })
+                    .collect()
+            };
         let markers = merge(&|r| Some(&r.markers));
         let intervals = merge(&|r| Some(&r.intervals));
         let peak = first.peak.clone().map(|mut p| {
@@ -156,7 +159,7 @@ impl Parallel {
                 s
             })
             .collect();
-        let report = Report {
+        let report = Comparison {
             events: first.events,
             stream: first.stream,
             models,

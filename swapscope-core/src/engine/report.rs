@@ -170,7 +170,7 @@ pub struct StreamSummary {
 
 /// The comparison document.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Report {
+pub struct Comparison {
     pub events: u64,
     pub stream: StreamSummary,
     pub models: Vec<ModelReport>,
@@ -186,7 +186,7 @@ pub struct Report {
     pub model_device_bytes: BTreeMap<String, u64>,
 }
 
-impl Report {
+impl Comparison {
     pub fn to_json(&self) -> Result<String, EngineError> {
         Ok(serde_json::to_string(self)?)
     }
@@ -294,7 +294,7 @@ impl Engine {
     }
 
     /// The comparison document at this point of the stream.
-    pub fn report(&self) -> Report {
+    pub fn report(&self) -> Comparison {
         let names: Vec<&str> = self.shadows.iter().map(|s| s.model.name()).collect();
         let (models, real) = self.model_reports();
         let mut end = self.row(None);
@@ -355,7 +355,7 @@ impl Engine {
                 real: self.real_known.then(|| interval(REAL, &r.real)),
             })
             .collect();
-        Report {
+        Comparison {
             events: self.stream.events,
             stream: StreamSummary {
                 events: self.stream.events,
@@ -432,7 +432,7 @@ fn pct(x: f64) -> String {
 
 /// Renders the report as plain-text tables: per-order requests/failures per model, occupancy
 /// per model, and (when the stream had markers) the fallback rate per marker interval.
-pub fn render_table(r: &Report) -> String {
+pub fn render_table(r: &Comparison) -> String {
     let mut rows: Vec<&ModelReport> = r.models.iter().collect();
     if let Some(real) = &r.real {
         rows.push(real);

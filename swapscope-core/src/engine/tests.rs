@@ -729,7 +729,7 @@ fn a_batch_that_started_before_a_refusal_is_applied_before_it() {
     let r = run(50);
     assert_eq!(r.stream.hoisted_batches, 1);
     assert_eq!(r.models[0].failures_by_order.get("4"), Some(&1));
-    let refusals = |r: &crate::engine::Report| {
+    let refusals = |r: &crate::engine::Comparison| {
         r.models[0]
             .divergences
             .iter()
@@ -829,7 +829,7 @@ fn a_reclaim_inside_a_refused_allocation_does_not_serve_it() {
         e.end_holds();
         e.report()
     };
-    let failures = |r: &super::report::Report| {
+    let failures = |r: &super::report::Comparison| {
         r.models
             .iter()
             .map(|m| m.failures_by_order.get("4").copied().unwrap_or(0))
