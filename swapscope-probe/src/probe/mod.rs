@@ -983,3 +983,42 @@ fn verifier_summary(e: &aya::programs::ProgramError) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The planner names BPF programs by string (the candidate table, the rescue chains, the
+    /// write-out and timing programs); every name must be a program of the object this build
+    /// embeds, or a feed would fail to attach at run time with "program missing".
+    #[test]
+    fn every_program_the_planner_names_is_in_the_bpf_object() {
+        if BPF_OBJECT.is_empty() {
+            assert!(
+                std::env::var_os("AYA_BUILD_SKIP").is_some(),
+                "the BPF object is empty though AYA_BUILD_SKIP is not set"
+            );
+            return;
+        }
+        let obj = match aya_obj::Object::parse(BPF_OBJECT) {
+            Ok(o) => o,
+            Err(e) => panic!("parsing the BPF object: {e}"),
+        };
+        let mut names: Vec<&str> = vec![WRITEOUT_TP, REQ_START];
+        names.extend(CANDIDATES.iter().map(|c| c.program));
+        names.extend(
+            RESCUE_PROGRAMS
+                .iter()
+                .flat_map(|(p, twins)| std::iter::once(*p).chain(twins.iter().copied())),
+        );
+        let missing: Vec<&str> = names
+            .into_iter()
+            .filter(|n| !obj.programs.contains_key(*n))
+            .collect();
+        assert!(missing.is_empty(), "not in the BPF object: {missing:?}");
+        // Every program with rescue twins has exactly the chain `level` expects.
+        for (p, twins) in RESCUE_PROGRAMS {
+            assert_eq!(twins.len(), 2, "{p}");
+        }
+    }
+}
