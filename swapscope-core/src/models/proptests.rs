@@ -386,3 +386,76 @@ fn every_model_fills_a_device_exactly() {
         );
     }
 }
+
+/// The two slot bitmaps the models use — `alloc::frag::UsedBitmap` with `FragStats` (the kernel
+/// models, the real occupancy) and `buddy::slotmap::SlotMap` with `snapshot_of` (buddy,
+/// classified, discontiguous) — must report the same free-space figures for the same
+/// occupancy, or the report's `fragmentation_by_order` would differ between model families by
+/// construction rather than by policy.
+mod one_fragmentation {
+    use proptest::prelude::*;
+
+    use crate::alloc::CLUSTER_SLOTS;
+    use crate::alloc::frag::{FragStats, UsedBitmap};
+    use crate::event::SwapOn;
+    use crate::models::buddy::slotmap::{SlotMap, generic_cluster_counts, snapshot_of};
+
+    /// A device and runs `(start, len)` to mark used, inside `1..max`.
+    fn case() -> impl Strategy<Value = (SwapOn, Vec<(u64, u64)>)> {
+        (
+            1u64..5,
+            0u64..CLUSTER_SLOTS,
+            prop::collection::vec(1u64..2500, 0..4),
+        )
+            .prop_flat_map(|(clusters, tail, bad)| {
+                let max = clusters * CLUSTER_SLOTS + tail;
+                let runs = prop::collection::vec((1..max, 1u64..600), 0..40);
+                (
+                    Just(SwapOn {
+                        ts_ns: 0,
+                        swap_type: 0,
+                        max,
+                        bad,
+                        flags: 0,
+                        prio: 0,
+                    }),
+                    runs,
+                )
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn both_bitmaps_report_the_same_fragmentation((dev, runs) in case()) {
+            let mut sm = SlotMap::new(&dev);
+            // The same reserved slots: header, bad slots inside the device, the tail past `max`.
+            let len = (sm.nclusters() as u64) * CLUSTER_SLOTS;
+            let mut ub = UsedBitmap::new_free(len);
+            ub.set_used(0, 1);
+            ub.set_used(dev.max, len - dev.max);
+            for &b in &dev.bad {
+                if b >= 1 && b < dev.max {
+                    ub.set_used(b, 1);
+                }
+            }
+            for (start, n) in runs {
+                let end = (start + n).min(dev.max);
+                for s in start..end {
+                    if !ub.is_used(s) {
+                        ub.set_used(s, 1);
+                        sm.mark_used(s, 1);
+                    }
+                }
+            }
+            let a = FragStats::of(&ub);
+            let b = snapshot_of(std::iter::once(&sm), 0, generic_cluster_counts);
+            let fa = a.fragmentation_by_order();
+            for (k, (x, y)) in fa.iter().zip(b.fragmentation_by_order.iter()).enumerate() {
+                prop_assert!((x - y).abs() < 1e-12, "order {}: FragStats {} vs slotmap {}", k, x, y);
+            }
+            prop_assert_eq!(a.largest_free_run, b.largest_free_run);
+        }
+    }
+}
