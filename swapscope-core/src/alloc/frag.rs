@@ -22,7 +22,8 @@ const fn align_mask(order: u32) -> u64 {
     m
 }
 
-const ALIGN_MASKS: [u64; 7] = [
+/// For k ≤ 6: the bit positions of a word that start a naturally aligned 2^k block.
+pub(crate) const ALIGN_MASKS: [u64; 7] = [
     align_mask(0),
     align_mask(1),
     align_mask(2),
@@ -260,9 +261,15 @@ impl FragStats {
 
     /// Adds one device (offsets are relative to the device's slot 0, so alignment is too).
     pub fn add(&mut self, bitmap: &UsedBitmap) {
+        self.add_words(bitmap.words());
+    }
+
+    /// Adds one device given as its used-slot words (bit `i` of word `w` is slot `64 w + i`,
+    /// 1 = used or unusable), as every model's slot bitmap keeps them.
+    pub fn add_words(&mut self, words: &[u64]) {
         let mut run_start = 0usize;
         let mut in_run = false;
-        for (wi, &w) in bitmap.words().iter().enumerate() {
+        for (wi, &w) in words.iter().enumerate() {
             let free = !w;
             if free == !0 {
                 if !in_run {
@@ -293,7 +300,7 @@ impl FragStats {
             self.largest_free_run = self.largest_free_run.max(largest);
         }
         if in_run {
-            self.add_word_run(run_start as u64, bitmap.words().len() as u64);
+            self.add_word_run(run_start as u64, words.len() as u64);
         }
     }
 

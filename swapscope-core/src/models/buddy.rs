@@ -219,7 +219,7 @@ impl AllocatorModel for Buddy {
 /// as a group; it can move to its own file under `models/` without changes.
 pub mod slotmap {
     use crate::alloc::{
-        CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, MAX_ORDER, ModelSnapshot, NR_ORDERS,
+        CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, MAX_ORDER, ModelSnapshot,
     };
     use crate::event::SwapOn;
 
@@ -231,25 +231,11 @@ pub mod slotmap {
     /// this order, i.e. can serve a 64 KiB folio) rather than "frag".
     pub const FRAG_ORDER: u8 = 4;
 
-    /// For k ≤ 6: the bit positions of a word that start a naturally aligned 2^k block.
-    const ALIGN: [u64; 7] = [
-        u64::MAX,
-        0x5555_5555_5555_5555,
-        0x1111_1111_1111_1111,
-        0x0101_0101_0101_0101,
-        0x0001_0001_0001_0001,
-        0x0000_0001_0000_0001,
-        0x0000_0000_0000_0001,
-    ];
-
-    /// Bits that start a free (all-zero) naturally aligned 2^k block of `word`, for k ≤ 6.
+    /// Bits that start a free (all-zero) naturally aligned 2^k block of the used-slot `word`,
+    /// for k ≤ 6: the one definition, `alloc::frag::aligned_free_mask`, on the free bits.
     #[inline]
     pub fn free_block_starts(word: u64, k: usize) -> u64 {
-        let mut m = !word;
-        for i in 0..k {
-            m &= m >> (1u32 << i);
-        }
-        m & ALIGN[k]
+        crate::alloc::frag::aligned_free_mask(!word, k as u32)
     }
 
     /// Largest order of a free naturally aligned block among a cluster's 8 words.
@@ -272,7 +258,7 @@ pub mod slotmap {
             let mut k = 0;
             while k < 5 {
                 let next = m & (m >> (1u32 << k));
-                if next & ALIGN[k + 1] == 0 {
+                if next & crate::alloc::frag::ALIGN_MASKS[k + 1] == 0 {
                     break;
                 }
                 m = next;
@@ -590,52 +576,16 @@ pub mod slotmap {
             metadata_bytes,
             ..ModelSnapshot::default()
         };
-        let mut free = 0u64;
-        let mut in_block = [0u64; NR_ORDERS];
-        let mut largest_order: Option<u32> = None;
+        // The one fragmentation calculation every model and the real occupancy use.
+        let mut frag = crate::alloc::frag::FragStats::default();
         for map in maps {
             snap.total_slots += map.usable();
             snap.used_slots += map.used();
             counts(map, &mut snap.clusters);
-            let mut empty = Vec::new();
-            for c in 0..map.nclusters() {
-                let w = map.cluster(c);
-                let busy: u32 = w.iter().map(|x| x.count_ones()).sum();
-                free += (CLUSTER as u64) - u64::from(busy);
-                for (k, slot) in in_block.iter_mut().enumerate() {
-                    *slot += if k <= 6 {
-                        w.iter()
-                            .map(|&x| u64::from(free_block_starts(x, k).count_ones()) << k)
-                            .sum::<u64>()
-                    } else {
-                        let g = 1usize << (k - 6);
-                        (w.chunks(g).filter(|ch| ch.iter().all(|&x| x == 0)).count() as u64) << k
-                    };
-                }
-                if let Some(o) = max_free_order(w) {
-                    largest_order = largest_order.max(Some(u32::from(o)));
-                }
-                empty.push(busy == 0);
-            }
-            // Blocks larger than a cluster: aligned groups of 2^j empty clusters.
-            let mut j = 1u32;
-            while (1usize << j) <= empty.len() {
-                let g = 1usize << j;
-                if !empty.chunks_exact(g).any(|ch| ch.iter().all(|&e| e)) {
-                    break;
-                }
-                largest_order = largest_order.max(Some(u32::from(MAX_ORDER) + j));
-                j += 1;
-            }
+            frag.add_words(map.words());
         }
-        snap.largest_free_run = largest_order.map_or(0, |o| 1u64 << o.min(63));
-        for (k, f) in snap.fragmentation_by_order.iter_mut().enumerate() {
-            *f = if free == 0 {
-                0.0
-            } else {
-                1.0 - in_block[k] as f64 / free as f64
-            };
-        }
+        snap.largest_free_run = frag.largest_free_run;
+        snap.fragmentation_by_order = frag.fragmentation_by_order();
         snap
     }
 
