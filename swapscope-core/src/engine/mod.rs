@@ -16,7 +16,7 @@
 //!
 //! # Slot spaces
 //! Every model has its own slot space. For each model the engine keeps a map from stream slots
-//! to model slots ([`SlotMap`], extents), so a stream free of `(type, offset, nr)` frees exactly
+//! to model slots ([`StreamMap`], extents), so a stream free of `(type, offset, nr)` frees exactly
 //! the model slots that back those stream slots, also when a large allocation is freed piece by
 //! piece.
 //!
@@ -45,7 +45,7 @@ mod divergence;
 mod parallel;
 mod real;
 mod report;
-mod slotmap;
+mod streammap;
 mod virt;
 
 pub use divergence::{ClusterView, Divergence, Nearby, SlotRef};
@@ -55,7 +55,7 @@ pub use report::{
     Comparison, IntervalReport, MarkerReport, ModelReport, SeriesReport, StreamSummary,
     render_table,
 };
-pub use slotmap::{BucketHasher, SlotMap, stream_key};
+pub use streammap::{BucketHasher, StreamMap, stream_key};
 
 /// A (type, offset) pair as a divergence names it.
 fn slot_ref(s: Option<(u8, u64)>) -> Option<divergence::SlotRef> {
@@ -182,7 +182,7 @@ impl OrderCounters {
 /// One model driven in shadow.
 struct Shadow {
     model: Box<dyn AllocatorModel>,
-    map: SlotMap,
+    map: StreamMap,
     counters: OrderCounters,
     /// Stream slots with no model slot (even order 0 failed).
     unbacked_slots: u64,
@@ -381,7 +381,7 @@ impl Engine {
                 follows: config.kernel_model == Some(model.name()),
                 corrections: 0,
                 model,
-                map: SlotMap::new(),
+                map: StreamMap::new(),
                 counters: OrderCounters::default(),
                 unbacked_slots: 0,
                 compared: 0,
@@ -462,7 +462,7 @@ impl Engine {
     }
 
     /// The stream→model slot map of model `i`.
-    pub fn slot_map(&self, i: usize) -> Option<&SlotMap> {
+    pub fn slot_map(&self, i: usize) -> Option<&StreamMap> {
         self.shadows.get(i).map(|s| &s.map)
     }
 
@@ -1237,8 +1237,8 @@ impl Engine {
 
     fn swapoff(&mut self, ty: u8) {
         self.real.swapoff(ty);
-        let lo = u64::from(ty) << slotmap::STREAM_OFFSET_BITS;
-        let hi = lo + (1 << slotmap::STREAM_OFFSET_BITS);
+        let lo = u64::from(ty) << streammap::STREAM_OFFSET_BITS;
+        let hi = lo + (1 << streammap::STREAM_OFFSET_BITS);
         for s in &mut self.shadows {
             let Shadow {
                 model,

@@ -104,7 +104,7 @@ fn real_stream_piecewise_frees_reach_every_model() {
     e.feed(&free(0, 1, 1));
     for i in 0..3 {
         assert_eq!(used(&e, i), 0);
-        assert_eq!(e.slot_map(i).map(SlotMap::entries), Some(0));
+        assert_eq!(e.slot_map(i).map(StreamMap::entries), Some(0));
     }
     assert_eq!(e.real().inuse(0), Some(0));
     let r = e.report();
@@ -213,7 +213,7 @@ fn swapoff_releases_and_drops() {
     }));
     for i in 0..3 {
         // The real slot on device 1 was released; the virtual page stays wherever it is.
-        let m = e.slot_map(i).map_or(0, SlotMap::mapped_slots);
+        let m = e.slot_map(i).map_or(0, StreamMap::mapped_slots);
         assert!(m <= 1);
         assert_eq!(used(&e, i), m);
     }
@@ -352,7 +352,7 @@ proptest! {
             let real = e.real().inuse(0).unwrap_or(u64::MAX);
             for i in 0..3 {
                 prop_assert_eq!(used(&e, i), real);
-                prop_assert_eq!(e.slot_map(i).map(SlotMap::mapped_slots), Some(real));
+                prop_assert_eq!(e.slot_map(i).map(StreamMap::mapped_slots), Some(real));
             }
         }
         let r = e.report();

@@ -10,7 +10,7 @@
 //! slots (24 bytes each, in a sorted vector). A run is dropped once no model maps any of its dense slots ([`VirtualIds::sweep`]);
 //! a free that finds no run then frees nothing, exactly as a free of unmapped slots would.
 
-use super::slotmap::STREAM_OFFSET_BITS;
+use super::streammap::STREAM_OFFSET_BITS;
 
 /// Consecutive ids `first .. first + n` of order `order` own dense slots
 /// `base + ((id - first) << order) ..` (2^order each).

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::{
     alloc::{self, AllocatorModel, Extent},
-    engine::{SlotMap, stream_key},
+    engine::{StreamMap, stream_key},
     event::{Alloc, AllocResult, Event, Free, virtual_slot},
     record::RecordingHeader,
     workload::{self, WorkloadSpec},
@@ -88,7 +88,7 @@ pub struct Answered<S: Source> {
     inner: S,
     header: RecordingHeader,
     model: Box<dyn AllocatorModel>,
-    map: SlotMap,
+    map: StreamMap,
     scratch: Vec<Extent>,
     batch: Vec<Event>,
 }
@@ -105,7 +105,7 @@ impl<S: Source> Answered<S> {
             inner,
             header,
             model,
-            map: SlotMap::new(),
+            map: StreamMap::new(),
             scratch: Vec::new(),
             batch: Vec::new(),
         }

@@ -297,14 +297,14 @@ impl Bucket {
 const BYTES_PER_BUCKET: u64 = (size_of::<(u64, Bucket)>() as u64 + 1) * 8 / 7;
 
 #[derive(Clone, Debug, Default)]
-pub struct SlotMap {
+pub struct StreamMap {
     buckets: HashMap<u64, Bucket, BuildHasherDefault<BucketHasher>>,
     runs: u64,
     /// Stream slots currently mapped.
     mapped: u64,
 }
 
-impl SlotMap {
+impl StreamMap {
     pub fn new() -> Self {
         Self::default()
     }
@@ -600,7 +600,7 @@ mod tests {
 
     #[test]
     fn piecewise_free_of_large_allocation() {
-        let mut m = SlotMap::new();
+        let mut m = StreamMap::new();
         let k = stream_key(0, 1024).unwrap_or(0);
         assert_eq!(m.insert(k, &[ext(1, 4096, 16)]), 16);
         let mut freed = Vec::new();
@@ -617,7 +617,7 @@ mod tests {
 
     #[test]
     fn consecutive_runs_merge_within_a_model_cluster() {
-        let mut m = SlotMap::new();
+        let mut m = StreamMap::new();
         for i in 0..600 {
             m.insert(stream_key(0, 10 + i).unwrap_or(0), &[ext(0, 100 + i, 1)]);
         }
@@ -635,7 +635,7 @@ mod tests {
 
     #[test]
     fn discontiguous_extents_map_in_page_order() {
-        let mut m = SlotMap::new();
+        let mut m = StreamMap::new();
         let k = stream_key(0xff, 5 << 9).unwrap_or(0);
         m.insert(k, &[ext(0, 7, 1), ext(0, 3, 2), ext(1, 510, 4)]);
         let mut freed = Vec::new();
@@ -651,7 +651,7 @@ mod tests {
 
     #[test]
     fn middle_free_splits_single_run() {
-        let mut m = SlotMap::new();
+        let mut m = StreamMap::new();
         m.insert(0, &[ext(2, 64, 16)]);
         let mut freed = Vec::new();
         m.remove(4, 2, |t, o, n| freed.push((t, o, n)));
@@ -666,7 +666,7 @@ mod tests {
 
     #[test]
     fn overlapping_insert_marks_bucket_irregular_and_stays_consistent() {
-        let mut m = SlotMap::new();
+        let mut m = StreamMap::new();
         m.insert(0, &[ext(0, 0, 8)]);
         m.insert(16, &[ext(0, 100, 4)]);
         // Over the first run (a double allocation on an unannounced device).
@@ -687,7 +687,7 @@ mod tests {
         fn matches_slot_by_slot_reference(
             ops in proptest::collection::vec((proptest::bool::ANY, 0u64..1500, 1u64..40, 0u64..3000), 1..200),
         ) {
-            let mut m = SlotMap::new();
+            let mut m = StreamMap::new();
             let mut reference = std::collections::BTreeMap::new();
             for (is_insert, key, n, model) in ops {
                 if is_insert {
