@@ -50,7 +50,7 @@ use crate::alloc::{
 };
 use crate::event::SwapOn;
 
-use super::buddy::slotmap::{self, CLUSTER, ClusterLists, NO_LIST, SlotMap, snapshot_of};
+use super::slotmap::{self, CLUSTER, ClusterLists, NO_LIST, SlotMap, snapshot_of};
 
 /// Class byte of a cluster without allocations.
 const FREE: u8 = u8::MAX;
@@ -347,8 +347,8 @@ impl AllocatorModel for Classified {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::buddy::testkit::{Harness, dev, step};
     use super::*;
+    use crate::models::testkit::{Harness, dev, step};
 
     #[test]
     fn small_allocations_pack_into_few_clusters() {

@@ -51,7 +51,7 @@ use std::collections::HashMap;
 use crate::alloc::{Allocation, AllocatorModel, ClusterCell, Extent, MAX_ORDER, ModelSnapshot};
 use crate::event::SwapOn;
 
-use super::buddy::slotmap::{
+use super::slotmap::{
     self, CLUSTER, ClusterLists, NO_LIST, SlotMap, WORDS, generic_cluster_counts, snapshot_of,
 };
 
@@ -353,9 +353,9 @@ impl AllocatorModel for Discontiguous {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::buddy::testkit::{Harness, dev, step};
     use super::*;
     use crate::alloc::AllocatorModel;
+    use crate::models::testkit::{Harness, dev, step};
 
     #[test]
     fn contiguous_when_possible_indirect_when_fragmented() {

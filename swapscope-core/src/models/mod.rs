@@ -14,6 +14,9 @@ pub mod linux_6_12;
 pub mod linux_6_14;
 pub mod linux_6_18;
 pub mod rr_scan;
+pub mod slotmap;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod vswap;
 
 pub use buddy::Buddy;

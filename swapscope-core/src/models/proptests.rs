@@ -399,7 +399,7 @@ mod one_fragmentation {
     use crate::alloc::CLUSTER_SLOTS;
     use crate::alloc::frag::{FragStats, UsedBitmap};
     use crate::event::SwapOn;
-    use crate::models::buddy::slotmap::{SlotMap, generic_cluster_counts, snapshot_of};
+    use crate::models::slotmap::{SlotMap, generic_cluster_counts, snapshot_of};
 
     /// A device and runs `(start, len)` to mark used, inside `1..max`.
     fn case() -> impl Strategy<Value = (SwapOn, Vec<(u64, u64)>)> {

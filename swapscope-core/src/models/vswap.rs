@@ -494,8 +494,8 @@ impl AllocatorModel for Vswap {
 
 #[cfg(test)]
 mod tests {
-    use super::super::buddy::testkit::dev;
     use super::*;
+    use crate::models::testkit::dev;
 
     fn one(m: &mut Vswap, order: u8) -> Option<u64> {
         let a = m.alloc(0, order)?;
