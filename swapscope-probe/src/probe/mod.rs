@@ -3,6 +3,7 @@
 //! records and [`ProbeStatus`] values.
 
 pub mod btf;
+pub mod wire;
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},

@@ -240,8 +240,8 @@ impl LiveSource {
                         None,
                     ));
                 }
-            } else if let Some(ev) = record::codec::from_bpf(bytes, shift) {
-                decoded.push((ev, record::codec::free_event_inuse(bytes)));
+            } else if let Some(ev) = probe::wire::from_bpf(bytes, shift) {
+                decoded.push((ev, probe::wire::free_event_inuse(bytes)));
             }
         });
         for (ev, inuse) in decoded {
