@@ -338,8 +338,11 @@ struct Deferred {
 /// then scans only one frag cluster: the room it made is not used by that request, and the
 /// request's grant (or refusal) comes after the frees in the stream. When the next grant on the
 /// reclaim's CPU started (`start_ns`) before the frees, they were made inside that allocation,
-/// under its local lock: it is decided first, then the frees are applied. Anything else that
-/// decides (another request, a device change) applies them first, as the stream has them.
+/// under its local lock: a refusal is decided first, then the frees are applied (a success
+/// may have used them, from the one frag cluster the allocator scans after the reclaim: they
+/// are applied first). Other CPUs' grants that do not take the reclaimed slots pass while the
+/// frees are held; anything else that decides (a device change, a grant that takes them, this
+/// CPU's next request) applies them first, as the stream has them.
 struct ReclaimHold {
     cpu: u32,
     /// Timestamp of the first held free.
@@ -1051,15 +1054,30 @@ impl Engine {
             Event::Alloc(_) if self.stream.grants > 0 && h.held < MAX_RECLAIM_EVENTS => false,
             Event::Grant(g)
                 if g.cpu == h.cpu
+                    && g.nr == 0
                     && !h.frees.is_empty()
                     && g.start_ns != 0
                     && g.start_ns < h.first_ts =>
             {
-                // The allocation that reclaimed: decided before its own frees.
+                // The allocation that reclaimed and still refused: decided before its own frees
+                // (a success may have used them: it falls through and they are applied first).
                 self.grant(g);
                 self.end_deferral();
                 self.end_reclaim();
                 true
+            }
+            // Another CPU's decision that does not take the reclaimed slots.
+            Event::Grant(g)
+                if g.cpu != h.cpu
+                    && h.held < MAX_RECLAIM_EVENTS
+                    && !h.frees.iter().any(|f| {
+                        let n = 1u64 << g.order.min(MAX_ORDER);
+                        f.swap_type == g.swap_type
+                            && g.offset < f.offset + u64::from(f.nr)
+                            && f.offset < g.offset + n
+                    }) =>
+            {
+                false
             }
             _ => {
                 self.end_reclaim();

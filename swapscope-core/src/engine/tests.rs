@@ -842,3 +842,49 @@ fn a_reclaim_inside_a_refused_allocation_does_not_serve_it() {
     let r = run(215);
     assert_eq!(failures(&r), [0, 0]);
 }
+
+/// The same reclaim inside an allocation that succeeds, from the frag cluster the allocator
+/// scans after it: the frees come first.
+#[test]
+fn a_reclaim_that_served_its_allocation_is_applied_first() {
+    let mut e = followed("linux-6.18", "buddy", 4);
+    e.feed(&swapon(0, 2, SSD));
+    for k in 1..64u64 {
+        e.feed(&grant(0, 4, k, 0, 16 * k));
+    }
+    let reclaim = |e: &mut Engine| {
+        e.feed(&Event::Cluster(crate::event::ClusterMove {
+            ts_ns: 200,
+            cpu: 0,
+            swap_type: 0,
+            cluster: 1,
+            list: crate::event::cluster_list::ISOLATED,
+            old_list: crate::event::cluster_list::UNKNOWN,
+            order: 4,
+            count: 512,
+        }));
+        e.feed(&Event::Free(Free {
+            ts_ns: 210,
+            cpu: 0,
+            swap_type: 0,
+            offset: 512,
+            nr: 16,
+        }));
+    };
+    reclaim(&mut e);
+    // The kernel served it with the slots the reclaim freed.
+    let mut served = grant(0, 4, 99, 0, 512);
+    if let Event::Grant(g) = &mut served {
+        g.ts_ns = 220;
+        g.start_ns = 150;
+    }
+    e.feed(&served);
+    e.end_holds();
+    let r = e.report();
+    // Decided after the frees, the model finds the room the kernel used (the device is
+    // otherwise full): no refusal.
+    assert_eq!(
+        r.models[0].failures_by_order.get("4").copied().unwrap_or(0),
+        0
+    );
+}
