@@ -12,8 +12,7 @@
 
 use swapscope_core::{
     alloc::{
-        Allocation, AllocatorModel, CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList,
-        ModelSnapshot,
+        Allocation, AllocatorModel, CLUSTER_SLOTS, ClusterCell, ClusterList, ModelSnapshot,
         frag::{FragStats, UsedBitmap},
     },
     event::SwapOn,
@@ -159,13 +158,4 @@ fn cells_of(d: &Device, out: &mut Vec<ClusterCell>) {
         });
         off += CLUSTER_SLOTS;
     }
-}
-
-/// Cluster counts of a device map (for tests and callers that want them without a snapshot).
-pub fn counts(cells: &[ClusterCell]) -> ClusterCounts {
-    let mut c = ClusterCounts::default();
-    for cell in cells {
-        c.add(cell.list);
-    }
-    c
 }

@@ -787,6 +787,35 @@ fn a_grant_freed_before_its_request_returned_is_an_orphan() {
     assert_eq!(r.models[0].used_slots, 0);
 }
 
+/// linux-6.18 following the kernel (and buddy) on a two-cluster device filled with 64K folios
+/// on CPU 0 (cluster 0 past its header, then cluster 1), after a reclaim on CPU 0: cluster 1,
+/// full, taken off its list (at 200 ns) and 16 of its slots freed (at 210 ns).
+fn full_device_after_a_reclaim() -> Engine {
+    let mut e = followed("linux-6.18", "buddy", 4);
+    e.feed(&swapon(0, 2, SSD));
+    for k in 1..64u64 {
+        e.feed(&grant(0, 4, k, 0, 16 * k));
+    }
+    e.feed(&Event::Cluster(crate::event::ClusterMove {
+        ts_ns: 200,
+        cpu: 0,
+        swap_type: 0,
+        cluster: 1,
+        list: crate::event::cluster_list::ISOLATED,
+        old_list: crate::event::cluster_list::UNKNOWN,
+        order: 4,
+        count: 512,
+    }));
+    e.feed(&Event::Free(Free {
+        ts_ns: 210,
+        cpu: 0,
+        swap_type: 0,
+        offset: 512,
+        nr: 16,
+    }));
+    e
+}
+
 /// 7.x: an allocation that found nothing on its lists reclaims swap-cache slots of a full
 /// cluster and then refuses anyway (the reclaimed cluster goes to a list it no longer scans);
 /// the stream has the reclaim's frees before the refusal. Frees made after the request started,
@@ -794,30 +823,7 @@ fn a_grant_freed_before_its_request_returned_is_an_orphan() {
 #[test]
 fn a_reclaim_inside_a_refused_allocation_does_not_serve_it() {
     let run = |start_ns: u64| {
-        let mut e = followed("linux-6.18", "buddy", 4);
-        e.feed(&swapon(0, 2, SSD));
-        // The whole device in 64K folios: cluster 0 past its header, then cluster 1.
-        for k in 1..64u64 {
-            e.feed(&grant(0, 4, k, 0, 16 * k));
-        }
-        // The reclaim: cluster 1, full, taken off its list; 16 slots freed.
-        e.feed(&Event::Cluster(crate::event::ClusterMove {
-            ts_ns: 200,
-            cpu: 0,
-            swap_type: 0,
-            cluster: 1,
-            list: crate::event::cluster_list::ISOLATED,
-            old_list: crate::event::cluster_list::UNKNOWN,
-            order: 4,
-            count: 512,
-        }));
-        e.feed(&Event::Free(Free {
-            ts_ns: 210,
-            cpu: 0,
-            swap_type: 0,
-            offset: 512,
-            nr: 16,
-        }));
+        let mut e = full_device_after_a_reclaim();
         let mut refusal = grant(0, 4, 99, 0, 0);
         if let Event::Grant(g) = &mut refusal {
             g.nr = 0;
@@ -847,31 +853,7 @@ fn a_reclaim_inside_a_refused_allocation_does_not_serve_it() {
 /// scans after it: the frees come first.
 #[test]
 fn a_reclaim_that_served_its_allocation_is_applied_first() {
-    let mut e = followed("linux-6.18", "buddy", 4);
-    e.feed(&swapon(0, 2, SSD));
-    for k in 1..64u64 {
-        e.feed(&grant(0, 4, k, 0, 16 * k));
-    }
-    let reclaim = |e: &mut Engine| {
-        e.feed(&Event::Cluster(crate::event::ClusterMove {
-            ts_ns: 200,
-            cpu: 0,
-            swap_type: 0,
-            cluster: 1,
-            list: crate::event::cluster_list::ISOLATED,
-            old_list: crate::event::cluster_list::UNKNOWN,
-            order: 4,
-            count: 512,
-        }));
-        e.feed(&Event::Free(Free {
-            ts_ns: 210,
-            cpu: 0,
-            swap_type: 0,
-            offset: 512,
-            nr: 16,
-        }));
-    };
-    reclaim(&mut e);
+    let mut e = full_device_after_a_reclaim();
     // The kernel served it with the slots the reclaim freed.
     let mut served = grant(0, 4, 99, 0, 512);
     if let Event::Grant(g) = &mut served {
