@@ -296,6 +296,17 @@ pub trait AllocatorModel: Send {
         false
     }
 
+    /// Hides the free slots among `nr` from `offset` on `swap_type` (the kernel's slot space)
+    /// from the decisions made until [`unhide`](Self::unhide): the kernel's allocator decided
+    /// before another CPU freed them, although the stream has the free first (see
+    /// `engine/concurrent.rs`). Slots of a cluster the free emptied are left alone. Asked only of
+    /// the model of the recorded kernel, as [`follow_kernel`](Self::follow_kernel) is; the
+    /// others ignore it.
+    fn hide_free(&mut self, _swap_type: u8, _offset: u64, _nr: u32) {}
+
+    /// Frees what [`hide_free`](Self::hide_free) hid, as the kernel frees slots.
+    fn unhide(&mut self) {}
+
     /// Isolations the model took from [`kernel_isolated`](Self::kernel_isolated) where its own
     /// rule would have taken another cluster (the kernel skipped a contended one); `None` for
     /// models that do not follow them.

@@ -41,6 +41,7 @@ use crate::alloc::{self, AllocatorModel, Cpus, Extent, MAX_ORDER, ModelSnapshot,
 use crate::event::virtual_slot;
 use crate::event::{Alloc, AllocResult, Event, Free, Ts};
 
+mod concurrent;
 mod divergence;
 mod parallel;
 mod real;
@@ -311,6 +312,11 @@ pub struct Engine {
     reclaim: Option<ReclaimHold>,
     /// A refusal grant whose answer waits for concurrent batches (see [`Deferred`]).
     deferred: Option<Deferred>,
+    /// Recent frees other CPUs made while an allocation was under way (see [`concurrent`]).
+    concurrent: concurrent::ConcurrentFrees,
+    /// Those the grant being decided could not have seen: hidden from the model of the
+    /// recorded kernel for that decision.
+    hidden: Vec<Free>,
 }
 
 /// A refusal (6.12 grant with `nr` 0) held back until the next event that could change the
@@ -321,7 +327,7 @@ pub struct Engine {
 /// from another CPU, whose request started before the refusal, is applied first. Only
 /// allocations are moved ahead, never frees, so a model can only find less room than the kernel
 /// had, and only the room that batch took.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Deferred {
     cpus: Cpus,
     order: u8,
@@ -330,6 +336,8 @@ struct Deferred {
     event: u64,
     /// Events passed while held.
     held: u32,
+    /// Frees the refusal could not have seen (see [`concurrent`]).
+    hidden: Vec<Free>,
 }
 
 /// The frees of a reclaim of full clusters (7.x: `swap_reclaim_full_clusters`, which starts by
@@ -424,6 +432,8 @@ impl Engine {
             refusals: [0; NR_ORDERS],
             reclaim: None,
             deferred: None,
+            concurrent: concurrent::ConcurrentFrees::default(),
+            hidden: Vec::new(),
         }
     }
 
@@ -538,6 +548,8 @@ impl Engine {
         if self.config.interval_ns > 0 && self.last_ts > 0 {
             self.advance_intervals(self.last_ts);
         }
+        self.hidden.clear();
+        self.note_concurrent(ev);
         if self.reclaim.is_some() && self.hold_for_reclaim(ev) {
             return;
         }
@@ -744,6 +756,7 @@ impl Engine {
                 ts_ns: g.ts_ns,
                 event: self.stream.events,
                 held: 0,
+                hidden: std::mem::take(&mut self.hidden),
             });
             return;
         }
@@ -886,6 +899,7 @@ impl Engine {
             real,
             stream,
             last_ts,
+            hidden,
             ..
         } = self;
         let decision = kernel_slot
@@ -902,7 +916,8 @@ impl Engine {
             if s.follows
                 && let Some(kernel) = kernel_slot
             {
-                let ours = Self::followed_answer(s, cpus, order, key, Some(kernel), scratch);
+                let ours =
+                    Self::followed_answer(s, cpus, order, key, Some(kernel), scratch, hidden);
                 if let Some(d) = &decision {
                     divergences.answered(i, s.model.as_ref(), real, d, slot_ref(ours));
                 }
@@ -974,9 +989,16 @@ impl Engine {
         key: u64,
         kernel: Option<(u8, u64)>,
         scratch: &mut Vec<Extent>,
+        hidden: &[Free],
     ) -> Option<(u8, u64)> {
         scratch.clear();
+        for f in hidden {
+            s.model.hide_free(f.swap_type, f.offset, f.nr);
+        }
         let ok = s.model.alloc_from(cpus, order, scratch);
+        if !hidden.is_empty() {
+            s.model.unhide();
+        }
         s.counters.request(usize::from(order), ok);
         let ours = scratch
             .first()
@@ -1086,6 +1108,30 @@ impl Engine {
         }
     }
 
+    /// Notes what [`concurrent`] needs of an event, and which recent frees a grant's decision
+    /// could not have seen (into `self.hidden`, for the model of the recorded kernel).
+    fn note_concurrent(&mut self, ev: &Event) {
+        match ev {
+            Event::Cluster(c) => self.concurrent.cluster(c),
+            Event::Free(f) => self.concurrent.free(f),
+            Event::Grant(g) => {
+                let n = 1u64 << g.order.min(MAX_ORDER);
+                self.concurrent.unseen(
+                    concurrent::Decision {
+                        cpu: g.cpu,
+                        refusal_start: (g.nr == 0).then_some(g.start_ns),
+                        slots: (g.nr > 0).then_some((g.swap_type, g.offset, n)),
+                    },
+                    &mut self.hidden,
+                );
+                self.concurrent.granted(g.cpu);
+            }
+            Event::Alloc(a) => self.concurrent.request_done(a.cpu),
+            Event::SwapOn(_) | Event::SwapOff(_) => self.concurrent.forget(),
+            _ => {}
+        }
+    }
+
     /// Applies the frees of a held reclaim, if any.
     fn end_reclaim(&mut self) {
         if let Some(h) = self.reclaim.take() {
@@ -1108,21 +1154,25 @@ impl Engine {
     /// could change the allocator's state, and when the stream ends.
     pub fn end_deferral(&mut self) {
         if let Some(d) = self.deferred.take() {
-            self.shadow_failure_at(d.cpus, d.order, d.event, d.ts_ns);
+            let now = std::mem::replace(&mut self.hidden, d.hidden);
+            self.shadow_failure_at(d.cpus, d.order, d.event, d.ts_ns, true);
+            self.hidden = now;
         }
     }
 
     fn shadow_failure(&mut self, cpus: Cpus, order: u8) {
-        self.shadow_failure_at(cpus, order, self.stream.events, self.last_ts);
+        self.shadow_failure_at(cpus, order, self.stream.events, self.last_ts, false);
     }
 
-    /// Every model answers a request the kernel refused (event `event` at `ts_ns`).
-    fn shadow_failure_at(&mut self, cpus: Cpus, order: u8, event: u64, ts_ns: Ts) {
+    /// Every model answers a request the kernel refused (event `event` at `ts_ns`; `at_grant`:
+    /// decided at its refusal grant rather than its request event).
+    fn shadow_failure_at(&mut self, cpus: Cpus, order: u8, event: u64, ts_ns: Ts, at_grant: bool) {
         let Engine {
             shadows,
             scratch,
             divergences,
             real,
+            hidden,
             ..
         } = self;
         let decision = divergences.enabled().then_some(divergence::Decision {
@@ -1130,12 +1180,12 @@ impl Engine {
             ts_ns,
             cpu: cpus.decided,
             order,
-            at_grant: false,
+            at_grant,
             kernel: None,
         });
         for (i, s) in shadows.iter_mut().enumerate() {
             if s.follows {
-                let ours = Self::followed_answer(s, cpus, order, 0, None, scratch);
+                let ours = Self::followed_answer(s, cpus, order, 0, None, scratch, hidden);
                 if let Some(d) = &decision {
                     divergences.answered(i, s.model.as_ref(), real, d, slot_ref(ours));
                 }

@@ -166,6 +166,12 @@ pub struct StreamSummary {
     /// first; the batch's scan can drop `si->lock` midway), so that the models do not offer the
     /// refused request slots the batch had already taken.
     pub hoisted_batches: u64,
+    /// 7.x: decisions the model of the recorded kernel made with frees hidden that another CPU
+    /// made while the allocation was under way and that it could not have seen (its cluster
+    /// already scanned, or a refusal that started before them; see `engine/concurrent.rs`), and
+    /// the frees hidden over all of them.
+    pub decisions_with_hidden_frees: u64,
+    pub hidden_frees: u64,
 }
 
 /// The comparison document.
@@ -380,6 +386,8 @@ impl Engine {
                 requests_at_exit: self.stream.requests_at_exit,
                 orphan_grants: self.stream.orphan_grants,
                 hoisted_batches: self.stream.hoisted_batches,
+                decisions_with_hidden_frees: self.concurrent.counts().0,
+                hidden_frees: self.concurrent.counts().1,
             },
             models,
             real,

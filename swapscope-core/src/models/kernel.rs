@@ -854,6 +854,10 @@ pub(crate) trait KernelAllocator: Send {
     }
     /// Frees `n` slots from `off`, all within one cluster.
     fn free_piece(&mut self, ty: u8, off: u64, n: u64);
+    /// See [`AllocatorModel::hide_free`].
+    fn hide(&mut self, _ty: u8, _off: u64, _n: u64) {}
+    /// See [`AllocatorModel::unhide`].
+    fn unhide_all(&mut self) {}
 }
 
 impl<T: KernelAllocator> AllocatorModel for T {
@@ -893,6 +897,14 @@ impl<T: KernelAllocator> AllocatorModel for T {
 
     fn kernel_batch(&mut self, cpus: Cpus, swap_type: u8, slots: &[u64]) -> bool {
         KernelAllocator::kernel_batch(self, cpus, swap_type, slots)
+    }
+
+    fn hide_free(&mut self, swap_type: u8, offset: u64, nr: u32) {
+        self.hide(swap_type, offset, u64::from(nr));
+    }
+
+    fn unhide(&mut self) {
+        self.unhide_all();
     }
 
     fn alloc_from(&mut self, cpus: Cpus, order: u8, out: &mut Vec<Extent>) -> bool {

@@ -117,6 +117,8 @@ pub struct ClusterListAlloc<P: Policy> {
     /// `num_online_cpus()` (the stream's; else the highest CPU seen + 1): how many clusters other
     /// CPUs can hold at once is one fewer.
     online_cpus: u32,
+    /// Slots hidden from the next decision ([`AllocatorModel::hide_free`]): (type, slot).
+    hidden: Vec<(u8, u64)>,
     policy: PhantomData<P>,
 }
 
@@ -676,6 +678,43 @@ impl<P: Policy> KernelAllocator for ClusterListAlloc<P> {
     fn free_piece(&mut self, ty: u8, off: u64, n: u64) {
         Self::free_piece(self, ty, off, n);
     }
+
+    /// Marks the free slots of `off .. off + n` (one cluster) used, without moving the cluster:
+    /// it stays where the free put it, as the kernel's lists had it by the time of the decision.
+    fn hide(&mut self, ty: u8, off: u64, n: u64) {
+        let Some(d) = self.devs.get_mut(ty) else {
+            return;
+        };
+        let c = (off / CL) as u32;
+        if d.count(c) == 0 || matches!(d.list_of(c), Some(List::Free | List::Discard)) {
+            return;
+        }
+        let end = off
+            .saturating_add(n)
+            .min((u64::from(c) + 1) * CL)
+            .min(d.max);
+        let mut hid = 0;
+        let mut became_full = false;
+        for s in off.max(1)..end {
+            if !d.map.is_used(s) {
+                became_full |= d.alloc_range(s, 1);
+                self.hidden.push((ty, s));
+                hid += 1;
+            }
+        }
+        if hid > 0 {
+            self.devs.note_alloc(ty, hid, became_full);
+        }
+    }
+
+    fn unhide_all(&mut self) {
+        let hidden = std::mem::take(&mut self.hidden);
+        for &(ty, s) in &hidden {
+            Self::free_piece(self, ty, s, 1);
+        }
+        self.hidden = hidden;
+        self.hidden.clear();
+    }
 }
 
 #[cfg(test)]
@@ -695,6 +734,34 @@ mod tests {
 
     fn dev(m: &Linux618) -> &Dev {
         m.devs.get(0).unwrap_or_else(|| unreachable!())
+    }
+
+    #[test]
+    fn hidden_frees_are_not_found_and_come_back_as_frees() {
+        let mut m = model(2, SSD);
+        for i in 0..32 {
+            assert_eq!(one(&mut m, 0, 4), Some(512 + 16 * i));
+        }
+        assert_eq!(dev(&m).list_of(1), Some(List::Full));
+        // Another CPU frees 16 slots: the cluster goes to nonfull.
+        m.free(0, 512, 16);
+        assert_eq!(dev(&m).list_of(1), Some(List::Nonfull(4)));
+        // A decision that could not have seen them refuses, and leaves them as the free did.
+        m.hide_free(0, 512, 16);
+        m.hide_free(0, 600, 1); // in use: nothing to hide
+        assert_eq!(one(&mut m, 1, 4), None);
+        m.unhide();
+        assert_eq!(dev(&m).count(1), 496);
+        assert_eq!(dev(&m).list_of(1), Some(List::Nonfull(4)));
+        assert_eq!(one(&mut m, 1, 4), Some(512));
+        // Nothing is hidden in a cluster the free emptied (it went to the free list).
+        let mut m = model(2, SSD);
+        assert_eq!(one(&mut m, 0, 4), Some(512));
+        m.free(0, 512, 16);
+        m.hide_free(0, 512, 16);
+        assert_eq!(dev(&m).count(1), 0);
+        m.unhide();
+        assert_eq!(dev(&m).list_of(1), Some(List::Free));
     }
 
     #[test]

@@ -1,0 +1,368 @@
+//! Frees another CPU made while an allocation was under way (7.x: streams with cluster events).
+//!
+//! A 7.x allocation is not one critical section. `cluster_alloc_swap_entry` scans the CPU's own
+//! cluster, then the nonfull, free and frag lists, each cluster under its own lock, and relocates
+//! each cluster it scanned (`relocate_cluster`: a `cluster` event, emitted under that lock); the
+//! grant is emitted under the lock of the cluster that served it, a refusal after the whole
+//! attempt. A free another CPU makes meanwhile reaches the stream before the decision although
+//! the allocation may never have seen it. Replayed in stream order the model finds the freed slots
+//! where the kernel could not. Both were seen on 7.3 with 2 and 4 vCPUs:
+//!
+//! * behind a scan: CPU 0 scanned and relocated its cluster while slot 7679 was in use, CPU 1
+//!   freed 7679, CPU 0 was granted a slot in the next cluster; the model took 7664–7679;
+//! * during a refusal: CPU 0's order-4 allocation found the nonfull list empty, CPU 3's free moved
+//!   a cluster onto it 0.5 ms later, CPU 0 refused after reclaiming; the model served it.
+//!
+//! So on streams with cluster events the engine remembers the last [`MAX_RECENT`] frees, each
+//! with the CPUs whose allocation in flight had already scanned (isolated or relocated) its
+//! cluster, and the last [`MAX_RECENT`] scans. At a decision of CPU A, a free by another CPU
+//! that A had not scanned since, and that A's allocation had scanned before it or — for a
+//! refusal — that came after A's request started (a refusal is no point in time: the lists it
+//! found empty or full at its start are not looked at again), and whose slots the kernel's answer
+//! does not take, could not have been seen: the model of the recorded kernel decides with those
+//! slots hidden ([`crate::alloc::AllocatorModel::hide_free`]), and gets them back as frees right
+//! after. The frees themselves stay where the stream has them, so the lists keep the kernel's
+//! order; the other models, which are not corrected either, see the stream as it is. The same
+//! CPU's own frees are never hidden (see `ReclaimHold` for a reclaim inside an allocation).
+
+use std::collections::VecDeque;
+
+use crate::alloc::CLUSTER_SLOTS;
+use crate::event::{ClusterMove, Free, Ts, cluster_list};
+
+/// Frees and scans remembered (a refusal's request can span a few milliseconds of other CPUs'
+/// frees).
+pub(super) const MAX_RECENT: usize = 1024;
+
+/// Clusters remembered per CPU for the allocation in flight (an allocation scans a handful).
+const MAX_SCANNED: usize = 16;
+
+/// What one CPU's allocation in flight has scanned.
+#[derive(Clone, Debug, Default)]
+struct CpuScan {
+    /// Between the CPU's grant and its request event: the relocation after a grant belongs to
+    /// the allocation just decided, not to the next one.
+    after_grant: bool,
+    /// A full cluster isolated: a reclaim of full clusters, not a scan for free slots; nothing
+    /// more is noted until the next decision.
+    reclaiming: bool,
+    /// (swap type, cluster), in scan order.
+    clusters: Vec<(u8, u32)>,
+    /// Allocations of this CPU begun so far: which one a free was behind.
+    generation: u64,
+}
+
+/// A recent free, its place among the notes, and the CPUs whose allocation in flight had scanned
+/// its cluster before it.
+#[derive(Clone, Debug)]
+struct Recent {
+    free: Free,
+    seq: u64,
+    /// (CPU, its allocation's generation).
+    scanned_before: Vec<(u32, u64)>,
+}
+
+/// A scan (a `cluster` event isolating or relocating a cluster): CPU, (type, cluster), place.
+type Scan = (u32, (u8, u32), u64);
+
+/// A decision about to be made, as the queue sees it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Decision {
+    pub cpu: u32,
+    /// A refusal, and when its request started (0: unknown).
+    pub refusal_start: Option<Ts>,
+    /// A success: the kernel's slots (type, offset, count).
+    pub slots: Option<(u8, u64, u64)>,
+}
+
+/// The per-CPU scans and the recent frees.
+#[derive(Debug, Default)]
+pub(super) struct ConcurrentFrees {
+    /// Set by the first `cluster` event: only such streams are looked at.
+    enabled: bool,
+    /// Frees and scans noted so far (their order).
+    seq: u64,
+    cpus: Vec<CpuScan>,
+    recent: VecDeque<Recent>,
+    /// Recent frees with a CPU in `scanned_before` (none: a success has nothing to hide).
+    behind_scans: usize,
+    /// The last [`MAX_RECENT`] scans, oldest first.
+    scans: VecDeque<Scan>,
+    /// Decisions that had frees hidden, and the frees hidden over all of them.
+    decisions: u64,
+    hidden: u64,
+}
+
+fn cluster_of(f: &Free) -> (u8, u32) {
+    (f.swap_type, (f.offset / CLUSTER_SLOTS) as u32)
+}
+
+fn cpu_index(cpu: u32) -> usize {
+    crate::models::cpu_index(cpu)
+}
+
+impl ConcurrentFrees {
+    fn cpu_mut(&mut self, cpu: u32) -> &mut CpuScan {
+        let i = cpu_index(cpu);
+        if self.cpus.len() <= i {
+            self.cpus.resize_with(i + 1, CpuScan::default);
+        }
+        let len = self.cpus.len();
+        &mut self.cpus[i.min(len - 1)]
+    }
+
+    /// Decisions made with frees hidden, and frees hidden over all of them.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        (self.decisions, self.hidden)
+    }
+
+    /// A `cluster` event: notes the scan, and the cluster for its CPU's allocation in flight.
+    pub(super) fn cluster(&mut self, c: &ClusterMove) {
+        self.enabled = true;
+        let key = (c.swap_type, c.cluster);
+        let scan = matches!(
+            c.list,
+            cluster_list::ISOLATED | cluster_list::FRAG | cluster_list::FULL
+        );
+        if !scan {
+            return;
+        }
+        self.seq += 1;
+        if self.scans.len() >= MAX_RECENT {
+            self.scans.pop_front();
+        }
+        self.scans
+            .push_back((cpu_index(c.cpu) as u32, key, self.seq));
+        let s = self.cpu_mut(c.cpu);
+        if c.list == cluster_list::ISOLATED && u64::from(c.count) >= CLUSTER_SLOTS {
+            s.reclaiming = true;
+        }
+        if !s.after_grant && !s.reclaiming && !s.clusters.contains(&key) {
+            if s.clusters.len() >= MAX_SCANNED {
+                s.clusters.remove(0);
+            }
+            s.clusters.push(key);
+        }
+    }
+
+    /// A free, as the stream has it: remembered on streams with cluster events.
+    pub(super) fn free(&mut self, f: &Free) {
+        if !self.enabled {
+            return;
+        }
+        self.seq += 1;
+        let key = cluster_of(f);
+        let own = cpu_index(f.cpu);
+        let scanned_before: Vec<(u32, u64)> = self
+            .cpus
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i != own && s.clusters.contains(&key))
+            .map(|(i, s)| (i as u32, s.generation))
+            .collect();
+        if self.recent.len() >= MAX_RECENT
+            && let Some(old) = self.recent.pop_front()
+            && !old.scanned_before.is_empty()
+        {
+            self.behind_scans -= 1;
+        }
+        if !scanned_before.is_empty() {
+            self.behind_scans += 1;
+        }
+        self.recent.push_back(Recent {
+            free: *f,
+            seq: self.seq,
+            scanned_before,
+        });
+    }
+
+    /// Whether `cpu` scanned `key` after note `seq`.
+    fn scanned_after(&self, cpu: u32, key: (u8, u32), seq: u64) -> bool {
+        self.scans
+            .iter()
+            .rev()
+            .take_while(|(_, _, s)| *s > seq)
+            .any(|(c, k, _)| *c == cpu && *k == key)
+    }
+
+    /// The recent frees decision `d` could not have seen, into `out` (cleared first).
+    pub(super) fn unseen(&mut self, d: Decision, out: &mut Vec<Free>) {
+        out.clear();
+        let refusal_start = d.refusal_start.filter(|s| *s != 0);
+        if self.recent.is_empty() || (refusal_start.is_none() && self.behind_scans == 0) {
+            return;
+        }
+        let cpu = cpu_index(d.cpu) as u32;
+        let generation = self.cpus.get(cpu as usize).map_or(0, |s| s.generation);
+        for r in &self.recent {
+            let f = &r.free;
+            let candidate = r.scanned_before.contains(&(cpu, generation))
+                || refusal_start.is_some_and(|s| s < f.ts_ns);
+            if !candidate || cpu_index(f.cpu) as u32 == cpu {
+                continue;
+            }
+            let taken = d.slots.is_some_and(|(ty, off, n)| {
+                f.swap_type == ty && off < f.offset + u64::from(f.nr) && f.offset < off + n
+            });
+            if !taken && !self.scanned_after(cpu, cluster_of(f), r.seq) {
+                out.push(*f);
+            }
+        }
+        if !out.is_empty() {
+            self.decisions += 1;
+            self.hidden += out.len() as u64;
+        }
+    }
+
+    /// A grant on `cpu` was decided: its allocation's scans are over.
+    pub(super) fn granted(&mut self, cpu: u32) {
+        let s = self.cpu_mut(cpu);
+        s.after_grant = true;
+        s.reclaiming = false;
+        s.clusters.clear();
+        s.generation += 1;
+    }
+
+    /// A request event on `cpu`: its allocation has returned; the next one starts afresh.
+    pub(super) fn request_done(&mut self, cpu: u32) {
+        let s = self.cpu_mut(cpu);
+        if !s.after_grant {
+            // Ended without a grant (the task moved CPUs): a new allocation all the same.
+            s.generation += 1;
+        }
+        s.after_grant = false;
+        s.reclaiming = false;
+        s.clusters.clear();
+    }
+
+    /// A device came or went: what was noted of it is void.
+    pub(super) fn forget(&mut self) {
+        for s in &mut self.cpus {
+            s.clusters.clear();
+        }
+        self.recent.clear();
+        self.scans.clear();
+        self.behind_scans = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mv(cpu: u32, cluster: u32, list: u8, count: u16) -> ClusterMove {
+        ClusterMove {
+            ts_ns: 0,
+            cpu,
+            swap_type: 0,
+            cluster,
+            list,
+            old_list: cluster_list::NONFULL,
+            order: 4,
+            count,
+        }
+    }
+
+    fn free(cpu: u32, offset: u64, ts_ns: Ts) -> Free {
+        Free {
+            ts_ns,
+            cpu,
+            swap_type: 0,
+            offset,
+            nr: 1,
+        }
+    }
+
+    fn success(cpu: u32, offset: u64) -> Decision {
+        Decision {
+            cpu,
+            refusal_start: None,
+            slots: Some((0, offset, 16)),
+        }
+    }
+
+    fn refusal(cpu: u32, start: Ts) -> Decision {
+        Decision {
+            cpu,
+            refusal_start: Some(start),
+            slots: None,
+        }
+    }
+
+    fn unseen(q: &mut ConcurrentFrees, d: Decision) -> Vec<u64> {
+        let mut out = Vec::new();
+        q.unseen(d, &mut out);
+        out.iter().map(|f| f.offset).collect()
+    }
+
+    #[test]
+    fn only_streams_with_cluster_events_are_looked_at() {
+        let mut q = ConcurrentFrees::default();
+        q.free(&free(1, 5, 10));
+        assert!(unseen(&mut q, refusal(0, 1)).is_empty());
+        q.cluster(&mv(1, 0, cluster_list::NONFULL, 3));
+        q.free(&free(1, 5, 10));
+        assert_eq!(unseen(&mut q, refusal(0, 1)), vec![5]);
+        assert_eq!(q.counts(), (1, 1));
+    }
+
+    #[test]
+    fn a_free_behind_an_allocations_scan_is_unseen_by_it() {
+        let mut q = ConcurrentFrees::default();
+        q.cluster(&mv(0, 14, cluster_list::FRAG, 497));
+        q.free(&free(1, 14 * 512 + 15, 10));
+        q.free(&free(1, 3 * 512, 11));
+        assert_eq!(unseen(&mut q, success(0, 23 * 512)), vec![14 * 512 + 15]);
+        // Not by the CPU that freed it, nor by a grant taking its slots.
+        assert!(unseen(&mut q, success(1, 23 * 512)).is_empty());
+        assert!(unseen(&mut q, success(0, 14 * 512)).is_empty());
+        // Once the allocation is decided, its next one sees them.
+        q.granted(0);
+        q.request_done(0);
+        q.free(&free(1, 14 * 512 + 16, 12));
+        assert!(unseen(&mut q, success(0, 30 * 512)).is_empty());
+    }
+
+    #[test]
+    fn a_refusal_does_not_see_frees_after_its_start_unless_it_scanned_them() {
+        let mut q = ConcurrentFrees::default();
+        q.cluster(&mv(3, 71, cluster_list::NONFULL, 496));
+        q.free(&free(3, 71 * 512, 100)); // during the request
+        q.free(&free(3, 72 * 512, 40)); // before it started
+        q.free(&free(0, 73 * 512, 100)); // its own CPU
+        assert_eq!(unseen(&mut q, refusal(0, 50)), vec![71 * 512]);
+        assert!(unseen(&mut q, refusal(0, 0)).is_empty(), "start unknown");
+        // The refusing CPU scanned cluster 71 after the free: it saw it.
+        q.cluster(&mv(0, 71, cluster_list::ISOLATED, 496));
+        assert!(unseen(&mut q, refusal(0, 50)).is_empty());
+    }
+
+    #[test]
+    fn the_relocation_after_a_grant_and_full_cluster_reclaims_are_no_scans() {
+        let mut q = ConcurrentFrees::default();
+        q.granted(0);
+        q.cluster(&mv(0, 14, cluster_list::FRAG, 506));
+        q.free(&free(1, 14 * 512, 10));
+        assert!(
+            unseen(&mut q, success(0, 20 * 512)).is_empty(),
+            "post-grant"
+        );
+        q.request_done(0);
+        q.cluster(&mv(0, 20, cluster_list::ISOLATED, 512));
+        q.cluster(&mv(0, 21, cluster_list::FRAG, 500));
+        q.free(&free(1, 21 * 512, 10));
+        assert!(unseen(&mut q, success(0, 22 * 512)).is_empty(), "a reclaim");
+    }
+
+    #[test]
+    fn recent_frees_are_bounded() {
+        let mut q = ConcurrentFrees::default();
+        q.cluster(&mv(1, 0, cluster_list::NONFULL, 3));
+        for i in 0..2 * MAX_RECENT as u64 {
+            q.free(&free(1, 512 + i, 100 + i));
+        }
+        assert_eq!(unseen(&mut q, refusal(0, 1)).len(), MAX_RECENT);
+        q.forget();
+        assert!(unseen(&mut q, refusal(0, 1)).is_empty());
+    }
+}

@@ -1,0 +1,75 @@
+//! Frees another CPU made while an allocation was under way (engine/concurrent.rs), on two
+//! recordings of Debian's 7.3 kernel with 4 vCPUs (`conc-sep`: four touchers in their own memory
+//! cgroups and kswapd), cut after the race (they end without an END chunk):
+//!
+//! * `vm-7.3-4cpu-scan-race.swsc`: CPU 0's allocation scanned its cluster while slot 7679 was in
+//!   use, CPU 1 freed 7679, CPU 0 was granted a slot in the next cluster. In stream order the
+//!   model took 7664–7679 and refused one order-4 folio the kernel did not;
+//! * `vm-7.3-4cpu-refusal-race.swsc`: CPU 0's order-4 request found the nonfull list empty,
+//!   CPU 3's free put a cluster on it half a millisecond later, CPU 0 refused after reclaiming.
+//!   In stream order the model served it (272 refusals against the kernel's 273).
+//!
+//! With the frees hidden from the decisions that could not have seen them, the kernel's model
+//! picks the kernel's slot for every request, refuses exactly what the kernel refused and needs
+//! no correction.
+
+use std::{path::Path, process::Command};
+
+use serde_json::Value;
+
+const EXE: &str = env!("CARGO_BIN_EXE_swapscope");
+
+fn report(name: &str) -> Value {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    let o = Command::new(EXE)
+        .arg("report")
+        .arg(&f)
+        .args(["--json", "--models", "linux-6.18"])
+        .output()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(
+        o.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn check(name: &str, kernel_refusals: u64) {
+    let r = report(name);
+    let m = &r["models"][0];
+    assert_eq!(m["name"], "linux-6.18");
+    assert_eq!(
+        r["failed_requests_by_order"]["4"].as_u64().unwrap_or(0),
+        kernel_refusals,
+        "{name}: the kernel's refusals"
+    );
+    assert_eq!(
+        m["failures_by_order"]["4"].as_u64().unwrap_or(0),
+        kernel_refusals,
+        "{name}: the model refuses what the kernel refused: {}",
+        m["failures_by_order"]
+    );
+    assert_eq!(m["same_offset_rate"], 1.0, "{name}: same slot");
+    assert_eq!(m["kernel_corrections"], 0, "{name}: corrections");
+    assert!(
+        r["stream"]["decisions_with_hidden_frees"].as_u64() > Some(0),
+        "{name}: {}",
+        r["stream"]
+    );
+    assert!(
+        r["stream"]["hidden_frees"].as_u64() >= r["stream"]["decisions_with_hidden_frees"].as_u64()
+    );
+}
+
+#[test]
+fn a_free_behind_an_allocations_scan_is_not_seen_by_it() {
+    check("vm-7.3-4cpu-scan-race.swsc", 0);
+}
+
+#[test]
+fn a_refusal_does_not_see_frees_made_after_it_started() {
+    check("vm-7.3-4cpu-refusal-race.swsc", 273);
+}
