@@ -117,6 +117,35 @@ impl UsedBitmap {
         }
     }
 
+    /// Frees, in each word touched by `off .. off + n`, the bits `keep(word index, used bits in
+    /// range)` returns (a subset of them); returns how many slots were freed.
+    #[inline]
+    pub fn free_where(&mut self, off: u64, n: u64, mut keep: impl FnMut(usize, u64) -> u64) -> u64 {
+        let end = off.saturating_add(n).min(self.len);
+        let mut i = off;
+        let mut freed = 0u64;
+        while i < end {
+            let bit = i % WORD;
+            let take = (WORD - bit).min(end - i);
+            let mask = if take == WORD {
+                !0
+            } else {
+                ((1u64 << take) - 1) << bit
+            };
+            let wi = (i / WORD) as usize;
+            if let Some(w) = self.words.get_mut(wi) {
+                let used = *w & mask;
+                if used != 0 {
+                    let m = keep(wi, used) & used;
+                    *w &= !m;
+                    freed += u64::from(m.count_ones());
+                }
+            }
+            i += take;
+        }
+        freed
+    }
+
     /// Marks `off .. off + n` used.
     #[inline]
     pub fn set_used(&mut self, off: u64, n: u64) {

@@ -387,12 +387,12 @@ fn every_model_fills_a_device_exactly() {
     }
 }
 
-/// The two slot-bitmap containers the models use — `alloc::frag::UsedBitmap` (the kernel models,
-/// the real occupancy) and `buddy::slotmap::SlotMap` (buddy, classified, discontiguous) — must
-/// report the same free-space figures for the same occupancy (both through `FragStats`, the one
-/// calculation, since 2026-12-06; before, `snapshot_of` had its own, and this test showed the
-/// two agreeing), or the report's `fragmentation_by_order` would differ between model families
-/// by construction rather than by policy.
+/// Every model family keeps its slots in the one bitmap, `alloc::frag::UsedBitmap` (the kernel
+/// models and the real occupancy directly; buddy, classified and discontiguous inside
+/// `models::slotmap::SlotMap`, with the device's reserved slots) and reports free space through
+/// `FragStats`, the one calculation: for the same occupancy the alternatives' snapshot must say
+/// what a plain bitmap of the device says, or the report's `fragmentation_by_order` would differ
+/// between model families by construction rather than by policy.
 mod one_fragmentation {
     use proptest::prelude::*;
 

@@ -4,6 +4,7 @@
 //! [`ModelSnapshot`] of a set of devices (its free-space figures through `alloc::frag::FragStats`,
 //! the calculation every model uses).
 
+use crate::alloc::frag::UsedBitmap;
 use crate::alloc::{
     CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, MAX_ORDER, ModelSnapshot,
 };
@@ -105,23 +106,47 @@ pub fn remove_device<D: HasSlotMap>(devs: &mut Vec<D>, swap_type: u8) {
     devs.retain(|d| d.slot_map().swap_type() != swap_type);
 }
 
-/// One device's slots: bit set = allocated or reserved (header, bad, past `max`).
+/// One device's slots for the alternative models: the one slot bitmap ([`UsedBitmap`], bit set =
+/// allocated or reserved: header, bad, past `max`, to the end of the last cluster) with the
+/// device's reserved slots and counts.
 #[derive(Debug, Clone)]
 pub struct SlotMap {
     swap_type: u8,
     prio: i32,
     max: u64,
-    words: Vec<u64>,
+    map: UsedBitmap,
     /// Bad slots inside `1..max`, sorted and unique.
     bad: Vec<u64>,
     usable: u64,
     used: u64,
 }
 
+/// Reserved bits of bitmap word `w` of a device of `max` slots with `bad` slots (sorted).
+fn reserved_mask(max: u64, bad: &[u64], w: usize) -> u64 {
+    let lo = (w as u64) * 64;
+    let hi = lo + 64;
+    let mut m = 0u64;
+    if lo == 0 {
+        m |= 1;
+    }
+    if max <= lo {
+        return u64::MAX;
+    }
+    if hi > max {
+        m |= bits(max - lo, 64);
+    }
+    let first = bad.partition_point(|&b| b < lo);
+    for &b in bad[first..].iter().take_while(|&&b| b < hi) {
+        m |= 1u64 << (b - lo);
+    }
+    m
+}
+
 impl SlotMap {
     pub fn new(dev: &SwapOn) -> Self {
-        let nclusters = (dev.max.div_ceil(CLUSTER_SLOTS)).max(1) as usize;
-        let mut words = vec![0u64; nclusters * WORDS];
+        let nclusters = (dev.max.div_ceil(CLUSTER_SLOTS)).max(1);
+        let total = nclusters * CLUSTER_SLOTS;
+        let mut map = UsedBitmap::new_free(total);
         let mut bad: Vec<u64> = dev
             .bad
             .iter()
@@ -130,25 +155,18 @@ impl SlotMap {
             .collect();
         bad.sort_unstable();
         bad.dedup();
-        let total = (nclusters * CLUSTER) as u64;
-        let set = |words: &mut Vec<u64>, s: u64| {
-            if let Some(w) = words.get_mut((s / 64) as usize) {
-                *w |= 1u64 << (s % 64);
-            }
-        };
-        set(&mut words, 0);
+        map.set_used(0, 1);
         for &b in &bad {
-            set(&mut words, b);
+            map.set_used(b, 1);
         }
-        for s in dev.max.max(1)..total {
-            set(&mut words, s);
-        }
+        let end = dev.max.max(1);
+        map.set_used(end, total.saturating_sub(end));
         let usable = dev.max.saturating_sub(1 + bad.len() as u64);
         SlotMap {
             swap_type: dev.swap_type,
             prio: dev.prio,
             max: dev.max,
-            words,
+            map,
             bad,
             usable,
             used: 0,
@@ -162,7 +180,7 @@ impl SlotMap {
         self.prio
     }
     pub fn nclusters(&self) -> usize {
-        self.words.len() / WORDS
+        self.map.words().len() / WORDS
     }
     /// Usable slots (neither header, bad nor past `max`).
     pub fn usable(&self) -> u64 {
@@ -175,13 +193,17 @@ impl SlotMap {
     pub fn free_slots(&self) -> u64 {
         self.usable - self.used
     }
+    /// The bitmap.
+    pub fn bitmap(&self) -> &UsedBitmap {
+        &self.map
+    }
     pub fn words(&self) -> &[u64] {
-        &self.words
+        self.map.words()
     }
     /// The 8 bitmap words of cluster `c`.
     #[inline]
     pub fn cluster(&self, c: usize) -> &[u64] {
-        &self.words[c * WORDS..(c + 1) * WORDS]
+        &self.map.words()[c * WORDS..(c + 1) * WORDS]
     }
     /// Used or reserved slots of cluster `c`.
     #[inline]
@@ -197,66 +219,25 @@ impl SlotMap {
 
     /// Reserved bits of bitmap word `w`.
     pub fn reserved_mask(&self, w: usize) -> u64 {
-        let lo = (w as u64) * 64;
-        let hi = lo + 64;
-        let mut m = 0u64;
-        if lo == 0 {
-            m |= 1;
-        }
-        if self.max <= lo {
-            return u64::MAX;
-        }
-        if hi > self.max {
-            m |= bits(self.max - lo, 64);
-        }
-        let first = self.bad.partition_point(|&b| b < lo);
-        for &b in self.bad[first..].iter().take_while(|&&b| b < hi) {
-            m |= 1u64 << (b - lo);
-        }
-        m
+        reserved_mask(self.max, &self.bad, w)
     }
 
     /// True when every slot of `[start, start+n)` is free (start+n within the bitmap).
+    #[inline]
     pub fn all_free(&self, start: u64, n: u64) -> bool {
-        self.range_all(start, n, |w, m| w & m == 0)
+        self.map.all_free(start, n)
     }
 
     /// True when every slot of `[start, start+n)` is used or reserved.
+    #[inline]
     pub fn all_used(&self, start: u64, n: u64) -> bool {
-        self.range_all(start, n, |w, m| w & m == m)
-    }
-
-    fn range_all(&self, start: u64, n: u64, f: impl Fn(u64, u64) -> bool) -> bool {
-        let end = start + n;
-        let mut s = start;
-        while s < end {
-            let wi = (s / 64) as usize;
-            let lo = s % 64;
-            let hi = (end - (s - lo)).min(64);
-            let Some(&w) = self.words.get(wi) else {
-                return false;
-            };
-            if !f(w, bits(lo, hi)) {
-                return false;
-            }
-            s = s - lo + 64;
-        }
-        true
+        start.saturating_add(n) <= self.map.len() && self.map.all_used(start, n)
     }
 
     /// Marks `[start, start+n)` allocated; the caller guarantees the range was free.
+    #[inline]
     pub fn mark_used(&mut self, start: u64, n: u64) {
-        let end = start + n;
-        let mut s = start;
-        while s < end {
-            let wi = (s / 64) as usize;
-            let lo = s % 64;
-            let hi = (end - (s - lo)).min(64);
-            if let Some(w) = self.words.get_mut(wi) {
-                *w |= bits(lo, hi);
-            }
-            s = s - lo + 64;
-        }
+        self.map.set_used(start, n);
         self.used += n;
     }
 
@@ -265,23 +246,17 @@ impl SlotMap {
     /// number of slots freed.
     pub fn release(&mut self, offset: u64, nr: u32, mut f: impl FnMut(usize, u64)) -> u64 {
         let end = offset.saturating_add(u64::from(nr)).min(self.max);
-        let mut s = offset.max(1);
-        let mut freed = 0u64;
-        while s < end {
-            let wi = (s / 64) as usize;
-            let lo = s % 64;
-            let hi = (end - (s - lo)).min(64);
-            let resv = self.reserved_mask(wi);
-            if let Some(w) = self.words.get_mut(wi) {
-                let m = *w & bits(lo, hi) & !resv;
+        let start = offset.max(1);
+        let (max, bad) = (self.max, &self.bad);
+        let freed = self
+            .map
+            .free_where(start, end.saturating_sub(start), |wi, used| {
+                let m = used & !reserved_mask(max, bad, wi);
                 if m != 0 {
-                    *w &= !m;
-                    freed += u64::from(m.count_ones());
                     f(wi, m);
                 }
-            }
-            s = s - lo + 64;
-        }
+                m
+            });
         self.used -= freed;
         freed
     }
@@ -368,7 +343,7 @@ pub fn snapshot_of<'a>(
         snap.total_slots += map.usable();
         snap.used_slots += map.used();
         counts(map, &mut snap.clusters);
-        frag.add_words(map.words());
+        frag.add(map.bitmap());
     }
     snap.largest_free_run = frag.largest_free_run;
     snap.fragmentation_by_order = frag.fragmentation_by_order();
