@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::engine::ByOrder;
+
 use crate::{
     alloc::AllocatorModel,
     engine::{self, Engine, EngineConfig, MarkerReport, ModelReport, Parallel, StreamSummary},
@@ -18,16 +20,16 @@ pub const REPORT_SCHEMA: u32 = 4;
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct KernelDeltas {
-    pub swpout_by_order: BTreeMap<String, u64>,
-    pub swpout_fallback_by_order: BTreeMap<String, u64>,
-    pub split_by_order: BTreeMap<String, u64>,
+    pub swpout_by_order: ByOrder<u64>,
+    pub swpout_fallback_by_order: ByOrder<u64>,
+    pub split_by_order: ByOrder<u64>,
     pub pswpout_pages: u64,
     /// Large folios swapped in whole, by order (`hugepages-<size>/stats/swpin`).
-    pub swpin_by_order: BTreeMap<String, u64>,
+    pub swpin_by_order: ByOrder<u64>,
     /// Swap-ins of that size that fell back to smaller folios (`swpin_fallback`), and those
     /// that fell back because the memory cgroup charge failed (`swpin_fallback_charge`).
-    pub swpin_fallback_by_order: BTreeMap<String, u64>,
-    pub swpin_fallback_charge_by_order: BTreeMap<String, u64>,
+    pub swpin_fallback_by_order: ByOrder<u64>,
+    pub swpin_fallback_charge_by_order: ByOrder<u64>,
     /// Pages read from swap (`pswpin`).
     pub pswpin_pages: u64,
     /// PMD-size (2 MiB) fallbacks only (vmstat `thp_swpout_fallback`): 0 beside fallbacks of
@@ -74,26 +76,26 @@ pub struct Report {
     /// Write-out events (one per folio).
     pub writeout_events: u64,
     pub lost_events: u64,
-    pub writeouts_by_order: BTreeMap<String, u64>,
+    pub writeouts_by_order: ByOrder<u64>,
     /// Σ 2^order × write-outs: pages written.
     pub writeout_pages: u64,
     /// Write-outs of anonymous folios (the rest are shmem).
     pub anon_writeouts: u64,
     /// Full tier: swap-slot requests per folio order, and how many the kernel refused.
-    pub requests_by_order: BTreeMap<String, u64>,
-    pub failed_requests_by_order: BTreeMap<String, u64>,
+    pub requests_by_order: ByOrder<u64>,
+    pub failed_requests_by_order: ByOrder<u64>,
     /// Full tier: events the kernel did not deliver that the stream shows anyway (`alloc`,
     /// `split`; see `crate::repair`), counted in the totals above too.
     pub inferred_events: BTreeMap<String, u64>,
     /// Full tier: splits that follow a refused request for the same folio (swap-allocation
     /// fallbacks, the kernel's `swpout_fallback` when they succeed), by the folio's order.
-    pub fallback_splits_by_order: BTreeMap<String, u64>,
+    pub fallback_splits_by_order: ByOrder<u64>,
     /// Full tier: splits with no refused request before them (deferred split, migration, ...).
     pub other_splits: Option<u64>,
     /// Full tier: slots given back.
     pub freed_slots: Option<u64>,
     /// Full tier: folios read back from swap, by order (a read of 2^order slots each).
-    pub swapins_by_order: BTreeMap<String, u64>,
+    pub swapins_by_order: ByOrder<u64>,
     /// Full tier: Σ 2^order × swap-ins: pages read back (null without a swap-in feed).
     pub swapin_pages: Option<u64>,
     pub kernel: KernelDeltas,
@@ -108,7 +110,7 @@ pub struct Report {
     pub real: Option<ModelReport>,
     /// What-if replays (`report --swap-size`): each device's size as the models saw it, in
     /// bytes, by swap type; `{}` when they saw the recorded devices.
-    pub model_device_bytes: BTreeMap<String, u64>,
+    pub model_device_bytes: BTreeMap<u8, u64>,
     /// Per-interval counts between markers (e.g. one row per workload iteration).
     pub markers: Vec<MarkerReport>,
     /// Fixed intervals of stream time (5 s), each with its counts and the occupancy at its end.
@@ -346,7 +348,7 @@ impl ReportBuilder {
         r.writeout_events = self.writeouts.values().sum();
         r.lost_events = self.lost.ringbuf + self.lost.userspace;
         r.anon_writeouts = self.anon;
-        let key = |m: &BTreeMap<u8, u64>| m.iter().map(|(o, n)| (o.to_string(), *n)).collect();
+        let key = |m: &BTreeMap<u8, u64>| m.clone();
         r.requests_by_order = key(&self.requests);
         r.failed_requests_by_order = key(&self.failed);
         r.fallback_splits_by_order = key(&self.fallback_splits);
@@ -375,7 +377,7 @@ impl ReportBuilder {
             ));
         }
         for (order, n) in &self.writeouts {
-            r.writeouts_by_order.insert(order.to_string(), *n);
+            r.writeouts_by_order.insert(*order, *n);
             r.writeout_pages += n << order;
         }
         if let (Some(first), Some(last)) = (&self.first_counters, &self.last_counters) {
@@ -484,7 +486,7 @@ fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
                 "swpin_fallback_charge" => &mut k.swpin_fallback_charge_by_order,
                 _ => continue,
             };
-            map.insert(order.to_string(), delta);
+            map.insert(order, delta);
         } else {
             if let Some(feed) = name
                 .strip_prefix("probe/")
@@ -530,15 +532,16 @@ impl Report {
             self.lost_events,
             self.writeout_pages
         );
-        let mut orders: Vec<&String> = self
+        let mut orders: Vec<u8> = self
             .writeouts_by_order
             .keys()
             .chain(self.kernel.swpout_by_order.keys())
             .chain(self.kernel.swpout_fallback_by_order.keys())
+            .copied()
             .collect();
-        orders.sort_by_key(|o| o.parse::<u32>().unwrap_or(u32::MAX));
+        orders.sort_unstable();
         orders.dedup();
-        let nonzero = |o: &String| {
+        let nonzero = |o: &u8| {
             [
                 &self.writeouts_by_order,
                 &self.kernel.swpout_by_order,
@@ -555,10 +558,10 @@ impl Report {
             "{:>6} {:>9} {:>12} {:>14} {:>16} {:>10}",
             "order", "size", "write-outs", "kernel swpout", "swpout_fallback", "split"
         );
-        for o in orders {
-            let order: u8 = o.parse().unwrap_or(0);
+        for order in orders {
+            let o = order;
             let size = crate::event::folio_size(order);
-            let get = |m: &BTreeMap<String, u64>| m.get(o).map_or("-".to_string(), u64::to_string);
+            let get = |m: &BTreeMap<u8, u64>| m.get(&o).map_or("-".to_string(), u64::to_string);
             let _ = writeln!(
                 s,
                 "{:>6} {:>9} {:>12} {:>14} {:>16} {:>10}",
@@ -595,8 +598,7 @@ impl Report {
                 "pages read: {pages} by swap-in events, {} by the kernel's pswpin",
                 k.pswpin_pages
             );
-            for (o, n) in &self.swapins_by_order {
-                let order: u8 = o.parse().unwrap_or(0);
+            for (&order, n) in &self.swapins_by_order {
                 let _ = writeln!(
                     s,
                     "  {:>5} swap-in events: {n}",
@@ -615,7 +617,7 @@ impl Report {
                     .copied()
                     .unwrap_or(0);
                 if *n + fb > 0 {
-                    let order: u8 = o.parse().unwrap_or(0);
+                    let order = *o;
                     let _ = writeln!(
                         s,
                         "  {:>5} swap-ins: {n} whole, {fb} fell back to smaller folios ({charge} for the cgroup charge)",
@@ -798,11 +800,11 @@ mod tests {
         assert_eq!(r.events, 7);
         assert_eq!(r.writeout_events, 3);
         assert_eq!(r.lost_events, 3);
-        assert_eq!(r.writeouts_by_order.get("4"), Some(&2));
-        assert_eq!(r.writeouts_by_order.get("0"), Some(&1));
+        assert_eq!(r.writeouts_by_order.get(&4), Some(&2));
+        assert_eq!(r.writeouts_by_order.get(&0), Some(&1));
         assert_eq!(r.writeout_pages, 33);
-        assert_eq!(r.kernel.swpout_by_order.get("4"), Some(&2));
-        assert_eq!(r.kernel.swpout_fallback_by_order.get("4"), Some(&0));
+        assert_eq!(r.kernel.swpout_by_order.get(&4), Some(&2));
+        assert_eq!(r.kernel.swpout_fallback_by_order.get(&4), Some(&0));
         assert_eq!(r.kernel.pswpout_pages, 33);
         assert_eq!(r.devices[0].writeouts, 3);
         let json = match serde_json::to_value(&r) {
@@ -861,9 +863,9 @@ mod tests {
         b.push(&split(2));
         b.push(&split(3));
         let r = b.finish(0, vec![]);
-        assert_eq!(r.requests_by_order.get("4"), Some(&2));
-        assert_eq!(r.failed_requests_by_order.get("4"), Some(&1));
-        assert_eq!(r.fallback_splits_by_order.get("4"), Some(&1));
+        assert_eq!(r.requests_by_order.get(&4), Some(&2));
+        assert_eq!(r.failed_requests_by_order.get(&4), Some(&1));
+        assert_eq!(r.fallback_splits_by_order.get(&4), Some(&1));
         assert_eq!(r.other_splits, Some(2));
     }
 }

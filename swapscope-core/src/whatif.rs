@@ -9,6 +9,8 @@ use std::{collections::BTreeMap, fmt::Write as _, str::FromStr};
 
 use serde::Serialize;
 
+use crate::engine::ByOrder;
+
 use crate::{
     engine::DeviceSize,
     event::{Event, folio_size},
@@ -86,9 +88,9 @@ pub enum SweepError {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct SweepModel {
     pub name: String,
-    pub requests_by_order: BTreeMap<String, u64>,
-    pub failures_by_order: BTreeMap<String, u64>,
-    pub fallback_rate_by_order: BTreeMap<String, f64>,
+    pub requests_by_order: ByOrder<u64>,
+    pub failures_by_order: ByOrder<u64>,
+    pub fallback_rate_by_order: ByOrder<f64>,
 }
 
 /// Every model at one size.
@@ -96,7 +98,7 @@ pub struct SweepModel {
 pub struct SweepPoint {
     pub percent: u32,
     /// Each device's size as the models saw it, in bytes (header slot included), by swap type.
-    pub device_bytes: BTreeMap<String, u64>,
+    pub device_bytes: BTreeMap<u8, u64>,
     pub models: Vec<SweepModel>,
 }
 
@@ -105,19 +107,19 @@ pub struct SweepPoint {
 pub struct Sweep {
     pub schema: u32,
     /// Each device's recorded size in bytes, by swap type.
-    pub recorded_device_bytes: BTreeMap<String, u64>,
+    pub recorded_device_bytes: BTreeMap<u8, u64>,
     pub points: Vec<SweepPoint>,
 }
 
 /// Notes each device's size as a stream announces it (`SwapOn`).
 #[derive(Default)]
-struct DeviceSizes(BTreeMap<String, u64>);
+struct DeviceSizes(BTreeMap<u8, u64>);
 
 impl Sink for DeviceSizes {
     fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
         for ev in batch {
             if let Event::SwapOn(on) = ev {
-                self.0.insert(on.swap_type.to_string(), on.max * 4096);
+                self.0.insert(on.swap_type, on.max * 4096);
             }
         }
         Ok(())
@@ -198,13 +200,12 @@ impl Sweep {
                 .points
                 .iter()
                 .filter_map(|p| p.models.get(i))
-                .flat_map(|m| m.requests_by_order.keys())
-                .filter_map(|o| o.parse().ok())
+                .flat_map(|m| m.requests_by_order.keys().copied())
                 .collect();
             orders.sort_unstable();
             orders.dedup();
             for o in orders {
-                let key = o.to_string();
+                let key = o;
                 let _ = write!(
                     s,
                     "{:<22} {:>6}",

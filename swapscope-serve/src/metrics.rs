@@ -302,9 +302,8 @@ pub fn size_label(order: u8, page_size: u64) -> String {
     format!("{}kB", (page_size / 1024).max(1) << order)
 }
 
-fn by_order(m: &BTreeMap<String, u64>) -> impl Iterator<Item = (u8, u64)> + '_ {
-    m.iter()
-        .filter_map(|(k, v)| Some((k.parse::<u8>().ok()?, *v)))
+fn by_order(m: &BTreeMap<u8, u64>) -> impl Iterator<Item = (u8, u64)> + '_ {
+    m.iter().map(|(k, v)| (*k, *v))
 }
 
 /// Collects every sample of a scrape from the snapshot.
@@ -440,7 +439,7 @@ fn collect(snap: &Snapshot, stats: &ServeStats) -> Samples {
 fn model_samples(s: &mut Samples, name: &str, m: &ModelReport, page: u64) {
     for (order, req) in by_order(&m.requests_by_order) {
         let size = size_label(order, page);
-        let fail = m.failures_by_order.get(&order.to_string()).copied();
+        let fail = m.failures_by_order.get(&order).copied();
         s.add(
             "swapscope_model_requests_total",
             &[("model", name), ("size", &size)],
@@ -452,10 +451,8 @@ fn model_samples(s: &mut Samples, name: &str, m: &ModelReport, page: u64) {
             fail.unwrap_or(0) as f64,
         );
     }
-    for (order, f) in &m.fragmentation_by_order {
-        if let Ok(order) = order.parse::<u8>()
-            && f.is_finite()
-        {
+    for (&order, f) in &m.fragmentation_by_order {
+        if f.is_finite() {
             s.add(
                 "swapscope_model_fragmentation_ratio",
                 &[("model", name), ("size", &size_label(order, page))],

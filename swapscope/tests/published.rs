@@ -18,7 +18,7 @@ fn rate(m: &MarkerReport, model: &str) -> f64 {
     m.models
         .iter()
         .find(|r| r.name == model)
-        .and_then(|r| r.fallback_rate_by_order.get("4").copied())
+        .and_then(|r| r.fallback_rate_by_order.get(&4).copied())
         .unwrap_or(f64::NAN)
 }
 
@@ -44,7 +44,7 @@ fn iterations_with(spec: &WorkloadSpec, names: &[&str]) -> Vec<MarkerReport> {
         .collect()
 }
 
-fn requests(m: &MarkerReport, model: &str, order: &str) -> u64 {
+fn requests(m: &MarkerReport, model: &str, order: &u8) -> u64 {
     m.models
         .iter()
         .find(|r| r.name == model)
@@ -68,8 +68,8 @@ fn thp_fragment_matches_todays_kernels_with_large_folio_swap_in() {
         let its = iterations_of(&spec);
         assert_eq!(its.len(), 30);
         for (i, m) in its.iter().enumerate() {
-            let large = requests(m, "linux-6.18", "4") as f64;
-            let small = requests(m, "linux-6.18", "0");
+            let large = requests(m, "linux-6.18", &4) as f64;
+            let small = requests(m, "linux-6.18", &0);
             assert!(
                 (large - real_mean).abs() <= 0.10 * real_mean,
                 "aligned {aligned}, iteration {i}: {large} 64 KiB requests, the kernel's mean {real_mean}"
@@ -119,7 +119,7 @@ fn thp_fragment_reproduces_the_published_fallback_rates() {
     }
 }
 
-fn failures(spec: &WorkloadSpec, names: &[&str], order: &str) -> Vec<u64> {
+fn failures(spec: &WorkloadSpec, names: &[&str], order: &u8) -> Vec<u64> {
     let events = match workload::generate(spec) {
         Ok(e) => e,
         Err(e) => panic!("{e}"),
@@ -156,7 +156,7 @@ fn fill_drain_prefer_nonfull_over_free_cuts_64k_fallback() {
         spec.swap_size_bytes = 256 << 20;
         spec.cpus = 4;
         spec.seed = seed;
-        let f = failures(&spec, &["linux-6.14", "linux-6.18"], "4");
+        let f = failures(&spec, &["linux-6.14", "linux-6.18"], &4);
         let (o, n) = (f[0], f[1]);
         assert!(
             o * 2 >= n * 3,
@@ -205,7 +205,7 @@ fn rr_scan_reproduces_the_rfc_fallback_rates() {
                 new <= limit,
                 "-s {small}, iteration {i}: rr-scan fell back {new}"
             );
-            let n = requests(m, "rr-scan", "4") as f64;
+            let n = requests(m, "rr-scan", &4) as f64;
             req += n;
             fail += new * n;
         }
@@ -340,7 +340,7 @@ fn vswap_never_falls_back_and_pays_in_metadata_and_contiguity() {
     let mut spec = WorkloadSpec::new("fill-drain");
     spec.swap_size_bytes = 256 << 20;
     spec.cpus = 4;
-    let f = failures(&spec, &["linux-6.18", "vswap"], "4");
+    let f = failures(&spec, &["linux-6.18", "vswap"], &4);
     assert!(f[0] > 100, "linux-6.18 fell back {} times", f[0]);
     assert_eq!(f[1], 0, "vswap fell back");
     let (m, _, fail, (peak, _)) = replay_vswap(&spec);

@@ -90,7 +90,7 @@ fn every_recording_reports_it_beside_the_kernel_model() {
         for (order, n) in &kernel.requests_by_order {
             // Order 0 differs by the fallbacks: a refused large folio comes back as order-0
             // requests, and each model refuses its own.
-            if order != "0" {
+            if *order != 0 {
                 assert_eq!(
                     ff.requests_by_order.get(order),
                     Some(n),

@@ -53,7 +53,7 @@ pub use divergence::{ClusterView, Divergence, Nearby, SlotRef};
 pub use parallel::{Finished, Parallel};
 pub use real::RealOccupancy;
 pub use report::{
-    Comparison, IntervalReport, MarkerReport, ModelReport, SeriesReport, StreamSummary,
+    ByOrder, Comparison, IntervalReport, MarkerReport, ModelReport, SeriesReport, StreamSummary,
     render_table,
 };
 pub use streammap::{BucketHasher, StreamMap, stream_key};

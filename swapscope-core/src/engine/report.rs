@@ -27,8 +27,10 @@ use serde::Serialize;
 use super::{Engine, EngineError, OrderCounters, Row, States};
 use crate::alloc::{ClusterCounts, ModelSnapshot, NR_ORDERS};
 
-/// Per-order values keyed by the order as a string.
-pub type ByOrder<T> = BTreeMap<String, T>;
+/// Per-order values keyed by the folio order. serde_json writes integer map keys as strings, so
+/// the documents keep the `"0"`, `"4"`, `"9"` keys docs/report-schema.md describes (byte for byte:
+/// orders are below 10, so numeric and string order agree).
+pub type ByOrder<T> = BTreeMap<u8, T>;
 
 /// Counts and summary of one model (or of the real kernel).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -104,7 +106,7 @@ impl StateReport {
                 .fragmentation_by_order
                 .iter()
                 .enumerate()
-                .map(|(o, f)| (o.to_string(), *f))
+                .map(|(o, f)| (o as u8, *f))
                 .collect(),
             clusters: s.clusters,
             largest_free_run: s.largest_free_run,
@@ -189,7 +191,7 @@ pub struct Comparison {
     pub series: Vec<SeriesReport>,
     /// What-if replays (`EngineConfig::device_size`): each device's size as the models saw it,
     /// in bytes, by swap type; empty when they saw the recorded devices.
-    pub model_device_bytes: BTreeMap<String, u64>,
+    pub model_device_bytes: BTreeMap<u8, u64>,
 }
 
 impl Comparison {
@@ -209,7 +211,7 @@ impl Comparison {
 fn by_order_nonzero(requests: &[u64; NR_ORDERS], values: &[u64; NR_ORDERS]) -> ByOrder<u64> {
     (0..NR_ORDERS)
         .filter(|&o| requests.get(o).is_some_and(|&r| r > 0))
-        .map(|o| (o.to_string(), values.get(o).copied().unwrap_or(0)))
+        .map(|o| (o as u8, values.get(o).copied().unwrap_or(0)))
         .collect()
 }
 
@@ -218,7 +220,7 @@ fn rates(c: &OrderCounters) -> ByOrder<f64> {
         .filter_map(|o| {
             let r = *c.requests.get(o)?;
             let f = *c.failures.get(o)?;
-            (r > 0).then(|| (o.to_string(), f as f64 / r as f64))
+            (r > 0).then(|| (o as u8, f as f64 / r as f64))
         })
         .collect()
 }
@@ -244,7 +246,7 @@ fn model_report(name: &str, c: &OrderCounters, snap: &ModelSnapshot) -> ModelRep
             .fragmentation_by_order
             .iter()
             .enumerate()
-            .map(|(o, f)| (o.to_string(), *f))
+            .map(|(o, f)| (o as u8, *f))
             .collect(),
         clusters: snap.clusters,
         largest_free_run: snap.largest_free_run,
@@ -398,7 +400,7 @@ impl Engine {
             model_device_bytes: self
                 .model_device_bytes
                 .iter()
-                .map(|(t, b)| (t.to_string(), *b))
+                .map(|(t, b)| (*t, *b))
                 .collect(),
         }
     }
@@ -475,7 +477,7 @@ pub fn render_table(r: &Comparison) -> String {
             let rate = m.fallback_rate_by_order.get(o).copied().unwrap_or(0.0);
             // An order-0 request fails only when no slot is free at all: the device is full,
             // not fragmented.
-            let note = if o == "0" && fail > 0 {
+            let note = if *o == 0 && fail > 0 {
                 "  swap full"
             } else {
                 ""
@@ -545,12 +547,12 @@ pub fn render_table(r: &Comparison) -> String {
     occupancy_table(&mut s, w, &end);
     if !r.markers.is_empty() {
         // Columns: (model, order) pairs with large-order requests anywhere in the table.
-        let mut cols: Vec<(usize, String)> = Vec::new();
+        let mut cols: Vec<(usize, u8)> = Vec::new();
         for mk in &r.markers {
             for (i, m) in mk.models.iter().chain(mk.real.iter()).enumerate() {
-                for o in m.requests_by_order.keys() {
-                    if o != "0" && !cols.contains(&(i, o.clone())) {
-                        cols.push((i, o.clone()));
+                for &o in m.requests_by_order.keys() {
+                    if o != 0 && !cols.contains(&(i, o)) {
+                        cols.push((i, o));
                     }
                 }
             }
@@ -596,18 +598,15 @@ pub fn render_table(r: &Comparison) -> String {
     // The most-requested large order (as the TUI's Models view), else order 0.
     let mut by_order: BTreeMap<u8, u64> = BTreeMap::new();
     for m in &rows {
-        for (o, n) in &m.requests_by_order {
-            if let Ok(o) = o.parse::<u8>() {
-                *by_order.entry(o).or_default() += n;
-            }
+        for (&o, n) in &m.requests_by_order {
+            *by_order.entry(o).or_default() += n;
         }
     }
     let big = by_order
         .iter()
         .filter(|(o, n)| **o > 0 && **n > 0)
         .max_by_key(|(o, n)| (**n, std::cmp::Reverse(**o)))
-        .map_or(0, |(o, _)| *o)
-        .to_string();
+        .map_or(0, |(o, _)| *o);
     let (title, run) = if r.markers.is_empty() {
         ("interval", &r.intervals)
     } else {
@@ -696,7 +695,7 @@ fn occupancy_table(s: &mut String, w: usize, rows: &[(&str, StateReport, Option<
     }
     s.push('\n');
     for (name, st, m) in rows {
-        let f = |o: &str| st.fragmentation_by_order.get(o).copied().unwrap_or(0.0);
+        let f = |o: u8| st.fragmentation_by_order.get(&o).copied().unwrap_or(0.0);
         let c = &st.clusters;
         let _ = write!(
             s,
@@ -710,9 +709,9 @@ fn occupancy_table(s: &mut String, w: usize, rows: &[(&str, StateReport, Option<
             c.full,
             c.other,
             st.largest_free_run,
-            pct(f("0")),
-            pct(f("4")),
-            pct(f("9"))
+            pct(f(0)),
+            pct(f(4)),
+            pct(f(9))
         );
         if let Some(m) = m {
             let _ = write!(s, "  {m:>10}");

@@ -126,10 +126,10 @@ fn kernel_failure_counts_model_answer_and_undoes_it() {
         .as_ref()
         .map(|m| m.failures_by_order.clone())
         .unwrap_or_default();
-    assert_eq!(real.get("4"), Some(&1));
+    assert_eq!(real.get(&4), Some(&1));
     for (i, m) in r.models.iter().enumerate() {
-        assert_eq!(m.requests_by_order.get("4"), Some(&1), "{}", m.name);
-        assert_eq!(m.successes_by_order.get("4"), Some(&1), "{}", m.name);
+        assert_eq!(m.requests_by_order.get(&4), Some(&1), "{}", m.name);
+        assert_eq!(m.successes_by_order.get(&4), Some(&1), "{}", m.name);
         assert_eq!(used(&e, i), 0);
     }
 }
@@ -173,7 +173,7 @@ fn swap_full_leaves_pages_unbacked() {
     let r = e.report();
     for m in &r.models {
         assert_eq!(
-            m.failures_by_order.get("0"),
+            m.failures_by_order.get(&0),
             Some(&(600 - 511)),
             "{}",
             m.name
@@ -244,11 +244,11 @@ fn markers_give_per_iteration_rows_and_json_shape() {
     assert_eq!(r.markers.len(), 2);
     // Iteration 1: one PMD fits (cluster 1; cluster 0 has the header), two fall back.
     let m0 = r.markers.first().and_then(|m| m.models.first());
-    assert_eq!(m0.and_then(|m| m.failures_by_order.get("9")), Some(&2));
-    assert_eq!(m0.and_then(|m| m.requests_by_order.get("0")), Some(&1024));
+    assert_eq!(m0.and_then(|m| m.failures_by_order.get(&9)), Some(&2));
+    assert_eq!(m0.and_then(|m| m.requests_by_order.get(&0)), Some(&1024));
     // Iteration 2 holds only its own requests.
     let m1 = r.markers.get(1).and_then(|m| m.models.first());
-    assert_eq!(m1.and_then(|m| m.requests_by_order.get("9")), Some(&1));
+    assert_eq!(m1.and_then(|m| m.requests_by_order.get(&9)), Some(&1));
     assert_eq!(r.series.len(), 2);
 
     let v = r.to_value().unwrap_or_default();
@@ -679,16 +679,16 @@ fn refusal_grants_are_decided_where_the_kernel_refused() {
     e.feed(&refusal);
     e.feed(&alloc(0, 9, 5, AllocResult::Failure));
     // The refusal waits for the stream's next allocation-changing event (none here).
-    assert_eq!(e.report().models[0].requests_by_order.get("9"), None);
+    assert_eq!(e.report().models[0].requests_by_order.get(&9), None);
     e.end_deferral();
     let r = e.report();
     assert_eq!(r.stream.requests_at_grant, 1);
-    assert_eq!(r.models[0].requests_by_order.get("9"), Some(&1));
-    assert_eq!(r.models[0].successes_by_order.get("9"), Some(&1));
+    assert_eq!(r.models[0].requests_by_order.get(&9), Some(&1));
+    assert_eq!(r.models[0].successes_by_order.get(&9), Some(&1));
     assert_eq!(
         r.real
             .as_ref()
-            .and_then(|x| x.failures_by_order.get("9").copied()),
+            .and_then(|x| x.failures_by_order.get(&9).copied()),
         Some(1)
     );
 }
@@ -728,7 +728,7 @@ fn a_batch_that_started_before_a_refusal_is_applied_before_it() {
     // Started before the refusal: applied first, and the model refuses too.
     let r = run(50);
     assert_eq!(r.stream.hoisted_batches, 1);
-    assert_eq!(r.models[0].failures_by_order.get("4"), Some(&1));
+    assert_eq!(r.models[0].failures_by_order.get(&4), Some(&1));
     let refusals = |r: &crate::engine::Comparison| {
         r.models[0]
             .divergences
@@ -740,7 +740,7 @@ fn a_batch_that_started_before_a_refusal_is_applied_before_it() {
     // Started after it: the refusal is answered first, where the slots were still free.
     let r = run(105);
     assert_eq!(r.stream.hoisted_batches, 0);
-    assert_eq!(r.models[0].failures_by_order.get("4"), Some(&0));
+    assert_eq!(r.models[0].failures_by_order.get(&4), Some(&0));
     assert_eq!(refusals(&r), 1);
 }
 
@@ -838,7 +838,7 @@ fn a_reclaim_inside_a_refused_allocation_does_not_serve_it() {
     let failures = |r: &super::report::Comparison| {
         r.models
             .iter()
-            .map(|m| m.failures_by_order.get("4").copied().unwrap_or(0))
+            .map(|m| m.failures_by_order.get(&4).copied().unwrap_or(0))
             .collect::<Vec<_>>()
     };
     // Started before the frees: they were its own reclaim; both models refuse, as the kernel.
@@ -866,7 +866,7 @@ fn a_reclaim_that_served_its_allocation_is_applied_first() {
     // Decided after the frees, the model finds the room the kernel used (the device is
     // otherwise full): no refusal.
     assert_eq!(
-        r.models[0].failures_by_order.get("4").copied().unwrap_or(0),
+        r.models[0].failures_by_order.get(&4).copied().unwrap_or(0),
         0
     );
 }

@@ -272,7 +272,7 @@ impl Snapshot {
             o.iter()
                 .enumerate()
                 .filter(|(_, v)| **v > 0)
-                .map(|(i, v)| (i.to_string(), *v))
+                .map(|(i, v)| (i as u8, *v))
                 .collect()
         };
         SnapshotSummary {
@@ -307,15 +307,15 @@ pub struct SnapshotSummary {
     pub tier: String,
     pub events: u64,
     pub duration_s: f64,
-    pub writeouts_by_order: std::collections::BTreeMap<String, u64>,
-    pub swapins_by_order: std::collections::BTreeMap<String, u64>,
-    pub kernel_swpout_by_order: std::collections::BTreeMap<String, u64>,
-    pub kernel_swpout_fallback_by_order: std::collections::BTreeMap<String, u64>,
+    pub writeouts_by_order: crate::engine::ByOrder<u64>,
+    pub swapins_by_order: crate::engine::ByOrder<u64>,
+    pub kernel_swpout_by_order: crate::engine::ByOrder<u64>,
+    pub kernel_swpout_fallback_by_order: crate::engine::ByOrder<u64>,
     pub pswpout: u64,
     pub lost_events: u64,
     pub analysis_skipped: u64,
     pub intervals: u64,
     pub devices: Vec<DeviceView>,
     pub peaks: Vec<PeakView>,
-    pub models: std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>>,
+    pub models: std::collections::BTreeMap<String, crate::engine::ByOrder<f64>>,
 }

@@ -26,8 +26,8 @@ use crate::{
 fn main_order(snap: &Snapshot) -> Option<usize> {
     let mut best: Option<(usize, u64)> = None;
     for m in snap.models.iter().chain(snap.real.iter()) {
-        for (o, n) in &m.requests_by_order {
-            let Ok(o) = o.parse::<usize>() else { continue };
+        for (&o, n) in &m.requests_by_order {
+            let o = usize::from(o);
             if o > 0 && best.is_none_or(|(_, b)| *n > b) {
                 best = Some((o, *n));
             }
@@ -37,7 +37,9 @@ fn main_order(snap: &Snapshot) -> Option<usize> {
 }
 
 fn rate(m: &ModelReport, order: usize) -> Option<f64> {
-    m.fallback_rate_by_order.get(&order.to_string()).copied()
+    u8::try_from(order)
+        .ok()
+        .and_then(|o| m.fallback_rate_by_order.get(&o).copied())
 }
 
 pub fn render(f: &mut Frame, area: Rect, snap: &Snapshot, ui: &Ui) {
@@ -103,7 +105,9 @@ pub fn render(f: &mut Frame, area: Rect, snap: &Snapshot, ui: &Ui) {
         .enumerate()
         .map(|(i, m)| {
             let fb = main.and_then(|o| rate(m, o));
-            let frag = main.and_then(|o| m.fragmentation_by_order.get(&o.to_string()).copied());
+            let frag = main
+                .and_then(|o| u8::try_from(o).ok())
+                .and_then(|o| m.fragmentation_by_order.get(&o).copied());
             let c = &m.clusters;
             let st = if i == sel {
                 Style::new().add_modifier(Modifier::REVERSED)
