@@ -337,9 +337,15 @@ pub struct KernelLayout {
     pub cluster_codes: [u8; 8],
     /// Possible CPUs (the `REQ_START` map has one entry each).
     pub nr_cpus: u32,
+    /// `SWP_TYPE_SHIFT`: the bits of a swap entry's value below its type, which hold the offset
+    /// (`BITS_PER_XA_VALUE - MAX_SWAPFILES_SHIFT`: 58 on every 64-bit kernel).
+    pub swp_type_shift: u32,
+    /// `SWAPFILE_CLUSTER`: slots per swap cluster, a power of two (`HPAGE_PMD_NR` with
+    /// `CONFIG_THP_SWAP`: 512 with 4 KiB pages; else 256).
+    pub cluster_slots: u32,
     pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 96);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 104);
 
 #[cfg(feature = "user")]
 mod user {

@@ -286,6 +286,18 @@ pub fn page_size() -> u32 {
     u32::try_from(v).unwrap_or(4096)
 }
 
+/// `SWAPFILE_CLUSTER`, slots per swap cluster: `HPAGE_PMD_NR` (the PMD size in pages, from
+/// `transparent_hugepage/hpage_pmd_size`) where the kernel swaps THPs whole, else 256 (kernels
+/// without THP have no such file).
+pub fn swap_cluster_slots() -> u32 {
+    read("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .and_then(|pmd| u32::try_from(pmd / u64::from(page_size().max(1))).ok())
+        .filter(|n| n.is_power_of_two())
+        .unwrap_or(256)
+}
+
 pub fn online_cpus() -> u32 {
     std::thread::available_parallelism()
         .map(|n| n.get() as u32)

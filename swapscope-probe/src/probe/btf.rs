@@ -295,6 +295,9 @@ impl KernelBtf {
             cluster_codes: self.cluster_codes(),
             id_key: random_key(),
             nr_cpus: crate::host::possible_cpus(),
+            // A preprocessor constant, not in BTF: the one the recordings' header carries.
+            swp_type_shift: u32::from(swapscope_core::record::DEFAULT_SWP_TYPE_SHIFT),
+            cluster_slots: crate::host::swap_cluster_slots(),
             _pad: 0,
         })
     }

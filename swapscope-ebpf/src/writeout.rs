@@ -1,0 +1,79 @@
+//! Tracepoint tier: a folio written to swap (`mm_vmscan_write_folio`).
+
+use crate::*;
+
+twin!(
+    btf_tracepoint(function = "mm_vmscan_write_folio"),
+    Twin::PrimaryFirst,
+    0,
+    mm_vmscan_write_folio,
+    mm_vmscan_write_folio_rescue,
+    mm_vmscan_write_folio_rescue2,
+    BtfTracePointContext,
+    i32,
+    rescue::WRITEOUT,
+    writeout
+);
+
+#[inline(always)]
+pub(crate) fn writeout(ctx: &BtfTracePointContext) -> u32 {
+    let l = layout();
+    bump(counter::HITS);
+    if l.valid == 0 {
+        layout_missing(ctx);
+        return 0;
+    }
+    let folio: *const u8 = ctx.arg(0);
+    // SAFETY: `folio` is the tracepoint's `struct folio *` argument; offsets come from BTF.
+    let flags = unsafe { load_u64(folio, l.folio_flags_off) };
+    let bit = |b: u32| (flags >> (b & 63)) & 1 == 1;
+    if !bit(l.pg_swapbacked) || !bit(l.pg_swapcache) {
+        bump(counter::FILTERED);
+        return 0;
+    }
+    // SAFETY: as above.
+    let raw_swap = unsafe { load_u64(folio, l.folio_swap_off) };
+    // SAFETY: as above.
+    let raw_mapping = unsafe { load_u64(folio, l.folio_mapping_off) };
+    let Some((swap_val, mapping)) = launder(raw_swap, raw_mapping) else {
+        return 0;
+    };
+    if swap_val == 0 {
+        bump(counter::FILTERED);
+        return 0;
+    }
+    let head = bit(l.pg_head);
+    // SAFETY: as above.
+    let order = unsafe { folio_order(&l, folio) };
+    let mut ev_flags = 0u32;
+    if head {
+        ev_flags |= folio_flags::HEAD;
+    }
+    ev_flags |= folio_flags::SWAPBACKED | folio_flags::SWAPCACHE;
+    if bit(l.pg_dirty) {
+        ev_flags |= folio_flags::DIRTY;
+    }
+    if bit(l.pg_writeback) {
+        ev_flags |= folio_flags::WRITEBACK;
+    }
+    if mapping & 1 == 1 {
+        ev_flags |= folio_flags::ANON;
+    }
+    let ev = WriteoutEvent {
+        header: header(kind::WRITEOUT, core::mem::size_of::<WriteoutEvent>()),
+        swap_val,
+        pid_tgid: bpf_get_current_pid_tgid(),
+        pfn: PFN_UNKNOWN,
+        flags: ev_flags,
+        order,
+        _pad: [0; 3],
+    };
+    submit(ctx, &ev);
+    if once(diag::FIRST_WRITEOUT) {
+        info!(
+            ctx,
+            "first swap write-out seen: folio order {}, swap entry {:x}", order, swap_val
+        );
+    }
+    0
+}
