@@ -72,6 +72,9 @@ pub mod folio_flags {
     pub const WRITEBACK: u32 = 1 << 4;
     /// `folio->mapping` has PAGE_MAPPING_ANON set (anonymous rather than shmem).
     pub const ANON: u32 = 1 << 5;
+    /// A write-out whose folio another CPU took out of the swap cache before the tracepoint ran
+    /// (PG_swapcache clear, `folio->swap` gone): written, its slot unknown (entry 0).
+    pub const NO_SLOT: u32 = 1 << 6;
 }
 
 /// A swap-backed folio that reclaim wrote out (`vmscan:mm_vmscan_write_folio`), with the swap
@@ -286,7 +289,7 @@ pub mod counter {
     pub const RINGBUF_DROPS: u32 = 0;
     /// Tracepoint hits, before filtering.
     pub const HITS: u32 = 1;
-    /// Hits filtered out (not a swap-backed folio with a swap entry).
+    /// Hits filtered out (not a swap-backed folio, or in the swap cache without an entry).
     pub const FILTERED: u32 = 2;
     /// Records submitted to the ring buffer (the programs look at its fill level every 16th).
     pub const SUBMITTED: u32 = 3;

@@ -176,6 +176,15 @@ impl Event {
         use std::fmt::Write as _;
         let mut s = String::new();
         match self {
+            Event::Writeout(w) if !w.has_slot() => {
+                let _ = write!(
+                    s,
+                    "{} slot unknown (left the swap cache first) cpu {} pid {}",
+                    folio_size(w.order),
+                    w.cpu,
+                    w.pid
+                );
+            }
             Event::Writeout(w) => {
                 let _ = write!(
                     s,
@@ -435,6 +444,13 @@ impl Writeout {
 
     pub fn is_anon(&self) -> bool {
         self.flags & folio_flags::ANON != 0
+    }
+
+    /// Whether the write-out names its slot: false when another CPU took the folio out of the
+    /// swap cache before the tracepoint ran (`folio_flags::NO_SLOT`, entry 0). Such a write-out
+    /// counts in the totals but not where slots matter.
+    pub fn has_slot(&self) -> bool {
+        self.flags & folio_flags::NO_SLOT == 0
     }
 }
 

@@ -59,7 +59,7 @@ impl Repair {
             Event::Split(s) => {
                 self.refused.remove(&s.id);
             }
-            Event::Writeout(w) => {
+            Event::Writeout(w) if w.has_slot() => {
                 if let Some(k) = stream_key(w.swap_type, w.offset)
                     && let Some((_, g)) = self.granted.remove(&k)
                 {

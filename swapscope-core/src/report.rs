@@ -81,6 +81,9 @@ pub struct Report {
     pub writeout_pages: u64,
     /// Write-outs of anonymous folios (the rest are shmem).
     pub anon_writeouts: u64,
+    /// Write-outs whose folio another CPU took out of the swap cache before the tracepoint ran:
+    /// written (counted above), slot unknown.
+    pub writeouts_without_slot: u64,
     /// Full tier: swap-slot requests per folio order, and how many the kernel refused.
     pub requests_by_order: ByOrder<u64>,
     pub failed_requests_by_order: ByOrder<u64>,
@@ -151,6 +154,7 @@ pub struct ReportBuilder {
     writeouts: BTreeMap<u8, u64>,
     anon: u64,
     per_type: BTreeMap<u8, u64>,
+    without_slot: u64,
     lost: Lost,
     requests: BTreeMap<u8, u64>,
     failed: BTreeMap<u8, u64>,
@@ -260,7 +264,11 @@ impl ReportBuilder {
         match ev {
             Event::Writeout(w) => {
                 *self.writeouts.entry(w.order).or_default() += 1;
-                *self.per_type.entry(w.swap_type).or_default() += 1;
+                if w.has_slot() {
+                    *self.per_type.entry(w.swap_type).or_default() += 1;
+                } else {
+                    self.without_slot += 1;
+                }
                 if w.is_anon() {
                     self.anon += 1;
                 }
@@ -348,6 +356,7 @@ impl ReportBuilder {
         r.writeout_events = self.writeouts.values().sum();
         r.lost_events = self.lost.ringbuf + self.lost.userspace;
         r.anon_writeouts = self.anon;
+        r.writeouts_without_slot = self.without_slot;
         let key = |m: &BTreeMap<u8, u64>| m.clone();
         r.requests_by_order = key(&self.requests);
         r.failed_requests_by_order = key(&self.failed);
@@ -591,6 +600,13 @@ impl Report {
             "pages written: {} by write-out events, {} by the kernel's pswpout",
             self.writeout_pages, self.kernel.pswpout_pages
         );
+        if self.writeouts_without_slot > 0 {
+            let _ = writeln!(
+                s,
+                "  {} write-outs without a slot: another CPU took the folio out of the swap cache before the tracepoint ran",
+                self.writeouts_without_slot
+            );
+        }
         let k = &self.kernel;
         if let Some(pages) = self.swapin_pages {
             let _ = writeln!(
@@ -768,6 +784,22 @@ mod tests {
                 ("vmstat/pswpout".into(), pswpout),
             ],
         })
+    }
+
+    #[test]
+    fn a_write_out_without_a_slot_counts_in_the_totals_only() {
+        let mut b = ReportBuilder::default();
+        b.push(&wo(1, 4));
+        if let Event::Writeout(mut w) = wo(2, 4) {
+            w.offset = 0;
+            w.flags |= swapscope_common::folio_flags::NO_SLOT;
+            b.push(&Event::Writeout(w));
+        }
+        let r = b.finish(0, vec![]);
+        assert_eq!(r.writeouts_by_order.get(&4), Some(&2));
+        assert_eq!(r.writeout_pages, 32);
+        assert_eq!(r.writeouts_without_slot, 1);
+        assert!(r.render_text().contains("1 write-outs without a slot"));
     }
 
     #[test]

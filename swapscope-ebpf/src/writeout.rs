@@ -27,10 +27,15 @@ pub(crate) fn writeout(ctx: &BtfTracePointContext) -> u32 {
     // SAFETY: `folio` is the tracepoint's `struct folio *` argument; offsets come from BTF.
     let flags = unsafe { load_u64(folio, l.folio_flags_off) };
     let bit = |b: u32| (flags >> (b & 63)) & 1 == 1;
-    if !bit(l.pg_swapbacked) || !bit(l.pg_swapcache) {
+    if !bit(l.pg_swapbacked) {
         bump(counter::FILTERED);
         return 0;
     }
+    // The tracepoint fires after the write, with the folio unlocked: another CPU can have
+    // faulted it back in and taken it out of the swap cache meanwhile (`folio->swap` cleared).
+    // Reclaim writes a swap-backed folio only to swap, so it was written all the same: the event
+    // goes out without a slot (entry 0, `folio_flags::NO_SLOT`) and counts in the totals.
+    let in_cache = bit(l.pg_swapcache);
     // SAFETY: as above.
     let raw_swap = unsafe { load_u64(folio, l.folio_swap_off) };
     // SAFETY: as above.
@@ -38,7 +43,8 @@ pub(crate) fn writeout(ctx: &BtfTracePointContext) -> u32 {
     let Some((swap_val, mapping)) = launder(raw_swap, raw_mapping) else {
         return 0;
     };
-    if swap_val == 0 {
+    let swap_val = if in_cache { swap_val } else { 0 };
+    if in_cache && swap_val == 0 {
         bump(counter::FILTERED);
         return 0;
     }
@@ -49,7 +55,12 @@ pub(crate) fn writeout(ctx: &BtfTracePointContext) -> u32 {
     if head {
         ev_flags |= folio_flags::HEAD;
     }
-    ev_flags |= folio_flags::SWAPBACKED | folio_flags::SWAPCACHE;
+    ev_flags |= folio_flags::SWAPBACKED;
+    if in_cache {
+        ev_flags |= folio_flags::SWAPCACHE;
+    } else {
+        ev_flags |= folio_flags::NO_SLOT;
+    }
     if bit(l.pg_dirty) {
         ev_flags |= folio_flags::DIRTY;
     }

@@ -1256,7 +1256,7 @@ impl Engine {
 
     /// A write-out: handed, through each model's slot map, to the models that want it.
     fn writeout(&mut self, w: &crate::event::Writeout) {
-        if !self.writeouts_wanted {
+        if !self.writeouts_wanted || !w.has_slot() {
             self.stream.ignored += 1;
             return;
         }

@@ -324,6 +324,9 @@ impl Analysis {
                         record(h, w.ts_ns.saturating_sub(prev));
                     }
                 }
+                if !w.has_slot() {
+                    return;
+                }
                 if let Some(t0) = self.lat.pending.remove(&(w.swap_type, w.offset)) {
                     record(&mut self.lat.to_writeout, w.ts_ns.saturating_sub(t0));
                 }
