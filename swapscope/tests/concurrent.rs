@@ -7,11 +7,17 @@
 //!   model took 7664–7679 and refused one order-4 folio the kernel did not;
 //! * `vm-7.3-4cpu-refusal-race.swsc`: CPU 0's order-4 request found the nonfull list empty,
 //!   CPU 3's free put a cluster on it half a millisecond later, CPU 0 refused after reclaiming.
-//!   In stream order the model served it (272 refusals against the kernel's 273).
+//!   In stream order the model served it (272 refusals against the kernel's 273);
+//! * `vm-7.3-4cpu-own-cluster-race.swsc`: CPU 2's order-4 allocation found its own cluster full
+//!   and took one off the free list; CPU 3 then freed 16 slots in CPU 2's cluster, before the
+//!   grant. In stream order the model served it from its own cluster; later, a refusal's hidden
+//!   frees had filed a cluster as full in the model (216 refusals against the kernel's 215 with
+//!   5 corrections before both were handled).
 //!
 //! With the frees hidden from the decisions that could not have seen them, the kernel's model
-//! picks the kernel's slot for every request, refuses exactly what the kernel refused and needs
-//! no correction.
+//! refuses exactly what the kernel refused and picks the kernel's slot for every request of the
+//! first two (the third keeps three order-0 corrections: order-0 requests taking slots from other
+//! orders' clusters, another matter).
 
 use std::{path::Path, process::Command};
 
@@ -37,7 +43,7 @@ fn report(name: &str) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-fn check(name: &str, kernel_refusals: u64) {
+fn check(name: &str, kernel_refusals: u64, corrections: u64) {
     let r = report(name);
     let m = &r["models"][0];
     assert_eq!(m["name"], "linux-6.18");
@@ -52,8 +58,12 @@ fn check(name: &str, kernel_refusals: u64) {
         "{name}: the model refuses what the kernel refused: {}",
         m["failures_by_order"]
     );
-    assert_eq!(m["same_offset_rate"], 1.0, "{name}: same slot");
-    assert_eq!(m["kernel_corrections"], 0, "{name}: corrections");
+    assert!(
+        m["same_offset_rate"].as_f64() >= Some(1.0 - 1e-3 * corrections as f64),
+        "{name}: same slot {}",
+        m["same_offset_rate"]
+    );
+    assert_eq!(m["kernel_corrections"], corrections, "{name}: corrections");
     assert!(
         r["stream"]["decisions_with_hidden_frees"].as_u64() > Some(0),
         "{name}: {}",
@@ -66,10 +76,15 @@ fn check(name: &str, kernel_refusals: u64) {
 
 #[test]
 fn a_free_behind_an_allocations_scan_is_not_seen_by_it() {
-    check("vm-7.3-4cpu-scan-race.swsc", 0);
+    check("vm-7.3-4cpu-scan-race.swsc", 0, 0);
 }
 
 #[test]
 fn a_refusal_does_not_see_frees_made_after_it_started() {
-    check("vm-7.3-4cpu-refusal-race.swsc", 273);
+    check("vm-7.3-4cpu-refusal-race.swsc", 273, 0);
+}
+
+#[test]
+fn a_free_in_the_cpus_own_cluster_after_it_moved_on_is_not_seen() {
+    check("vm-7.3-4cpu-own-cluster-race.swsc", 215, 3);
 }

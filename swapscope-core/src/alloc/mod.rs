@@ -304,8 +304,11 @@ pub trait AllocatorModel: Send {
     /// others ignore it.
     fn hide_free(&mut self, _swap_type: u8, _offset: u64, _nr: u32) {}
 
-    /// Frees what [`hide_free`](Self::hide_free) hid, as the kernel frees slots.
-    fn unhide(&mut self) {}
+    /// Gives back what [`hide_free`](Self::hide_free) hid. The frees already moved their
+    /// clusters when the stream had them, so the slots come back without list moves; a cluster
+    /// the decision moved goes to the list the kernel has it on now, `kernel_list(type, cluster)`
+    /// (a `cluster_list` code and the order it serves, from the stream's cluster events).
+    fn unhide(&mut self, _kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {}
 
     /// Isolations the model took from [`kernel_isolated`](Self::kernel_isolated) where its own
     /// rule would have taken another cluster (the kernel skipped a contended one); `None` for

@@ -27,7 +27,7 @@
 
 use std::collections::VecDeque;
 
-use crate::alloc::CLUSTER_SLOTS;
+use crate::alloc::{CLUSTER_SLOTS, NR_ORDERS};
 use crate::event::{ClusterMove, Free, Ts, cluster_list};
 
 /// Frees and scans remembered (a refusal's request can span a few milliseconds of other CPUs'
@@ -50,6 +50,12 @@ struct CpuScan {
     clusters: Vec<(u8, u32)>,
     /// Allocations of this CPU begun so far: which one a free was behind.
     generation: u64,
+    /// Per order, the cluster of this CPU's last grant: its per-CPU cluster, the one an
+    /// allocation looks at first.
+    pcp: [Option<(u8, u32)>; NR_ORDERS],
+    /// Note number of the allocation in flight's first scan: by then it was past its per-CPU
+    /// cluster.
+    first_scan: Option<u64>,
 }
 
 /// A recent free, its place among the notes, and the CPUs whose allocation in flight had scanned
@@ -69,6 +75,7 @@ type Scan = (u32, (u8, u32), u64);
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Decision {
     pub cpu: u32,
+    pub order: u8,
     /// A refusal, and when its request started (0: unknown).
     pub refusal_start: Option<Ts>,
     /// A success: the kernel's slots (type, offset, count).
@@ -128,14 +135,17 @@ impl ConcurrentFrees {
             return;
         }
         self.seq += 1;
+        let seq = self.seq;
         if self.scans.len() >= MAX_RECENT {
             self.scans.pop_front();
         }
-        self.scans
-            .push_back((cpu_index(c.cpu) as u32, key, self.seq));
+        self.scans.push_back((cpu_index(c.cpu) as u32, key, seq));
         let s = self.cpu_mut(c.cpu);
         if c.list == cluster_list::ISOLATED && u64::from(c.count) >= CLUSTER_SLOTS {
             s.reclaiming = true;
+        }
+        if !s.after_grant && s.first_scan.is_none() {
+            s.first_scan = Some(seq);
         }
         if !s.after_grant && !s.reclaiming && !s.clusters.contains(&key) {
             if s.clusters.len() >= MAX_SCANNED {
@@ -189,15 +199,26 @@ impl ConcurrentFrees {
     pub(super) fn unseen(&mut self, d: Decision, out: &mut Vec<Free>) {
         out.clear();
         let refusal_start = d.refusal_start.filter(|s| *s != 0);
-        if self.recent.is_empty() || (refusal_start.is_none() && self.behind_scans == 0) {
+        let cpu = cpu_index(d.cpu) as u32;
+        let (generation, pcp, first_scan) =
+            self.cpus.get(cpu as usize).map_or((0, None, None), |s| {
+                (
+                    s.generation,
+                    s.pcp.get(usize::from(d.order)).copied().flatten(),
+                    s.first_scan,
+                )
+            });
+        let past_pcp = pcp.zip(first_scan);
+        if self.recent.is_empty()
+            || (refusal_start.is_none() && self.behind_scans == 0 && past_pcp.is_none())
+        {
             return;
         }
-        let cpu = cpu_index(d.cpu) as u32;
-        let generation = self.cpus.get(cpu as usize).map_or(0, |s| s.generation);
         for r in &self.recent {
             let f = &r.free;
             let candidate = r.scanned_before.contains(&(cpu, generation))
-                || refusal_start.is_some_and(|s| s < f.ts_ns);
+                || refusal_start.is_some_and(|s| s < f.ts_ns)
+                || past_pcp.is_some_and(|(key, q)| cluster_of(f) == key && r.seq > q);
             if !candidate || cpu_index(f.cpu) as u32 == cpu {
                 continue;
             }
@@ -214,13 +235,18 @@ impl ConcurrentFrees {
         }
     }
 
-    /// A grant on `cpu` was decided: its allocation's scans are over.
-    pub(super) fn granted(&mut self, cpu: u32) {
+    /// A grant on `cpu` was decided (`slot`: the kernel's first slot, when it served it): its
+    /// allocation's scans are over, and a success sets the CPU's cluster for the order.
+    pub(super) fn granted(&mut self, cpu: u32, order: u8, slot: Option<(u8, u64)>) {
         let s = self.cpu_mut(cpu);
         s.after_grant = true;
         s.reclaiming = false;
         s.clusters.clear();
+        s.first_scan = None;
         s.generation += 1;
+        if let (Some((ty, off)), Some(p)) = (slot, s.pcp.get_mut(usize::from(order))) {
+            *p = Some((ty, (off / CLUSTER_SLOTS) as u32));
+        }
     }
 
     /// A request event on `cpu`: its allocation has returned; the next one starts afresh.
@@ -233,6 +259,7 @@ impl ConcurrentFrees {
         s.after_grant = false;
         s.reclaiming = false;
         s.clusters.clear();
+        s.first_scan = None;
     }
 
     /// A device came or went: what was noted of it is void.
@@ -276,6 +303,7 @@ mod tests {
     fn success(cpu: u32, offset: u64) -> Decision {
         Decision {
             cpu,
+            order: 4,
             refusal_start: None,
             slots: Some((0, offset, 16)),
         }
@@ -284,6 +312,7 @@ mod tests {
     fn refusal(cpu: u32, start: Ts) -> Decision {
         Decision {
             cpu,
+            order: 4,
             refusal_start: Some(start),
             slots: None,
         }
@@ -317,7 +346,7 @@ mod tests {
         assert!(unseen(&mut q, success(1, 23 * 512)).is_empty());
         assert!(unseen(&mut q, success(0, 14 * 512)).is_empty());
         // Once the allocation is decided, its next one sees them.
-        q.granted(0);
+        q.granted(0, 4, None);
         q.request_done(0);
         q.free(&free(1, 14 * 512 + 16, 12));
         assert!(unseen(&mut q, success(0, 30 * 512)).is_empty());
@@ -340,7 +369,7 @@ mod tests {
     #[test]
     fn the_relocation_after_a_grant_and_full_cluster_reclaims_are_no_scans() {
         let mut q = ConcurrentFrees::default();
-        q.granted(0);
+        q.granted(0, 4, None);
         q.cluster(&mv(0, 14, cluster_list::FRAG, 506));
         q.free(&free(1, 14 * 512, 10));
         assert!(
@@ -352,6 +381,27 @@ mod tests {
         q.cluster(&mv(0, 21, cluster_list::FRAG, 500));
         q.free(&free(1, 21 * 512, 10));
         assert!(unseen(&mut q, success(0, 22 * 512)).is_empty(), "a reclaim");
+    }
+
+    #[test]
+    fn a_free_in_the_cpus_own_cluster_after_its_first_scan_is_unseen() {
+        let mut q = ConcurrentFrees::default();
+        q.cluster(&mv(3, 0, cluster_list::NONFULL, 1));
+        // CPU 2's last order-4 grant was in cluster 21: its per-CPU cluster.
+        q.granted(2, 4, Some((0, 21 * 512 + 16)));
+        q.request_done(2);
+        // Its next allocation takes cluster 7 off the free list; then CPU 3 frees in 21.
+        q.cluster(&mv(2, 7, cluster_list::ISOLATED, 0));
+        q.free(&free(3, 21 * 512 + 48, 10));
+        assert_eq!(unseen(&mut q, success(2, 7 * 512)), vec![21 * 512 + 48]);
+        // Before its first scan it would have seen it.
+        let mut q = ConcurrentFrees::default();
+        q.cluster(&mv(3, 0, cluster_list::NONFULL, 1));
+        q.granted(2, 4, Some((0, 21 * 512 + 16)));
+        q.request_done(2);
+        q.free(&free(3, 21 * 512 + 48, 10));
+        q.cluster(&mv(2, 7, cluster_list::ISOLATED, 0));
+        assert!(unseen(&mut q, success(2, 7 * 512)).is_empty());
     }
 
     #[test]

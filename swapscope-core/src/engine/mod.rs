@@ -917,7 +917,7 @@ impl Engine {
                 && let Some(kernel) = kernel_slot
             {
                 let ours =
-                    Self::followed_answer(s, cpus, order, key, Some(kernel), scratch, hidden);
+                    Self::followed_answer(s, cpus, order, key, Some(kernel), scratch, hidden, real);
                 if let Some(d) = &decision {
                     divergences.answered(i, s.model.as_ref(), real, d, slot_ref(ours));
                 }
@@ -990,6 +990,7 @@ impl Engine {
         kernel: Option<(u8, u64)>,
         scratch: &mut Vec<Extent>,
         hidden: &[Free],
+        real: &RealOccupancy,
     ) -> Option<(u8, u64)> {
         scratch.clear();
         for f in hidden {
@@ -997,7 +998,7 @@ impl Engine {
         }
         let ok = s.model.alloc_from(cpus, order, scratch);
         if !hidden.is_empty() {
-            s.model.unhide();
+            s.model.unhide(&|ty, c| real.kernel_list(ty, c));
         }
         s.counters.request(usize::from(order), ok);
         let ours = scratch
@@ -1119,12 +1120,17 @@ impl Engine {
                 self.concurrent.unseen(
                     concurrent::Decision {
                         cpu: g.cpu,
+                        order: g.order,
                         refusal_start: (g.nr == 0).then_some(g.start_ns),
                         slots: (g.nr > 0).then_some((g.swap_type, g.offset, n)),
                     },
                     &mut self.hidden,
                 );
-                self.concurrent.granted(g.cpu);
+                self.concurrent.granted(
+                    g.cpu,
+                    g.order,
+                    (g.nr > 0).then_some((g.swap_type, g.offset)),
+                );
             }
             Event::Alloc(a) => self.concurrent.request_done(a.cpu),
             Event::SwapOn(_) | Event::SwapOff(_) => self.concurrent.forget(),
@@ -1185,7 +1191,7 @@ impl Engine {
         });
         for (i, s) in shadows.iter_mut().enumerate() {
             if s.follows {
-                let ours = Self::followed_answer(s, cpus, order, 0, None, scratch, hidden);
+                let ours = Self::followed_answer(s, cpus, order, 0, None, scratch, hidden, real);
                 if let Some(d) = &decision {
                     divergences.answered(i, s.model.as_ref(), real, d, slot_ref(ours));
                 }

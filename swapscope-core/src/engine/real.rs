@@ -173,6 +173,15 @@ impl RealOccupancy {
         *order = c.order;
     }
 
+    /// The list the kernel's cluster events last put `cluster` of device `swap_type` on, and
+    /// the order it serves; `None` before any names it or while it is off the lists.
+    pub fn kernel_list(&self, swap_type: u8, cluster: u32) -> Option<(u8, u8)> {
+        let d = self.devs.get(usize::from(swap_type))?.as_ref()?;
+        let i = cluster as usize;
+        let (&list, &order) = (d.lists.get(i)?, d.list_orders.get(i)?);
+        (list != cluster_list::UNKNOWN && list != cluster_list::ISOLATED).then_some((list, order))
+    }
+
     /// The kernel freed `n` slots from `offset`.
     pub fn free(&mut self, swap_type: u8, offset: u64, n: u64) {
         let Some(d) = self

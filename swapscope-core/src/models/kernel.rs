@@ -857,7 +857,7 @@ pub(crate) trait KernelAllocator: Send {
     /// See [`AllocatorModel::hide_free`].
     fn hide(&mut self, _ty: u8, _off: u64, _n: u64) {}
     /// See [`AllocatorModel::unhide`].
-    fn unhide_all(&mut self) {}
+    fn unhide_all(&mut self, _kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {}
 }
 
 impl<T: KernelAllocator> AllocatorModel for T {
@@ -903,8 +903,8 @@ impl<T: KernelAllocator> AllocatorModel for T {
         self.hide(swap_type, offset, u64::from(nr));
     }
 
-    fn unhide(&mut self) {
-        self.unhide_all();
+    fn unhide(&mut self, kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {
+        self.unhide_all(kernel_list);
     }
 
     fn alloc_from(&mut self, cpus: Cpus, order: u8, out: &mut Vec<Extent>) -> bool {

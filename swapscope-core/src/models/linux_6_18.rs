@@ -117,8 +117,9 @@ pub struct ClusterListAlloc<P: Policy> {
     /// `num_online_cpus()` (the stream's; else the highest CPU seen + 1): how many clusters other
     /// CPUs can hold at once is one fewer.
     online_cpus: u32,
-    /// Slots hidden from the next decision ([`AllocatorModel::hide_free`]): (type, slot).
-    hidden: Vec<(u8, u64)>,
+    /// Slots hidden from the next decision ([`AllocatorModel::hide_free`]): (type, slot, the
+    /// cluster's list when it was hidden).
+    hidden: Vec<(u8, u64, Option<List>)>,
     policy: PhantomData<P>,
 }
 
@@ -698,7 +699,7 @@ impl<P: Policy> KernelAllocator for ClusterListAlloc<P> {
         for s in off.max(1)..end {
             if !d.map.is_used(s) {
                 became_full |= d.alloc_range(s, 1);
-                self.hidden.push((ty, s));
+                self.hidden.push((ty, s, d.list_of(c)));
                 hid += 1;
             }
         }
@@ -707,10 +708,46 @@ impl<P: Policy> KernelAllocator for ClusterListAlloc<P> {
         }
     }
 
-    fn unhide_all(&mut self) {
+    /// Gives the hidden slots back without list moves: the frees that released them already
+    /// moved their clusters when the stream had them. A cluster the decision moved (a scan that
+    /// found it fuller than it was) goes to the list the kernel has it on now; without that, to
+    /// where `relocate_cluster` puts it by its true count when the decision filed it as full.
+    fn unhide_all(&mut self, kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {
+        use crate::event::cluster_list as cl;
         let hidden = std::mem::take(&mut self.hidden);
-        for &(ty, s) in &hidden {
-            Self::free_piece(self, ty, s, 1);
+        for &(ty, s, was) in &hidden {
+            let Some(d) = self.devs.get_mut(ty) else {
+                continue;
+            };
+            let freed = d.free_in_cluster(s, 1);
+            self.devs.note_free(ty, freed);
+            let Some(d) = self.devs.get_mut(ty) else {
+                continue;
+            };
+            let c = (s / CL) as u32;
+            if d.list_of(c) == was {
+                continue;
+            }
+            let kernel = kernel_list(ty, c).and_then(|(code, order)| match code {
+                cl::FREE => Some(List::Free),
+                cl::NONFULL => Some(List::Nonfull(order)),
+                cl::FRAG => Some(List::Frag(order)),
+                cl::FULL => Some(List::Full),
+                cl::DISCARD => Some(List::Discard),
+                _ => None,
+            });
+            match kernel {
+                Some(l) => {
+                    if let List::Nonfull(o) | List::Frag(o) = l {
+                        d.set_order(c, o);
+                    }
+                    d.move_tail(c, l);
+                }
+                None if d.list_of(c) == Some(List::Full) && u64::from(d.count(c)) < CL => {
+                    Self::relocate(d, c, &mut self.discard_pending);
+                }
+                None => {}
+            }
         }
         self.hidden = hidden;
         self.hidden.clear();
@@ -750,9 +787,11 @@ mod tests {
         m.hide_free(0, 512, 16);
         m.hide_free(0, 600, 1); // in use: nothing to hide
         assert_eq!(one(&mut m, 1, 4), None);
-        m.unhide();
+        // The refusal's scan found the cluster full (the hidden slots) and relocated it to the
+        // full list: it goes where its true count puts it.
+        m.unhide(&|_, _| None);
         assert_eq!(dev(&m).count(1), 496);
-        assert_eq!(dev(&m).list_of(1), Some(List::Nonfull(4)));
+        assert_eq!(dev(&m).list_of(1), Some(List::Frag(4)));
         assert_eq!(one(&mut m, 1, 4), Some(512));
         // Nothing is hidden in a cluster the free emptied (it went to the free list).
         let mut m = model(2, SSD);
@@ -760,7 +799,7 @@ mod tests {
         m.free(0, 512, 16);
         m.hide_free(0, 512, 16);
         assert_eq!(dev(&m).count(1), 0);
-        m.unhide();
+        m.unhide(&|_, _| None);
         assert_eq!(dev(&m).list_of(1), Some(List::Free));
     }
 
