@@ -72,8 +72,9 @@ pub mod folio_flags {
     pub const WRITEBACK: u32 = 1 << 4;
     /// `folio->mapping` has PAGE_MAPPING_ANON set (anonymous rather than shmem).
     pub const ANON: u32 = 1 << 5;
-    /// A write-out whose folio another CPU took out of the swap cache before the tracepoint ran
-    /// (PG_swapcache clear, `folio->swap` gone): written, its slot unknown (entry 0).
+    /// A write-out whose folio another CPU faulted back in and took out of the swap cache before
+    /// the tracepoint ran (PG_swapcache clear, `folio->swap` gone, the folio mapped again):
+    /// written, its slot unknown (entry 0).
     pub const NO_SLOT: u32 = 1 << 6;
 }
 
@@ -346,9 +347,13 @@ pub struct KernelLayout {
     /// `SWAPFILE_CLUSTER`: slots per swap cluster, a power of two (`HPAGE_PMD_NR` with
     /// `CONFIG_THP_SWAP`: 512 with 4 KiB pages; else 256).
     pub cluster_slots: u32,
+    /// Offsets in `struct folio` of `_mapcount` (the first page's) and `_large_mapcount` (6.10+;
+    /// 0 when absent): whether a written folio is mapped again (see the write-out program).
+    pub folio_mapcount_off: u32,
+    pub folio_large_mapcount_off: u32,
     pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 104);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 112);
 
 #[cfg(feature = "user")]
 mod user {

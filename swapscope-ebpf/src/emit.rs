@@ -133,6 +133,16 @@ pub(crate) fn bump(index: u32) {
 /// `base` must be a BTF-typed kernel pointer handed to a `tp_btf` program and `off` the offset of
 /// an 8-byte member of its type; the verifier checks the access against BTF and turns faults into
 /// zero.
+/// [`load_u64`] for a 4-byte member.
+///
+/// # Safety
+/// As [`load_u64`], for a 4-byte member.
+#[inline(always)]
+pub(crate) unsafe fn load_i32(base: *const u8, off: u32) -> i32 {
+    // SAFETY: see the function's contract; a checked PROBE_MEM load, as in `load_u64`.
+    unsafe { core::ptr::read_volatile(base.add(off as usize).cast::<i32>()) }
+}
+
 #[inline(always)]
 pub(crate) unsafe fn load_u64(base: *const u8, off: u32) -> u64 {
     // SAFETY: see the function's contract; the verifier rewrites this into a checked PROBE_MEM load.

@@ -29,6 +29,8 @@ pub(crate) static LAYOUT: KernelLayout = KernelLayout {
     nr_cpus: 0,
     swp_type_shift: 0,
     cluster_slots: 0,
+    folio_mapcount_off: 0,
+    folio_large_mapcount_off: 0,
     _pad: 0,
 };
 

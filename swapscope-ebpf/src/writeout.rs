@@ -33,9 +33,25 @@ pub(crate) fn writeout(ctx: &BtfTracePointContext) -> u32 {
     }
     // The tracepoint fires after the write, with the folio unlocked: another CPU can have
     // faulted it back in and taken it out of the swap cache meanwhile (`folio->swap` cleared).
-    // Reclaim writes a swap-backed folio only to swap, so it was written all the same: the event
-    // goes out without a slot (entry 0, `folio_flags::NO_SLOT`) and counts in the totals.
+    // It was written all the same: the event goes out without a slot (entry 0,
+    // `folio_flags::NO_SLOT`) and counts in the totals. A folio out of the swap cache and not
+    // mapped was not written: the swap entry had lost its last user before the write
+    // (`folio_free_swap` in `swap_writeout`, no I/O).
     let in_cache = bit(l.pg_swapcache);
+    if !in_cache {
+        // SAFETY: as above (`atomic_t` members; -1 is "not mapped").
+        let mapped = unsafe {
+            if bit(l.pg_head) && l.folio_large_mapcount_off != 0 {
+                load_i32(folio, l.folio_large_mapcount_off) >= 0
+            } else {
+                l.folio_mapcount_off != 0 && load_i32(folio, l.folio_mapcount_off) >= 0
+            }
+        };
+        if !mapped {
+            bump(counter::FILTERED);
+            return 0;
+        }
+    }
     // SAFETY: as above.
     let raw_swap = unsafe { load_u64(folio, l.folio_swap_off) };
     // SAFETY: as above.

@@ -298,6 +298,8 @@ impl KernelBtf {
             // A preprocessor constant, not in BTF: the one the recordings' header carries.
             swp_type_shift: u32::from(swapscope_core::record::DEFAULT_SWP_TYPE_SHIFT),
             cluster_slots: crate::host::swap_cluster_slots(),
+            folio_mapcount_off: self.member_offset("folio", "_mapcount").unwrap_or(0),
+            folio_large_mapcount_off: self.member_offset("folio", "_large_mapcount").unwrap_or(0),
             _pad: 0,
         })
     }
