@@ -319,6 +319,14 @@ pub struct Engine {
     hidden: Vec<Free>,
 }
 
+/// The frees a decision could not have seen (hidden from the model of the recorded kernel for
+/// it), and the kernel's cluster lists they come back on ([`concurrent`]).
+#[derive(Clone, Copy)]
+struct Unseen<'a> {
+    hidden: &'a [Free],
+    real: &'a RealOccupancy,
+}
+
 /// A refusal (6.12 grant with `nr` 0) held back until the next event that could change the
 /// allocator's state. 6.12's batch refill drops `si->lock` inside its scan to reclaim swap cache
 /// (`swap_reclaim_full_clusters`, `cluster_reclaim_range`) once swap is half full, so slots a
@@ -916,8 +924,15 @@ impl Engine {
             if s.follows
                 && let Some(kernel) = kernel_slot
             {
-                let ours =
-                    Self::followed_answer(s, cpus, order, key, Some(kernel), scratch, hidden, real);
+                let ours = Self::followed_answer(
+                    s,
+                    cpus,
+                    order,
+                    key,
+                    Some(kernel),
+                    scratch,
+                    Unseen { hidden, real },
+                );
                 if let Some(d) = &decision {
                     divergences.answered(i, s.model.as_ref(), real, d, slot_ref(ours));
                 }
@@ -989,9 +1004,9 @@ impl Engine {
         key: u64,
         kernel: Option<(u8, u64)>,
         scratch: &mut Vec<Extent>,
-        hidden: &[Free],
-        real: &RealOccupancy,
+        unseen: Unseen<'_>,
     ) -> Option<(u8, u64)> {
+        let Unseen { hidden, real } = unseen;
         scratch.clear();
         for f in hidden {
             s.model.hide_free(f.swap_type, f.offset, f.nr);
@@ -1191,7 +1206,15 @@ impl Engine {
         });
         for (i, s) in shadows.iter_mut().enumerate() {
             if s.follows {
-                let ours = Self::followed_answer(s, cpus, order, 0, None, scratch, hidden, real);
+                let ours = Self::followed_answer(
+                    s,
+                    cpus,
+                    order,
+                    0,
+                    None,
+                    scratch,
+                    Unseen { hidden, real },
+                );
                 if let Some(d) = &decision {
                     divergences.answered(i, s.model.as_ref(), real, d, slot_ref(ours));
                 }
