@@ -166,7 +166,19 @@ impl LiveSource {
             .as_ref()
             .map(|probe| probe_counts(probe, &self.inuse, &mut counters.values));
         out.push(Event::Counters(counters));
-        self.refresh_devices(out);
+        let mut devices = Vec::new();
+        self.refresh_devices(&mut devices);
+        if !devices.is_empty() {
+            // A device went away (or came) before /proc/swaps was read: what its programs
+            // emitted until then (swapoff's own frees, say) is in the ring and goes first.
+            self.drain(Duration::ZERO, out);
+        }
+        for ev in &devices {
+            if let Event::SwapOff(off) = ev {
+                self.inuse.forget(off.swap_type);
+            }
+        }
+        out.append(&mut devices);
         if let Some(ringbuf) = ringbuf_drops {
             let lost = Lost {
                 ts_ns: host::boottime_ns(),
@@ -182,7 +194,8 @@ impl LiveSource {
     }
 
     /// Re-reads /proc/swaps; emits a device list when it changed, and `SwapOn`/`SwapOff` for
-    /// devices that appeared or went away.
+    /// devices that appeared or went away (the caller drains the ring first and then forgets
+    /// the inuse counts of the devices gone).
     fn refresh_devices(&mut self, out: &mut Vec<Event>) {
         let Ok(list) = host::read_proc_swaps() else {
             return;
@@ -201,7 +214,6 @@ impl LiveSource {
             .iter()
             .filter(|d| !list.devices.iter().any(|n| n.path == d.path))
         {
-            self.inuse.forget(gone.index);
             out.push(Event::SwapOff(SwapOff {
                 ts_ns: list.ts_ns,
                 swap_type: gone.index,

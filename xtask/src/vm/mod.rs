@@ -537,13 +537,14 @@ mod tests {
         };
         assert_eq!(refusals_off(&m(&[("4", 271)]), &m(&[("4", 271)])), Some(0));
         assert_eq!(refusals_off(&m(&[("4", 272)]), &m(&[("4", 271)])), Some(1));
+        assert_eq!(refusals_off(&m(&[("4", 83)]), &m(&[("4", 85)])), Some(2));
         assert_eq!(refusals_off(&m(&[]), &m(&[("9", 1)])), Some(1));
         assert_eq!(
-            refusals_off(&m(&[("4", 1840)]), &m(&[("4", 1843)])),
-            Some(3)
+            refusals_off(&m(&[("4", 1834)]), &m(&[("4", 1843)])),
+            Some(9)
         );
-        assert_eq!(refusals_off(&m(&[("4", 1838)]), &m(&[("4", 1843)])), None);
-        assert_eq!(refusals_off(&m(&[("4", 596)]), &m(&[("4", 598)])), None);
+        assert_eq!(refusals_off(&m(&[("4", 1833)]), &m(&[("4", 1843)])), None);
+        assert_eq!(refusals_off(&m(&[("4", 82)]), &m(&[("4", 85)])), None);
     }
 
     #[test]
