@@ -269,9 +269,9 @@ pub(crate) fn read_header<R: Read>(
             computed,
         });
     }
-    let header = parse_tlvs(&body[FIXED_LEN..]).map_err(|reason| FormatError::BadHeader {
+    let header = parse_tlvs(&body[FIXED_LEN..]).map_err(|e| FormatError::BadHeader {
         name: name.to_owned(),
-        reason,
+        reason: e.to_string(),
     })?;
     Ok((
         header,
@@ -283,7 +283,22 @@ pub(crate) fn read_header<R: Read>(
     ))
 }
 
-fn parse_tlvs(mut tlvs: &[u8]) -> Result<RecordingHeader, String> {
+/// What is wrong with a file header's fields (the reason of [`FormatError::BadHeader`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum TlvError {
+    #[error("a header field is cut short")]
+    CutShort,
+    #[error("header field {0} overruns the header")]
+    Overrun(u16),
+    #[error("header field {ty} ({what}) is malformed")]
+    Malformed { ty: u16, what: &'static str },
+    #[error("swp_type_shift {0} is outside 1..=63")]
+    Shift(u8),
+    #[error("the swp_type_shift field is missing")]
+    NoShift,
+}
+
+fn parse_tlvs(mut tlvs: &[u8]) -> Result<RecordingHeader, TlvError> {
     let mut h = RecordingHeader {
         tool_version: String::new(),
         schema_version: 0,
@@ -295,7 +310,7 @@ fn parse_tlvs(mut tlvs: &[u8]) -> Result<RecordingHeader, String> {
     while !tlvs.is_empty() {
         let (ty, value, rest) = split_tlv(tlvs)?;
         tlvs = rest;
-        let field = |what: &str| format!("header field {ty} ({what}) is malformed");
+        let field = |what: &'static str| TlvError::Malformed { ty, what };
         let text = || {
             std::str::from_utf8(value)
                 .map(str::to_owned)
@@ -323,10 +338,7 @@ fn parse_tlvs(mut tlvs: &[u8]) -> Result<RecordingHeader, String> {
             tlv::SWP_TYPE_SHIFT => {
                 h.swp_type_shift = fixed(1)?[0];
                 if !valid_shift(h.swp_type_shift) {
-                    return Err(format!(
-                        "swp_type_shift {} is outside 1..=63",
-                        h.swp_type_shift
-                    ));
+                    return Err(TlvError::Shift(h.swp_type_shift));
                 }
                 have_shift = true;
             }
@@ -348,23 +360,17 @@ fn parse_tlvs(mut tlvs: &[u8]) -> Result<RecordingHeader, String> {
         }
     }
     if !have_shift {
-        return Err("the swp_type_shift field is missing".to_owned());
+        return Err(TlvError::NoShift);
     }
     Ok(h)
 }
 
 /// Splits the first TLV off `tlvs`: (type, value, rest).
-fn split_tlv(tlvs: &[u8]) -> Result<(u16, &[u8], &[u8]), String> {
+fn split_tlv(tlvs: &[u8]) -> Result<(u16, &[u8], &[u8]), TlvError> {
     let mut d = Dec::new(tlvs);
-    let ty = d
-        .u16()
-        .map_err(|_| "a header field is cut short".to_owned())?;
-    let len = d
-        .u32()
-        .map_err(|_| "a header field is cut short".to_owned())?;
-    let value = d
-        .bytes(len as usize)
-        .map_err(|_| format!("header field {ty} overruns the header"))?;
+    let ty = d.u16().map_err(|_| TlvError::CutShort)?;
+    let len = d.u32().map_err(|_| TlvError::CutShort)?;
+    let value = d.bytes(len as usize).map_err(|_| TlvError::Overrun(ty))?;
     Ok((ty, value, &tlvs[6 + value.len()..]))
 }
 
@@ -429,20 +435,17 @@ impl ChunkHeader {
     }
 
     /// Checks magic and header CRC; the reason is for a [`super::Warning::Corrupt`].
-    pub(crate) fn decode(b: &[u8; CHUNK_HEADER_LEN]) -> Result<Self, String> {
+    pub(crate) fn decode(b: &[u8; CHUNK_HEADER_LEN]) -> Result<Self, ChunkHeaderError> {
         if b.iter().all(|&x| x == 0) {
-            return Err(
-                "zero-filled bytes where a chunk should start (unwritten tail after a crash?)"
-                    .to_owned(),
-            );
+            return Err(ChunkHeaderError::Zeroes);
         }
         if b[..4] != CHUNK_MAGIC {
-            return Err(format!("bad chunk magic {}", escape(&b[..4])));
+            return Err(ChunkHeaderError::Magic(escape(&b[..4])));
         }
         let (fields, crc) = b.split_at(CHUNK_HEADER_LEN - 4);
         let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
         if crc32c::crc32c(fields) != stored {
-            return Err("chunk header CRC mismatch".to_owned());
+            return Err(ChunkHeaderError::Crc);
         }
         whole(&fields[4..], |d| {
             let kind = d.u8()?;
@@ -460,8 +463,21 @@ impl ChunkHeader {
                 payload_crc: d.u32()?,
             })
         })
-        .map_err(str::to_owned)
+        .map_err(ChunkHeaderError::Fields)
     }
+}
+
+/// Why a chunk header cannot be read (the reason of a [`super::Warning::Corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ChunkHeaderError {
+    #[error("zero-filled bytes where a chunk should start (unwritten tail after a crash?)")]
+    Zeroes,
+    #[error("bad chunk magic {0}")]
+    Magic(String),
+    #[error("chunk header CRC mismatch")]
+    Crc,
+    #[error("{0}")]
+    Fields(&'static str),
 }
 
 #[cfg(test)]

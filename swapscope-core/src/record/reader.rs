@@ -410,13 +410,13 @@ impl<R: Read> Reader<R> {
         }
         let h = match ChunkHeader::decode(&hb) {
             Ok(h) => h,
-            Err(reason) => {
-                self.corrupt(start, reason);
+            Err(e) => {
+                self.corrupt(start, e.to_string());
                 return Ok(());
             }
         };
-        if let Err(reason) = check_lengths(&h) {
-            self.corrupt(start, reason);
+        if let Err(e) = check_lengths(&h) {
+            self.corrupt(start, e.to_string());
             return Ok(());
         }
         self.stored.resize(h.stored_len as usize, 0);
@@ -581,33 +581,45 @@ fn decode_end(payload: &[u8], h: &ChunkHeader) -> Result<EndSummary, &'static st
     })
 }
 
+/// A chunk header whose lengths no writer produces (it passed its CRC but is still nonsense).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum LengthError {
+    #[error("impossible length: stored {stored} raw {raw} bytes")]
+    TooLong { stored: u32, raw: u32 },
+    #[error("END chunk is compressed")]
+    CompressedEnd,
+    #[error("impossible length: uncompressed chunk with stored != raw length")]
+    StoredNotRaw,
+    #[error("impossible length: {0} records (at most {MAX_CHUNK_RECORDS})")]
+    TooManyRecords(u32),
+    #[error("impossible length: {records} records in {raw} bytes")]
+    RecordsOverrun { records: u32, raw: u32 },
+}
+
 /// Rejects lengths no writer produces (a header that passed its CRC but is still nonsense).
-fn check_lengths(h: &ChunkHeader) -> Result<(), String> {
+fn check_lengths(h: &ChunkHeader) -> Result<(), LengthError> {
     if h.stored_len > MAX_STORED_CHUNK || h.raw_len > MAX_RAW_CHUNK {
-        return Err(format!(
-            "impossible length: stored {} raw {} bytes",
-            h.stored_len, h.raw_len
-        ));
+        return Err(LengthError::TooLong {
+            stored: h.stored_len,
+            raw: h.raw_len,
+        });
     }
     if h.kind == chunk_kind::END && h.codec != chunk_codec::NONE {
-        return Err("END chunk is compressed".to_owned());
+        return Err(LengthError::CompressedEnd);
     }
     if h.codec == chunk_codec::NONE && h.stored_len != h.raw_len {
-        return Err("impossible length: uncompressed chunk with stored != raw length".to_owned());
+        return Err(LengthError::StoredNotRaw);
     }
     if h.kind == chunk_kind::EVENTS && h.n_records > MAX_CHUNK_RECORDS {
-        return Err(format!(
-            "impossible length: {} records (at most {MAX_CHUNK_RECORDS})",
-            h.n_records
-        ));
+        return Err(LengthError::TooManyRecords(h.n_records));
     }
     if h.kind == chunk_kind::EVENTS
         && u64::from(h.n_records) * RECORD_HEADER_LEN as u64 > u64::from(h.raw_len)
     {
-        return Err(format!(
-            "impossible length: {} records in {} bytes",
-            h.n_records, h.raw_len
-        ));
+        return Err(LengthError::RecordsOverrun {
+            records: h.n_records,
+            raw: h.raw_len,
+        });
     }
     Ok(())
 }
