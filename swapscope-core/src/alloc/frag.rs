@@ -97,34 +97,15 @@ impl UsedBitmap {
             .is_none_or(|w| w >> (i % WORD) & 1 == 1)
     }
 
-    /// Applies `f(word, mask)` to every word touched by `off .. off + n` (clipped to `len`).
+    /// The words `off .. off + n` touches (clipped to `len`): (word index, the range's bits in it).
     #[inline]
-    fn for_range(&mut self, off: u64, n: u64, mut f: impl FnMut(&mut u64, u64)) {
-        let end = off.saturating_add(n).min(self.len);
+    fn spans(len: u64, off: u64, n: u64) -> impl Iterator<Item = (usize, u64)> {
+        let end = off.saturating_add(n).min(len);
         let mut i = off;
-        while i < end {
-            let bit = i % WORD;
-            let take = (WORD - bit).min(end - i);
-            let mask = if take == WORD {
-                !0
-            } else {
-                ((1u64 << take) - 1) << bit
-            };
-            if let Some(w) = self.words.get_mut((i / WORD) as usize) {
-                f(w, mask);
+        std::iter::from_fn(move || {
+            if i >= end {
+                return None;
             }
-            i += take;
-        }
-    }
-
-    /// Frees, in each word touched by `off .. off + n`, the bits `keep(word index, used bits in
-    /// range)` returns (a subset of them); returns how many slots were freed.
-    #[inline]
-    pub fn free_where(&mut self, off: u64, n: u64, mut keep: impl FnMut(usize, u64) -> u64) -> u64 {
-        let end = off.saturating_add(n).min(self.len);
-        let mut i = off;
-        let mut freed = 0u64;
-        while i < end {
             let bit = i % WORD;
             let take = (WORD - bit).min(end - i);
             let mask = if take == WORD {
@@ -133,29 +114,47 @@ impl UsedBitmap {
                 ((1u64 << take) - 1) << bit
             };
             let wi = (i / WORD) as usize;
-            if let Some(w) = self.words.get_mut(wi) {
-                let used = *w & mask;
-                if used != 0 {
-                    let m = keep(wi, used) & used;
-                    *w &= !m;
-                    freed += u64::from(m.count_ones());
-                }
-            }
             i += take;
+            Some((wi, mask))
+        })
+    }
+
+    /// Applies `f(word index, word, mask)` to every word touched by `off .. off + n`.
+    #[inline]
+    fn for_range(&mut self, off: u64, n: u64, mut f: impl FnMut(usize, &mut u64, u64)) {
+        for (wi, mask) in Self::spans(self.len, off, n) {
+            if let Some(w) = self.words.get_mut(wi) {
+                f(wi, w, mask);
+            }
         }
+    }
+
+    /// Frees, in each word touched by `off .. off + n`, the bits `keep(word index, used bits in
+    /// range)` returns (a subset of them); returns how many slots were freed.
+    #[inline]
+    pub fn free_where(&mut self, off: u64, n: u64, mut keep: impl FnMut(usize, u64) -> u64) -> u64 {
+        let mut freed = 0u64;
+        self.for_range(off, n, |wi, w, mask| {
+            let used = *w & mask;
+            if used != 0 {
+                let m = keep(wi, used) & used;
+                *w &= !m;
+                freed += u64::from(m.count_ones());
+            }
+        });
         freed
     }
 
     /// Marks `off .. off + n` used.
     #[inline]
     pub fn set_used(&mut self, off: u64, n: u64) {
-        self.for_range(off, n, |w, m| *w |= m);
+        self.for_range(off, n, |_, w, m| *w |= m);
     }
 
     /// Marks `off .. off + n` free.
     #[inline]
     pub fn set_free(&mut self, off: u64, n: u64) {
-        self.for_range(off, n, |w, m| *w &= !m);
+        self.for_range(off, n, |_, w, m| *w &= !m);
     }
 
     /// Marks `off .. off + n` free and returns how many of those slots were used: `count_used`
@@ -163,7 +162,7 @@ impl UsedBitmap {
     #[inline]
     pub fn take_used(&mut self, off: u64, n: u64) -> u64 {
         let mut c = 0u64;
-        self.for_range(off, n, |w, m| {
+        self.for_range(off, n, |_, w, m| {
             c += u64::from((*w & m).count_ones());
             *w &= !m;
         });
@@ -175,7 +174,7 @@ impl UsedBitmap {
     #[inline]
     pub fn put_used(&mut self, off: u64, n: u64) -> u64 {
         let mut c = 0u64;
-        self.for_range(off, n, |w, m| {
+        self.for_range(off, n, |_, w, m| {
             c += u64::from((*w & m).count_ones());
             *w |= m;
         });
@@ -184,23 +183,13 @@ impl UsedBitmap {
 
     /// Number of used slots in `off .. off + n` (slots past `len` are not counted).
     pub fn count_used(&self, off: u64, n: u64) -> u64 {
-        let end = off.saturating_add(n).min(self.len);
-        let mut i = off;
-        let mut c = 0u64;
-        while i < end {
-            let bit = i % WORD;
-            let take = (WORD - bit).min(end - i);
-            let mask = if take == WORD {
-                !0
-            } else {
-                ((1u64 << take) - 1) << bit
-            };
-            if let Some(w) = self.words.get((i / WORD) as usize) {
-                c += u64::from((w & mask).count_ones());
-            }
-            i += take;
-        }
-        c
+        Self::spans(self.len, off, n)
+            .filter_map(|(wi, mask)| {
+                self.words
+                    .get(wi)
+                    .map(|w| u64::from((w & mask).count_ones()))
+            })
+            .sum()
     }
 
     /// Whether every slot of `off .. off + n` is free (false if any is out of range).
