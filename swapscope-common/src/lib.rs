@@ -263,16 +263,97 @@ pub mod rescue {
     pub const GRANT_REFUSAL: u32 = 6;
     /// Number of rescued feeds.
     pub const NR: u32 = 7;
-    /// The feed each slot serves, as the probe plan names it.
-    pub const FEEDS: [&str; NR as usize] = [
-        "writeout",
-        "alloc",
-        "alloc-shmem",
-        "swapin",
-        "split",
-        "alloc-timing",
-        "grant-refusal",
+    /// The feed each slot serves.
+    pub const FEEDS: [super::Feed; NR as usize] = [
+        super::Feed::Writeout,
+        super::Feed::Alloc,
+        super::Feed::AllocShmem,
+        super::Feed::Swapin,
+        super::Feed::Split,
+        super::Feed::AllocTiming,
+        super::Feed::GrantRefusal,
     ];
+}
+
+/// What a BPF program feeds the stream: the probe planner's unit (one attached program, or a
+/// chain of it and its rescue twins, per feed) and the name the probe plan, `doctor` and the
+/// `probe/<feed>/...` counters spell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Feed {
+    /// Write-outs (`mm_vmscan_write_folio`; the tracepoint tier).
+    Writeout,
+    /// Swap-slot requests and their answers.
+    Alloc,
+    /// shmem's requests where the request hook does not see them (`add_to_swap` kernels).
+    AllocShmem,
+    /// The entry of the request hook, for each request's latency.
+    AllocTiming,
+    /// Slots granted inside the allocator's lock (the kernel's order of decisions).
+    Grant,
+    /// Requests refused beside 7.x's grants.
+    GrantRefusal,
+    /// Slots given back.
+    Free,
+    /// Whole-cluster frees of a THP where the free hook does not see them.
+    FreeThp,
+    /// Large folios about to be split.
+    Split,
+    /// Folios read back from swap.
+    Swapin,
+    /// Cluster list moves.
+    Cluster,
+    /// Clusters isolated from their list (6.14+).
+    ClusterIsolate,
+}
+
+impl Feed {
+    /// Every feed.
+    pub const ALL: [Feed; 12] = [
+        Feed::Writeout,
+        Feed::Alloc,
+        Feed::AllocShmem,
+        Feed::AllocTiming,
+        Feed::Grant,
+        Feed::GrantRefusal,
+        Feed::Free,
+        Feed::FreeThp,
+        Feed::Split,
+        Feed::Swapin,
+        Feed::Cluster,
+        Feed::ClusterIsolate,
+    ];
+
+    /// The name the plan and the counters spell.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Feed::Writeout => "writeout",
+            Feed::Alloc => "alloc",
+            Feed::AllocShmem => "alloc-shmem",
+            Feed::AllocTiming => "alloc-timing",
+            Feed::Grant => "grant",
+            Feed::GrantRefusal => "grant-refusal",
+            Feed::Free => "free",
+            Feed::FreeThp => "free-thp",
+            Feed::Split => "split",
+            Feed::Swapin => "swapin",
+            Feed::Cluster => "cluster",
+            Feed::ClusterIsolate => "cluster-isolate",
+        }
+    }
+
+    /// The feed's rescue slot (see [`rescue`]), if its programs have rescue twins.
+    pub fn rescue_slot(self) -> Option<u32> {
+        rescue::FEEDS
+            .iter()
+            .position(|f| *f == self)
+            .and_then(|i| u32::try_from(i).ok())
+    }
+}
+
+impl core::fmt::Display for Feed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A CPU number the program could not tell.

@@ -81,7 +81,7 @@ pub enum SweepError {
     #[error("{0}")]
     Pipeline(#[from] PipelineError),
     #[error("opening the stream again: {0}")]
-    Open(String),
+    Open(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// One model at one size.
@@ -127,8 +127,8 @@ impl Sink for DeviceSizes {
 }
 
 /// Replays the stream `open` gives once per size of `spec` through the models `names`.
-pub fn sweep<S: Source>(
-    mut open: impl FnMut() -> Result<S, String>,
+pub fn sweep<S: Source, E: std::error::Error + Send + Sync + 'static>(
+    mut open: impl FnMut() -> Result<S, E>,
     names: &[String],
     spec: &SweepSpec,
 ) -> Result<Sweep, SweepError> {
@@ -138,7 +138,7 @@ pub fn sweep<S: Source>(
         points: Vec::new(),
     };
     for &percent in &spec.percents {
-        let mut source = open().map_err(SweepError::Open)?;
+        let mut source = open().map_err(|e| SweepError::Open(Box::new(e)))?;
         let size = DeviceSize::Percent(percent);
         let mut analysis = Analysis::for_report(
             source.header(),

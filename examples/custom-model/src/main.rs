@@ -21,8 +21,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), String> {
-    register().map_err(|e| e.to_string())?;
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    register()?;
     let mut names: Vec<String> = models::NAMES.iter().map(|n| n.to_string()).collect();
     names.push(NAME.to_string());
     let mut files: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
@@ -35,19 +35,13 @@ fn run() -> Result<(), String> {
             .collect();
     }
     for file in &files {
-        let mut src = FileSource::open(file).map_err(|e| e.to_string())?;
+        let mut src = FileSource::open(file)?;
         let mut analysis = Analysis::for_report(src.header(), &names, ReportOptions::default());
-        let summary = pipeline::run(&mut src, &mut [&mut analysis], &mut || false)
-            .map_err(|e| e.to_string())?;
+        let summary = pipeline::run(&mut src, &mut [&mut analysis], &mut || false)?;
         let report = analysis.report(&summary);
         println!("== {}\n{}", file.display(), report.render_text());
-        let spec: SweepSpec = "50%..150%:50%".parse().map_err(|e| format!("{e}"))?;
-        let sweep = whatif::sweep(
-            || FileSource::open(file).map_err(|e| e.to_string()),
-            &names,
-            &spec,
-        )
-        .map_err(|e| e.to_string())?;
+        let spec: SweepSpec = "50%..150%:50%".parse()?;
+        let sweep = whatif::sweep(|| FileSource::open(file), &names, &spec)?;
         println!("{}", sweep.render_text());
     }
     Ok(())

@@ -13,59 +13,95 @@ use crate::event::{
     Lost, Marker, Split, SwapDevice, SwapIn, SwapOff, SwapOn, Ts, Writeout,
 };
 
-/// Record kinds (the `kind` field of a record). Append new kinds; never renumber or reuse one.
-pub mod kind {
-    pub const WRITEOUT: u16 = 1;
-    pub const COUNTERS: u16 = 2;
-    pub const DEVICES: u16 = 3;
-    pub const LOST: u16 = 4;
-    pub const SWAP_ON: u16 = 5;
-    pub const SWAP_OFF: u16 = 6;
-    pub const ALLOC: u16 = 7;
-    pub const FREE: u16 = 8;
-    pub const MARKER: u16 = 9;
-    pub const SPLIT: u16 = 10;
+/// Record kinds (the `kind` field of a record, as its code): the one table of record kinds.
+/// Append new kinds with the next code; never renumber or reuse one. These are the recording's
+/// numbering, apart from the BPF ring buffer's (`swapscope_common::kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u16)]
+pub enum RecordKind {
+    Writeout = 1,
+    Counters = 2,
+    Devices = 3,
+    Lost = 4,
+    SwapOn = 5,
+    SwapOff = 6,
+    Alloc = 7,
+    Free = 8,
+    Marker = 9,
+    Split = 10,
     /// An alloc with the kernel's answer time (format 1.1): the alloc body, then `latency u32`.
-    pub const ALLOC_TIMED: u16 = 11;
+    AllocTimed = 11,
     /// A writeout coded against the chunk's previous one (format 1.2; see
     /// [`super::WriteoutDeltas`]).
-    pub const WRITEOUT_DELTA: u16 = 12;
+    WriteoutDelta = 12,
     /// A folio read back from swap (format 1.3, full tier).
-    pub const SWAP_IN: u16 = 13;
+    SwapIn = 13,
     /// A cluster list move (format 1.3, full tier, 6.14+).
-    pub const CLUSTER: u16 = 14;
+    Cluster = 14,
     /// Slots granted inside the allocator's lock (format 1.4, full tier).
-    pub const GRANT: u16 = 15;
+    Grant = 15,
     /// A request the kernel did not deliver, inferred from events it did (format 1.4): the
     /// alloc body.
-    pub const ALLOC_INFERRED: u16 = 16;
+    AllocInferred = 16,
     /// A split inferred likewise (format 1.4): the split body.
-    pub const SPLIT_INFERRED: u16 = 17;
+    SplitInferred = 17,
+}
 
-    /// Every kind this version reads and writes, with its name: the one table of record kinds.
-    pub const ALL: [(u16, &str); 17] = [
-        (WRITEOUT, "writeout"),
-        (COUNTERS, "counters"),
-        (DEVICES, "devices"),
-        (LOST, "lost"),
-        (SWAP_ON, "swapon"),
-        (SWAP_OFF, "swapoff"),
-        (ALLOC, "alloc"),
-        (FREE, "free"),
-        (MARKER, "marker"),
-        (SPLIT, "split"),
-        (ALLOC_TIMED, "alloc-timed"),
-        (WRITEOUT_DELTA, "writeout-delta"),
-        (SWAP_IN, "swapin"),
-        (CLUSTER, "cluster"),
-        (GRANT, "grant"),
-        (ALLOC_INFERRED, "alloc-inferred"),
-        (SPLIT_INFERRED, "split-inferred"),
+impl RecordKind {
+    /// Every kind this version reads and writes, in code order (`ALL[i]` has code `i + 1`).
+    pub const ALL: [RecordKind; 17] = [
+        RecordKind::Writeout,
+        RecordKind::Counters,
+        RecordKind::Devices,
+        RecordKind::Lost,
+        RecordKind::SwapOn,
+        RecordKind::SwapOff,
+        RecordKind::Alloc,
+        RecordKind::Free,
+        RecordKind::Marker,
+        RecordKind::Split,
+        RecordKind::AllocTimed,
+        RecordKind::WriteoutDelta,
+        RecordKind::SwapIn,
+        RecordKind::Cluster,
+        RecordKind::Grant,
+        RecordKind::AllocInferred,
+        RecordKind::SplitInferred,
     ];
 
-    /// The name of a known kind.
-    pub fn name(kind: u16) -> Option<&'static str> {
-        ALL.iter().find(|(k, _)| *k == kind).map(|(_, n)| *n)
+    /// The code stored in a record header.
+    #[inline]
+    pub const fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// The kind of a stored code; `None` for a kind this version does not know.
+    #[inline]
+    pub fn from_code(code: u16) -> Option<RecordKind> {
+        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+
+    /// The kind's name (`dump`, `export`, error messages).
+    pub const fn name(self) -> &'static str {
+        match self {
+            RecordKind::Writeout => "writeout",
+            RecordKind::Counters => "counters",
+            RecordKind::Devices => "devices",
+            RecordKind::Lost => "lost",
+            RecordKind::SwapOn => "swapon",
+            RecordKind::SwapOff => "swapoff",
+            RecordKind::Alloc => "alloc",
+            RecordKind::Free => "free",
+            RecordKind::Marker => "marker",
+            RecordKind::Split => "split",
+            RecordKind::AllocTimed => "alloc-timed",
+            RecordKind::WriteoutDelta => "writeout-delta",
+            RecordKind::SwapIn => "swapin",
+            RecordKind::Cluster => "cluster",
+            RecordKind::Grant => "grant",
+            RecordKind::AllocInferred => "alloc-inferred",
+            RecordKind::SplitInferred => "split-inferred",
+        }
     }
 }
 
@@ -73,31 +109,35 @@ pub mod kind {
 pub const WRITEOUT_LEN: usize = size_of::<WriteoutEvent>();
 
 /// The record kind an event is stored as.
-pub fn kind_of(ev: &Event) -> u16 {
+pub fn kind_of(ev: &Event) -> RecordKind {
     match ev {
-        Event::Writeout(_) => kind::WRITEOUT,
-        Event::Counters(_) => kind::COUNTERS,
-        Event::Devices(_) => kind::DEVICES,
-        Event::Lost(_) => kind::LOST,
-        Event::SwapOn(_) => kind::SWAP_ON,
-        Event::SwapOff(_) => kind::SWAP_OFF,
-        Event::Alloc(a) if a.inferred => kind::ALLOC_INFERRED,
-        Event::Alloc(a) if a.latency_ns.is_some() => kind::ALLOC_TIMED,
-        Event::Alloc(_) => kind::ALLOC,
-        Event::Free(_) => kind::FREE,
-        Event::Marker(_) => kind::MARKER,
-        Event::Split(s) if s.inferred => kind::SPLIT_INFERRED,
-        Event::Split(_) => kind::SPLIT,
-        Event::SwapIn(_) => kind::SWAP_IN,
-        Event::Cluster(_) => kind::CLUSTER,
-        Event::Grant(_) => kind::GRANT,
+        Event::Writeout(_) => RecordKind::Writeout,
+        Event::Counters(_) => RecordKind::Counters,
+        Event::Devices(_) => RecordKind::Devices,
+        Event::Lost(_) => RecordKind::Lost,
+        Event::SwapOn(_) => RecordKind::SwapOn,
+        Event::SwapOff(_) => RecordKind::SwapOff,
+        Event::Alloc(a) if a.inferred => RecordKind::AllocInferred,
+        Event::Alloc(a) if a.latency_ns.is_some() => RecordKind::AllocTimed,
+        Event::Alloc(_) => RecordKind::Alloc,
+        Event::Free(_) => RecordKind::Free,
+        Event::Marker(_) => RecordKind::Marker,
+        Event::Split(s) if s.inferred => RecordKind::SplitInferred,
+        Event::Split(_) => RecordKind::Split,
+        Event::SwapIn(_) => RecordKind::SwapIn,
+        Event::Cluster(_) => RecordKind::Cluster,
+        Event::Grant(_) => RecordKind::Grant,
     }
 }
 
 /// Appends the body of `ev` to `out` and returns its record kind. Writeouts are re-assembled into
 /// BPF bytes with `swp_type_shift`; a writeout that shift cannot represent is an error, so that
 /// decoding always gives back the same event. On error `out` may hold a partial body.
-pub fn encode_event(ev: &Event, swp_type_shift: u8, out: &mut Vec<u8>) -> Result<u16, FormatError> {
+pub fn encode_event(
+    ev: &Event,
+    swp_type_shift: u8,
+    out: &mut Vec<u8>,
+) -> Result<RecordKind, FormatError> {
     match ev {
         Event::Writeout(w) => out.extend_from_slice(&writeout_to_bpf(w, swp_type_shift)?),
         Event::Counters(CounterSample { ts_ns, values }) => {
@@ -407,21 +447,23 @@ pub fn decode_record(
     swp_type_shift: u8,
 ) -> Result<Option<Event>, FormatError> {
     let bad = |reason: String| FormatError::BadRecord { kind, reason };
-    let ev = match kind {
-        kind::WRITEOUT => {
+    let Some(known) = RecordKind::from_code(kind) else {
+        return Ok(None);
+    };
+    let ev = match known {
+        RecordKind::Writeout => {
             let ev = parse_writeout(body).map_err(|r| bad(r.to_owned()))?;
             Event::Writeout(Writeout::from_bpf(&ev, swp_type_shift))
         }
-        kind::WRITEOUT_DELTA => {
+        RecordKind::WriteoutDelta => {
             // Coded against the chunk's previous writeout: alone, as if first in its chunk.
             let w = decode_writeout_delta(body, &mut WriteoutDeltas::default())
                 .map_err(|r| bad(r.to_owned()))?;
             Event::Writeout(w)
         }
-        _ if kind::name(kind).is_none() => return Ok(None),
         _ => {
             let mut d = Dec::new(body);
-            let ev = decode_body(kind, &mut d).map_err(|r| bad(r.to_owned()))?;
+            let ev = decode_body(known, &mut d).map_err(|r| bad(r.to_owned()))?;
             d.finish().map_err(|r| bad(r.to_owned()))?;
             ev
         }
@@ -436,17 +478,17 @@ pub fn decode_record(
 pub fn decode_alloc_free(kind: u16, b: &[u8]) -> Option<Event> {
     let u64_at = |i: usize| Some(u64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?));
     let u32_at = |i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
-    match (kind, b.len()) {
-        (kind::FREE, 25) => Some(Event::Free(Free {
+    match (RecordKind::from_code(kind)?, b.len()) {
+        (RecordKind::Free, 25) => Some(Event::Free(Free {
             ts_ns: u64_at(0)?,
             cpu: u32_at(8)?,
             swap_type: *b.get(12)?,
             offset: u64_at(13)?,
             nr: u32_at(21)?,
         })),
-        (kind::ALLOC | kind::ALLOC_TIMED | kind::ALLOC_INFERRED, len) => {
+        (k @ (RecordKind::Alloc | RecordKind::AllocTimed | RecordKind::AllocInferred), len) => {
             // An ALLOC_TIMED body is an ALLOC body and 4 bytes of latency.
-            let (len, latency_ns) = if kind == kind::ALLOC_TIMED {
+            let (len, latency_ns) = if k == RecordKind::AllocTimed {
                 let l = len.checked_sub(4)?;
                 (l, Some(u32_at(l)?))
             } else {
@@ -468,7 +510,7 @@ pub fn decode_alloc_free(kind: u16, b: &[u8]) -> Option<Event> {
                 id: u64_at(13)?,
                 result,
                 latency_ns,
-                inferred: kind == kind::ALLOC_INFERRED,
+                inferred: k == RecordKind::AllocInferred,
             }))
         }
         _ => None,
@@ -476,10 +518,10 @@ pub fn decode_alloc_free(kind: u16, b: &[u8]) -> Option<Event> {
 }
 
 /// Decodes a hand-encoded body (every known kind but Writeout).
-fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
+fn decode_body(kind: RecordKind, d: &mut Dec<'_>) -> Result<Event, &'static str> {
     let ts_ns = d.u64()?;
     Ok(match kind {
-        kind::COUNTERS => {
+        RecordKind::Counters => {
             let n = d.count(STR_MIN + 8)?;
             let mut values = Vec::with_capacity(n);
             for _ in 0..n {
@@ -488,7 +530,7 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             }
             Event::Counters(CounterSample { ts_ns, values })
         }
-        kind::DEVICES => {
+        RecordKind::Devices => {
             let n = d.count(DEVICE_MIN)?;
             let mut devices = Vec::with_capacity(n);
             for _ in 0..n {
@@ -496,12 +538,12 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             }
             Event::Devices(DeviceList { ts_ns, devices })
         }
-        kind::LOST => Event::Lost(Lost {
+        RecordKind::Lost => Event::Lost(Lost {
             ts_ns,
             ringbuf: d.u64()?,
             userspace: d.u64()?,
         }),
-        kind::SWAP_ON => {
+        RecordKind::SwapOn => {
             let swap_type = d.u8()?;
             let max = d.u64()?;
             let flags = d.u32()?;
@@ -520,11 +562,11 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
                 prio,
             })
         }
-        kind::SWAP_OFF => Event::SwapOff(SwapOff {
+        RecordKind::SwapOff => Event::SwapOff(SwapOff {
             ts_ns,
             swap_type: d.u8()?,
         }),
-        kind::ALLOC | kind::ALLOC_TIMED | kind::ALLOC_INFERRED => {
+        RecordKind::Alloc | RecordKind::AllocTimed | RecordKind::AllocInferred => {
             let cpu = d.u32()?;
             let order = d.u8()?;
             let id = d.u64()?;
@@ -537,7 +579,7 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
                 2 => AllocResult::Failure,
                 _ => return Err("unknown alloc result tag"),
             };
-            let latency_ns = if kind == kind::ALLOC_TIMED {
+            let latency_ns = if kind == RecordKind::AllocTimed {
                 Some(d.u32()?)
             } else {
                 None
@@ -549,30 +591,30 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
                 id,
                 result,
                 latency_ns,
-                inferred: kind == kind::ALLOC_INFERRED,
+                inferred: kind == RecordKind::AllocInferred,
             })
         }
-        kind::FREE => Event::Free(Free {
+        RecordKind::Free => Event::Free(Free {
             ts_ns,
             cpu: d.u32()?,
             swap_type: d.u8()?,
             offset: d.u64()?,
             nr: d.u32()?,
         }),
-        kind::MARKER => Event::Marker(Marker {
+        RecordKind::Marker => Event::Marker(Marker {
             ts_ns,
             label: d.str()?,
         }),
-        kind::SPLIT | kind::SPLIT_INFERRED => Event::Split(Split {
+        RecordKind::Split | RecordKind::SplitInferred => Event::Split(Split {
             ts_ns,
             cpu: d.u32()?,
             pid: d.u32()?,
             id: d.u64()?,
             old_order: d.order()?,
             new_order: d.u8()?,
-            inferred: kind == kind::SPLIT_INFERRED,
+            inferred: kind == RecordKind::SplitInferred,
         }),
-        kind::SWAP_IN => Event::SwapIn(SwapIn {
+        RecordKind::SwapIn => Event::SwapIn(SwapIn {
             ts_ns,
             cpu: d.u32()?,
             pid: d.u32()?,
@@ -583,7 +625,7 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             order: d.order()?,
             flags: d.u32()?,
         }),
-        kind::CLUSTER => Event::Cluster(ClusterMove {
+        RecordKind::Cluster => Event::Cluster(ClusterMove {
             ts_ns,
             cpu: d.u32()?,
             swap_type: d.u8()?,
@@ -593,7 +635,7 @@ fn decode_body(kind: u16, d: &mut Dec<'_>) -> Result<Event, &'static str> {
             order: d.u8()?,
             count: d.u16()?,
         }),
-        kind::GRANT => {
+        RecordKind::Grant => {
             let cpu = d.u32()?;
             let req_cpu = d.u32()?;
             let pid = d.u32()?;
@@ -926,7 +968,7 @@ pub(crate) mod tests {
         let mut body = Vec::new();
         let k = encode_event(ev, SHIFT, &mut body)?;
         assert_eq!(k, kind_of(ev));
-        decode_record(k, &body, SHIFT)
+        decode_record(k.code(), &body, SHIFT)
     }
 
     fn arb_string() -> impl Strategy<Value = String> {
@@ -1185,10 +1227,10 @@ pub(crate) mod tests {
             let k = encode_event(&ev, SHIFT, &mut body).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let mut longer = body.clone();
             longer.resize(body.len() + extra, 0);
-            prop_assert!(decode_record(k, &longer, SHIFT).is_err());
+            prop_assert!(decode_record(k.code(), &longer, SHIFT).is_err());
             // Any strict prefix is short somewhere.
             let cut = body.len().saturating_sub(extra);
-            prop_assert!(decode_record(k, &body[..cut], SHIFT).is_err());
+            prop_assert!(decode_record(k.code(), &body[..cut], SHIFT).is_err());
         }
 
         #[test]
@@ -1198,11 +1240,20 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn every_variant_has_a_distinct_kind_in_the_table() {
-        let mut kinds: Vec<u16> = kind::ALL.iter().map(|(k, _)| *k).collect();
-        kinds.sort_unstable();
-        kinds.dedup();
-        assert_eq!(kinds, (1..=17).collect::<Vec<u16>>());
+    fn every_kind_is_in_the_table_at_its_code() {
+        let codes: Vec<u16> = RecordKind::ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(codes, (1..=17).collect::<Vec<u16>>());
+        for code in 0..=u16::MAX {
+            let k = RecordKind::from_code(code);
+            assert_eq!(
+                k.map(RecordKind::code),
+                (1..=17).contains(&code).then_some(code)
+            );
+        }
+        let mut names: Vec<&str> = RecordKind::ALL.iter().map(|k| k.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), RecordKind::ALL.len());
     }
 
     #[test]
@@ -1237,7 +1288,9 @@ pub(crate) mod tests {
             flags: 0b10_0110,
         };
         assert_eq!(
-            decode_record(kind::WRITEOUT, &body, SHIFT).ok().flatten(),
+            decode_record(RecordKind::Writeout.code(), &body, SHIFT)
+                .ok()
+                .flatten(),
             Some(Event::Writeout(expected))
         );
         assert_eq!(writeout_to_bpf(&expected, SHIFT).ok(), Some(raw));
@@ -1321,11 +1374,8 @@ pub(crate) mod tests {
         let last = body.len() - 1;
         body[last] = 7;
         assert!(matches!(
-            k.map(|k| decode_record(k, &body, SHIFT)),
-            Some(Err(FormatError::BadRecord {
-                kind: kind::ALLOC,
-                ..
-            }))
+            k.map(|k| decode_record(k.code(), &body, SHIFT)),
+            Some(Err(FormatError::BadRecord { kind: 7, .. }))
         ));
         let swapon = Event::SwapOn(SwapOn {
             ts_ns: 0,

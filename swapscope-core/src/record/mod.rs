@@ -94,11 +94,16 @@ pub struct ProbeStatus {
 /// The tier a plan gives: `full` when requests and frees are both fed, `tracepoint` when only
 /// write-outs are, `counters` otherwise (no BPF: the kernel's counters and /proc/swaps only).
 pub fn tier(plan: &[ProbeStatus]) -> &'static str {
-    let fed = |feed: &str| {
-        plan.iter()
-            .any(|p| p.attached && p.detail.starts_with(&format!("{feed}:")))
+    use swapscope_common::Feed;
+    let fed = |feed: Feed| {
+        plan.iter().any(|p| {
+            p.attached
+                && p.detail
+                    .strip_prefix(feed.as_str())
+                    .is_some_and(|rest| rest.starts_with(':'))
+        })
     };
-    match (fed("alloc") && fed("free"), fed("writeout")) {
+    match (fed(Feed::Alloc) && fed(Feed::Free), fed(Feed::Writeout)) {
         (true, _) => "full",
         (false, true) => "tracepoint",
         _ => "counters",
@@ -136,7 +141,7 @@ pub enum FormatError {
     },
     #[error("{name} has an invalid file header: {reason}")]
     BadHeader { name: String, reason: String },
-    #[error("bad {} record (kind {kind}): {reason}", codec::kind::name(*kind).unwrap_or("unknown"))]
+    #[error("bad {} record (kind {kind}): {reason}", codec::RecordKind::from_code(*kind).map_or("unknown", codec::RecordKind::name))]
     BadRecord { kind: u16, reason: String },
     #[error("cannot record this: {reason}")]
     InvalidEvent { reason: String },

@@ -516,7 +516,7 @@ impl<R: Read> Reader<R> {
                 self.pending.push(ev);
                 continue;
             }
-            if kind == codec::kind::WRITEOUT_DELTA {
+            if kind == codec::RecordKind::WriteoutDelta.code() {
                 match codec::decode_writeout_delta(body, &mut deltas) {
                     Ok(w) => {
                         self.pending.push(Event::Writeout(w));

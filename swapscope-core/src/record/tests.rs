@@ -1,5 +1,6 @@
 //! Container tests: write, cut, corrupt and read back.
 
+use super::codec::RecordKind;
 use proptest::prelude::*;
 use swapscope_common::{EventHeader, WriteoutEvent, folio_flags};
 
@@ -510,7 +511,7 @@ fn a_chunk_of_millions_of_tiny_records_is_refused() {
     let n = 1_000_000usize;
     let mut raw = Vec::new();
     for _ in 0..n {
-        put_u16(&mut raw, codec::kind::MARKER);
+        put_u16(&mut raw, RecordKind::Marker.code());
         put_u16(&mut raw, 0);
         put_u32(&mut raw, marker.len() as u32);
         raw.extend_from_slice(&marker);
@@ -649,9 +650,9 @@ fn unknown_record_kinds_and_chunk_kinds_are_skipped_and_counted() -> Result<(), 
         chunk_kind::EVENTS,
         0,
         &[
-            (codec::kind::MARKER, &body_a),
+            (RecordKind::Marker.code(), &body_a),
             (1000, b"new kind"),
-            (codec::kind::MARKER, &body_b),
+            (RecordKind::Marker.code(), &body_b),
         ],
     ));
     bytes.extend(hand_chunk(77, 1, &[(1, b"whatever")]));
@@ -678,7 +679,7 @@ fn a_known_kind_with_a_bad_body_is_corruption() -> Result<(), FormatError> {
     bytes.extend(hand_chunk(
         chunk_kind::EVENTS,
         0,
-        &[(codec::kind::MARKER, b"\x01")],
+        &[(RecordKind::Marker.code(), b"\x01")],
     ));
     let (back, warnings, _) = read_all(&bytes)?;
     assert!(back.is_empty());
@@ -1047,7 +1048,7 @@ proptest! {
         for ev in [alloc, free] {
             let mut body = Vec::new();
             let kind = codec::encode_event(&ev, 0, &mut body)?;
-            prop_assert_eq!(codec::decode_alloc_free(kind, &body), Some(ev.clone()));
+            prop_assert_eq!(codec::decode_alloc_free(kind.code(), &body), Some(ev.clone()));
             // Damaged bodies: shorter, longer, or with another result tag.
             let mut variants = vec![body.get(..cut.min(body.len())).unwrap_or(&[]).to_vec()];
             let mut longer = body.clone();
@@ -1059,8 +1060,8 @@ proptest! {
             }
             variants.push(tagged);
             for v in variants {
-                if let Some(fast) = codec::decode_alloc_free(kind, &v) {
-                    prop_assert_eq!(Some(fast), codec::decode_record(kind, &v, 0).ok().flatten());
+                if let Some(fast) = codec::decode_alloc_free(kind.code(), &v) {
+                    prop_assert_eq!(Some(fast), codec::decode_record(kind.code(), &v, 0).ok().flatten());
                 }
             }
         }
@@ -1176,10 +1177,10 @@ fn fuzz_seeds() {
                 continue;
             };
             if seen.insert(kind) {
-                let mut rec = kind.to_le_bytes().to_vec();
+                let mut rec = kind.code().to_le_bytes().to_vec();
                 rec.push(shift);
                 rec.extend_from_slice(&body);
-                write(records.join(format!("{stem}-kind{kind}")), &rec);
+                write(records.join(format!("{stem}-kind{}", kind.code())), &rec);
             }
         }
         for (n, chunk_bytes, compression) in [

@@ -134,7 +134,7 @@ impl<W: Write> Writer<W> {
             let mut deltas = self.deltas;
             self.append(|out| {
                 codec::encode_writeout_delta(w, &mut deltas, out);
-                Ok((codec::kind::WRITEOUT_DELTA, w.ts_ns))
+                Ok((codec::RecordKind::WriteoutDelta, w.ts_ns))
             })?;
             // `append` may have written the chunk out (then the state starts over).
             if self.n_records > 0 {
@@ -149,14 +149,19 @@ impl<W: Write> Writer<W> {
     /// Appends the bytes of one BPF `WriteoutEvent` exactly as the ring buffer delivered them;
     /// the timestamp is taken from the bytes. Bytes that are not a writeout event are refused.
     pub fn push_raw_writeout(&mut self, raw: &[u8]) -> Result<(), FormatError> {
-        self.append(|out| Ok((codec::kind::WRITEOUT, codec::encode_raw_writeout(raw, out)?)))
+        self.append(|out| {
+            Ok((
+                codec::RecordKind::Writeout,
+                codec::encode_raw_writeout(raw, out)?,
+            ))
+        })
     }
 
     /// Frames one record around the body `encode` appends (it returns the record kind and the
     /// event's timestamp), then writes the chunk out if it is full.
     fn append(
         &mut self,
-        encode: impl FnOnce(&mut Vec<u8>) -> Result<(u16, Ts), FormatError>,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(codec::RecordKind, Ts), FormatError>,
     ) -> Result<(), FormatError> {
         self.check_usable()?;
         let start = self.raw.len();
@@ -177,7 +182,7 @@ impl<W: Write> Writer<W> {
                 return Err(e);
             }
         };
-        self.raw[start..start + 2].copy_from_slice(&kind.to_le_bytes());
+        self.raw[start..start + 2].copy_from_slice(&kind.code().to_le_bytes());
         self.raw[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
         self.n_records += 1;
         self.chunk_ts = Some(widen(self.chunk_ts, ts));

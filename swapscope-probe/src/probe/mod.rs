@@ -15,6 +15,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::BtfTracePoint,
 };
+pub use swapscope_common::Feed;
 use swapscope_common::counter;
 
 use self::btf::{BtfError, KernelBtf};
@@ -41,6 +42,38 @@ pub enum ProbeError {
     Attach { probe: String, reason: String },
     #[error("BPF map {0} missing from the object (build mismatch)")]
     Map(&'static str),
+}
+
+/// Why one program (a full-tier candidate, a rescue twin) did not load or attach: one line for
+/// its entry in the probe plan.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    #[error("program {0} missing from the object")]
+    NoProgram(String),
+    #[error("map CHAIN missing from the object")]
+    NoChainMap,
+    #[error("the CHAIN map: {0}")]
+    ChainMap(#[from] aya::maps::MapError),
+    #[error("BPF_PROG_LOAD returned EPERM (lockdown, or an LSM policy)")]
+    Refused,
+    /// The program error's gist (see [`verifier_summary`]).
+    #[error("{0}")]
+    Program(String),
+    #[error("left out (SWAPSCOPE_RESCUE=0)")]
+    LeftOut,
+}
+
+/// Why a full-tier candidate's kernel function does not fit it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    #[error("no kernel BTF")]
+    NoBtf,
+    #[error("{0} is not in this kernel's BTF")]
+    Missing(&'static str),
+    #[error("signature differs: {func} {sig}")]
+    Differs { func: &'static str, sig: String },
 }
 
 /// The tracepoint-tier write-out probe.
@@ -72,10 +105,8 @@ impl Hook {
 /// the first candidate whose function exists with that signature and that loads and attaches.
 #[derive(Clone, Copy, Debug)]
 pub struct Candidate {
-    /// What it feeds: `alloc`, `alloc-shmem`, `grant`, `grant-refusal`, `free`, `free-thp`,
-    /// `split`, `swapin`,
-    /// `cluster`, `cluster-isolate`.
-    pub feeds: &'static str,
+    /// What it feeds.
+    pub feeds: Feed,
     /// Program name in the BPF object.
     pub program: &'static str,
     pub hook: Hook,
@@ -92,7 +123,7 @@ const CI: &str = "struct swap_cluster_info *";
 /// Full-tier candidates, newest kernels first within each feed (see docs/kernel-support.md).
 pub const CANDIDATES: &[Candidate] = &[
     Candidate {
-        feeds: "alloc",
+        feeds: Feed::Alloc,
         program: "req_folio_alloc_swap",
         hook: Hook::FExit,
         func: "folio_alloc_swap",
@@ -100,7 +131,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: Some("int"),
     },
     Candidate {
-        feeds: "alloc",
+        feeds: Feed::Alloc,
         program: "req_folio_alloc_swap_1",
         hook: Hook::FExit,
         func: "folio_alloc_swap",
@@ -108,7 +139,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: Some("int"),
     },
     Candidate {
-        feeds: "alloc",
+        feeds: Feed::Alloc,
         program: "req_add_to_swap",
         hook: Hook::FExit,
         func: "add_to_swap",
@@ -116,7 +147,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: Some("bool"),
     },
     Candidate {
-        feeds: "alloc-shmem",
+        feeds: Feed::AllocShmem,
         program: "req_shmem_cache_add",
         hook: Hook::FEntry,
         func: "add_to_swap_cache",
@@ -124,7 +155,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: Some("int"),
     },
     Candidate {
-        feeds: "grant",
+        feeds: Feed::Grant,
         program: "grant_cache_add",
         hook: Hook::FEntry,
         func: "__swap_cache_add_folio",
@@ -132,7 +163,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "grant",
+        feeds: Feed::Grant,
         program: "grant_scan_slots_batch",
         hook: Hook::FExit,
         func: "scan_swap_map_slots",
@@ -140,7 +171,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: Some("int"),
     },
     Candidate {
-        feeds: "grant",
+        feeds: Feed::Grant,
         program: "grant_scan_slots",
         hook: Hook::FExit,
         func: "scan_swap_map_slots",
@@ -148,7 +179,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: Some("int"),
     },
     Candidate {
-        feeds: "grant-refusal",
+        feeds: Feed::GrantRefusal,
         program: "grant_charge_refused",
         hook: Hook::FEntry,
         func: "__mem_cgroup_try_charge_swap",
@@ -156,7 +187,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: Some("int"),
     },
     Candidate {
-        feeds: "free",
+        feeds: Feed::Free,
         program: "free_si_ci_start_nr",
         hook: Hook::FExit,
         func: "__swap_cluster_free_entries",
@@ -164,7 +195,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "free",
+        feeds: Feed::Free,
         program: "free_si_ci_entry_nr",
         hook: Hook::FExit,
         func: "swap_entries_free",
@@ -172,7 +203,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "free",
+        feeds: Feed::Free,
         program: "free_si_ci_entry_nr",
         hook: Hook::FExit,
         func: "swap_entry_range_free",
@@ -180,7 +211,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "free",
+        feeds: Feed::Free,
         program: "free_si_entry_nr",
         hook: Hook::FEntry,
         func: "swap_entry_range_free",
@@ -188,7 +219,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "free",
+        feeds: Feed::Free,
         program: "free_si_entry",
         hook: Hook::FEntry,
         func: "swap_entry_free",
@@ -196,7 +227,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "free",
+        feeds: Feed::Free,
         program: "free_si_offset_nr",
         hook: Hook::FEntry,
         func: "swap_range_free",
@@ -204,7 +235,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "free-thp",
+        feeds: Feed::FreeThp,
         program: "free_si_cluster",
         hook: Hook::FEntry,
         func: "swap_free_cluster",
@@ -212,7 +243,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "swapin",
+        feeds: Feed::Swapin,
         program: "swapin_ctx_folio",
         hook: Hook::FEntry,
         func: "swap_read_folio",
@@ -220,7 +251,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "swapin",
+        feeds: Feed::Swapin,
         program: "swapin_folio",
         hook: Hook::FEntry,
         func: "swap_read_folio",
@@ -228,7 +259,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "swapin",
+        feeds: Feed::Swapin,
         program: "swapin_folio",
         hook: Hook::FEntry,
         func: "swap_read_folio",
@@ -236,7 +267,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "swapin",
+        feeds: Feed::Swapin,
         program: "swapin_page",
         hook: Hook::FEntry,
         func: "swap_readpage",
@@ -244,7 +275,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "cluster",
+        feeds: Feed::Cluster,
         program: "cluster_move",
         hook: Hook::FEntry,
         func: "move_cluster",
@@ -252,7 +283,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "cluster-isolate",
+        feeds: Feed::ClusterIsolate,
         program: "cluster_isolate_order",
         hook: Hook::FExit,
         func: "isolate_lock_cluster",
@@ -260,7 +291,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: Some(CI),
     },
     Candidate {
-        feeds: "cluster-isolate",
+        feeds: Feed::ClusterIsolate,
         program: "cluster_isolate",
         hook: Hook::FExit,
         func: "isolate_lock_cluster",
@@ -268,7 +299,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: Some(CI),
     },
     Candidate {
-        feeds: "split",
+        feeds: Feed::Split,
         program: "split_folio",
         hook: Hook::FEntry,
         func: "__folio_split",
@@ -276,7 +307,7 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: None,
     },
     Candidate {
-        feeds: "split",
+        feeds: Feed::Split,
         program: "split_page_to_order",
         hook: Hook::FEntry,
         func: "split_huge_page_to_list_to_order",
@@ -287,10 +318,10 @@ pub const CANDIDATES: &[Candidate] = &[
 
 impl Candidate {
     /// Checks the function against BTF: `Ok(signature)` or why not.
-    pub fn check(&self, btf: &KernelBtf) -> Result<String, String> {
+    pub fn check(&self, btf: &KernelBtf) -> Result<String, SignatureError> {
         let sig = btf
             .signature(self.func)
-            .ok_or_else(|| format!("{} is not in this kernel's BTF", self.func))?;
+            .ok_or(SignatureError::Missing(self.func))?;
         let (fixed, rest) = match self.params.split_last() {
             Some((&"..", fixed)) => (fixed, true),
             _ => (self.params, false),
@@ -309,7 +340,10 @@ impl Candidate {
         if ok {
             Ok(sig.to_string())
         } else {
-            Err(format!("signature differs: {} {sig}", self.func))
+            Err(SignatureError::Differs {
+                func: self.func,
+                sig: sig.to_string(),
+            })
         }
     }
 }
@@ -318,20 +352,20 @@ impl Candidate {
 /// a feed is useless without another (isolations alone would make every cluster look isolated
 /// twice over), or an attached program already sees its events (`swap_range_free` sees the
 /// whole-cluster frees `swap_free_cluster` would report), or its feed is already fed.
-fn not_needed(c: &Candidate, fed: &[&str], programs: &[&str]) -> Option<String> {
-    if c.feeds == "cluster-isolate" && !fed.contains(&"cluster") {
+fn not_needed(c: &Candidate, fed: &[Feed], programs: &[&str]) -> Option<String> {
+    if c.feeds == Feed::ClusterIsolate && !fed.contains(&Feed::Cluster) {
         return Some("it only makes sense with the cluster feed, which did not attach".into());
     }
-    if c.feeds == "grant" && !fed.contains(&"alloc") {
+    if c.feeds == Feed::Grant && !fed.contains(&Feed::Alloc) {
         return Some("grants order requests, and no request feed attached".into());
     }
-    if c.feeds == "grant-refusal" && !programs.contains(&"grant_cache_add") {
+    if c.feeds == Feed::GrantRefusal && !programs.contains(&"grant_cache_add") {
         return Some("refusals are ordered this way only beside 7.x's grants".into());
     }
-    if c.feeds == "alloc-shmem" && !programs.contains(&"req_add_to_swap") {
+    if c.feeds == Feed::AllocShmem && !programs.contains(&"req_add_to_swap") {
         return Some("the request feed attached sees shmem's requests too".into());
     }
-    if c.feeds == "free-thp" && programs.contains(&"free_si_offset_nr") {
+    if c.feeds == Feed::FreeThp && programs.contains(&"free_si_offset_nr") {
         return Some("swap_range_free sees whole-cluster frees too".into());
     }
     fed.contains(&c.feeds)
@@ -368,7 +402,7 @@ fn tracepoint_status(btf: Option<&KernelBtf>) -> ProbeStatus {
 }
 
 /// Tries one candidate for real: load and attach.
-pub type AttachFn<'a> = dyn FnMut(&'static Candidate) -> Result<(), String> + 'a;
+pub type AttachFn<'a> = dyn FnMut(&'static Candidate) -> Result<(), AttachError> + 'a;
 
 /// Computes the probe plan. `attach` tries one candidate for real (load + attach); without it
 /// the plan is a dry run from BTF and the lockdown mode.
@@ -378,7 +412,7 @@ pub fn plan(
     mut attach: Option<&mut AttachFn<'_>>,
 ) -> Vec<ProbeStatus> {
     let mut out = vec![tracepoint_status(btf)];
-    let mut fed: Vec<&str> = Vec::new();
+    let mut fed: Vec<Feed> = Vec::new();
     let mut programs: Vec<&str> = Vec::new();
     let mut refused: Option<String> = None;
     for c in CANDIDATES {
@@ -390,12 +424,12 @@ pub fn plan(
         };
         let checked = match btf {
             Some(b) => c.check(b),
-            None => Err("no kernel BTF".into()),
+            None => Err(SignatureError::NoBtf),
         };
         let sig = match checked {
             Ok(sig) => sig,
             Err(why) => {
-                out.push(status(false, why));
+                out.push(status(false, why.to_string()));
                 continue;
             }
         };
@@ -412,10 +446,10 @@ pub fn plan(
                     status(true, format!("attached to {sig}"))
                 }
                 Err(why) => {
-                    if why.contains("EPERM") {
+                    if matches!(why, AttachError::Refused) {
                         refused = Some("fentry/fexit refused on this host".into());
                     }
-                    status(false, why)
+                    status(false, why.to_string())
                 }
             },
             (None, _) if lockdown == Some("confidentiality") => status(
@@ -496,7 +530,7 @@ pub struct LiveProbe {
     timing: bool,
     /// Per rescued feed: the program of its chain the kernel runs first (see
     /// [`first_of_chain`]), whose `recursion_misses` are the invocations the rescues start from.
-    first: Vec<(&'static str, &'static str)>,
+    first: Vec<(Feed, &'static str)>,
 }
 
 impl LiveProbe {
@@ -511,8 +545,13 @@ impl LiveProbe {
         let mut attached = Vec::new();
         let mut rescues: Vec<ProbeStatus> = Vec::new();
         // A tracepoint runs its programs in attach order: the write-out primary first.
-        let mut first = vec![("writeout", WRITEOUT_TP)];
-        rescues.push(rescue_status(WRITEOUT_TP, "tp_btf", "writeout", wo_rescue));
+        let mut first = vec![(Feed::Writeout, WRITEOUT_TP)];
+        rescues.push(rescue_status(
+            WRITEOUT_TP,
+            "tp_btf",
+            Feed::Writeout,
+            wo_rescue,
+        ));
         let mut try_attach = |c: &'static Candidate| {
             attach_chain(&mut ebpf, &btf, c, &mut rescues, &mut first)?;
             attached.push(c);
@@ -533,9 +572,9 @@ impl LiveProbe {
         plan.extend(rescues);
         // The entry of the chosen allocation hook, for each request's latency.
         let mut timing_attached = false;
-        if let Some(c) = attached.iter().find(|c| c.feeds == "alloc") {
+        if let Some(c) = attached.iter().find(|c| c.feeds == Feed::Alloc) {
             let timing = Candidate {
-                feeds: "alloc-timing",
+                feeds: Feed::AllocTiming,
                 program: REQ_START,
                 hook: Hook::FEntry,
                 ..**c
@@ -612,12 +651,13 @@ impl LiveProbe {
     /// Per attached program, by feed (`writeout`, `alloc`, `free`, ...): hook invocations
     /// neither it nor its rescue twins delivered — the kernel's `recursion_misses` of the chain's
     /// first program minus the rescues — and the rescues.
-    pub fn missed_events(&self) -> Vec<(&'static str, u64, u64)> {
+    pub fn missed_events(&self) -> Vec<(Feed, u64, u64)> {
         let c = self.counters();
         self.program_info()
             .into_iter()
             .map(|(feed, i)| {
-                let rescued = rescue_slot(feed)
+                let rescued = feed
+                    .rescue_slot()
                     .and_then(|s| c.get((counter::RESCUED + s) as usize).copied())
                     .unwrap_or(0);
                 (feed, i.recursion_misses.saturating_sub(rescued), rescued)
@@ -628,7 +668,7 @@ impl LiveProbe {
     /// Per attached program, by feed: `(runs, ns spent in it)` — kept by the kernel only while
     /// `kernel.bpf_stats_enabled` is 1 (the live benchmark turns it on for one run), so
     /// programs that never counted are left out.
-    pub fn program_time(&self) -> Vec<(&'static str, u64, u64)> {
+    pub fn program_time(&self) -> Vec<(Feed, u64, u64)> {
         self.program_info()
             .into_iter()
             .filter(|(_, i)| i.run_cnt > 0)
@@ -636,14 +676,14 @@ impl LiveProbe {
             .collect()
     }
 
-    fn program_info(&self) -> Vec<(&'static str, aya_obj::generated::bpf_prog_info)> {
-        let first = |feed: &'static str, program: &'static str| {
+    fn program_info(&self) -> Vec<(Feed, aya_obj::generated::bpf_prog_info)> {
+        let first = |feed: Feed, program: &'static str| {
             self.first
                 .iter()
                 .find(|(f, _)| *f == feed)
                 .map_or(program, |(_, p)| *p)
         };
-        let programs = std::iter::once(("writeout", first("writeout", WRITEOUT_TP)))
+        let programs = std::iter::once((Feed::Writeout, first(Feed::Writeout, WRITEOUT_TP)))
             .chain(
                 self.attached
                     .iter()
@@ -651,7 +691,7 @@ impl LiveProbe {
             )
             .chain(
                 self.timing
-                    .then(|| ("alloc-timing", first("alloc-timing", REQ_START))),
+                    .then(|| (Feed::AllocTiming, first(Feed::AllocTiming, REQ_START))),
             );
         programs
             .filter_map(|(feed, program)| {
@@ -672,14 +712,6 @@ impl LiveProbe {
         }
         out
     }
-}
-
-/// The rescue slot of a feed (see [`swapscope_common::rescue`]), if it has a rescue twin.
-pub fn rescue_slot(feed: &str) -> Option<u32> {
-    swapscope_common::rescue::FEEDS
-        .iter()
-        .position(|f| *f == feed)
-        .and_then(|i| u32::try_from(i).ok())
 }
 
 /// The rescue twins of program `program`, in the order they are attached (the BPF object names
@@ -760,9 +792,9 @@ fn attach_chain(
     btf: &aya::Btf,
     c: &Candidate,
     rescues: &mut Vec<ProbeStatus>,
-    first: &mut Vec<(&'static str, &'static str)>,
-) -> Result<(), String> {
-    let Some(slot) = rescue_slot(c.feeds) else {
+    first: &mut Vec<(Feed, &'static str)>,
+) -> Result<(), AttachError> {
+    let Some(slot) = c.feeds.rescue_slot() else {
         return attach_candidate(ebpf, btf, c);
     };
     set_chain(ebpf, slot, 1)?;
@@ -800,13 +832,10 @@ fn first_of_chain(program: &'static str, twins: u32) -> &'static str {
 
 /// Tells a rescued feed's programs how many of its chain are attached (`CHAIN`; see the BPF
 /// crate's `level`).
-fn set_chain(ebpf: &mut Ebpf, slot: u32, n: u32) -> Result<(), String> {
-    let map = ebpf
-        .map_mut("CHAIN")
-        .ok_or_else(|| "map CHAIN missing from the object".to_string())?;
-    let mut chain: aya::maps::Array<&mut MapData, u32> =
-        aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
-    chain.set(slot, n, 0).map_err(|e| e.to_string())
+fn set_chain(ebpf: &mut Ebpf, slot: u32, n: u32) -> Result<(), AttachError> {
+    let map = ebpf.map_mut("CHAIN").ok_or(AttachError::NoChainMap)?;
+    let mut chain: aya::maps::Array<&mut MapData, u32> = aya::maps::Array::try_from(map)?;
+    Ok(chain.set(slot, n, 0)?)
 }
 
 /// Whether rescue twins are attached (`SWAPSCOPE_RESCUE=0` leaves them out, to measure what
@@ -816,7 +845,7 @@ fn rescue_wanted() -> bool {
 }
 
 /// The probe plan's line for a rescue twin.
-fn rescue_status(func: &str, kind: &str, feed: &str, r: Result<(), String>) -> ProbeStatus {
+fn rescue_status(func: &str, kind: &str, feed: Feed, r: Result<(), AttachError>) -> ProbeStatus {
     let (attached, detail) = match r {
         Ok(()) => (
             true,
@@ -852,7 +881,7 @@ fn load_object(
     (
         Ebpf,
         Option<aya_log::EbpfLogger<LogBridge>>,
-        Result<(), String>,
+        Result<(), AttachError>,
     ),
     ProbeError,
 > {
@@ -871,7 +900,8 @@ fn load_object(
             .ok(),
         None => None,
     };
-    set_chain(&mut ebpf, swapscope_common::rescue::WRITEOUT, 1).map_err(ProbeError::Load)?;
+    set_chain(&mut ebpf, swapscope_common::rescue::WRITEOUT, 1)
+        .map_err(|e| ProbeError::Load(e.to_string()))?;
     let prog: &mut BtfTracePoint = ebpf
         .program_mut(WRITEOUT_TP)
         .ok_or(ProbeError::Map("program mm_vmscan_write_folio"))?
@@ -895,21 +925,23 @@ fn load_object(
                 set_chain(&mut ebpf, swapscope_common::rescue::WRITEOUT, n)
             })
     } else {
-        Err("left out (SWAPSCOPE_RESCUE=0)".into())
+        Err(AttachError::LeftOut)
     };
     Ok((ebpf, logger, rescue))
 }
 
 /// Loads and attaches a program of the tracepoint the write-out program is on.
-fn attach_tracepoint(ebpf: &mut Ebpf, btf: &aya::Btf, program: &str) -> Result<(), String> {
+fn attach_tracepoint(ebpf: &mut Ebpf, btf: &aya::Btf, program: &str) -> Result<(), AttachError> {
     let prog: &mut BtfTracePoint = ebpf
         .program_mut(program)
-        .ok_or_else(|| format!("program {program} missing from the object"))?
+        .ok_or_else(|| AttachError::NoProgram(program.into()))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        .map_err(|e: aya::programs::ProgramError| AttachError::Program(e.to_string()))?;
     prog.load(WRITEOUT_TP, btf)
-        .map_err(|e| verifier_summary(&e))?;
-    prog.attach().map(|_| ()).map_err(|e| e.to_string())
+        .map_err(|e| AttachError::Program(verifier_summary(&e)))?;
+    prog.attach()
+        .map(|_| ())
+        .map_err(|e| AttachError::Program(e.to_string()))
 }
 
 /// `bpf_prog_info` of a loaded program (`BPF_OBJ_GET_INFO_BY_FD`; aya 0.14 does not expose its
@@ -939,16 +971,15 @@ fn prog_info(fd: std::os::fd::BorrowedFd<'_>) -> Option<aya_obj::generated::bpf_
 }
 
 /// Loads and attaches one full-tier candidate.
-fn attach_candidate(ebpf: &mut Ebpf, btf: &aya::Btf, c: &Candidate) -> Result<(), String> {
+fn attach_candidate(ebpf: &mut Ebpf, btf: &aya::Btf, c: &Candidate) -> Result<(), AttachError> {
     let prog = ebpf
         .program_mut(c.program)
-        .ok_or_else(|| format!("program {} missing from the object", c.program))?;
+        .ok_or_else(|| AttachError::NoProgram(c.program.into()))?;
     let gist = |e: aya::programs::ProgramError| {
-        let s = e.to_string();
-        if s.contains("Operation not permitted") {
-            "BPF_PROG_LOAD returned EPERM (lockdown, or an LSM policy)".to_string()
+        if e.to_string().contains("Operation not permitted") {
+            AttachError::Refused
         } else {
-            verifier_summary(&e)
+            AttachError::Program(verifier_summary(&e))
         }
     };
     match c.hook {
@@ -992,6 +1023,33 @@ mod tests {
     /// The planner names BPF programs by string (the candidate table, the rescue chains, the
     /// write-out and timing programs); every name must be a program of the object this build
     /// embeds, or a feed would fail to attach at run time with "program missing".
+    /// The BPF programs index `CHAIN`, `DELIVERED` and the rescued counters by the `rescue`
+    /// constants; the planner finds a feed's slot through `rescue::FEEDS`. They must agree, and
+    /// every feed must have its own name (the plan's and the counters' key).
+    #[test]
+    fn feeds_have_distinct_names_and_the_rescue_slots_their_constants() {
+        use swapscope_common::rescue;
+        for (slot, feed) in [
+            (rescue::WRITEOUT, Feed::Writeout),
+            (rescue::ALLOC, Feed::Alloc),
+            (rescue::ALLOC_SHMEM, Feed::AllocShmem),
+            (rescue::SWAPIN, Feed::Swapin),
+            (rescue::SPLIT, Feed::Split),
+            (rescue::ALLOC_TIMING, Feed::AllocTiming),
+            (rescue::GRANT_REFUSAL, Feed::GrantRefusal),
+        ] {
+            assert_eq!(feed.rescue_slot(), Some(slot), "{feed}");
+        }
+        let names: std::collections::BTreeSet<&str> =
+            Feed::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(names.len(), Feed::ALL.len());
+        let rescued = Feed::ALL
+            .iter()
+            .filter(|f| f.rescue_slot().is_some())
+            .count();
+        assert_eq!(rescued, rescue::NR as usize);
+    }
+
     #[test]
     fn every_program_the_planner_names_is_in_the_bpf_object() {
         if BPF_OBJECT.is_empty() {

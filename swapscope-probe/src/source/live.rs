@@ -19,7 +19,7 @@ use super::{Log, Poll, Source, SourceError, Summary, markers::Inbox};
 use crate::{
     event::{Alloc, AllocResult, Event, InuseCheck, Lost, Marker, SwapDevice, SwapOff},
     host,
-    probe::{self, LiveProbe, ProbeStatus, rescue_slot},
+    probe::{self, LiveProbe, ProbeStatus},
     record::{self, RecordingHeader},
     repair::Repair,
     signal,
@@ -458,7 +458,7 @@ fn probe_counts(probe: &LiveProbe, inuse: &InuseCheck, v: &mut Vec<(String, u64)
     v.push(("probe/inuse_mismatches".into(), inuse.mismatches));
     for (feed, misses, rescued) in probe.missed_events() {
         v.push((format!("probe/{feed}/recursion_misses"), misses));
-        if rescue_slot(feed).is_some() {
+        if feed.rescue_slot().is_some() {
             v.push((format!("probe/{feed}/rescued"), rescued));
         }
     }

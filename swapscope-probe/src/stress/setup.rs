@@ -45,6 +45,42 @@ pub enum SetupError {
     Hold(u64, std::io::Error),
 }
 
+/// Why something a run created could not be removed or put back: one line for `doctor`, the
+/// cleanup and the run's own teardown.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CleanupError {
+    #[error("could not remove cgroup {0}; remove it with rmdir")]
+    Cgroup(String),
+    #[error("swapoff {path} failed: {source}")]
+    Swapoff {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("could not hot_remove zram{id}: {source}")]
+    HotRemove { id: u32, source: std::io::Error },
+    #[error("could not delete {path}: {source}")]
+    Delete {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("could not restore {path} to {previous}: {source}")]
+    Restore {
+        path: String,
+        previous: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is {now} now, not the {set} swapscope set: left alone (it was {previous})")]
+    Changed {
+        path: String,
+        now: String,
+        set: String,
+        previous: String,
+    },
+    #[error("could not read {0}")]
+    Unreadable(String),
+}
+
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SetupError + 'a {
     move |source| SetupError::Io {
         what,
@@ -183,7 +219,7 @@ pub mod job_cgroup {
 
 /// Kills whatever still runs in cgroup `path` (only swapscope's own workload is ever put there)
 /// and removes it, with its per-job children ([`job_cgroup`]). `Ok` when it is gone.
-pub fn remove_cgroup(path: &Path) -> Result<(), String> {
+pub fn remove_cgroup(path: &Path) -> Result<(), CleanupError> {
     if let Ok(rd) = fs::read_dir(path) {
         for e in rd.flatten() {
             let name = e.file_name();
@@ -207,10 +243,7 @@ pub fn remove_cgroup(path: &Path) -> Result<(), String> {
         }
         thread::sleep(Duration::from_millis(100));
     }
-    Err(format!(
-        "could not remove cgroup {}; remove it with rmdir",
-        path.display()
-    ))
+    Err(CleanupError::Cgroup(path.display().to_string()))
 }
 
 /// Memory `stress --global-limit` holds for the run: anonymous, populated and locked by the
@@ -353,7 +386,7 @@ pub fn is_swapped_on(dev: &Path) -> bool {
 }
 
 /// Swaps off (if on), resets and removes zram device `id`. `Ok` when it is gone.
-pub fn remove_zram(id: u32) -> Result<(), String> {
+pub fn remove_zram(id: u32) -> Result<(), CleanupError> {
     let dev = PathBuf::from(format!("/dev/zram{id}"));
     let sys = PathBuf::from(format!("/sys/block/zram{id}"));
     if !sys.exists() {
@@ -369,7 +402,7 @@ pub fn remove_zram(id: u32) -> Result<(), String> {
         thread::sleep(Duration::from_millis(100));
     }
     fs::write("/sys/class/zram-control/hot_remove", id.to_string())
-        .map_err(|e| format!("could not hot_remove zram{id}: {e}"))
+        .map_err(|source| CleanupError::HotRemove { id, source })
 }
 
 /// The UUID in the swap header on `dev` (or file), if it carries swapscope's label: how a
@@ -412,15 +445,16 @@ fn swapon(path: &Path, prio: i32) -> Result<(), SetupError> {
 }
 
 /// swapoff(2).
-fn swapoff(path: &Path) -> Result<(), String> {
-    let c = cpath(path).map_err(|e| e.to_string())?;
+fn swapoff(path: &Path) -> Result<(), CleanupError> {
+    let failed = |source| CleanupError::Swapoff {
+        path: path.display().to_string(),
+        source,
+    };
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| failed(std::io::Error::other("path has a NUL byte")))?;
     // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
     if unsafe { libc::swapoff(c.as_ptr()) } != 0 {
-        return Err(format!(
-            "swapoff {} failed: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        ));
+        return Err(failed(std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -494,7 +528,7 @@ impl Drop for LoopSwap {
 
 /// Swaps off loop device `dev` (if on), detaches it if `file` still backs it, and deletes
 /// `file`. `Ok` when both are gone.
-pub fn remove_loop(dev: &Path, file: &Path) -> Result<(), String> {
+pub fn remove_loop(dev: &Path, file: &Path) -> Result<(), CleanupError> {
     if is_swapped_on(dev) {
         swapoff(dev)?;
     }
@@ -511,7 +545,10 @@ pub fn remove_loop(dev: &Path, file: &Path) -> Result<(), String> {
     match fs::remove_file(file) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("could not delete {}: {e}", file.display())),
+        Err(source) => Err(CleanupError::Delete {
+            path: file.display().to_string(),
+            source,
+        }),
     }
 }
 
@@ -587,19 +624,24 @@ impl Drop for MthpSetting {
 
 /// Puts `path` (an mTHP `enabled` file) back to `previous` if it still says `set` (what
 /// swapscope wrote); a policy changed since is someone else's and left alone (`Err` says so).
-pub fn restore_mthp(path: &Path, set: &str, previous: &str) -> Result<(), String> {
+pub fn restore_mthp(path: &Path, set: &str, previous: &str) -> Result<(), CleanupError> {
     let now = fs::read_to_string(path)
         .ok()
         .and_then(|t| host::parse_choice(&t));
     match now.as_deref() {
         Some(p) if p == previous => Ok(()),
-        Some(p) if p == set => fs::write(path, previous)
-            .map_err(|e| format!("could not restore {} to {previous}: {e}", path.display())),
-        Some(p) => Err(format!(
-            "{} is {p} now, not the {set} swapscope set: left alone (it was {previous})",
-            path.display()
-        )),
-        None => Err(format!("could not read {}", path.display())),
+        Some(p) if p == set => fs::write(path, previous).map_err(|source| CleanupError::Restore {
+            path: path.display().to_string(),
+            previous: previous.into(),
+            source,
+        }),
+        Some(p) => Err(CleanupError::Changed {
+            path: path.display().to_string(),
+            now: p.into(),
+            set: set.into(),
+            previous: previous.into(),
+        }),
+        None => Err(CleanupError::Unreadable(path.display().to_string())),
     }
 }
 

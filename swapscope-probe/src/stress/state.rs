@@ -124,9 +124,12 @@ impl RunState {
     /// policies). Returns what was done and what could not be.
     pub fn undo(&self) -> (Vec<String>, Vec<String>) {
         let (mut done, mut failed) = (Vec::new(), Vec::new());
-        let note = |done: &mut Vec<String>, failed: &mut Vec<String>, what: String, r| match r {
+        let note = |done: &mut Vec<String>,
+                    failed: &mut Vec<String>,
+                    what: String,
+                    r: Result<(), setup::CleanupError>| match r {
             Ok(()) => done.push(what),
-            Err(e) => failed.push(e),
+            Err(e) => failed.push(e.to_string()),
         };
         if let Some(c) = self.cgroup.as_ref().filter(|c| c.exists()) {
             let own = c.file_name().is_some_and(|n| {
@@ -278,12 +281,22 @@ impl StateFile {
     }
 }
 
+/// Why a state file could not be taken in.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateFileError {
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    #[error("{0}")]
+    Parse(#[from] serde_json::Error),
+}
+
 /// A state file found under [`STATE_DIR`].
 #[derive(Debug)]
 pub struct Found {
     pub file: PathBuf,
     /// `Err` when the file could not be read or parsed.
-    pub state: Result<RunState, String>,
+    pub state: Result<RunState, StateFileError>,
 }
 
 impl Found {
@@ -308,8 +321,8 @@ pub fn scan() -> Vec<Found> {
         .into_iter()
         .map(|file| {
             let state = fs::read(&file)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<RunState>(&b).map_err(|e| e.to_string()));
+                .map_err(StateFileError::from)
+                .and_then(|b| Ok(serde_json::from_slice::<RunState>(&b)?));
             Found { file, state }
         })
         .collect()

@@ -75,7 +75,7 @@ fn stress_runs() -> Vec<StressRun> {
                     state_file,
                     pid: None,
                     status: "unreadable",
-                    left: vec![e.clone()],
+                    left: vec![e.to_string()],
                 },
             }
         })

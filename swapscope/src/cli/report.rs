@@ -48,11 +48,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let names = model_names(model_names_arg)?;
     if let Some(spec) = sweep {
-        let s = whatif::sweep(
-            || FileSource::open(file).map_err(|e| e.to_string()),
-            &names,
-            spec,
-        )?;
+        let s = whatif::sweep(|| FileSource::open(file), &names, spec)?;
         return emit_sweep(&s, json);
     }
     let mut source = FileSource::open(file)?;

@@ -91,11 +91,7 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         SwapInArg::Small => swapscope::workload::SwapIn::Small,
     };
     if let Some(sweep) = &a.sweep {
-        let s = swapscope::whatif::sweep(
-            || SimSource::new(spec.clone()).map_err(|e| e.to_string()),
-            &names,
-            sweep,
-        )?;
+        let s = swapscope::whatif::sweep(|| SimSource::new(spec.clone()), &names, sweep)?;
         return super::report::emit_sweep(&s, a.json);
     }
     let mut source = SimSource::new(spec)?;
