@@ -6,7 +6,8 @@
 //! per-order fragmentation and the largest aligned free run reported in
 //! [`ModelSnapshot`](super::ModelSnapshot).
 
-use super::NR_ORDERS;
+use super::{CLUSTER_SLOTS, NR_ORDERS};
+use crate::event::SwapOn;
 
 const WORD: u64 = 64;
 
@@ -69,6 +70,30 @@ impl UsedBitmap {
             *last = !0u64 << tail;
         }
         UsedBitmap { words, len }
+    }
+
+    /// A device's slots as swapon leaves them (`setup_swap_map`): the header slot 0, the bad
+    /// slots and the slots past `max` up to the end of the last cluster used, every other slot
+    /// free; the map covers whole clusters. Also the bad slots that count (not 0, below `max`),
+    /// sorted and distinct. Every model and the real occupancy start a device here.
+    pub fn for_device(on: &SwapOn) -> (UsedBitmap, Vec<u64>) {
+        let max = on.max.max(1);
+        let total = max.div_ceil(CLUSTER_SLOTS) * CLUSTER_SLOTS;
+        let mut map = UsedBitmap::new_free(total);
+        let mut bad: Vec<u64> = on
+            .bad
+            .iter()
+            .copied()
+            .filter(|&b| b != 0 && b < max)
+            .collect();
+        bad.sort_unstable();
+        bad.dedup();
+        map.set_used(0, 1);
+        for &b in &bad {
+            map.set_used(b, 1);
+        }
+        map.set_used(max, total - max);
+        (map, bad)
     }
 
     pub fn len(&self) -> u64 {
@@ -386,6 +411,34 @@ mod tests {
         assert_eq!(aligned_free_mask(0b1111_0110, 2), 0b0001_0000);
         assert_eq!(aligned_free_mask(!0, 6), 1);
         assert_eq!(aligned_free_mask(!0 >> 1, 6), 0);
+    }
+
+    #[test]
+    fn a_device_starts_with_header_bad_slots_and_tail_used() {
+        let on = SwapOn {
+            ts_ns: 0,
+            swap_type: 0,
+            max: 1000,
+            bad: vec![999, 5, 0, 5, 2000],
+            flags: 0,
+            prio: 0,
+        };
+        let (map, bad) = UsedBitmap::for_device(&on);
+        assert_eq!(bad, vec![5, 999]);
+        assert_eq!(map.len(), 1024);
+        let used: Vec<u64> = (0..1024).filter(|&s| map.is_used(s)).collect();
+        let want: Vec<u64> = [0, 5, 999].into_iter().chain(1000..1024).collect();
+        assert_eq!(used, want);
+        let empty = SwapOn {
+            max: 0,
+            bad: Vec::new(),
+            ..on
+        };
+        let (map, bad) = UsedBitmap::for_device(&empty);
+        assert_eq!(
+            (map.len(), map.count_used(0, 512), bad.len()),
+            (512, 512, 0)
+        );
     }
 
     #[test]

@@ -53,30 +53,16 @@ impl RealOccupancy {
     pub fn swapon(&mut self, on: &SwapOn) {
         let max = on.max.max(1);
         let nr = max.div_ceil(CLUSTER_SLOTS);
-        let mut map = UsedBitmap::new_free(nr * CLUSTER_SLOTS);
+        let (map, bad) = UsedBitmap::for_device(on);
         let mut reserved = UsedBitmap::new_free(max);
-        let mut counts = vec![0u16; nr as usize];
-        let mut bad = 0;
-        let mark = |s: u64, map: &mut UsedBitmap, counts: &mut [u16]| {
-            if !map.is_used(s) {
-                map.set_used(s, 1);
-                if let Some(c) = counts.get_mut((s / CLUSTER_SLOTS) as usize) {
-                    *c += 1;
-                }
-            }
-        };
-        for &b in on.bad.iter().filter(|&&b| b < max) {
-            if !map.is_used(b) && b != 0 {
-                bad += 1;
-            }
-            mark(b, &mut map, &mut counts);
+        reserved.set_used(0, 1);
+        for &b in &bad {
             reserved.set_used(b, 1);
         }
-        mark(0, &mut map, &mut counts);
-        reserved.set_used(0, 1);
-        for s in max..nr * CLUSTER_SLOTS {
-            mark(s, &mut map, &mut counts);
-        }
+        let counts: Vec<u16> = (0..nr)
+            .map(|c| map.count_used(c * CLUSTER_SLOTS, CLUSTER_SLOTS) as u16)
+            .collect();
+        let bad = bad.len() as u64;
         let dev = RealDev {
             pages: max - 1 - bad,
             inuse: 0,

@@ -127,28 +127,10 @@ impl Dev {
     pub fn new(on: &SwapOn) -> Dev {
         let max = on.max.max(1);
         let nr_clusters = max.div_ceil(CL);
-        let mut map = UsedBitmap::new_free(nr_clusters * CL);
+        let (map, bad) = UsedBitmap::for_device(on);
         let mut cl = vec![Cluster::new(); nr_clusters as usize];
-        let mut bad: Vec<u64> = on
-            .bad
-            .iter()
-            .copied()
-            .filter(|&b| b != 0 && b < max)
-            .collect();
-        bad.sort_unstable();
-        bad.dedup();
-        let mark = |s: u64, map: &mut UsedBitmap, cl: &mut [Cluster]| {
-            map.set_used(s, 1);
-            if let Some(c) = cl.get_mut((s / CL) as usize) {
-                c.count += 1;
-            }
-        };
-        mark(0, &mut map, &mut cl);
-        for &b in &bad {
-            mark(b, &mut map, &mut cl);
-        }
-        for s in max..nr_clusters * CL {
-            mark(s, &mut map, &mut cl);
+        for (i, c) in cl.iter_mut().enumerate() {
+            c.count = map.count_used(i as u64 * CL, CL) as u16;
         }
         let pages = max - 1 - bad.len() as u64;
         let mut full_bits = vec![0u64; cl.len().div_ceil(64)];

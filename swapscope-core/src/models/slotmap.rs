@@ -144,23 +144,7 @@ fn reserved_mask(max: u64, bad: &[u64], w: usize) -> u64 {
 
 impl SlotMap {
     pub fn new(dev: &SwapOn) -> Self {
-        let nclusters = (dev.max.div_ceil(CLUSTER_SLOTS)).max(1);
-        let total = nclusters * CLUSTER_SLOTS;
-        let mut map = UsedBitmap::new_free(total);
-        let mut bad: Vec<u64> = dev
-            .bad
-            .iter()
-            .copied()
-            .filter(|&b| b >= 1 && b < dev.max)
-            .collect();
-        bad.sort_unstable();
-        bad.dedup();
-        map.set_used(0, 1);
-        for &b in &bad {
-            map.set_used(b, 1);
-        }
-        let end = dev.max.max(1);
-        map.set_used(end, total.saturating_sub(end));
+        let (map, bad) = UsedBitmap::for_device(dev);
         let usable = dev.max.saturating_sub(1 + bad.len() as u64);
         SlotMap {
             swap_type: dev.swap_type,
