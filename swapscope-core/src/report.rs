@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::ByOrder;
 
@@ -18,7 +18,7 @@ use crate::{
 /// JSON schema version of [`Report`].
 pub const REPORT_SCHEMA: u32 = 4;
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct KernelDeltas {
     pub swpout_by_order: ByOrder<u64>,
     pub swpout_fallback_by_order: ByOrder<u64>,
@@ -54,7 +54,7 @@ pub struct KernelDeltas {
     pub writeout_filtered: Option<u64>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct DeviceReport {
     pub path: String,
     pub kind: String,
@@ -67,7 +67,7 @@ pub struct DeviceReport {
     pub writeouts: u64,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     pub schema: u32,
     pub duration_s: f64,
@@ -899,5 +899,86 @@ mod tests {
         assert_eq!(r.failed_requests_by_order.get(&4), Some(&1));
         assert_eq!(r.fallback_splits_by_order.get(&4), Some(&1));
         assert_eq!(r.other_splits, Some(2));
+    }
+    /// `v` as JSON text, read back as `T`: the same document (every key it has is a field of
+    /// `T`, of the type it is written as).
+    fn read_back<T: Serialize + serde::de::DeserializeOwned>(what: &str, v: &T) {
+        let json = match serde_json::to_string_pretty(v) {
+            Ok(j) => j,
+            Err(e) => panic!("{what}: {e}"),
+        };
+        let back: T = match serde_json::from_str(&json) {
+            Ok(b) => b,
+            Err(e) => panic!("{what} does not read back: {e}"),
+        };
+        let (written, read) = match (
+            serde_json::from_str::<serde_json::Value>(&json),
+            serde_json::to_value(&back),
+        ) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => panic!("{what}: {e}"),
+        };
+        assert_eq!(written, read, "{what}: the read-back differs");
+    }
+
+    /// The report and the viewers' summary read back into their own types, as the VM suite's
+    /// checks (xtask) and swapscope's tests/report_schema.rs read them: a field renamed or
+    /// retyped on one side only fails here. A full-tier recording, replayed through every model
+    /// with divergences kept, so that every part of the report is filled.
+    #[test]
+    fn a_report_and_a_summary_read_back_into_their_types() {
+        use crate::{
+            models, pipeline,
+            sink::analysis::{Analysis, AnalysisConfig},
+            source::{Source as _, file::FileSource},
+        };
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../swapscope/tests/data/vm-7.3-full-frag.swsc");
+        let mut src = match FileSource::open(&path) {
+            Ok(s) => s,
+            Err(e) => panic!("{}: {e}", path.display()),
+        };
+        let names: Vec<String> = models::NAMES.iter().map(|n| n.to_string()).collect();
+        let mut a = Analysis::new(
+            src.header(),
+            &names,
+            AnalysisConfig {
+                divergences: 2,
+                ..AnalysisConfig::default()
+            },
+        );
+        let summary = match pipeline::run(&mut src, &mut [&mut a], &mut || false) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let view = a.snapshot().summary();
+        let r = a.report(&summary);
+        assert!(r.models.iter().any(|m| !m.divergences.is_empty()));
+        assert!(r.real.is_some() && r.peak.is_some() && r.stream.is_some());
+        assert!(r.intervals.iter().any(|i| i.real.is_some()));
+        assert!(!view.peaks.is_empty() && !view.devices.is_empty());
+        read_back("the report", &r);
+        read_back("the summary", &view);
+    }
+
+    /// The checked-in documents of `report --json` and `simulate --json`
+    /// (swapscope/tests/data/golden) read back as [`Report`]s.
+    #[test]
+    fn the_golden_reports_read_back() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../swapscope/tests/data/golden");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(text) = std::fs::read_to_string(e.path()) else {
+                continue;
+            };
+            let r: Report = match serde_json::from_str(&text) {
+                Ok(r) => r,
+                Err(err) => panic!("{}: {err}", e.path().display()),
+            };
+            read_back(&e.path().display().to_string(), &r);
+            n += 1;
+        }
+        assert!(n >= 5, "{n} golden documents in {}", dir.display());
     }
 }

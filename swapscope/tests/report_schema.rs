@@ -2,10 +2,13 @@
 //! report — of each test recording (tracepoint host, full-tier VMs, a simulate recording) and of
 //! `simulate --json` for every workload — and no report has a key the document does not list.
 //! A key under a null object or an empty list is not required (the document says when they are).
+//! Each report also reads back into `report::Report`, the type that wrote it and that the VM
+//! suite's checks (xtask) read it through, with nothing lost or changed.
 
 use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
 use serde_json::Value;
+use swapscope::report::Report;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -138,6 +141,18 @@ fn excused(doc: &Value, path: &str) -> bool {
     false
 }
 
+/// `r` read as a [`Report`] and written again is `r`: every key is a field of the type, of the
+/// type it is written as (so the checks that read reports through it see every figure).
+fn reads_back_as_a_report(what: &str, r: &Value) {
+    let typed: Report = serde_json::from_value(r.clone())
+        .unwrap_or_else(|e| panic!("{what}: not a report::Report: {e}"));
+    let again = serde_json::to_value(&typed).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        again == *r,
+        "{what}: the report read as report::Report writes back differently"
+    );
+}
+
 fn json_of(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_swapscope"))
         .args(args)
@@ -175,6 +190,7 @@ fn every_report_has_exactly_the_documented_keys() {
     }
     for (what, r) in &reports {
         assert_eq!(r["schema"], swapscope::report::REPORT_SCHEMA, "{what}");
+        reads_back_as_a_report(what, r);
         let mut seen = BTreeSet::new();
         paths(r, "", &maps, &mut seen);
         // Containers are documented through their members: `kernel` by `kernel.*`, list items
@@ -217,6 +233,7 @@ fn a_full_tier_recording_carries_swap_ins_and_cluster_lists() {
         .display()
         .to_string();
     let r = json_of(&["report", "--json", &p]);
+    reads_back_as_a_report("vm-7.3-full-swapin.swsc", &r);
     let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"));
     assert!(n(&r["swapin_pages"]) > 10_000, "{}", r["swapin_pages"]);
     assert_eq!(r["swapin_pages"], r["kernel"]["pswpin_pages"]);

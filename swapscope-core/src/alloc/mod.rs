@@ -49,7 +49,7 @@ impl Allocation {
 }
 
 /// Cluster counts by list/state, summed over a model's devices.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterCounts {
     pub free: u64,
     pub nonfull: u64,
@@ -74,7 +74,9 @@ impl ClusterCounts {
 }
 
 /// The list a cluster is on, or the state it is in, for the device map.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ClusterList {
     /// No slot in use.

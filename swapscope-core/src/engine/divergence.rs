@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::RealOccupancy;
 use crate::alloc::{AllocatorModel, CLUSTER_SLOTS, ClusterCell, ClusterList};
@@ -21,14 +21,14 @@ const RECENT: usize = 256;
 const MAX_SIDE: usize = 16;
 
 /// A slot on a device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotRef {
     pub swap_type: u8,
     pub offset: u64,
 }
 
 /// One cluster as a map sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterView {
     pub cluster: u64,
     /// Slots in use.
@@ -65,7 +65,7 @@ impl ClusterView {
 }
 
 /// A request another CPU decided near a divergence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nearby {
     /// Its event number (1-based) in the stream.
     pub event: u64,
@@ -76,8 +76,27 @@ pub struct Nearby {
     pub kernel: Option<SlotRef>,
 }
 
+/// Where a divergent request was decided: `grant` or `request` in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecidedAt {
+    /// At its grant: the kernel's own order.
+    Grant,
+    /// At the request event: no grant seen.
+    Request,
+}
+
+impl DecidedAt {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecidedAt::Grant => "grant",
+            DecidedAt::Request => "request",
+        }
+    }
+}
+
 /// One request a model answered otherwise than the kernel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Divergence {
     /// Event number (1-based) of the grant or request event it was decided at.
     pub event: u64,
@@ -85,7 +104,7 @@ pub struct Divergence {
     pub cpu: u32,
     pub order: u8,
     /// `grant` (the kernel's own order) or `request` (at the request event: no grant seen).
-    pub decided_at: &'static str,
+    pub decided_at: DecidedAt,
     /// The kernel's first slot; `null`: the kernel refused the request.
     pub kernel: Option<SlotRef>,
     /// The model's first slot; `null`: the model refused the request (a fallback the kernel did
@@ -192,7 +211,11 @@ impl Divergences {
                 ts_ns: d.ts_ns,
                 cpu: d.cpu,
                 order: d.order,
-                decided_at: if d.at_grant { "grant" } else { "request" },
+                decided_at: if d.at_grant {
+                    DecidedAt::Grant
+                } else {
+                    DecidedAt::Request
+                },
                 kernel: d.kernel,
                 model,
                 model_view_of_kernel_cluster,
@@ -286,7 +309,7 @@ impl Divergence {
             self.ts_ns as f64 / 1e9,
             self.cpu,
             self.order,
-            self.decided_at,
+            self.decided_at.as_str(),
             SlotRef::text(self.kernel),
             SlotRef::text(self.model)
         );

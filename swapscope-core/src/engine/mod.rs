@@ -49,7 +49,7 @@ mod report;
 mod streammap;
 mod virt;
 
-pub use divergence::{ClusterView, Divergence, Nearby, SlotRef};
+pub use divergence::{ClusterView, DecidedAt, Divergence, Nearby, SlotRef};
 pub use parallel::{Finished, Parallel};
 pub use real::RealOccupancy;
 pub use report::{

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Engine, EngineError, OrderCounters, Row, States};
 use crate::alloc::{ClusterCounts, ModelSnapshot, NR_ORDERS};
@@ -33,7 +33,7 @@ use crate::alloc::{ClusterCounts, ModelSnapshot, NR_ORDERS};
 pub type ByOrder<T> = BTreeMap<u8, T>;
 
 /// Counts and summary of one model (or of the real kernel).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelReport {
     pub name: String,
     pub requests_by_order: ByOrder<u64>,
@@ -77,7 +77,7 @@ pub struct ModelReport {
 
 /// Per-order request counts over an interval (or cumulative, for series rows and the peak),
 /// and the occupancy when the interval closed.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IntervalReport {
     pub name: String,
     pub requests_by_order: ByOrder<u64>,
@@ -88,7 +88,7 @@ pub struct IntervalReport {
 }
 
 /// A model's (or the real kernel's) occupancy at one moment.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StateReport {
     pub used_slots: u64,
     pub total_slots: u64,
@@ -115,7 +115,7 @@ impl StateReport {
 }
 
 /// Counts from one marker to the next.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MarkerReport {
     pub label: String,
     /// Index (1-based) of the marker event in the stream.
@@ -135,7 +135,7 @@ pub struct SeriesReport {
 }
 
 /// What the stream held.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamSummary {
     pub events: u64,
     pub allocs: u64,

@@ -658,7 +658,7 @@ fn the_kernels_model_follows_the_kernel_after_a_divergence() {
     let d = &f.divergences[0];
     assert_eq!(d.kernel.map(|k| k.offset), Some(1024));
     assert_eq!(d.model.map(|m| m.offset), Some(512));
-    assert_eq!(d.decided_at, "grant");
+    assert_eq!(d.decided_at, DecidedAt::Grant);
     assert_eq!(free.divergences.len(), 3);
     // The followed model's occupancy is the kernel's.
     assert_eq!(f.used_slots, 48);

@@ -80,7 +80,7 @@ pub const MAX_CHUNK_BYTES: usize = 16 << 20;
 pub const MAX_HEADER_LEN: u32 = 1 << 20;
 
 /// One probe of the probe plan: what the recorder tried to attach and whether it worked.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeStatus {
     /// Probe name, e.g. `mm_vmscan_write_folio`.
     pub name: String,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     alloc::{ClusterCell, NR_ORDERS},
@@ -84,7 +84,7 @@ impl IntervalRow {
 }
 
 /// A swap device as the stream last showed it.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceView {
     pub swap_type: u8,
     pub path: String,
@@ -132,7 +132,7 @@ pub struct DeviceMap {
 
 /// A device at its peak occupancy (the interval end with the most slots in use: the real
 /// reconstruction, or the first model's map for a simulated stream).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeakView {
     pub swap_type: u8,
     /// Stream time (s from the first event) and event number of the interval end.
@@ -301,7 +301,7 @@ impl Snapshot {
 
 /// `--summary-json`: what a live session or a replay saw, in a stable shape for scripts and
 /// tests. Orders are strings, as in `report --json`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotSummary {
     pub source: String,
     pub tier: String,

@@ -1,6 +1,52 @@
-//! checks
+//! checks: the VM suite's outputs read through typed structs. The report and the viewers'
+//! summary are swapscope-core's own types (`Report`, `SnapshotSummary`), the ones that write
+//! them; doctor's and swapscope-bench's documents are written by crates that pull in aya, so
+//! the fields read of them are declared here. A missing or renamed field fails the parse
+//! instead of reading as 0.
+
+use serde::{Deserialize, de::DeserializeOwned};
+use swapscope_core::{
+    alloc::ClusterCounts, engine::ByOrder, record::ProbeStatus, report::Report,
+    sink::snapshot::SnapshotSummary,
+};
 
 use super::*;
+
+/// What the checks read of `swapscope doctor --json` (its struct is private to the `swapscope`
+/// binary; `probes` are core's [`ProbeStatus`]).
+#[derive(Deserialize)]
+struct Doctor {
+    kernel_release: String,
+    can_record: bool,
+    tier: String,
+    probes: Vec<ProbeStatus>,
+}
+
+/// What the checks read of `swapscope-bench --live --summary-json` (written with `json!` in
+/// swapscope-bench; a NaN median is written as null).
+#[derive(Deserialize)]
+struct BenchSummary {
+    pairs: Vec<serde::de::IgnoredAny>,
+    pair_ratios: Vec<Option<f64>>,
+    median_ratio: Option<f64>,
+    median_extra_sys_ns_per_event: Option<f64>,
+    median_recorder_ns_per_event: Option<f64>,
+    lost: u64,
+}
+
+/// The frame statistics `live`/`replay --summary-json` add beside the snapshot's summary, under
+/// `ui` (`swapscope_tui::FrameStats`; swapscope-tui pulls in aya).
+#[derive(Deserialize)]
+struct FrameStats {
+    frames: u64,
+    draw_ms_mean: f64,
+    draw_ms_max: f64,
+}
+
+#[derive(Deserialize)]
+struct WithUi {
+    ui: FrameStats,
+}
 
 pub(super) fn read(dir: &Path, name: &str) -> String {
     fs::read_to_string(dir.join(name)).unwrap_or_default()
@@ -10,12 +56,23 @@ pub(super) fn rc(dir: &Path, name: &str) -> Option<i32> {
     read(dir, name).trim().parse().ok()
 }
 
-pub(super) fn num(v: &Value, path: &[&str]) -> u64 {
-    let mut cur = v;
-    for p in path {
-        cur = &cur[*p];
-    }
-    cur.as_u64().unwrap_or(0)
+/// `name` in `dir` read as a `T` (a missing file reads as empty, which does not parse).
+fn parse<T: DeserializeOwned>(dir: &Path, name: &str) -> serde_json::Result<T> {
+    serde_json::from_str(&read(dir, name))
+}
+
+/// The count of `order` in a per-order map (0 when absent).
+fn at(m: &ByOrder<u64>, order: u8) -> u64 {
+    m.get(&order).copied().unwrap_or(0)
+}
+
+/// A `--summary-json` document: the snapshot's summary and the frame statistics beside it.
+/// Read twice rather than through `#[serde(flatten)]`, which would buffer the per-order maps
+/// and lose serde_json's reading of their `"4"` keys as numbers.
+fn tui_summary(dir: &Path, name: &str) -> serde_json::Result<(SnapshotSummary, FrameStats)> {
+    let text = read(dir, name);
+    let WithUi { ui } = serde_json::from_str(&text)?;
+    Ok((serde_json::from_str(&text)?, ui))
 }
 
 pub(super) fn no_panic(dir: &Path, files: &[&str]) -> Result<()> {
@@ -40,7 +97,7 @@ pub(super) fn check(
     tui: bool,
 ) -> Result<String> {
     no_panic(dir, &["doctor.err"])?;
-    let doctor: Value = serde_json::from_str(&read(dir, "doctor.json")).with_context(|| {
+    let doctor: Doctor = parse(dir, "doctor.json").with_context(|| {
         format!(
             "doctor printed no JSON (exit {:?}): {}",
             rc(dir, "doctor.rc"),
@@ -48,27 +105,20 @@ pub(super) fn check(
         )
     })?;
     ensure!(
-        doctor["kernel_release"] == release,
-        "doctor names kernel {} but the VM booted {release}",
-        doctor["kernel_release"]
+        doctor.kernel_release == release,
+        "doctor names kernel {:?} but the VM booted {release}",
+        doctor.kernel_release
     );
     ensure!(
-        doctor["can_record"] == true,
+        doctor.can_record,
         "doctor says swapscope cannot record on {release}"
     );
-    let tier = doctor["tier"].as_str().unwrap_or("?").to_string();
-    let attached: Vec<String> = doctor["probes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["attached"] == true)
-        .map(|p| {
-            format!(
-                "{}/{}",
-                p["kind"].as_str().unwrap_or(""),
-                p["name"].as_str().unwrap_or("")
-            )
-        })
+    let tier = doctor.tier;
+    let attached: Vec<String> = doctor
+        .probes
+        .iter()
+        .filter(|p| p.attached)
+        .map(|p| format!("{}/{}", p.kind, p.name))
         .collect();
     let mut s = format!(
         "vm {} — linux {release}: boot {} s, whole VM run {:.1} s, -smp {smp}\n  doctor: tier {tier}; attached: {}\n",
@@ -103,28 +153,26 @@ pub(super) fn check_bench(dir: &Path, which: &str, b: &VmBench) -> Result<String
         rc(dir, &f("rc")),
         read(dir, &f("err")).trim()
     );
-    let v: Value = serde_json::from_str(&read(dir, &f("json")))
-        .context("swapscope-bench --live wrote no JSON summary")?;
-    let pairs = v["pairs"].as_array().map_or(0, Vec::len);
+    let v: BenchSummary =
+        parse(dir, &f("json")).context("swapscope-bench --live wrote no JSON summary")?;
+    let pairs = v.pairs.len();
     ensure!(
         pairs == b.pairs as usize,
         "{pairs} pairs measured, {} asked",
         b.pairs
     );
-    let f64_of = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let f64_of = |x: Option<f64>| x.unwrap_or(f64::NAN);
     Ok(format!(
         "  bench {which}: {pairs} pairs, median wall ratio {:.3} (pairs {}), extra sys {:.0} ns/event, recorder {:.0} ns/event, lost {}\n",
-        f64_of("median_ratio"),
-        v["pair_ratios"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| format!("{:.3}", r.as_f64().unwrap_or(f64::NAN)))
+        f64_of(v.median_ratio),
+        v.pair_ratios
+            .iter()
+            .map(|r| format!("{:.3}", f64_of(*r)))
             .collect::<Vec<_>>()
             .join(" "),
-        f64_of("median_extra_sys_ns_per_event"),
-        f64_of("median_recorder_ns_per_event"),
-        num(&v, &["lost"]),
+        f64_of(v.median_extra_sys_ns_per_event),
+        f64_of(v.median_recorder_ns_per_event),
+        v.lost,
     ))
 }
 
@@ -211,18 +259,18 @@ pub(super) fn check_tui(dir: &Path) -> Result<String> {
         rc(dir, "tui.replay.rc"),
         read(dir, "tui.replay.err").trim()
     );
-    let live: Value = serde_json::from_str(&read(dir, "tui.live.json"))
-        .context("live --summary-json wrote no JSON")?;
-    let replay: Value = serde_json::from_str(&read(dir, "tui.replay.json"))
-        .context("replay --summary-json wrote no JSON")?;
+    let (live, ui) =
+        tui_summary(dir, "tui.live.json").context("live --summary-json wrote no JSON")?;
+    let (replay, _) =
+        tui_summary(dir, "tui.replay.json").context("replay --summary-json wrote no JSON")?;
     for (name, v) in [("live", &live), ("replay", &replay)] {
         ensure!(
-            num(v, &["analysis_skipped"]) == 0,
+            v.analysis_skipped == 0,
             "the {name} analysis skipped {} events",
-            num(v, &["analysis_skipped"])
+            v.analysis_skipped
         );
     }
-    let frames = num(&live, &["ui", "frames"]);
+    let frames = ui.frames;
     ensure!(
         frames >= 5,
         "live drew {frames} frames (one per view at least)"
@@ -232,28 +280,29 @@ pub(super) fn check_tui(dir: &Path) -> Result<String> {
         text.contains("real (rebuilt from the stream)"),
         "no frame shows the full-tier device map"
     );
-    let peaks = |v: &Value| v["peaks"].as_array().cloned().unwrap_or_default();
-    let (lp, rp) = (peaks(&live), peaks(&replay));
-    ensure!(!lp.is_empty(), "the live session saw no device at its peak");
+    let (lp, rp) = (&live.peaks, &replay.peaks);
+    let Some(l0) = lp.first() else {
+        bail!("the live session saw no device at its peak");
+    };
     ensure!(
         lp == rp,
         "the live device map at peak differs from the recording's: live {} slots at event {}, replay {} at event {}",
-        num(&lp[0], &["used_slots"]),
-        num(&lp[0], &["event"]),
-        rp.first().map_or(0, |p| num(p, &["used_slots"])),
-        rp.first().map_or(0, |p| num(p, &["event"]))
+        l0.used_slots,
+        l0.event,
+        rp.first().map_or(0, |p| p.used_slots),
+        rp.first().map_or(0, |p| p.event)
     );
-    let w4 = num(&live, &["writeouts_by_order", "4"]);
-    let k4 = num(&live, &["kernel_swpout_by_order", "4"]);
+    let w4 = at(&live.writeouts_by_order, 4);
+    let k4 = at(&live.kernel_swpout_by_order, 4);
     ensure!(w4 == k4, "live 64K write-outs {w4} vs Δswpout {k4}");
     Ok(format!(
         "  tui: live {} frames (draw {:.2} ms mean, {:.2} max); device map at peak = replay's: {} slots in {} clusters at event {}; 64K write-outs {w4} = Δswpout\n",
         frames,
-        live["ui"]["draw_ms_mean"].as_f64().unwrap_or(0.0),
-        live["ui"]["draw_ms_max"].as_f64().unwrap_or(0.0),
-        num(&lp[0], &["used_slots"]),
-        lp[0]["cluster_used"].as_array().map_or(0, Vec::len),
-        num(&lp[0], &["event"]),
+        ui.draw_ms_mean,
+        ui.draw_ms_max,
+        l0.used_slots,
+        l0.cluster_used.len(),
+        l0.event,
     ))
 }
 
@@ -271,23 +320,26 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
         "report failed: {}",
         read(dir, &f("report.err")).trim()
     );
-    let r: Value = serde_json::from_str(&read(dir, &f("report.json"))).context("report JSON")?;
-    let events = num(&r, &["writeout_events"]);
-    let w4 = num(&r, &["writeouts_by_order", "4"]);
-    let k4 = num(&r, &["kernel", "swpout_by_order", "4"]);
-    let fb4 = num(&r, &["kernel", "swpout_fallback_by_order", "4"]);
-    let pages = num(&r, &["writeout_pages"]);
-    let pswpout = num(&r, &["kernel", "pswpout_pages"]);
-    let zero = num(&r, &["kernel", "swpout_zero_pages"]);
-    let lost = num(&r, &["lost_events"]);
+    let r: Report = parse(dir, &f("report.json")).context("report JSON")?;
+    let k = &r.kernel;
+    // What the engine saw of the stream (all zero when the report has none).
+    let st = r.stream.unwrap_or_default();
+    let events = r.writeout_events;
+    let w4 = at(&r.writeouts_by_order, 4);
+    let k4 = at(&k.swpout_by_order, 4);
+    let fb4 = at(&k.swpout_fallback_by_order, 4);
+    let pages = r.writeout_pages;
+    let pswpout = k.pswpout_pages;
+    let zero = k.swpout_zero_pages;
+    let lost = r.lost_events;
     let mut s = format!(
         "  {} ({} tasks reclaiming): write-outs {events}; 64K: {w4} vs Δswpout {k4}, Δswpout_fallback {fb4}; pages {pages} vs Δpswpout {pswpout}; zero {zero}; lost {lost}; 64K swap-ins {}, pswpin {}; {} intervals, peak {}\n",
         sc.name,
         sc.tasks,
-        num(&r, &["kernel", "swpin_by_order", "4"]),
-        num(&r, &["kernel", "pswpin_pages"]),
-        r["intervals"].as_array().map_or(0, Vec::len),
-        r["peak"]["label"].as_str().unwrap_or("no peak")
+        at(&k.swpin_by_order, 4),
+        k.pswpin_pages,
+        r.intervals.len(),
+        r.peak.as_ref().map_or("no peak", |p| p.label.as_str())
     );
     ensure!(
         events > 1000,
@@ -302,27 +354,30 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
     let pswpout = pswpout + zero;
     // The report of the run: intervals with the occupancy at their end, the peak, and the
     // kernel's swap-in counters beside the swap-outs (schema 2, docs/report-schema.md).
-    let intervals = r["intervals"].as_array().map_or(0, Vec::len);
+    let intervals = r.intervals.len();
     ensure!(intervals >= 1, "the report has no intervals");
     ensure!(
-        !r["intervals"][0]["models"][0]["state"].is_null(),
+        r.intervals
+            .first()
+            .and_then(|iv| iv.models.first())
+            .is_some_and(|m| m.state.is_some()),
         "the first interval has no occupancy"
     );
-    ensure!(!r["peak"].is_null(), "the report has no peak");
+    ensure!(r.peak.is_some(), "the report has no peak");
     if spec.mthp_swpin {
         ensure!(
-            r["kernel"]["swpin_by_order"].get("4").is_some(),
+            k.swpin_by_order.contains_key(&4),
             "64 KiB swap-ins were not sampled: {}",
-            r["kernel"]["swpin_by_order"]
+            serde_json::to_string(&k.swpin_by_order).unwrap_or_default()
         );
     }
     // Hook invocations the kernel did not deliver (recursion_misses), by feed: a program is
     // skipped when entered again on a CPU where it is already running (a task preempted inside
     // it on a preemptible kernel). Its rescue twin delivers most of them; of the rest, requests
     // and splits are inferred where the stream shows them (docs/kernel-support.md).
-    let missed = nonzero_counts(&r["kernel"]["missed_events"]);
-    let rescued = nonzero_counts(&r["kernel"]["rescued_events"]);
-    let inferred = nonzero_counts(&r["inferred_events"]);
+    let missed = nonzero_counts(&k.missed_events);
+    let rescued = nonzero_counts(&k.rescued_events);
+    let inferred = nonzero_counts(&r.inferred_events);
     let missed_alloc =
         missed.get("alloc").copied().unwrap_or(0) + missed.get("alloc-shmem").copied().unwrap_or(0);
     let missed_writeout = missed.get("writeout").copied().unwrap_or(0);
@@ -333,7 +388,7 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
     let requests_complete = missed_alloc <= inferred_alloc;
     // Grants are emitted inside the allocator's locks, where no program is skipped: with them
     // the placements are complete even when request events were skipped.
-    let grants = num(&r["stream"], &["grant_events"]) > 0;
+    let grants = st.grant_events > 0;
     s.push_str(&format!(
         "    events the kernel skipped (recursion_misses): rescued by the twin programs {rescued:?}; not delivered {missed:?}; inferred {inferred:?}\n"
     ));
@@ -382,16 +437,16 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
     // every folio read back passes `swap_read_folio`, so the pages they cover are the kernel's
     // `pswpin`, and on 7.x the 64 KiB ones its per-size `swpin` — exactly, when no swap-in event
     // was reported missed.
-    let sin_pages = num(&r, &["swapin_pages"]);
-    let pswpin = num(&r, &["kernel", "pswpin_pages"]);
-    let sin4 = num(&r, &["swapins_by_order", "4"]);
-    let swpin4 = num(&r, &["kernel", "swpin_by_order", "4"]);
+    let sin_pages = r.swapin_pages.unwrap_or(0);
+    let pswpin = k.pswpin_pages;
+    let sin4 = at(&r.swapins_by_order, 4);
+    let swpin4 = at(&k.swpin_by_order, 4);
     let missed_swapin = missed.get("swapin").copied().unwrap_or(0);
     s.push_str(&format!(
         "    swap-ins: {sin_pages} pages by events vs Δpswpin {pswpin}; 64K events {sin4} vs Δswpin[64K] {swpin4}\n"
     ));
     ensure!(
-        !r["swapin_pages"].is_null(),
+        r.swapin_pages.is_some(),
         "no swap-in feed attached (every supported kernel has one)"
     );
     if missed_swapin == 0 {
@@ -416,9 +471,9 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
         // Relation 1 (kernel-swap-allocator.md §4.3): every successful order-4 request from
         // reclaim is written out or kept off the device; splits after a refused order-4 request
         // are the fallbacks.
-        let req4 = num(&r, &["requests_by_order", "4"]);
-        let fail4 = num(&r, &["failed_requests_by_order", "4"]);
-        let split4 = num(&r, &["fallback_splits_by_order", "4"]);
+        let req4 = at(&r.requests_by_order, 4);
+        let fail4 = at(&r.failed_requests_by_order, 4);
+        let split4 = at(&r.fallback_splits_by_order, 4);
         s.push_str(&format!(
             "    full tier: order-4 requests {req4} ({fail4} refused), fallback splits {split4} vs Δswpout_fallback {fb4}\n"
         ));
@@ -448,36 +503,38 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
         // which must be the one the stream last put it on (a move not seen would show), and the
         // kernel's model keeps the same lists as the kernel at the end of each interval.
         if spec.cluster_hooks {
-            let st = &r["stream"];
-            let moves = num(st, &["cluster_events"]);
-            let checks = num(st, &["real_cluster_checks"]);
-            let bad = num(st, &["real_cluster_mismatches"]);
+            let moves = st.cluster_events;
+            let checks = st.real_cluster_checks;
+            let bad = st.real_cluster_mismatches;
             let missed_cluster = missed.get("cluster").copied().unwrap_or(0)
                 + missed.get("cluster-isolate").copied().unwrap_or(0);
-            let lists = |v: &Value| v["state"]["clusters"].clone();
             // Clusters on a different list: the sum of the per-list differences, halved.
-            let apart = |a: &Value, b: &Value| {
-                ["free", "nonfull", "frag", "full", "other"]
-                    .iter()
-                    .map(|k| num(a, &[k]).abs_diff(num(b, &[k])))
-                    .sum::<u64>()
+            let apart = |a: &ClusterCounts, b: &ClusterCounts| {
+                [
+                    (a.free, b.free),
+                    (a.nonfull, b.nonfull),
+                    (a.frag, b.frag),
+                    (a.full, b.full),
+                    (a.other, b.other),
+                ]
+                .iter()
+                .map(|(x, y)| x.abs_diff(*y))
+                .sum::<u64>()
                     / 2
             };
             let (mut same, mut rows, mut worst) = (0, 0, 0);
             if let Some(model) = spec.model {
-                for iv in r["intervals"].as_array().into_iter().flatten() {
-                    let m = iv["models"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|m| m["name"] == model);
+                for iv in &r.intervals {
+                    let m = iv.models.iter().find(|m| m.name == model);
                     // An interval that ended before the first kernel result has no real state.
-                    if let Some(m) = m.filter(|_| !iv["real"]["state"].is_null()) {
+                    let real = iv.real.as_ref().and_then(|x| x.state.as_ref());
+                    if let (Some(m), Some(real)) = (m, real) {
                         rows += 1;
-                        if lists(m) == lists(&iv["real"]) {
+                        let lists = m.state.as_ref().map(|s| s.clusters);
+                        if lists == Some(real.clusters) {
                             same += 1;
                         }
-                        worst = worst.max(apart(&lists(m), &lists(&iv["real"])));
+                        worst = worst.max(apart(&lists.unwrap_or_default(), &real.clusters));
                     }
                 }
             }
@@ -508,18 +565,15 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
         // end, which frees every slot, so every slot seen allocated must have been freed, with
         // no slot allocated twice. Before 6.14 the per-CPU slot cache takes order-0 slots in
         // batches and frees unused ones at swapoff without their allocation being seen.
-        ensure!(
-            r["real"].is_object(),
-            "the full tier recorded no kernel results"
-        );
-        let st = &r["stream"];
-        let double = num(st, &["real_double_alloc_slots"]);
-        let unmatched = num(st, &["real_unmatched_free_slots"]);
-        let used = num(&r, &["real", "used_slots"]);
+        let Some(real) = &r.real else {
+            bail!("the full tier recorded no kernel results");
+        };
+        let double = st.real_double_alloc_slots;
+        let unmatched = st.real_unmatched_free_slots;
+        let used = real.used_slots;
         s.push_str(&format!(
             "    reconstruction: {} requests, {} slots freed; at swapoff used {used}, double-allocated {double}, freed-unseen {unmatched}\n",
-            num(st, &["allocs"]),
-            num(st, &["freed_slots"])
+            st.allocs, st.freed_slots
         ));
         ensure!(
             double == 0,
@@ -535,8 +589,8 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
         // count is one atomic that allocations and frees on different clusters move under
         // different locks, so events of two CPUs can reach the stream in the other order than
         // their updates (docs/kernel-support.md): counted, not asserted.
-        let checks = num(&r, &["kernel", "inuse_checks"]);
-        let mismatches = num(&r, &["kernel", "inuse_mismatches"]);
+        let checks = k.inuse_checks.unwrap_or(0);
+        let mismatches = k.inuse_mismatches.unwrap_or(0);
         s.push_str(&format!(
             "    inuse_pages check: {mismatches} mismatches in {checks} checks\n"
         ));
@@ -566,24 +620,22 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
         // race the stream could not order; counted as corrections), so each request is judged
         // on the kernel's own state. Its refusals per order are the kernel's.
         if let Some(model) = spec.model {
-            let m = r["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|m| m["name"] == model)
+            let m = r
+                .models
+                .iter()
+                .find(|m| m.name == model)
                 .context("the kernel's model is missing from the report")?;
-            let rate = m["same_offset_rate"].as_f64().unwrap_or(0.0);
-            let compared = num(m, &["compared_requests"]);
-            let kfail = nonzero_counts(&r["failed_requests_by_order"]);
-            let mfail = nonzero_counts(&m["failures_by_order"]);
-            let st = &r["stream"];
-            let corrections = num(m, &["kernel_corrections"]);
-            let steered = num(m, &["steered_isolations"]);
+            let rate = m.same_offset_rate.unwrap_or(0.0);
+            let compared = m.compared_requests.unwrap_or(0);
+            let kfail = nonzero_counts(&r.failed_requests_by_order);
+            let mfail = nonzero_counts(&m.failures_by_order);
+            let corrections = m.kernel_corrections.unwrap_or(0);
+            let steered = m.steered_isolations.unwrap_or(0);
             s.push_str(&format!(
                 "    model {model}: same slot as the kernel for {:.3} % of {compared} requests ({corrections} corrections, {steered} isolations steered); refusals {mfail:?} vs kernel {kfail:?}; {} of {} requests decided at their grant\n",
                 rate * 100.0,
-                num(st, &["requests_at_grant"]),
-                num(st, &["requests_at_grant"]) + num(st, &["requests_at_exit"]),
+                st.requests_at_grant,
+                st.requests_at_grant + st.requests_at_exit,
             ));
             if grants || missed_alloc == 0 {
                 ensure!(
@@ -596,11 +648,11 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
                 // 7.x: a refusal (or a grant) decided before another CPU's free the stream
                 // shows first is replayed with that free hidden (docs/kernel-support.md, "Frees
                 // made while an allocation was under way"); printed.
-                let hidden = num(st, &["decisions_with_hidden_frees"]);
+                let hidden = st.decisions_with_hidden_frees;
                 if hidden > 0 {
                     s.push_str(&format!(
                         "    {hidden} decisions made with {} frees of other CPUs hidden\n",
-                        num(st, &["hidden_frees"])
+                        st.hidden_frees
                     ));
                 }
                 // With several vCPUs two rare divergence classes stay open (docs/
@@ -665,12 +717,11 @@ pub(super) fn refusals_off(
     Some(off)
 }
 
-/// A report's map of counts (by feed, by order) without its zero entries.
-pub(super) fn nonzero_counts(v: &Value) -> BTreeMap<String, u64> {
-    v.as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
+/// A report's map of counts (by feed, by order) without its zero entries, keyed as in the JSON
+/// (orders as strings: `{"4": 12}`).
+pub(super) fn nonzero_counts<K: ToString>(m: &BTreeMap<K, u64>) -> BTreeMap<String, u64> {
+    m.iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| (k.to_string(), *v))
         .collect()
 }

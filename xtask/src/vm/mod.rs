@@ -17,7 +17,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use serde_json::Value;
 
 use crate::{cargo, output, run, step, target_dir};
 
