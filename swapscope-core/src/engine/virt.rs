@@ -9,6 +9,13 @@
 //! The translation is stored as runs of consecutive ids of one order with consecutive dense
 //! slots (24 bytes each, in a sorted vector). A run is dropped once no model maps any of its dense slots ([`VirtualIds::sweep`]);
 //! a free that finds no run then frees nothing, exactly as a free of unmapped slots would.
+//!
+//! Under mixed orders nearly every allocation is a run of its own, and a binary search over
+//! millions of runs is a chain of cache misses at every free. A directory of where each block of
+//! 16 ids starts in the runs makes the lookup one load and a search among at most 16
+//! neighbouring runs. It is kept while ids only grow (how workloads number them), dropped
+//! by a reuse or an out-of-order id (the binary search serves until the next sweep rebuilds it)
+//! and never kept when the ids are so sparse that it would outgrow the runs.
 
 use super::streammap::STREAM_OFFSET_BITS;
 
@@ -28,7 +35,7 @@ impl IdRun {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct VirtualIds {
     /// Sorted by first id, not overlapping. Workloads number allocations in order, so new runs
     /// are appended.
@@ -37,24 +44,101 @@ pub struct VirtualIds {
     next: u64,
     /// Run count after the last sweep.
     swept: usize,
+    /// `dir[b]`: the runs whose first id is below block `dir_base + b`'s first id, for every
+    /// block up to the last run's; the runs of block `b` are `dir[b] .. dir[b + 1]`. Valid only
+    /// while `dir_ok`.
+    dir: Vec<u32>,
+    /// Block of `dir[0]`.
+    dir_base: u64,
+    dir_ok: bool,
 }
+
+impl Default for VirtualIds {
+    fn default() -> Self {
+        VirtualIds {
+            runs: Vec::new(),
+            next: 0,
+            swept: 0,
+            dir: Vec::new(),
+            dir_base: 0,
+            dir_ok: true,
+        }
+    }
+}
+
+/// Ids per directory block: 2^`BLOCK_BITS`.
+const BLOCK_BITS: u32 = 4;
 
 /// Dense slots must stay below the stream offset limit.
 const DENSE_LIMIT: u64 = 1 << STREAM_OFFSET_BITS;
 
 impl VirtualIds {
     /// Index of the run holding `id`.
+    #[inline]
     fn find(&self, id: u64) -> Option<usize> {
         // New ids come after every run: no search.
         let last = self.runs.last()?;
         if id >= last.first {
             return (id < last.end()).then_some(self.runs.len() - 1);
         }
-        let i = self
-            .runs
-            .partition_point(|r| r.first <= id)
-            .checked_sub(1)?;
+        let (lo, hi) = self.block_runs(id).unwrap_or((0, self.runs.len()));
+        let i = (lo + self.runs.get(lo..hi)?.partition_point(|r| r.first <= id)).checked_sub(1)?;
         self.runs.get(i).is_some_and(|r| id < r.end()).then_some(i)
+    }
+
+    /// From the directory: the runs whose first id is in `id`'s block, `lo .. hi` (the run
+    /// holding `id` is the last of them at or below it, or else run `lo - 1`). `None` when the
+    /// directory is not kept or does not reach `id`.
+    #[inline]
+    fn block_runs(&self, id: u64) -> Option<(usize, usize)> {
+        if !self.dir_ok {
+            return None;
+        }
+        let b = usize::try_from((id >> BLOCK_BITS).checked_sub(self.dir_base)?).ok()?;
+        let lo = *self.dir.get(b)? as usize;
+        let hi = self.dir.get(b + 1).map_or(self.runs.len(), |&h| h as usize);
+        Some((lo, hi))
+    }
+
+    /// Extends the directory for a run appended at `index` with first id `first` (every run
+    /// before it has a smaller one); drops the directory when it would outgrow the runs.
+    fn dir_append(&mut self, first: u64, index: usize) {
+        if !self.dir_ok {
+            return;
+        }
+        let block = first >> BLOCK_BITS;
+        if self.dir.is_empty() {
+            self.dir_base = block;
+        }
+        let rel = block - self.dir_base;
+        let (Ok(index), Ok(rel)) = (u32::try_from(index), usize::try_from(rel)) else {
+            self.drop_dir();
+            return;
+        };
+        if rel >= 4 * self.runs.len() + 65_536 {
+            self.drop_dir();
+            return;
+        }
+        if self.dir.len() <= rel {
+            self.dir.resize(rel + 1, index);
+        }
+    }
+
+    fn drop_dir(&mut self) {
+        self.dir_ok = false;
+        self.dir = Vec::new();
+    }
+
+    /// Rebuilds the directory from the runs (after a sweep).
+    fn rebuild_dir(&mut self) {
+        self.dir.clear();
+        self.dir_ok = true;
+        for i in 0..self.runs.len() {
+            let Some(first) = self.runs.get(i).map(|r| r.first) else {
+                break;
+            };
+            self.dir_append(first, i);
+        }
     }
 
     /// The dense slots of `id`: `(first dense slot, 2^order)`.
@@ -71,6 +155,7 @@ impl VirtualIds {
         let Some(&r) = self.runs.get(i) else {
             return;
         };
+        self.drop_dir();
         let k = id - r.first;
         let after = IdRun {
             first: id + 1,
@@ -124,6 +209,11 @@ impl VirtualIds {
                 order,
             },
         );
+        if at + 1 == self.runs.len() {
+            self.dir_append(id, at);
+        } else {
+            self.drop_dir();
+        }
         Some(base)
     }
 
@@ -137,6 +227,7 @@ impl VirtualIds {
         self.runs
             .retain(|r| mapped(r.base, u64::from(r.n) << r.order));
         self.swept = self.runs.len();
+        self.rebuild_dir();
     }
 
     /// Translation runs held.
@@ -147,13 +238,79 @@ impl VirtualIds {
 
     /// Approximate heap bytes.
     pub fn approx_bytes(&self) -> u64 {
-        (self.runs.capacity() * size_of::<IdRun>()) as u64
+        (self.runs.capacity() * size_of::<IdRun>() + self.dir.capacity() * size_of::<u32>()) as u64
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// The next id (how workloads number allocations), `skip` ids on.
+        Next {
+            skip: u8,
+            order: u8,
+        },
+        /// An id at or below the last one (a reuse, or out of order).
+        Back {
+            back: u16,
+            order: u8,
+        },
+        Forget(u16),
+        /// Drops the runs whose dense base hashes to 0 modulo `m`.
+        Sweep(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            20 => (0u8..40, 0u8..10).prop_map(|(skip, order)| Op::Next { skip, order }),
+            1 => (0u16..300, 0u8..10).prop_map(|(back, order)| Op::Back { back, order }),
+            1 => (0u16..300).prop_map(Op::Forget),
+            1 => (2u8..5).prop_map(Op::Sweep),
+        ]
+    }
+
+    proptest! {
+        /// With its directory, every lookup gives what the plain binary search gives.
+        #[test]
+        fn the_directory_finds_what_the_search_finds(ops in prop::collection::vec(op(), 1..400)) {
+            let mut fast = VirtualIds::default();
+            let mut plain = VirtualIds::default();
+            plain.drop_dir();
+            let mut last = 1000u64;
+            for op in ops {
+                for (v, keep_dir) in [(&mut fast, true), (&mut plain, false)] {
+                    match op {
+                        Op::Next { skip, order } => {
+                            let id = last + 1 + u64::from(skip);
+                            v.forget(id);
+                            v.alloc(id, order);
+                        }
+                        Op::Back { back, order } => {
+                            let id = last.saturating_sub(u64::from(back));
+                            v.forget(id);
+                            v.alloc(id, order);
+                        }
+                        Op::Forget(back) => v.forget(last.saturating_sub(u64::from(back))),
+                        Op::Sweep(m) => v.sweep(|base, _| base % u64::from(m) != 0),
+                    }
+                    if !keep_dir {
+                        v.drop_dir();
+                    }
+                }
+                if let Op::Next { skip, .. } = op {
+                    last += 1 + u64::from(skip);
+                }
+                for id in last.saturating_sub(400)..=last + 2 {
+                    prop_assert_eq!(fast.lookup(id), plain.lookup(id), "id {}", id);
+                }
+            }
+        }
+    }
 
     #[test]
     fn consecutive_ids_share_a_run_and_reuse_splits() {
