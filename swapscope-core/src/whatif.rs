@@ -126,11 +126,17 @@ impl Sink for DeviceSizes {
     }
 }
 
-/// Replays the stream `open` gives once per size of `spec` through the models `names`.
+/// Replays the stream `open` gives once per size of `spec` through the models `names`, with the
+/// sinks of `extra` (a progress line) beside each replay.
+///
+/// One replay per size, one after the other: a single read of the stream feeding every size's
+/// analysis at once was measured slower on two cores (the analyses' working sets then compete for
+/// the caches; docs/performance.md), and would hold every size's models in memory together.
 pub fn sweep<S: Source, E: std::error::Error + Send + Sync + 'static>(
     mut open: impl FnMut() -> Result<S, E>,
     names: &[String],
     spec: &SweepSpec,
+    extra: &mut [&mut dyn Sink],
 ) -> Result<Sweep, SweepError> {
     let mut out = Sweep {
         schema: SWEEP_SCHEMA,
@@ -139,17 +145,20 @@ pub fn sweep<S: Source, E: std::error::Error + Send + Sync + 'static>(
     };
     for &percent in &spec.percents {
         let mut source = open().map_err(|e| SweepError::Open(Box::new(e)))?;
-        let size = DeviceSize::Percent(percent);
         let mut analysis = Analysis::for_report(
             source.header(),
             names,
             crate::sink::analysis::ReportOptions {
-                device_size: Some(size),
+                device_size: Some(DeviceSize::Percent(percent)),
                 ..Default::default()
             },
         );
         let mut sizes = DeviceSizes::default();
-        let summary = pipeline::run(&mut source, &mut [&mut analysis, &mut sizes], &mut || false)?;
+        let summary = {
+            let mut sinks: Vec<&mut dyn Sink> = vec![&mut analysis, &mut sizes];
+            sinks.extend(extra.iter_mut().map(|s| &mut **s as &mut dyn Sink));
+            pipeline::run(&mut source, &mut sinks, &mut || false)?
+        };
         let report = analysis.report(&summary);
         out.recorded_device_bytes = sizes.0;
         out.points.push(SweepPoint {

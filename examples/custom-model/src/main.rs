@@ -41,7 +41,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let report = analysis.report(&summary);
         println!("== {}\n{}", file.display(), report.render_text());
         let spec: SweepSpec = "50%..150%:50%".parse()?;
-        let sweep = whatif::sweep(|| FileSource::open(file), &names, &spec)?;
+        let sweep = whatif::sweep(|| FileSource::open(file), &names, &spec, &mut [])?;
         println!("{}", sweep.render_text());
     }
     Ok(())

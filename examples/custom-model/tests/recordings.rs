@@ -110,7 +110,7 @@ fn the_what_if_sweep_includes_it() {
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../swapscope/tests/data/vm-7.3-full-frag.swsc");
     let spec: SweepSpec = "50%..100%:50%".parse().expect("spec");
-    let sweep = whatif::sweep(|| FileSource::open(&file), &names(), &spec).expect("sweep");
+    let sweep = whatif::sweep(|| FileSource::open(&file), &names(), &spec, &mut []).expect("sweep");
     assert_eq!(sweep.points.len(), 2);
     for p in &sweep.points {
         let ff = p

@@ -7,7 +7,10 @@ use swapscope::{
     engine::DeviceSize,
     models, pipeline,
     report::Report,
-    sink::analysis::{Analysis, ReportOptions},
+    sink::{
+        analysis::{Analysis, ReportOptions},
+        progress::Progress,
+    },
     source::{Source as _, file::FileSource},
     whatif,
 };
@@ -48,7 +51,13 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let names = model_names(model_names_arg)?;
     if let Some(spec) = sweep {
-        let s = whatif::sweep(|| FileSource::open(file), &names, spec)?;
+        let mut progress = Progress::new("report --sweep", std::io::stderr().is_terminal());
+        let s = whatif::sweep(
+            || FileSource::open(file),
+            &names,
+            spec,
+            &mut [&mut progress],
+        )?;
         return emit_sweep(&s, json);
     }
     let mut source = FileSource::open(file)?;

@@ -91,7 +91,16 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         SwapInArg::Small => swapscope::workload::SwapIn::Small,
     };
     if let Some(sweep) = &a.sweep {
-        let s = swapscope::whatif::sweep(|| SimSource::new(spec.clone()), &names, sweep)?;
+        let mut progress = swapscope::sink::progress::Progress::new(
+            "simulate --sweep",
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        );
+        let s = swapscope::whatif::sweep(
+            || SimSource::new(spec.clone()),
+            &names,
+            sweep,
+            &mut [&mut progress],
+        )?;
         return super::report::emit_sweep(&s, a.json);
     }
     let mut source = SimSource::new(spec)?;
