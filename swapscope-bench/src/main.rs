@@ -2,8 +2,10 @@
 //! of the shipped binary. `replay` measures report throughput and memory on large simulated
 //! recordings (each measurement in a child process of this program); `live` what the recorder
 //! costs a swap storm (paired runs of `swapscope stress`, alone and under `swapscope record`);
-//! `serve` the exporter under scrapes.
+//! `serve` the exporter under scrapes; `live_analysis` the highest event rate the live analysis
+//! keeps up with.
 mod live;
+mod live_analysis;
 mod replay;
 mod serve;
 

@@ -111,6 +111,11 @@ pub struct BenchArgs {
     pub rate: u32,
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
+    /// Find the highest event rate the live analysis (behind `live` and `serve`) sustains
+    /// without skipping, with the default models and with all, on a stream of `--events`
+    /// events generated into memory.
+    #[arg(long)]
+    pub live_analysis: bool,
 }
 
 /// The swapscope binary to run: `--swapscope`, else the one beside this program (both are built
@@ -161,6 +166,19 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         .command
         .clone()
         .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
+    if a.live_analysis {
+        let (table, before, after) = crate::live_analysis::run(&a)?;
+        print!("{table}");
+        if let Some(doc) = &a.doc {
+            let block = format!(
+                "{LIVE_ANALYSIS_BEGIN}\n{}\n\n{table}{LIVE_ANALYSIS_END}\n",
+                machine_line(&before, &after)
+            );
+            write_doc_block(doc, LIVE_ANALYSIS_BEGIN, LIVE_ANALYSIS_END, &block)?;
+            eprintln!("swapscope bench: wrote {}", doc.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.serve {
         let swapscope = swapscope_binary(&a)?;
         return crate::serve::run(&swapscope, a.rate, a.seconds, a.doc.as_ref(), &command);
@@ -553,6 +571,10 @@ fn doc_block(
         machine = machine_line(load_before, load_after),
     )
 }
+
+/// The markers of the live-analysis block in docs/performance.md.
+const LIVE_ANALYSIS_BEGIN: &str = "<!-- bench-live-analysis:begin -->";
+const LIVE_ANALYSIS_END: &str = "<!-- bench-live-analysis:end -->";
 
 fn write_doc(path: &Path, block: &str) -> anyhow::Result<()> {
     write_doc_block(path, BEGIN, END, block)

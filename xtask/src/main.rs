@@ -79,6 +79,10 @@ enum Cmd {
         /// second for 60 s; failed scrapes, latency percentiles, its memory.
         #[arg(long, conflicts_with = "live")]
         serve: bool,
+        /// Find the highest event rate the live analysis (behind `live` and `serve`) keeps up
+        /// with, without skipping, with the default models and with all.
+        #[arg(long, conflicts_with_all = ["live", "serve"])]
+        live_analysis: bool,
     },
     /// Fuzz the recording reader (cargo-fuzz, nightly, AddressSanitizer): the whole-file
     /// reader and the record decoder, corpus seeded from tests/data; see docs/fuzzing.md.
@@ -115,6 +119,11 @@ fn main() -> ExitCode {
             serve: true,
             ..
         } => setup().and_then(|()| bench_serve(no_doc)),
+        Cmd::Bench {
+            no_doc,
+            live_analysis: true,
+            ..
+        } => setup().and_then(|()| bench_live_analysis(no_doc)),
         Cmd::Bench {
             no_doc,
             live: true,
@@ -632,6 +641,26 @@ fn bench(repeat: u32, reuse: bool, no_doc: bool) -> Result<()> {
         cmd.arg("--doc").arg(root_dir().join("docs/performance.md"));
     }
     step("generating the recordings and measuring (a few minutes)");
+    run(&mut cmd)
+}
+
+fn bench_live_analysis(no_doc: bool) -> Result<()> {
+    step("building swapscope-bench (release)");
+    let mut build = Command::new(cargo());
+    build.args(["build", "--release", "--package", "swapscope-bench"]);
+    if env::var_os("AYA_BUILD_SKIP").is_none() {
+        build.env("AYA_BUILD_SKIP", "1");
+    }
+    run(&mut build)?;
+    let exe = target_dir().join("release/swapscope-bench");
+    let mut cmd = Command::new(&exe);
+    // 6 M events: eleven times what the analysis queue holds, so a rate it cannot keep up with
+    // shows as skips rather than hiding in the queue.
+    cmd.args(["--live-analysis", "--events", "6000000"]);
+    if !no_doc {
+        cmd.arg("--doc").arg(root_dir().join("docs/performance.md"));
+    }
+    step("generating the stream and feeding it at rising rates (a few minutes)");
     run(&mut cmd)
 }
 
