@@ -63,18 +63,22 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<(String, String, String)> {
             "swapscope bench: {label}: {:.2} M events/s unpaced (the feeder waits)",
             capacity / 1e6
         );
-        let mut ok = 0.0f64;
-        let mut bad: Option<f64> = None;
-        let mut rate = 250_000.0f64;
-        // Doubling until a rate skips (or the feeder itself cannot go faster).
-        while bad.is_none() && rate <= 64e6 {
+        // Whether the analysis keeps up with `rate` (fed at that pace, 0 skipped).
+        let keeps_up = |rate: f64| -> anyhow::Result<bool> {
             let (skipped, achieved) = feed(&header, &names, &batches, rate)?;
             eprintln!(
                 "swapscope bench: {label}: {:.2} M events/s asked, {:.2} fed, {skipped} skipped",
                 rate / 1e6,
                 achieved / 1e6
             );
-            if skipped == 0 && achieved >= 0.97 * rate {
+            Ok(skipped == 0 && achieved >= 0.97 * rate)
+        };
+        let mut ok = 0.0f64;
+        let mut bad: Option<f64> = None;
+        let mut rate = 250_000.0f64;
+        // Doubling until a rate skips (or the feeder itself cannot go faster).
+        while bad.is_none() && rate <= 64e6 {
+            if keeps_up(rate)? {
                 ok = rate;
                 rate *= 2.0;
             } else {
@@ -85,13 +89,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<(String, String, String)> {
             let mut lo = ok;
             for _ in 0..STEPS {
                 let mid = (lo + hi) / 2.0;
-                let (skipped, achieved) = feed(&header, &names, &batches, mid)?;
-                eprintln!(
-                    "swapscope bench: {label}: {:.2} M events/s asked, {:.2} fed, {skipped} skipped",
-                    mid / 1e6,
-                    achieved / 1e6
-                );
-                if skipped == 0 && achieved >= 0.97 * mid {
+                if keeps_up(mid)? {
                     lo = mid;
                 } else {
                     hi = mid;
@@ -193,20 +191,7 @@ fn unpaced(
 
 /// The analysis `serve` runs on a live host.
 fn live_analysis(header: &RecordingHeader, names: &[String]) -> Analysis {
-    Analysis::new(
-        header,
-        names,
-        AnalysisConfig {
-            interval_ns: 1_000_000_000,
-            max_intervals: 16,
-            mode: "serve".into(),
-            views: true,
-            device_size: None,
-            tail_per_kind: 1,
-            divergences: 0,
-            free_running: false,
-        },
-    )
+    Analysis::new(header, names, AnalysisConfig::serve(1_000_000_000))
 }
 
 /// Feeds every batch at `rate` events/s into a fresh live analysis of `names`; returns the

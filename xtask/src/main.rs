@@ -613,16 +613,22 @@ fn run_demo(out: &Path, seconds: u32) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // bench
 
-fn bench(repeat: u32, reuse: bool, no_doc: bool) -> Result<()> {
-    step("building swapscope-bench (release; the replay benchmark needs no BPF object)");
+/// Builds swapscope-bench (release, without the BPF object, which these benchmarks do not
+/// load) and returns its path.
+fn build_bench_no_bpf() -> Result<PathBuf> {
+    step("building swapscope-bench (release; these benchmarks need no BPF object)");
     let mut build = Command::new(cargo());
     build.args(["build", "--release", "--package", "swapscope-bench"]);
     if env::var_os("AYA_BUILD_SKIP").is_none() {
         build.env("AYA_BUILD_SKIP", "1");
     }
     run(&mut build)?;
+    Ok(target_dir().join("release/swapscope-bench"))
+}
+
+fn bench(repeat: u32, reuse: bool, no_doc: bool) -> Result<()> {
+    let exe = build_bench_no_bpf()?;
     let target = target_dir();
-    let exe = target.join("release/swapscope-bench");
     let mut shown = format!("cargo xtask bench --repeat {repeat}");
     if reuse {
         shown.push_str(" --reuse");
@@ -645,14 +651,7 @@ fn bench(repeat: u32, reuse: bool, no_doc: bool) -> Result<()> {
 }
 
 fn bench_live_analysis(no_doc: bool) -> Result<()> {
-    step("building swapscope-bench (release)");
-    let mut build = Command::new(cargo());
-    build.args(["build", "--release", "--package", "swapscope-bench"]);
-    if env::var_os("AYA_BUILD_SKIP").is_none() {
-        build.env("AYA_BUILD_SKIP", "1");
-    }
-    run(&mut build)?;
-    let exe = target_dir().join("release/swapscope-bench");
+    let exe = build_bench_no_bpf()?;
     let mut cmd = Command::new(&exe);
     // 6 M events: eleven times what the analysis queue holds, so a rate it cannot keep up with
     // shows as skips rather than hiding in the queue.

@@ -59,6 +59,24 @@ pub struct AnalysisConfig {
     pub free_running: bool,
 }
 
+impl AnalysisConfig {
+    /// What `serve` keeps: totals and the newest state, a few intervals of `interval_ns`, the
+    /// per-event state the snapshot is made of, one newest event per kind.
+    pub fn serve(interval_ns: u64) -> Self {
+        AnalysisConfig {
+            interval_ns,
+            max_intervals: 16,
+            tail_per_kind: 1,
+            mode: "serve".into(),
+            // views: false is the report's batch-only path, which keeps no per-event state.
+            views: true,
+            device_size: None,
+            divergences: 0,
+            free_running: false,
+        }
+    }
+}
+
 /// What `report` (and `simulate`, `--sweep`) may ask of an analysis beyond the defaults.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReportOptions {

@@ -92,23 +92,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let header = source.header().clone();
     let interval_ns = u64::try_from(a.interval.as_nanos()).unwrap_or(u64::MAX);
-    let analysis = Analysis::new(
-        &header,
-        &names,
-        AnalysisConfig {
-            interval_ns,
-            // The exporter shows totals and the newest state, not a history: keep a few.
-            max_intervals: 16,
-            mode: "serve".into(),
-            // The per-event state the snapshot is made of (views: false is the report's
-            // batch-only path, which keeps none).
-            views: true,
-            device_size: None,
-            tail_per_kind: 1,
-            divergences: 0,
-            free_running: false,
-        },
-    );
+    let analysis = Analysis::new(&header, &names, AnalysisConfig::serve(interval_ns));
     let info = analysis.info().clone();
     let mut threaded = Threaded::spawn(analysis, a.interval, a.replay.is_none())?;
     let mut server = Server::start(
