@@ -633,22 +633,34 @@ fn bench(repeat: u32, reuse: bool, no_doc: bool) -> Result<()> {
     if reuse {
         shown.push_str(" --reuse");
     }
-    let mut cmd = Command::new(&exe);
-    cmd.arg("--dir").arg(target.join("bench")).args([
-        "--repeat",
-        &repeat.to_string(),
-        "--command",
-        &shown,
-    ]);
-    if reuse {
-        cmd.arg("--reuse");
+    // Both workloads: thp-fragment (where large folios fragment the device) and mixed-orders
+    // (every order, varied lifetimes: the slot maps' worst case), each with its own block.
+    for workload in BENCH_WORKLOADS {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--dir").arg(target.join("bench")).args([
+            "--workload",
+            workload,
+            "--repeat",
+            &repeat.to_string(),
+            "--command",
+            &shown,
+        ]);
+        if reuse {
+            cmd.arg("--reuse");
+        }
+        if !no_doc {
+            cmd.arg("--doc").arg(root_dir().join("docs/performance.md"));
+        }
+        step(&format!(
+            "{workload}: generating the recordings and measuring (a few minutes)"
+        ));
+        run(&mut cmd)?;
     }
-    if !no_doc {
-        cmd.arg("--doc").arg(root_dir().join("docs/performance.md"));
-    }
-    step("generating the recordings and measuring (a few minutes)");
-    run(&mut cmd)
+    Ok(())
 }
+
+/// The workloads `cargo xtask bench` measures replay on.
+const BENCH_WORKLOADS: [&str; 2] = ["thp-fragment", "mixed-orders"];
 
 fn bench_live_analysis(no_doc: bool) -> Result<()> {
     let exe = build_bench_no_bpf()?;
