@@ -14,7 +14,6 @@ use std::{
 use anyhow::{Context as _, bail};
 use swapscope_core::{
     event::Event,
-    models::{self, Linux618},
     record::RecordingHeader,
     sink::{
         Sink as _,
@@ -26,6 +25,7 @@ use swapscope_core::{
     },
     workload::WorkloadSpec,
 };
+use swapscope_models::{self as models, Linux618};
 
 use super::replay::{BenchArgs, loadavg};
 

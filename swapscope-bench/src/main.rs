@@ -15,6 +15,7 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let args = replay::BenchArgs::parse();
+    swapscope_models::install();
     match replay::run(args) {
         Ok(code) => code,
         Err(e) => {

@@ -26,7 +26,6 @@ use swapscope_core::{
     alloc::AllocatorModel,
     engine::{Engine, EngineConfig, Parallel},
     event::Event,
-    models::{self, Linux618},
     pipeline,
     record::WriterOptions,
     report::ReportBuilder,
@@ -38,6 +37,7 @@ use swapscope_core::{
     },
     workload::{self, WorkloadSpec},
 };
+use swapscope_models::{self as models, Linux618};
 
 /// swapscope's benchmarks (`cargo xtask bench`; docs/performance.md): replay throughput and
 /// memory on large simulated recordings, or, with `--live`, what the recorder costs a swap

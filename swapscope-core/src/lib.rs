@@ -15,7 +15,7 @@ pub mod repair;
 pub mod report;
 pub mod sink;
 pub mod source;
-#[cfg(feature = "testkit")]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod whatif;
 pub mod workload;

@@ -902,65 +902,6 @@ mod tests {
     }
     /// `v` as JSON text, read back as `T`: the same document (every key it has is a field of
     /// `T`, of the type it is written as).
-    fn read_back<T: Serialize + serde::de::DeserializeOwned>(what: &str, v: &T) {
-        let json = match serde_json::to_string_pretty(v) {
-            Ok(j) => j,
-            Err(e) => panic!("{what}: {e}"),
-        };
-        let back: T = match serde_json::from_str(&json) {
-            Ok(b) => b,
-            Err(e) => panic!("{what} does not read back: {e}"),
-        };
-        let (written, read) = match (
-            serde_json::from_str::<serde_json::Value>(&json),
-            serde_json::to_value(&back),
-        ) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => panic!("{what}: {e}"),
-        };
-        assert_eq!(written, read, "{what}: the read-back differs");
-    }
-
-    /// The report and the viewers' summary read back into their own types, as the VM suite's
-    /// checks (xtask) and swapscope's tests/report_schema.rs read them: a field renamed or
-    /// retyped on one side only fails here. A full-tier recording, replayed through every model
-    /// with divergences kept, so that every part of the report is filled.
-    #[test]
-    fn a_report_and_a_summary_read_back_into_their_types() {
-        use crate::{
-            models, pipeline,
-            sink::analysis::{Analysis, AnalysisConfig},
-            source::{Source as _, file::FileSource},
-        };
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../swapscope/tests/data/vm-7.3-full-frag.swsc");
-        let mut src = match FileSource::open(&path) {
-            Ok(s) => s,
-            Err(e) => panic!("{}: {e}", path.display()),
-        };
-        let names: Vec<String> = models::NAMES.iter().map(|n| n.to_string()).collect();
-        let mut a = Analysis::new(
-            src.header(),
-            &names,
-            AnalysisConfig {
-                divergences: 2,
-                ..AnalysisConfig::default()
-            },
-        );
-        let summary = match pipeline::run(&mut src, &mut [&mut a], &mut || false) {
-            Ok(s) => s,
-            Err(e) => panic!("{e}"),
-        };
-        let view = a.snapshot().summary();
-        let r = a.report(&summary);
-        assert!(r.models.iter().any(|m| !m.divergences.is_empty()));
-        assert!(r.real.is_some() && r.peak.is_some() && r.stream.is_some());
-        assert!(r.intervals.iter().any(|i| i.real.is_some()));
-        assert!(!view.peaks.is_empty() && !view.devices.is_empty());
-        read_back("the report", &r);
-        read_back("the summary", &view);
-    }
-
     /// The checked-in documents of `report --json` and `simulate --json`
     /// (swapscope/tests/data/golden) read back as [`Report`]s.
     #[test]
@@ -976,7 +917,7 @@ mod tests {
                 Ok(r) => r,
                 Err(err) => panic!("{}: {err}", e.path().display()),
             };
-            read_back(&e.path().display().to_string(), &r);
+            crate::testkit::read_back(&e.path().display().to_string(), &r);
             n += 1;
         }
         assert!(n >= 5, "{n} golden documents in {}", dir.display());

@@ -573,6 +573,7 @@ fn interval_rows_sum_to_the_stream_per_model_and_order() {
     }
     let models = vec!["buddy".to_string()];
     let h = header();
+    swapscope_models::install();
     let analysis = Analysis::new(
         &h,
         &models,

@@ -5,7 +5,11 @@ use super::metrics::{
     Format, METRICS, ServeStats, families_of_tier, render, size_label, to_classic,
 };
 use crate::host::ProcessStats;
-use swapscope_core::testkit::snapshot_of;
+/// An analysis snapshot of a recording part-way through, with the built-in models installed.
+fn snapshot_of(name: &str, share: f64) -> swapscope_core::sink::snapshot::Snapshot {
+    swapscope_models::install();
+    swapscope_core::testkit::snapshot_of(name, share)
+}
 
 fn stats() -> ServeStats {
     ServeStats {

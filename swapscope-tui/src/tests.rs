@@ -9,7 +9,11 @@ use super::{
     fmt, render_text,
 };
 use crate::sink::snapshot::Snapshot;
-pub(crate) use swapscope_core::testkit::snapshot_of;
+/// An analysis snapshot of a recording part-way through, with the built-in models installed.
+pub(crate) fn snapshot_of(name: &str, share: f64) -> swapscope_core::sink::snapshot::Snapshot {
+    swapscope_models::install();
+    swapscope_core::testkit::snapshot_of(name, share)
+}
 
 fn status(s: &Snapshot) -> Status {
     Status {

@@ -23,6 +23,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The models live in their own crate; the core finds them by name once installed.
+    swapscope_models::install();
     if args.command.only_prints() {
         swapscope::signal::default_sigpipe();
     }

@@ -8,7 +8,8 @@
 //! What a model needs: the [`AllocatorModel`] trait (swapon, swapoff, alloc, free, snapshot,
 //! cluster_map); core's slot bitmap ([`UsedBitmap`]) and fragmentation ([`FragStats`]), the same
 //! the kernel models and the real occupancy use, so its figures compare with theirs; and one
-//! call to [`register`] before building a report.
+//! call to [`register`] before building a report. The built-in models it is compared with come
+//! from `swapscope-models`, which [`register`] installs too.
 
 use swapscope_core::{
     alloc::{
@@ -46,8 +47,10 @@ impl FirstFit {
     }
 }
 
-/// Registers [`FirstFit`] as `first-fit`.
+/// Registers [`FirstFit`] as `first-fit`, and installs the built-in models (the
+/// `swapscope-models` crate) so that it runs beside them, as the CLI does.
 pub fn register() -> Result<(), RegisterError> {
+    swapscope_models::install();
     models::register(NAME, || Box::new(FirstFit::new()))
 }
 

@@ -24,7 +24,7 @@ const fn align_mask(order: u32) -> u64 {
 }
 
 /// For k ≤ 6: the bit positions of a word that start a naturally aligned 2^k block.
-pub(crate) const ALIGN_MASKS: [u64; 7] = [
+pub const ALIGN_MASKS: [u64; 7] = [
     align_mask(0),
     align_mask(1),
     align_mask(2),

@@ -1349,6 +1349,3 @@ impl Engine {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,76 +1,64 @@
-//! The allocator models: one file per model, each mirroring (or proposing) a swap-slot allocator
-//! behind [`AllocatorModel`]. Add a model by adding its file, a `pub mod` line, an entry in
-//! [`NAMES`] and a match arm in [`by_name`] — or, from another crate, with [`register`]
-//! (docs/models.md, "Writing your own model"; `examples/custom-model`).
+//! The model registry: which allocator models a report replays, by name. The models themselves
+//! live in the `swapscope-models` crate, which installs the built-in ones here
+//! ([`install_builtins`]); a model from any other crate comes in with [`register`] (docs/models.md,
+//! "Writing your own model"; `examples/custom-model`). This core only names them.
 
 use crate::alloc::AllocatorModel;
-
-pub mod buddy;
-pub mod classified;
-pub mod discontiguous;
-mod kernel;
-pub mod linux_6_10;
-pub mod linux_6_12;
-pub mod linux_6_14;
-pub mod linux_6_18;
-pub mod rr_scan;
-pub mod slotmap;
-#[cfg(test)]
-pub(crate) mod testkit;
-pub mod vswap;
-
-pub use buddy::Buddy;
-pub use classified::Classified;
-pub use discontiguous::Discontiguous;
-pub use kernel::DiscardTiming;
-pub use linux_6_10::Linux610;
-pub use linux_6_12::Linux612;
-pub use linux_6_14::Linux614;
-pub use linux_6_18::Linux618;
-pub use rr_scan::RrScan;
-pub use vswap::Vswap;
 
 /// Per-CPU state is kept for CPU ids modulo this many.
 pub const MAX_CPUS: usize = 4096;
 
-pub(crate) fn cpu_index(cpu: u32) -> usize {
+/// The slot of a CPU id in per-CPU state ([`MAX_CPUS`] of them).
+pub fn cpu_index(cpu: u32) -> usize {
     cpu as usize % MAX_CPUS
 }
 
-/// Names of every model [`by_name`] knows, in report order.
+/// Names of the built-in models, in report order: the default set.
 pub const NAMES: &[&str] = &[
-    Linux610::NAME,
-    Linux612::NAME,
-    Linux618::NAME,
+    "linux-6.10",
+    "linux-6.12",
+    "linux-6.18",
     "buddy",
     "classified",
     "discontiguous",
 ];
 
-/// Models [`by_name`] knows that `all()` leaves out (variants of a listed model).
+/// Built-in models that `all()` leaves out (variants of a listed model) or adds to the default
+/// set.
 pub const EXTRA_NAMES: &[&str] = &[
     "classified-per-order",
     "linux-7",
-    Linux614::NAME,
-    RrScan::NAME,
-    Vswap::NAME,
+    "linux-6.14",
+    "rr-scan",
+    "vswap",
 ];
 
-/// A model by its report name (`linux-6.18`, …); `linux-7` is an alias of `linux-6.18`.
+/// Makes a fresh instance of a built-in model by its name ([`NAMES`], [`EXTRA_NAMES`]).
+pub type Builtins = fn(&str) -> Option<Box<dyn AllocatorModel>>;
+
+/// The built-in models' constructor, installed once by the crate that holds them
+/// (`swapscope_models::install`).
+static BUILTINS: std::sync::OnceLock<Builtins> = std::sync::OnceLock::new();
+
+/// Installs the built-in models ([`NAMES`], [`EXTRA_NAMES`]): the models live in their own crate
+/// (`swapscope-models`) so that touching one recompiles that crate and the CLI only, not this
+/// core and every front end over it. The first call wins; later calls change nothing.
+pub fn install_builtins(builtins: Builtins) {
+    let _ = BUILTINS.set(builtins);
+}
+
+/// Whether the built-in models are installed ([`install_builtins`]).
+pub fn builtins_installed() -> bool {
+    BUILTINS.get().is_some()
+}
+
+/// A model by its report name (`linux-6.18`, …; `linux-7` is an alias of `linux-6.18`): a
+/// built-in one once installed ([`install_builtins`]), or one [`register`] added.
 pub fn by_name(name: &str) -> Option<Box<dyn AllocatorModel>> {
-    Some(match name {
-        Linux610::NAME => Box::new(Linux610::new()),
-        Linux612::NAME => Box::new(Linux612::new()),
-        Linux614::NAME => Box::new(Linux614::new()),
-        Linux618::NAME | "linux-7" => Box::new(Linux618::new()),
-        RrScan::NAME => Box::new(RrScan::new()),
-        "buddy" => Box::new(Buddy::new()),
-        "classified" => Box::new(Classified::new()),
-        "classified-per-order" => Box::new(Classified::per_order()),
-        "discontiguous" => Box::new(Discontiguous::new()),
-        Vswap::NAME => Box::new(Vswap::new()),
-        _ => return registered(name),
-    })
+    if select::known().contains(&name) {
+        return BUILTINS.get().and_then(|b| b(name));
+    }
+    registered(name)
 }
 
 /// Makes a fresh instance of a model defined outside this crate.
@@ -120,11 +108,11 @@ pub fn of_kernel(release: &str) -> Option<&'static str> {
     let major: u32 = parts.next()?.parse().ok()?;
     let minor: u32 = parts.next()?.parse().ok()?;
     Some(match (major, minor) {
-        (6, 10..=11) => Linux610::NAME,
-        (6, 12..=13) => Linux612::NAME,
-        (6, 14..=17) => Linux614::NAME,
-        (6, 18..) => Linux618::NAME,
-        (7.., _) => Linux618::NAME,
+        (6, 10..=11) => "linux-6.10",
+        (6, 12..=13) => "linux-6.12",
+        (6, 14..=17) => "linux-6.14",
+        (6, 18..) => "linux-6.18",
+        (7.., _) => "linux-6.18",
         _ => return None,
     })
 }
@@ -156,6 +144,3 @@ mod tests {
         }
     }
 }
-
-#[cfg(test)]
-mod proptests;

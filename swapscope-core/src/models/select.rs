@@ -1,6 +1,6 @@
 //! `--models all|default|LIST`: which models a command replays the stream through.
 
-use super::{EXTRA_NAMES, NAMES, by_name, registered_names};
+use super::{EXTRA_NAMES, NAMES, registered_names};
 
 /// Names that only alias another model (left out of `all`).
 pub const ALIASES: &[&str] = &["linux-7"];
@@ -48,7 +48,7 @@ pub fn select(given: &[String]) -> Result<Vec<String>, SelectError> {
         match g {
             "default" => NAMES.iter().for_each(|n| push(n)),
             "all" => all_names().into_iter().for_each(&mut push),
-            n if by_name(n).is_some() => push(n),
+            n if known_and_registered().contains(&n) => push(n),
             n => {
                 return Err(SelectError::Unknown {
                     given: n.to_string(),

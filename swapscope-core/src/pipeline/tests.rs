@@ -1,89 +1,10 @@
 //! The driver is deterministic whatever the batch sizes, streams every source without holding
 //! it whole, and the replay clock pauses, seeks and restarts.
 
-use std::io::Cursor;
-
 use super::*;
-use crate::{
-    record::{Reader, Writer, WriterOptions},
-    sink::analysis::{Analysis, AnalysisConfig},
-    source::{file::FileSource, sim::SimSource},
-    workload::{self, WorkloadSpec},
-};
-
-fn names() -> Vec<String> {
-    crate::models::NAMES.iter().map(|n| n.to_string()).collect()
-}
-
-/// A recording of `spec` in memory, with chunks of `chunk_bytes`.
-fn recording(spec: &WorkloadSpec, chunk_bytes: usize) -> Vec<u8> {
-    let header = RecordingHeader {
-        source: format!("simulate:{}", spec.name),
-        ..RecordingHeader::default()
-    };
-    let mut w = match Writer::create(
-        Vec::new(),
-        &header,
-        WriterOptions {
-            chunk_bytes,
-            ..WriterOptions::default()
-        },
-    ) {
-        Ok(w) => w,
-        Err(e) => panic!("{e}"),
-    };
-    let r = workload::stream(spec, &mut |batch| {
-        for ev in batch.iter() {
-            if let Err(e) = w.push(ev) {
-                panic!("{e}");
-            }
-        }
-        true
-    });
-    assert!(r.is_ok());
-    match w.finish() {
-        Ok((bytes, _)) => bytes,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn report_json(mut source: impl Source) -> String {
-    let mut a = Analysis::new(source.header(), &names(), AnalysisConfig::default());
-    let summary = match run(&mut source, &mut [&mut a], &mut || false) {
-        Ok(s) => s,
-        Err(e) => panic!("{e}"),
-    };
-    match serde_json::to_string(&a.report(&summary)) {
-        Ok(s) => s,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn file_source(bytes: Vec<u8>) -> FileSource {
-    match Reader::open(Cursor::new(bytes)).map(FileSource::from_reader) {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => panic!("{e}"),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-#[test]
-fn reports_do_not_depend_on_batch_sizes_or_the_source() {
-    for w in workload::NAMES {
-        let mut spec = WorkloadSpec::new(w);
-        spec.iterations = Some(2);
-        spec.swap_size_bytes = 16 << 20;
-        let small = report_json(file_source(recording(&spec, 700)));
-        let big = report_json(file_source(recording(&spec, 1 << 20)));
-        let sim = match SimSource::new(spec.clone()) {
-            Ok(s) => report_json(s),
-            Err(e) => panic!("{e}"),
-        };
-        assert_eq!(small, big, "{w}: 700-byte vs 1 MiB chunks");
-        // The simulate source's header differs only in what the report does not show.
-        assert_eq!(small, sim, "{w}: recording vs simulate source");
-    }
-}
+use crate::source::sim::SimSource;
+use crate::testkit::{file_source, recording};
+use crate::workload::{self, WorkloadSpec};
 
 /// A sink that counts what reaches it and asks to stop after `stop_after` events.
 #[derive(Default)]

@@ -29,7 +29,7 @@
 
 use super::kernel::{CL, Dev, List};
 use super::linux_6_10::{Alloc610, Variant};
-use crate::alloc::NR_ORDERS;
+use swapscope_core::alloc::NR_ORDERS;
 
 /// The RFC's additions switched on.
 #[derive(Clone, Copy, Debug, Default)]
@@ -171,10 +171,10 @@ impl OrderScan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alloc::AllocatorModel;
-    use crate::event::swap_flags::{BLKDEV, SOLIDSTATE};
-    use crate::models::Linux610;
-    use crate::models::kernel::testutil::{on, one};
+    use crate::Linux610;
+    use crate::kernel::testutil::{on, one};
+    use swapscope_core::alloc::AllocatorModel;
+    use swapscope_core::event::swap_flags::{BLKDEV, SOLIDSTATE};
 
     const SSD: u32 = SOLIDSTATE | BLKDEV;
 

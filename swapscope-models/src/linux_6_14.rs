@@ -49,12 +49,12 @@ pub type Linux614 = ClusterListAlloc<V614>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alloc::AllocatorModel;
-    use crate::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
-    use crate::models::DiscardTiming;
-    use crate::models::Linux618;
-    use crate::models::kernel::testutil::{on, one};
-    use crate::models::kernel::{Dev, List};
+    use crate::DiscardTiming;
+    use crate::Linux618;
+    use crate::kernel::testutil::{on, one};
+    use crate::kernel::{Dev, List};
+    use swapscope_core::alloc::AllocatorModel;
+    use swapscope_core::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
 
     const SSD: u32 = SOLIDSTATE | BLKDEV;
 

@@ -69,12 +69,12 @@
 //! Option<f64>`, with the counts behind it) filled through a new defaulted trait method.
 
 use super::Discontiguous;
-use crate::alloc::frag::UsedBitmap;
-use crate::alloc::{
+use swapscope_core::alloc::frag::UsedBitmap;
+use swapscope_core::alloc::{
     Allocation, AllocatorModel, CLUSTER_SLOTS, ClusterCell, Extent, MAX_ORDER, ModelSnapshot,
     NR_ORDERS,
 };
-use crate::event::SwapOn;
+use swapscope_core::event::SwapOn;
 
 /// The swap type of the virtual slots the model hands out.
 pub const VIRTUAL_TYPE: u8 = 0xfe;
@@ -495,7 +495,7 @@ impl AllocatorModel for Vswap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::testkit::dev;
+    use crate::testkit::dev;
 
     fn one(m: &mut Vswap, order: u8) -> Option<u64> {
         let a = m.alloc(0, order)?;

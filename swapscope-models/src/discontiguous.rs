@@ -48,8 +48,10 @@
 
 use std::collections::HashMap;
 
-use crate::alloc::{Allocation, AllocatorModel, ClusterCell, Extent, MAX_ORDER, ModelSnapshot};
-use crate::event::SwapOn;
+use swapscope_core::alloc::{
+    Allocation, AllocatorModel, ClusterCell, Extent, MAX_ORDER, ModelSnapshot,
+};
+use swapscope_core::event::SwapOn;
 
 use super::slotmap::{
     self, CLUSTER, ClusterLists, NO_LIST, SlotMap, WORDS, generic_cluster_counts, snapshot_of,
@@ -354,8 +356,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::alloc::AllocatorModel;
-    use crate::models::testkit::{Harness, dev, step};
+    use crate::testkit::{Harness, dev, step};
+    use swapscope_core::alloc::AllocatorModel;
 
     #[test]
     fn contiguous_when_possible_indirect_when_fragmented() {

@@ -11,9 +11,9 @@ use super::linux_6_10::{Alloc610, Variant};
 use super::linux_6_18::{ClusterListAlloc, Policy};
 use super::vswap::{RMAP_BYTES, VIRTUAL_TYPE, VTABLE_BYTES, Vswap};
 use super::{DiscardTiming, Linux610, Linux612, Linux614, Linux618, RrScan};
-use crate::alloc::AllocatorModel;
-use crate::event::SwapOn;
-use crate::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
+use swapscope_core::alloc::AllocatorModel;
+use swapscope_core::event::SwapOn;
+use swapscope_core::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -382,7 +382,7 @@ fn every_model_fills_a_device_exactly() {
         assert_eq!(m.snapshot().used_slots, u64::from(n));
         assert_eq!(
             m.snapshot().fragmentation_by_order,
-            [0.0; crate::alloc::NR_ORDERS]
+            [0.0; swapscope_core::alloc::NR_ORDERS]
         );
     }
 }
@@ -396,10 +396,10 @@ fn every_model_fills_a_device_exactly() {
 mod one_fragmentation {
     use proptest::prelude::*;
 
-    use crate::alloc::CLUSTER_SLOTS;
-    use crate::alloc::frag::{FragStats, UsedBitmap};
-    use crate::event::SwapOn;
-    use crate::models::slotmap::{SlotMap, generic_cluster_counts, snapshot_of};
+    use crate::slotmap::{SlotMap, generic_cluster_counts, snapshot_of};
+    use swapscope_core::alloc::CLUSTER_SLOTS;
+    use swapscope_core::alloc::frag::{FragStats, UsedBitmap};
+    use swapscope_core::event::SwapOn;
 
     /// A device and runs `(start, len)` to mark used, inside `1..max`.
     fn case() -> impl Strategy<Value = (SwapOn, Vec<(u64, u64)>)> {

@@ -45,10 +45,10 @@
 //! Memory: the used-slot bitmap (1 bit/slot) plus per cluster a class byte, a max-free-order byte,
 //! a reserved count, an allocation count and list links.
 
-use crate::alloc::{
+use swapscope_core::alloc::{
     Allocation, AllocatorModel, ClusterCell, ClusterCounts, ClusterList, MAX_ORDER, ModelSnapshot,
 };
-use crate::event::SwapOn;
+use swapscope_core::event::SwapOn;
 
 use super::slotmap::{self, CLUSTER, ClusterLists, NO_LIST, SlotMap, snapshot_of};
 
@@ -348,7 +348,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::models::testkit::{Harness, dev, step};
+    use crate::testkit::{Harness, dev, step};
 
     #[test]
     fn small_allocations_pack_into_few_clusters() {

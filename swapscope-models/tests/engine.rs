@@ -1,10 +1,14 @@
 use proptest::prelude::*;
 
-use super::*;
-use crate::alloc::CLUSTER_SLOTS as CL;
-use crate::event::swap_flags::{BLKDEV, SOLIDSTATE};
-use crate::event::{Marker, SwapOff, SwapOn};
-use crate::models::{self, Linux618};
+// The engine fed through the built-in models: these tests live beside the models, since the core
+// that holds the engine does not depend on them.
+
+use swapscope_core::alloc::AllocatorModel;
+use swapscope_core::alloc::CLUSTER_SLOTS as CL;
+use swapscope_core::engine::*;
+use swapscope_core::event::swap_flags::{BLKDEV, SOLIDSTATE};
+use swapscope_core::event::*;
+use swapscope_models::{self as models, Linux618};
 
 const SSD: u32 = SOLIDSTATE | BLKDEV;
 
@@ -54,14 +58,12 @@ fn marker(label: &str) -> Event {
 
 /// Every model, with linux-6.12's order-0 slot cache off: a cache holds slots it has not handed
 /// out yet, so its occupancy would run ahead of the stream's (that cache has its own tests).
-fn all_models() -> Vec<Box<dyn crate::alloc::AllocatorModel>> {
+fn all_models() -> Vec<Box<dyn swapscope_core::alloc::AllocatorModel>> {
     models::NAMES
         .iter()
         .filter_map(|n| match *n {
-            crate::models::Linux612::NAME => Some(Box::new(
-                crate::models::Linux612::new().without_slot_cache(),
-            )
-                as Box<dyn crate::alloc::AllocatorModel>),
+            models::Linux612::NAME => Some(Box::new(models::Linux612::new().without_slot_cache())
+                as Box<dyn swapscope_core::alloc::AllocatorModel>),
             _ => models::by_name(n),
         })
         .collect()
@@ -395,7 +397,7 @@ fn throughput() {
     // 4 GiB device.
     let events = kernel_stream(&ops, 2048);
     let n = events.len() as f64;
-    let mut runs: Vec<(String, Vec<Box<dyn crate::alloc::AllocatorModel>>)> = vec![
+    let mut runs: Vec<(String, Vec<Box<dyn swapscope_core::alloc::AllocatorModel>>)> = vec![
         ("occupancy only".into(), Vec::new()),
         ("three kernel models".into(), models::all()),
     ];
@@ -458,10 +460,10 @@ fn reused_virtual_id_gives_back_old_pages() {
 #[test]
 fn parallel_engines_report_what_one_engine_reports() {
     for w in ["thp-fragment", "fork-partial-zap", "mixed-orders"] {
-        let mut spec = crate::workload::WorkloadSpec::new(w);
+        let mut spec = swapscope_core::workload::WorkloadSpec::new(w);
         spec.iterations = Some(2);
         spec.swap_size_bytes = 8 << 20;
-        let events = match crate::workload::generate(&spec) {
+        let events = match swapscope_core::workload::generate(&spec) {
             Ok(e) => e,
             Err(e) => panic!("{e}"),
         };
@@ -492,7 +494,7 @@ struct WriteoutLog {
     seen: std::sync::Arc<std::sync::Mutex<Vec<(u8, u64, u32)>>>,
 }
 
-impl crate::alloc::AllocatorModel for WriteoutLog {
+impl swapscope_core::alloc::AllocatorModel for WriteoutLog {
     fn name(&self) -> &'static str {
         "writeout-log"
     }
@@ -502,7 +504,7 @@ impl crate::alloc::AllocatorModel for WriteoutLog {
     fn swapoff(&mut self, swap_type: u8) {
         self.inner.swapoff(swap_type);
     }
-    fn alloc(&mut self, cpu: u32, order: u8) -> Option<crate::alloc::Allocation> {
+    fn alloc(&mut self, cpu: u32, order: u8) -> Option<swapscope_core::alloc::Allocation> {
         self.inner.alloc(cpu, order)
     }
     fn free(&mut self, swap_type: u8, offset: u64, nr: u32) {
@@ -516,10 +518,14 @@ impl crate::alloc::AllocatorModel for WriteoutLog {
             v.push((swap_type, offset, nr));
         }
     }
-    fn snapshot(&self) -> crate::alloc::ModelSnapshot {
+    fn snapshot(&self) -> swapscope_core::alloc::ModelSnapshot {
         self.inner.snapshot()
     }
-    fn cluster_map(&self, swap_type: u8, out: &mut Vec<crate::alloc::ClusterCell>) -> bool {
+    fn cluster_map(
+        &self,
+        swap_type: u8,
+        out: &mut Vec<swapscope_core::alloc::ClusterCell>,
+    ) -> bool {
         self.inner.cluster_map(swap_type, out)
     }
 }
@@ -539,7 +545,7 @@ fn writeouts_reach_models_that_want_them_in_their_own_slots() {
     // The kernel put a 64K folio at slot 1040; the model puts it wherever it likes.
     e.feed(&alloc(0, 4, 1, ok(0, 1040)));
     let wo = |offset: u64, order: u8| {
-        Event::Writeout(crate::event::Writeout {
+        Event::Writeout(swapscope_core::event::Writeout {
             ts_ns: 1,
             cpu: 0,
             pid: 1,
@@ -564,7 +570,7 @@ fn writeouts_reach_models_that_want_them_in_their_own_slots() {
 }
 
 fn grant(cpu: u32, order: u8, id: u64, swap_type: u8, offset: u64) -> Event {
-    Event::Grant(crate::event::Grant {
+    Event::Grant(swapscope_core::event::Grant {
         ts_ns: 0,
         cpu,
         req_cpu: cpu,
@@ -729,7 +735,7 @@ fn a_batch_that_started_before_a_refusal_is_applied_before_it() {
     let r = run(50);
     assert_eq!(r.stream.hoisted_batches, 1);
     assert_eq!(r.models[0].failures_by_order.get(&4), Some(&1));
-    let refusals = |r: &crate::engine::Comparison| {
+    let refusals = |r: &swapscope_core::engine::Comparison| {
         r.models[0]
             .divergences
             .iter()
@@ -796,13 +802,13 @@ fn full_device_after_a_reclaim() -> Engine {
     for k in 1..64u64 {
         e.feed(&grant(0, 4, k, 0, 16 * k));
     }
-    e.feed(&Event::Cluster(crate::event::ClusterMove {
+    e.feed(&Event::Cluster(swapscope_core::event::ClusterMove {
         ts_ns: 200,
         cpu: 0,
         swap_type: 0,
         cluster: 1,
-        list: crate::event::cluster_list::ISOLATED,
-        old_list: crate::event::cluster_list::UNKNOWN,
+        list: swapscope_core::event::cluster_list::ISOLATED,
+        old_list: swapscope_core::event::cluster_list::UNKNOWN,
         order: 4,
         count: 512,
     }));
@@ -835,7 +841,7 @@ fn a_reclaim_inside_a_refused_allocation_does_not_serve_it() {
         e.end_holds();
         e.report()
     };
-    let failures = |r: &super::report::Comparison| {
+    let failures = |r: &Comparison| {
         r.models
             .iter()
             .map(|m| m.failures_by_order.get(&4).copied().unwrap_or(0))

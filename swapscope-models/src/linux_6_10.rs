@@ -31,8 +31,8 @@ use std::marker::PhantomData;
 use super::kernel::{CL, Dev, Devs, DiscardTiming, KernelAllocator, List};
 use super::linux_6_12::legacy_next_fit;
 use super::rr_scan::OrderScan;
-use crate::alloc::MAX_ORDER;
-use crate::event::SwapOn;
+use swapscope_core::alloc::MAX_ORDER;
+use swapscope_core::event::SwapOn;
 
 /// What is switched on over the 6.10 allocator.
 pub trait Variant: Clone + Copy + std::fmt::Debug + Default + Send + 'static {
@@ -333,6 +333,8 @@ impl<V: Variant> Alloc610<V> {
     }
 }
 
+crate::kernel::kernel_model!(@ V: Variant; Alloc610<V>);
+
 impl<V: Variant> KernelAllocator for Alloc610<V> {
     const MODEL_NAME: &'static str = Self::NAME;
 
@@ -374,9 +376,9 @@ impl<V: Variant> KernelAllocator for Alloc610<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alloc::AllocatorModel;
-    use crate::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
-    use crate::models::kernel::testutil::{on, one};
+    use crate::kernel::testutil::{on, one};
+    use swapscope_core::alloc::AllocatorModel;
+    use swapscope_core::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
 
     const SSD: u32 = SOLIDSTATE | BLKDEV;
 

@@ -32,8 +32,8 @@
 //! [`DiscardTiming`] choice.
 
 use super::kernel::{CL, Dev, Devs, DiscardTiming, KernelAllocator, List};
-use crate::alloc::{Cpus, MAX_ORDER, NR_ORDERS};
-use crate::event::SwapOn;
+use swapscope_core::alloc::{Cpus, MAX_ORDER, NR_ORDERS};
+use swapscope_core::event::SwapOn;
 
 const PMD_ORDER: u8 = MAX_ORDER;
 
@@ -511,7 +511,7 @@ impl Linux612 {
         r
     }
 
-    /// [`crate::alloc::AllocatorModel::follow_kernel`]. Order 0 through the slot caches: the
+    /// [`swapscope_core::alloc::AllocatorModel::follow_kernel`]. Order 0 through the slot caches: the
     /// kernel's slot is taken from the cache that holds it. When that is this CPU's cache, the
     /// slots ahead of it there (ours among them) are ones the kernel's refill did not take — a
     /// cache is handed out in the order it was filled — and go back to the allocator; when it is
@@ -689,6 +689,8 @@ impl Linux612 {
     }
 }
 
+crate::kernel::kernel_model!(Linux612);
+
 impl KernelAllocator for Linux612 {
     const MODEL_NAME: &'static str = Self::NAME;
 
@@ -750,9 +752,9 @@ impl KernelAllocator for Linux612 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alloc::AllocatorModel;
-    use crate::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
-    use crate::models::kernel::testutil::{on, one};
+    use crate::kernel::testutil::{on, one};
+    use swapscope_core::alloc::AllocatorModel;
+    use swapscope_core::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
 
     const SSD: u32 = SOLIDSTATE | BLKDEV;
 

@@ -7,12 +7,11 @@
 //! say which slots are cache-only (`swap_map == SWAP_HAS_CACHE`), so allocation-time reclaim
 //! (`cluster_reclaim_range`, `swap_reclaim_full_clusters`) never frees anything here.
 
-use crate::alloc::frag::{FragStats, UsedBitmap};
-use crate::alloc::{
-    Allocation, AllocatorModel, CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, Cpus,
-    Extent, ModelSnapshot, NR_ORDERS,
+use swapscope_core::alloc::frag::{FragStats, UsedBitmap};
+use swapscope_core::alloc::{
+    CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, Cpus, Extent, ModelSnapshot, NR_ORDERS,
 };
-use crate::event::{SwapOn, swap_flags};
+use swapscope_core::event::{SwapOn, swap_flags};
 
 pub(crate) const CL: u64 = CLUSTER_SLOTS;
 const NIL: u32 = u32::MAX;
@@ -842,103 +841,117 @@ pub(crate) trait KernelAllocator: Send {
     fn unhide_all(&mut self, _kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {}
 }
 
-impl<T: KernelAllocator> AllocatorModel for T {
-    fn name(&self) -> &'static str {
-        T::MODEL_NAME
-    }
-
-    fn swapon(&mut self, dev: &SwapOn) {
-        self.add_device(dev);
-    }
-
-    fn swapoff(&mut self, swap_type: u8) {
-        self.remove_device(swap_type);
-    }
-
-    fn set_online_cpus(&mut self, n: u32) {
-        self.online_cpus(n);
-    }
-
-    fn kernel_isolated(&mut self, cpu: u32, swap_type: u8, cluster: u32) {
-        self.isolated_by_kernel(cpu, swap_type, cluster);
-    }
-
-    fn steered_isolations(&self) -> Option<u64> {
-        self.steered()
-    }
-
-    fn follow_kernel(
-        &mut self,
-        cpus: Cpus,
-        order: u8,
-        ours: Option<(u8, u64)>,
-        kernel: Option<(u8, u64)>,
-    ) -> bool {
-        self.follow(cpus, order, ours, kernel)
-    }
-
-    fn kernel_batch(&mut self, cpus: Cpus, swap_type: u8, slots: &[u64]) -> bool {
-        KernelAllocator::kernel_batch(self, cpus, swap_type, slots)
-    }
-
-    fn hide_free(&mut self, swap_type: u8, offset: u64, nr: u32) {
-        self.hide(swap_type, offset, u64::from(nr));
-    }
-
-    fn unhide(&mut self, kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {
-        self.unhide_all(kernel_list);
-    }
-
-    fn alloc_from(&mut self, cpus: Cpus, order: u8, out: &mut Vec<Extent>) -> bool {
-        match self.request_from(order, cpus) {
-            Some((ty, off)) => {
-                push_extent(out, ty, off, order);
-                true
+/// `AllocatorModel` for a [`KernelAllocator`]: one impl per model type (the trait is the core's,
+/// so a blanket impl over every `KernelAllocator` would break the orphan rule).
+macro_rules! kernel_model {
+    ($t:ty) => { $crate::kernel::kernel_model!(@ [] $t); };
+    (@ $g:ident: $b:path; $t:ty) => { $crate::kernel::kernel_model!(@ [$g: $b] $t); };
+    (@ [$($g:ident: $b:path)?] $t:ty) => {
+        const _: () = {
+        use swapscope_core::alloc::{Allocation, AllocatorModel, ClusterCell, Cpus, Extent, ModelSnapshot};
+        use swapscope_core::event::SwapOn;
+        use $crate::kernel::{KernelAllocator, for_each_cluster_piece, push_extent};
+        impl$(<$g: $b>)? AllocatorModel for $t {
+            fn name(&self) -> &'static str {
+                <Self as $crate::kernel::KernelAllocator>::MODEL_NAME
             }
-            None => false,
-        }
-    }
 
-    fn alloc(&mut self, cpu: u32, order: u8) -> Option<Allocation> {
-        let mut v = Vec::with_capacity(1);
-        self.alloc_into(cpu, order, &mut v)
-            .then_some(Allocation { extents: v })
-    }
-
-    fn alloc_into(&mut self, cpu: u32, order: u8, out: &mut Vec<Extent>) -> bool {
-        match self.request(order, cpu) {
-            Some((ty, off)) => {
-                push_extent(out, ty, off, order);
-                true
+            fn swapon(&mut self, dev: &SwapOn) {
+                KernelAllocator::add_device(self, dev);
             }
-            None => false,
-        }
-    }
 
-    fn free(&mut self, swap_type: u8, offset: u64, nr: u32) {
-        for_each_cluster_piece(offset, nr, |o, n| self.free_piece(swap_type, o, n));
-    }
-
-    fn snapshot(&self) -> ModelSnapshot {
-        self.devs().snapshot(true)
-    }
-
-    fn cluster_map(&self, swap_type: u8, out: &mut Vec<ClusterCell>) -> bool {
-        match self.devs().get(swap_type) {
-            Some(d) => {
-                d.cluster_cells(out);
-                true
+            fn swapoff(&mut self, swap_type: u8) {
+                KernelAllocator::remove_device(self, swap_type);
             }
-            None => false,
+
+            fn set_online_cpus(&mut self, n: u32) {
+                KernelAllocator::online_cpus(self, n);
+            }
+
+            fn kernel_isolated(&mut self, cpu: u32, swap_type: u8, cluster: u32) {
+                KernelAllocator::isolated_by_kernel(self, cpu, swap_type, cluster);
+            }
+
+            fn steered_isolations(&self) -> Option<u64> {
+                KernelAllocator::steered(self)
+            }
+
+            fn follow_kernel(
+                &mut self,
+                cpus: Cpus,
+                order: u8,
+                ours: Option<(u8, u64)>,
+                kernel: Option<(u8, u64)>,
+            ) -> bool {
+                KernelAllocator::follow(self, cpus, order, ours, kernel)
+            }
+
+            fn kernel_batch(&mut self, cpus: Cpus, swap_type: u8, slots: &[u64]) -> bool {
+                KernelAllocator::kernel_batch(self, cpus, swap_type, slots)
+            }
+
+            fn hide_free(&mut self, swap_type: u8, offset: u64, nr: u32) {
+                KernelAllocator::hide(self, swap_type, offset, u64::from(nr));
+            }
+
+            fn unhide(&mut self, kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {
+                KernelAllocator::unhide_all(self, kernel_list);
+            }
+
+            fn alloc_from(&mut self, cpus: Cpus, order: u8, out: &mut Vec<Extent>) -> bool {
+                match KernelAllocator::request_from(self, order, cpus) {
+                    Some((ty, off)) => {
+                        push_extent(out, ty, off, order);
+                        true
+                    }
+                    None => false,
+                }
+            }
+
+            fn alloc(&mut self, cpu: u32, order: u8) -> Option<Allocation> {
+                let mut v = Vec::with_capacity(1);
+                AllocatorModel::alloc_into(self, cpu, order, &mut v)
+                    .then_some(Allocation { extents: v })
+            }
+
+            fn alloc_into(&mut self, cpu: u32, order: u8, out: &mut Vec<Extent>) -> bool {
+                match KernelAllocator::request(self, order, cpu) {
+                    Some((ty, off)) => {
+                        push_extent(out, ty, off, order);
+                        true
+                    }
+                    None => false,
+                }
+            }
+
+            fn free(&mut self, swap_type: u8, offset: u64, nr: u32) {
+                for_each_cluster_piece(offset, nr, |o, n| KernelAllocator::free_piece(self, swap_type, o, n));
+            }
+
+            fn snapshot(&self) -> ModelSnapshot {
+                KernelAllocator::devs(self).snapshot(true)
+            }
+
+            fn cluster_map(&self, swap_type: u8, out: &mut Vec<ClusterCell>) -> bool {
+                match KernelAllocator::devs(self).get(swap_type) {
+                    Some(d) => {
+                        d.cluster_cells(out);
+                        true
+                    }
+                    None => false,
+                }
+            }
         }
-    }
+        };
+    };
 }
+pub(crate) use kernel_model;
 
 /// Test helpers shared by the kernel models' unit tests.
 #[cfg(test)]
 pub(crate) mod testutil {
     use super::CL;
-    use crate::{alloc::AllocatorModel, event::SwapOn};
+    use swapscope_core::{alloc::AllocatorModel, event::SwapOn};
 
     /// A device of `clusters` 512-slot clusters.
     pub fn on(ty: u8, clusters: u64, flags: u32) -> SwapOn {

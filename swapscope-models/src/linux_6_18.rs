@@ -42,8 +42,8 @@
 use std::marker::PhantomData;
 
 use super::kernel::{CL, Dev, Devs, DiscardTiming, KernelAllocator, List};
-use crate::alloc::{MAX_ORDER, NR_ORDERS};
-use crate::event::SwapOn;
+use swapscope_core::alloc::{MAX_ORDER, NR_ORDERS};
+use swapscope_core::event::SwapOn;
 
 const PMD_ORDER: u8 = MAX_ORDER;
 
@@ -610,6 +610,8 @@ impl<P: Policy> ClusterListAlloc<P> {
     }
 }
 
+crate::kernel::kernel_model!(@ P: Policy; ClusterListAlloc<P>);
+
 impl<P: Policy> KernelAllocator for ClusterListAlloc<P> {
     const MODEL_NAME: &'static str = Self::NAME;
 
@@ -667,7 +669,7 @@ impl<P: Policy> KernelAllocator for ClusterListAlloc<P> {
 
     fn follow(
         &mut self,
-        cpus: crate::alloc::Cpus,
+        cpus: swapscope_core::alloc::Cpus,
         order: u8,
         ours: Option<(u8, u64)>,
         kernel: Option<(u8, u64)>,
@@ -713,7 +715,7 @@ impl<P: Policy> KernelAllocator for ClusterListAlloc<P> {
     /// found it fuller than it was) goes to the list the kernel has it on now; without that, to
     /// where `relocate_cluster` puts it by its true count when the decision filed it as full.
     fn unhide_all(&mut self, kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {
-        use crate::event::cluster_list as cl;
+        use swapscope_core::event::cluster_list as cl;
         let hidden = std::mem::take(&mut self.hidden);
         for &(ty, s, was) in &hidden {
             let Some(d) = self.devs.get_mut(ty) else {
@@ -757,9 +759,9 @@ impl<P: Policy> KernelAllocator for ClusterListAlloc<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alloc::AllocatorModel;
-    use crate::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
-    use crate::models::kernel::testutil::{on, one};
+    use crate::kernel::testutil::{on, one};
+    use swapscope_core::alloc::AllocatorModel;
+    use swapscope_core::event::swap_flags::{BLKDEV, PAGE_DISCARD, SOLIDSTATE};
 
     const SSD: u32 = SOLIDSTATE | BLKDEV;
 

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::alloc::{AllocatorModel, ModelSnapshot};
-use crate::event::{SwapOn, swap_flags};
+use swapscope_core::alloc::{AllocatorModel, ModelSnapshot};
+use swapscope_core::event::{SwapOn, swap_flags};
 
 pub fn dev(swap_type: u8, max: u64, bad: Vec<u64>) -> SwapOn {
     SwapOn {
@@ -164,12 +164,12 @@ pub struct Replay {
 /// and checks `used_slots` against the live mapping every `check_every` events.
 pub fn replay<M: AllocatorModel + ?Sized>(
     model: &mut M,
-    events: &[crate::event::Event],
+    events: &[swapscope_core::event::Event],
     check_every: usize,
 ) -> Replay {
-    use crate::event::Event;
-    use crate::event::virtual_slot;
     use std::collections::HashMap;
+    use swapscope_core::event::Event;
+    use swapscope_core::event::virtual_slot;
     let mut map: HashMap<u64, (u8, u64)> = HashMap::new();
     let mut r = Replay::default();
     for (i, ev) in events.iter().enumerate() {

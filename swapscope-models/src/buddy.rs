@@ -35,8 +35,10 @@
 //! serve a 64 KiB folio); `frag` = partly used without one. `other` is always 0; metadata is 0
 //! (a buddy system needs no state beyond the free lists, which live in the slots' own bitmap).
 
-use crate::alloc::{Allocation, AllocatorModel, ClusterCell, MAX_ORDER, ModelSnapshot, NR_ORDERS};
-use crate::event::SwapOn;
+use swapscope_core::alloc::{
+    Allocation, AllocatorModel, ClusterCell, MAX_ORDER, ModelSnapshot, NR_ORDERS,
+};
+use swapscope_core::event::SwapOn;
 
 use super::slotmap::{self, HierSet, SlotMap, snapshot_of};
 
@@ -219,7 +221,7 @@ mod tests {
     /// 2^k block), on random and structured clusters.
     #[test]
     fn max_free_order_matches_definition() {
-        use crate::models::slotmap::{free_block_starts, max_free_order};
+        use crate::slotmap::{free_block_starts, max_free_order};
         let reference = |w: &[u64]| -> Option<u8> {
             for k in (6..=usize::from(MAX_ORDER)).rev() {
                 let g = 1usize << (k - 6);
@@ -253,7 +255,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::models::testkit::{Harness, dev, step};
+    use crate::testkit::{Harness, dev, step};
 
     fn free_sets(b: &Buddy) -> Vec<Vec<Option<usize>>> {
         b.devs
@@ -373,7 +375,7 @@ mod tests {
 
     #[test]
     fn every_model_replays_every_workload() {
-        use crate::workload::{NAMES, WorkloadSpec, generate};
+        use swapscope_core::workload::{NAMES, WorkloadSpec, generate};
         for name in NAMES {
             let spec = WorkloadSpec {
                 swap_size_bytes: 8 << 20,
@@ -383,7 +385,7 @@ mod tests {
             };
             let events = generate(&spec).unwrap_or_default();
             for mut m in models() {
-                let r = crate::models::testkit::replay(m.as_mut(), &events, 97);
+                let r = crate::testkit::replay(m.as_mut(), &events, 97);
                 assert_eq!(r.failures, 0, "{} on {name}: {r:?}", m.name());
                 if m.name() == "discontiguous" {
                     assert_eq!(r.fallbacks, 0, "discontiguous never falls back: {r:?}");
@@ -397,7 +399,7 @@ mod tests {
     #[test]
     #[ignore = "benchmark; run in release"]
     fn model_throughput() {
-        use crate::workload::{WorkloadSpec, generate};
+        use swapscope_core::workload::{WorkloadSpec, generate};
         for small in [false, true] {
             let spec = WorkloadSpec {
                 small,
@@ -406,7 +408,7 @@ mod tests {
             let events = generate(&spec).unwrap_or_default();
             for mut m in models() {
                 let t = std::time::Instant::now();
-                let r = crate::models::testkit::replay(m.as_mut(), &events, 0);
+                let r = crate::testkit::replay(m.as_mut(), &events, 0);
                 let secs = t.elapsed().as_secs_f64();
                 println!(
                     "{:22} small={small:5} events={} {:.1} M events/s, large fallback {:.2}%, meta max {} B",

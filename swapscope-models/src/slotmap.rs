@@ -4,11 +4,11 @@
 //! [`ModelSnapshot`] of a set of devices (its free-space figures through `alloc::frag::FragStats`,
 //! the calculation every model uses).
 
-use crate::alloc::frag::UsedBitmap;
-use crate::alloc::{
+use swapscope_core::alloc::frag::UsedBitmap;
+use swapscope_core::alloc::{
     CLUSTER_SLOTS, ClusterCell, ClusterCounts, ClusterList, MAX_ORDER, ModelSnapshot,
 };
-use crate::event::SwapOn;
+use swapscope_core::event::SwapOn;
 
 /// Slots per cluster as a `usize`.
 pub const CLUSTER: usize = CLUSTER_SLOTS as usize;
@@ -22,7 +22,7 @@ pub const FRAG_ORDER: u8 = 4;
 /// for k ≤ 6: the one definition, `alloc::frag::aligned_free_mask`, on the free bits.
 #[inline]
 pub fn free_block_starts(word: u64, k: usize) -> u64 {
-    crate::alloc::frag::aligned_free_mask(!word, k as u32)
+    swapscope_core::alloc::frag::aligned_free_mask(!word, k as u32)
 }
 
 /// Largest order of a free naturally aligned block among a cluster's 8 words.
@@ -45,7 +45,7 @@ pub fn max_free_order(w: &[u64]) -> Option<u8> {
         let mut k = 0;
         while k < 5 {
             let next = m & (m >> (1u32 << k));
-            if next & crate::alloc::frag::ALIGN_MASKS[k + 1] == 0 {
+            if next & swapscope_core::alloc::frag::ALIGN_MASKS[k + 1] == 0 {
                 break;
             }
             m = next;
@@ -293,7 +293,7 @@ pub fn generic_cluster_cells(map: &SlotMap, out: &mut Vec<ClusterCell>) {
     }));
 }
 
-/// [`AllocatorModel::cluster_map`](crate::alloc::AllocatorModel::cluster_map) over devices
+/// [`AllocatorModel::cluster_map`](swapscope_core::alloc::AllocatorModel::cluster_map) over devices
 /// with slot maps: `cells` of the device whose type is `swap_type`.
 pub fn cluster_map_of<D: HasSlotMap>(
     devs: &[D],
@@ -322,7 +322,7 @@ pub fn snapshot_of<'a>(
         ..ModelSnapshot::default()
     };
     // The one fragmentation calculation every model and the real occupancy use.
-    let mut frag = crate::alloc::frag::FragStats::default();
+    let mut frag = swapscope_core::alloc::frag::FragStats::default();
     for map in maps {
         snap.total_slots += map.usable();
         snap.used_slots += map.used();
