@@ -430,6 +430,14 @@ impl ReportBuilder {
                     (engine::MAX_DEVICE_SLOTS * 4) >> 20
                 ));
             }
+            if er.stream.refused_unavailable > 0 {
+                r.limits.push(format!(
+                    "{} requests the kernel refused while more clusters were empty than its CPUs \
+                     could hold (a swapoff under way, or a memcg swap charge): no allocator could \
+                     have placed them, so every model refused them too",
+                    er.stream.refused_unavailable
+                ));
+            }
             if er.stream.markers > er.markers.len() as u64 {
                 r.limits.push(format!(
                     "{} markers: the first {} are broken out per interval, the rest only counted",

@@ -225,6 +225,8 @@ struct StreamCounts {
     orphan_grants: u64,
     /// Batch grants applied ahead of a refusal they overlapped (see [`Deferred`]).
     hoisted_batches: u64,
+    /// Kernel refusals no allocator would have made (see [`Engine::refused_while_unavailable`]).
+    refused_unavailable: u64,
 }
 
 /// A request the models answered at its grant, waiting for its request event.
@@ -1185,9 +1187,30 @@ impl Engine {
         self.shadow_failure_at(cpus, order, self.stream.events, self.last_ts, false);
     }
 
+    /// Whether a refusal the kernel just made is one no allocator would have made: more clusters
+    /// were empty than the CPUs could have held between them (each CPU isolates at most one at a
+    /// time, and a per-CPU cluster may be empty), so a cluster allocator (6.10+) with the device
+    /// taking allocations would have served any order. What refused it was outside the
+    /// allocator: a swapoff under way (`SWP_WRITEOK` cleared: the kernel's scan gives up on every
+    /// cluster, then `try_to_unuse` reclaims under memory pressure and every allocation fails
+    /// until the device is gone), or a memcg swap charge. Every model refuses it too: no
+    /// allocator could have placed it. Counted apart (`refused_unavailable`, a line in the
+    /// report's limits), never a divergence.
+    fn refused_while_unavailable(&self) -> bool {
+        let cpus = u64::from(self.config.online_cpus.unwrap_or(256));
+        self.real_known && self.real.empty_clusters() > 2 * cpus + 1
+    }
+
     /// Every model answers a request the kernel refused (event `event` at `ts_ns`; `at_grant`:
     /// decided at its refusal grant rather than its request event).
     fn shadow_failure_at(&mut self, cpus: Cpus, order: u8, event: u64, ts_ns: Ts, at_grant: bool) {
+        if self.refused_while_unavailable() {
+            self.stream.refused_unavailable += 1;
+            for s in &mut self.shadows {
+                s.counters.request(usize::from(order), false);
+            }
+            return;
+        }
         let Engine {
             shadows,
             scratch,

@@ -29,6 +29,8 @@ struct RealDev {
     /// `cluster_list::UNKNOWN` until a cluster event names it), and the order it serves.
     lists: Vec<u8>,
     list_orders: Vec<u8>,
+    /// Clusters with no slot in use (kept as counts change).
+    empty: u64,
 }
 
 /// Per-device real slot maps.
@@ -63,7 +65,9 @@ impl RealOccupancy {
             .map(|c| map.count_used(c * CLUSTER_SLOTS, CLUSTER_SLOTS) as u16)
             .collect();
         let bad = bad.len() as u64;
+        let empty = counts.iter().filter(|&&c| c == 0).count() as u64;
         let dev = RealDev {
+            empty,
             pages: max - 1 - bad,
             inuse: 0,
             map,
@@ -122,11 +126,19 @@ impl RealOccupancy {
             self.double_allocs += already;
             let added = stop - o - already;
             if let Some(c) = d.counts.get_mut((o / CLUSTER_SLOTS) as usize) {
+                if *c == 0 && added > 0 {
+                    d.empty = d.empty.saturating_sub(1);
+                }
                 *c = c.saturating_add(added as u16);
             }
             d.inuse += added;
             o = stop;
         }
+    }
+
+    /// Clusters with no slot in use, over every device.
+    pub fn empty_clusters(&self) -> u64 {
+        self.devs.iter().flatten().map(|d| d.empty).sum()
     }
 
     /// The kernel moved a cluster between its lists.
@@ -203,6 +215,9 @@ impl RealOccupancy {
                 }
             }
             if let Some(c) = d.counts.get_mut((o / CLUSTER_SLOTS) as usize) {
+                if *c > 0 && *c <= used as u16 {
+                    d.empty += 1;
+                }
                 *c = c.saturating_sub(used as u16);
             }
             d.inuse = d.inuse.saturating_sub(used);

@@ -168,6 +168,11 @@ pub struct StreamSummary {
     /// first; the batch's scan can drop `si->lock` midway), so that the models do not offer the
     /// refused request slots the batch had already taken.
     pub hoisted_batches: u64,
+    /// Kernel refusals no allocator would have made (more clusters empty than the CPUs could
+    /// hold: a swapoff under way, or a memcg swap charge); every model refused them too. Not in
+    /// the JSON document (its schema is fixed); the report's limits say it when it happens.
+    #[serde(skip)]
+    pub refused_unavailable: u64,
     /// 7.x: decisions the model of the recorded kernel made with frees hidden that another CPU
     /// made while the allocation was under way and that it could not have seen (its cluster
     /// already scanned, or a refusal that started before them; see `engine/concurrent.rs`), and
@@ -388,6 +393,7 @@ impl Engine {
                 requests_at_exit: self.stream.requests_at_exit,
                 orphan_grants: self.stream.orphan_grants,
                 hoisted_batches: self.stream.hoisted_batches,
+                refused_unavailable: self.stream.refused_unavailable,
                 decisions_with_hidden_frees: self.concurrent.counts().0,
                 hidden_frees: self.concurrent.counts().1,
             },
