@@ -45,11 +45,25 @@ pub enum RecordKind {
     AllocInferred = 16,
     /// A split inferred likewise (format 1.4): the split body.
     SplitInferred = 17,
+    /// An alloc (timed, inferred or neither) coded against the chunk's previous full-tier
+    /// record (format 1.5; see [`FolioDeltas`]).
+    AllocDelta = 18,
+    /// A free coded likewise (format 1.5).
+    FreeDelta = 19,
+    /// A grant coded likewise (format 1.5).
+    GrantDelta = 20,
+    /// A swap-in coded likewise (format 1.5).
+    SwapInDelta = 21,
+    /// A writeout coded likewise (format 1.5): against its CPU's previous record, usually the
+    /// same folio's alloc.
+    WriteoutFolio = 22,
+    /// A cluster list move coded likewise (format 1.5).
+    ClusterDelta = 23,
 }
 
 impl RecordKind {
     /// Every kind this version reads and writes, in code order (`ALL[i]` has code `i + 1`).
-    pub const ALL: [RecordKind; 17] = [
+    pub const ALL: [RecordKind; 23] = [
         RecordKind::Writeout,
         RecordKind::Counters,
         RecordKind::Devices,
@@ -67,6 +81,12 @@ impl RecordKind {
         RecordKind::Grant,
         RecordKind::AllocInferred,
         RecordKind::SplitInferred,
+        RecordKind::AllocDelta,
+        RecordKind::FreeDelta,
+        RecordKind::GrantDelta,
+        RecordKind::SwapInDelta,
+        RecordKind::WriteoutFolio,
+        RecordKind::ClusterDelta,
     ];
 
     /// The code stored in a record header.
@@ -101,6 +121,12 @@ impl RecordKind {
             RecordKind::Grant => "grant",
             RecordKind::AllocInferred => "alloc-inferred",
             RecordKind::SplitInferred => "split-inferred",
+            RecordKind::AllocDelta => "alloc-delta",
+            RecordKind::FreeDelta => "free-delta",
+            RecordKind::GrantDelta => "grant-delta",
+            RecordKind::SwapInDelta => "swapin-delta",
+            RecordKind::WriteoutFolio => "writeout-folio",
+            RecordKind::ClusterDelta => "cluster-delta",
         }
     }
 }
@@ -331,14 +357,7 @@ pub fn encode_event(
                 prev = o;
             }
             // The request's start as 1 + its distance before `ts_ns` (0: not known).
-            put_varint(
-                out,
-                if *start_ns == 0 || *start_ns > *ts_ns {
-                    0
-                } else {
-                    ts_ns - start_ns + 1
-                },
-            );
+            put_varint(out, grant_start(*start_ns, *ts_ns));
         }
     }
     Ok(kind_of(ev))
@@ -439,6 +458,661 @@ pub fn decode_writeout_delta(
     })
 }
 
+/// What the delta kinds of format 1.5 (`alloc-delta`, `free-delta`, `grant-delta`,
+/// `swapin-delta`) are coded against: the chunk's previous such record's timestamp, and per CPU
+/// (the record's own `cpu` field, modulo [`DELTA_CPUS`]) the previous such record's folio id, the
+/// slot just past the slots it named, and its task. Reset at every chunk, so a chunk decodes on
+/// its own.
+///
+/// Per CPU because a CPU's records follow one folio at a time: a 7.x grant, then the same
+/// folio's alloc (same id, same slot), then the next folio of the same task, usually the next
+/// slots of the same cluster. A folio's id is its `struct folio` address shifted and XORed with a
+/// per-boot key (the probe's `id_key`), so the ids of folios near each other in memory differ in
+/// their low bits only: each id is stored XORed with the CPU's previous one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolioDeltas {
+    cpus: Vec<CpuDeltas>,
+}
+
+/// CPU contexts a chunk keeps for the delta kinds; CPU ids share one modulo this (bounding what
+/// a file can make a reader allocate: 64 KiB).
+pub const DELTA_CPUS: usize = 1024;
+
+/// One CPU's context in [`FolioDeltas`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuDeltas {
+    ts: Ts,
+    id: u64,
+    /// The slot past the slots of the CPU's previous record.
+    next: u64,
+    /// The first slot of the CPU's previous record (a writeout's folio is its alloc's).
+    last: u64,
+    /// The request start of the CPU's previous grant, until its alloc (0: none).
+    start: Ts,
+    /// The page frame past the CPU's previous writeout's folio.
+    pfn: u64,
+    pid: u32,
+    cluster: u32,
+    /// The swap type, order and free size of the CPU's previous record.
+    ty: u8,
+    order: u8,
+    nr: u32,
+}
+
+/// How one delta record moves [`FolioDeltas`] on ([`FolioDeltas::apply`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FolioStep {
+    cpu: u32,
+    ctx: CpuDeltas,
+}
+
+impl FolioDeltas {
+    /// The context of `cpu` (all zero before its first record in the chunk).
+    #[inline]
+    fn of(&self, cpu: u32) -> CpuDeltas {
+        self.cpus
+            .get(cpu as usize % DELTA_CPUS)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Moves the state past one record.
+    #[inline]
+    pub fn apply(&mut self, step: FolioStep) {
+        let i = step.cpu as usize % DELTA_CPUS;
+        if self.cpus.len() <= i {
+            self.cpus.resize(i + 1, CpuDeltas::default());
+        }
+        self.cpus[i] = step.ctx;
+    }
+}
+
+/// Whether `ev` has a delta kind ([`encode_folio_delta`] can code it): allocs, frees, grants and
+/// swap-ins whose order fits the kinds' fields.
+#[inline]
+pub fn folio_delta_kind(ev: &Event) -> Option<RecordKind> {
+    Some(match ev {
+        Event::Alloc(a) if a.order < 16 => RecordKind::AllocDelta,
+        Event::Free(_) => RecordKind::FreeDelta,
+        Event::Grant(g) if g.batch.len() <= GRANT_BATCH_MAX => RecordKind::GrantDelta,
+        Event::SwapIn(s) if s.order != Some(swapscope_common::ORDER_UNKNOWN) => {
+            RecordKind::SwapInDelta
+        }
+        Event::Writeout(_) => RecordKind::WriteoutFolio,
+        Event::Cluster(_) => RecordKind::ClusterDelta,
+        _ => return None,
+    })
+}
+
+fn put_zz(out: &mut Vec<u8>, now: u64, before: u64) {
+    put_varint(out, zigzag(now.wrapping_sub(before) as i64));
+}
+
+fn get_zz(d: &mut Dec<'_>, before: u64) -> Result<u64, &'static str> {
+    Ok(before.wrapping_add(unzigzag(d.varint()?) as u64))
+}
+
+fn get_u32(d: &mut Dec<'_>, what: &'static str) -> Result<u32, &'static str> {
+    u32::try_from(d.varint()?).map_err(|_| what)
+}
+
+fn get_u32_zz(d: &mut Dec<'_>, before: u32, what: &'static str) -> Result<u32, &'static str> {
+    u32::try_from(i64::from(before) + unzigzag(d.varint()?)).map_err(|_| what)
+}
+
+/// The slot past 2^order slots from `offset` (what the CPU's next offset is coded against).
+fn past(offset: u64, order: u8) -> u64 {
+    offset.wrapping_add(1u64 << (order & 63))
+}
+
+/// Appends the delta body of `ev` (its kind is [`folio_delta_kind`]; `None`, and nothing
+/// appended, for any other event) and says how it moves `prev` on. Layouts (docs/format.md,
+/// kinds 18–21; `zz` a zigzag varint of the difference from the previous record's field — the
+/// timestamp the chunk's, the rest the CPU's —, `v` a varint):
+/// - alloc-delta: `head u8` (bits 0–3 order, 4–5 result: 0 unknown, 1 success, 2 failure;
+///   bit 6 latency follows; bit 7 inferred), `ts zz, cpu v, id ^ prev id v`, then on success
+///   `swap_type u8, offset zz`, then `latency_ns v` if bit 6;
+/// - free-delta: `ts zz, cpu v, swap_type u8, offset zz, nr v`;
+/// - grant-delta: `ts zz, cpu v, req_cpu − cpu (zigzag v), pid zz, tgid − pid (zigzag v),
+///   id ^ prev id v, swap_type u8, offset zz, order u8, nr v, n v, n × slot (zigzag v of the
+///   difference from the one before, offset before the first), start v` (as kind 15);
+/// - swapin-delta: `ts zz, cpu v, pid zz, tgid − pid (zigzag v), id ^ prev id v, swap_type u8,
+///   offset zz, order u8, flags v`.
+///
+/// The offset is coded against the slot past the CPU's previous record's slots (a grant's own
+/// offset: its folio's alloc comes next).
+pub fn encode_folio_delta(
+    ev: &Event,
+    prev: &FolioDeltas,
+    out: &mut Vec<u8>,
+) -> Option<(RecordKind, FolioStep)> {
+    let kind = folio_delta_kind(ev)?;
+    let (ts, cpu) = (ev.ts(), ev_cpu(ev)?);
+    let mut ctx = prev.of(cpu);
+    let before = ctx.ts;
+    ctx.ts = ts;
+    match ev {
+        Event::Alloc(a) => {
+            let (tag, slot) = match a.result {
+                AllocResult::Unknown => (0u8, None),
+                AllocResult::Success { swap_type, offset } => (1, Some((swap_type, offset))),
+                AllocResult::Failure => (2, None),
+            };
+            // As kind 16: an inferred request carries no latency.
+            let latency = a.latency_ns.filter(|_| !a.inferred);
+            out.push(
+                a.order | tag << 4 | u8::from(latency.is_some()) << 6 | u8::from(a.inferred) << 7,
+            );
+            put_varint(out, u64::from(cpu));
+            put_zz(out, ts, before);
+            put_varint(out, a.id ^ ctx.id);
+            if let Some((ty, off)) = slot {
+                out.push(ty);
+                put_zz(out, off, ctx.next);
+                ctx.ty = ty;
+                ctx.last = off;
+                ctx.next = past(off, a.order);
+            }
+            if let Some(ns) = latency {
+                put_zz(out, u64::from(ns), latency_guess(ts, ctx.start));
+            }
+            ctx.id = a.id;
+            ctx.order = a.order;
+            ctx.start = 0;
+        }
+        Event::Free(f) => {
+            put_varint(out, u64::from(cpu));
+            let flags = u8::from(f.swap_type != ctx.ty)
+                | u8::from(f.offset != ctx.next) << 1
+                | u8::from(f.nr != ctx.nr) << 2;
+            out.push(flags);
+            put_zz(out, ts, before);
+            if f.swap_type != ctx.ty {
+                out.push(f.swap_type);
+            }
+            if f.offset != ctx.next {
+                put_zz(out, f.offset, ctx.next);
+            }
+            if f.nr != ctx.nr {
+                put_varint(out, u64::from(f.nr));
+            }
+            ctx.ty = f.swap_type;
+            ctx.nr = f.nr;
+            ctx.last = f.offset;
+            ctx.next = f.offset.wrapping_add(u64::from(f.nr));
+        }
+        Event::Grant(g) => {
+            put_varint(out, u64::from(cpu));
+            let flags = u8::from(g.req_cpu != cpu)
+                | u8::from(g.pid != ctx.pid) << 1
+                | u8::from(g.tgid != g.pid) << 2
+                | u8::from(g.swap_type != ctx.ty) << 3
+                | u8::from(g.offset != ctx.next) << 4
+                | u8::from(g.order != ctx.order) << 5
+                | u8::from(g.nr != 1) << 6
+                | u8::from(!g.batch.is_empty()) << 7;
+            out.push(flags);
+            put_zz(out, ts, before);
+            put_varint(out, g.id ^ ctx.id);
+            if g.req_cpu != cpu {
+                put_varint(out, zigzag(i64::from(g.req_cpu) - i64::from(cpu)));
+            }
+            if g.pid != ctx.pid {
+                put_varint(out, zigzag(i64::from(g.pid) - i64::from(ctx.pid)));
+            }
+            if g.tgid != g.pid {
+                put_varint(out, zigzag(i64::from(g.tgid) - i64::from(g.pid)));
+            }
+            if g.swap_type != ctx.ty {
+                out.push(g.swap_type);
+            }
+            if g.offset != ctx.next {
+                put_zz(out, g.offset, ctx.next);
+            }
+            if g.order != ctx.order {
+                out.push(g.order);
+            }
+            if g.nr != 1 {
+                put_varint(out, u64::from(g.nr));
+            }
+            if !g.batch.is_empty() {
+                put_varint(out, g.batch.len() as u64);
+                let mut last = g.offset;
+                for &o in &g.batch {
+                    put_zz(out, o, last);
+                    last = o;
+                }
+            }
+            put_varint(out, grant_start(g.start_ns, g.ts_ns));
+            ctx.id = g.id;
+            ctx.pid = g.pid;
+            ctx.ty = g.swap_type;
+            ctx.order = g.order;
+            ctx.last = g.offset;
+            ctx.next = g.offset;
+            ctx.start = g.start_ns;
+        }
+        Event::SwapIn(sw) => {
+            let order = sw.order.unwrap_or(swapscope_common::ORDER_UNKNOWN);
+            put_varint(out, u64::from(cpu));
+            let flags = u8::from(sw.pid != ctx.pid)
+                | u8::from(sw.tgid != sw.pid) << 1
+                | u8::from(sw.swap_type != ctx.ty) << 2
+                | u8::from(sw.offset != ctx.next) << 3
+                | u8::from(order != ctx.order) << 4
+                | u8::from(sw.flags != 0) << 5;
+            out.push(flags);
+            put_zz(out, ts, before);
+            put_varint(out, sw.id ^ ctx.id);
+            if sw.pid != ctx.pid {
+                put_varint(out, zigzag(i64::from(sw.pid) - i64::from(ctx.pid)));
+            }
+            if sw.tgid != sw.pid {
+                put_varint(out, zigzag(i64::from(sw.tgid) - i64::from(sw.pid)));
+            }
+            if sw.swap_type != ctx.ty {
+                out.push(sw.swap_type);
+            }
+            if sw.offset != ctx.next {
+                put_zz(out, sw.offset, ctx.next);
+            }
+            if order != ctx.order {
+                out.push(order);
+            }
+            if sw.flags != 0 {
+                put_varint(out, u64::from(sw.flags));
+            }
+            ctx.id = sw.id;
+            ctx.pid = sw.pid;
+            ctx.ty = sw.swap_type;
+            ctx.order = order;
+            ctx.last = sw.offset;
+            ctx.next = past(sw.offset, sw.order.unwrap_or(0));
+        }
+        Event::Writeout(w) => {
+            put_varint(out, u64::from(cpu));
+            put_zz(out, ts, before);
+            put_varint(out, zigzag(i64::from(w.pid) - i64::from(ctx.pid)));
+            put_varint(out, zigzag(i64::from(w.tgid) - i64::from(w.pid)));
+            out.push(w.swap_type);
+            put_zz(out, w.offset, ctx.last);
+            out.push(w.order);
+            put_varint(out, u64::from(w.flags) << 1 | u64::from(w.pfn.is_some()));
+            if let Some(pfn) = w.pfn {
+                put_zz(out, pfn, ctx.pfn);
+                ctx.pfn = past(pfn, w.order);
+            }
+            ctx.pid = w.pid;
+            ctx.ty = w.swap_type;
+            ctx.order = w.order;
+            ctx.last = w.offset;
+            ctx.next = past(w.offset, w.order);
+        }
+        Event::Cluster(c) => {
+            put_varint(out, u64::from(cpu));
+            put_zz(out, ts, before);
+            out.push(c.swap_type);
+            put_varint(out, zigzag(i64::from(c.cluster) - i64::from(ctx.cluster)));
+            out.push(c.list);
+            out.push(c.old_list);
+            out.push(c.order);
+            put_varint(out, u64::from(c.count));
+            ctx.cluster = c.cluster;
+        }
+        _ => return None,
+    }
+    Some((kind, FolioStep { cpu, ctx }))
+}
+
+/// The CPU field of the events the delta kinds code.
+fn ev_cpu(ev: &Event) -> Option<u32> {
+    match ev {
+        Event::Alloc(a) => Some(a.cpu),
+        Event::Free(f) => Some(f.cpu),
+        Event::Grant(g) => Some(g.cpu),
+        Event::SwapIn(s) => Some(s.cpu),
+        Event::Writeout(w) => Some(w.cpu),
+        Event::Cluster(c) => Some(c.cpu),
+        _ => None,
+    }
+}
+
+/// What an alloc's latency is coded against: the time since its grant's request start, when
+/// the CPU's previous record was a grant that knew it (the same request, 7.x), else 0.
+fn latency_guess(ts: Ts, start: Ts) -> u64 {
+    if start == 0 {
+        0
+    } else {
+        ts.wrapping_sub(start)
+    }
+}
+
+/// A grant's request start as kind 15 stores it: 1 + its distance before `ts` (0: not known).
+fn grant_start(start_ns: Ts, ts_ns: Ts) -> u64 {
+    if start_ns == 0 || start_ns > ts_ns {
+        0
+    } else {
+        ts_ns - start_ns + 1
+    }
+}
+
+/// Decodes a delta body of `kind` ([`encode_folio_delta`]) against `prev`, and moves `prev` on
+/// when it decodes; the event is the one the kind's plain record would give. `None` for a kind
+/// that is not a delta kind.
+pub fn decode_folio_delta(
+    kind: RecordKind,
+    body: &[u8],
+    prev: &mut FolioDeltas,
+) -> Option<Result<Event, &'static str>> {
+    let mut d = Dec::new(body);
+    let r = match kind {
+        RecordKind::AllocDelta => decode_alloc_delta(&mut d, prev),
+        RecordKind::FreeDelta => decode_free_delta(&mut d, prev),
+        RecordKind::GrantDelta => decode_grant_delta(&mut d, prev),
+        RecordKind::SwapInDelta => decode_swapin_delta(&mut d, prev),
+        RecordKind::WriteoutFolio => decode_writeout_folio(&mut d, prev),
+        RecordKind::ClusterDelta => decode_cluster_delta(&mut d, prev),
+        _ => return None,
+    };
+    Some(r.and_then(|(ev, step)| {
+        d.finish()?;
+        prev.apply(step);
+        Ok(ev)
+    }))
+}
+
+/// `ts` and `cpu`, the head of every delta body, and the CPU's context.
+fn delta_head(d: &mut Dec<'_>, prev: &FolioDeltas) -> Result<(Ts, u32, CpuDeltas), &'static str> {
+    let cpu = get_u32(d, "cpu out of range")?;
+    let mut ctx = prev.of(cpu);
+    let ts = get_zz(d, ctx.ts)?;
+    ctx.ts = ts;
+    Ok((ts, cpu, ctx))
+}
+
+fn decode_alloc_delta(
+    d: &mut Dec<'_>,
+    prev: &FolioDeltas,
+) -> Result<(Event, FolioStep), &'static str> {
+    let head = d.u8()?;
+    let order = head & 0x0f;
+    let inferred = head & 0x80 != 0;
+    let timed = head & 0x40 != 0;
+    if inferred && timed {
+        return Err("an inferred alloc with a latency");
+    }
+    let (ts_ns, cpu, mut ctx) = delta_head(d, prev)?;
+    let id = d.varint()? ^ ctx.id;
+    let result = match (head >> 4) & 3 {
+        0 => AllocResult::Unknown,
+        1 => {
+            let swap_type = d.u8()?;
+            let offset = get_zz(d, ctx.next)?;
+            ctx.ty = swap_type;
+            ctx.last = offset;
+            ctx.next = past(offset, order);
+            AllocResult::Success { swap_type, offset }
+        }
+        2 => AllocResult::Failure,
+        _ => return Err("unknown alloc result tag"),
+    };
+    let latency_ns = if timed {
+        let ns = get_zz(d, latency_guess(ts_ns, ctx.start))?;
+        Some(u32::try_from(ns).map_err(|_| "latency out of range")?)
+    } else {
+        None
+    };
+    ctx.id = id;
+    ctx.order = order;
+    ctx.start = 0;
+    let ev = Event::Alloc(Alloc {
+        ts_ns,
+        cpu,
+        order,
+        id,
+        result,
+        latency_ns,
+        inferred,
+    });
+    Ok((ev, FolioStep { cpu, ctx }))
+}
+
+fn decode_free_delta(
+    d: &mut Dec<'_>,
+    prev: &FolioDeltas,
+) -> Result<(Event, FolioStep), &'static str> {
+    let cpu = get_u32(d, "cpu out of range")?;
+    let mut ctx = prev.of(cpu);
+    let flags = d.u8()?;
+    if flags >> 3 != 0 {
+        return Err("unknown free-delta flags");
+    }
+    let ts_ns = get_zz(d, ctx.ts)?;
+    let swap_type = if flags & 1 != 0 { d.u8()? } else { ctx.ty };
+    let offset = if flags & 2 != 0 {
+        get_zz(d, ctx.next)?
+    } else {
+        ctx.next
+    };
+    let nr = if flags & 4 != 0 {
+        get_u32(d, "nr out of range")?
+    } else {
+        ctx.nr
+    };
+    ctx.ts = ts_ns;
+    ctx.ty = swap_type;
+    ctx.nr = nr;
+    ctx.last = offset;
+    ctx.next = offset.wrapping_add(u64::from(nr));
+    let ev = Event::Free(Free {
+        ts_ns,
+        cpu,
+        swap_type,
+        offset,
+        nr,
+    });
+    Ok((ev, FolioStep { cpu, ctx }))
+}
+
+fn decode_grant_delta(
+    d: &mut Dec<'_>,
+    prev: &FolioDeltas,
+) -> Result<(Event, FolioStep), &'static str> {
+    let cpu = get_u32(d, "cpu out of range")?;
+    let mut ctx = prev.of(cpu);
+    let flags = d.u8()?;
+    let ts_ns = get_zz(d, ctx.ts)?;
+    let id = d.varint()? ^ ctx.id;
+    let req_cpu = if flags & 1 != 0 {
+        get_u32_zz(d, cpu, "req_cpu out of range")?
+    } else {
+        cpu
+    };
+    let pid = if flags & 2 != 0 {
+        get_u32_zz(d, ctx.pid, "pid out of range")?
+    } else {
+        ctx.pid
+    };
+    let tgid = if flags & 4 != 0 {
+        get_u32_zz(d, pid, "tgid out of range")?
+    } else {
+        pid
+    };
+    let swap_type = if flags & 8 != 0 { d.u8()? } else { ctx.ty };
+    let offset = if flags & 16 != 0 {
+        get_zz(d, ctx.next)?
+    } else {
+        ctx.next
+    };
+    let order = if flags & 32 != 0 { d.u8()? } else { ctx.order };
+    let nr = if flags & 64 != 0 {
+        get_u32(d, "nr out of range")?
+    } else {
+        1
+    };
+    let mut batch = Vec::new();
+    if flags & 128 != 0 {
+        let n = usize::try_from(d.varint()?).map_err(|_| "batch count out of range")?;
+        if n > GRANT_BATCH_MAX {
+            return Err("a grant lists more than 64 slots");
+        }
+        let mut last = offset;
+        batch.reserve(n);
+        for _ in 0..n {
+            last = get_zz(d, last)?;
+            batch.push(last);
+        }
+    }
+    let start_ns = match d.varint()? {
+        0 => 0,
+        v => ts_ns
+            .checked_sub(v - 1)
+            .ok_or("a grant's request starts before time 0")?,
+    };
+    ctx.ts = ts_ns;
+    ctx.id = id;
+    ctx.pid = pid;
+    ctx.ty = swap_type;
+    ctx.order = order;
+    ctx.last = offset;
+    ctx.next = offset;
+    ctx.start = start_ns;
+    let ev = Event::Grant(Grant {
+        ts_ns,
+        cpu,
+        req_cpu,
+        pid,
+        tgid,
+        id,
+        swap_type,
+        offset,
+        order,
+        nr,
+        batch,
+        start_ns,
+    });
+    Ok((ev, FolioStep { cpu, ctx }))
+}
+
+fn decode_swapin_delta(
+    d: &mut Dec<'_>,
+    prev: &FolioDeltas,
+) -> Result<(Event, FolioStep), &'static str> {
+    let cpu = get_u32(d, "cpu out of range")?;
+    let mut ctx = prev.of(cpu);
+    let flags = d.u8()?;
+    if flags >> 6 != 0 {
+        return Err("unknown swapin-delta flags");
+    }
+    let ts_ns = get_zz(d, ctx.ts)?;
+    let id = d.varint()? ^ ctx.id;
+    let pid = if flags & 1 != 0 {
+        get_u32_zz(d, ctx.pid, "pid out of range")?
+    } else {
+        ctx.pid
+    };
+    let tgid = if flags & 2 != 0 {
+        get_u32_zz(d, pid, "tgid out of range")?
+    } else {
+        pid
+    };
+    let swap_type = if flags & 4 != 0 { d.u8()? } else { ctx.ty };
+    let offset = if flags & 8 != 0 {
+        get_zz(d, ctx.next)?
+    } else {
+        ctx.next
+    };
+    let order_byte = if flags & 16 != 0 { d.u8()? } else { ctx.order };
+    let folio_flags = if flags & 32 != 0 {
+        get_u32(d, "flags out of range")?
+    } else {
+        0
+    };
+    let order = (order_byte != swapscope_common::ORDER_UNKNOWN).then_some(order_byte);
+    ctx.ts = ts_ns;
+    ctx.id = id;
+    ctx.pid = pid;
+    ctx.ty = swap_type;
+    ctx.order = order_byte;
+    ctx.last = offset;
+    ctx.next = past(offset, order.unwrap_or(0));
+    let ev = Event::SwapIn(SwapIn {
+        ts_ns,
+        cpu,
+        pid,
+        tgid,
+        id,
+        swap_type,
+        offset,
+        order,
+        flags: folio_flags,
+    });
+    Ok((ev, FolioStep { cpu, ctx }))
+}
+
+fn decode_writeout_folio(
+    d: &mut Dec<'_>,
+    prev: &FolioDeltas,
+) -> Result<(Event, FolioStep), &'static str> {
+    let (ts_ns, cpu, mut ctx) = delta_head(d, prev)?;
+    let pid = get_u32_zz(d, ctx.pid, "pid out of range")?;
+    let tgid = get_u32_zz(d, pid, "tgid out of range")?;
+    let swap_type = d.u8()?;
+    let offset = get_zz(d, ctx.last)?;
+    let order = d.u8()?;
+    let flags_pfn = d.varint()?;
+    let flags = u32::try_from(flags_pfn >> 1).map_err(|_| "flags out of range")?;
+    let pfn = if flags_pfn & 1 == 1 {
+        let pfn = get_zz(d, ctx.pfn)?;
+        ctx.pfn = past(pfn, order);
+        Some(pfn)
+    } else {
+        None
+    };
+    ctx.pid = pid;
+    ctx.ty = swap_type;
+    ctx.order = order;
+    ctx.last = offset;
+    ctx.next = past(offset, order);
+    let ev = Event::Writeout(Writeout {
+        ts_ns,
+        cpu,
+        pid,
+        tgid,
+        swap_type,
+        offset,
+        order,
+        pfn,
+        flags,
+    });
+    Ok((ev, FolioStep { cpu, ctx }))
+}
+
+fn decode_cluster_delta(
+    d: &mut Dec<'_>,
+    prev: &FolioDeltas,
+) -> Result<(Event, FolioStep), &'static str> {
+    let (ts_ns, cpu, mut ctx) = delta_head(d, prev)?;
+    let swap_type = d.u8()?;
+    let cluster = get_u32_zz(d, ctx.cluster, "cluster out of range")?;
+    let list = d.u8()?;
+    let old_list = d.u8()?;
+    let order = d.u8()?;
+    let count = u16::try_from(d.varint()?).map_err(|_| "count out of range")?;
+    ctx.cluster = cluster;
+    let ev = Event::Cluster(ClusterMove {
+        ts_ns,
+        cpu,
+        swap_type,
+        cluster,
+        list,
+        old_list,
+        order,
+        count,
+    });
+    Ok((ev, FolioStep { cpu, ctx }))
+}
+
 /// Decodes one record body. Unknown kinds give `Ok(None)` (the caller skips and counts them); a
 /// known kind whose body does not match its layout exactly is an error.
 pub fn decode_record(
@@ -460,6 +1134,19 @@ pub fn decode_record(
             let w = decode_writeout_delta(body, &mut WriteoutDeltas::default())
                 .map_err(|r| bad(r.to_owned()))?;
             Event::Writeout(w)
+        }
+        RecordKind::AllocDelta
+        | RecordKind::FreeDelta
+        | RecordKind::GrantDelta
+        | RecordKind::SwapInDelta
+        | RecordKind::WriteoutFolio
+        | RecordKind::ClusterDelta => {
+            // Likewise: alone, as if first in its chunk.
+            match decode_folio_delta(known, body, &mut FolioDeltas::default()) {
+                Some(Ok(ev)) => ev,
+                Some(Err(r)) => return Err(bad(r.to_owned())),
+                None => return Err(bad("not a delta kind".to_owned())),
+            }
         }
         _ => {
             let mut d = Dec::new(body);
@@ -1234,7 +1921,7 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_never_panic(k in 0u16..19, body in prop::collection::vec(any::<u8>(), 0..80)) {
+        fn arbitrary_bodies_never_panic(k in 0u16..25, body in prop::collection::vec(any::<u8>(), 0..80)) {
             let _ = decode_record(k, &body, SHIFT);
         }
     }
@@ -1242,12 +1929,12 @@ pub(crate) mod tests {
     #[test]
     fn every_kind_is_in_the_table_at_its_code() {
         let codes: Vec<u16> = RecordKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=17).collect::<Vec<u16>>());
+        assert_eq!(codes, (1..=23).collect::<Vec<u16>>());
         for code in 0..=u16::MAX {
             let k = RecordKind::from_code(code);
             assert_eq!(
                 k.map(RecordKind::code),
-                (1..=17).contains(&code).then_some(code)
+                (1..=23).contains(&code).then_some(code)
             );
         }
         let mut names: Vec<&str> = RecordKind::ALL.iter().map(|k| k.name()).collect();
@@ -1358,7 +2045,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_kinds_decode_to_none_and_bad_tags_are_errors() {
-        assert!(matches!(decode_record(18, b"whatever", SHIFT), Ok(None)));
+        assert!(matches!(decode_record(24, b"whatever", SHIFT), Ok(None)));
         assert!(matches!(decode_record(0xffff, &[], SHIFT), Ok(None)));
         let ev = Event::Alloc(Alloc {
             ts_ns: 1,

@@ -36,8 +36,9 @@ pub const MAGIC: [u8; 8] = *b"SWSCOPE\0";
 pub const FORMAT_MAJOR: u16 = 1;
 /// Additive changes (record kinds, header TLVs, chunk kinds, codecs) bump the minor version;
 /// readers skip what they do not know. 1.1 added `alloc-timed` records, 1.2 `writeout-delta`,
-/// 1.3 `swapin` and `cluster`, 1.4 `grant`.
-pub const FORMAT_MINOR: u16 = 4;
+/// 1.3 `swapin` and `cluster`, 1.4 `grant`, 1.5 the delta kinds of the full tier (`alloc-delta`,
+/// `free-delta`, `grant-delta`, `swapin-delta`, `writeout-folio`, `cluster-delta`).
+pub const FORMAT_MINOR: u16 = 5;
 /// `SWP_TYPE_SHIFT` on x86-64 (`MAX_SWAPFILES_SHIFT` = 5 bits of type above 58 bits of offset
 /// in the swap entry the BPF program reads).
 pub const DEFAULT_SWP_TYPE_SHIFT: u8 = 58;

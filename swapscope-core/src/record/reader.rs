@@ -503,6 +503,7 @@ impl<R: Read> Reader<R> {
         self.pending.reserve(h.n_records as usize);
         let mut d = Dec::new(raw);
         let mut deltas = codec::WriteoutDeltas::default();
+        let mut folio_deltas = codec::FolioDeltas::default();
         let result = loop {
             if d.remaining() == 0 {
                 break Ok(());
@@ -512,6 +513,17 @@ impl<R: Read> Reader<R> {
                 Err(reason) => break Err(reason.to_owned()),
             };
             records += 1;
+            if let Some(k) = codec::RecordKind::from_code(kind)
+                && let Some(r) = codec::decode_folio_delta(k, body, &mut folio_deltas)
+            {
+                match r {
+                    Ok(ev) => {
+                        self.pending.push(ev);
+                        continue;
+                    }
+                    Err(reason) => break Err(format!("bad {} record: {reason}", k.name())),
+                }
+            }
             if let Some(ev) = codec::decode_alloc_free(kind, body) {
                 self.pending.push(ev);
                 continue;

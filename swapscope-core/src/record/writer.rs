@@ -25,9 +25,12 @@ pub struct WriterOptions {
     /// (1..=[`MAX_CHUNK_BYTES`]; values outside are clamped).
     pub chunk_bytes: usize,
     pub compression: Compression,
-    /// Store writeouts as `writeout-delta` records (format 1.2: about 10 bytes each before
-    /// compression instead of 48, and half the bytes on disk) rather than as BPF bytes.
-    pub delta_writeouts: bool,
+    /// Store writeouts, allocs, frees, grants, swap-ins and cluster moves as the delta kinds of
+    /// format 1.5 (`writeout-folio`, `alloc-delta`, ...: each coded against the chunk's previous
+    /// record of the same CPU; a third less on disk than plain records for the full tier, and
+    /// for writeouts as small as format 1.2's `writeout-delta`) rather than as BPF bytes and
+    /// plain records.
+    pub delta_records: bool,
 }
 
 impl Default for WriterOptions {
@@ -38,7 +41,7 @@ impl Default for WriterOptions {
         WriterOptions {
             chunk_bytes: 1 << 20,
             compression: Compression::Zstd { level: 1 },
-            delta_writeouts: true,
+            delta_records: true,
         }
     }
 }
@@ -85,9 +88,9 @@ pub struct Writer<W: Write> {
     seq: u64,
     stats: WriterStats,
     failed: bool,
-    delta_writeouts: bool,
-    /// The chunk's previous writeout, for `writeout-delta` records (reset with every chunk).
-    deltas: codec::WriteoutDeltas,
+    delta_records: bool,
+    /// The chunk's previous alloc, free, grant or swap-in, for their delta kinds (likewise).
+    folio_deltas: codec::FolioDeltas,
 }
 
 impl<W: Write> Writer<W> {
@@ -122,23 +125,41 @@ impl<W: Write> Writer<W> {
                 ..WriterStats::default()
             },
             failed: false,
-            delta_writeouts: options.delta_writeouts,
-            deltas: codec::WriteoutDeltas::default(),
+            delta_records: options.delta_records,
+            folio_deltas: codec::FolioDeltas::default(),
         })
     }
 
-    /// Appends one event. Writeouts are stored as BPF bytes split with the header's
-    /// `swp_type_shift`; one that shift cannot represent is refused, as is a string over 64 KiB.
+    /// Appends one event. With `delta_records` (the default) writeouts, allocs, frees, grants,
+    /// swap-ins and cluster moves are stored as their delta kinds (format 1.5), coded against the
+    /// chunk's previous record of the same CPU; without, writeouts are stored as BPF bytes split
+    /// with the header's `swp_type_shift` (one that shift cannot represent is refused) and the
+    /// rest as plain records. A string over 64 KiB is refused.
     pub fn push(&mut self, ev: &Event) -> Result<(), FormatError> {
-        if let (Event::Writeout(w), true) = (ev, self.delta_writeouts) {
-            let mut deltas = self.deltas;
-            self.append(|out| {
-                codec::encode_writeout_delta(w, &mut deltas, out);
-                Ok((codec::RecordKind::WriteoutDelta, w.ts_ns))
-            })?;
-            // `append` may have written the chunk out (then the state starts over).
-            if self.n_records > 0 {
-                self.deltas = deltas;
+        if self.delta_records && codec::folio_delta_kind(ev).is_some() {
+            let deltas = std::mem::take(&mut self.folio_deltas);
+            let mut step = None;
+            let appended = self.append(|out| {
+                let (kind, s) = codec::encode_folio_delta(ev, &deltas, out).ok_or_else(|| {
+                    FormatError::InvalidEvent {
+                        reason: "no delta kind for this event".to_owned(),
+                    }
+                })?;
+                step = Some(s);
+                Ok((kind, ev.ts()))
+            });
+            // A chunk written out by `append` starts the state over; a record that was not
+            // appended leaves it as it was.
+            match (appended, step) {
+                (Ok(()), Some(step)) if self.n_records > 0 => {
+                    self.folio_deltas = deltas;
+                    self.folio_deltas.apply(step);
+                }
+                (Ok(()), _) => {}
+                (Err(e), _) => {
+                    self.folio_deltas = deltas;
+                    return Err(e);
+                }
             }
             return Ok(());
         }
@@ -286,7 +307,7 @@ impl<W: Write> Writer<W> {
         self.raw.clear();
         self.n_records = 0;
         self.chunk_ts = None;
-        self.deltas = codec::WriteoutDeltas::default();
+        self.folio_deltas = codec::FolioDeltas::default();
     }
 
     /// Compresses and writes the buffered records as an EVENTS chunk; nothing if empty.
