@@ -566,21 +566,11 @@ fn past(offset: u64, order: u8) -> u64 {
 }
 
 /// Appends the delta body of `ev` (its kind is [`folio_delta_kind`]; `None`, and nothing
-/// appended, for any other event) and says how it moves `prev` on. Layouts (docs/format.md,
-/// kinds 18–21; `zz` a zigzag varint of the difference from the previous record's field — the
-/// timestamp the chunk's, the rest the CPU's —, `v` a varint):
-/// - alloc-delta: `head u8` (bits 0–3 order, 4–5 result: 0 unknown, 1 success, 2 failure;
-///   bit 6 latency follows; bit 7 inferred), `ts zz, cpu v, id ^ prev id v`, then on success
-///   `swap_type u8, offset zz`, then `latency_ns v` if bit 6;
-/// - free-delta: `ts zz, cpu v, swap_type u8, offset zz, nr v`;
-/// - grant-delta: `ts zz, cpu v, req_cpu − cpu (zigzag v), pid zz, tgid − pid (zigzag v),
-///   id ^ prev id v, swap_type u8, offset zz, order u8, nr v, n v, n × slot (zigzag v of the
-///   difference from the one before, offset before the first), start v` (as kind 15);
-/// - swapin-delta: `ts zz, cpu v, pid zz, tgid − pid (zigzag v), id ^ prev id v, swap_type u8,
-///   offset zz, order u8, flags v`.
-///
-/// The offset is coded against the slot past the CPU's previous record's slots (a grant's own
-/// offset: its folio's alloc comes next).
+/// appended, for any other event) and says how it moves `prev` on ([`FolioDeltas::apply`]). The
+/// layouts, byte by byte, are docs/format.md's kinds 18–23: every body starts with `cpu` (a
+/// varint, which picks the context) and the timestamp against the context's; fields equal to the
+/// context's are left out behind a flags byte (free, grant, swap-in) or coded as differences
+/// from it; a folio id is XORed with the context's.
 pub fn encode_folio_delta(
     ev: &Event,
     prev: &FolioDeltas,
@@ -877,29 +867,42 @@ fn decode_alloc_delta(
     Ok((ev, FolioStep { cpu, ctx }))
 }
 
+/// The head of a delta body with a flags byte (free, grant, swap-in): `cpu`, the flags (which
+/// fields differ from the context; bits outside `known` are a bad record), the timestamp.
+fn flagged_head(
+    d: &mut Dec<'_>,
+    prev: &FolioDeltas,
+    known: u8,
+) -> Result<(Ts, u32, CpuDeltas, u8), &'static str> {
+    let cpu = get_u32(d, "cpu out of range")?;
+    let flags = d.u8()?;
+    if flags & !known != 0 {
+        return Err("unknown flag bits in a delta record");
+    }
+    let mut ctx = prev.of(cpu);
+    let ts = get_zz(d, ctx.ts)?;
+    ctx.ts = ts;
+    Ok((ts, cpu, ctx, flags))
+}
+
+/// A field a delta body holds when `stored` (its flag is set), else the context's value `or`.
+fn flagged<T>(
+    d: &mut Dec<'_>,
+    stored: bool,
+    or: T,
+    read: impl FnOnce(&mut Dec<'_>) -> Result<T, &'static str>,
+) -> Result<T, &'static str> {
+    if stored { read(d) } else { Ok(or) }
+}
+
 fn decode_free_delta(
     d: &mut Dec<'_>,
     prev: &FolioDeltas,
 ) -> Result<(Event, FolioStep), &'static str> {
-    let cpu = get_u32(d, "cpu out of range")?;
-    let mut ctx = prev.of(cpu);
-    let flags = d.u8()?;
-    if flags >> 3 != 0 {
-        return Err("unknown free-delta flags");
-    }
-    let ts_ns = get_zz(d, ctx.ts)?;
-    let swap_type = if flags & 1 != 0 { d.u8()? } else { ctx.ty };
-    let offset = if flags & 2 != 0 {
-        get_zz(d, ctx.next)?
-    } else {
-        ctx.next
-    };
-    let nr = if flags & 4 != 0 {
-        get_u32(d, "nr out of range")?
-    } else {
-        ctx.nr
-    };
-    ctx.ts = ts_ns;
+    let (ts_ns, cpu, mut ctx, flags) = flagged_head(d, prev, 0b111)?;
+    let swap_type = flagged(d, flags & 1 != 0, ctx.ty, |d| d.u8())?;
+    let offset = flagged(d, flags & 2 != 0, ctx.next, |d| get_zz(d, ctx.next))?;
+    let nr = flagged(d, flags & 4 != 0, ctx.nr, |d| get_u32(d, "nr out of range"))?;
     ctx.ty = swap_type;
     ctx.nr = nr;
     ctx.last = offset;
@@ -918,38 +921,21 @@ fn decode_grant_delta(
     d: &mut Dec<'_>,
     prev: &FolioDeltas,
 ) -> Result<(Event, FolioStep), &'static str> {
-    let cpu = get_u32(d, "cpu out of range")?;
-    let mut ctx = prev.of(cpu);
-    let flags = d.u8()?;
-    let ts_ns = get_zz(d, ctx.ts)?;
+    let (ts_ns, cpu, mut ctx, flags) = flagged_head(d, prev, 0xff)?;
     let id = d.varint()? ^ ctx.id;
-    let req_cpu = if flags & 1 != 0 {
-        get_u32_zz(d, cpu, "req_cpu out of range")?
-    } else {
-        cpu
-    };
-    let pid = if flags & 2 != 0 {
-        get_u32_zz(d, ctx.pid, "pid out of range")?
-    } else {
-        ctx.pid
-    };
-    let tgid = if flags & 4 != 0 {
-        get_u32_zz(d, pid, "tgid out of range")?
-    } else {
-        pid
-    };
-    let swap_type = if flags & 8 != 0 { d.u8()? } else { ctx.ty };
-    let offset = if flags & 16 != 0 {
-        get_zz(d, ctx.next)?
-    } else {
-        ctx.next
-    };
-    let order = if flags & 32 != 0 { d.u8()? } else { ctx.order };
-    let nr = if flags & 64 != 0 {
-        get_u32(d, "nr out of range")?
-    } else {
-        1
-    };
+    let req_cpu = flagged(d, flags & 1 != 0, cpu, |d| {
+        get_u32_zz(d, cpu, "req_cpu out of range")
+    })?;
+    let pid = flagged(d, flags & 2 != 0, ctx.pid, |d| {
+        get_u32_zz(d, ctx.pid, "pid out of range")
+    })?;
+    let tgid = flagged(d, flags & 4 != 0, pid, |d| {
+        get_u32_zz(d, pid, "tgid out of range")
+    })?;
+    let swap_type = flagged(d, flags & 8 != 0, ctx.ty, |d| d.u8())?;
+    let offset = flagged(d, flags & 16 != 0, ctx.next, |d| get_zz(d, ctx.next))?;
+    let order = flagged(d, flags & 32 != 0, ctx.order, |d| d.u8())?;
+    let nr = flagged(d, flags & 64 != 0, 1, |d| get_u32(d, "nr out of range"))?;
     let mut batch = Vec::new();
     if flags & 128 != 0 {
         let n = usize::try_from(d.varint()?).map_err(|_| "batch count out of range")?;
@@ -969,7 +955,6 @@ fn decode_grant_delta(
             .checked_sub(v - 1)
             .ok_or("a grant's request starts before time 0")?,
     };
-    ctx.ts = ts_ns;
     ctx.id = id;
     ctx.pid = pid;
     ctx.ty = swap_type;
@@ -998,38 +983,19 @@ fn decode_swapin_delta(
     d: &mut Dec<'_>,
     prev: &FolioDeltas,
 ) -> Result<(Event, FolioStep), &'static str> {
-    let cpu = get_u32(d, "cpu out of range")?;
-    let mut ctx = prev.of(cpu);
-    let flags = d.u8()?;
-    if flags >> 6 != 0 {
-        return Err("unknown swapin-delta flags");
-    }
-    let ts_ns = get_zz(d, ctx.ts)?;
+    let (ts_ns, cpu, mut ctx, flags) = flagged_head(d, prev, 0b11_1111)?;
     let id = d.varint()? ^ ctx.id;
-    let pid = if flags & 1 != 0 {
-        get_u32_zz(d, ctx.pid, "pid out of range")?
-    } else {
-        ctx.pid
-    };
-    let tgid = if flags & 2 != 0 {
-        get_u32_zz(d, pid, "tgid out of range")?
-    } else {
-        pid
-    };
-    let swap_type = if flags & 4 != 0 { d.u8()? } else { ctx.ty };
-    let offset = if flags & 8 != 0 {
-        get_zz(d, ctx.next)?
-    } else {
-        ctx.next
-    };
-    let order_byte = if flags & 16 != 0 { d.u8()? } else { ctx.order };
-    let folio_flags = if flags & 32 != 0 {
-        get_u32(d, "flags out of range")?
-    } else {
-        0
-    };
+    let pid = flagged(d, flags & 1 != 0, ctx.pid, |d| {
+        get_u32_zz(d, ctx.pid, "pid out of range")
+    })?;
+    let tgid = flagged(d, flags & 2 != 0, pid, |d| {
+        get_u32_zz(d, pid, "tgid out of range")
+    })?;
+    let swap_type = flagged(d, flags & 4 != 0, ctx.ty, |d| d.u8())?;
+    let offset = flagged(d, flags & 8 != 0, ctx.next, |d| get_zz(d, ctx.next))?;
+    let order_byte = flagged(d, flags & 16 != 0, ctx.order, |d| d.u8())?;
+    let folio_flags = flagged(d, flags & 32 != 0, 0, |d| get_u32(d, "flags out of range"))?;
     let order = (order_byte != swapscope_common::ORDER_UNKNOWN).then_some(order_byte);
-    ctx.ts = ts_ns;
     ctx.id = id;
     ctx.pid = pid;
     ctx.ty = swap_type;
