@@ -256,3 +256,33 @@ fn a_command_that_cannot_start_is_refused_before_anything_exists() {
         "only data.txt"
     );
 }
+
+/// `--version` names what a bug report needs: the version, the commit built from, the BPF event
+/// schema and the recording format this binary writes.
+#[test]
+fn version_names_the_commit_the_bpf_schema_and_the_format() {
+    let o = Command::new(EXE)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{EXE}: {e}"));
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    let want = format!("swapscope {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&want), "{text}");
+    let tail = format!(
+        ", BPF schema {}, format {}.{})\n",
+        swapscope_common::SCHEMA_VERSION,
+        swapscope::record::FORMAT_MAJOR,
+        swapscope::record::FORMAT_MINOR
+    );
+    assert!(text.ends_with(&tail), "{text}");
+    let commit = &text[want.len()..text.len() - tail.len()];
+    assert!(
+        commit == "unknown"
+            || commit
+                .trim_end_matches("-dirty")
+                .chars()
+                .all(|c| c.is_ascii_hexdigit()),
+        "{commit:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, the test suite, the demo and the VM tests. Every command installs what
 //! it needs first (idempotently, quietly when everything is present).
 
+mod dist;
 mod duckdb;
 mod vm;
 
@@ -39,6 +40,9 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         seconds: u32,
     },
+    /// What ships: static (musl) binaries for x86_64 and aarch64 in target/dist/ with
+    /// SHA256SUMS, checked (static, size, --version and doctor, aarch64 under qemu-user).
+    Dist,
     /// swapscope on Debian kernels (6.1, 6.12, newest 7.x) in QEMU (TCG); see docs/vm-tests.md.
     Vm(vm::VmArgs),
     /// Benchmarks: `report` throughput and memory per swap slot on simulated recordings of
@@ -109,7 +113,12 @@ fn main() -> ExitCode {
         Cmd::Setup => setup().and_then(|()| host_packages(TEST_PACKAGES)),
         Cmd::Test => setup()
             .and_then(|()| host_packages(TEST_PACKAGES))
+            .and_then(|()| host_packages(dist::DIST_PACKAGES))
             .and_then(|()| test()),
+        Cmd::Dist => setup()
+            .and_then(|()| host_packages(dist::DIST_PACKAGES))
+            .and_then(|()| dist::dist())
+            .and_then(|b| dist::check(&b)),
         Cmd::Run { output, seconds } => setup().and_then(|()| run_demo(&output, seconds)),
         Cmd::Vm(args) => setup()
             .and_then(|()| host_packages(VM_PACKAGES))
@@ -510,6 +519,11 @@ fn test() -> Result<()> {
     // ones (its tests ran above; this is the run a kernel developer would do).
     step("a model from outside: cargo run -p custom-model (examples/custom-model)");
     run(Command::new(cargo()).args(["run", "--quiet", "--package", "custom-model"]))?;
+    // What ships: the static binaries, built as `cargo xtask dist` builds them, and checked.
+    step("what ships: static binaries for x86_64 and aarch64 (cargo xtask dist)");
+    let built = dist::dist()?;
+    dist::check(&built)?;
+    step(&format!("shipped: {}", dist::describe(&built)));
     // The live host test needs root and BTF.
     let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
     if !is_root() || !btf {

@@ -150,9 +150,13 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
             .map_err(|_| std::io::Error::other("a path with a NUL byte"))
     };
     let (f, t) = (c(from)?, c(to)?);
-    // SAFETY: two valid NUL-terminated paths, relative to the working directory (AT_FDCWD).
+    // The system call itself rather than the C library's wrapper: the musl that static builds
+    // link (`cargo xtask dist`) has no `renameat2`.
+    // SAFETY: two valid NUL-terminated paths, relative to the working directory (AT_FDCWD); the
+    // arguments are renameat2(2)'s, in its order and types.
     let r = unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             libc::AT_FDCWD,
             f.as_ptr(),
             libc::AT_FDCWD,

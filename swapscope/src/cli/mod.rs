@@ -15,8 +15,21 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
+/// `swapscope --version`: the version, the commit built from, the BPF event schema and the
+/// recording format it writes (what a bug report needs to name).
+pub static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {}, BPF schema {}, format {}.{})",
+        env!("CARGO_PKG_VERSION"),
+        env!("SWAPSCOPE_COMMIT"),
+        swapscope_common::SCHEMA_VERSION,
+        swapscope_core::record::FORMAT_MAJOR,
+        swapscope_core::record::FORMAT_MINOR,
+    )
+});
+
 #[derive(Parser, Debug)]
-#[command(name = "swapscope", version, about = "Watch the Linux swap allocator from eBPF", long_about = None)]
+#[command(name = "swapscope", version = VERSION.as_str(), about = "Watch the Linux swap allocator from eBPF", long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
