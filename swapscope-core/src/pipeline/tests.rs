@@ -6,6 +6,17 @@ use crate::source::sim::SimSource;
 use crate::testkit::{file_source, recording};
 use crate::workload::{self, WorkloadSpec};
 
+/// Counts what reaches it into a counter a stop condition can read.
+struct Seen(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Sink for Seen {
+    fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
+        self.0
+            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// A sink that counts what reaches it and asks to stop after `stop_after` events.
 #[derive(Default)]
 struct Count {
@@ -115,8 +126,17 @@ fn replay_paced_by_timestamps_waits_and_pauses() {
     };
     let mut c = Count::default();
     let t0 = Instant::now();
-    let r = run(&mut replay, &mut [&mut c], &mut || {
-        t0.elapsed() > Duration::from_millis(30)
+    // 30 ms from the first event delivered (not from the start: on a loaded machine opening the
+    // file can take longer than that), or 10 s without one (then the assertion below fails).
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut s = Seen(seen.clone());
+    let mut first: Option<Instant> = None;
+    let r = run(&mut replay, &mut [&mut c, &mut s], &mut || {
+        if first.is_none() && seen.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            first = Some(Instant::now());
+        }
+        first.is_some_and(|f| f.elapsed() > Duration::from_millis(30))
+            || t0.elapsed() > Duration::from_secs(10)
     });
     assert!(r.is_ok());
     assert!(c.events > 0, "the first events are delivered at once");
