@@ -72,12 +72,13 @@ const FILE: HostPackage = HostPackage {
 /// What `dist` and its checks need from Debian.
 pub(crate) const DIST_PACKAGES: &[HostPackage] = &[MUSL_TOOLS, GCC_AARCH64, QEMU_USER, FILE];
 
-/// One built binary.
+/// One built binary, and its Debian package.
 pub(crate) struct Built {
     pub arch: &'static str,
     pub path: PathBuf,
     pub bytes: u64,
     pub seconds: f64,
+    pub deb: PathBuf,
 }
 
 /// The rustup targets `dist` builds for, added when missing.
@@ -144,20 +145,37 @@ pub(crate) fn dist() -> Result<Vec<Built>> {
             path,
             bytes,
             seconds,
+            deb: PathBuf::new(),
         });
+    }
+    // Man pages and completions from the binary for this host's arch (the same definitions are
+    // in both), then one package per binary.
+    let files = out_dir.join("package-files");
+    if let Some(host) = built.iter().find(|b| b.arch == env::consts::ARCH) {
+        run(runner(host).arg("__package-files").arg(&files))?;
+    } else {
+        bail!(
+            "no binary for this host's arch ({}) to write the man pages",
+            env::consts::ARCH
+        );
+    }
+    for b in &mut built {
+        b.deb = deb(b, &files)?;
     }
     let names: Vec<String> = built
         .iter()
-        .filter_map(|b| b.path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .flat_map(|b| [&b.path, &b.deb])
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     let sums = output(Command::new("sha256sum").args(&names).current_dir(&out_dir))?;
     fs::write(out_dir.join("SHA256SUMS"), sums)?;
     for b in &built {
         step(&format!(
-            "{}: {:.1} MiB, built in {:.0} s",
+            "{}: {:.1} MiB, built in {:.0} s; {}",
             b.path.display(),
             b.bytes as f64 / f64::from(1 << 20),
-            b.seconds
+            b.seconds,
+            b.deb.display()
         ));
     }
     Ok(built)
@@ -221,7 +239,77 @@ pub(crate) fn check(built: &[Built]) -> Result<()> {
             step(&format!("{shown} doctor --json: answered ({})", o.status));
         }
     }
-    same_report_everywhere(built)
+    same_report_everywhere(built)?;
+    least_privilege(built)?;
+    for b in built {
+        check_deb(&b.deb)?;
+    }
+    Ok(())
+}
+
+/// The tier `serve` starts with as user `nobody` holding `caps` (setpriv; `[]`: none), read
+/// from its first line.
+fn tier_as_nobody(bin: &Path, caps: &[&str]) -> Result<String> {
+    let mut c = Command::new("timeout");
+    c.args([
+        "8",
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ]);
+    if caps.is_empty() {
+        c.arg("--inh-caps=-all");
+    } else {
+        let list: Vec<String> = caps.iter().map(|c| format!("+{c}")).collect();
+        c.arg(format!("--inh-caps=-all,{}", list.join(",")))
+            .arg(format!("--ambient-caps=-all,{}", list.join(",")));
+    }
+    let o = c
+        .arg(bin)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .context("starting setpriv")?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    err.lines()
+        .find_map(|l| l.split(", tier ").nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .map(str::to_string)
+        .with_context(|| format!("serve as nobody printed no tier: {}", err.trim()))
+}
+
+/// The service's capabilities are the least that work: as `nobody` with CAP_BPF and
+/// CAP_PERFMON only (swapscope-serve.service's), `serve` gets the BPF tiers (tracepoint or
+/// full), and without them only the counters tier. Root on a BTF kernel only (setpriv).
+fn least_privilege(built: &[Built]) -> Result<()> {
+    let Some(b) = built.iter().find(|b| b.arch == env::consts::ARCH) else {
+        return Ok(());
+    };
+    if !crate::is_root() || !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        step("least privilege: not checked (needs root and BTF)");
+        return Ok(());
+    }
+    // A copy outside the build tree, readable and executable by nobody.
+    let copy = env::temp_dir().join(format!("swapscope-dist-check-{}", std::process::id()));
+    fs::copy(&b.path, &copy)?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755))?;
+    }
+    let with = tier_as_nobody(&copy, &["bpf", "perfmon"]);
+    let without = tier_as_nobody(&copy, &[]);
+    let _ = fs::remove_file(&copy);
+    let (with, without) = (with?, without?);
+    if with == "counters" || without != "counters" {
+        bail!(
+            "as nobody, serve got tier {with} with CAP_BPF + CAP_PERFMON and {without} without: \
+             the unit's capabilities are not what the probes need"
+        );
+    }
+    step(&format!(
+        "least privilege: as nobody, tier {with} with CAP_BPF + CAP_PERFMON, {without} without"
+    ));
+    Ok(())
 }
 
 /// A recording the shipped binaries replay, each on its own arch.
@@ -280,4 +368,400 @@ pub(crate) fn describe(built: &[Built]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The Debian architecture of a built binary.
+fn deb_arch(arch: &str) -> &'static str {
+    match arch {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    }
+}
+
+const UNIT: &str = "[Unit]
+Description=swapscope exporter: the swap allocator's large-folio fallback for Prometheus
+Documentation=man:swapscope-serve(1) file:///usr/share/swapscope/dashboards/README.md
+After=network.target
+
+[Service]
+Type=exec
+EnvironmentFile=-/etc/default/swapscope
+ExecStart=/usr/bin/swapscope serve --listen ${SWAPSCOPE_LISTEN} $SWAPSCOPE_OPTS
+# No root: a user of its own, with only what loading BPF programs and reading their ring buffer
+# needs (BPF memory is charged to the cgroup since 5.11: no CAP_SYS_RESOURCE for RLIMIT_MEMLOCK).
+DynamicUser=yes
+AmbientCapabilities=CAP_BPF CAP_PERFMON
+CapabilityBoundingSet=CAP_BPF CAP_PERFMON
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+LockPersonality=yes
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+SystemCallArchitectures=native
+Restart=on-failure
+RestartSec=5s
+
+[Install]
+WantedBy=multi-user.target
+";
+
+const DEFAULTS: &str = "# swapscope-serve.service reads this file.
+# Where /metrics and /healthz listen. Loopback by default: give another address to be scraped
+# from elsewhere (e.g. 0.0.0.0:9866), and keep the port behind your firewall.
+SWAPSCOPE_LISTEN=127.0.0.1:9866
+# Other `swapscope serve` options, e.g. --models all or --tier counters.
+SWAPSCOPE_OPTS=
+";
+
+const COPYRIGHT: &str = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: swapscope
+Source: https://example.invalid/swapscope
+
+Files: *
+Copyright: 2024-2026 the swapscope authors
+License: MIT or Apache-2.0
+ On Debian systems the full text of the Apache License 2.0 is in
+ /usr/share/common-licenses/Apache-2.0. The MIT license: Permission is hereby granted, free of
+ charge, to any person obtaining a copy of this software and associated documentation files,
+ to deal in the Software without restriction, subject to including the copyright notice and
+ this permission notice in all copies or substantial portions of the Software. THE SOFTWARE IS
+ PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND.
+";
+
+const POSTINST: &str = "#!/bin/sh
+set -e
+# The unit is installed disabled: enabling an exporter is the administrator's decision. An
+# upgrade restarts it if it runs (as dh_installsystemd's snippets do).
+if [ \"$1\" = configure ] && [ -z \"${DPKG_ROOT:-}\" ] && [ -d /run/systemd/system ]; then
+\tsystemctl --system daemon-reload >/dev/null || true
+\tdeb-systemd-invoke try-restart swapscope-serve.service >/dev/null || true
+fi
+";
+
+const PRERM: &str = "#!/bin/sh
+set -e
+if [ \"$1\" = remove ] && [ -z \"${DPKG_ROOT:-}\" ] && [ -d /run/systemd/system ]; then
+\tdeb-systemd-invoke stop swapscope-serve.service >/dev/null || true
+fi
+";
+
+const POSTRM: &str = "#!/bin/sh
+set -e
+if [ -z \"${DPKG_ROOT:-}\" ] && [ -d /run/systemd/system ]; then
+\tsystemctl --system daemon-reload >/dev/null || true
+fi
+";
+
+/// The lintian tags a static binary draws, per Debian architecture. Static on purpose: one file
+/// that runs on any host of its arch whatever its C library (the same binary `cargo xtask dist`
+/// ships alone). On amd64 it is static-pie (ELF type DYN without a program interpreter), which
+/// lintian reads as a shared library; on arm64 it is a plain static executable.
+fn lintian_overrides(arch: &str) -> &'static str {
+    match arch {
+        "amd64" => "swapscope: shared-library-lacks-prerequisites [usr/bin/swapscope]\n",
+        _ => "swapscope: statically-linked-binary [usr/bin/swapscope]\n",
+    }
+}
+
+fn write_mode(path: &Path, text: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Some(d) = path.parent() {
+        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for e in fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type()?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            write_mode(&dst, &fs::read(&src)?, 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+/// A Debian package of one built binary: the binary, man pages and completions generated from
+/// its clap definitions, the dashboards, `swapscope-serve.service` (installed disabled) and
+/// `/etc/default/swapscope`. Built with `dpkg-deb`, owned by root.
+pub(crate) fn deb(b: &Built, files: &Path) -> Result<PathBuf> {
+    let version = env!("CARGO_PKG_VERSION");
+    let arch = deb_arch(b.arch);
+    let root = target_dir().join("dist").join(format!("deb-{arch}"));
+    if root.exists() {
+        fs::remove_dir_all(&root)?;
+    }
+    write_mode(&root.join("usr/bin/swapscope"), &fs::read(&b.path)?, 0o755)?;
+    for e in fs::read_dir(files.join("man"))? {
+        let e = e?;
+        let name = format!("{}.gz", e.file_name().to_string_lossy());
+        let dst = root.join("usr/share/man/man1").join(&name);
+        if let Some(d) = dst.parent() {
+            fs::create_dir_all(d)?;
+        }
+        let out = Command::new("gzip")
+            .args(["-9n", "-c"])
+            .arg(e.path())
+            .output()
+            .context("starting gzip")?;
+        if !out.status.success() {
+            bail!("gzip {} failed", e.path().display());
+        }
+        write_mode(&dst, &out.stdout, 0o644)?;
+    }
+    let c = files.join("completions");
+    for (from, to) in [
+        (
+            "swapscope",
+            "usr/share/bash-completion/completions/swapscope",
+        ),
+        ("_swapscope", "usr/share/zsh/vendor-completions/_swapscope"),
+        (
+            "swapscope.fish",
+            "usr/share/fish/vendor_completions.d/swapscope.fish",
+        ),
+    ] {
+        write_mode(&root.join(to), &fs::read(c.join(from))?, 0o644)?;
+    }
+    copy_tree(
+        &root_dir().join("dashboards"),
+        &root.join("usr/share/swapscope/dashboards"),
+    )?;
+    write_mode(
+        &root.join("usr/lib/systemd/system/swapscope-serve.service"),
+        UNIT.as_bytes(),
+        0o644,
+    )?;
+    write_mode(
+        &root.join("etc/default/swapscope"),
+        DEFAULTS.as_bytes(),
+        0o644,
+    )?;
+    write_mode(
+        &root.join("usr/share/doc/swapscope/copyright"),
+        COPYRIGHT.as_bytes(),
+        0o644,
+    )?;
+    let changelog = format!(
+        "swapscope ({version}) unstable; urgency=medium\n\n  * Built by cargo xtask dist.\n\n -- swapscope authors <swapscope@example.invalid>  Sun, 06 Dec 2026 00:00:00 +0000\n"
+    );
+    let gz = {
+        let tmp = root.join("changelog.tmp");
+        fs::write(&tmp, changelog)?;
+        let out = Command::new("gzip")
+            .args(["-9n", "-c"])
+            .arg(&tmp)
+            .output()
+            .context("starting gzip")?;
+        fs::remove_file(&tmp)?;
+        out.stdout
+    };
+    write_mode(
+        &root.join("usr/share/doc/swapscope/changelog.gz"),
+        &gz,
+        0o644,
+    )?;
+    write_mode(
+        &root.join("usr/share/lintian/overrides/swapscope"),
+        lintian_overrides(arch).as_bytes(),
+        0o644,
+    )?;
+    let installed_kb = du_kb(&root)?;
+    let control = format!(
+        "Package: swapscope
+Version: {version}
+Architecture: {arch}
+Maintainer: swapscope authors <swapscope@example.invalid>
+Installed-Size: {installed_kb}
+Section: admin
+Priority: optional
+Homepage: https://example.invalid/swapscope
+Description: watch the Linux swap allocator's large folios from eBPF
+ swapscope records every swap request, free, split and write-out with its folio
+ order and slot, samples the kernel's own counters beside them, and replays the
+ request stream through allocator models (the kernel's own per version and the
+ alternatives discussed upstream) to compare fragmentation and large-folio
+ success. It ships a terminal UI, recordings, reports and a Prometheus exporter
+ (swapscope-serve.service, installed disabled) with Grafana dashboards.
+"
+    );
+    let debian = root.join("DEBIAN");
+    write_mode(&debian.join("control"), control.as_bytes(), 0o644)?;
+    write_mode(
+        &debian.join("conffiles"),
+        b"/etc/default/swapscope\n",
+        0o644,
+    )?;
+    write_mode(&debian.join("postinst"), POSTINST.as_bytes(), 0o755)?;
+    write_mode(&debian.join("prerm"), PRERM.as_bytes(), 0o755)?;
+    write_mode(&debian.join("postrm"), POSTRM.as_bytes(), 0o755)?;
+    let sums = output(
+        Command::new("sh")
+            .args(["-c", "find usr -type f -print0 | sort -z | xargs -0 md5sum"])
+            .current_dir(&root),
+    )?;
+    write_mode(&debian.join("md5sums"), sums.as_bytes(), 0o644)?;
+    let deb = target_dir()
+        .join("dist")
+        .join(format!("swapscope_{version}_{arch}.deb"));
+    run(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zxz", "--build"])
+        .arg(&root)
+        .arg(&deb))?;
+    Ok(deb)
+}
+
+fn du_kb(dir: &Path) -> Result<u64> {
+    let out = output(
+        Command::new("du")
+            .args(["-sk", "--exclude=DEBIAN"])
+            .arg(dir),
+    )?;
+    out.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .context("du printed no size")
+}
+
+const LINTIAN: HostPackage = HostPackage {
+    name: "lintian",
+    file: "/usr/bin/lintian",
+    for_what: "checking the Debian package",
+};
+
+/// What the package checks need beyond [`DIST_PACKAGES`].
+pub(crate) const DEB_PACKAGES: &[HostPackage] = &[LINTIAN];
+
+/// Files under `root` outside dpkg's own database.
+fn files_outside_dpkg(root: &Path) -> Result<Vec<String>> {
+    let out = output(Command::new("find").arg(root).args([
+        "-path",
+        "*/var/lib/dpkg",
+        "-prune",
+        "-o",
+        "-type",
+        "f",
+        "-print",
+    ]))?;
+    Ok(out.lines().map(str::to_string).collect())
+}
+
+/// The checks of a package: lintian (errors fail; the rest is printed), the unit verifies
+/// (`systemd-analyze verify` against the package's own tree), and it installs, reinstalls over
+/// itself (the upgrade path: prerm upgrade, postinst configure) and purges cleanly in a fresh
+/// dpkg root, leaving nothing behind.
+pub(crate) fn check_deb(deb: &Path) -> Result<()> {
+    let shown = deb.display().to_string();
+    let lint = Command::new("lintian")
+        .args([
+            "--no-tag-display-limit",
+            "--suppress-tags",
+            "no-manual-page",
+        ])
+        .arg(deb)
+        .output()
+        .context("starting lintian")?;
+    let text = String::from_utf8_lossy(&lint.stdout);
+    for l in text.lines() {
+        step(&format!("lintian: {l}"));
+    }
+    if text.lines().any(|l| l.starts_with("E: ")) {
+        bail!("lintian found errors in {shown}");
+    }
+    let dpkg_root = target_dir().join("dist").join("dpkg-root");
+    if dpkg_root.exists() {
+        fs::remove_dir_all(&dpkg_root)?;
+    }
+    for d in [
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "var/lib/dpkg/triggers",
+    ] {
+        fs::create_dir_all(dpkg_root.join(d))?;
+    }
+    for f in ["var/lib/dpkg/status", "var/lib/dpkg/available"] {
+        fs::write(dpkg_root.join(f), "")?;
+    }
+    let dpkg = |args: &[&str]| -> Result<()> {
+        run(Command::new("dpkg")
+            .arg(format!("--root={}", dpkg_root.display()))
+            .args([
+                "--force-script-chrootless",
+                "--force-not-root",
+                "--force-unsafe-io",
+                "--log=/dev/null",
+            ])
+            .args(args))
+    };
+    let deb_arg = deb.to_string_lossy().into_owned();
+    let arch = output(Command::new("dpkg-deb").args(["-f", &deb_arg, "Architecture"]))?;
+    let host = output(Command::new("dpkg").arg("--print-architecture"))?;
+    let mut extra = Vec::new();
+    if arch.trim() != host.trim() {
+        extra.push("--force-architecture");
+    }
+    let install: Vec<&str> = extra.iter().copied().chain(["-i", &deb_arg]).collect();
+    dpkg(&install)?;
+    let unit = dpkg_root.join("usr/lib/systemd/system/swapscope-serve.service");
+    for f in [
+        "usr/bin/swapscope",
+        "etc/default/swapscope",
+        "usr/share/man/man1/swapscope.1.gz",
+        "usr/share/man/man1/swapscope-serve.1.gz",
+        "usr/share/bash-completion/completions/swapscope",
+        "usr/share/swapscope/dashboards/overview.json",
+    ] {
+        if !dpkg_root.join(f).exists() {
+            bail!("{shown} installed no /{f}");
+        }
+    }
+    if !unit.exists() {
+        bail!("{shown} installed no swapscope-serve.service");
+    }
+    // The unit as installed, but for the binary's path: verify checks that `ExecStart` names an
+    // executable, and /usr/bin/swapscope is in the dpkg root, not on this host.
+    let verify_dir = target_dir().join("dist").join("unit-verify");
+    fs::create_dir_all(&verify_dir)?;
+    let copy = verify_dir.join("swapscope-serve.service");
+    let installed_bin = dpkg_root.join("usr/bin/swapscope");
+    fs::write(
+        &copy,
+        fs::read_to_string(&unit)?.replace(
+            "ExecStart=/usr/bin/swapscope",
+            &format!("ExecStart={}", installed_bin.display()),
+        ),
+    )?;
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .output()
+        .context("starting systemd-analyze")?;
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    if !verify.status.success() || !complaints.trim().is_empty() {
+        bail!("systemd-analyze verify of the unit: {}", complaints.trim());
+    }
+    step(&format!("{shown}: installed; the unit verifies"));
+    dpkg(&install)?;
+    step(&format!("{shown}: reinstalled over itself"));
+    dpkg(&["--purge", "swapscope"])?;
+    let left = files_outside_dpkg(&dpkg_root)?;
+    if !left.is_empty() {
+        bail!("purging {shown} left {}", left.join(", "));
+    }
+    step(&format!("{shown}: purged, nothing left behind"));
+    fs::remove_dir_all(&dpkg_root)?;
+    Ok(())
 }

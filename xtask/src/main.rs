@@ -40,8 +40,9 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         seconds: u32,
     },
-    /// What ships: static (musl) binaries for x86_64 and aarch64 in target/dist/ with
-    /// SHA256SUMS, checked (static, size, --version and doctor, aarch64 under qemu-user).
+    /// What ships: static (musl) binaries for x86_64 and aarch64 and a Debian package of each
+    /// in target/dist/ with SHA256SUMS, checked (static, size, --version and doctor, aarch64
+    /// under qemu-user; lintian, the unit verifies, install/reinstall/purge in a dpkg root).
     Dist,
     /// swapscope on Debian kernels (6.1, 6.12, newest 7.x) in QEMU (TCG); see docs/vm-tests.md.
     Vm(vm::VmArgs),
@@ -114,9 +115,11 @@ fn main() -> ExitCode {
         Cmd::Test => setup()
             .and_then(|()| host_packages(TEST_PACKAGES))
             .and_then(|()| host_packages(dist::DIST_PACKAGES))
+            .and_then(|()| host_packages(dist::DEB_PACKAGES))
             .and_then(|()| test()),
         Cmd::Dist => setup()
             .and_then(|()| host_packages(dist::DIST_PACKAGES))
+            .and_then(|()| host_packages(dist::DEB_PACKAGES))
             .and_then(|()| dist::dist())
             .and_then(|b| dist::check(&b)),
         Cmd::Run { output, seconds } => setup().and_then(|()| run_demo(&output, seconds)),

@@ -5,6 +5,7 @@ mod doctor;
 mod dump;
 mod export;
 mod live;
+mod package;
 mod record;
 mod report;
 mod serve;
@@ -103,6 +104,14 @@ pub enum Command {
     /// The toucher `stress` runs inside its cgroup (internal).
     #[command(name = "__touch", hide = true)]
     Touch(stress::TouchArgs),
+    /// The files a package ships beside the binary, generated from these very definitions:
+    /// man pages (`swapscope(1)` and one per subcommand) and bash, zsh and fish completions,
+    /// written under DIR (`cargo xtask dist` packs them).
+    #[command(name = "__package-files", hide = true)]
+    PackageFiles {
+        /// Where to write `man/` and `completions/`.
+        dir: PathBuf,
+    },
 }
 
 /// Signal handlers (stop, SIGUSR1 markers) and the marker inputs of a live session: the inbox
@@ -188,6 +197,7 @@ impl Command {
             | Command::Replay(_)
             | Command::Stress(_)
             | Command::Touch(_)
+            | Command::PackageFiles { .. }
             | Command::Export(_)
             | Command::Serve(_) => false,
         }
@@ -228,5 +238,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Stress(args) => stress::run(args),
         Command::Touch(args) => stress::touch(args),
+        Command::PackageFiles { dir } => package::write(&dir),
     }
 }
