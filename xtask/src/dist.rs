@@ -509,18 +509,7 @@ pub(crate) fn deb(b: &Built, files: &Path) -> Result<PathBuf> {
         let e = e?;
         let name = format!("{}.gz", e.file_name().to_string_lossy());
         let dst = root.join("usr/share/man/man1").join(&name);
-        if let Some(d) = dst.parent() {
-            fs::create_dir_all(d)?;
-        }
-        let out = Command::new("gzip")
-            .args(["-9n", "-c"])
-            .arg(e.path())
-            .output()
-            .context("starting gzip")?;
-        if !out.status.success() {
-            bail!("gzip {} failed", e.path().display());
-        }
-        write_mode(&dst, &out.stdout, 0o644)?;
+        write_mode(&dst, &gzip(&e.path())?, 0o644)?;
     }
     let c = files.join("completions");
     for (from, to) in [
@@ -561,13 +550,9 @@ pub(crate) fn deb(b: &Built, files: &Path) -> Result<PathBuf> {
     let gz = {
         let tmp = root.join("changelog.tmp");
         fs::write(&tmp, changelog)?;
-        let out = Command::new("gzip")
-            .args(["-9n", "-c"])
-            .arg(&tmp)
-            .output()
-            .context("starting gzip")?;
+        let gz = gzip(&tmp);
         fs::remove_file(&tmp)?;
-        out.stdout
+        gz?
     };
     write_mode(
         &root.join("usr/share/doc/swapscope/changelog.gz"),
@@ -622,6 +607,19 @@ Description: watch the Linux swap allocator's large folios from eBPF
         .arg(&root)
         .arg(&deb))?;
     Ok(deb)
+}
+
+/// `gzip -9n` of a file (no name or time stamp inside: the same bytes every build).
+fn gzip(path: &Path) -> Result<Vec<u8>> {
+    let out = Command::new("gzip")
+        .args(["-9n", "-c"])
+        .arg(path)
+        .output()
+        .context("starting gzip")?;
+    if !out.status.success() {
+        bail!("gzip {} failed", path.display());
+    }
+    Ok(out.stdout)
 }
 
 fn du_kb(dir: &Path) -> Result<u64> {
