@@ -3,7 +3,9 @@
 //!
 //! ```
 //! use swapscope_core::engine::{Engine, EngineConfig};
-//! let mut engine = Engine::new(swapscope_core::models::all(), EngineConfig::default());
+//! // The models: `swapscope_models::all()` (the built-in ones), or any `Box<dyn AllocatorModel>`.
+//! let models = Vec::new();
+//! let mut engine = Engine::new(models, EngineConfig::default());
 //! # let events: Vec<swapscope_core::event::Event> = Vec::new();
 //! for ev in &events {
 //!     engine.feed(ev);

@@ -117,11 +117,6 @@ pub fn of_kernel(release: &str) -> Option<&'static str> {
     })
 }
 
-/// One instance of every model, in [`NAMES`] order.
-pub fn all() -> Vec<Box<dyn AllocatorModel>> {
-    NAMES.iter().filter_map(|n| by_name(n)).collect()
-}
-
 mod select;
 pub use select::{SelectError, all_names, select};
 
