@@ -292,6 +292,8 @@ pub enum Feed {
     Grant,
     /// Requests refused beside 7.x's grants.
     GrantRefusal,
+    /// 7.x: large folios' refusals inside the allocator's lock, ahead of [`Feed::GrantRefusal`].
+    GrantRefusalLocked,
     /// Slots given back.
     Free,
     /// Whole-cluster frees of a THP where the free hook does not see them.
@@ -308,13 +310,14 @@ pub enum Feed {
 
 impl Feed {
     /// Every feed.
-    pub const ALL: [Feed; 12] = [
+    pub const ALL: [Feed; 13] = [
         Feed::Writeout,
         Feed::Alloc,
         Feed::AllocShmem,
         Feed::AllocTiming,
         Feed::Grant,
         Feed::GrantRefusal,
+        Feed::GrantRefusalLocked,
         Feed::Free,
         Feed::FreeThp,
         Feed::Split,
@@ -332,6 +335,7 @@ impl Feed {
             Feed::AllocTiming => "alloc-timing",
             Feed::Grant => "grant",
             Feed::GrantRefusal => "grant-refusal",
+            Feed::GrantRefusalLocked => "grant-refusal-lock",
             Feed::Free => "free",
             Feed::FreeThp => "free-thp",
             Feed::Split => "split",
@@ -379,8 +383,11 @@ pub mod counter {
     /// (the program of its chain that runs first was skipped because another task was inside
     /// it on that CPU).
     pub const RESCUED: u32 = 4;
+    /// 7.x: large folios' refusals reported inside the allocator's lock (the rest of the
+    /// refusals come from the charge hook, after it).
+    pub const REFUSED_IN_LOCK: u32 = RESCUED + crate::rescue::NR;
     /// Number of counters.
-    pub const NR: u32 = RESCUED + crate::rescue::NR;
+    pub const NR: u32 = REFUSED_IN_LOCK + 1;
 }
 
 /// Kernel layout facts the loader reads from the running kernel's BTF and writes into the BPF

@@ -52,6 +52,10 @@ pub struct KernelDeltas {
     /// The write-out program's tracepoint hits and those it filtered out.
     pub writeout_hits: Option<u64>,
     pub writeout_filtered: Option<u64>,
+    /// 7.x: large folios' refusals the probe reported inside the allocator's lock, at the
+    /// kernel's moment of decision (the others come from the charge hook after it).
+    #[serde(default)]
+    pub refusals_in_lock: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -524,6 +528,7 @@ fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
                 "probe/inuse_checks" => k.inuse_checks = Some(delta),
                 "probe/inuse_mismatches" => k.inuse_mismatches = Some(delta),
                 "probe/writeout_filtered" => k.writeout_filtered = Some(delta),
+                "probe/refusals_in_lock" => k.refusals_in_lock = Some(delta),
                 "vmstat/pswpout" => k.pswpout_pages = delta,
                 "vmstat/pswpin" => k.pswpin_pages = delta,
                 "vmstat/thp_swpout_fallback" => k.thp_swpout_fallback = delta,
@@ -680,6 +685,18 @@ impl Report {
                     s,
                     "  cluster list moves: {} seen; list completeness check: {} mismatches in {} checks",
                     st.cluster_events, st.real_cluster_mismatches, st.real_cluster_checks
+                );
+            }
+            if let Some(n) = self.kernel.refusals_in_lock {
+                let large: u64 = self
+                    .failed_requests_by_order
+                    .iter()
+                    .filter(|(o, _)| **o > 0)
+                    .map(|(_, n)| *n)
+                    .sum();
+                let _ = writeln!(
+                    s,
+                    "  large-folio refusals reported inside the allocator's lock: {n} of {large}"
                 );
             }
             for (feed, n) in self.kernel.missed_events.iter().filter(|(_, n)| **n > 0) {

@@ -103,6 +103,20 @@ pub(crate) fn grant_charge_refused_body(ctx: &FEntryContext) -> u32 {
         return 0;
     }
     let folio: *const u8 = ctx.arg(0);
+    // A refusal already reported inside the lock ([`grant_slow_refused`]): its mark is taken
+    // back, and any stale mark of this task (whose charge was missed) is cleared.
+    let task = bpf_get_current_pid_tgid();
+    if let Some(p) = REFUSED_IN_LOCK.get_ptr_mut(refusal_slot(task)) {
+        // SAFETY: an entry of an array map; only this task writes a mark of its own.
+        let [who, what] = unsafe { core::ptr::read_volatile(p) };
+        if who == task {
+            // SAFETY: as above.
+            unsafe { core::ptr::write_volatile(p, [0, 0]) };
+            if what == folio as u64 {
+                return 0;
+            }
+        }
+    }
     // SAFETY: arg 0 is the BTF-typed folio pointer; offsets come from BTF.
     let raw_swap = unsafe { load_u64(folio, l.folio_swap_off) };
     let Some((swap_val, _)) = launder(raw_swap, 0) else {
@@ -114,6 +128,66 @@ pub(crate) fn grant_charge_refused_body(ctx: &FEntryContext) -> u32 {
     // SAFETY: as above.
     let order = unsafe { folio_order(&l, folio) };
     emit_grant(ctx, 0, 0, 0, order, entry_start())
+}
+
+/// Task slots of [`REFUSED_IN_LOCK`] (a power of two).
+const REFUSAL_SLOTS: u32 = 4096;
+
+/// Per task (thread id modulo [`REFUSAL_SLOTS`]): a large folio's refusal [`grant_slow_refused`]
+/// reported inside the allocator's lock, as (task, folio pointer), until the task's
+/// [`grant_charge_refused`] takes it back instead of reporting the refusal a second time. An
+/// array, not a hash map: the charge hook runs preemptible, and a hash map update takes a bucket
+/// lock whose release is a preemption point.
+#[map]
+pub(crate) static REFUSED_IN_LOCK: Array<[u64; 2]> = Array::with_max_entries(REFUSAL_SLOTS, 0);
+
+#[inline(always)]
+fn refusal_slot(task: u64) -> u32 {
+    (task as u32) & (REFUSAL_SLOTS - 1)
+}
+
+/// 7.x: `unsigned long cluster_alloc_swap_entry(struct swap_info_struct *si, struct folio
+/// *folio)`, the slow path's scan of one device, run under the per-CPU cluster's local lock
+/// (preemption off). A large folio tries one device only, so 0 there is the refusal, decided
+/// here. [`grant_charge_refused`] would report it only once the lock is released, and a task
+/// preempted in between lets others allocate and free first: on one vCPU the model then replayed
+/// their grants before the refusal's scans had rotated the lists, and the other way round. The
+/// refusal is reported here when the task's mark slot is free (else, as before, at the charge);
+/// order 0 is left to the charge hook (it may try the next device, or retry after a discard).
+#[fexit(function = "cluster_alloc_swap_entry")]
+pub fn grant_slow_refused(ctx: FExitContext) -> u32 {
+    let l = layout();
+    if l.valid == 0 {
+        return 0;
+    }
+    let folio: *const u8 = ctx.arg(1);
+    let ret: u64 = ctx.arg(2);
+    if ret != 0 || folio.is_null() {
+        return 0;
+    }
+    // SAFETY: arg 1 is the BTF-typed folio pointer, not null; offsets come from BTF.
+    let order = unsafe { folio_order(&l, folio) };
+    if order == 0 {
+        return 0;
+    }
+    let task = bpf_get_current_pid_tgid();
+    let Some(p) = REFUSED_IN_LOCK.get_ptr_mut(refusal_slot(task)) else {
+        return 0;
+    };
+    // SAFETY: an entry of an array map. Another task whose thread id shares the slot may hold
+    // it (its charge not run yet): then this refusal is left to the charge hook.
+    let [who, _] = unsafe { core::ptr::read_volatile(p) };
+    if who != 0 && who != task {
+        return 0;
+    }
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(p, [task, folio as u64]) };
+    // Under the local lock: the CPU whose per-CPU clusters were looked at.
+    // SAFETY: plain helper call.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let (_, start_ns) = entry_start();
+    bump(counter::REFUSED_IN_LOCK);
+    emit_grant(&ctx, 0, 0, 0, order, (cpu, start_ns))
 }
 
 /// 6.12: `int scan_swap_map_slots(struct swap_info_struct *si, unsigned char usage, int nr,

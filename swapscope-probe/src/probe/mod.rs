@@ -187,6 +187,14 @@ pub const CANDIDATES: &[Candidate] = &[
         ret: Some("int"),
     },
     Candidate {
+        feeds: Feed::GrantRefusalLocked,
+        program: "grant_slow_refused",
+        hook: Hook::FExit,
+        func: "cluster_alloc_swap_entry",
+        params: &[SI, "struct folio *"],
+        ret: Some("long unsigned int"),
+    },
+    Candidate {
         feeds: Feed::Free,
         program: "free_si_ci_start_nr",
         hook: Hook::FExit,
@@ -361,6 +369,11 @@ fn not_needed(c: &Candidate, fed: &[Feed], programs: &[&str]) -> Option<String> 
     }
     if c.feeds == Feed::GrantRefusal && !programs.contains(&"grant_cache_add") {
         return Some("refusals are ordered this way only beside 7.x's grants".into());
+    }
+    if c.feeds == Feed::GrantRefusalLocked && !programs.contains(&"grant_charge_refused") {
+        return Some(
+            "it hands its refusals over to the charge hook's program, not attached".into(),
+        );
     }
     if c.feeds == Feed::AllocShmem && !programs.contains(&"req_add_to_swap") {
         return Some("the request feed attached sees shmem's requests too".into());
@@ -703,6 +716,11 @@ impl LiveProbe {
     }
 
     /// Per-CPU counters summed over CPUs, indexed by `swapscope_common::counter`.
+    /// Whether a program of `feed` attached.
+    pub fn has_feed(&self, feed: Feed) -> bool {
+        self.attached.iter().any(|c| c.feeds == feed)
+    }
+
     pub fn counters(&self) -> [u64; counter::NR as usize] {
         let mut out = [0u64; counter::NR as usize];
         for (i, slot) in out.iter_mut().enumerate() {
@@ -1048,6 +1066,36 @@ mod tests {
             .filter(|f| f.rescue_slot().is_some())
             .count();
         assert_eq!(rescued, rescue::NR as usize);
+    }
+
+    /// The in-lock refusal program hands its refusals over to the charge hook's program, which
+    /// takes its marks back: alone it would report them with nothing to stop a second report
+    /// missing, so the planner wants it only beside that program.
+    #[test]
+    fn refusals_in_the_lock_are_wanted_only_beside_the_charge_hook() {
+        let Some(c) = CANDIDATES
+            .iter()
+            .find(|c| c.feeds == Feed::GrantRefusalLocked)
+        else {
+            panic!("no candidate feeds {}", Feed::GrantRefusalLocked);
+        };
+        let fed = [Feed::Alloc, Feed::Grant];
+        let alone = ["req_folio_alloc_swap", "grant_cache_add"];
+        assert!(not_needed(c, &fed, &alone).is_some());
+        let fed = [Feed::Alloc, Feed::Grant, Feed::GrantRefusal];
+        let beside = [
+            "req_folio_alloc_swap",
+            "grant_cache_add",
+            "grant_charge_refused",
+        ];
+        assert_eq!(not_needed(c, &fed, &beside), None);
+        let fed = [
+            Feed::Alloc,
+            Feed::Grant,
+            Feed::GrantRefusal,
+            Feed::GrantRefusalLocked,
+        ];
+        assert!(not_needed(c, &fed, &beside).is_some());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use swapscope_common::{counter, kind};
+use swapscope_common::{Feed, counter, kind};
 
 use super::{Log, Poll, Source, SourceError, Summary, markers::Inbox};
 use crate::{
@@ -454,6 +454,12 @@ fn probe_counts(probe: &LiveProbe, inuse: &InuseCheck, v: &mut Vec<(String, u64)
         "probe/writeout_filtered".into(),
         c[counter::FILTERED as usize],
     ));
+    if probe.has_feed(Feed::GrantRefusalLocked) {
+        v.push((
+            "probe/refusals_in_lock".into(),
+            c[counter::REFUSED_IN_LOCK as usize],
+        ));
+    }
     v.push(("probe/inuse_checks".into(), inuse.checks));
     v.push(("probe/inuse_mismatches".into(), inuse.mismatches));
     for (feed, misses, rescued) in probe.missed_events() {

@@ -477,6 +477,24 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
         s.push_str(&format!(
             "    full tier: order-4 requests {req4} ({fail4} refused), fallback splits {split4} vs Δswpout_fallback {fb4}\n"
         ));
+        // 7.x: large refusals reported inside the allocator's lock, where they are decided (the
+        // rest from the charge hook once the lock is released, when the task's mark slot was
+        // taken). Never more than the large refusals: the charge hook does not report one twice.
+        if let Some(in_lock) = k.refusals_in_lock {
+            let large: u64 = r
+                .failed_requests_by_order
+                .iter()
+                .filter(|(o, _)| **o > 0)
+                .map(|(_, n)| *n)
+                .sum();
+            s.push_str(&format!(
+                "    large-folio refusals reported inside the allocator's lock: {in_lock} of {large}\n"
+            ));
+            ensure!(
+                in_lock <= large,
+                "{in_lock} refusals reported inside the lock, more than the {large} large refusals"
+            );
+        }
         // A folio written once per slot it was given, unless a second process keeps a swap-cache
         // folio mapped: re-dirtied, it is written again without a new request.
         if sc.exact_writeouts && requests_complete && missed_writeout == 0 {
