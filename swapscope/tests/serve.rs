@@ -15,7 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use prom::{EXE, Prometheus, Serve, dashboard_queries, get, prometheus_or_skip, substitute};
+use prom::{
+    EXE, Prometheus, Serve, dashboard_queries, get, prometheus_or_skip, rules_dir, substitute,
+};
 
 fn data(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -107,6 +109,102 @@ fn prometheus_scrapes_each_tier_and_every_dashboard_query_has_data() {
             .ok()
     });
     assert_eq!(last, Some(1048.0), "{refused:?}");
+}
+
+/// The name of every recording rule in dashboards/rules/*.yml.
+fn recorded_names() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(rules_dir())
+        .unwrap_or_else(|e| panic!("{}: {e}", rules_dir().display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        out.extend(
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("- record:"))
+                .map(|n| n.trim().to_string()),
+        );
+    }
+    out
+}
+
+/// The fleet view (dashboards/fleet.json over dashboards/rules/): three exporters replaying
+/// recordings of different hosts and kernels (two 7.3 full-tier VMs, a 6.18 tracepoint-tier
+/// host) scraped by one Prometheus with the rules loaded. `promtool check rules` is clean, every
+/// rule evaluates to series, every per-host fleet query has all three instances, the per-kernel
+/// one both kernels, and the per-model ones the full-tier models.
+#[test]
+fn the_fleet_view_covers_every_host_kernel_and_model() {
+    if !prometheus_or_skip("the fleet test") {
+        return;
+    }
+    let check = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(rules_dir().join("swapscope-fleet.yml"))
+        .output()
+        .unwrap_or_else(|e| panic!("promtool: {e}"));
+    assert!(
+        check.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Each replay lasts 10-14 s, so Prometheus sees its counters rise.
+    let hosts = [
+        Serve::start(&["--replay", &data("vm-7.3-full-timed.swsc"), "--speed", "4"]),
+        Serve::start(&["--replay", &data("vm-7.3-full-frag.swsc"), "--speed", "2"]),
+        Serve::start(&[
+            "--replay",
+            &data("host-6.18-tracepoint.swsc"),
+            "--speed",
+            "0.4",
+        ]),
+    ];
+    let addrs: Vec<_> = hosts.iter().map(|h| h.addr).collect();
+    let prom = Prometheus::start(&tmp("fleet"), &addrs);
+    prom.wait_targets_up(3, 60);
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(16));
+    let window = start.elapsed().as_secs() + 5;
+    let labels =
+        |series: &[serde_json::Value], label: &str| -> std::collections::BTreeSet<String> {
+            series
+                .iter()
+                .filter_map(|s| s["metric"][label].as_str().map(str::to_string))
+                .collect()
+        };
+    for name in recorded_names() {
+        assert!(
+            !prom.range(&name, window).is_empty(),
+            "recording rule {name} has no series"
+        );
+    }
+    let kernels = labels(&prom.range("swapscope_info", window), "kernel");
+    assert_eq!(kernels.len(), 2, "{kernels:?}");
+    let queries: Vec<_> = dashboard_queries()
+        .into_iter()
+        .filter(|(f, _, _)| f == "fleet.json")
+        .collect();
+    assert!(queries.len() >= 7, "{} fleet queries", queries.len());
+    for (_, title, expr) in &queries {
+        let q = substitute(expr);
+        let series = prom.range(&q, window);
+        if expr.contains("by (kernel, size)") || title.contains("kernel release") {
+            assert_eq!(labels(&series, "kernel"), kernels, "{title}: {q}");
+        } else if expr.contains("by (model)") {
+            let models = labels(&series, "model");
+            assert!(models.len() >= 3, "{title}: models {models:?} ({q})");
+        } else if expr.contains("count by (kernel, tier)") {
+            assert_eq!(labels(&series, "kernel"), kernels, "{title}: {q}");
+        } else {
+            let instances = labels(&series, "instance");
+            assert_eq!(instances.len(), 3, "{title}: instances {instances:?} ({q})");
+        }
+    }
 }
 
 #[test]

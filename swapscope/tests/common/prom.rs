@@ -188,9 +188,12 @@ impl Prometheus {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        // The fleet dashboard's recording rules, evaluated every second like the scrapes.
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files: ['{}']\n\
              scrape_configs:\n  - job_name: swapscope\n    static_configs:\n      - targets: [{}]\n",
+            rules_dir().join("*.yml").display(),
             list.join(", ")
         );
         let cfg = dir.join("prometheus.yml");
@@ -294,6 +297,11 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// dashboards/rules: the recording rules the fleet dashboard reads.
+pub fn rules_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/rules")
+}
+
 /// Every PromQL expression of dashboards/*.json: (file, panel title, expression).
 pub fn dashboard_queries() -> Vec<(String, String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
@@ -334,4 +342,8 @@ pub fn substitute(expr: &str) -> String {
         .replace("$instance", ".*")
         .replace("${device}", ".*")
         .replace("$device", ".*")
+        .replace("${kernel}", ".*")
+        .replace("$kernel", ".*")
+        .replace("${size}", "64kB")
+        .replace("$size", "64kB")
 }
