@@ -42,6 +42,24 @@ pub enum ProbeError {
     Attach { probe: String, reason: String },
     #[error("BPF map {0} missing from the object (build mismatch)")]
     Map(&'static str),
+    #[error(
+        "this kernel uses {page_kib} KiB pages (swap clusters of {cluster_slots} slots); swapscope's slot maps and models assume 4 KiB pages and 512-slot clusters: run it on a 4 KiB-page kernel (arm64: CONFIG_ARM64_4K_PAGES), or replay a recording made on one"
+    )]
+    PageSize { page_kib: u32, cluster_slots: u32 },
+}
+
+/// The kernel's page size fits swapscope's slot maps and models (4 KiB pages, whose PMD makes
+/// `SWAPFILE_CLUSTER` 512): a 16 KiB- or 64 KiB-page kernel (arm64 builds some; clusters of
+/// 2,048 or 8,192 slots there) is refused in one line rather than replayed through clusters of
+/// the wrong size.
+pub fn check_page_size(page_size: u32, cluster_slots: u32) -> Result<(), ProbeError> {
+    if page_size == 4096 {
+        return Ok(());
+    }
+    Err(ProbeError::PageSize {
+        page_kib: page_size / 1024,
+        cluster_slots,
+    })
 }
 
 /// Why one program (a full-tier candidate, a rescue twin) did not load or attach: one line for
@@ -551,6 +569,7 @@ impl LiveProbe {
         if BPF_OBJECT.is_empty() {
             return Err(ProbeError::NoObject);
         }
+        check_page_size(crate::host::page_size(), crate::host::swap_cluster_slots())?;
         let kbtf = KernelBtf::from_sys()?;
         let layout = kbtf.kernel_layout()?;
         let btf = aya::Btf::from_sys_fs().map_err(|e| ProbeError::Load(e.to_string()))?;
@@ -1096,6 +1115,22 @@ mod tests {
             Feed::GrantRefusalLocked,
         ];
         assert!(not_needed(c, &fed, &beside).is_some());
+    }
+
+    #[test]
+    fn only_4k_page_kernels_are_probed() {
+        assert!(check_page_size(4096, 512).is_ok());
+        for (page, slots) in [(16384, 2048), (65536, 8192)] {
+            let e = check_page_size(page, slots)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                e.contains(&format!("{} KiB pages", page / 1024))
+                    && e.contains(&format!("clusters of {slots} slots")),
+                "{page}/{slots}: {e}"
+            );
+        }
     }
 
     #[test]
