@@ -98,6 +98,51 @@ fn rust_targets() -> Result<()> {
     Ok(())
 }
 
+/// Builds target `t`'s static binary with the `dist` profile: its path under `target/` and the
+/// seconds it took.
+fn build(t: &DistTarget) -> Result<(PathBuf, f64)> {
+    step(&format!(
+        "building swapscope for {} (profile dist)",
+        t.triple
+    ));
+    let start = Instant::now();
+    let mut cmd = Command::new(cargo());
+    cmd.args([
+        "build",
+        "--locked",
+        "--profile",
+        "dist",
+        "--target",
+        t.triple,
+        "--package",
+        "swapscope",
+    ])
+    .env(format!("CC_{}", t.triple.replace('-', "_")), t.cc);
+    if let Some(l) = t.linker {
+        cmd.env(
+            format!(
+                "CARGO_TARGET_{}_LINKER",
+                t.triple.replace('-', "_").to_uppercase()
+            ),
+            l,
+        );
+    }
+    run(&mut cmd)?;
+    let path = target_dir().join(t.triple).join("dist").join("swapscope");
+    Ok((path, start.elapsed().as_secs_f64()))
+}
+
+/// The static binary for Debian architecture `deb_arch` (`arm64`), built as `dist` builds it
+/// (the VM tests of another architecture boot it): its path and build seconds.
+pub(crate) fn build_for(deb_arch: &str) -> Result<(PathBuf, f64)> {
+    rust_targets()?;
+    let t = TARGETS
+        .iter()
+        .find(|t| self::deb_arch(t.arch) == deb_arch)
+        .with_context(|| format!("no dist target for Debian architecture {deb_arch}"))?;
+    build(t)
+}
+
 /// Builds every target's binary with the `dist` profile and writes them, with `SHA256SUMS`, to
 /// `target/dist/`.
 pub(crate) fn dist() -> Result<Vec<Built>> {
@@ -107,35 +152,7 @@ pub(crate) fn dist() -> Result<Vec<Built>> {
     let version = env!("CARGO_PKG_VERSION");
     let mut built = Vec::new();
     for t in &TARGETS {
-        step(&format!(
-            "building swapscope for {} (profile dist)",
-            t.triple
-        ));
-        let start = Instant::now();
-        let mut cmd = Command::new(cargo());
-        cmd.args([
-            "build",
-            "--locked",
-            "--profile",
-            "dist",
-            "--target",
-            t.triple,
-            "--package",
-            "swapscope",
-        ])
-        .env(format!("CC_{}", t.triple.replace('-', "_")), t.cc);
-        if let Some(l) = t.linker {
-            cmd.env(
-                format!(
-                    "CARGO_TARGET_{}_LINKER",
-                    t.triple.replace('-', "_").to_uppercase()
-                ),
-                l,
-            );
-        }
-        run(&mut cmd)?;
-        let seconds = start.elapsed().as_secs_f64();
-        let from = target_dir().join(t.triple).join("dist").join("swapscope");
+        let (from, seconds) = build(t)?;
         let path = out_dir.join(format!("swapscope-{version}-{}-linux-musl", t.arch));
         fs::copy(&from, &path)
             .with_context(|| format!("copying {} to {}", from.display(), path.display()))?;
@@ -312,6 +329,20 @@ fn least_privilege(built: &[Built]) -> Result<()> {
     Ok(())
 }
 
+/// A report with the models' approximate heap (`mapping_bytes`) taken out: the one figure that
+/// follows the architecture (the hash tables' SIMD group width: 16 bytes on x86_64, 8 on
+/// aarch64), so the rest of two architectures' reports of one recording must be equal.
+pub(crate) fn without_heap(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove("mapping_bytes");
+            m.values_mut().for_each(without_heap);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(without_heap),
+        _ => {}
+    }
+}
+
 /// A recording the shipped binaries replay, each on its own arch.
 const SAMPLE: &str = "swapscope/tests/data/vm-7.3-full-frag.swsc";
 
@@ -319,16 +350,6 @@ const SAMPLE: &str = "swapscope/tests/data/vm-7.3-full-frag.swsc";
 /// one arch replays the same on another. Only `mapping_bytes` (the models' approximate heap, which
 /// follows the hash tables' SIMD group width: 16 bytes on x86_64, 8 on aarch64) may differ.
 fn same_report_everywhere(built: &[Built]) -> Result<()> {
-    fn without_heap(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(m) => {
-                m.remove("mapping_bytes");
-                m.values_mut().for_each(without_heap);
-            }
-            serde_json::Value::Array(a) => a.iter_mut().for_each(without_heap),
-            _ => {}
-        }
-    }
     let sample = root_dir().join(SAMPLE);
     let mut reports = Vec::new();
     for b in built {
@@ -760,6 +781,100 @@ pub(crate) fn check_deb(deb: &Path) -> Result<()> {
         bail!("purging {shown} left {}", left.join(", "));
     }
     step(&format!("{shown}: purged, nothing left behind"));
+    // An upgrade: the same package as an older version with another default listen address
+    // (its conffile), installed first, then this one over it. The conffile the user never
+    // edited takes the new contents; a purge after leaves nothing.
+    let (older, ours) = older_version_of(deb)?;
+    let older_arg = older.to_string_lossy().into_owned();
+    let install_older: Vec<&str> = extra.iter().copied().chain(["-i", &older_arg]).collect();
+    dpkg(&install_older)?;
+    dpkg(&install)?;
+    let conf = fs::read_to_string(dpkg_root.join("etc/default/swapscope"))?;
+    if conf != ours {
+        bail!("upgrading to {shown} kept the older package's /etc/default/swapscope");
+    }
+    let version = output(Command::new("dpkg-deb").args(["-f", &deb_arg, "Version"]))?;
+    let status = fs::read_to_string(dpkg_root.join("var/lib/dpkg/status"))?;
+    if !status.contains(&format!("Version: {}", version.trim())) {
+        bail!(
+            "after the upgrade dpkg does not list {shown}'s version {}",
+            version.trim()
+        );
+    }
+    dpkg(&["--purge", "swapscope"])?;
+    let left = files_outside_dpkg(&dpkg_root)?;
+    if !left.is_empty() {
+        bail!(
+            "purging after the upgrade to {shown} left {}",
+            left.join(", ")
+        );
+    }
+    step(&format!(
+        "{shown}: upgraded from an older version (its conffile replaced), purged, nothing left"
+    ));
     fs::remove_dir_all(&dpkg_root)?;
+    let _ = fs::remove_file(&older);
     Ok(())
+}
+
+/// The listen address the older package of the upgrade check ships in its conffile.
+const OLDER_LISTEN: &str = "127.0.0.1:9865";
+
+/// `deb` rebuilt as version `0.0.0~older-1` with [`OLDER_LISTEN`] in `/etc/default/swapscope`:
+/// what an installed older release looks like to dpkg, for the upgrade check. Also returns
+/// `deb`'s own `/etc/default/swapscope`.
+fn older_version_of(deb: &Path) -> Result<(PathBuf, String)> {
+    let work = target_dir().join("dist").join("older-deb");
+    if work.exists() {
+        fs::remove_dir_all(&work)?;
+    }
+    run(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&work))?;
+    let control = work.join("DEBIAN/control");
+    let text = fs::read_to_string(&control)?;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("Version: ") {
+                "Version: 0.0.0~older-1".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    fs::write(&control, text)?;
+    let conf = work.join("etc/default/swapscope");
+    let now = fs::read_to_string(&conf)?;
+    let older = now
+        .lines()
+        .map(|l| {
+            if l.starts_with("SWAPSCOPE_LISTEN=") {
+                format!("SWAPSCOPE_LISTEN={OLDER_LISTEN}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    if !older.contains(OLDER_LISTEN) {
+        bail!("{} sets no SWAPSCOPE_LISTEN to change", conf.display());
+    }
+    fs::write(&conf, older)?;
+    // md5sums must match the changed conffile: dpkg checks conffiles by their hash.
+    let sums = output(
+        Command::new("sh")
+            .arg("-c")
+            .arg("find . -type f ! -path './DEBIAN/*' -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 md5sum")
+            .current_dir(&work),
+    )?;
+    fs::write(work.join("DEBIAN/md5sums"), sums)?;
+    let out = target_dir().join("dist").join("swapscope-older.deb");
+    run(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zxz", "--build"])
+        .arg(&work)
+        .arg(&out))?;
+    fs::remove_dir_all(&work)?;
+    Ok((out, now))
 }

@@ -125,6 +125,13 @@ fn main() -> ExitCode {
         Cmd::Run { output, seconds } => setup().and_then(|()| run_demo(&output, seconds)),
         Cmd::Vm(args) => setup()
             .and_then(|()| host_packages(VM_PACKAGES))
+            .and_then(|()| {
+                if args.arch == vm::Arch::Arm64 {
+                    host_packages(&[QEMU_ARM]).and_then(|()| host_packages(dist::DIST_PACKAGES))
+                } else {
+                    Ok(())
+                }
+            })
             .and_then(|()| vm::vm(&args)),
         Cmd::Bench {
             no_doc,
@@ -261,6 +268,11 @@ const QEMU: HostPackage = HostPackage {
     file: "/usr/bin/qemu-system-x86_64",
     for_what: "the VM tests",
 };
+const QEMU_ARM: HostPackage = HostPackage {
+    name: "qemu-system-arm",
+    file: "/usr/bin/qemu-system-aarch64",
+    for_what: "the arm64 VM tests",
+};
 const BUSYBOX: HostPackage = HostPackage {
     name: "busybox-static",
     file: "/bin/busybox",
@@ -277,8 +289,9 @@ const PROMETHEUS: HostPackage = HostPackage {
 /// its promtool) for the exporter tests, QEMU and busybox for the VM tests. `cargo xtask run`
 /// needs none of them. (Debian's prometheus package does not start its service where
 /// policy-rc.d or the lack of systemd forbids it; the tests run their own on a free port.)
-const TEST_PACKAGES: &[HostPackage] = &[TMUX, PROMETHEUS, QEMU, BUSYBOX];
-/// What `cargo xtask vm` needs.
+const TEST_PACKAGES: &[HostPackage] = &[TMUX, PROMETHEUS, QEMU, QEMU_ARM, BUSYBOX];
+/// What `cargo xtask vm` needs (`--arch arm64`: also [`QEMU_ARM`] and what `dist` builds the
+/// aarch64 binary with; the guest's busybox comes from Debian's arm64 archive).
 const VM_PACKAGES: &[HostPackage] = &[QEMU, BUSYBOX];
 
 fn installed(p: &HostPackage) -> bool {
@@ -577,9 +590,14 @@ fn test() -> Result<()> {
             (V6_12, 1),
             (V7, 1),
         ],
+        vm::Arch::Amd64,
         false,
         900,
-    )
+    )?;
+    // arm64: Debian's arm64 kernels under qemu-system-aarch64 with the static aarch64 binary,
+    // the same scenario checks, and each recording replayed here to the guest's own report.
+    step("VM tests: cargo xtask vm --arch arm64: 6.12 and 7.x with 1 vCPU");
+    vm::run_matrix(&[(V6_12, 1), (V7, 1)], vm::Arch::Arm64, false, 900)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -810,6 +828,7 @@ fn bench_live_vm(o: &BenchVm) -> Result<()> {
         exe: Some(exe),
         bench: Some(bench.clone()),
         no_scenarios: true,
+        arch: vm::Arch::Amd64,
     };
     let mut shown = env::var("SWAPSCOPE_VM_BINARY")
         .map(|b| format!("SWAPSCOPE_VM_BINARY={b} "))

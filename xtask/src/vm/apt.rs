@@ -5,12 +5,15 @@ use super::*;
 pub struct Apt {
     pub(super) dir: PathBuf,
     pub(super) codename: String,
+    /// The Debian architecture whose packages it lists (the host's, or another one's kernels
+    /// and busybox for the VM tests).
+    pub(super) arch: Arch,
 }
 
 pub(super) const HOST_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
 
 impl Apt {
-    pub(super) fn new(dir: &Path) -> Result<Self> {
+    pub(super) fn new(dir: &Path, arch: Arch) -> Result<Self> {
         for d in ["lists/partial", "cache/archives/partial"] {
             fs::create_dir_all(dir.join(d))?;
         }
@@ -37,6 +40,7 @@ impl Apt {
         Ok(Apt {
             dir: dir.to_path_buf(),
             codename: String::new(),
+            arch,
         })
     }
 
@@ -80,6 +84,7 @@ impl Apt {
         Ok(Apt {
             dir: dir.to_path_buf(),
             codename,
+            arch: Arch::host(),
         })
     }
 
@@ -101,6 +106,8 @@ impl Apt {
             "-oAcquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false".into(),
             "-oAcquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false".into(),
             "-oAcquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false".into(),
+            format!("-oAPT::Architecture={}", self.arch.deb()),
+            format!("-oAPT::Architectures={}", self.arch.deb()),
         ]
     }
 
@@ -234,7 +241,8 @@ pub(super) fn depends_on(show: &str, prefix: &str) -> Option<(String, Option<Str
 }
 
 pub(super) fn resolve(spec: &Spec, apt: &Apt) -> Result<Resolved> {
-    let madison = apt.cache(&["madison", "linux-image-amd64"])?;
+    let meta = format!("linux-image-{}", apt.arch.deb());
+    let madison = apt.cache(&["madison", &meta])?;
     let mut best: Option<String> = None;
     for line in madison.lines() {
         let f: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -255,14 +263,14 @@ pub(super) fn resolve(spec: &Spec, apt: &Apt) -> Result<Resolved> {
     }
     let meta_ver = best.with_context(|| {
         format!(
-            "no linux-image-amd64 {}* in {} (apt-cache madison)",
+            "no {meta} {}* in {} (apt-cache madison)",
             spec.prefix,
             spec.suites.join("/")
         )
     })?;
-    let show = apt.cache(&["show", &format!("linux-image-amd64={meta_ver}")])?;
+    let show = apt.cache(&["show", &format!("{meta}={meta_ver}")])?;
     let (image, image_ver) = depends_on(&show, "linux-image-")
-        .context("linux-image-amd64 depends on no linux-image-<release>")?;
+        .with_context(|| format!("{meta} depends on no linux-image-<release>"))?;
     let image_ver = image_ver.unwrap_or_else(|| meta_ver.clone());
     let release = image
         .strip_prefix("linux-image-")
@@ -320,6 +328,26 @@ pub(super) fn fetch_tree(r: &Resolved, apt: &Apt, cache: &Path) -> Result<PathBu
         fs::write(&marker, r.packages.join("\n"))?;
     }
     Ok(tree)
+}
+
+/// Another architecture's static busybox for the guest (its newest `busybox-static` in the
+/// suites, downloaded and extracted once): the path of its binary.
+pub(super) fn foreign_busybox(apt: &Apt, cache: &Path) -> Result<PathBuf> {
+    let show = apt.cache(&["show", "--no-all-versions", "busybox-static"])?;
+    let version = show
+        .lines()
+        .find_map(|l| l.strip_prefix("Version: "))
+        .context("apt-cache show busybox-static gave no version")?
+        .trim()
+        .to_string();
+    let r = Resolved {
+        release: format!("busybox-static-{}", apt.arch.deb()),
+        packages: vec![format!("busybox-static={version}")],
+        version,
+    };
+    let tree = fetch_tree(&r, apt, cache)?;
+    first_existing([tree.join("usr/bin/busybox"), tree.join("bin/busybox")])
+        .with_context(|| format!("no busybox in {}", tree.display()))
 }
 
 pub(super) fn first_existing(cands: impl IntoIterator<Item = PathBuf>) -> Option<PathBuf> {

@@ -92,7 +92,26 @@ impl Cpio {
 /// Shared libraries `ldd` lists for `exe` (the dynamic loader included), by the path the binary
 /// asks for.
 pub(super) fn shared_libs(exe: &Path) -> Result<Vec<PathBuf>> {
-    let out = output(Command::new("ldd").arg(exe))?;
+    // A static binary (the dist builds) has none; ldd says so and exits 1.
+    let o = Command::new("ldd")
+        .arg(exe)
+        .output()
+        .with_context(|| format!("starting ldd {}", exe.display()))?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if said.contains("not a dynamic executable") {
+        return Ok(Vec::new());
+    }
+    ensure!(
+        o.status.success(),
+        "ldd {} failed: {}",
+        exe.display(),
+        said.trim()
+    );
+    let out = said;
     Ok(out
         .lines()
         .filter_map(|l| {
@@ -151,7 +170,7 @@ pub(super) fn guest_scenarios(scenarios: &[Scenario]) -> String {
 }
 
 pub(super) fn build_initramfs(
-    exe: &Path,
+    guest: &Guest<'_>,
     mods: &[(String, Vec<u8>)],
     out: &Path,
     scenarios: &[Scenario],
@@ -166,7 +185,12 @@ pub(super) fn build_initramfs(
     }
     c.chardev("/dev/console", 5, 1);
     c.chardev("/dev/null", 1, 3);
-    c.file("/bin/busybox", &fs::read(BUSYBOX)?, 0o755)?;
+    let exe = guest.exe;
+    c.file(
+        "/bin/busybox",
+        &fs::read(guest.busybox).with_context(|| format!("reading {}", guest.busybox.display()))?,
+        0o755,
+    )?;
     c.file(
         "/bin/swapscope",
         &fs::read(exe).with_context(|| format!("reading {}", exe.display()))?,

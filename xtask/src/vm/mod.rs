@@ -44,11 +44,60 @@ pub enum KernelSel {
     All,
 }
 
+/// The guest's architecture: Debian's kernels of that architecture, its static busybox, and a
+/// swapscope built for it, under the QEMU system emulator for it (TCG).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    #[default]
+    Amd64,
+    Arm64,
+}
+
+impl Arch {
+    /// The architecture xtask runs on.
+    pub(super) fn host() -> Arch {
+        if cfg!(target_arch = "aarch64") {
+            Arch::Arm64
+        } else {
+            Arch::Amd64
+        }
+    }
+
+    /// Debian's name for it.
+    pub(super) fn deb(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// The QEMU system emulator, its machine and the kernel's serial console.
+    pub(super) fn qemu(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Arch::Amd64 => ("qemu-system-x86_64", "q35", "ttyS0"),
+            Arch::Arm64 => ("qemu-system-aarch64", "virt", "ttyAMA0"),
+        }
+    }
+
+    /// What run names carry after the kernel's label (`7.x-arm64-smp1`): nothing for amd64,
+    /// whose names predate the other architectures.
+    pub(super) fn suffix(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "",
+            Arch::Arm64 => "-arm64",
+        }
+    }
+}
+
 #[derive(Clone, Debug, clap::Args)]
 pub struct VmArgs {
     /// Which kernel(s) to boot.
     #[arg(long, value_enum, default_value = "all")]
     pub kernel: KernelSel,
+    /// The guest's architecture (arm64: Debian's arm64 kernels under qemu-system-aarch64, with
+    /// the static aarch64 binary `cargo xtask dist` builds).
+    #[arg(long, value_enum, default_value = "amd64")]
+    pub arch: Arch,
     /// Keep the per-run work directory (initramfs, result disk, init script) for debugging.
     #[arg(long)]
     pub keep: bool,
@@ -239,7 +288,7 @@ pub(super) fn selected(sel: KernelSel) -> Vec<&'static Spec> {
 /// `cargo xtask vm`: every selected kernel at every `--smp` count.
 pub fn vm(args: &VmArgs) -> Result<()> {
     let runs: Vec<(KernelSel, u32)> = args.smp.iter().map(|&n| (args.kernel, n)).collect();
-    run_matrix(&runs, args.keep, args.timeout)
+    run_matrix(&runs, args.arch, args.keep, args.timeout)
 }
 
 /// The live benchmark in the guest (`swapscope-bench --live`, docs/performance.md): paired
@@ -320,14 +369,17 @@ pub struct RunOpts {
     pub bench: Option<VmBench>,
     /// Skip the scenarios and the TUI and exporter checks (doctor still runs).
     pub no_scenarios: bool,
+    /// The guests' architecture.
+    pub arch: Arch,
 }
 
 /// Boots each (kernels, vCPUs) pair of `runs`, as many at once as the host's cores hold (a VM
 /// takes as many cores as it has vCPUs, at most all of them), and checks each.
 /// `SWAPSCOPE_VM_BENCH=<pairs>` adds the live benchmark ([`VmBench::from_env`]).
-pub fn run_matrix(runs: &[(KernelSel, u32)], keep: bool, timeout: u64) -> Result<()> {
+pub fn run_matrix(runs: &[(KernelSel, u32)], arch: Arch, keep: bool, timeout: u64) -> Result<()> {
     let opts = RunOpts {
         bench: VmBench::from_env()?,
+        arch,
         ..RunOpts::default()
     };
     run_matrix_with(runs, keep, timeout, &opts)
@@ -340,48 +392,63 @@ pub fn run_matrix_with(
     timeout: u64,
     opts: &RunOpts,
 ) -> Result<()> {
-    for tool in [
-        "qemu-system-x86_64",
-        "dpkg-deb",
-        "apt-get",
-        "xz",
-        "gzip",
-        "tar",
-    ] {
+    let arch = opts.arch;
+    for tool in [arch.qemu().0, "dpkg-deb", "apt-get", "xz", "gzip", "tar"] {
         ensure!(
             which(tool).is_some(),
             "{tool} not found: run `cargo xtask setup` (as root) first"
         );
     }
-    ensure!(
-        Path::new(BUSYBOX).exists(),
-        "{BUSYBOX} missing: run `cargo xtask setup` (installs busybox-static)"
-    );
-    // The guest has no libc of its own for busybox: it must be the static build.
-    let bb = Command::new("ldd").arg(BUSYBOX).output();
-    ensure!(
-        bb.is_ok_and(|o| !o.status.success()
-            || String::from_utf8_lossy(&o.stdout).contains("not a dynamic executable")),
-        "{BUSYBOX} is dynamically linked: install busybox-static"
-    );
+    let foreign = arch != Arch::host();
+    if !foreign {
+        ensure!(
+            Path::new(BUSYBOX).exists(),
+            "{BUSYBOX} missing: run `cargo xtask setup` (installs busybox-static)"
+        );
+        // The guest has no libc of its own for busybox: it must be the static build.
+        let bb = Command::new("ldd").arg(BUSYBOX).output();
+        ensure!(
+            bb.is_ok_and(|o| !o.status.success()
+                || String::from_utf8_lossy(&o.stdout).contains("not a dynamic executable")),
+            "{BUSYBOX} is dynamically linked: install busybox-static"
+        );
+    }
+    // The tree's release build for this host: the guest's binary on the host's architecture,
+    // and on another one what replays the guest's recordings here (the same report).
+    step("building swapscope (release)");
+    run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
+    let host_exe = target_dir().join("release/swapscope");
     // SWAPSCOPE_VM_BINARY=path boots a swapscope built earlier (paired measurements while the
-    // tree changes); otherwise the tree's release build.
+    // tree changes); otherwise the tree's release build, or on another architecture the static
+    // binary `cargo xtask dist` builds for it.
     let exe = match opts
         .exe
         .clone()
         .or_else(|| env::var_os("SWAPSCOPE_VM_BINARY").map(PathBuf::from))
     {
         Some(p) => p,
-        None => {
-            step("building swapscope (release)");
-            run(Command::new(cargo()).args(["build", "--release", "--package", "swapscope"]))?;
-            target_dir().join("release/swapscope")
-        }
+        None if foreign => crate::dist::build_for(arch.deb())?.0,
+        None => host_exe.clone(),
     };
     let cache = cache_dir();
     fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-    let apt = Apt::new(&cache.join("apt"))?;
+    let apt_dir = if foreign {
+        format!("apt-{}", arch.deb())
+    } else {
+        "apt".to_string()
+    };
+    let apt = Apt::new(&cache.join(apt_dir), arch)?;
     apt.update_if_stale()?;
+    let busybox = if foreign {
+        foreign_busybox(&apt, &cache)?
+    } else {
+        PathBuf::from(BUSYBOX)
+    };
+    let guest = Guest {
+        exe: &exe,
+        busybox: &busybox,
+        host_exe: foreign.then_some(host_exe.as_path()),
+    };
     // Downloads and extractions first, one kernel at a time.
     let mut prepared: Vec<Prepared> = Vec::new();
     let mut failed = Vec::new();
@@ -440,12 +507,12 @@ pub fn run_matrix_with(
                 running += 1;
                 let tx = done_tx.clone();
                 let p = &prepared[i];
-                let exe = &exe;
+                let guest = &guest;
                 let cache = &cache;
                 scope.spawn(move || {
-                    let label = format!("{} -smp {smp}", p.spec.label);
+                    let label = format!("{}{} -smp {smp}", p.spec.label, arch.suffix());
                     let t0 = Instant::now();
-                    let r = run_vm(p, cache, exe, smp, keep, timeout, opts);
+                    let r = run_vm(p, cache, guest, smp, keep, timeout, opts);
                     step(&format!(
                         "vm {label}: {:.0} s including the initramfs",
                         t0.elapsed().as_secs_f64()

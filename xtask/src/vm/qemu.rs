@@ -40,6 +40,7 @@ pub(super) struct Timing {
     reason = "one call site; a struct would only rename them"
 )]
 pub(super) fn boot(
+    arch: Arch,
     vmlinuz: &Path,
     initrd: &Path,
     disk: &Path,
@@ -49,9 +50,10 @@ pub(super) fn boot(
     keep: bool,
     timeout: u64,
 ) -> Result<Timing> {
-    let mut cmd = Command::new("qemu-system-x86_64");
+    let (qemu, machine, console) = arch.qemu();
+    let mut cmd = Command::new(qemu);
     cmd.args([
-        "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "2G",
+        "-machine", machine, "-accel", "tcg", "-cpu", "max", "-m", "2G",
     ])
     .arg("-smp")
     .arg(smp.to_string())
@@ -61,7 +63,9 @@ pub(super) fn boot(
     .arg("-initrd")
     .arg(initrd)
     .arg("-append")
-    .arg("console=ttyS0 panic=-1 mitigations=off loglevel=5")
+    .arg(format!(
+        "console={console} panic=-1 mitigations=off loglevel=5"
+    ))
     .arg("-drive")
     .arg(format!("file={},format=raw,if=virtio", disk.display()));
     if keep {
@@ -73,7 +77,7 @@ pub(super) fn boot(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("starting qemu-system-x86_64")?;
+        .with_context(|| format!("starting {qemu}"))?;
     let mut vm = Vm(child);
     let stdout = vm.0.stdout.take().context("qemu stdout")?;
     let stderr = vm.0.stderr.take().context("qemu stderr")?;
@@ -181,18 +185,28 @@ pub(super) fn prepare(spec: &'static Spec, apt: &Apt, cache: &Path) -> Result<Pr
     })
 }
 
+/// What goes into a guest: the swapscope binary it runs and the static busybox of its
+/// architecture; on an architecture other than the host's, the host's own binary, which replays
+/// the guest's recordings to the same reports.
+pub(super) struct Guest<'a> {
+    pub(super) exe: &'a Path,
+    pub(super) busybox: &'a Path,
+    pub(super) host_exe: Option<&'a Path>,
+}
+
 /// Boots one kernel with `smp` vCPUs, brings its results back and checks them.
 pub(super) fn run_vm(
     p: &Prepared,
     cache: &Path,
-    exe: &Path,
+    guest: &Guest<'_>,
     smp: u32,
     keep: bool,
     timeout: u64,
     opts: &RunOpts,
 ) -> Result<String> {
     let spec = p.spec;
-    let name = format!("{}-smp{smp}", spec.label);
+    let arch = opts.arch;
+    let name = format!("{}{}-smp{smp}", spec.label, arch.suffix());
     let run_dir = cache.join("runs").join(&name);
     let _ = fs::remove_dir_all(&run_dir);
     fs::create_dir_all(&run_dir)?;
@@ -221,7 +235,7 @@ pub(super) fn run_vm(
             .is_none_or(|o| o.split(',').any(|n| n == "tui"));
     // The benchmark's storm sets 64 KiB mTHP: only on kernels that have it.
     let bench = opts.bench.as_ref().filter(|_| spec.mthp);
-    build_initramfs(exe, &p.mods, &initrd, &scenarios, tui, bench)?;
+    build_initramfs(guest, &p.mods, &initrd, &scenarios, tui, bench)?;
     let disk = work.path.join("results.img");
     fs::File::create(&disk)?.set_len(256 << 20)?;
     let serial = run_dir.join("serial.log");
@@ -230,7 +244,7 @@ pub(super) fn run_vm(
         serial.display()
     ));
     let timing = boot(
-        &p.vmlinuz, &initrd, &disk, &serial, &name, smp, keep, timeout,
+        arch, &p.vmlinuz, &initrd, &disk, &serial, &name, smp, keep, timeout,
     )?;
 
     let results = target_dir().join("vm-results").join(&name);
@@ -251,6 +265,12 @@ pub(super) fn run_vm(
     );
     let mut summary = check(spec, &p.release, &results, &timing, &scenarios, smp, tui)
         .with_context(|| format!("results in {}", results.display()))?;
+    if let Some(host) = guest.host_exe {
+        summary.push_str(
+            &same_report_on_host(host, &results, &scenarios, arch)
+                .with_context(|| format!("results in {}", results.display()))?,
+        );
+    }
     if let Some(b) = &opts.bench {
         if bench.is_none() {
             summary.push_str("  bench: skipped (the storm needs 64 KiB mTHP)\n");
