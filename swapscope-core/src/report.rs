@@ -541,6 +541,15 @@ fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
 }
 
 impl Report {
+    /// Requests of large folios (order > 0) the kernel refused.
+    pub fn large_refusals(&self) -> u64 {
+        self.failed_requests_by_order
+            .iter()
+            .filter(|(o, _)| **o > 0)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
     /// The text form: a readable table of the same figures.
     pub fn render_text(&self) -> String {
         use std::fmt::Write as _;
@@ -688,15 +697,10 @@ impl Report {
                 );
             }
             if let Some(n) = self.kernel.refusals_in_lock {
-                let large: u64 = self
-                    .failed_requests_by_order
-                    .iter()
-                    .filter(|(o, _)| **o > 0)
-                    .map(|(_, n)| *n)
-                    .sum();
                 let _ = writeln!(
                     s,
-                    "  large-folio refusals reported inside the allocator's lock: {n} of {large}"
+                    "  large-folio refusals reported inside the allocator's lock: {n} of {}",
+                    self.large_refusals()
                 );
             }
             for (feed, n) in self.kernel.missed_events.iter().filter(|(_, n)| **n > 0) {

@@ -16,7 +16,8 @@ use std::{
 };
 
 use prom::{
-    EXE, Prometheus, Serve, dashboard_queries, get, prometheus_or_skip, rules_dir, substitute,
+    EXE, Prometheus, Serve, dashboard_queries, files_with_ext, get, prometheus_or_skip, rules_dir,
+    substitute,
 };
 
 fn data(name: &str) -> String {
@@ -114,14 +115,7 @@ fn prometheus_scrapes_each_tier_and_every_dashboard_query_has_data() {
 /// The name of every recording rule in dashboards/rules/*.yml.
 fn recorded_names() -> Vec<String> {
     let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(rules_dir())
-        .unwrap_or_else(|e| panic!("{}: {e}", rules_dir().display()))
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
-        .collect();
-    files.sort();
-    for f in files {
+    for f in files_with_ext(&rules_dir(), "yml") {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
         out.extend(
             text.lines()

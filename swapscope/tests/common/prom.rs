@@ -302,18 +302,23 @@ pub fn rules_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/rules")
 }
 
+/// The files of `dir` whose extension is `ext`, sorted.
+pub fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    files.sort();
+    files
+}
+
 /// Every PromQL expression of dashboards/*.json: (file, panel title, expression).
 pub fn dashboard_queries() -> Vec<(String, String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
     let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    for f in files {
+    for f in files_with_ext(&dir, "json") {
         let v: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap_or_default())
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let name = f

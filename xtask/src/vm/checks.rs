@@ -481,12 +481,7 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
         // rest from the charge hook once the lock is released, when the task's mark slot was
         // taken). Never more than the large refusals: the charge hook does not report one twice.
         if let Some(in_lock) = k.refusals_in_lock {
-            let large: u64 = r
-                .failed_requests_by_order
-                .iter()
-                .filter(|(o, _)| **o > 0)
-                .map(|(_, n)| *n)
-                .sum();
+            let large = r.large_refusals();
             s.push_str(&format!(
                 "    large-folio refusals reported inside the allocator's lock: {in_lock} of {large}\n"
             ));
