@@ -236,3 +236,128 @@ fn long_marker_labels_are_kept_short() {
         r.stdout.len()
     );
 }
+
+/// Runs the binary with `args` and kills it after `secs`: whether it exited by itself in time,
+/// with its status and stderr.
+fn run_within(args: &[&str], secs: u64) -> (bool, std::process::ExitStatus, String) {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swapscope"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("swapscope {args:?}: {e}"));
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let (in_time, status) = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break (true, st);
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let st = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+            break (false, st);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (in_time, status, err)
+}
+
+/// Class 1 of the second hostile pass: stream time at the edge of `u64`. A marker, a request
+/// and a free at the largest timestamps (and one event at 0 before them) must neither hang nor
+/// overflow `report`, `export --intervals` or the replay view: each ends by itself, in seconds.
+#[test]
+fn timestamps_at_the_edge_of_u64_end_every_command() {
+    let max = u64::MAX;
+    let events = vec![
+        swapon(0, 64 << 8),
+        Event::Alloc(Alloc {
+            ts_ns: 0,
+            cpu: 0,
+            order: 0,
+            id: 1,
+            result: AllocResult::Success {
+                swap_type: 0,
+                offset: 1,
+            },
+            latency_ns: None,
+            inferred: false,
+        }),
+        Event::Marker(Marker {
+            ts_ns: max - 1,
+            label: "edge".to_owned(),
+        }),
+        Event::Free(Free {
+            ts_ns: max,
+            cpu: 0,
+            swap_type: 0,
+            offset: 1,
+            nr: 1,
+        }),
+        Event::Marker(Marker {
+            ts_ns: max,
+            label: "end".to_owned(),
+        }),
+    ];
+    let (dir, path) = craft("edge-ts", events);
+    let p = path.to_string_lossy().into_owned();
+    let out = dir
+        .path()
+        .join("intervals.csv")
+        .to_string_lossy()
+        .into_owned();
+    for args in [
+        vec!["report", "--json", p.as_str()],
+        vec!["report", p.as_str()],
+        vec![
+            "export",
+            "--intervals",
+            "--format",
+            "csv",
+            "-o",
+            out.as_str(),
+            p.as_str(),
+        ],
+        vec!["replay", "--speed", "max", "--headless", "3", p.as_str()],
+        vec!["replay", "--headless", "3", p.as_str()],
+    ] {
+        let (in_time, status, err) = run_within(&args, 30);
+        assert!(in_time, "swapscope {args:?} did not end within 30 s: {err}");
+        assert!(
+            !err.contains("panicked"),
+            "swapscope {args:?} panicked: {err}"
+        );
+        eprintln!("{args:?}: {status}, {}", err.lines().next().unwrap_or(""));
+    }
+    // The exporter replaying it stops at SIGTERM.
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_swapscope"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--replay", p.as_str()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("serve --replay: {e}"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    unsafe { libc::kill(serve.id() as libc::pid_t, libc::SIGTERM) };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stopped = loop {
+        if let Ok(Some(_)) = serve.try_wait() {
+            break true;
+        }
+        if std::time::Instant::now() > end {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        stopped,
+        "serve --replay did not stop within 10 s of SIGTERM"
+    );
+}

@@ -518,7 +518,12 @@ impl Analysis {
             self.cur_end = aligned.saturating_add(step);
         }
         while ts >= self.cur_end {
+            let end = self.cur_end;
             self.close_interval(step);
+            if self.cur_end <= end {
+                // Saturated at the end of stream time (u64): this interval holds the rest.
+                break;
+            }
         }
         self.cur.len_ns = ts.saturating_sub(self.cur.start_ts);
     }
