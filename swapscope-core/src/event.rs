@@ -326,7 +326,7 @@ impl Event {
             Event::Counters(c) => {
                 let _ = write!(s, "{} values:", c.values.len());
                 for (n, v) in &c.values {
-                    let _ = write!(s, " {n}={v}");
+                    let _ = write!(s, " {}={v}", printable(n));
                 }
             }
             Event::Devices(d) => {
@@ -339,7 +339,7 @@ impl Event {
                         "{}{} {} {} {} KiB used {} KiB prio {}",
                         if i > 0 { "; " } else { "" },
                         dev.index,
-                        dev.path,
+                        printable(&dev.path),
                         dev.kind.as_str(),
                         dev.size_kb,
                         dev.used_kb,
@@ -582,6 +582,25 @@ pub struct Free {
 pub struct Marker {
     pub ts_ns: Ts,
     pub label: String,
+}
+
+/// `s` as it may be printed to a terminal: every control character (C0, DEL, C1 — what starts
+/// an escape sequence, sets a title, clears the screen or breaks a line) written as its Rust
+/// escape (`\u{1b}`), everything else as is. For text a recording carries (marker labels,
+/// device paths, counter names) wherever a text form prints it; JSON keeps it exact.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Bytes of a marker's label that views and reports keep (the file holds up to 64 KiB): what a

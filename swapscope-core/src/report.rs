@@ -746,8 +746,8 @@ impl Report {
             let _ = writeln!(
                 s,
                 "device {} ({}): {} KiB, used {} -> {} KiB, {} write-outs",
-                d.path,
-                d.kind,
+                crate::event::printable(&d.path),
+                crate::event::printable(&d.kind),
                 d.size_kb,
                 d.used_kb_start.map_or("-".into(), |u| u.to_string()),
                 d.used_kb_last,

@@ -361,3 +361,68 @@ fn timestamps_at_the_edge_of_u64_end_every_command() {
         "serve --replay did not stop within 10 s of SIGTERM"
     );
 }
+
+/// Class 5 of the second hostile pass: text a recording carries reaches a terminal. Marker
+/// labels, a device path and a counter name holding escape sequences (set the title, clear the
+/// screen, a bell, a line break) come out of `report` and `dump` with every control character
+/// escaped: no byte of the output is a control character other than the line ends.
+#[test]
+fn text_from_a_recording_reaches_the_terminal_escaped() {
+    use swapscope::event::{CounterSample, DeviceKind, DeviceList, SwapDevice};
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m\r\nfake line";
+    let mut events = vec![
+        swapon(0, 64 << 8),
+        Event::Devices(DeviceList {
+            ts_ns: 1,
+            devices: vec![SwapDevice {
+                index: 0,
+                path: format!("/dev/zram0{evil}"),
+                kind: DeviceKind::Zram,
+                size_kb: 64 << 10,
+                used_kb: 0,
+                prio: 100,
+            }],
+        }),
+        Event::Counters(CounterSample {
+            ts_ns: 1,
+            values: vec![(format!("vmstat/pswpout{evil}"), 1)],
+        }),
+    ];
+    for i in 0..4u64 {
+        events.push(Event::Marker(Marker {
+            ts_ns: 10 + i * 100,
+            label: format!("iteration {i}{evil}"),
+        }));
+        for j in 0..8u64 {
+            events.push(Event::Alloc(Alloc {
+                ts_ns: 11 + i * 100 + j,
+                cpu: 0,
+                order: 4,
+                id: i * 8 + j + 1,
+                result: AllocResult::Unknown,
+                latency_ns: None,
+                inferred: false,
+            }));
+        }
+    }
+    let (_dir, path) = craft("escapes", events);
+    let p = path.to_string_lossy().into_owned();
+    for args in [vec!["report", p.as_str()], vec!["dump", p.as_str()]] {
+        let r = run(&args);
+        assert!(r.status.success(), "{args:?}: {}", r.stderr);
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert!(
+            text.contains("pwned"),
+            "{args:?} does not show the crafted text at all:\n{text}"
+        );
+        let bad: Vec<char> = text
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n')
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{args:?} printed control characters {bad:?}:\n{}",
+            text.escape_debug()
+        );
+    }
+}

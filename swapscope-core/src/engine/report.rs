@@ -19,6 +19,7 @@
 //! stream): with a marker at each workload iteration, they form the per-iteration fallback
 //! table. Series rows hold cumulative counts.
 
+use crate::event::printable;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -567,7 +568,7 @@ pub fn render_table(r: &Comparison) -> String {
         let lw = r
             .markers
             .iter()
-            .map(|m| m.label.len())
+            .map(|m| printable(&m.label).len())
             .max()
             .unwrap_or(6)
             .max(6);
@@ -587,7 +588,7 @@ pub fn render_table(r: &Comparison) -> String {
         }
         s.push('\n');
         for mk in &r.markers {
-            let _ = write!(s, "{:<lw$}", mk.label);
+            let _ = write!(s, "{:<lw$}", printable(&mk.label));
             let all: Vec<&IntervalReport> = mk.models.iter().chain(mk.real.iter()).collect();
             for (i, o) in &cols {
                 let cell = all
@@ -623,7 +624,12 @@ pub fn render_table(r: &Comparison) -> String {
             s,
             "\nper {title}: order-{big} fallback / order-{big} fragmentation / slots used, at the end of each"
         );
-        let lw = run.iter().map(|m| m.label.len()).max().unwrap_or(6).max(8);
+        let lw = run
+            .iter()
+            .map(|m| printable(&m.label).len())
+            .max()
+            .unwrap_or(6)
+            .max(8);
         let _ = write!(s, "{:<lw$}", title.split(' ').next().unwrap_or(title));
         let first = &run[0];
         for m in first.models.iter().chain(first.real.iter()) {
@@ -636,7 +642,7 @@ pub fn render_table(r: &Comparison) -> String {
             if i % every != 0 && i + 1 != run.len() {
                 continue;
             }
-            let _ = write!(s, "{:<lw$}", row.label);
+            let _ = write!(s, "{:<lw$}", printable(&row.label));
             for m in row.models.iter().chain(row.real.iter()) {
                 let cell = match &m.state {
                     Some(st) => format!(
@@ -663,7 +669,8 @@ pub fn render_table(r: &Comparison) -> String {
         let _ = writeln!(
             s,
             "\nat the peak ({}, event {}): occupancy",
-            p.label, p.event
+            printable(&p.label),
+            p.event
         );
         let at_peak: Vec<(&str, StateReport, Option<u64>)> = p
             .models
