@@ -177,12 +177,21 @@ impl<W: Write> CsvTable<W> {
     }
 }
 
-/// Writes `s` as one CSV field (RFC 4180).
+/// What a spreadsheet takes for the start of a formula in a cell (OWASP, "CSV Injection").
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Writes `s` as one CSV field (RFC 4180). A string a spreadsheet would run as a formula (it
+/// starts with `=`, `+`, `-`, `@`, a tab or CR: a marker label or a device path from a hostile
+/// recording) gets a leading `'` and is quoted, as OWASP advises; Parquet keeps it exact.
 pub fn write_csv_string(out: &mut impl Write, s: &str) -> std::io::Result<()> {
-    if !s.is_empty() && !s.contains([',', '"', '\r', '\n']) {
+    let formula = s.starts_with(FORMULA_START);
+    if !formula && !s.is_empty() && !s.contains([',', '"', '\r', '\n']) {
         return out.write_all(s.as_bytes());
     }
     out.write_all(b"\"")?;
+    if formula {
+        out.write_all(b"'")?;
+    }
     let mut rest = s;
     while let Some(i) = rest.find('"') {
         out.write_all(&rest.as_bytes()[..=i])?;

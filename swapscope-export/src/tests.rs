@@ -314,6 +314,13 @@ fn csv_strings_are_quoted_as_rfc_4180_says() {
         "an empty string is not an empty (NULL) field"
     );
     assert_eq!(q("ünïcode µs"), "ünïcode µs");
+    // Formula injection (OWASP): neutralised with a leading quote, and quoted.
+    assert_eq!(q("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+    assert_eq!(q("+1"), "\"'+1\"");
+    assert_eq!(q("-2+3"), "\"'-2+3\"");
+    assert_eq!(q("@SUM(A1)"), "\"'@SUM(A1)\"");
+    assert_eq!(q("\tcmd"), "\"'\tcmd\"");
+    assert_eq!(q("a=b"), "a=b", "only the first character counts");
 }
 
 #[test]

@@ -426,3 +426,84 @@ fn text_from_a_recording_reaches_the_terminal_escaped() {
         );
     }
 }
+
+/// Class 5 of the second hostile pass: output names. `-o -` is standard output (CSV and, to a
+/// pipe, Parquet), never a file named `-`; a symbolic link at the output name (`/dev/stdout`
+/// is one) is refused even with `--force` and left as it was; where standard output already
+/// carries the report, `-o -` is refused in one line.
+#[test]
+fn dash_is_standard_output_and_links_are_never_replaced() {
+    let rec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sim-thp-fragment.swsc");
+    let rec = rec.to_string_lossy().into_owned();
+    let dir = tempdir::Dir::new("dash");
+    let exe = env!("CARGO_BIN_EXE_swapscope");
+    let in_dir = |args: &[&str]| {
+        std::process::Command::new(exe)
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("swapscope {args:?}: {e}"))
+    };
+    let csv = in_dir(&[
+        "export", "--format", "csv", "--kinds", "alloc", "-o", "-", &rec,
+    ]);
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
+    let text = String::from_utf8_lossy(&csv.stdout);
+    assert!(
+        text.starts_with("seq,ts_ns,") && text.lines().count() > 100,
+        "CSV on standard output: {}",
+        text.lines().next().unwrap_or("")
+    );
+    let pq = in_dir(&["export", "--format", "parquet", "-o", "-", &rec]);
+    assert!(
+        pq.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pq.stderr)
+    );
+    assert!(pq.stdout.starts_with(b"PAR1") && pq.stdout.ends_with(b"PAR1"));
+    assert!(!dir.path().join("-").exists(), "a file named - was created");
+    // A link at the output name, with and without --force.
+    let target = dir.path().join("precious");
+    std::fs::write(&target, b"keep").unwrap_or_else(|e| panic!("{e}"));
+    let link = dir.path().join("out.csv");
+    std::os::unix::fs::symlink(&target, &link).unwrap_or_else(|e| panic!("{e}"));
+    let l = link.to_string_lossy().into_owned();
+    for force in [false, true] {
+        let mut args = vec!["export", "--format", "csv", "-o", l.as_str(), rec.as_str()];
+        if force {
+            args.push("--force");
+        }
+        let r = in_dir(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{args:?} wrote through a link");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .map(|m| m.file_type().is_symlink())
+                .unwrap_or(false),
+            "the link was replaced"
+        );
+        assert_eq!(std::fs::read(&target).unwrap_or_default(), b"keep");
+    }
+    // simulate prints its report on standard output: `-o -` is refused, in one line.
+    let r = in_dir(&[
+        "simulate",
+        "--workload",
+        "thp-fragment",
+        "--iterations",
+        "1",
+        "-o",
+        "-",
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("-o - is refused"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}

@@ -21,6 +21,8 @@ pub struct OutputFile {
     path: PathBuf,
     replace: bool,
     committed: bool,
+    /// `-`: standard output (a duplicate of fd 1), written in order and never renamed.
+    stdout: bool,
 }
 
 fn io(what: String, source: std::io::Error) -> HostError {
@@ -38,8 +40,26 @@ pub fn partial_path_for(path: &Path, pid: u32) -> PathBuf {
 impl OutputFile {
     /// Creates `<path>.<pid>.partial`. Refuses when `path` exists (a symlink included) unless
     /// `replace`, and always when it is a directory, a device, a FIFO or a socket.
+    ///
+    /// `-` is standard output, as for every Unix tool: written in order, never renamed, nothing
+    /// to remove.
     pub fn create(path: &Path, replace: bool) -> Result<Self, HostError> {
         let shown = path.display();
+        if path == Path::new("-") {
+            use std::os::fd::AsFd as _;
+            let fd = std::io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| io("duplicating standard output".into(), e))?;
+            return Ok(OutputFile {
+                file: fs::File::from(fd),
+                tmp: PathBuf::from("-"),
+                path: PathBuf::from("-"),
+                replace,
+                committed: false,
+                stdout: true,
+            });
+        }
         if path.file_name().is_none() {
             return Err(HostError::Invalid(format!("{shown}: not a file name")));
         }
@@ -49,9 +69,14 @@ impl OutputFile {
                     "{shown} is a directory: give a file name"
                 )));
             }
-            Ok(m) if !m.is_file() && !m.file_type().is_symlink() => {
+            Ok(m) if m.file_type().is_symlink() => {
                 return Err(HostError::Invalid(format!(
-                    "{shown} is not a regular file (a device, FIFO or socket): give a file name"
+                    "{shown} is a symbolic link: swapscope neither writes through nor replaces links; give the file's own path, another name, or - for standard output"
+                )));
+            }
+            Ok(m) if !m.is_file() => {
+                return Err(HostError::Invalid(format!(
+                    "{shown} is not a regular file (a device, FIFO or socket): give a file name, or - for standard output"
                 )));
             }
             Ok(_) if !replace => {
@@ -75,7 +100,22 @@ impl OutputFile {
             path: path.to_path_buf(),
             replace,
             committed: false,
+            stdout: false,
         })
+    }
+
+    /// Whether this is standard output (`-`).
+    pub fn is_stdout(&self) -> bool {
+        self.stdout
+    }
+
+    /// How messages name it: its path, or "standard output".
+    pub fn shown(&self) -> String {
+        if self.stdout {
+            "standard output".into()
+        } else {
+            self.path.display().to_string()
+        }
     }
 
     /// A handle to write through (the same open file).
@@ -99,6 +139,11 @@ impl OutputFile {
     /// name meanwhile is left alone and the data stays under the temporary name (the error
     /// says where).
     pub fn commit(mut self) -> Result<(), HostError> {
+        if self.stdout {
+            // A pipe or a terminal: nothing to sync or rename (the writer flushed).
+            self.committed = true;
+            return Ok(());
+        }
         self.file
             .sync_all()
             .map_err(|e| io(format!("writing {}", self.tmp.display()), e))?;
@@ -136,7 +181,7 @@ impl OutputFile {
 
 impl Drop for OutputFile {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && !self.stdout {
             let _ = fs::remove_file(&self.tmp);
         }
     }
@@ -237,12 +282,12 @@ mod tests {
         let p = d.join("r.swsc");
         std::os::unix::fs::symlink(&target, &p).expect("symlink");
         assert!(OutputFile::create(&p, false).is_err());
-        let out = OutputFile::create(&p, true).expect("create");
-        put(&out, b"new");
-        out.commit().expect("commit");
+        // Nor replaced, even with --force (`-o /dev/stdout --force` replaced that link).
+        let e = OutputFile::create(&p, true).expect_err("a link is refused");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
         assert_eq!(fs::read(&target).expect("read"), b"precious");
         assert!(
-            !fs::symlink_metadata(&p)
+            fs::symlink_metadata(&p)
                 .expect("meta")
                 .file_type()
                 .is_symlink()

@@ -91,8 +91,11 @@ pub fn run(a: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let mut source = FileSource::open(&a.file)?;
     let out = OutputFile::create(&a.output, a.force)?;
+    if a.format == Format::Parquet {
+        super::binary_output(&out, "Parquet")?;
+    }
     let writer = BufWriter::with_capacity(1 << 20, out.writer()?);
-    let shown = out.path().display().to_string();
+    let shown = out.shown();
     let header = source.header().clone();
     let mut export = if a.intervals {
         let ms = a.interval.unwrap_or_else(|| default_interval_ms(&header));

@@ -172,6 +172,11 @@ fn finish(v: &ViewArgs, outcome: tui::Outcome) -> anyhow::Result<ExitCode> {
 pub fn live(a: LiveArgs) -> anyhow::Result<ExitCode> {
     let command = super::command_or_demo(a.demo, &a.command)?;
     super::check_command(&command)?;
+    super::no_stdout(
+        a.record.as_deref(),
+        "--record",
+        "live draws on standard output",
+    )?;
     let out = a
         .record
         .as_deref()

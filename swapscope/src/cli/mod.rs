@@ -147,6 +147,26 @@ pub fn command_or_demo(demo: bool, command: &[String]) -> anyhow::Result<Vec<Str
 
 /// Refuses a command that cannot start (no such file, not executable, not on `$PATH`), before
 /// anything is attached or created.
+/// `-o -` (standard output) for a binary file (a recording, Parquet): refused when standard
+/// output is a terminal, where it would only garble the screen.
+pub fn binary_output(out: &swapscope::host::output::OutputFile, what: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    if out.is_stdout() && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "standard output is a terminal: redirect it (> FILE, | ssh HOST 'cat > FILE') to write {what} there, or give a file name"
+        );
+    }
+    Ok(())
+}
+
+/// `-` (standard output) where standard output already carries something else.
+pub fn no_stdout(path: Option<&std::path::Path>, flag: &str, why: &str) -> anyhow::Result<()> {
+    if path == Some(std::path::Path::new("-")) {
+        anyhow::bail!("{flag} - is refused here: {why}; give a file name");
+    }
+    Ok(())
+}
+
 pub fn check_command(command: &[String]) -> anyhow::Result<()> {
     if let Some(prog) = command.first()
         && swapscope::host::resolve_command(prog).is_none()

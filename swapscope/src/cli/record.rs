@@ -64,6 +64,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
     let command = super::command_or_demo(a.demo, &a.command)?;
     super::check_command(&command)?;
     let out = OutputFile::create(&a.output, a.force)?;
+    super::binary_output(&out, "a recording")?;
     let (inbox, _fifo) = super::live_inputs(a.marker_fifo.as_deref())?;
     let mut source = LiveSource::start(LiveOptions {
         probe: probe::LiveOptions {

@@ -80,6 +80,9 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|p| OutputFile::create(p, a.force))
         .transpose()?;
+    if let Some(o) = &out {
+        super::binary_output(o, "a recording")?;
+    }
     let mut source: Box<dyn Source + Send> = match &a.replay {
         Some(file) => {
             let file = file.clone();

@@ -110,6 +110,11 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         &names,
         Default::default(),
     );
+    super::no_stdout(
+        a.output.as_deref(),
+        "-o",
+        "simulate prints its report on standard output",
+    )?;
     let out = a
         .output
         .as_deref()
