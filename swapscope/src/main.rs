@@ -31,10 +31,64 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            // One line: the chain of causes, outermost first.
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("swapscope: error: {msg}");
+            eprintln!("swapscope: error: {}", one_line(&e));
+            // A flag's value only the library can check (a model name) is a usage error, as
+            // clap's own are: exit status 2.
+            if e.chain().any(|c| c.is::<swapscope::models::SelectError>()) {
+                return ExitCode::from(2);
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One line: the chain of causes, outermost first, each cause left out when the message before
+/// it already says it (the library's errors name their source in their own message, so the
+/// chain would repeat "No such file or directory (os error 2)").
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_the_message_already_names_is_said_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let said = io.to_string();
+        /// As the library's errors are: the source in the message and as the source.
+        #[derive(Debug)]
+        struct Named {
+            source: std::io::Error,
+        }
+        impl std::fmt::Display for Named {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "creating x.partial: {}", self.source)
+            }
+        }
+        impl std::error::Error for Named {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.source)
+            }
+        }
+        let e = anyhow::Error::new(Named { source: io }).context("exporting");
+        let line = super::one_line(&e);
+        assert_eq!(line.matches(&said).count(), 1, "{line}");
+        assert!(
+            line.starts_with("exporting: creating x.partial: "),
+            "{line}"
+        );
+        let plain = anyhow::anyhow!("outer").context("a\nb");
+        assert_eq!(super::one_line(&plain), "a b: outer");
     }
 }

@@ -286,3 +286,35 @@ fn version_names_the_commit_the_bpf_schema_and_the_format() {
         "{commit:?}"
     );
 }
+
+/// An unknown model name is a usage error like clap's (exit status 2, one line), and an OS
+/// error is said once, not once per link of the error chain.
+#[test]
+fn unknown_models_are_usage_errors_and_os_errors_are_said_once() {
+    let rec = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/sim-thp-fragment.swsc"
+    );
+    fails_with_one_line(
+        &["report", "--models", "linux-6.18,nope", rec],
+        2,
+        "unknown model \"nope\"",
+    );
+    let err = fails_with_one_line(
+        &[
+            "export",
+            "--format",
+            "csv",
+            "-o",
+            "/nonexistent-swapscope-dir/x.csv",
+            rec,
+        ],
+        1,
+        "No such file or directory",
+    );
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "said twice: {err}"
+    );
+}
