@@ -507,3 +507,69 @@ fn dash_is_standard_output_and_links_are_never_replaced() {
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }
+
+/// Class 5 of the second hostile pass: a signal during `export` left its temporary file (up to
+/// 248 MB). Now Ctrl-C (SIGINT) and SIGTERM stop it within seconds, with one line, leaving
+/// neither the output nor its `.partial`.
+#[test]
+fn a_signal_during_export_leaves_nothing_behind() {
+    let markers = (0..3_000_000u64).map(|i| {
+        Event::Marker(Marker {
+            ts_ns: 2 + i,
+            label: "m".to_owned(),
+        })
+    });
+    let (dir, path) = craft(
+        "export-signal",
+        std::iter::once(swapon(0, 64 << 8)).chain(markers),
+    );
+    let p = path.to_string_lossy().into_owned();
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let out = dir.path().join(format!("out-{sig}.csv"));
+        let o = out.to_string_lossy().into_owned();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swapscope"))
+            .args(["export", "--format", "csv", "-o", o.as_str(), p.as_str()])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("export: {e}"));
+        // Until its temporary file has data: the export is under way.
+        let partial = dir
+            .path()
+            .join(format!("out-{sig}.csv.{}.partial", child.id()));
+        let t0 = std::time::Instant::now();
+        while std::fs::metadata(&partial).map_or(0, |m| m.len()) == 0 {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(30),
+                "no data in {}",
+                partial.display()
+            );
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("export ended ({st}) before it could be interrupted");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // SAFETY: kill(2) on our own child, not yet waited for.
+        unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        let t1 = std::time::Instant::now();
+        let status = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st;
+            }
+            assert!(
+                t1.elapsed() < std::time::Duration::from_secs(5),
+                "export still running 5 s after signal {sig}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read as _;
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(!status.success(), "signal {sig}: {status}");
+        assert!(err.contains("interrupted"), "signal {sig}: {err}");
+        assert!(!partial.exists(), "signal {sig} left {}", partial.display());
+        assert!(!out.exists(), "signal {sig} left {}", out.display());
+    }
+}

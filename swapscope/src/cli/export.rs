@@ -121,11 +121,17 @@ pub fn run(a: ExportArgs) -> anyhow::Result<ExitCode> {
         )?)
     };
     let mut progress = Progress::new("export", std::io::stderr().is_terminal());
+    // Ctrl-C, SIGTERM, SIGHUP: stop reading, and leave nothing behind (the temporary file is
+    // removed when `out` is dropped uncommitted).
+    swapscope::signal::install();
     let summary = pipeline::run(
         &mut source,
         &mut [export.sink(), &mut progress],
-        &mut || false,
+        &mut swapscope::signal::stop_requested,
     )?;
+    if swapscope::signal::stop_requested() {
+        anyhow::bail!("interrupted by a signal: {shown} was not written");
+    }
     // Complete (footer written, flushed by the sink's finish): it takes its name now.
     out.commit()?;
     for w in &summary.warnings {
