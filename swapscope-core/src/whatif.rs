@@ -30,6 +30,8 @@ pub enum SweepSpecError {
     Syntax(String),
     #[error("sizes must be 1 % to 10000 % and FROM ≤ TO, got {0:?}")]
     Range(String),
+    #[error("the step must be at least 1 %, got {0:?}")]
+    Step(String),
     #[error("{0:?} gives {1} sizes; at most {MAX_POINTS} (use a larger step)")]
     TooMany(String, usize),
 }
@@ -61,7 +63,10 @@ impl FromStr for SweepSpec {
         };
         let (from, to) = range.split_once("..").ok_or_else(syntax)?;
         let (from, to) = (pct(from)?, pct(to)?);
-        if from == 0 || to > 10_000 || from > to || step == 0 {
+        if step == 0 {
+            return Err(SweepSpecError::Step(s.to_string()));
+        }
+        if from == 0 || to > 10_000 || from > to {
             return Err(SweepSpecError::Range(s.to_string()));
         }
         let n = ((to - from) / step) as usize + 1 + usize::from((to - from) % step != 0);
@@ -82,6 +87,27 @@ pub enum SweepError {
     Pipeline(#[from] PipelineError),
     #[error("opening the stream again: {0}")]
     Open(Box<dyn std::error::Error + Send + Sync>),
+    #[error(
+        "at {percent} % a swap device would be {} MiB: a what-if size is at most {} MiB (as --swap-size) or the recorded size; lower TO%",
+        bytes >> 20,
+        crate::workload::MAX_SWAP_BYTES >> 20
+    )]
+    TooLarge { percent: u32, bytes: u64 },
+}
+
+/// The largest device `recorded` (bytes by swap type) makes at `percent`, when that is beyond
+/// what a what-if replays (see [`SweepError::TooLarge`]).
+fn too_large(recorded: &BTreeMap<u8, u64>, percent: u32) -> Option<u64> {
+    recorded
+        .values()
+        .map(|&b| {
+            let scaled =
+                u64::try_from(u128::from(b) * u128::from(percent) / 100).unwrap_or(u64::MAX);
+            (b, scaled)
+        })
+        .filter(|&(b, scaled)| scaled > b.max(crate::workload::MAX_SWAP_BYTES))
+        .map(|(_, scaled)| scaled)
+        .max()
 }
 
 /// One model at one size.
@@ -144,6 +170,11 @@ pub fn sweep<S: Source, E: std::error::Error + Send + Sync + 'static>(
         points: Vec::new(),
     };
     for &percent in &spec.percents {
+        // Sizes grow with the percent: once the recorded sizes are known (after the first
+        // replay), a point beyond the bound is refused before it is replayed.
+        if let Some(bytes) = too_large(&out.recorded_device_bytes, percent) {
+            return Err(SweepError::TooLarge { percent, bytes });
+        }
         let mut source = open().map_err(|e| SweepError::Open(Box::new(e)))?;
         let mut analysis = Analysis::for_report(
             source.header(),
@@ -161,6 +192,23 @@ pub fn sweep<S: Source, E: std::error::Error + Send + Sync + 'static>(
         };
         let report = analysis.report(&summary);
         out.recorded_device_bytes = sizes.0;
+        // The engine left a device out for its size: this point's columns would mean nothing.
+        if report
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.refused_devices > 0)
+        {
+            let bytes = too_large(&out.recorded_device_bytes, percent).unwrap_or_else(|| {
+                let largest = out
+                    .recorded_device_bytes
+                    .values()
+                    .copied()
+                    .max()
+                    .unwrap_or(0);
+                u64::try_from(u128::from(largest) * u128::from(percent) / 100).unwrap_or(u64::MAX)
+            });
+            return Err(SweepError::TooLarge { percent, bytes });
+        }
         out.points.push(SweepPoint {
             percent,
             // The engine's own record of the sizes it gave the models.

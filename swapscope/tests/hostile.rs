@@ -573,3 +573,43 @@ fn a_signal_during_export_leaves_nothing_behind() {
         assert!(!out.exists(), "signal {sig} left {}", out.display());
     }
 }
+
+/// Class 6 of the second hostile pass: what-if sizes. A sweep point beyond what `--swap-size`
+/// allows (64G, or the recorded size when larger) is refused in one line — before it is
+/// replayed once the recorded size is known, and after the first replay otherwise — instead of
+/// columns computed over a device the engine left out ("0M", 100 % fallback) or minutes of
+/// replay; a zero step is said to be the step.
+#[test]
+fn what_if_sizes_are_bounded_like_swap_size() {
+    let slots = (20u64 << 30) / 4096;
+    let allocs = (0..10u64).map(|i| {
+        Event::Alloc(Alloc {
+            ts_ns: 10 + i,
+            cpu: 0,
+            order: 0,
+            id: i + 1,
+            result: AllocResult::Unknown,
+            latency_ns: None,
+            inferred: false,
+        })
+    });
+    let (_dir, path) = craft("sweep-20g", std::iter::once(swapon(0, slots)).chain(allocs));
+    let p = path.to_string_lossy().into_owned();
+    for (sweep, says) in [
+        (
+            "100%..400%:300%",
+            "at 400 % a swap device would be 81920 MiB",
+        ),
+        ("400%..500%", "at 400 % a swap device would be 81920 MiB"),
+        ("50%..100%:0%", "the step must be at least 1 %"),
+    ] {
+        let (in_time, status, err) = run_within(&["report", &p, "--sweep", sweep], 60);
+        assert!(in_time, "--sweep {sweep} ran over 60 s");
+        assert!(!status.success(), "--sweep {sweep} succeeded");
+        assert_eq!(err.trim().lines().count(), 1, "--sweep {sweep}: {err}");
+        assert!(err.contains(says), "--sweep {sweep}: {err}");
+    }
+    // Within the bound: every point has the device.
+    let (in_time, status, err) = run_within(&["report", &p, "--sweep", "100%..300%:100%"], 120);
+    assert!(in_time && status.success(), "{err}");
+}

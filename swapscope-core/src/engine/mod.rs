@@ -571,13 +571,17 @@ impl Engine {
                 let on = resized.as_ref().unwrap_or(recorded);
                 // The bound holds for the real occupancy (recorded size) and the models (resized).
                 let slots = on.max.max(recorded.max);
+                // A what-if size is bounded as `--swap-size` is (or by the recorded size, when
+                // that is larger): the models' memory and time follow it.
+                let cap = recorded.max.max(crate::workload::MAX_SWAP_BYTES / 4096);
+                let too_large = resized.as_ref().is_some_and(|r| r.max > cap);
                 let others: u64 = self
                     .devices
                     .iter()
                     .filter(|(t, _)| *t != on.swap_type)
                     .map(|(_, m)| m)
                     .sum();
-                if slots > MAX_DEVICE_SLOTS || others + slots > MAX_DEVICE_SLOTS {
+                if too_large || slots > MAX_DEVICE_SLOTS || others + slots > MAX_DEVICE_SLOTS {
                     self.stream.anomalies += 1;
                     self.refused_devices += 1;
                 } else {
