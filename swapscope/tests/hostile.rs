@@ -613,3 +613,41 @@ fn what_if_sizes_are_bounded_like_swap_size() {
     let (in_time, status, err) = run_within(&["report", &p, "--sweep", "100%..300%:100%"], 120);
     assert!(in_time && status.success(), "{err}");
 }
+
+/// Class 7 of the second hostile pass: special files. A FIFO without a writer blocked `replay`
+/// and `serve --replay` in `open()` beyond q, Ctrl-C and SIGTERM; a FIFO, a device or a
+/// directory given as a recording is now refused at once, in one line, by every command that
+/// reads one.
+#[test]
+fn special_files_are_refused_not_blocked_on() {
+    let dir = tempdir::Dir::new("special");
+    let fifo = dir.path().join("rec.swsc");
+    let c =
+        std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let f = fifo.to_string_lossy().into_owned();
+    let out = dir.path().join("x.csv").to_string_lossy().into_owned();
+    let d = dir.path().to_string_lossy().into_owned();
+    for (args, says) in [
+        (vec!["report", f.as_str()], "is a FIFO"),
+        (vec!["replay", "--headless", "3", f.as_str()], "is a FIFO"),
+        (vec!["dump", f.as_str()], "is a FIFO"),
+        (
+            vec!["export", "--format", "csv", "-o", out.as_str(), f.as_str()],
+            "is a FIFO",
+        ),
+        (
+            vec!["serve", "--listen", "127.0.0.1:0", "--replay", f.as_str()],
+            "is a FIFO",
+        ),
+        (vec!["report", "/dev/null"], "is a device"),
+        (vec!["report", d.as_str()], "is a directory"),
+    ] {
+        let (in_time, status, err) = run_within(&args, 10);
+        assert!(in_time, "{args:?} blocked");
+        assert!(!status.success(), "{args:?} succeeded");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

@@ -27,6 +27,31 @@ impl FileSource {
     /// here (damage after the header ends the stream with a warning instead).
     pub fn open(path: &Path) -> Result<Self, SourceError> {
         let name = path.display().to_string();
+        // A FIFO without a writer would block the open beyond any signal, and a device or a
+        // directory is no recording: only regular files are read.
+        if let Ok(m) = std::fs::metadata(path)
+            && !m.is_file()
+        {
+            use std::os::unix::fs::FileTypeExt as _;
+            let t = m.file_type();
+            let what = if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_dir() {
+                "a directory"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "a device"
+            };
+            let hint = if t.is_dir() {
+                "give a recording file in it".to_string()
+            } else {
+                format!("copy it to one first: cat {name} > FILE")
+            };
+            return Err(SourceError::Host(format!(
+                "{name} is {what}: recordings are read from regular files ({hint})"
+            )));
+        }
         let f = File::open(path).map_err(|e| {
             SourceError::Host(format!(
                 "opening {name}: {e}{}",
