@@ -53,7 +53,20 @@ pub fn open_marker_fifo(path: &Path) -> Result<(fs::File, bool), HostError> {
     use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
     let mut created = false;
     match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_fifo() => {}
+        Ok(m) if m.file_type().is_fifo() => {
+            use std::os::unix::fs::MetadataExt as _;
+            // Whoever can write it puts markers into the recording.
+            // SAFETY: geteuid has no preconditions.
+            let me = unsafe { libc::geteuid() };
+            if m.mode() & 0o022 != 0 || m.uid() != me {
+                return Err(HostError::Invalid(format!(
+                    "--marker-fifo {}: the FIFO is writable by other users or not yours (mode {:o}, owner {}); anyone could put markers into the recording: chmod go-w it, or name a new path and swapscope creates it 0600",
+                    path.display(),
+                    m.mode() & 0o777,
+                    m.uid()
+                )));
+            }
+        }
         Ok(_) => {
             return Err(HostError::Invalid(format!(
                 "--marker-fifo {}: exists and is not a FIFO; name a new path or an existing FIFO",
@@ -119,6 +132,31 @@ pub fn wait_terminal_input(timeout: std::time::Duration) -> TerminalInput {
     } else {
         TerminalInput::Ready
     }
+}
+
+/// Waits up to `ms` milliseconds for `file` to have something to read: `Ok(false)` on timeout
+/// (or an interrupting signal), `Err` when the descriptor is in error.
+pub fn wait_readable(file: &fs::File, ms: i32) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd as _;
+    let mut pfd = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a descriptor `file` keeps open for the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == std::io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    if n > 0 && pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+        return Err(std::io::Error::other("poll: descriptor in error"));
+    }
+    Ok(n > 0)
 }
 
 /// Asks a child process to stop (SIGTERM); a child that already exited is left alone.

@@ -435,7 +435,15 @@ impl Source for LiveSource {
     }
 
     fn summary(&self) -> Summary {
-        self.summary.clone()
+        let mut s = self.summary.clone();
+        let dropped = self.opts.markers.as_ref().map_or(0, Inbox::dropped);
+        if dropped > 0 {
+            s.warnings.push(format!(
+                "{dropped} markers dropped: more than {} were waiting at once",
+                super::markers::MAX_WAITING
+            ));
+        }
+        s
     }
 
     fn wait(&mut self) {
