@@ -499,12 +499,25 @@ pub enum Format {
 }
 
 impl Format {
-    /// Picks by the `Accept` header: OpenMetrics when the client lists it (as Prometheus does
-    /// when it prefers it), else the classic text format.
+    /// Picks by the `Accept` header: OpenMetrics when the client lists it with a non-zero
+    /// quality (as Prometheus does when it prefers it; `q=0` means "not this"), else the
+    /// classic text format.
     pub fn from_accept(accept: Option<&str>) -> Self {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
-            _ => Format::Text,
+        let wants_openmetrics = accept.is_some_and(|a| {
+            a.split(',').any(|range| {
+                let mut parts = range.split(';');
+                let mime = parts.next().unwrap_or("").trim();
+                let q = parts
+                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .find_map(|q| q.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                mime.eq_ignore_ascii_case("application/openmetrics-text") && q > 0.0
+            })
+        });
+        if wants_openmetrics {
+            Format::OpenMetrics
+        } else {
+            Format::Text
         }
     }
 

@@ -110,6 +110,18 @@ fn openmetrics_only_when_asked() {
     // What Prometheus 2.42 sends.
     let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
     assert_eq!(Format::from_accept(Some(prom)), Format::OpenMetrics);
+    // q=0 is a refusal (RFC 9110), in any spelling.
+    for no in [
+        "application/openmetrics-text;q=0",
+        "application/openmetrics-text; version=1.0.0; q=0.0, text/plain",
+        "text/plain, application/openmetrics-text ;q=0",
+    ] {
+        assert_eq!(Format::from_accept(Some(no)), Format::Text, "{no}");
+    }
+    assert_eq!(
+        Format::from_accept(Some("APPLICATION/OpenMetrics-Text; q=0.2")),
+        Format::OpenMetrics
+    );
 }
 
 #[test]

@@ -266,6 +266,12 @@ fn the_server_answers_only_what_it_serves_and_stops_on_sigterm() {
         reply.starts_with("HTTP/1.0 405") || reply.starts_with("HTTP/1.1 405"),
         "{reply}"
     );
+    assert!(
+        reply
+            .to_ascii_lowercase()
+            .contains("\r\nallow: get, head\r\n"),
+        "a 405 says what is allowed: {reply}"
+    );
     // Garbage instead of a request: an error answer or a closed connection, never a crash.
     let mut c = TcpStream::connect(s.addr).unwrap_or_else(|e| panic!("{e}"));
     let _ = c.write_all(&[0xff; 40_000]);
@@ -344,4 +350,40 @@ fn a_taken_port_and_a_bad_address_are_one_line_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// `--listen` takes a host name (`localhost:P` was refused), and binding beyond loopback says
+/// that the endpoint has no authentication.
+#[test]
+fn listen_takes_host_names_and_warns_beyond_loopback() {
+    use std::io::BufRead as _;
+    for (addr, bound, warned) in [
+        ("localhost:0", "http://127.0.0.1:", false),
+        ("0.0.0.0:0", "http://0.0.0.0:", true),
+    ] {
+        let mut child = Command::new(EXE)
+            .args(["serve", "--tier", "counters", "--listen", addr])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut lines =
+            std::io::BufReader::new(child.stderr.take().unwrap_or_else(|| panic!("stderr")))
+                .lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        let second = if warned {
+            lines.next().and_then(Result::ok).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(first.contains(bound), "{addr}: {first}");
+        assert_eq!(
+            second.contains("no authentication"),
+            warned,
+            "{addr}: {second}"
+        );
+    }
 }

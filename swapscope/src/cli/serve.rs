@@ -38,7 +38,7 @@ pub enum TierArg {
 pub struct ServeArgs {
     /// Address and port to serve /metrics and /healthz on. Loopback by default; give another
     /// address explicitly to be scraped from elsewhere (port 0: any free port).
-    #[arg(long, default_value = "127.0.0.1:9866", value_name = "ADDR:PORT")]
+    #[arg(long, default_value = "127.0.0.1:9866", value_name = "ADDR:PORT", value_parser = listen_addr)]
     pub listen: SocketAddr,
     /// Models to replay the stream through (full tier only): `default` (the default set),
     /// `all` (every model), or names, comma-separated.
@@ -117,6 +117,12 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         info.tier,
         tier_note(&header.probe_plan, &info.tier)
     );
+    if !server.local_addr().ip().is_loopback() {
+        eprintln!(
+            "swapscope serve: warning: listening beyond loopback ({}): /metrics and /healthz have no authentication; let only the scraper reach the port (firewall, or a reverse proxy with TLS and auth)",
+            server.local_addr()
+        );
+    }
     let mut record = match &out {
         Some(o) => Some(super::live::record_sink(o, source.header())?),
         None => None,
@@ -202,4 +208,19 @@ fn tier_note(plan: &[swapscope::record::ProbeStatus], tier: &str) -> String {
         "tracepoint" => " (fentry/fexit not attached: no requests, frees or models)".into(),
         _ => String::new(),
     }
+}
+
+/// `--listen`: `ADDR:PORT`, or `HOST:PORT` resolved (the first address; `localhost:9866` is
+/// loopback).
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    use std::net::ToSocketAddrs as _;
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("{s:?} is no ADDR:PORT or HOST:PORT ({e}); e.g. 127.0.0.1:9866"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
