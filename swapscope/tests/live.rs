@@ -636,7 +636,9 @@ fn tier_of_query(expr: &str) -> &'static str {
     use swapscope::serve::metrics::METRICS;
     let mut tier = "counters";
     for d in METRICS {
-        let base = d.name;
+        // The family's name without its counter suffix: recording rules
+        // (dashboards/rules/, `instance_model:swapscope_model_failures_large:rate5m`) carry it.
+        let base = d.name.trim_end_matches("_total");
         if expr.contains(base) {
             tier = match (tier, d.tier) {
                 (_, "full") | ("full", _) => "full",
