@@ -95,19 +95,17 @@ pub enum SweepError {
     TooLarge { percent: u32, bytes: u64 },
 }
 
-/// The largest device `recorded` (bytes by swap type) makes at `percent`, when that is beyond
-/// what a what-if replays (see [`SweepError::TooLarge`]).
-fn too_large(recorded: &BTreeMap<u8, u64>, percent: u32) -> Option<u64> {
-    recorded
-        .values()
-        .map(|&b| {
-            let scaled =
-                u64::try_from(u128::from(b) * u128::from(percent) / 100).unwrap_or(u64::MAX);
-            (b, scaled)
-        })
-        .filter(|&(b, scaled)| scaled > b.max(crate::workload::MAX_SWAP_BYTES))
-        .map(|(_, scaled)| scaled)
-        .max()
+/// The bytes of the largest device `recorded` (bytes by swap type) makes at `percent`, and
+/// whether any of them is beyond what a what-if replays ([`DeviceSize::too_large`]).
+fn largest_at(recorded: &BTreeMap<u8, u64>, percent: u32) -> (u64, bool) {
+    let size = DeviceSize::Percent(percent);
+    recorded.values().fold((0, false), |(bytes, over), &b| {
+        let slots = b / 4096;
+        (
+            bytes.max(size.slots(slots).saturating_mul(4096)),
+            over || size.too_large(slots),
+        )
+    })
 }
 
 /// One model at one size.
@@ -172,7 +170,7 @@ pub fn sweep<S: Source, E: std::error::Error + Send + Sync + 'static>(
     for &percent in &spec.percents {
         // Sizes grow with the percent: once the recorded sizes are known (after the first
         // replay), a point beyond the bound is refused before it is replayed.
-        if let Some(bytes) = too_large(&out.recorded_device_bytes, percent) {
+        if let (bytes, true) = largest_at(&out.recorded_device_bytes, percent) {
             return Err(SweepError::TooLarge { percent, bytes });
         }
         let mut source = open().map_err(|e| SweepError::Open(Box::new(e)))?;
@@ -198,15 +196,7 @@ pub fn sweep<S: Source, E: std::error::Error + Send + Sync + 'static>(
             .as_ref()
             .is_some_and(|s| s.refused_devices > 0)
         {
-            let bytes = too_large(&out.recorded_device_bytes, percent).unwrap_or_else(|| {
-                let largest = out
-                    .recorded_device_bytes
-                    .values()
-                    .copied()
-                    .max()
-                    .unwrap_or(0);
-                u64::try_from(u128::from(largest) * u128::from(percent) / 100).unwrap_or(u64::MAX)
-            });
+            let (bytes, _) = largest_at(&out.recorded_device_bytes, percent);
             return Err(SweepError::TooLarge { percent, bytes });
         }
         out.points.push(SweepPoint {

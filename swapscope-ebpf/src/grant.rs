@@ -63,17 +63,13 @@ pub fn grant_cache_add(ctx: FEntryContext) -> u32 {
     }
     // SAFETY: as above.
     let order = unsafe { folio_order(&l, folio) };
-    // Under the per-CPU cluster's local lock: this CPU's cache is the one used.
-    // SAFETY: plain helper call.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let (_, start_ns) = entry_start();
     emit_grant(
         &ctx,
         (ptr >> 6) ^ l.id_key,
         entry,
         1,
         order,
-        (cpu, start_ns),
+        in_lock_start(),
     )
 }
 
@@ -106,7 +102,7 @@ pub(crate) fn grant_charge_refused_body(ctx: &FEntryContext) -> u32 {
     // A refusal already reported inside the lock ([`grant_slow_refused`]): its mark is taken
     // back, and any stale mark of this task (whose charge was missed) is cleared.
     let task = bpf_get_current_pid_tgid();
-    if let Some(p) = REFUSED_IN_LOCK.get_ptr_mut(refusal_slot(task)) {
+    if let Some(p) = REFUSED_IN_LOCK.get_ptr_mut(task_slot(task)) {
         // SAFETY: an entry of an array map; only this task writes a mark of its own.
         let [who, what] = unsafe { core::ptr::read_volatile(p) };
         if who == task {
@@ -130,21 +126,13 @@ pub(crate) fn grant_charge_refused_body(ctx: &FEntryContext) -> u32 {
     emit_grant(ctx, 0, 0, 0, order, entry_start())
 }
 
-/// Task slots of [`REFUSED_IN_LOCK`] (a power of two).
-const REFUSAL_SLOTS: u32 = 4096;
-
-/// Per task (thread id modulo [`REFUSAL_SLOTS`]): a large folio's refusal [`grant_slow_refused`]
+/// Per task (its [`task_slot`]): a large folio's refusal [`grant_slow_refused`]
 /// reported inside the allocator's lock, as (task, folio pointer), until the task's
 /// [`grant_charge_refused`] takes it back instead of reporting the refusal a second time. An
 /// array, not a hash map: the charge hook runs preemptible, and a hash map update takes a bucket
 /// lock whose release is a preemption point.
 #[map]
-pub(crate) static REFUSED_IN_LOCK: Array<[u64; 2]> = Array::with_max_entries(REFUSAL_SLOTS, 0);
-
-#[inline(always)]
-fn refusal_slot(task: u64) -> u32 {
-    (task as u32) & (REFUSAL_SLOTS - 1)
-}
+pub(crate) static REFUSED_IN_LOCK: Array<[u64; 2]> = Array::with_max_entries(TASK_SLOTS, 0);
 
 /// 7.x: `unsigned long cluster_alloc_swap_entry(struct swap_info_struct *si, struct folio
 /// *folio)`, the slow path's scan of one device, run under the per-CPU cluster's local lock
@@ -171,7 +159,7 @@ pub fn grant_slow_refused(ctx: FExitContext) -> u32 {
         return 0;
     }
     let task = bpf_get_current_pid_tgid();
-    let Some(p) = REFUSED_IN_LOCK.get_ptr_mut(refusal_slot(task)) else {
+    let Some(p) = REFUSED_IN_LOCK.get_ptr_mut(task_slot(task)) else {
         return 0;
     };
     // SAFETY: an entry of an array map. Another task whose thread id shares the slot may hold
@@ -182,12 +170,8 @@ pub fn grant_slow_refused(ctx: FExitContext) -> u32 {
     }
     // SAFETY: as above.
     unsafe { core::ptr::write_volatile(p, [task, folio as u64]) };
-    // Under the local lock: the CPU whose per-CPU clusters were looked at.
-    // SAFETY: plain helper call.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let (_, start_ns) = entry_start();
     bump(counter::REFUSED_IN_LOCK);
-    emit_grant(&ctx, 0, 0, 0, order, (cpu, start_ns))
+    emit_grant(&ctx, 0, 0, 0, order, in_lock_start())
 }
 
 /// 6.12: `int scan_swap_map_slots(struct swap_info_struct *si, unsigned char usage, int nr,

@@ -100,3 +100,13 @@ pub(crate) fn entry_start() -> (u32, u64) {
         None => (swapscope_common::CPU_UNKNOWN, 0),
     }
 }
+
+/// For a decision made under the per-CPU cluster's local lock (7.x, preemption off): the CPU
+/// this runs on — whose per-CPU clusters the allocator used — and when the task's request
+/// started (0 when its [`REQ_START`] entry is gone).
+#[inline(always)]
+pub(crate) fn in_lock_start() -> (u32, u64) {
+    // SAFETY: plain helper call.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    (cpu, entry_start().1)
+}

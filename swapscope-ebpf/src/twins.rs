@@ -26,6 +26,12 @@ pub(crate) static CHAIN: Array<u32> = Array::with_max_entries(rescue::NR, 0);
 /// Task slots per feed in [`DELIVERED`] (a power of two).
 pub(crate) const TASK_SLOTS: u32 = 4096;
 
+/// Task `task`'s slot among [`TASK_SLOTS`] (its thread id modulo their number).
+#[inline(always)]
+pub(crate) fn task_slot(task: u64) -> u32 {
+    (task as u32) & (TASK_SLOTS - 1)
+}
+
 /// Per rescued feed and task (thread id modulo [`TASK_SLOTS`]): the invocation (task, the hook's
 /// `key` argument) a program of the chain last delivered, so the programs running after it on
 /// the same hook skip it. Per task, not per CPU: a task may migrate between two programs of a
@@ -60,7 +66,7 @@ pub(crate) fn level(
         Twin::RescueFirst => n - 1 - attach,
     };
     let me = bpf_get_current_pid_tgid();
-    let entry = DELIVERED.get_ptr_mut(slot * TASK_SLOTS + ((me as u32) & (TASK_SLOTS - 1)));
+    let entry = DELIVERED.get_ptr_mut(slot * TASK_SLOTS + task_slot(me));
     let last = pos + 1 == n;
     if pos > 0 {
         if let Some(p) = entry {

@@ -127,18 +127,30 @@ impl DeviceSize {
     /// The device `on` as the models see it: `max` resized (at least two slots: the header and
     /// one more), bad slots past the new end dropped.
     pub fn apply(self, on: &crate::event::SwapOn) -> crate::event::SwapOn {
-        let max = match self {
-            DeviceSize::Bytes(b) => b / 4096,
-            DeviceSize::Percent(p) => {
-                u64::try_from(u128::from(on.max) * u128::from(p) / 100).unwrap_or(u64::MAX)
-            }
-        }
-        .max(2);
+        let max = self.slots(on.max);
         crate::event::SwapOn {
             max,
             bad: on.bad.iter().copied().filter(|&b| b < max).collect(),
             ..on.clone()
         }
+    }
+
+    /// Slots of a device recorded with `max` slots, at this size (at least two).
+    pub fn slots(self, max: u64) -> u64 {
+        match self {
+            DeviceSize::Bytes(b) => b / 4096,
+            DeviceSize::Percent(p) => {
+                u64::try_from(u128::from(max) * u128::from(p) / 100).unwrap_or(u64::MAX)
+            }
+        }
+        .max(2)
+    }
+
+    /// Whether a device recorded with `max` slots is too large to replay at this size: a
+    /// what-if size is bounded as `--swap-size` is ([`crate::workload::MAX_SWAP_BYTES`]), or by
+    /// the recorded size when that is larger (the models' memory and time follow it).
+    pub fn too_large(self, max: u64) -> bool {
+        self.slots(max) > max.max(crate::workload::MAX_SWAP_BYTES / 4096)
     }
 }
 
@@ -571,10 +583,10 @@ impl Engine {
                 let on = resized.as_ref().unwrap_or(recorded);
                 // The bound holds for the real occupancy (recorded size) and the models (resized).
                 let slots = on.max.max(recorded.max);
-                // A what-if size is bounded as `--swap-size` is (or by the recorded size, when
-                // that is larger): the models' memory and time follow it.
-                let cap = recorded.max.max(crate::workload::MAX_SWAP_BYTES / 4096);
-                let too_large = resized.as_ref().is_some_and(|r| r.max > cap);
+                let too_large = self
+                    .config
+                    .device_size
+                    .is_some_and(|d| d.too_large(recorded.max));
                 let others: u64 = self
                     .devices
                     .iter()

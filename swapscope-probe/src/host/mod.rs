@@ -116,47 +116,46 @@ pub fn wait_terminal_input(timeout: std::time::Duration) -> TerminalInput {
     if unsafe { libc::isatty(0) } != 1 {
         return TerminalInput::Ready;
     }
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    match poll_in(0, ms) {
+        Ok(Some(revents)) if revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 => {
+            TerminalInput::HungUp
+        }
+        Ok(Some(_)) => TerminalInput::Ready,
+        Ok(None) | Err(_) => TerminalInput::Timeout,
+    }
+}
+
+/// Waits up to `ms` milliseconds for input on descriptor `fd` (which the caller keeps open):
+/// its `revents` when something happened, `None` on timeout, the poll's error (an interrupting
+/// signal included) otherwise.
+fn poll_in(fd: std::os::fd::RawFd, ms: i32) -> std::io::Result<Option<libc::c_short>> {
     let mut pfd = libc::pollfd {
-        fd: 0,
+        fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: one valid pollfd for stdin, which stays open for the call.
+    // SAFETY: one valid pollfd for a descriptor the caller keeps open for the call.
     let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if n <= 0 {
-        return TerminalInput::Timeout;
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-        TerminalInput::HungUp
-    } else {
-        TerminalInput::Ready
-    }
+    Ok((n > 0).then_some(pfd.revents))
 }
 
 /// Waits up to `ms` milliseconds for `file` to have something to read: `Ok(false)` on timeout
 /// (or an interrupting signal), `Err` when the descriptor is in error.
 pub fn wait_readable(file: &fs::File, ms: i32) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd as _;
-    let mut pfd = libc::pollfd {
-        fd: file.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for a descriptor `file` keeps open for the call.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        return if e.kind() == std::io::ErrorKind::Interrupted {
-            Ok(false)
-        } else {
-            Err(e)
-        };
+    match poll_in(file.as_raw_fd(), ms) {
+        Ok(Some(revents)) if revents & (libc::POLLERR | libc::POLLNVAL) != 0 => {
+            Err(std::io::Error::other("poll: descriptor in error"))
+        }
+        Ok(Some(_)) => Ok(true),
+        Ok(None) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
     }
-    if n > 0 && pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-        return Err(std::io::Error::other("poll: descriptor in error"));
-    }
-    Ok(n > 0)
 }
 
 /// Asks a child process to stop (SIGTERM); a child that already exited is left alone.

@@ -734,12 +734,12 @@ impl LiveProbe {
             .collect()
     }
 
-    /// Per-CPU counters summed over CPUs, indexed by `swapscope_common::counter`.
     /// Whether a program of `feed` attached.
     pub fn has_feed(&self, feed: Feed) -> bool {
         self.attached.iter().any(|c| c.feeds == feed)
     }
 
+    /// Per-CPU counters summed over CPUs, indexed by `swapscope_common::counter`.
     pub fn counters(&self) -> [u64; counter::NR as usize] {
         let mut out = [0u64; counter::NR as usize];
         for (i, slot) in out.iter_mut().enumerate() {

@@ -741,7 +741,7 @@ pub(super) fn nonzero_counts<K: ToString>(m: &BTreeMap<K, u64>) -> BTreeMap<Stri
 
 /// Another architecture's guest: every scenario's recording, replayed here by the host's own
 /// binary, gives the report the guest wrote (`mapping_bytes` aside, see
-/// [`crate::dist::without_heap`]): record on arm64, replay on x86_64.
+/// [`crate::dist::arch_neutral_report`]): record on arm64, replay on x86_64.
 pub(super) fn same_report_on_host(
     host_exe: &Path,
     results: &Path,
@@ -754,13 +754,12 @@ pub(super) fn same_report_on_host(
         let theirs = results.join(format!("{}.report.json", sc.name));
         let text =
             fs::read_to_string(&theirs).with_context(|| format!("reading {}", theirs.display()))?;
-        let mut guest: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", theirs.display()))?;
+        let guest = crate::dist::arch_neutral_report(&text, &theirs.display().to_string())?;
         let ours = output(Command::new(host_exe).arg("report").arg("--json").arg(&rec))?;
-        let mut host: serde_json::Value = serde_json::from_str(&ours)
-            .with_context(|| format!("{} report --json {}", host_exe.display(), rec.display()))?;
-        crate::dist::without_heap(&mut guest);
-        crate::dist::without_heap(&mut host);
+        let host = crate::dist::arch_neutral_report(
+            &ours,
+            &format!("{} report --json {}", host_exe.display(), rec.display()),
+        )?;
         ensure!(
             guest == host,
             "scenario {}: the {} guest's report differs from this host's replay of its recording",
