@@ -463,8 +463,33 @@ pub struct CounterSample {
 }
 
 impl CounterSample {
+    /// One name's value (the first, if a name repeats). A linear search: for one name, never
+    /// in a loop over another sample's names (a recording may carry any number of names; take
+    /// a [`CounterBase`] of it instead).
     pub fn get(&self, name: &str) -> Option<u64> {
         self.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+}
+
+/// A sample's values by name, to take the deltas of another sample's names against it at a
+/// constant cost per name (a linear [`CounterSample::get`] per name made `report` on a
+/// recording with 100,000 names take 22 s, hostile #21 class 8). A repeated name keeps its first
+/// value, as `get` does.
+#[derive(Clone, Debug, Default)]
+pub struct CounterBase(std::collections::HashMap<String, u64>);
+
+impl CounterBase {
+    pub fn of(sample: &CounterSample) -> Self {
+        let mut m = std::collections::HashMap::with_capacity(sample.values.len());
+        for (name, v) in &sample.values {
+            m.entry(name.clone()).or_insert(*v);
+        }
+        CounterBase(m)
+    }
+
+    /// `value` less this sample's value of `name` (0 when it had none), saturating.
+    pub fn since(&self, name: &str, value: u64) -> u64 {
+        value.saturating_sub(self.0.get(name).copied().unwrap_or(0))
     }
 }
 

@@ -495,8 +495,9 @@ impl ReportBuilder {
 
 fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
     let mut k = KernelDeltas::default();
+    let first = crate::event::CounterBase::of(first);
     for (name, end) in &last.values {
-        let delta = end.saturating_sub(first.get(name).unwrap_or(0));
+        let delta = first.since(name, *end);
         if let Some((order, stat)) = crate::mthp::parse_mthp_counter(name) {
             let map = match stat {
                 "swpout" => &mut k.swpout_by_order,

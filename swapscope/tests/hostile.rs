@@ -651,3 +651,54 @@ fn special_files_are_refused_not_blocked_on() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// Class 8 of the second hostile pass: cost that grows faster than the input. A recording whose
+/// counter samples carry 200,000 distinct names (each name's delta was a linear search of the
+/// first sample: 100,000 names took `report` 22 s, `export --intervals` 60 s in release builds)
+/// must cost time in proportion to its size: every command ends well within the bound, where
+/// the quadratic lookups took minutes.
+#[test]
+fn hundreds_of_thousands_of_counter_names_cost_linear_time() {
+    use swapscope::event::CounterSample;
+    const NAMES: u64 = 200_000;
+    let sample = |i: u64| {
+        Event::Counters(CounterSample {
+            ts_ns: 1 + i * 1_000_000_000,
+            values: (0..NAMES)
+                .map(|n| (format!("probe/f{n}/recursion_misses"), n + i))
+                .chain([("vmstat/pswpout".to_owned(), i * 10)])
+                .collect(),
+        })
+    };
+    let events = std::iter::once(swapon(0, 64 << 8)).chain((0..4).map(sample));
+    let (dir, path) = craft("many-names", events);
+    let p = path.to_string_lossy().into_owned();
+    let out = dir
+        .path()
+        .join("intervals.csv")
+        .to_string_lossy()
+        .into_owned();
+    for args in [
+        vec!["report", "--json", p.as_str()],
+        vec![
+            "export",
+            "--intervals",
+            "--format",
+            "csv",
+            "-o",
+            out.as_str(),
+            "--force",
+            p.as_str(),
+        ],
+        vec!["replay", "--speed", "max", "--headless", "2", p.as_str()],
+    ] {
+        let t0 = std::time::Instant::now();
+        let (in_time, status, err) = run_within(&args, 60);
+        assert!(
+            in_time,
+            "swapscope {args:?} on {NAMES} counter names did not end within 60 s: {err}"
+        );
+        assert!(status.success(), "swapscope {args:?}: {status}: {err}");
+        eprintln!("{args:?}: {:.1} s", t0.elapsed().as_secs_f64());
+    }
+}

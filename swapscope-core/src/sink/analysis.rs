@@ -29,7 +29,7 @@ use super::{
 use crate::{
     alloc::{AllocatorModel, CLUSTER_SLOTS, ClusterCell, NR_ORDERS},
     engine::OrderCounters,
-    event::{AllocResult, CounterSample, Event, Ts},
+    event::{AllocResult, CounterBase, CounterSample, Event, Ts},
     models,
     record::RecordingHeader,
     report::{Report, ReportBuilder},
@@ -189,7 +189,7 @@ pub struct Analysis {
     requests: Orders,
     failures: Orders,
     /// Counter values of the first sample.
-    first_sample: Option<CounterSample>,
+    first_sample: Option<CounterBase>,
     last_sample: Option<Arc<CounterSample>>,
     swpout: Orders,
     swpout_fallback: Orders,
@@ -462,25 +462,25 @@ impl Analysis {
 
     fn sample(&mut self, c: &CounterSample) {
         self.last_sample = Some(Arc::new(c.clone()));
-        let first = self.first_sample.get_or_insert_with(|| c.clone());
+        let first = self.first_sample.get_or_insert_with(|| CounterBase::of(c));
         let mut since_first = [[0u64; NR_ORDERS]; 2];
         let mut pswpout = 0;
         for (name, v) in &c.values {
-            let base = first.get(name).unwrap_or(0);
+            let v = *v;
             if let Some((order, stat)) = crate::mthp::parse_mthp_counter(name) {
                 let o = usize::from(order).min(NR_ORDERS - 1);
                 match stat {
-                    "swpout" => since_first[0][o] = v.saturating_sub(base),
-                    "swpout_fallback" => since_first[1][o] = v.saturating_sub(base),
+                    "swpout" => since_first[0][o] = first.since(name, v),
+                    "swpout_fallback" => since_first[1][o] = first.since(name, v),
                     _ => {}
                 }
             } else if name == "vmstat/pswpout" {
-                pswpout = v.saturating_sub(base);
+                pswpout = first.since(name, v);
             } else if let Some(feed) = name
                 .strip_prefix("probe/")
                 .and_then(|r| r.strip_suffix("/recursion_misses"))
             {
-                self.missed.insert(feed.to_string(), v.saturating_sub(base));
+                self.missed.insert(feed.to_string(), first.since(name, v));
             }
         }
         let add = |cur: &mut Orders, now: &Orders, before: &Orders| {
