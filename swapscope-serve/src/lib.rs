@@ -4,9 +4,19 @@
 //! publishes ([`Shared`]), so a slow, stuck or abusive client costs a connection slot, never
 //! collection.
 //!
-//! Limits a client meets: at most [`ServeConfig::max_connections`] connections at once (more are
-//! closed at accept), request headers within [`ServeConfig::header_timeout`] and 16 KiB, and a
-//! connection lives at most [`ServeConfig::connection_lifetime`].
+//! Limits a client meets: at most [`ServeConfig::max_connections`] connections at once, request
+//! headers within [`ServeConfig::header_timeout`] and 16 KiB, and a connection lives at most
+//! [`ServeConfig::connection_lifetime`]. Idle sockets never lock a scraper out (hostile #21
+//! class 3): when every slot is taken, a new connection closes the connection that has been idle
+//! longest (no request for [`EVICTABLE_AFTER`]: one that never sent a request, a keep-alive
+//! between requests, a slow sender still on its headers) and takes its slot; only when every
+//! slot is answering a request does it wait, at most `header_timeout`, and at most
+//! [`PENDING_PER_SLOT`] × `max_connections` wait at once (more are closed at accept).
+//!
+//! The server binds at [`Server::start`] (a taken port fails there) but answers only once the
+//! analysis published its first counter sample (at most [`ServeConfig::ready_within`] later):
+//! a scrape at start waits in the kernel's backlog instead of getting a page without the
+//! kernel's families.
 //!
 //! [`Snapshot`]: crate::sink::snapshot::Snapshot
 
@@ -18,14 +28,15 @@ use swapscope_probe::host;
 pub mod metrics;
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
     sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use http_body_util::Full;
@@ -60,6 +71,9 @@ pub struct ServeConfig {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub connection_lifetime: Duration,
+    /// How long the server waits, before answering anything, for the analysis' first counter
+    /// sample.
+    pub ready_within: Duration,
     /// `/healthz` fails when the newest snapshot is older than this (a stuck pipeline).
     pub stale_after: Duration,
     /// swapscope's version, for `swapscope_info`.
@@ -75,6 +89,7 @@ impl Default for ServeConfig {
             max_connections: 64,
             header_timeout: Duration::from_secs(5),
             connection_lifetime: Duration::from_secs(120),
+            ready_within: Duration::from_secs(5),
             stale_after: Duration::from_secs(10),
             version: env!("CARGO_PKG_VERSION").to_string(),
             page_size: 4096,
@@ -87,6 +102,87 @@ struct State {
     cfg: ServeConfig,
     shared: Arc<Shared>,
     scrapes: AtomicU64,
+    conns: Conns,
+}
+
+/// A connection idle this long (no request begun) may be closed for a new one when every slot
+/// is taken. Long beyond the time to answer a scrape (rendering and writing take milliseconds),
+/// short against a scraper's interval.
+pub const EVICTABLE_AFTER: Duration = Duration::from_millis(250);
+
+/// Connections that may wait for a slot at once, per slot.
+pub const PENDING_PER_SLOT: usize = 4;
+
+/// One open connection, as the accept side sees it.
+struct Conn {
+    /// When it was accepted or last began a request, in ms since the server started.
+    active_ms: AtomicU64,
+    /// Chosen to be closed (so two newcomers never pick the same one).
+    closing: AtomicBool,
+    close: tokio::sync::Notify,
+}
+
+/// The open connections, to find the one idle longest.
+struct Conns {
+    epoch: Instant,
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+}
+
+impl Conns {
+    fn new() -> Self {
+        Conns {
+            epoch: Instant::now(),
+            next: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self) -> (u64, Arc<Conn>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let c = Arc::new(Conn {
+            active_ms: AtomicU64::new(self.now_ms()),
+            closing: AtomicBool::new(false),
+            close: tokio::sync::Notify::new(),
+        });
+        self.lock().insert(id, c.clone());
+        (id, c)
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Asks the connection idle longest, if idle for [`EVICTABLE_AFTER`], to close; whether
+    /// one was.
+    fn evict_idlest(&self) -> bool {
+        let now = self.now_ms();
+        let min_idle = u64::try_from(EVICTABLE_AFTER.as_millis()).unwrap_or(u64::MAX);
+        let open = self.lock();
+        let victim = open
+            .values()
+            .filter(|c| !c.closing.load(Ordering::Relaxed))
+            .map(|c| (c.active_ms.load(Ordering::Relaxed), c))
+            .filter(|(at, _)| now.saturating_sub(*at) >= min_idle)
+            .min_by_key(|(at, _)| *at)
+            .map(|(_, c)| c.clone());
+        drop(open);
+        match victim {
+            Some(c) if !c.closing.swap(true, Ordering::Relaxed) => {
+                c.close.notify_one();
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A running server; [`Server::stop`] (or drop) shuts it down.
@@ -131,6 +227,7 @@ impl Server {
             cfg,
             shared,
             scrapes: AtomicU64::new(0),
+            conns: Conns::new(),
         });
         let thread = std::thread::Builder::new()
             .name("swapscope-serve".into())
@@ -173,7 +270,18 @@ async fn accept_loop(
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         return;
     };
+    // Nothing is answered before the first counter sample (connections wait in the backlog).
+    let ready_by = Instant::now() + state.cfg.ready_within;
+    while !state.shared.has_counters() && Instant::now() < ready_by {
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
     let slots = Arc::new(tokio::sync::Semaphore::new(state.cfg.max_connections));
+    let pending = Arc::new(tokio::sync::Semaphore::new(
+        state.cfg.max_connections.saturating_mul(PENDING_PER_SLOT),
+    ));
     loop {
         let accepted = tokio::select! {
             _ = &mut stop => return,
@@ -184,29 +292,63 @@ async fn accept_loop(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        // Over the limit: closed at once (the client sees a reset, collection goes on).
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        // Too many already waiting for a slot: closed at once (the client sees a reset).
+        let Ok(waiting) = pending.clone().try_acquire_owned() else {
             drop(stream);
             continue;
         };
-        let st = state.clone();
-        tokio::spawn(async move {
-            let lifetime = st.cfg.connection_lifetime;
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(st.cfg.header_timeout)
-                .max_buf_size(16 << 10)
-                .keep_alive(true);
-            let service = service_fn(move |req| {
-                let st = st.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &st)) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(lifetime, conn).await;
-            drop(permit);
-        });
+        tokio::spawn(connection(stream, state.clone(), slots.clone(), waiting));
     }
+}
+
+/// Takes a slot for a new connection (closing the idlest one if all are taken, waiting while
+/// every slot answers a request) and serves it.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    st: Arc<State>,
+    slots: Arc<tokio::sync::Semaphore>,
+    waiting: tokio::sync::OwnedSemaphorePermit,
+) {
+    let give_up = tokio::time::Instant::now() + st.cfg.header_timeout;
+    let permit = loop {
+        if let Ok(p) = slots.clone().try_acquire_owned() {
+            break p;
+        }
+        st.conns.evict_idlest();
+        let wait = tokio::time::timeout(Duration::from_millis(50), slots.clone().acquire_owned());
+        match wait.await {
+            Ok(Ok(p)) => break p,
+            Ok(Err(_)) => return,
+            Err(_) if tokio::time::Instant::now() >= give_up => return,
+            Err(_) => {}
+        }
+    };
+    drop(waiting);
+    let (id, me) = st.conns.add();
+    let lifetime = st.cfg.connection_lifetime;
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(st.cfg.header_timeout)
+        .max_buf_size(16 << 10)
+        .keep_alive(true);
+    let service = {
+        let st = st.clone();
+        let me = me.clone();
+        service_fn(move |req| {
+            me.active_ms.store(st.conns.now_ms(), Ordering::Relaxed);
+            let st = st.clone();
+            async move { Ok::<_, Infallible>(respond(&req, &st)) }
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = conn => {}
+        () = me.close.notified() => {}
+        () = tokio::time::sleep(lifetime) => {}
+    }
+    st.conns.remove(id);
+    drop(permit);
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

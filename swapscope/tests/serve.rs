@@ -285,30 +285,35 @@ fn the_server_answers_only_what_it_serves_and_stops_on_sigterm() {
     assert!(st.is_some_and(|st| st.success()), "SIGTERM: {st:?}");
 }
 
+/// Scrapes `n` times in a row; how many were answered 200.
+fn scrapes_served(addr: std::net::SocketAddr, n: usize) -> usize {
+    (0..n)
+        .filter(|_| get(addr, "/metrics", None).is_ok_and(|r| r.status == 200))
+        .count()
+}
+
 #[test]
 fn idle_and_flooding_clients_cost_slots_not_collection() {
     let s = Serve::start(&["--tier", "counters", "--interval", "0.2"]);
-    // 100 connections that never send a request: more than the server's 64 slots.
+    // 100 connections that never send a request: more than the server's 64 slots. Each scrape
+    // takes the slot of the one idle longest (hostile #21 class 3: they locked scrapers out
+    // until the 5 s header timeout, and for good when they reconnect).
     let idle: Vec<TcpStream> = (0..100)
         .filter_map(|_| TcpStream::connect(s.addr).ok())
         .collect();
     assert!(idle.len() >= 64, "{} connections", idle.len());
-    std::thread::sleep(Duration::from_secs(2));
-    // Collection went on meanwhile, and once the idle ones time out (5 s for a request's
-    // headers) scrapes are served again, showing a fresh snapshot.
-    let end = Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        if let Ok(r) = get(s.addr, "/metrics", None)
-            && r.status == 200
-        {
-            break r.body;
-        }
-        assert!(
-            Instant::now() < end,
-            "no scrape served within 30 s of the flood"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    let served = scrapes_served(s.addr, 30);
+    assert_eq!(
+        served,
+        30,
+        "scrapes served beside 100 idle connections (in {:?})",
+        t0.elapsed()
+    );
+    let body = get(s.addr, "/metrics", None)
+        .map(|r| r.body)
+        .unwrap_or_default();
     let age: f64 = body
         .lines()
         .find_map(|l| l.strip_prefix("swapscope_snapshot_age_seconds "))
@@ -325,6 +330,93 @@ fn idle_and_flooding_clients_cost_slots_not_collection() {
         let closed = c.read(&mut buf).is_ok();
         assert!(closed, "an idle connection was kept open");
     }
+    drop(s);
+}
+
+/// Clients that keep every slot busy the ways the hostile pass found (hostile #21 class 3):
+/// keep-alive clients asking `/healthz` every second, slow senders that reconnect as soon as
+/// they are closed, and 64 honest scrapers at once. Prometheus' scrapes are served throughout.
+#[test]
+fn scrapes_are_served_under_keep_alive_slow_and_concurrent_floods() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let s = Serve::start(&["--tier", "counters", "--interval", "0.2"]);
+    let addr = s.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    // 64 keep-alive clients asking /healthz every second on one connection each.
+    let mut flooders = Vec::new();
+    for _ in 0..64 {
+        let stop = stop.clone();
+        flooders.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(mut c) = TcpStream::connect(addr) else {
+                    continue;
+                };
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = write!(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+                    let mut buf = [0u8; 512];
+                    if sent.is_err() || !matches!(c.read(&mut buf), Ok(n) if n > 0) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }));
+    }
+    // 200 slow senders: one header byte every 0.5 s, reconnecting when closed.
+    for _ in 0..4 {
+        let stop = stop.clone();
+        flooders.push(std::thread::spawn(move || {
+            let mut conns: Vec<Option<TcpStream>> = (0..50).map(|_| None).collect();
+            while !stop.load(Ordering::Relaxed) {
+                for c in &mut conns {
+                    if c.is_none() {
+                        *c = TcpStream::connect(addr).ok();
+                    }
+                    if let Some(s) = c
+                        && s.write_all(b"G").is_err()
+                    {
+                        *c = None;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let under_flood = scrapes_served(addr, 30);
+    // 64 honest scrapers at once, 10 scrapes each, a new connection each time.
+    let honest: Vec<_> = (0..64)
+        .map(|_| std::thread::spawn(move || scrapes_served(addr, 10)))
+        .collect();
+    let honest_served: usize = honest.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    stop.store(true, Ordering::Relaxed);
+    for f in flooders {
+        let _ = f.join();
+    }
+    assert_eq!(under_flood, 30, "scrapes served under the floods");
+    assert_eq!(
+        honest_served, 640,
+        "scrapes of 64 concurrent scrapers served"
+    );
+    drop(s);
+}
+
+/// The first scrape after the start line already has the kernel's families: the server answers
+/// only once the analysis published its first counter sample.
+#[test]
+fn the_first_scrape_has_the_kernels_counters() {
+    let s = Serve::start(&["--tier", "counters", "--interval", "5"]);
+    let r = get(s.addr, "/metrics", None).unwrap_or_else(|e| panic!("scrape: {e}"));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("swapscope_pswpout_pages_total"),
+        "the first scrape lacks the kernel's counters:\n{}",
+        r.body
+    );
     drop(s);
 }
 

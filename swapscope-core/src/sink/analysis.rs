@@ -906,6 +906,13 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// Whether the newest snapshot has the kernel's counters (or the stream ended without
+    /// any): what a scrape should wait for.
+    pub fn has_counters(&self) -> bool {
+        let s = self.latest();
+        s.counters.is_some() || s.ended
+    }
+
     /// How long ago the newest snapshot was published (`None` before the first).
     pub fn age(&self) -> Option<Duration> {
         let at = match self.published.lock() {
@@ -1030,10 +1037,18 @@ fn analysis_thread(
             Ok(Msg::Batch(b, heap)) => {
                 let skipped = shared.skipped.swap(0, Ordering::Relaxed);
                 a.note_skipped(skipped);
+                let first_counters = a.last_sample.is_none();
                 let _ = a.push(&b);
                 drop(b);
                 shared.heap_in_flight.fetch_sub(heap, Ordering::Relaxed);
                 dirty = true;
+                if first_counters && a.last_sample.is_some() {
+                    // The first counter sample is published at once: the exporter waits for it
+                    // before it answers (a scrape without the kernel's families, hostile #21).
+                    shared.publish(a.snapshot());
+                    dirty = false;
+                    last = Instant::now();
+                }
             }
             Ok(Msg::Restart(h)) => {
                 a.reset(&h);
