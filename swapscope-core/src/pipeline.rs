@@ -139,6 +139,11 @@ pub struct ReplayControl {
     to_marker: AtomicBool,
     /// Stream time of the last event delivered.
     position: AtomicU64,
+    /// The latest stream time read from the source so far (≥ `position`; the recording's end
+    /// once `ended`).
+    read: AtomicU64,
+    /// Where a seek is running to, unpaced (0: none).
+    seeking: AtomicU64,
     ended: AtomicBool,
 }
 
@@ -151,6 +156,8 @@ impl ReplayControl {
             seek: Mutex::new(None),
             to_marker: AtomicBool::new(false),
             position: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+            seeking: AtomicU64::new(0),
             ended: AtomicBool::new(false),
         };
         c.set_speed(speed);
@@ -202,6 +209,21 @@ impl ReplayControl {
     /// Stream time of the last event handed to the sinks.
     pub fn position(&self) -> Ts {
         self.position.load(Ordering::Relaxed)
+    }
+
+    /// The latest stream time read from the recording so far: the recording's end once
+    /// [`Self::ended`], never behind [`Self::position`].
+    pub fn read_to(&self) -> Ts {
+        self.read.load(Ordering::Relaxed).max(self.position())
+    }
+
+    /// The stream time a seek is running to, while it runs (a seek backwards re-reads the
+    /// recording from its start: seconds on a large one).
+    pub fn seeking(&self) -> Option<Ts> {
+        match self.seeking.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
     }
 
     /// Whether the recording has been read to its end.
@@ -304,15 +326,18 @@ impl Source for Replay<'_> {
                 self.src_ended = false;
                 self.control.position.store(0, Ordering::Relaxed);
                 self.control.ended.store(false, Ordering::Relaxed);
+                self.control.seeking.store(target.max(1), Ordering::Relaxed);
                 self.fast_until = Some(target);
                 self.anchor = None;
                 return Ok(Poll::Restart);
             }
+            self.control.seeking.store(target.max(1), Ordering::Relaxed);
             self.fast_until = Some(target);
         }
         if self.next >= self.pending.len() {
             if self.src_ended {
                 self.control.ended.store(true, Ordering::Relaxed);
+                self.control.seeking.store(0, Ordering::Relaxed);
                 // Keep the viewer alive at the end: seeking back is still possible.
                 std::thread::sleep(POLL_SLEEP);
                 return Ok(Poll::Events);
@@ -321,6 +346,9 @@ impl Source for Replay<'_> {
             self.next = 0;
             if self.src.poll(&mut self.pending)? == Poll::End {
                 self.src_ended = true;
+            }
+            if let Some(ts) = self.pending.iter().map(Event::ts).max() {
+                self.control.read.fetch_max(ts, Ordering::Relaxed);
             }
             return Ok(Poll::Events);
         }
@@ -346,6 +374,7 @@ impl Source for Replay<'_> {
                 let ts = ev.ts();
                 if ts >= target && ts != 0 {
                     self.fast_until = None;
+                    self.control.seeking.store(0, Ordering::Relaxed);
                     self.reanchor(target, now);
                     break;
                 }

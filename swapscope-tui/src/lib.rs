@@ -219,6 +219,15 @@ impl Ctx<'_> {
     fn status(&self, snap: &Snapshot) -> Status {
         let text = match self.replay {
             Some(r) => {
+                let rel = |ts: u64| fmt::clock(snap.rel_s(ts.max(snap.first_ts)));
+                if let Some(to) = r.seeking() {
+                    // A seek backwards re-reads the recording from its start: say so while it
+                    // runs (seconds on a large one).
+                    return Status {
+                        text: format!("⏩ seeking to {}: at {}", rel(to), rel(r.position())),
+                        log: self.log.lines(),
+                    };
+                }
                 let state = if r.ended() {
                     "■ end of recording".to_string()
                 } else if r.paused() {
@@ -231,11 +240,10 @@ impl Ctx<'_> {
                         format!("▶ {}×", fmt::speed(sp))
                     }
                 };
-                format!(
-                    "{state} {} / {}",
-                    fmt::clock(snap.rel_s(r.position().max(snap.first_ts))),
-                    fmt::clock(snap.duration_s())
-                )
+                // Position / read so far (the whole recording once ended): the analysis'
+                // snapshot lags the replay by up to a frame, so its span could read less than
+                // the position ("1.9484s / 1.6397s").
+                format!("{state} {} / {}", rel(r.position()), rel(r.read_to()))
             }
             None => {
                 let state = if self.done.load(Ordering::Relaxed) {

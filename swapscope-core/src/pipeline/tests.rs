@@ -108,6 +108,53 @@ fn replay_at_full_speed_delivers_everything_and_a_seek_back_restarts() {
     );
 }
 
+/// What the replay's status line shows (hostile #21 class 7): the position never beyond what
+/// was read (it read "1.9484s / 1.6397s" from the analysis' lagging span), the whole recording
+/// once ended, and a seek backwards visible while it re-reads from the start.
+#[test]
+fn a_replay_says_what_it_read_and_that_it_is_seeking() {
+    let mut spec = WorkloadSpec::new("thp-fragment");
+    spec.iterations = Some(2);
+    spec.swap_size_bytes = 8 << 20;
+    let bytes = recording(&spec, 4096);
+    let last = match workload::generate(&spec) {
+        Ok(v) => v.iter().map(crate::event::Event::ts).max().unwrap_or(0),
+        Err(e) => panic!("{e}"),
+    };
+    let control = ReplayControl::new(f64::INFINITY);
+    let mut replay = match Replay::new(
+        || Ok(Box::new(file_source(bytes.clone())) as Box<dyn Source + Send>),
+        control.clone(),
+    ) {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let ctl = control.clone();
+    let (mut seeked, mut seen_seeking, mut behind) = (false, false, 0u32);
+    let r = run(&mut replay, &mut [&mut Count::default()], &mut || {
+        if ctl.read_to() < ctl.position() {
+            behind += 1;
+        }
+        seen_seeking |= ctl.seeking().is_some();
+        if ctl.ended() && !seeked {
+            assert_eq!(
+                ctl.read_to(),
+                last,
+                "the end read is the recording's last time"
+            );
+            seeked = true;
+            ctl.seek(last / 2);
+            return false;
+        }
+        seeked && ctl.ended()
+    });
+    assert!(r.is_ok());
+    assert_eq!(behind, 0, "the position went beyond what was read");
+    assert!(seen_seeking, "a seek backwards never showed as seeking");
+    assert_eq!(control.seeking(), None, "the seek ended");
+    assert_eq!(control.read_to(), last);
+}
+
 #[test]
 fn replay_paced_by_timestamps_waits_and_pauses() {
     let mut spec = WorkloadSpec::new("fill-drain");

@@ -4,7 +4,9 @@
 use std::{
     fs::File,
     io::{BufReader, Read},
+    os::unix::fs::FileExt as _,
     path::Path,
+    sync::Arc,
 };
 
 use super::{
@@ -22,13 +24,20 @@ pub struct FileSource {
     decoder: Background,
 }
 
-impl FileSource {
-    /// Opens `path`; a file that is not a recording, or whose header is damaged, is an error
-    /// here (damage after the header ends the stream with a warning instead).
+/// A recording opened once, from which a source is made as often as asked (a seek backwards
+/// starts a new one). Each reads the file that was opened, by position, so a `.partial` the
+/// recorder has since completed and renamed (or a file removed meanwhile) is still read: reopening
+/// by name exited 1 there (hostile #21 class 7).
+pub struct Recording {
+    file: Arc<File>,
+    name: String,
+}
+
+impl Recording {
+    /// Opens `path`; only a regular file is opened (a FIFO without a writer would block the
+    /// open beyond any signal, and a device or a directory is no recording).
     pub fn open(path: &Path) -> Result<Self, SourceError> {
         let name = path.display().to_string();
-        // A FIFO without a writer would block the open beyond any signal, and a device or a
-        // directory is no recording: only regular files are read.
         if let Ok(m) = std::fs::metadata(path)
             && !m.is_file()
         {
@@ -62,7 +71,43 @@ impl FileSource {
                 }
             ))
         })?;
-        Self::from_reader(Reader::open_named(BufReader::new(f), &name)?)
+        Ok(Recording {
+            file: Arc::new(f),
+            name,
+        })
+    }
+
+    /// A source over the recording from its start.
+    pub fn source(&self) -> Result<FileSource, SourceError> {
+        let at = ReadAt {
+            file: self.file.clone(),
+            pos: 0,
+        };
+        FileSource::from_reader(Reader::open_named(BufReader::new(at), &self.name)?)
+    }
+}
+
+/// Reads a shared file from a position of its own (`pread`), so sources over one open file
+/// never move each other's offset.
+struct ReadAt {
+    file: Arc<File>,
+    pos: u64,
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl FileSource {
+    /// Opens `path` ([`Recording::open`]); a file that is not a recording, or whose header is
+    /// damaged, is an error here (damage after the header ends the stream with a warning
+    /// instead).
+    pub fn open(path: &Path) -> Result<Self, SourceError> {
+        Recording::open(path)?.source()
     }
 
     /// A source over any reader (tests use in-memory recordings).
@@ -116,5 +161,43 @@ impl Source for FileSource {
 
     fn recycle(&mut self, batch: Vec<Event>) {
         self.decoder.recycle(batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{count_events, data};
+
+    fn events_of(src: &mut FileSource) -> u64 {
+        let mut n = 0;
+        let mut batch = Vec::new();
+        while let Ok(p) = src.poll(&mut batch) {
+            n += batch.len() as u64;
+            batch.clear();
+            if p == Poll::End {
+                break;
+            }
+        }
+        n
+    }
+
+    /// A seek backwards makes a new source: it still reads the recording after the file was
+    /// renamed (a `.partial` the recorder completed) and after it was removed.
+    #[test]
+    fn a_recording_renamed_or_removed_after_opening_is_read_again_whole() {
+        let name = "sim-thp-fragment.swsc";
+        let want = count_events(name);
+        let dir = std::env::temp_dir().join(format!("swapscope-reopen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let partial = dir.join("r.swsc.partial");
+        std::fs::copy(data(name), &partial).expect("copy");
+        let rec = Recording::open(&partial).expect("opens");
+        let first = events_of(&mut rec.source().expect("source"));
+        std::fs::rename(&partial, dir.join("r.swsc")).expect("rename");
+        let after_rename = events_of(&mut rec.source().expect("source after the rename"));
+        std::fs::remove_dir_all(&dir).expect("remove");
+        let after_removal = events_of(&mut rec.source().expect("source after the removal"));
+        assert_eq!((first, after_rename, after_removal), (want, want, want));
     }
 }

@@ -22,7 +22,7 @@ use swapscope::{
     },
     source::{
         Log, Source, SourceError,
-        file::FileSource,
+        file::Recording,
         live::{LiveOptions, LiveSource},
     },
     tui::{self, Display, Session},
@@ -282,9 +282,9 @@ pub(super) fn record_sink(
 pub fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     signal::install();
     let control = ReplayControl::new(a.speed);
-    let file = a.file.clone();
+    let recording = Recording::open(&a.file)?;
     let replay = Replay::new(
-        move || Ok(Box::new(FileSource::open(&file)?) as Box<dyn Source + Send>),
+        move || Ok(Box::new(recording.source()?) as Box<dyn Source + Send>),
         control.clone(),
     )?;
     let name = a.file.file_name().map_or_else(

@@ -15,7 +15,7 @@ use swapscope::{
     },
     source::{
         Source,
-        file::FileSource,
+        file::Recording,
         live::{LiveOptions, LiveSource},
     },
 };
@@ -85,9 +85,9 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut source: Box<dyn Source + Send> = match &a.replay {
         Some(file) => {
-            let file = file.clone();
+            let recording = Recording::open(file)?;
             Box::new(Replay::new(
-                move || Ok(Box::new(FileSource::open(&file)?) as Box<dyn Source + Send>),
+                move || Ok(Box::new(recording.source()?) as Box<dyn Source + Send>),
                 ReplayControl::new(a.speed),
             )?)
         }
