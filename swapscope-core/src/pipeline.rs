@@ -145,6 +145,8 @@ pub struct ReplayControl {
     /// Where a seek is running to, unpaced (0: none).
     seeking: AtomicU64,
     ended: AtomicBool,
+    /// The source's warnings once it ended (damage that ended the stream early).
+    warnings: Mutex<Vec<String>>,
 }
 
 impl ReplayControl {
@@ -159,6 +161,7 @@ impl ReplayControl {
             read: AtomicU64::new(0),
             seeking: AtomicU64::new(0),
             ended: AtomicBool::new(false),
+            warnings: Mutex::new(Vec::new()),
         };
         c.set_speed(speed);
         Arc::new(c)
@@ -224,6 +227,12 @@ impl ReplayControl {
             0 => None,
             t => Some(t),
         }
+    }
+
+    /// What the source warned of when it ended (a damaged recording ends early: the viewer
+    /// says so while it shows the partial count, not only after quitting).
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
     }
 
     /// Whether the recording has been read to its end.
@@ -346,6 +355,9 @@ impl Source for Replay<'_> {
             self.next = 0;
             if self.src.poll(&mut self.pending)? == Poll::End {
                 self.src_ended = true;
+                if let Ok(mut w) = self.control.warnings.lock() {
+                    *w = self.src.summary().warnings;
+                }
             }
             if let Some(ts) = self.pending.iter().map(Event::ts).max() {
                 self.control.read.fetch_max(ts, Ordering::Relaxed);

@@ -259,10 +259,11 @@ impl Ctx<'_> {
                 )
             }
         };
-        Status {
-            text,
-            log: self.log.lines(),
+        let mut log = self.log.lines();
+        if let Some(r) = self.replay {
+            log.extend(r.warnings().into_iter().map(|w| format!("warning: {w}")));
         }
+        Status { text, log }
     }
 
     /// Carries out what a key asked for.

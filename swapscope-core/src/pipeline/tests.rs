@@ -155,6 +155,35 @@ fn a_replay_says_what_it_read_and_that_it_is_seeking() {
     assert_eq!(control.read_to(), last);
 }
 
+/// A damaged recording ends early: the replay's control holds the source's warning once it
+/// ended, for the viewer to show beside the partial count (it came only after quitting).
+#[test]
+fn a_damaged_recording_says_so_when_the_replay_reaches_its_end() {
+    let mut spec = WorkloadSpec::new("thp-fragment");
+    spec.iterations = Some(2);
+    spec.swap_size_bytes = 8 << 20;
+    let mut bytes = recording(&spec, 4096);
+    bytes.truncate(bytes.len() * 2 / 3);
+    let control = ReplayControl::new(f64::INFINITY);
+    let mut replay = match Replay::new(
+        || Ok(Box::new(file_source(bytes.clone())) as Box<dyn Source + Send>),
+        control.clone(),
+    ) {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let ctl = control.clone();
+    let r = run(&mut replay, &mut [&mut Count::default()], &mut || {
+        ctl.ended()
+    });
+    assert!(r.is_ok());
+    let w = control.warnings();
+    assert!(
+        !w.is_empty(),
+        "no warning for a recording cut at two thirds"
+    );
+}
+
 #[test]
 fn replay_paced_by_timestamps_waits_and_pauses() {
     let mut spec = WorkloadSpec::new("fill-drain");
