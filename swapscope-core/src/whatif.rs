@@ -150,8 +150,8 @@ impl Sink for DeviceSizes {
     }
 }
 
-/// Replays the stream `open` gives once per size of `spec` through the models `names`, with the
-/// sinks of `extra` (a progress line) beside each replay.
+/// Replays the stream `open` gives once per size of `spec` through the models `names`, with a
+/// progress line beside each replay naming its point.
 ///
 /// One replay per size, one after the other: a single read of the stream feeding every size's
 /// analysis at once was measured slower on two cores (the analyses' working sets then compete for
@@ -160,19 +160,21 @@ pub fn sweep<S: Source, E: std::error::Error + Send + Sync + 'static>(
     mut open: impl FnMut() -> Result<S, E>,
     names: &[String],
     spec: &SweepSpec,
-    extra: &mut [&mut dyn Sink],
+    progress: &mut crate::sink::progress::Progress,
 ) -> Result<Sweep, SweepError> {
     let mut out = Sweep {
         schema: SWEEP_SCHEMA,
         recorded_device_bytes: BTreeMap::new(),
         points: Vec::new(),
     };
-    for &percent in &spec.percents {
+    let n = spec.percents.len();
+    for (i, &percent) in spec.percents.iter().enumerate() {
         // Sizes grow with the percent: once the recorded sizes are known (after the first
         // replay), a point beyond the bound is refused before it is replayed.
         if let (bytes, true) = largest_at(&out.recorded_device_bytes, percent) {
             return Err(SweepError::TooLarge { percent, bytes });
         }
+        progress.stage(format!("{percent}% ({} of {n})", i + 1));
         let mut source = open().map_err(|e| SweepError::Open(Box::new(e)))?;
         let mut analysis = Analysis::for_report(
             source.header(),
@@ -184,8 +186,7 @@ pub fn sweep<S: Source, E: std::error::Error + Send + Sync + 'static>(
         );
         let mut sizes = DeviceSizes::default();
         let summary = {
-            let mut sinks: Vec<&mut dyn Sink> = vec![&mut analysis, &mut sizes];
-            sinks.extend(extra.iter_mut().map(|s| &mut **s as &mut dyn Sink));
+            let mut sinks: Vec<&mut dyn Sink> = vec![&mut analysis, &mut sizes, &mut *progress];
             pipeline::run(&mut source, &mut sinks, &mut || false)?
         };
         let report = analysis.report(&summary);

@@ -167,3 +167,24 @@ fn bad_what_if_flags_are_one_line() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// A sweep on a terminal says which point it replays, from the first (hostile #21 class 6: a
+/// 64-point sweep ran 507 s with nothing on stderr). Run under `script`, which gives it a
+/// terminal; off a terminal it stays silent (the JSON tests above read clean stdout).
+#[test]
+fn a_sweep_on_a_terminal_names_each_point() {
+    let f = data("vm-7.3-full-frag.swsc");
+    let cmd = format!("{EXE} report {f} --sweep 50%..100%:25% > /dev/null");
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap_or_else(|e| panic!("script: {e}"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for p in ["50% (1 of 3)", "75% (2 of 3)", "100% (3 of 3)"] {
+        assert!(
+            out.contains(p),
+            "no progress for {p} on the terminal: {out:?}"
+        );
+    }
+}

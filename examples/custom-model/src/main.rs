@@ -41,7 +41,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let report = analysis.report(&summary);
         println!("== {}\n{}", file.display(), report.render_text());
         let spec: SweepSpec = "50%..150%:50%".parse()?;
-        let sweep = whatif::sweep(|| FileSource::open(file), &names, &spec, &mut [])?;
+        let mut quiet = swapscope_core::sink::progress::Progress::new("sweep", false);
+        let sweep = whatif::sweep(|| FileSource::open(file), &names, &spec, &mut quiet)?;
         println!("{}", sweep.render_text());
     }
     Ok(())

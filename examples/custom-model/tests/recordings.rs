@@ -110,7 +110,9 @@ fn the_what_if_sweep_includes_it() {
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../swapscope/tests/data/vm-7.3-full-frag.swsc");
     let spec: SweepSpec = "50%..100%:50%".parse().expect("spec");
-    let sweep = whatif::sweep(|| FileSource::open(&file), &names(), &spec, &mut []).expect("sweep");
+    let mut quiet = swapscope_core::sink::progress::Progress::new("sweep", false);
+    let sweep =
+        whatif::sweep(|| FileSource::open(&file), &names(), &spec, &mut quiet).expect("sweep");
     assert_eq!(sweep.points.len(), 2);
     for p in &sweep.points {
         let ff = p

@@ -1,5 +1,5 @@
-//! The status line of `record`: kernel events so far, their rate, and ring-buffer drops, once a
-//! second on a terminal.
+//! The status line of `record` and of sweeps: kernel events so far, their rate, and ring-buffer
+//! drops, once a second on a terminal; a sweep's line also says which point it replays.
 
 use std::{
     io::Write as _,
@@ -20,6 +20,8 @@ pub struct Progress {
     /// Ring-buffer drops (the latest cumulative count).
     pub dropped: u64,
     printed: bool,
+    /// What this pass is (a sweep's point: `40% (2 of 5)`), printed before the counts.
+    stage: String,
 }
 
 impl Progress {
@@ -32,6 +34,21 @@ impl Progress {
             events: 0,
             dropped: 0,
             printed: false,
+            stage: String::new(),
+        }
+    }
+
+    /// Starts a new pass (a sweep's next point): counts from zero, the line names it, and it is
+    /// printed at once.
+    pub fn stage(&mut self, stage: String) {
+        self.stage = stage;
+        self.events = 0;
+        self.started = None;
+        self.next = None;
+        if self.show {
+            eprint!("\r{}: {} …   ", self.label, self.stage);
+            let _ = std::io::stderr().flush();
+            self.printed = true;
         }
     }
 
@@ -62,8 +79,10 @@ impl Sink for Progress {
         self.next = Some(now + Duration::from_secs(1));
         let secs = now.duration_since(t0).as_secs_f64().max(1e-9);
         eprint!(
-            "\r{}: {:>10} events  {:>9.0}/s  {} dropped   ",
+            "\r{}: {}{}{:>10} events  {:>9.0}/s  {} dropped   ",
             self.label,
+            self.stage,
+            if self.stage.is_empty() { "" } else { "  " },
             self.events,
             self.events as f64 / secs,
             self.dropped
@@ -76,6 +95,7 @@ impl Sink for Progress {
     fn finish(&mut self, _summary: &Summary) -> Result<(), SinkError> {
         if self.printed {
             eprintln!();
+            self.printed = false;
         }
         Ok(())
     }

@@ -52,12 +52,7 @@ pub fn run(
     let names = model_names(model_names_arg)?;
     if let Some(spec) = sweep {
         let mut progress = Progress::new("report --sweep", std::io::stderr().is_terminal());
-        let s = whatif::sweep(
-            || FileSource::open(file),
-            &names,
-            spec,
-            &mut [&mut progress],
-        )?;
+        let s = whatif::sweep(|| FileSource::open(file), &names, spec, &mut progress)?;
         return emit_sweep(&s, json);
     }
     let mut source = FileSource::open(file)?;

@@ -99,7 +99,7 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
             || SimSource::new(spec.clone()),
             &names,
             sweep,
-            &mut [&mut progress],
+            &mut progress,
         )?;
         return super::report::emit_sweep(&s, a.json);
     }
