@@ -318,3 +318,23 @@ fn unknown_models_are_usage_errors_and_os_errors_are_said_once() {
         "said twice: {err}"
     );
 }
+
+/// `doctor` gives every mTHP size a value: a size the kernel offers to shmem only (no
+/// `enabled` file: 8K on 6.18) printed as `8K=` with nothing after it (hostile #21, small
+/// things).
+#[test]
+fn doctor_gives_every_mthp_size_a_value() {
+    let o = std::process::Command::new(EXE)
+        .arg("doctor")
+        .output()
+        .unwrap_or_else(|e| panic!("doctor: {e}"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("mTHP"))
+        .unwrap_or_else(|| panic!("no mTHP line: {out}"));
+    for size in line.split_whitespace().skip(1) {
+        let value = size.split_once('=').map_or(size, |(_, v)| v);
+        assert!(!value.is_empty(), "{size} has no value: {line}");
+    }
+}

@@ -137,10 +137,12 @@ pub fn run(json: bool, cleanup: bool) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|kb| Mthp {
             size_kb: kb,
+            // A size without `enabled` exists for shmem only (8K on 6.18: anonymous memory
+            // cannot use it, so swap never sees it); it printed as `8K=`.
             enabled: fs::read_to_string(format!("{}/hugepages-{kb}kB/enabled", host::MTHP_DIR))
                 .ok()
                 .and_then(|t| host::parse_choice(&t))
-                .unwrap_or_default(),
+                .unwrap_or_else(|| "shmem-only".to_owned()),
         })
         .collect();
     let d = Doctor {
