@@ -240,14 +240,36 @@ fn long_marker_labels_are_kept_short() {
 /// Runs the binary with `args` and kills it after `secs`: whether it exited by itself in time,
 /// with its status and stderr.
 fn run_within(args: &[&str], secs: u64) -> (bool, std::process::ExitStatus, String) {
+    let (in_time, status, _, err) = run_within_env(args, &[], secs);
+    (in_time, status, err)
+}
+
+/// [`run_within`] with `env` added to the environment: also its stdout.
+fn run_within_env(
+    args: &[&str],
+    env: &[(&str, &Path)],
+    secs: u64,
+) -> (bool, std::process::ExitStatus, String, String) {
     use std::io::Read as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swapscope"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("swapscope {args:?}: {e}"));
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
     let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     let (in_time, status) = loop {
         if let Ok(Some(st)) = child.try_wait() {
@@ -260,11 +282,12 @@ fn run_within(args: &[&str], secs: u64) -> (bool, std::process::ExitStatus, Stri
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    (in_time, status, err)
+    (
+        in_time,
+        status,
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    )
 }
 
 /// Class 1 of the second hostile pass: stream time at the edge of `u64`. A marker, a request
@@ -701,4 +724,150 @@ fn hundreds_of_thousands_of_counter_names_cost_linear_time() {
         assert!(status.success(), "swapscope {args:?}: {status}: {err}");
         eprintln!("{args:?}: {:.1} s", t0.elapsed().as_secs_f64());
     }
+}
+/// A child process killed and reaped on drop.
+struct Sleeper(std::process::Child);
+impl Sleeper {
+    fn alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Class 2 of the second hostile pass: `doctor --cleanup` undid whatever a stale or forged
+/// `stress-<dead pid>.json` named. A forged file names an mTHP "setting" that is a regular
+/// file and a "cgroup" that is a plain directory whose text file `cgroup.procs` lists a live
+/// process; a FIFO and a link to /dev/zero sit beside it as state files. `doctor --cleanup`
+/// (on a state directory of the test's own, `SWAPSCOPE_STATE_DIR`) ends by itself, touches
+/// none of it, says why in one line each, and sets the files aside: a second run replays none.
+#[test]
+fn doctor_cleanup_undoes_only_what_it_can_prove_it_made() {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: state files are read only when root's, so this needs root");
+        return;
+    }
+    let dir = tempdir::Dir::new("cleanup");
+    let run = dir.path().join("run");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&run)
+        .unwrap_or_else(|e| panic!("{}: {e}", run.display()));
+    // A pid that is dead: a reaped child's.
+    let dead = {
+        let mut c = std::process::Command::new("true")
+            .spawn()
+            .unwrap_or_else(|e| panic!("true: {e}"));
+        let _ = c.wait();
+        c.id()
+    };
+    let mut victim = Sleeper(
+        std::process::Command::new("sleep")
+            .arg("120")
+            .spawn()
+            .unwrap_or_else(|e| panic!("sleep: {e}")),
+    );
+    let mthp = dir.path().join("enabled");
+    let mthp_text = "[always] inherit madvise never\n";
+    std::fs::write(&mthp, mthp_text).unwrap_or_else(|e| panic!("{e}"));
+    let cgroup = dir.path().join(format!("swapscope-{dead}-stress"));
+    std::fs::create_dir(&cgroup).unwrap_or_else(|e| panic!("{e}"));
+    let procs = format!("{}\n", victim.0.id());
+    std::fs::write(cgroup.join("cgroup.procs"), &procs).unwrap_or_else(|e| panic!("{e}"));
+    let forged = serde_json::json!({
+        "pid": dead,
+        "start_ticks": 1,
+        "mthp": [{ "path": mthp, "previous": "never", "set": "always" }],
+        "device": null,
+        "cgroup": cgroup,
+    });
+    let state = run.join(format!("stress-{dead}.json"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&state)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, forged.to_string().as_bytes()))
+        .unwrap_or_else(|e| panic!("{}: {e}", state.display()));
+    let fifo = run.join(format!("stress-{}.json", dead + 1));
+    let c =
+        std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let zero = run.join(format!("stress-{}.json", dead + 2));
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap_or_else(|e| panic!("{e}"));
+
+    let env = [("SWAPSCOPE_STATE_DIR", run.as_path())];
+    let (in_time, status, out, err) = run_within_env(&["doctor", "--cleanup"], &env, 120);
+    assert!(in_time, "doctor --cleanup ran over 120 s: {out}{err}");
+    assert!(!status.success(), "a refused clean-up is a failure: {out}");
+    // Nothing touched.
+    assert_eq!(
+        std::fs::read_to_string(&mthp).unwrap_or_default(),
+        mthp_text
+    );
+    assert!(
+        victim.alive(),
+        "the process listed in a plain cgroup.procs was killed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default(),
+        procs
+    );
+    // One line each, saying why.
+    let failed: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("cleanup       FAILED: "))
+        .collect();
+    let says = |what: &str, why: &str| {
+        assert_eq!(
+            failed
+                .iter()
+                .filter(|l| l.contains(what) && l.contains(why))
+                .count(),
+            1,
+            "one line on {what} saying {why:?}: {out}"
+        );
+    };
+    says(
+        &mthp.display().to_string(),
+        "is not an mTHP size's enabled file",
+    );
+    says(&cgroup.display().to_string(), "left alone");
+    says(&fifo.display().to_string(), "is a FIFO");
+    says(&zero.display().to_string(), "is a symbolic link");
+    assert_eq!(failed.len(), 4, "{out}");
+    // Set aside, never replayed.
+    for f in [&state, &fifo, &zero] {
+        assert!(
+            std::fs::symlink_metadata(f).is_err()
+                && std::fs::symlink_metadata(f.with_extension("json.failed")).is_ok(),
+            "{} not set aside: {out}",
+            f.display()
+        );
+    }
+    let (in_time, _, out, _) = run_within_env(&["doctor", "--cleanup"], &env, 120);
+    assert!(in_time, "the second doctor --cleanup ran over 120 s");
+    assert!(
+        out.contains("cleanup       nothing left by killed stress runs") && !out.contains("FAILED"),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("set aside by an earlier clean-up"))
+            .count(),
+        3,
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&mthp).unwrap_or_default(),
+        mthp_text
+    );
+    assert!(victim.alive());
 }

@@ -95,8 +95,8 @@ pub struct StressSummary {
     pub zram: Option<String>,
     pub elapsed: Duration,
     pub interrupted: bool,
-    /// Leftovers of killed runs undone first: (state file, what was done, what could not be).
-    pub undone: Vec<(PathBuf, Vec<String>, Vec<String>)>,
+    /// Leftovers of killed runs undone first, per state file.
+    pub undone: Vec<state::Undone>,
     /// What this run could not undo (its state file is kept for `doctor --cleanup`).
     pub left: Vec<String>,
     /// MiB held for `--global-limit`.

@@ -6,7 +6,8 @@
 use std::{
     ffi::CString,
     fs,
-    io::Write as _,
+    io::{Read as _, Write as _},
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
     thread,
     time::Duration,
@@ -79,6 +80,50 @@ pub enum CleanupError {
     },
     #[error("could not read {0}")]
     Unreadable(String),
+    #[error("{0} is not a cgroup (statfs): left alone")]
+    NotCgroup(String),
+    /// What a state file names is not something swapscope makes, or not a value it saves.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// statfs(2) magic numbers of the filesystems a clean-up checks that it acts on.
+pub const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
+pub const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+pub const SYSFS_MAGIC: u64 = 0x6265_6572;
+
+/// The filesystem type (statfs `f_type`) of what `f` is open on.
+fn fs_magic(f: &fs::File) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: an all-zero statfs is a valid value of that plain C struct.
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor stays open for the call; `s` is a live local of the right type.
+    if unsafe { libc::fstatfs(f.as_raw_fd(), &mut s) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // `f_type` is signed on glibc and unsigned on musl; every magic checked here is positive.
+    Ok(u64::try_from(s.f_type).unwrap_or(0))
+}
+
+/// Opens `path` without following a symbolic link at its last component, without blocking on
+/// a FIFO and without taking a terminal: what a clean-up opens is checked through the
+/// descriptor before anything is read or written.
+pub fn open_checked(path: &Path, write: bool) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+/// Reads at most `max` bytes of `f` (`Err` when there are more).
+fn read_bounded(f: &fs::File, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut b = Vec::new();
+    f.take(max + 1).read_to_end(&mut b)?;
+    if b.len() as u64 > max {
+        return Err(std::io::Error::other(format!("more than {max} bytes")));
+    }
+    Ok(b)
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SetupError + 'a {
@@ -217,12 +262,57 @@ pub mod job_cgroup {
     }
 }
 
+/// Whether `path` itself is a cgroup directory: not a symbolic link, and on a cgroup v1 or v2
+/// filesystem (statfs on the directory opened).
+pub fn is_cgroup_dir(path: &Path) -> std::io::Result<bool> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_NONBLOCK)
+        .open(path)?;
+    Ok(matches!(
+        fs_magic(&f)?,
+        CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC
+    ))
+}
+
+/// The processes in cgroup `dir`, from its `cgroup.procs` only when that file is on a cgroup
+/// filesystem: a plain file of that name lists nothing to kill.
+fn cgroup_procs(dir: &Path) -> Result<Vec<libc::pid_t>, CleanupError> {
+    let path = dir.join("cgroup.procs");
+    let not_cgroup = || CleanupError::NotCgroup(dir.display().to_string());
+    let f = open_checked(&path, false).map_err(|_| not_cgroup())?;
+    if !matches!(
+        fs_magic(&f).map_err(|_| not_cgroup())?,
+        CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC
+    ) {
+        return Err(not_cgroup());
+    }
+    let text = read_bounded(&f, 4 << 20)
+        .map_err(|_| CleanupError::Unreadable(path.display().to_string()))?;
+    // A pid of 0 or below would signal a process group or every process.
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
+        .filter(|&p| p > 0)
+        .collect())
+}
+
 /// Kills whatever still runs in cgroup `path` (only swapscope's own workload is ever put there)
-/// and removes it, with its per-job children ([`job_cgroup`]). `Ok` when it is gone.
+/// and removes it, with its per-job children ([`job_cgroup`]). `Ok` when it is gone. Anything
+/// at `path` that is not a cgroup directory ([`is_cgroup_dir`]) is left alone (`Err`).
 pub fn remove_cgroup(path: &Path) -> Result<(), CleanupError> {
+    let gone =
+        || fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+    if gone() {
+        return Ok(());
+    }
+    if !is_cgroup_dir(path).unwrap_or(false) {
+        return Err(CleanupError::NotCgroup(path.display().to_string()));
+    }
     if let Ok(rd) = fs::read_dir(path) {
         for e in rd.flatten() {
             let name = e.file_name();
+            // The entry's own type (a symbolic link is not a directory here).
             if e.file_type().is_ok_and(|t| t.is_dir()) && name.to_str().is_some_and(job_cgroup::is)
             {
                 remove_cgroup(&e.path())?;
@@ -230,16 +320,14 @@ pub fn remove_cgroup(path: &Path) -> Result<(), CleanupError> {
         }
     }
     for _ in 0..50 {
-        if !path.exists() || fs::remove_dir(path).is_ok() {
+        if gone() || fs::remove_dir(path).is_ok() {
             return Ok(());
         }
         // Still populated (a workload of a killed run) or still uncharging.
-        if let Ok(procs) = fs::read_to_string(path.join("cgroup.procs")) {
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                // SAFETY: kill(2) has no memory effects; the pids are members of a cgroup
-                // swapscope created for its workload.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+        for pid in cgroup_procs(path)? {
+            // SAFETY: kill(2) has no memory effects; the pids are members of a cgroup
+            // swapscope created for its workload (read from that cgroup's own cgroup.procs).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         thread::sleep(Duration::from_millis(100));
     }
@@ -385,7 +473,8 @@ pub fn is_swapped_on(dev: &Path) -> bool {
     host::read_proc_swaps().is_ok_and(|l| l.devices.iter().any(|d| Path::new(&d.path) == dev))
 }
 
-/// Swaps off (if on), resets and removes zram device `id`. `Ok` when it is gone.
+/// Swaps off (if on), resets and removes zram device `id`. `Ok` when it is gone. Callers that
+/// did not create the device in this process check it first ([`zram_seen`]).
 pub fn remove_zram(id: u32) -> Result<(), CleanupError> {
     let dev = PathBuf::from(format!("/dev/zram{id}"));
     let sys = PathBuf::from(format!("/sys/block/zram{id}"));
@@ -405,17 +494,101 @@ pub fn remove_zram(id: u32) -> Result<(), CleanupError> {
         .map_err(|source| CleanupError::HotRemove { id, source })
 }
 
-/// The UUID in the swap header on `dev` (or file), if it carries swapscope's label: how a
-/// later run recognises a device as the one a state file names.
-pub fn swap_header_uuid(dev: &Path) -> Option<[u8; 8]> {
-    use std::io::Read as _;
+/// What zram device `id` is now, every fact read from that one device: `/sys/block/zram<id>`
+/// and the node `/dev/zram<id>`, checked to be that block device before its header is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZramSeen {
+    /// `/sys/block/zram<id>` exists.
+    pub present: bool,
+    /// `Ok` when `/sys/block/zram<id>` is a zram disk and `/dev/zram<id>` is its block device
+    /// (not a link, the same major:minor); else why not.
+    pub node: Result<(), String>,
+    /// The UUID of swapscope's swap header read through that node (`None`: no such header, or
+    /// it could not be read).
+    pub header_uuid: Option<[u8; 8]>,
+    /// `/dev/zram<id>` is an active swap device (`/proc/swaps`).
+    pub swapped_on: bool,
+}
+
+impl Default for ZramSeen {
+    /// Nothing seen.
+    fn default() -> Self {
+        ZramSeen {
+            present: false,
+            node: Err("not looked at".into()),
+            header_uuid: None,
+            swapped_on: false,
+        }
+    }
+}
+
+/// Looks at zram device `id` (reads only).
+pub fn zram_seen(id: u32) -> ZramSeen {
+    let sys = PathBuf::from(format!("/sys/block/zram{id}"));
+    let dev = PathBuf::from(format!("/dev/zram{id}"));
+    let mut seen = ZramSeen {
+        present: sys.exists(),
+        ..ZramSeen::default()
+    };
+    if !seen.present {
+        return seen;
+    }
+    let node = (|| {
+        // An attribute only the zram driver's disks have.
+        if !sys.join("comp_algorithm").exists() {
+            return Err(format!("{} is not a zram disk", sys.display()));
+        }
+        let want = fs::read_to_string(sys.join("dev"))
+            .ok()
+            .and_then(|t| {
+                let (ma, mi) = t.trim().split_once(':')?;
+                Some(libc::makedev(ma.parse().ok()?, mi.parse().ok()?))
+            })
+            .ok_or_else(|| format!("{}/dev unreadable", sys.display()))?;
+        let f = open_checked(&dev, false).map_err(|e| format!("{}: {e}", dev.display()))?;
+        let m = f
+            .metadata()
+            .map_err(|e| format!("{}: {e}", dev.display()))?;
+        if !m.file_type().is_block_device() || m.rdev() != want {
+            return Err(format!(
+                "{} is not the block device of zram{id}",
+                dev.display()
+            ));
+        }
+        Ok(f)
+    })();
+    match node {
+        Ok(mut f) => {
+            seen.node = Ok(());
+            seen.header_uuid = header_uuid_of(&mut f);
+        }
+        Err(e) => seen.node = Err(e),
+    }
+    seen.swapped_on = is_swapped_on(&dev);
+    seen
+}
+
+/// The UUID of swapscope's swap header at the start of `f`.
+fn header_uuid_of(f: &mut fs::File) -> Option<[u8; 8]> {
     let mut b = [0u8; 1061];
-    fs::File::open(dev).ok()?.read_exact(&mut b).ok()?;
+    f.read_exact(&mut b).ok()?;
     (&b[1052..1061] == b"swapscope").then(|| {
         let mut u = [0u8; 8];
         u.copy_from_slice(&b[1036..1044]);
         u
     })
+}
+
+/// The UUID in the swap header of `path`, if it is a regular file or block device (not a
+/// link, not a FIFO) carrying swapscope's label: how a later run recognises a loop swap file
+/// as the one a state file names.
+pub fn swap_header_uuid(path: &Path) -> Option<[u8; 8]> {
+    let mut f = open_checked(path, false).ok()?;
+    let t = f.metadata().ok()?.file_type();
+    if !(t.is_file() || t.is_block_device()) {
+        return None;
+    }
+    header_uuid_of(&mut f)
 }
 
 /// A UUID for a swap header: this process and the time.
@@ -526,17 +699,21 @@ impl Drop for LoopSwap {
     }
 }
 
-/// Swaps off loop device `dev` (if on), detaches it if `file` still backs it, and deletes
-/// `file`. `Ok` when both are gone.
+/// The file backing loop device `dev` (`/sys/block/loop<N>/loop/backing_file`).
+pub fn loop_backing(dev: &Path) -> Option<PathBuf> {
+    let name = dev.file_name()?;
+    let text =
+        fs::read_to_string(Path::new("/sys/block").join(name).join("loop/backing_file")).ok()?;
+    Some(PathBuf::from(text.trim_end_matches('\n')))
+}
+
+/// Swaps off and detaches loop device `dev` if `file` still backs it (another loop device is
+/// never touched), and deletes `file`. `Ok` when both are gone.
 pub fn remove_loop(dev: &Path, file: &Path) -> Result<(), CleanupError> {
-    if is_swapped_on(dev) {
-        swapoff(dev)?;
-    }
-    let backing = dev
-        .file_name()
-        .map(|n| Path::new("/sys/block").join(n).join("loop/backing_file"))
-        .and_then(|p| fs::read_to_string(p).ok());
-    if backing.is_some_and(|b| Path::new(b.trim()) == file) {
+    if loop_backing(dev).is_some_and(|b| b == file) {
+        if is_swapped_on(dev) {
+            swapoff(dev)?;
+        }
         let _ = std::process::Command::new("losetup")
             .arg("-d")
             .arg(dev)
@@ -622,19 +799,84 @@ impl Drop for MthpSetting {
     }
 }
 
+/// The policies an mTHP size's `enabled` file takes (what [`MthpSetting`] saves and sets).
+pub const MTHP_POLICIES: [&str; 4] = ["always", "inherit", "madvise", "never"];
+
+/// Whether `path` is exactly `/sys/kernel/mm/transparent_hugepage/hugepages-<N>kB/enabled`
+/// (`N` decimal digits): the only files a clean-up writes an mTHP policy into.
+pub fn is_mthp_enabled_path(path: &Path) -> bool {
+    path.to_str()
+        .and_then(|s| s.strip_prefix(host::MTHP_DIR))
+        .and_then(|s| s.strip_prefix("/hugepages-"))
+        .and_then(|s| s.strip_suffix("kB/enabled"))
+        .is_some_and(|n| {
+            (1..=10).contains(&n.len())
+                && !n.starts_with('0')
+                && n.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// Why an mTHP item of a state file is refused (`path` not an mTHP size's `enabled` file, or
+/// `set`/`previous` not a policy), or `None` when it may be restored.
+pub fn mthp_refusal(path: &Path, set: &str, previous: &str) -> Option<String> {
+    if !is_mthp_enabled_path(path) {
+        return Some(format!(
+            "{} is not an mTHP size's enabled file ({}/hugepages-<N>kB/enabled): left alone",
+            path.display(),
+            host::MTHP_DIR
+        ));
+    }
+    [previous, set]
+        .into_iter()
+        .find(|v| !MTHP_POLICIES.contains(v))
+        .map(|v| {
+            format!(
+                "{}: {v:?} is not an mTHP policy ({}): left alone",
+                path.display(),
+                MTHP_POLICIES.join(", ")
+            )
+        })
+}
+
+/// Opens an mTHP `enabled` file, checked to be that sysfs file (a valid path, no link, on
+/// sysfs).
+fn open_mthp(path: &Path, write: bool) -> std::io::Result<fs::File> {
+    if !is_mthp_enabled_path(path) {
+        return Err(std::io::Error::other("not an mTHP enabled file"));
+    }
+    let f = open_checked(path, write)?;
+    if fs_magic(&f)? != SYSFS_MAGIC {
+        return Err(std::io::Error::other("not on sysfs"));
+    }
+    Ok(f)
+}
+
+/// The policy an mTHP `enabled` file selects now (`None` for any other path, or unreadable).
+pub fn read_mthp(path: &Path) -> Option<String> {
+    let f = open_mthp(path, false).ok()?;
+    let b = read_bounded(&f, 4096).ok()?;
+    host::parse_choice(&String::from_utf8_lossy(&b))
+}
+
 /// Puts `path` (an mTHP `enabled` file) back to `previous` if it still says `set` (what
-/// swapscope wrote); a policy changed since is someone else's and left alone (`Err` says so).
+/// swapscope wrote); a policy changed since is someone else's and left alone (`Err` says so),
+/// and so is any path that is not an mTHP size's `enabled` file, or a value not a policy
+/// ([`mthp_refusal`]).
 pub fn restore_mthp(path: &Path, set: &str, previous: &str) -> Result<(), CleanupError> {
-    let now = fs::read_to_string(path)
-        .ok()
-        .and_then(|t| host::parse_choice(&t));
-    match now.as_deref() {
+    if let Some(why) = mthp_refusal(path, set, previous) {
+        return Err(CleanupError::Refused(why));
+    }
+    let failed = |source| CleanupError::Restore {
+        path: path.display().to_string(),
+        previous: previous.into(),
+        source,
+    };
+    match read_mthp(path).as_deref() {
         Some(p) if p == previous => Ok(()),
-        Some(p) if p == set => fs::write(path, previous).map_err(|source| CleanupError::Restore {
-            path: path.display().to_string(),
-            previous: previous.into(),
-            source,
-        }),
+        Some(p) if p == set => open_mthp(path, true)
+            .map_err(failed)?
+            .write_all(previous.as_bytes())
+            .map_err(failed),
         Some(p) => Err(CleanupError::Changed {
             path: path.display().to_string(),
             now: p.into(),

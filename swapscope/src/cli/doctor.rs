@@ -37,7 +37,8 @@ struct Doctor {
     trial_attach: String,
     probes: Vec<ProbeStatus>,
     /// `stress` runs with a state file under /run/swapscope: killed ones (leftovers to undo
-    /// with `--cleanup`) and running ones.
+    /// with `--cleanup`), running ones, refused or unreadable files (never acted on) and files
+    /// set aside by an earlier `--cleanup`.
     stress_runs: Vec<StressRun>,
     /// With `--cleanup`: what was undone, and what could not be.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,38 +49,66 @@ struct Doctor {
 struct StressRun {
     state_file: String,
     pid: Option<u32>,
-    /// `killed` (leftovers), `running`, or `unreadable`.
+    /// `killed` (leftovers), `running`, `unreadable`, `refused` (not read: a link, a FIFO,
+    /// not root's, writable by others, too large), or `set aside` (`.failed`: an earlier
+    /// `--cleanup` could not undo all of it, or refused it; never read again).
     status: &'static str,
     left: Vec<String>,
+    /// What the state file names that is not proven the run's own: never touched.
+    refused: Vec<String>,
 }
 
 #[derive(Serialize)]
 struct Cleanup {
     done: Vec<String>,
     failed: Vec<String>,
+    /// State files renamed `.failed` after a failure or refusal: not retried by later runs.
+    set_aside: Vec<String>,
 }
 
 fn stress_runs() -> Vec<StressRun> {
-    state::scan()
-        .into_iter()
-        .map(|f| {
-            let state_file = f.file.display().to_string();
-            match &f.state {
-                Ok(s) => StressRun {
+    let scan = state::scan();
+    let refused_dir = scan.dir_refused.map(|why| StressRun {
+        state_file: state::state_dir().display().to_string(),
+        pid: None,
+        status: "refused",
+        left: vec![why],
+        refused: Vec::new(),
+    });
+    let found = scan.found.into_iter().map(|f| {
+        let state_file = f.file.display().to_string();
+        match &f.state {
+            Ok(s) => {
+                let (left, refused) = s.leftovers();
+                StressRun {
                     state_file,
                     pid: Some(s.pid),
                     status: if s.alive() { "running" } else { "killed" },
-                    left: s.remaining(),
-                },
-                Err(e) => StressRun {
-                    state_file,
-                    pid: None,
-                    status: "unreadable",
-                    left: vec![e.to_string()],
-                },
+                    left,
+                    refused,
+                }
             }
-        })
-        .collect()
+            Err(e) => StressRun {
+                state_file,
+                pid: None,
+                status: if matches!(e, state::StateFileError::Refused(_)) {
+                    "refused"
+                } else {
+                    "unreadable"
+                },
+                left: vec![e.to_string()],
+                refused: Vec::new(),
+            },
+        }
+    });
+    let aside = scan.set_aside.into_iter().map(|f| StressRun {
+        state_file: f.display().to_string(),
+        pid: None,
+        status: "set aside",
+        left: Vec::new(),
+        refused: Vec::new(),
+    });
+    refused_dir.into_iter().chain(found).chain(aside).collect()
 }
 
 /// Reads the lockdown mode, mounting securityfs first when it is missing (as systemd does).
@@ -99,13 +128,15 @@ pub fn run(json: bool, cleanup: bool) -> anyhow::Result<ExitCode> {
         let mut c = Cleanup {
             done: Vec::new(),
             failed: Vec::new(),
+            set_aside: Vec::new(),
         };
-        for (file, done, failed) in state::cleanup_dead() {
-            let file = file.display();
+        for u in state::cleanup_dead() {
+            let file = u.file.display();
             c.done
-                .extend(done.into_iter().map(|d| format!("{d} ({file})")));
+                .extend(u.done.into_iter().map(|d| format!("{d} ({file})")));
             c.failed
-                .extend(failed.into_iter().map(|d| format!("{d} ({file})")));
+                .extend(u.failed.into_iter().map(|d| format!("{d} ({file})")));
+            c.set_aside.extend(u.set_aside);
         }
         c
     });
@@ -258,6 +289,7 @@ fn print_text(d: &Doctor) {
                     r.left.join(", ")
                 }
             ),
+            "killed" if r.left.is_empty() && !r.refused.is_empty() => {}
             "killed" if r.left.is_empty() => println!(
                 "stress        a killed run (pid {}) left only its state file {}: `swapscope doctor --cleanup` removes it",
                 r.pid.unwrap_or(0),
@@ -268,11 +300,27 @@ fn print_text(d: &Doctor) {
                 r.pid.unwrap_or(0),
                 r.left.join(", ")
             ),
+            "set aside" => println!(
+                "stress        {}: set aside by an earlier clean-up that could not undo all of it or refused it; never read again: look at what it names, then delete it",
+                r.state_file
+            ),
+            "refused" => println!(
+                "stress        state file {}: {}",
+                r.state_file,
+                r.left.join(", ")
+            ),
             _ => println!(
                 "stress        unreadable state file {}: {}",
                 r.state_file,
                 r.left.join(", ")
             ),
+        }
+        for x in &r.refused {
+            println!(
+                "stress        NOT undone, not proven the run's own (pid {}, {}): {x}",
+                r.pid.unwrap_or(0),
+                r.state_file
+            );
         }
     }
     if let Some(c) = &d.cleanup {
@@ -284,6 +332,9 @@ fn print_text(d: &Doctor) {
         }
         for x in &c.failed {
             println!("cleanup       FAILED: {x}");
+        }
+        for x in &c.set_aside {
+            println!("cleanup       {x}");
         }
     }
     println!("tier          {}", d.tier);

@@ -44,8 +44,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Undo what a `swapscope stress` that was killed left behind (its cgroup, zram or loop
-        /// device and mTHP settings, as its state file under /run/swapscope lists them);
-        /// nothing it did not create is touched.
+        /// device and mTHP settings, as its state file under /run/swapscope lists them), each
+        /// only once proven the run's own on the object acted on; nothing else is touched. A
+        /// state file refused, or not undone fully, is renamed `.failed` and not retried.
         #[arg(long)]
         cleanup: bool,
     },

@@ -92,17 +92,11 @@ pub fn run(a: StressArgs) -> anyhow::Result<ExitCode> {
         exe: std::env::current_exe().context("finding the swapscope binary")?,
     };
     let s = stress::run(&opts)?;
-    for (file, done, failed) in &s.undone {
-        for d in done {
+    for u in &s.undone {
+        for line in u.done.iter().chain(&u.failed).chain(&u.set_aside) {
             eprintln!(
-                "swapscope stress: leftover of a killed run ({}): {d}",
-                file.display()
-            );
-        }
-        for f in failed {
-            eprintln!(
-                "swapscope stress: leftover of a killed run ({}): {f}",
-                file.display()
+                "swapscope stress: leftover of a killed run ({}): {line}",
+                u.file.display()
             );
         }
     }
@@ -132,7 +126,7 @@ pub fn run(a: StressArgs) -> anyhow::Result<ExitCode> {
             "cleaned up".to_string()
         } else {
             format!(
-                "could not undo: {} (`swapscope doctor --cleanup` retries)",
+                "could not undo: {} (`swapscope doctor --cleanup` retries once, then sets the state file aside)",
                 s.left.join(", ")
             )
         }
