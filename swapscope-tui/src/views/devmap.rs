@@ -211,11 +211,7 @@ fn draw_pane(f: &mut Frame, area: Rect, pane: &Pane, cursor: usize) {
     let n = pane.len();
     let per = n.div_ceil(cap).max(1);
     let (w, h) = (usize::from(inner.width), usize::from(inner.height));
-    // Few clusters: draw each wider, as wide as still fits.
-    let mut cw = 1;
-    while per == 1 && cw < 8 && (w / (cw + 1)) * h >= n && w / (cw + 1) > 0 {
-        cw += 1;
-    }
+    let (cw, ch) = if per == 1 { cell_size(n, w, h) } else { (1, 1) };
     let per_row = (w / cw).max(1);
     let cur = cursor / per;
     let cells: Vec<(char, Style)> = match pane {
@@ -255,32 +251,62 @@ fn draw_pane(f: &mut Frame, area: Rect, pane: &Pane, cursor: usize) {
                 .collect()
         }
     };
+    // A cell of `cw` × `ch` characters: its glyph, then a blank column and (from two rows on)
+    // a blank row between cells.
+    let glyph_rows = if ch >= 2 { ch - 1 } else { 1 };
     let lines: Vec<Line> = cells
         .chunks(per_row)
         .enumerate()
-        .map(|(row, chunk)| {
-            Line::from(
-                chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(col, (g, st))| {
-                        let st = if row * per_row + col == cur {
-                            st.add_modifier(Modifier::REVERSED)
-                        } else {
-                            *st
-                        };
-                        let text: String = if cw >= 3 {
-                            std::iter::repeat_n(*g, cw - 1).chain([' ']).collect()
-                        } else {
-                            std::iter::repeat_n(*g, cw).collect()
-                        };
-                        Span::styled(text, st)
-                    })
-                    .collect::<Vec<_>>(),
-            )
+        .flat_map(|(row, chunk)| {
+            (0..ch).map(move |line| {
+                if line >= glyph_rows {
+                    return Line::default();
+                }
+                Line::from(
+                    chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(col, (g, st))| {
+                            let st = if row * per_row + col == cur {
+                                st.add_modifier(Modifier::REVERSED)
+                            } else {
+                                *st
+                            };
+                            let text: String = if cw >= 3 {
+                                std::iter::repeat_n(*g, cw - 1).chain([' ']).collect()
+                            } else {
+                                std::iter::repeat_n(*g, cw).collect()
+                            };
+                            Span::styled(text, st)
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            })
         })
         .collect();
     f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The size of one cluster's cell when every cluster gets its own: the largest that lets all
+/// `n` fit in `w` × `h`, about twice as wide as tall (a terminal cell is about twice as tall as
+/// wide), at most 17 × 8 (a 64 MiB device used 4 of 40 rows at 160×48 with one-row cells).
+fn cell_size(n: usize, w: usize, h: usize) -> (usize, usize) {
+    let fits = |cw: usize, ch: usize| {
+        let cols = w / cw;
+        cols > 0 && n.div_ceil(cols) * ch <= h
+    };
+    let mut best = (1, 1);
+    for ch in 1..=8 {
+        for cw in (1..=(2 * ch + 1).min(17)).rev() {
+            if fits(cw, ch) {
+                if cw * ch > best.0 * best.1 {
+                    best = (cw, ch);
+                }
+                break;
+            }
+        }
+    }
+    best
 }
 
 fn legend_line(left: &Pane) -> Line<'static> {
