@@ -1,14 +1,14 @@
 //! Overview: write-outs per second by folio size (and, on the full tier, the folios read back),
 //! the kernel's per-size swap-out and fallback
-//! counters, each device's use, and the health of the stream (lost and missed events, the tier
-//! and its hooks).
+//! counters, each device's use, the health of the stream (lost and missed events, events by
+//! kind, the tier and its hooks), and in the rows left the large-folio fallback share over time.
 
 use ratatui::{
     Frame,
     layout::{Constraint, Layout, Rect},
     style::{Color, Style},
     text::{Line, Span},
-    widgets::Paragraph,
+    widgets::{Paragraph, Sparkline},
 };
 
 use crate::{
@@ -29,11 +29,29 @@ pub fn render(f: &mut Frame, area: Rect, snap: &Snapshot, _ui: &Ui) {
     let devices = device_lines(snap, inner_w);
     let health = health_lines(snap, inner_w);
     let h = |n: usize| Constraint::Length(n as u16 + 2);
-    let [a, b, c, d] = Layout::vertical([
+    let used: usize = [&writeouts, &kernel, &devices, &health]
+        .iter()
+        .map(|l| l.len() + 2)
+        .sum();
+    let shares = share_series(snap);
+    // The rows left (a tall terminal) show the fallback share over time; else stream health
+    // takes them as before.
+    let spare = usize::from(area.height).saturating_sub(used);
+    let chart = !shares.is_empty() && spare >= 2 + 2 * shares.len();
+    let [a, b, c, d, e] = Layout::vertical([
         h(writeouts.len()),
         h(kernel.len()),
         h(devices.len()),
-        Constraint::Min(3),
+        if chart {
+            h(health.len())
+        } else {
+            Constraint::Min(3)
+        },
+        if chart {
+            Constraint::Min(3)
+        } else {
+            Constraint::Length(0)
+        },
     ])
     .areas(area);
     f.render_widget(
@@ -46,6 +64,90 @@ pub fn render(f: &mut Frame, area: Rect, snap: &Snapshot, _ui: &Ui) {
     );
     f.render_widget(Paragraph::new(devices).block(block("swap devices")), c);
     f.render_widget(Paragraph::new(health).block(block("stream health")), d);
+    if chart {
+        share_chart(f, e, &shares);
+    }
+}
+
+/// Per large order, the share of its swap-outs that fell back (were split) in each interval:
+/// from the kernel's mTHP counters when the stream has them, else from the requests the
+/// allocator refused (a simulated stream). `None` where the interval had none of that size.
+fn share_series(snap: &Snapshot) -> Vec<(usize, Vec<Option<f64>>, &'static str)> {
+    let counters = snap
+        .intervals
+        .iter()
+        .any(|r| r.swpout.iter().chain(&r.swpout_fallback).any(|&v| v > 0));
+    (1..NR_ORDERS)
+        .filter_map(|o| {
+            let series: Vec<Option<f64>> = snap
+                .intervals
+                .iter()
+                .map(|r| {
+                    let (fb, all) = if counters {
+                        (r.swpout_fallback[o], r.swpout[o] + r.swpout_fallback[o])
+                    } else {
+                        (r.failures[o], r.requests[o])
+                    };
+                    (all > 0).then(|| fb as f64 / all as f64)
+                })
+                .collect();
+            series.iter().any(Option::is_some).then_some((
+                o,
+                series,
+                if counters {
+                    "swpout_fallback / (swpout + swpout_fallback)"
+                } else {
+                    "refused / requested"
+                },
+            ))
+        })
+        .collect()
+}
+
+fn share_chart(
+    f: &mut Frame,
+    area: Rect,
+    shares: &[(usize, Vec<Option<f64>>, &'static str)],
+) {
+    let what = shares.first().map_or("", |s| s.2);
+    let title = format!("large-folio fallback share per interval, 0–100 % ({what})");
+    let blk = block(&title);
+    let inner = blk.inner(area);
+    f.render_widget(blk, area);
+    let rows = Layout::vertical(shares.iter().map(|_| Constraint::Fill(1))).split(inner);
+    for ((o, series, _), row) in shares.iter().zip(rows.iter()) {
+        let [label, chart] =
+            Layout::horizontal([Constraint::Length(14), Constraint::Min(4)]).areas(*row);
+        let last = series.iter().rev().find_map(|v| *v);
+        f.render_widget(
+            Paragraph::new(vec![
+                Line::from(Span::styled(folio_size(*o as u8).to_string(), TITLE)),
+                Line::from(Span::styled(
+                    format!("last {}", fmt::pct(last)),
+                    DIM,
+                )),
+            ]),
+            label,
+        );
+        let w = usize::from(chart.width);
+        let shown = &series[series.len().saturating_sub(w)..];
+        // Per mille, so the bars are fine-grained; an interval without that size is a gap.
+        // Right-aligned, the newest interval at the right edge (as the write-out sparklines).
+        let data: Vec<Option<u64>> = std::iter::repeat_n(None, w - shown.len())
+            .chain(
+                shown
+                    .iter()
+                    .map(|v| v.map(|x| (x.clamp(0.0, 1.0) * 1000.0).round() as u64)),
+            )
+            .collect();
+        f.render_widget(
+            Sparkline::default()
+                .data(data)
+                .max(1000)
+                .style(Style::new().fg(order_color(*o))),
+            chart,
+        );
+    }
 }
 
 fn orders_with(snap: &Snapshot, pick: impl Fn(&IntervalRow) -> &[u64; NR_ORDERS]) -> Vec<usize> {
@@ -292,6 +394,28 @@ fn health_lines(snap: &Snapshot, w: usize) -> Vec<Line<'static>> {
         ));
     }
     lines.push(Line::from(spans));
+    let k = &snap.kinds;
+    let kinds: Vec<String> = [
+        (k.writeouts, "write-outs"),
+        (k.allocs, "requests"),
+        (k.grants, "grants"),
+        (k.frees, "frees"),
+        (k.splits, "splits"),
+        (k.swapins, "swap-ins"),
+        (k.clusters, "cluster moves"),
+        (k.markers, "markers"),
+        (k.samples, "counter samples"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{} {what}", fmt::count(*n)))
+    .collect();
+    if !kinds.is_empty() {
+        lines.push(Line::from(Span::styled(
+            fmt::fit(&format!("events: {}", kinds.join(", ")), w),
+            DIM,
+        )));
+    }
     let i = &snap.info;
     let hooks = if i.attached.is_empty() {
         "none (a recording without probes)".to_string()
