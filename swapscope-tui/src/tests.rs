@@ -161,3 +161,31 @@ fn print_views_for_the_docs() {
         }
     }
 }
+
+/// At the end of a recording whose device was swapped off, the Models view's occupancy columns
+/// are those of the peak, said as such; they read all zeros (hostile #21 small things).
+#[test]
+fn models_at_the_end_of_a_swapped_off_recording_show_the_peak() {
+    let snap = snapshot_of("vm-7.3-full-timed.swsc", 1.0);
+    assert!(
+        snap.devices.iter().all(|d| d.gone),
+        "the recording ends with its device swapped off"
+    );
+    let peak = snap
+        .models_peak
+        .as_ref()
+        .expect("the peak's models are kept");
+    for m in peak.models.iter().chain(&peak.real) {
+        let c = &m.clusters;
+        assert!(
+            m.used_slots > 0 && c.free + c.nonfull + c.frag + c.full > 0,
+            "{}: {} used, clusters {c:?}",
+            m.name,
+            m.used_slots
+        );
+    }
+    let mut ui = Ui::new(Mode::Replay);
+    ui.tab = Tab::Models;
+    let text = render_text(&snap, &ui, &status(&snap), 160, 48);
+    assert!(text.contains("at peak occupancy"), "{text}");
+}

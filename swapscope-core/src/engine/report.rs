@@ -241,6 +241,19 @@ fn interval(name: &str, c: &OrderCounters) -> IntervalReport {
     }
 }
 
+impl ModelReport {
+    /// Takes `other`'s occupancy figures (fragmentation, clusters, largest free run, metadata,
+    /// slots), keeping its own counts: a view of the state at another moment.
+    pub fn take_state_of(&mut self, other: &ModelReport) {
+        self.fragmentation_by_order = other.fragmentation_by_order.clone();
+        self.clusters = other.clusters;
+        self.largest_free_run = other.largest_free_run;
+        self.metadata_bytes = other.metadata_bytes;
+        self.total_slots = other.total_slots;
+        self.used_slots = other.used_slots;
+    }
+}
+
 fn model_report(name: &str, c: &OrderCounters, snap: &ModelSnapshot) -> ModelReport {
     ModelReport {
         name: name.to_string(),

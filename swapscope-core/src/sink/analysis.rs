@@ -22,8 +22,8 @@ use hdrhistogram::Histogram;
 use super::{
     Sink, SinkError,
     snapshot::{
-        DeviceMap, DeviceView, HeatCell, IntervalRow, KindCounts, LatencyRow, Orders, PeakView,
-        Snapshot, StreamInfo, TailEvent,
+        DeviceMap, DeviceView, HeatCell, IntervalRow, KindCounts, LatencyRow, ModelsAt, Orders,
+        PeakView, Snapshot, StreamInfo, TailEvent,
     },
 };
 use crate::{
@@ -201,6 +201,11 @@ pub struct Analysis {
     devices: BTreeMap<u8, DeviceView>,
     /// Each device's maps at its peak occupancy, with the slots in use then.
     peaks: BTreeMap<u8, (u64, DeviceMap)>,
+    /// The models' reports when the slots in use over all devices were highest: slots, stream
+    /// time, models, real.
+    peak_models: Option<Arc<ModelsAt>>,
+    /// The slots in use at `peak_models`.
+    peak_models_used: u64,
     heat: BTreeMap<u8, Vec<HeatCell>>,
     lost: u64,
     missed: BTreeMap<String, u64>,
@@ -274,6 +279,8 @@ impl Analysis {
             prev_model: Vec::new(),
             devices: BTreeMap::new(),
             peaks: BTreeMap::new(),
+            peak_models: None,
+            peak_models_used: 0,
             heat: BTreeMap::new(),
             lost: 0,
             missed: BTreeMap::new(),
@@ -606,6 +613,18 @@ impl Analysis {
                 self.peaks.insert(ty, (used, m));
             }
         }
+        if let Some(e) = self.builder.engine() {
+            let (models, real) = e.model_reports();
+            let used = real.as_ref().or(models.first()).map_or(0, |r| r.used_slots);
+            if used > self.peak_models_used {
+                self.peak_models_used = used;
+                self.peak_models = Some(Arc::new(ModelsAt {
+                    ts: self.last_ts,
+                    models,
+                    real,
+                }));
+            }
+        }
     }
 
     fn device_map(&self, ty: u8) -> Option<DeviceMap> {
@@ -648,6 +667,9 @@ impl Analysis {
             .engine()
             .map(|e| e.model_reports())
             .unwrap_or_default();
+        let models_peak = (!self.devices.is_empty() && self.devices.values().all(|d| d.gone))
+            .then(|| self.peak_models.clone())
+            .flatten();
         let real_used_by_dev = |ty: u8| {
             self.builder
                 .engine()
@@ -763,6 +785,7 @@ impl Analysis {
             maps,
             models,
             real,
+            models_peak,
             lost: self.lost,
             missed: self.missed.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             analysis_skipped: self.skipped,

@@ -196,6 +196,14 @@ pub struct KindCounts {
     pub other: u64,
 }
 
+/// The models' reports at one moment of the stream.
+#[derive(Clone, Debug)]
+pub struct ModelsAt {
+    pub ts: Ts,
+    pub models: Vec<ModelReport>,
+    pub real: Option<ModelReport>,
+}
+
 /// The whole view at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -223,6 +231,10 @@ pub struct Snapshot {
     pub maps: Vec<DeviceMap>,
     pub models: Vec<ModelReport>,
     pub real: Option<ModelReport>,
+    /// Once every device has been swapped off (when `models` and `real` hold no occupancy: no
+    /// device, no slots), their reports when the slots in use were highest, and when: for a
+    /// viewer to show the last state worth seeing, said as such. Exporters keep `models`.
+    pub models_peak: Option<Arc<ModelsAt>>,
     /// Ring-buffer drops (cumulative).
     pub lost: u64,
     /// Per feed: hook invocations the kernel did not deliver (`recursion_misses`).

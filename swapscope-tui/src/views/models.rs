@@ -77,10 +77,19 @@ pub fn render(f: &mut Frame, area: Rect, snap: &Snapshot, ui: &Ui) {
         return;
     }
     let main = main_order(snap);
-    let mut rows: Vec<&ModelReport> = snap.models.iter().collect();
-    if let Some(r) = &snap.real {
-        rows.push(r);
-    }
+    // Every device swapped off: the occupancy columns of the peak (now's would all read 0),
+    // the counts of the whole stream.
+    let at_peak = |m: &ModelReport| {
+        let mut m = m.clone();
+        if let Some(p) = &snap.models_peak
+            && let Some(at) = p.models.iter().chain(&p.real).find(|x| x.name == m.name)
+        {
+            m.take_state_of(at);
+        }
+        m
+    };
+    let owned: Vec<ModelReport> = snap.models.iter().chain(&snap.real).map(at_peak).collect();
+    let rows: Vec<&ModelReport> = owned.iter().collect();
     let sel = ui.model_row.min(rows.len().saturating_sub(1));
     let table_h = rows.len() as u16 + 3;
     let [top, bottom] =
@@ -154,13 +163,22 @@ pub fn render(f: &mut Frame, area: Rect, snap: &Snapshot, ui: &Ui) {
     }
     widths.push(Constraint::Min(9));
     f.render_widget(
-        Table::new(body, widths)
-            .header(header)
-            .block(block(if wide {
+        Table::new(body, widths).header(header).block(block(&match (
+            snap.models_peak.as_ref().map(|p| p.ts),
+            wide,
+        ) {
+            (None, true) => {
                 "models: fallback share, free-space fragmentation, clusters by list, now"
-            } else {
-                "models now"
-            })),
+                    .to_string()
+            }
+            (None, false) => "models now".to_string(),
+            (Some(ts), true) => format!(
+                "models: fallback share; fragmentation and clusters at peak occupancy, {} \
+                     (every device swapped off since)",
+                fmt::clock(snap.rel_s(ts))
+            ),
+            (Some(ts), false) => format!("models at peak, {}", fmt::clock(snap.rel_s(ts))),
+        })),
         top,
     );
     trends(f, bottom, snap, &rows, main, sel);

@@ -104,11 +104,7 @@ fn share_series(snap: &Snapshot) -> Vec<(usize, Vec<Option<f64>>, &'static str)>
         .collect()
 }
 
-fn share_chart(
-    f: &mut Frame,
-    area: Rect,
-    shares: &[(usize, Vec<Option<f64>>, &'static str)],
-) {
+fn share_chart(f: &mut Frame, area: Rect, shares: &[(usize, Vec<Option<f64>>, &'static str)]) {
     let what = shares.first().map_or("", |s| s.2);
     let title = format!("large-folio fallback share per interval, 0–100 % ({what})");
     let blk = block(&title);
@@ -122,10 +118,7 @@ fn share_chart(
         f.render_widget(
             Paragraph::new(vec![
                 Line::from(Span::styled(folio_size(*o as u8).to_string(), TITLE)),
-                Line::from(Span::styled(
-                    format!("last {}", fmt::pct(last)),
-                    DIM,
-                )),
+                Line::from(Span::styled(format!("last {}", fmt::pct(last)), DIM)),
             ]),
             label,
         );
