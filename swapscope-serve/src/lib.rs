@@ -326,12 +326,6 @@ async fn connection(
     drop(waiting);
     let (id, me) = st.conns.add();
     let lifetime = st.cfg.connection_lifetime;
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(st.cfg.header_timeout)
-        .max_buf_size(16 << 10)
-        .keep_alive(true);
     let service = {
         let st = st.clone();
         let me = me.clone();
@@ -341,7 +335,7 @@ async fn connection(
             async move { Ok::<_, Infallible>(respond(&req, &st)) }
         })
     };
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = http1_builder(&st.cfg).serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         _ = conn => {}
         () = me.close.notified() => {}
@@ -349,6 +343,71 @@ async fn connection(
     }
     st.conns.remove(id);
     drop(permit);
+}
+
+/// HTTP/1 as every connection gets it: headers within the timeout and 16 KiB, keep-alive.
+fn http1_builder(cfg: &ServeConfig) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_timeout)
+        .max_buf_size(16 << 10)
+        .keep_alive(true);
+    builder
+}
+
+/// What the server writes back to a client that sent `input` and then closed its side: the
+/// request path as a connection runs it (the same HTTP/1 settings and handler, half-closes
+/// answered), over an in-memory stream, for the fuzz target `fuzz/fuzz_targets/http_request.rs`. At most 1 s.
+#[doc(hidden)]
+pub fn answer_raw(input: &[u8], shared: Arc<Shared>) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        return Vec::new();
+    };
+    let cfg = ServeConfig {
+        header_timeout: Duration::from_millis(200),
+        ..ServeConfig::default()
+    };
+    let st = Arc::new(State {
+        cfg,
+        shared,
+        scrapes: AtomicU64::new(0),
+        conns: Conns::new(),
+    });
+    let input = input.to_vec();
+    rt.block_on(async move {
+        let (mut client, server) = tokio::io::duplex(64 << 10);
+        let service = {
+            let st = st.clone();
+            service_fn(move |req| {
+                let st = st.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &st)) }
+            })
+        };
+        // The client closes its side after the request; told to answer anyway (a real
+        // connection that half-closes is dropped at once), the server parses and answers it.
+        let conn = http1_builder(&st.cfg)
+            .half_close(true)
+            .serve_connection(TokioIo::new(server), service);
+        let talk = async move {
+            let _ = client.write_all(&input).await;
+            let _ = client.shutdown().await;
+            let mut out = Vec::new();
+            let _ = client.read_to_end(&mut out).await;
+            out
+        };
+        let both = async {
+            let (out, _) = tokio::join!(talk, conn);
+            out
+        };
+        tokio::time::timeout(Duration::from_secs(1), both)
+            .await
+            .unwrap_or_default()
+    })
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

@@ -194,3 +194,31 @@ fn the_docs_list_every_family_with_its_help() {
         );
     }
 }
+
+/// The request path the fuzz target drives (`answer_raw`): what a client gets for a request,
+/// for garbage and for a request cut short.
+#[test]
+fn raw_requests_get_the_servers_answers() {
+    let shared = std::sync::Arc::new(crate::sink::analysis::Shared::default());
+    let text =
+        |b: &[u8]| String::from_utf8_lossy(&super::answer_raw(b, shared.clone())).into_owned();
+    let ok = text(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok:?}");
+    let post = text(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    assert!(
+        post.starts_with("HTTP/1.1 405") && post.contains("allow: GET, HEAD"),
+        "{post:?}"
+    );
+    let metrics = text(b"GET /metrics HTTP/1.0\r\n\r\n");
+    assert!(
+        metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"),
+        "{metrics:?}"
+    );
+    let garbage = text(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+    assert!(
+        garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"),
+        "{garbage:?}"
+    );
+    let cut = text(b"GET /metr");
+    assert!(!cut.contains("200 OK"), "{cut:?}");
+}

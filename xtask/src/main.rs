@@ -89,8 +89,9 @@ enum Cmd {
         #[arg(long, conflicts_with_all = ["live", "serve"])]
         live_analysis: bool,
     },
-    /// Fuzz the recording reader (cargo-fuzz, nightly, AddressSanitizer): the whole-file
-    /// reader and the record decoder, corpus seeded from tests/data; see docs/fuzzing.md.
+    /// Fuzz untrusted input (cargo-fuzz, nightly, AddressSanitizer): the whole-file reader and
+    /// the record decoder (corpus seeded from tests/data), the marker FIFO's framing and the
+    /// exporter's HTTP request path; see docs/fuzzing.md.
     /// Not part of `test`.
     Fuzz {
         /// Executions per target.
@@ -106,7 +107,7 @@ enum Cmd {
 }
 
 /// The fuzz targets under fuzz/fuzz_targets.
-const FUZZ_TARGETS: &[&str] = &["read_file", "decode_record"];
+const FUZZ_TARGETS: &[&str] = &["read_file", "decode_record", "marker_lines", "http_request"];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -1065,6 +1066,33 @@ fn fuzz(runs: u64, targets: &[String], sanitizer: &str) -> Result<()> {
             "--ignored",
         ])
         .env("SWAPSCOPE_FUZZ_SEEDS", &seeds))?;
+    // The marker FIFO's and the exporter's seeds: what their users send.
+    let literal_seeds: [(&str, &[(&str, &[u8])]); 2] = [
+        (
+            "marker_lines",
+            &[
+                ("lines", b"\x10iteration 1\niteration 2\n\n  spaced  \n"),
+                ("pause", b"\x03no newline\x00after a pause\n"),
+                ("utf8", b"\x07caf\xc3\xa9 \xff\xfe\n\xe2\x96\xb6 run\n"),
+            ],
+        ),
+        (
+            "http_request",
+            &[
+                ("metrics", b"GET /metrics HTTP/1.1\r\nHost: localhost:9866\r\nAccept: application/openmetrics-text;version=1.0.0;q=0.5,text/plain;q=0.4\r\n\r\n"),
+                ("healthz", b"GET /healthz HTTP/1.0\r\n\r\n"),
+                ("head", b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n"),
+                ("post", b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"),
+            ],
+        ),
+    ];
+    for (t, files) in literal_seeds {
+        let d = seeds.join(t);
+        fs::create_dir_all(&d)?;
+        for (name, bytes) in files {
+            fs::write(d.join(name), bytes)?;
+        }
+    }
     let mut summary = Vec::new();
     for t in targets {
         let corpus = dir.join("corpus").join(t);

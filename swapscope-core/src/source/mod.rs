@@ -11,6 +11,7 @@
 
 mod background;
 pub mod file;
+pub mod markers;
 pub mod sim;
 
 use crate::{
