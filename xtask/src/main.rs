@@ -1067,7 +1067,8 @@ fn fuzz(runs: u64, targets: &[String], sanitizer: &str) -> Result<()> {
         ])
         .env("SWAPSCOPE_FUZZ_SEEDS", &seeds))?;
     // The marker FIFO's and the exporter's seeds: what their users send.
-    let literal_seeds: [(&str, &[(&str, &[u8])]); 2] = [
+    type Seeds = &'static [(&'static str, &'static [u8])];
+    let literal_seeds: [(&str, Seeds); 2] = [
         (
             "marker_lines",
             &[
