@@ -871,3 +871,64 @@ fn doctor_cleanup_undoes_only_what_it_can_prove_it_made() {
     );
     assert!(victim.alive());
 }
+
+/// Class 1 of the second hostile pass, `simulate -o`: a signal killed it and left FILE.partial
+/// behind. Now SIGTERM stops the generator within a second and what was written takes its name,
+/// a recording `report` reads.
+#[test]
+fn a_signal_stops_simulate_and_keeps_what_it_wrote() {
+    let dir = tempdir::Dir::new("sim-signal");
+    let out = dir.path().join("sim.swsc");
+    let o = out.to_string_lossy().into_owned();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swapscope"))
+        .args([
+            "simulate",
+            "--workload",
+            "mixed-orders",
+            "--swap-size",
+            "64G",
+            "--models",
+            "linux-6.18",
+            "-o",
+            o.as_str(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("simulate: {e}"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break Some(st);
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read as _;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(
+        status.is_some(),
+        "simulate did not stop within 10 s of SIGTERM"
+    );
+    let partial = dir.path().join("sim.swsc.partial");
+    assert!(!partial.exists(), "a .partial was left behind: {err}");
+    assert!(out.exists(), "nothing was kept: {err}");
+    assert!(err.contains("stopped by a signal"), "{err}");
+    let r = run(&["report", "--json", o.as_str()]);
+    assert!(
+        r.status.success(),
+        "the kept stream does not read: {}",
+        r.stderr
+    );
+}

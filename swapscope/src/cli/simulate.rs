@@ -130,11 +130,19 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         )?),
         None => None,
     };
+    let recording = record.is_some();
     let mut sinks: Vec<&mut dyn Sink> = vec![&mut analysis];
     if let Some(r) = record.as_mut() {
         sinks.push(r);
     }
-    let result = pipeline::run(&mut source, &mut sinks, &mut || false);
+    // With -o, Ctrl-C, SIGTERM and SIGHUP stop the generator: what was written is closed and
+    // takes its name (a signal killed it and left FILE.partial behind).
+    if recording {
+        swapscope::signal::install();
+    }
+    let result = pipeline::run(&mut source, &mut sinks, &mut || {
+        recording && swapscope::signal::stop_requested()
+    });
     drop(sinks);
     // What was written stays readable, whatever the result: it takes its name now.
     let closed = record.as_mut().map(RecordSink::close).transpose();
@@ -145,10 +153,15 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     if let (Some(r), Some(path)) = (&record, &a.output) {
         let stats = r.stats();
         eprintln!(
-            "swapscope simulate: wrote {} events ({} bytes) to {}",
+            "swapscope simulate: wrote {} events ({} bytes) to {}{}",
             stats.events,
             stats.bytes_written,
-            path.display()
+            path.display(),
+            if swapscope::signal::stop_requested() {
+                " (stopped by a signal: the stream up to there)"
+            } else {
+                ""
+            }
         );
     }
     emit(analysis.report(&summary), a.json)
