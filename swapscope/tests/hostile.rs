@@ -886,7 +886,7 @@ fn a_signal_stops_simulate_and_keeps_what_it_wrote() {
             "--workload",
             "mixed-orders",
             "--swap-size",
-            "64G",
+            "4G",
             "--models",
             "linux-6.18",
             "-o",
@@ -897,7 +897,7 @@ fn a_signal_stops_simulate_and_keeps_what_it_wrote() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("simulate: {e}"));
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::thread::sleep(std::time::Duration::from_secs(1));
     // SAFETY: kill(2) on our own child, not yet waited for.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -925,7 +925,7 @@ fn a_signal_stops_simulate_and_keeps_what_it_wrote() {
     assert!(!partial.exists(), "a .partial was left behind: {err}");
     assert!(out.exists(), "nothing was kept: {err}");
     assert!(err.contains("stopped by a signal"), "{err}");
-    let r = run(&["report", "--json", o.as_str()]);
+    let r = run(&["report", "--json", "--models", "linux-6.18", o.as_str()]);
     assert!(
         r.status.success(),
         "the kept stream does not read: {}",
