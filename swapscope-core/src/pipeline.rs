@@ -287,6 +287,18 @@ impl<'a> Replay<'a> {
         })
     }
 
+    /// Hands the next pending event on, moved (a delivered event is never read again: a
+    /// placeholder takes its place, so a large counter sample is not copied).
+    fn deliver(&mut self, out: &mut Vec<Event>) {
+        if let Some(slot) = self.pending.get_mut(self.next) {
+            out.push(std::mem::replace(
+                slot,
+                Event::Lost(crate::event::Lost::default()),
+            ));
+        }
+        self.next += 1;
+    }
+
     fn reanchor(&mut self, ts: Ts, now: Instant) {
         self.anchor = Some((ts, now));
         self.anchor_speed = self.control.speed();
@@ -367,13 +379,12 @@ impl Source for Replay<'_> {
         let now = Instant::now();
         if self.control.to_marker.load(Ordering::Relaxed) {
             while let Some(ev) = self.pending.get(self.next) {
-                out.push(ev.clone());
-                self.next += 1;
-                let ts = ev.ts();
+                let (ts, marker) = (ev.ts(), matches!(ev, Event::Marker(_)));
+                self.deliver(out);
                 if ts != 0 {
                     self.control.position.fetch_max(ts, Ordering::Relaxed);
                 }
-                if matches!(ev, Event::Marker(_)) {
+                if marker {
                     self.control.to_marker.store(false, Ordering::Relaxed);
                     self.reanchor(ts, now);
                     break;
@@ -390,8 +401,7 @@ impl Source for Replay<'_> {
                     self.reanchor(target, now);
                     break;
                 }
-                out.push(ev.clone());
-                self.next += 1;
+                self.deliver(out);
                 if ts != 0 {
                     self.control.position.fetch_max(ts, Ordering::Relaxed);
                 }
@@ -422,8 +432,7 @@ impl Source for Replay<'_> {
                 }
                 break;
             }
-            out.push(ev.clone());
-            self.next += 1;
+            self.deliver(out);
             if ts != 0 {
                 self.control.position.fetch_max(ts, Ordering::Relaxed);
             }

@@ -472,6 +472,7 @@ impl Analysis {
         let first = self.first_sample.get_or_insert_with(|| CounterBase::of(c));
         let mut since_first = [[0u64; NR_ORDERS]; 2];
         let mut pswpout = 0;
+        let mut other_feeds = 0u64;
         for (name, v) in &c.values {
             let v = *v;
             if let Some((order, stat)) = crate::mthp::parse_mthp_counter(name) {
@@ -487,8 +488,18 @@ impl Analysis {
                 .strip_prefix("probe/")
                 .and_then(|r| r.strip_suffix("/recursion_misses"))
             {
-                self.missed.insert(feed.to_string(), first.since(name, v));
+                // Feeds are the probe's (a few dozen); a crafted recording may name any number:
+                // past MAX_FEEDS they are summed under one name.
+                let n = first.since(name, v);
+                if self.missed.len() < MAX_FEEDS || self.missed.contains_key(feed) {
+                    self.missed.insert(feed.to_string(), n);
+                } else {
+                    other_feeds += n;
+                }
             }
+        }
+        if other_feeds > 0 {
+            self.missed.insert(OTHER_FEEDS.to_string(), other_feeds);
         }
         let add = |cur: &mut Orders, now: &Orders, before: &Orders| {
             for ((c, n), b) in cur.iter_mut().zip(now).zip(before) {
@@ -834,10 +845,7 @@ impl Analysis {
                 if t.len() >= cap {
                     t.pop_front();
                 }
-                t.push_back(TailEvent {
-                    seq,
-                    event: ev.clone(),
-                });
+                t.push_back(TailEvent::of(seq, ev));
             }
         }
     }
@@ -964,6 +972,11 @@ enum Msg {
     Restart(Box<RecordingHeader>),
     Finish,
 }
+
+/// Feeds whose missed events are named one by one at most (the probe has a few dozen).
+const MAX_FEEDS: usize = 64;
+/// Where the missed events of further feeds are summed.
+const OTHER_FEEDS: &str = "(other feeds)";
 
 /// Batches waiting for the analysis thread at most.
 const QUEUE: usize = 64;

@@ -178,7 +178,50 @@ pub struct LatencyRow {
 pub struct TailEvent {
     /// 1-based index of the event in the stream.
     pub seq: u64,
+    /// The event, its lists cut to [`TailEvent::KEPT`] entries.
     pub event: Event,
+    /// Entries of its list left out (counter values, devices, bad slots).
+    pub omitted: usize,
+}
+
+impl TailEvent {
+    /// List entries a kept event holds at most: the Events view shows one line per event, and
+    /// a counter sample of a crafted recording can hold 200,000 names (the tail kept 200 whole
+    /// samples per kind: 44 MB each, hostile #21).
+    pub const KEPT: usize = 32;
+
+    pub fn of(seq: u64, ev: &Event) -> Self {
+        let cut = |n: usize| n.saturating_sub(Self::KEPT);
+        let (event, omitted) = match ev {
+            Event::Counters(c) if c.values.len() > Self::KEPT => (
+                Event::Counters(crate::event::CounterSample {
+                    ts_ns: c.ts_ns,
+                    values: c.values[..Self::KEPT].to_vec(),
+                }),
+                cut(c.values.len()),
+            ),
+            Event::Devices(d) if d.devices.len() > Self::KEPT => (
+                Event::Devices(crate::event::DeviceList {
+                    ts_ns: d.ts_ns,
+                    devices: d.devices[..Self::KEPT].to_vec(),
+                }),
+                cut(d.devices.len()),
+            ),
+            Event::SwapOn(on) if on.bad.len() > Self::KEPT => (
+                Event::SwapOn(crate::event::SwapOn {
+                    bad: on.bad[..Self::KEPT].to_vec(),
+                    ..on.clone()
+                }),
+                cut(on.bad.len()),
+            ),
+            _ => (ev.clone(), 0),
+        };
+        TailEvent {
+            seq,
+            event,
+            omitted,
+        }
+    }
 }
 
 /// Counts of events by kind.

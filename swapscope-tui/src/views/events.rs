@@ -62,7 +62,10 @@ pub fn render(f: &mut Frame, area: Rect, snap: &Snapshot, ui: &Ui, status: &Stat
             } else {
                 format!("{:>9}", fmt::clock(snap.rel_s(ts)))
             };
-            let text = t.event.describe();
+            let mut text = t.event.describe();
+            if t.omitted > 0 {
+                text.push_str(&format!(" … and {} more", t.omitted));
+            }
             let room = w.saturating_sub(9 + 1 + 9 + 1);
             Line::from(vec![
                 Span::styled(when, DIM),
