@@ -147,6 +147,9 @@ pub struct ReplayControl {
     ended: AtomicBool,
     /// The source's warnings once it ended (damage that ended the stream early).
     warnings: Mutex<Vec<String>>,
+    /// At the end of the recording, keep the stream open (a viewer can still seek back);
+    /// otherwise the replay ends there.
+    hold_at_end: AtomicBool,
 }
 
 impl ReplayControl {
@@ -162,6 +165,7 @@ impl ReplayControl {
             seeking: AtomicU64::new(0),
             ended: AtomicBool::new(false),
             warnings: Mutex::new(Vec::new()),
+            hold_at_end: AtomicBool::new(true),
         };
         c.set_speed(speed);
         Arc::new(c)
@@ -233,6 +237,13 @@ impl ReplayControl {
     /// says so while it shows the partial count, not only after quitting).
     pub fn warnings(&self) -> Vec<String> {
         self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Whether the replay stays open at the end of the recording (the default, for viewers
+    /// that may seek back) or ends there (`serve --replay`, whose analysis then says the stream
+    /// ended).
+    pub fn set_hold_at_end(&self, hold: bool) {
+        self.hold_at_end.store(hold, Ordering::Relaxed);
     }
 
     /// Whether the recording has been read to its end.
@@ -359,6 +370,9 @@ impl Source for Replay<'_> {
             if self.src_ended {
                 self.control.ended.store(true, Ordering::Relaxed);
                 self.control.seeking.store(0, Ordering::Relaxed);
+                if !self.control.hold_at_end.load(Ordering::Relaxed) {
+                    return Ok(Poll::End);
+                }
                 // Keep the viewer alive at the end: seeking back is still possible.
                 std::thread::sleep(POLL_SLEEP);
                 return Ok(Poll::Events);

@@ -52,6 +52,13 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// Waits until a stop signal arrives (after [`install`]), looking every 50 ms.
+pub fn wait_for_stop() {
+    while !stop_requested() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Stop signals received so far (a second one can mean "now").
 pub fn stop_signals() -> u64 {
     STOPS.load(Ordering::SeqCst)

@@ -145,6 +145,7 @@ pub fn run(s: Session<'_>, display: Display) -> Result<Outcome, TuiError> {
     let mut threaded = Threaded::spawn(analysis, publish_every, lossy)?;
     let shared = threaded.shared();
     let quit = AtomicBool::new(false);
+    let user_quit = AtomicBool::new(false);
     let done = AtomicBool::new(false);
     let started = Instant::now();
     let mode = if replay.is_some() {
@@ -170,7 +171,14 @@ pub fn run(s: Session<'_>, display: Display) -> Result<Outcome, TuiError> {
                 all.push(s.as_mut());
             }
             let r = pipeline::run(source.as_mut(), &mut all, &mut || {
-                quit.load(Ordering::Relaxed) || signal::stop_requested()
+                let (q, sig) = (quit.load(Ordering::Relaxed), signal::stop_requested());
+                // The user quit (q, Ctrl-C, SIGTERM): what the analysis has queued is dropped,
+                // so the command ends at once; a headless run whose frames are drawn is
+                // analysed to its end.
+                if sig || (q && user_quit.load(Ordering::Relaxed)) {
+                    shared.abandon();
+                }
+                q || sig
             });
             source.wait();
             done.store(true, Ordering::Relaxed);
@@ -186,6 +194,7 @@ pub fn run(s: Session<'_>, display: Display) -> Result<Outcome, TuiError> {
                 dump,
             } => headless(&ctx, *frames, *every, *width, *height, dump.as_ref()),
         };
+        user_quit.store(matches!(display, Display::Terminal), Ordering::Relaxed);
         quit.store(true, Ordering::Relaxed);
         if matches!(display, Display::Terminal)
             && mode == Mode::Live

@@ -942,3 +942,72 @@ fn a_signal_stops_simulate_and_keeps_what_it_wrote() {
         r.stderr
     );
 }
+
+/// The fresh pass of 2026-12-06: a replay at full speed outruns its analysis, which queued
+/// whole chunks (64 of them: seconds of work and 765 MB on a 25 M-event file), and q, Ctrl-C
+/// or SIGTERM waited for all of it (4.4–5.4 s). Now the queue holds at most 64 × 8,192 events,
+/// and a stop drops what is queued: SIGTERM ends the replay within a second or two, its memory
+/// bounded.
+#[test]
+fn quitting_a_replay_that_outruns_its_analysis_is_prompt() {
+    let dir = tempdir::Dir::new("outrun");
+    let f = dir.path().join("big.swsc");
+    let fs = f.to_string_lossy().into_owned();
+    let sim = run(&[
+        "simulate",
+        "--workload",
+        "thp-fragment",
+        "--swap-size",
+        "1G",
+        "--iterations",
+        "150",
+        "--models",
+        "linux-6.18",
+        "-o",
+        fs.as_str(),
+    ]);
+    assert!(sim.status.success(), "simulate: {}", sim.stderr);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swapscope"))
+        .args(["replay", "--speed", "max", "--headless", "100", fs.as_str()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("replay: {e}"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let hwm_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let t0 = std::time::Instant::now();
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let end = t0 + std::time::Duration::from_secs(10);
+    let stopped = loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break Some(t0.elapsed());
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let took = stopped.unwrap_or_else(|| panic!("replay did not end within 10 s of SIGTERM"));
+    eprintln!(
+        "replay ended {took:?} after SIGTERM, peak RSS {} MiB",
+        hwm_kib >> 10
+    );
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "replay took {took:?} to end after SIGTERM"
+    );
+    assert!(
+        hwm_kib <= RSS_BOUND_KIB,
+        "the replay's peak RSS was {} MiB",
+        hwm_kib >> 10
+    );
+}

@@ -479,3 +479,38 @@ fn listen_takes_host_names_and_warns_beyond_loopback() {
         );
     }
 }
+
+/// `serve --replay`: once the recording has been replayed, `/healthz` says the stream ended
+/// (it went 503 "stale" for good, the fresh pass of 2026-12-06 found), and the last figures
+/// are still served until SIGTERM.
+#[test]
+fn a_replay_that_ended_is_healthy_and_still_served() {
+    let f = data("vm-7.3-full-timed.swsc");
+    let s = Serve::start(&[
+        "--replay",
+        f.as_str(),
+        "--speed",
+        "max",
+        "--interval",
+        "0.2",
+    ]);
+    let end = Instant::now() + Duration::from_secs(30);
+    let said = loop {
+        let r = get(s.addr, "/healthz", None).unwrap_or_else(|e| panic!("healthz: {e}"));
+        if r.body.contains("ended") {
+            break r;
+        }
+        assert!(
+            Instant::now() < end,
+            "/healthz never said the stream ended: {} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(said.status, 200, "{}", said.body);
+    let m = get(s.addr, "/metrics", None).unwrap_or_else(|e| panic!("scrape: {e}"));
+    assert_eq!(m.status, 200);
+    assert!(m.body.contains("swapscope_model_requests_total"), "{}", m.body);
+    drop(s);
+}

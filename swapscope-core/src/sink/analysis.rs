@@ -10,7 +10,7 @@ use std::{
     collections::{BTreeMap, VecDeque},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc,
     },
     thread::JoinHandle,
@@ -926,6 +926,9 @@ pub struct Shared {
     heap_in_flight: std::sync::atomic::AtomicUsize,
     /// When the newest snapshot was published.
     published: Mutex<Option<Instant>>,
+    /// The stream was stopped: batches still queued are dropped, not analysed (a replay at
+    /// full speed queues seconds of work; q, Ctrl-C and SIGTERM waited for it).
+    abandon: AtomicBool,
 }
 
 impl Shared {
@@ -935,6 +938,14 @@ impl Shared {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The user asked to quit (q, Ctrl-C, SIGTERM): batches still queued for the analysis are
+    /// dropped, not analysed, so the command ends at once (a replay at full speed queued
+    /// seconds of work). A stream that ends by itself, or a headless run whose time is up, is
+    /// analysed to its end as before.
+    pub fn abandon(&self) {
+        self.abandon.store(true, Ordering::Relaxed);
     }
 
     /// Whether the newest snapshot has the kernel's counters (or the stream ended without
@@ -1046,6 +1057,9 @@ impl Threaded {
     }
 
     fn join(&mut self) {
+        if self.shared.abandon.load(Ordering::Relaxed) {
+            self.pending.clear();
+        }
         let _ = self.send_pending();
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(Msg::Finish);
@@ -1070,6 +1084,10 @@ fn analysis_thread(
     loop {
         let wait = every.saturating_sub(last.elapsed());
         match rx.recv_timeout(wait) {
+            Ok(Msg::Batch(b, heap)) if shared.abandon.load(Ordering::Relaxed) => {
+                drop(b);
+                shared.heap_in_flight.fetch_sub(heap, Ordering::Relaxed);
+            }
             Ok(Msg::Batch(b, heap)) => {
                 let skipped = shared.skipped.swap(0, Ordering::Relaxed);
                 a.note_skipped(skipped);
@@ -1159,11 +1177,15 @@ impl Threaded {
 
 impl Sink for Threaded {
     fn push(&mut self, batch: &[Event]) -> Result<(), SinkError> {
-        self.pending.extend_from_slice(batch);
-        self.pending_heap += batch.iter().map(Event::heap_bytes).sum::<usize>();
-        self.pending_since.get_or_insert_with(Instant::now);
-        if self.pending.len() >= MERGE || self.pending_heap >= MERGE_HEAP {
-            self.send_pending()?;
+        // At most MERGE events a batch, so the queue bounds the events in flight (a replay at
+        // full speed hands over whole chunks: 64 of them queued seconds of work and 400 MB).
+        for part in batch.chunks(MERGE) {
+            self.pending.extend_from_slice(part);
+            self.pending_heap += part.iter().map(Event::heap_bytes).sum::<usize>();
+            self.pending_since.get_or_insert_with(Instant::now);
+            if self.pending.len() >= MERGE || self.pending_heap >= MERGE_HEAP {
+                self.send_pending()?;
+            }
         }
         Ok(())
     }

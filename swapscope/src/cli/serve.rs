@@ -86,9 +86,13 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut source: Box<dyn Source + Send> = match &a.replay {
         Some(file) => {
             let recording = Recording::open(file)?;
+            // The replay ends with the recording: the analysis then says so (/healthz "ok:
+            // the stream ended"; it went stale), and the last figures are served until SIGTERM.
+            let control = ReplayControl::new(a.speed);
+            control.set_hold_at_end(false);
             Box::new(Replay::new(
                 move || Ok(Box::new(recording.source()?) as Box<dyn Source + Send>),
-                ReplayControl::new(a.speed),
+                control,
             )?)
         }
         None => Box::new(live_source(&a, command)?),
@@ -98,6 +102,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let analysis = Analysis::new(&header, &names, AnalysisConfig::serve(interval_ns));
     let info = analysis.info().clone();
     let mut threaded = Threaded::spawn(analysis, a.interval, a.replay.is_none())?;
+    let shared = threaded.shared();
     let mut server = Server::start(
         ServeConfig {
             listen: a.listen,
@@ -132,9 +137,22 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(r) = record.as_mut() {
             sinks.push(r);
         }
-        pipeline::run(source.as_mut(), &mut sinks, &mut signal::stop_requested)
+        pipeline::run(source.as_mut(), &mut sinks, &mut || {
+            // SIGTERM: what the analysis has queued is dropped, so serve ends at once.
+            let stop = signal::stop_requested();
+            if stop {
+                shared.abandon();
+            }
+            stop
+        })
     };
     source.wait();
+    if a.replay.is_some() && result.is_ok() && !signal::stop_requested() {
+        eprintln!(
+            "swapscope serve: the recording ended; its last figures are served until SIGTERM"
+        );
+        signal::wait_for_stop();
+    }
     server.stop();
     drop(threaded);
     if let Some(mut r) = record {
