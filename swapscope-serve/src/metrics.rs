@@ -507,8 +507,12 @@ impl Format {
             a.split(',').any(|range| {
                 let mut parts = range.split(';');
                 let mime = parts.next().unwrap_or("").trim();
+                // Parameter names are case-insensitive (RFC 9110): `Q=0` refuses as `q=0` does.
                 let q = parts
-                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .filter_map(|p| {
+                        let (name, value) = p.split_once('=')?;
+                        name.trim().eq_ignore_ascii_case("q").then_some(value)
+                    })
                     .find_map(|q| q.trim().parse::<f32>().ok())
                     .unwrap_or(1.0);
                 mime.eq_ignore_ascii_case("application/openmetrics-text") && q > 0.0

@@ -115,6 +115,8 @@ fn openmetrics_only_when_asked() {
         "application/openmetrics-text;q=0",
         "application/openmetrics-text; version=1.0.0; q=0.0, text/plain",
         "text/plain, application/openmetrics-text ;q=0",
+        "application/openmetrics-text; Q=0",
+        "application/openmetrics-text;q = 0",
     ] {
         assert_eq!(Format::from_accept(Some(no)), Format::Text, "{no}");
     }
