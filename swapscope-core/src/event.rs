@@ -609,17 +609,29 @@ pub struct Marker {
     pub label: String,
 }
 
-/// `s` as it may be printed to a terminal: every control character (C0, DEL, C1 — what starts
-/// an escape sequence, sets a title, clears the screen or breaks a line) written as its Rust
-/// escape (`\u{1b}`), everything else as is. For text a recording carries (marker labels,
-/// device paths, counter names) wherever a text form prints it; JSON keeps it exact.
+/// Whether a character must not reach a terminal as is: a control character (C0, DEL, C1 —
+/// what starts an escape sequence, sets a title, clears the screen or breaks a line), or an
+/// invisible one that reorders or hides text (the bidirectional overrides and isolates behind
+/// "Trojan Source", CVE-2021-42574; zero-width characters; line and paragraph separators; the
+/// byte-order mark).
+fn hides_text(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// `s` as it may be printed to a terminal or a spreadsheet: every character that could act on
+/// the terminal or hide text ([`hides_text`]) written as its Rust escape (`\u{1b}`), everything
+/// else as is. For text a recording carries (marker labels, device paths, counter names)
+/// wherever a text form prints it; JSON and Parquet keep it exact.
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(hides_text) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() {
+        if hides_text(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);

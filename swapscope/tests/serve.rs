@@ -511,6 +511,10 @@ fn a_replay_that_ended_is_healthy_and_still_served() {
     assert_eq!(said.status, 200, "{}", said.body);
     let m = get(s.addr, "/metrics", None).unwrap_or_else(|e| panic!("scrape: {e}"));
     assert_eq!(m.status, 200);
-    assert!(m.body.contains("swapscope_model_requests_total"), "{}", m.body);
+    assert!(
+        m.body.contains("swapscope_model_requests_total"),
+        "{}",
+        m.body
+    );
     drop(s);
 }
