@@ -626,12 +626,22 @@ fn hides_text(c: char) -> bool {
 /// else as is. For text a recording carries (marker labels, device paths, counter names)
 /// wherever a text form prints it; JSON and Parquet keep it exact.
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(hides_text) {
+    escape_where(s, hides_text)
+}
+
+/// As [`printable`], but line feeds and tabs stay as they are: for a CSV cell, which quotes
+/// them (RFC 4180) and whose readers expect them back.
+pub fn printable_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    escape_where(s, |c| c != '\n' && c != '\t' && hides_text(c))
+}
+
+fn escape_where(s: &str, escape: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(&escape) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if hides_text(c) {
+        if escape(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);

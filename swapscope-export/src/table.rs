@@ -181,12 +181,12 @@ impl<W: Write> CsvTable<W> {
 const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
 /// Writes `s` as one CSV field (RFC 4180). Characters that act on a terminal or hide text
-/// (escape sequences, bidirectional overrides: `event::printable`) are written as their escapes
-/// (`export -o -` on a terminal ran them); a string a spreadsheet would run as a formula (it
+/// (escape sequences, CR, bidirectional overrides: `event::printable_cell`; line feeds and tabs
+/// stay, quoted) are written as their escapes (`export -o -` on a terminal ran them); a string a spreadsheet would run as a formula (it
 /// starts with `=`, `+`, `-`, `@`, a tab or CR: a marker label or a device path from a hostile
 /// recording) gets a leading `'` and is quoted, as OWASP advises; Parquet keeps it exact.
 pub fn write_csv_string(out: &mut impl Write, s: &str) -> std::io::Result<()> {
-    let s = &*swapscope_core::event::printable(s);
+    let s = &*swapscope_core::event::printable_cell(s);
     let formula = s.starts_with(FORMULA_START);
     if !formula && !s.is_empty() && !s.contains([',', '"', '\r', '\n']) {
         return out.write_all(s.as_bytes());
