@@ -333,6 +333,42 @@ fn stderr_of(child: &mut std::process::Child) -> String {
     s
 }
 
+/// Markers beyond the 10,000 that may wait at once are dropped and `record` says how many (it
+/// said nothing: the fresh hostile pass of 2026-12-06 wrote 25,000 in one go).
+#[test]
+#[ignore = "live: needs root and BTF; run by `cargo xtask test`"]
+fn record_says_how_many_markers_it_dropped() {
+    let dir = tmpdir("markers-dropped");
+    let file = dir.join("m.swsc");
+    let fifo = dir.join("fifo");
+    let script = format!(
+        "sleep 1; seq 1 25000 | sed 's/^/marker /' > {}; sleep 1",
+        fifo.display()
+    );
+    let mut rec = Command::new(EXE)
+        .arg("record")
+        .arg("--tracepoint-only")
+        .arg("--marker-fifo")
+        .arg(&fifo)
+        .arg("-o")
+        .arg(&file)
+        .args(["--", "sh", "-c", &script])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running record: {e}"));
+    let st = exits_within(&mut rec, 60).unwrap_or_else(|| {
+        let _ = rec.kill();
+        panic!("record did not end with its command")
+    });
+    let err = stderr_of(&mut rec);
+    assert!(st.success(), "record exit {st}: {err}");
+    assert!(
+        err.contains("markers dropped: more than 10000 were waiting at once"),
+        "{err}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
 #[test]
 #[ignore = "live: needs root and BTF; run by `cargo xtask test`"]
 fn sigterm_stops_record_at_once_with_a_complete_recording() {

@@ -117,6 +117,13 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
         stats.bytes_written as f64 / (events.max(1)) as f64,
         name
     );
+    // What the source warns of (markers dropped beyond the waiting limit, ...): said, not lost.
+    for w in &summary.warnings {
+        eprintln!(
+            "swapscope record: warning: {}",
+            swapscope::event::printable(w)
+        );
+    }
     Ok(match summary.command_failed {
         Some(why) => {
             eprintln!("swapscope record: {why}");
