@@ -108,6 +108,19 @@ fn largest_at(recorded: &BTreeMap<u8, u64>, percent: u32) -> (u64, bool) {
     })
 }
 
+/// Refuses a sweep whose largest point would make a device of `recorded_bytes` too large, before
+/// anything is replayed (`simulate --sweep` knows its device's size up front: it generated the
+/// whole stream first and refused only then, after 30 s and 232 MB at 1 TiB).
+pub fn check_sizes(spec: &SweepSpec, recorded_bytes: u64) -> Result<(), SweepError> {
+    let recorded = BTreeMap::from([(0u8, recorded_bytes)]);
+    for &percent in &spec.percents {
+        if let (bytes, true) = largest_at(&recorded, percent) {
+            return Err(SweepError::TooLarge { percent, bytes });
+        }
+    }
+    Ok(())
+}
+
 /// One model at one size.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct SweepModel {

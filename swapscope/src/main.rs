@@ -34,7 +34,14 @@ fn main() -> ExitCode {
             eprintln!("swapscope: error: {}", one_line(&e));
             // A flag's value only the library can check (a model name) is a usage error, as
             // clap's own are: exit status 2.
-            if e.chain().any(|c| c.is::<swapscope::models::SelectError>()) {
+            let usage = |c: &(dyn std::error::Error + 'static)| {
+                c.is::<swapscope::models::SelectError>()
+                    || c.downcast_ref::<swapscope::whatif::SweepError>()
+                        .is_some_and(|s| {
+                            matches!(s, swapscope::whatif::SweepError::TooLarge { .. })
+                        })
+            };
+            if e.chain().any(usage) {
                 return ExitCode::from(2);
             }
             ExitCode::FAILURE

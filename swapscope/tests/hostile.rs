@@ -644,6 +644,28 @@ fn what_if_sizes_are_bounded_like_swap_size() {
     // Within the bound: every point has the device.
     let (in_time, status, err) = run_within(&["report", &p, "--sweep", "100%..300%:100%"], 120);
     assert!(in_time && status.success(), "{err}");
+    // simulate knows its device's size: a point beyond the bound is a usage error before
+    // anything is generated (it generated the whole stream first: 30 s and 232 MB at 1 TiB).
+    for (size, sweep) in [("64G", "100%..200%"), ("16G", "6400%..6400%")] {
+        let (in_time, status, err) = run_within(
+            &[
+                "simulate",
+                "--workload",
+                "thp-fragment",
+                "--swap-size",
+                size,
+                "--sweep",
+                sweep,
+            ],
+            5,
+        );
+        assert!(
+            in_time,
+            "simulate --swap-size {size} --sweep {sweep} ran over 5 s"
+        );
+        assert_eq!(status.code(), Some(2), "{err}");
+        assert!(err.contains("a swap device would be"), "{err}");
+    }
 }
 
 /// Class 7 of the second hostile pass: special files. A FIFO without a writer blocked `replay`

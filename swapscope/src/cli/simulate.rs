@@ -91,6 +91,7 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         SwapInArg::Small => swapscope::workload::SwapIn::Small,
     };
     if let Some(sweep) = &a.sweep {
+        swapscope::whatif::check_sizes(sweep, spec.swap_size_bytes)?;
         let mut progress = swapscope::sink::progress::Progress::new(
             "simulate --sweep",
             std::io::IsTerminal::is_terminal(&std::io::stderr()),
