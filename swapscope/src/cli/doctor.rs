@@ -301,7 +301,7 @@ fn print_text(d: &Doctor) {
                 r.left.join(", ")
             ),
             "set aside" => println!(
-                "stress        {}: set aside by an earlier clean-up that could not undo all of it or refused it; never read again: look at what it names, then delete it",
+                "stress        {}: set aside by a clean-up (this one or an earlier one) that could not undo all of it or refused it; never read again: look at what it names, then delete it",
                 r.state_file
             ),
             "refused" => println!(
