@@ -901,7 +901,7 @@ fn doctor_cleanup_undoes_only_what_it_can_prove_it_made() {
     );
     assert_eq!(
         out.lines()
-            .filter(|l| l.contains("set aside by an earlier clean-up"))
+            .filter(|l| l.contains("set aside by a clean-up"))
             .count(),
         3,
         "{out}"
