@@ -45,10 +45,14 @@ pub fn data(name: &str) -> PathBuf {
 
 /// How many events a recording under tests/data holds.
 pub fn count_events(name: &str) -> u64 {
-    let mut src = match FileSource::open(&data(name)) {
-        Ok(s) => s,
+    match FileSource::open(&data(name)) {
+        Ok(mut s) => count_polled(&mut s),
         Err(e) => panic!("{e}"),
-    };
+    }
+}
+
+/// How many events `src` yields from here to its end (or its first error).
+pub fn count_polled(src: &mut dyn Source) -> u64 {
     let mut n = 0;
     let mut batch = Vec::new();
     while let Ok(p) = src.poll(&mut batch) {

@@ -290,6 +290,49 @@ fn run_within_env(
     )
 }
 
+/// What reads a whole recording: `report --json`, `export --intervals` to `out`, and a headless
+/// replay at full speed.
+fn reader_commands<'a>(p: &'a str, out: &'a str) -> [Vec<&'a str>; 3] {
+    [
+        vec!["report", "--json", p],
+        vec![
+            "export",
+            "--intervals",
+            "--format",
+            "csv",
+            "-o",
+            out,
+            "--force",
+            p,
+        ],
+        vec!["replay", "--speed", "max", "--headless", "2", p],
+    ]
+}
+
+/// Sends `sig` to our child and waits up to `secs` for it to end (killed after that): how long
+/// it took and how it ended, or `None` if it had to be killed.
+fn signal_and_wait(
+    child: &mut std::process::Child,
+    sig: libc::c_int,
+    secs: u64,
+) -> Option<(std::time::Duration, std::process::ExitStatus)> {
+    let t0 = std::time::Instant::now();
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    let end = t0 + std::time::Duration::from_secs(secs);
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some((t0.elapsed(), st));
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Class 1 of the second hostile pass: stream time at the edge of `u64`. A marker, a request
 /// and a free at the largest timestamps (and one event at 0 before them) must neither hang nor
 /// overflow `report`, `export --intervals` or the replay view: each ends by itself, in seconds.
@@ -333,21 +376,12 @@ fn timestamps_at_the_edge_of_u64_end_every_command() {
         .join("intervals.csv")
         .to_string_lossy()
         .into_owned();
-    for args in [
-        vec!["report", "--json", p.as_str()],
+    let mut commands = reader_commands(&p, &out).to_vec();
+    commands.extend([
         vec!["report", p.as_str()],
-        vec![
-            "export",
-            "--intervals",
-            "--format",
-            "csv",
-            "-o",
-            out.as_str(),
-            p.as_str(),
-        ],
-        vec!["replay", "--speed", "max", "--headless", "3", p.as_str()],
         vec!["replay", "--headless", "3", p.as_str()],
-    ] {
+    ]);
+    for args in commands {
         let (in_time, status, err) = run_within(&args, 30);
         assert!(in_time, "swapscope {args:?} did not end within 30 s: {err}");
         assert!(
@@ -365,20 +399,7 @@ fn timestamps_at_the_edge_of_u64_end_every_command() {
         .spawn()
         .unwrap_or_else(|e| panic!("serve --replay: {e}"));
     std::thread::sleep(std::time::Duration::from_secs(2));
-    // SAFETY: kill(2) on our own child, not yet waited for.
-    unsafe { libc::kill(serve.id() as libc::pid_t, libc::SIGTERM) };
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let stopped = loop {
-        if let Ok(Some(_)) = serve.try_wait() {
-            break true;
-        }
-        if std::time::Instant::now() > end {
-            let _ = serve.kill();
-            let _ = serve.wait();
-            break false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let stopped = signal_and_wait(&mut serve, libc::SIGTERM, 10).is_some();
     assert!(
         stopped,
         "serve --replay did not stop within 10 s of SIGTERM"
@@ -581,19 +602,8 @@ fn a_signal_during_export_leaves_nothing_behind() {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        // SAFETY: kill(2) on our own child, not yet waited for.
-        unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-        let t1 = std::time::Instant::now();
-        let status = loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                break st;
-            }
-            assert!(
-                t1.elapsed() < std::time::Duration::from_secs(5),
-                "export still running 5 s after signal {sig}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
+        let (_, status) = signal_and_wait(&mut child, sig, 5)
+            .unwrap_or_else(|| panic!("export still running 5 s after signal {sig}"));
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take() {
             use std::io::Read as _;
@@ -732,20 +742,7 @@ fn hundreds_of_thousands_of_counter_names_cost_linear_time() {
         .join("intervals.csv")
         .to_string_lossy()
         .into_owned();
-    for args in [
-        vec!["report", "--json", p.as_str()],
-        vec![
-            "export",
-            "--intervals",
-            "--format",
-            "csv",
-            "-o",
-            out.as_str(),
-            "--force",
-            p.as_str(),
-        ],
-        vec!["replay", "--speed", "max", "--headless", "2", p.as_str()],
-    ] {
+    for args in reader_commands(&p, &out) {
         let t0 = std::time::Instant::now();
         let (in_time, status, err) = run_within(&args, 60);
         assert!(
@@ -939,20 +936,7 @@ fn a_signal_stops_simulate_and_keeps_what_it_wrote() {
         .spawn()
         .unwrap_or_else(|e| panic!("simulate: {e}"));
     std::thread::sleep(std::time::Duration::from_secs(1));
-    // SAFETY: kill(2) on our own child, not yet waited for.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            break Some(st);
-        }
-        if std::time::Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = signal_and_wait(&mut child, libc::SIGTERM, 10);
     let mut err = String::new();
     if let Some(mut e) = child.stderr.take() {
         use std::io::Read as _;
@@ -1012,22 +996,8 @@ fn quitting_a_replay_that_outruns_its_analysis_is_prompt() {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
-    let t0 = std::time::Instant::now();
-    // SAFETY: kill(2) on our own child, not yet waited for.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let end = t0 + std::time::Duration::from_secs(10);
-    let stopped = loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break Some(t0.elapsed());
-        }
-        if std::time::Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let took = stopped.unwrap_or_else(|| panic!("replay did not end within 10 s of SIGTERM"));
+    let (took, _) = signal_and_wait(&mut child, libc::SIGTERM, 10)
+        .unwrap_or_else(|| panic!("replay did not end within 10 s of SIGTERM"));
     eprintln!(
         "replay ended {took:?} after SIGTERM, peak RSS {} MiB",
         hwm_kib >> 10

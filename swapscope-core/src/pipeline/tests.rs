@@ -108,6 +108,17 @@ fn replay_at_full_speed_delivers_everything_and_a_seek_back_restarts() {
     );
 }
 
+/// A replay of a recording held in memory, re-read from its start at each seek backwards.
+fn replay_of<'a>(bytes: &'a [u8], control: &std::sync::Arc<ReplayControl>) -> Replay<'a> {
+    match Replay::new(
+        || Ok(Box::new(file_source(bytes.to_vec())) as Box<dyn Source + Send>),
+        control.clone(),
+    ) {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// What the replay's status line shows (hostile #21 class 7): the position never beyond what
 /// was read (it read "1.9484s / 1.6397s" from the analysis' lagging span), the whole recording
 /// once ended, and a seek backwards visible while it re-reads from the start.
@@ -122,13 +133,7 @@ fn a_replay_says_what_it_read_and_that_it_is_seeking() {
         Err(e) => panic!("{e}"),
     };
     let control = ReplayControl::new(f64::INFINITY);
-    let mut replay = match Replay::new(
-        || Ok(Box::new(file_source(bytes.clone())) as Box<dyn Source + Send>),
-        control.clone(),
-    ) {
-        Ok(r) => r,
-        Err(e) => panic!("{e}"),
-    };
+    let mut replay = replay_of(&bytes, &control);
     let ctl = control.clone();
     let (mut seeked, mut seen_seeking, mut behind) = (false, false, 0u32);
     let r = run(&mut replay, &mut [&mut Count::default()], &mut || {
@@ -165,13 +170,7 @@ fn a_damaged_recording_says_so_when_the_replay_reaches_its_end() {
     let mut bytes = recording(&spec, 4096);
     bytes.truncate(bytes.len() * 2 / 3);
     let control = ReplayControl::new(f64::INFINITY);
-    let mut replay = match Replay::new(
-        || Ok(Box::new(file_source(bytes.clone())) as Box<dyn Source + Send>),
-        control.clone(),
-    ) {
-        Ok(r) => r,
-        Err(e) => panic!("{e}"),
-    };
+    let mut replay = replay_of(&bytes, &control);
     let ctl = control.clone();
     let r = run(&mut replay, &mut [&mut Count::default()], &mut || {
         ctl.ended()

@@ -167,20 +167,7 @@ impl Source for FileSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{count_events, data};
-
-    fn events_of(src: &mut FileSource) -> u64 {
-        let mut n = 0;
-        let mut batch = Vec::new();
-        while let Ok(p) = src.poll(&mut batch) {
-            n += batch.len() as u64;
-            batch.clear();
-            if p == Poll::End {
-                break;
-            }
-        }
-        n
-    }
+    use crate::testkit::{count_events, count_polled as events_of, data};
 
     /// A seek backwards makes a new source: it still reads the recording after the file was
     /// renamed (a `.partial` the recorder completed) and after it was removed.
