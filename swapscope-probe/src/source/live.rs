@@ -439,7 +439,8 @@ impl Source for LiveSource {
         let dropped = self.opts.markers.as_ref().map_or(0, Inbox::dropped);
         if dropped > 0 {
             s.warnings.push(format!(
-                "{dropped} markers dropped: more than {} were waiting at once",
+                "{dropped} marker{} dropped: more than {} were waiting at once",
+                if dropped == 1 { "" } else { "s" },
                 super::markers::MAX_WAITING
             ));
         }

@@ -107,14 +107,21 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
     let stats = record.stats();
     let events = record.kernel_events();
     let secs = t0.elapsed().as_secs_f64();
+    let per_event = if events > 0 {
+        format!(
+            " ({:.2} bytes/event)",
+            stats.bytes_written as f64 / events as f64
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "swapscope record: {} events in {:.1} s ({:.0}/s), {} dropped, {} bytes ({:.2} bytes/event) -> {}",
+        "swapscope record: {} events in {:.1} s ({:.0}/s), {} dropped, {} bytes{per_event} -> {}",
         events,
         secs,
         events as f64 / secs.max(1e-9),
         progress.dropped,
         stats.bytes_written,
-        stats.bytes_written as f64 / (events.max(1)) as f64,
         name
     );
     // What the source warns of (markers dropped beyond the waiting limit, ...): said, not lost.
