@@ -629,10 +629,11 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     escape_where(s, hides_text)
 }
 
-/// As [`printable`], but line feeds and tabs stay as they are: for a CSV cell, which quotes
-/// them (RFC 4180) and whose readers expect them back.
+/// As [`printable`], but line ends (LF, CR) and tabs stay as they are: for a CSV cell, which
+/// quotes them (RFC 4180) and whose readers expect them back (a label with CRLF reads back
+/// whole in DuckDB); what starts an escape sequence or reorders text is escaped.
 pub fn printable_cell(s: &str) -> std::borrow::Cow<'_, str> {
-    escape_where(s, |c| c != '\n' && c != '\t' && hides_text(c))
+    escape_where(s, |c| !matches!(c, '\n' | '\r' | '\t') && hides_text(c))
 }
 
 fn escape_where(s: &str, escape: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {

@@ -181,7 +181,7 @@ impl<W: Write> CsvTable<W> {
 const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
 /// Writes `s` as one CSV field (RFC 4180). Characters that act on a terminal or hide text
-/// (escape sequences, CR, bidirectional overrides: `event::printable_cell`; line feeds and tabs
+/// (escape sequences, bidirectional overrides: `event::printable_cell`; line ends and tabs
 /// stay, quoted) are written as their escapes (`export -o -` on a terminal ran them); a string a spreadsheet would run as a formula (it
 /// starts with `=`, `+`, `-`, `@`, a tab or CR: a marker label or a device path from a hostile
 /// recording) gets a leading `'` and is quoted, as OWASP advises; Parquet keeps it exact.

@@ -306,8 +306,8 @@ fn csv_strings_are_quoted_as_rfc_4180_says() {
     assert_eq!(q("a,b"), "\"a,b\"");
     assert_eq!(q("say \"hi\""), "\"say \"\"hi\"\"\"");
     assert_eq!(q("two\nlines"), "\"two\nlines\"");
-    // What acts on a terminal is escaped (a CR returns the cursor; ESC starts a sequence).
-    assert_eq!(q("cr\r"), "cr\\u{d}");
+    assert_eq!(q("cr\r"), "\"cr\r\"");
+    // What starts an escape sequence or reorders text is escaped.
     assert_eq!(q("\u{1b}[2Jx\u{202e}"), "\\u{1b}[2Jx\\u{202e}");
     assert_eq!(q("\""), "\"\"\"\"");
     assert_eq!(
@@ -322,7 +322,7 @@ fn csv_strings_are_quoted_as_rfc_4180_says() {
     assert_eq!(q("-2+3"), "\"'-2+3\"");
     assert_eq!(q("@SUM(A1)"), "\"'@SUM(A1)\"");
     assert_eq!(q("\tcmd"), "\"'\tcmd\"");
-    assert_eq!(q("\rcmd"), "\\u{d}cmd", "an escaped CR starts no formula");
+    assert_eq!(q("\rcmd"), "\"'\rcmd\"");
     assert_eq!(q("a=b"), "a=b", "only the first character counts");
 }
 
