@@ -146,6 +146,7 @@ pub fn run(s: Session<'_>, display: Display) -> Result<Outcome, TuiError> {
     let shared = threaded.shared();
     let quit = AtomicBool::new(false);
     let user_quit = AtomicBool::new(false);
+    let replaying = replay.is_some();
     let done = AtomicBool::new(false);
     let started = Instant::now();
     let mode = if replay.is_some() {
@@ -172,10 +173,11 @@ pub fn run(s: Session<'_>, display: Display) -> Result<Outcome, TuiError> {
             }
             let r = pipeline::run(source.as_mut(), &mut all, &mut || {
                 let (q, sig) = (quit.load(Ordering::Relaxed), signal::stop_requested());
-                // The user quit (q, Ctrl-C, SIGTERM): what the analysis has queued is dropped,
-                // so the command ends at once; a headless run whose frames are drawn is
-                // analysed to its end.
-                if sig || (q && user_quit.load(Ordering::Relaxed)) {
+                // A replay the user quit (q, Ctrl-C, SIGTERM): what the analysis has queued is
+                // dropped, so the command ends at once. A live session is analysed to its end
+                // (its last counter sample is what its figures are checked against, and its
+                // queue is short: lossy), as is a headless run whose frames are drawn.
+                if replaying && (sig || (q && user_quit.load(Ordering::Relaxed))) {
                     shared.abandon();
                 }
                 q || sig

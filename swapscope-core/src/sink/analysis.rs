@@ -940,10 +940,11 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// The user asked to quit (q, Ctrl-C, SIGTERM): batches still queued for the analysis are
+    /// The user quit a replay (q, Ctrl-C, SIGTERM): batches still queued for the analysis are
     /// dropped, not analysed, so the command ends at once (a replay at full speed queued
-    /// seconds of work). A stream that ends by itself, or a headless run whose time is up, is
-    /// analysed to its end as before.
+    /// seconds of work). A live session (its last counter sample is what its figures are
+    /// checked against), a stream that ends by itself, or a headless run whose time is up is
+    /// analysed to its end.
     pub fn abandon(&self) {
         self.abandon.store(true, Ordering::Relaxed);
     }

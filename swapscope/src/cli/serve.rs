@@ -103,6 +103,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let info = analysis.info().clone();
     let mut threaded = Threaded::spawn(analysis, a.interval, a.replay.is_none())?;
     let shared = threaded.shared();
+    let replaying = a.replay.is_some();
     let mut server = Server::start(
         ServeConfig {
             listen: a.listen,
@@ -138,9 +139,10 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             sinks.push(r);
         }
         pipeline::run(source.as_mut(), &mut sinks, &mut || {
-            // SIGTERM: what the analysis has queued is dropped, so serve ends at once.
+            // SIGTERM during a replay: what the analysis has queued is dropped, so serve ends
+            // at once (a live source's queue is short: it is analysed to its end).
             let stop = signal::stop_requested();
-            if stop {
+            if stop && replaying {
                 shared.abandon();
             }
             stop
