@@ -612,6 +612,7 @@ impl Analysis {
             .filter(|d| !d.gone)
             .map(|d| d.swap_type)
             .collect();
+        let mut total_used = 0;
         for ty in types {
             let Some(mut m) = self.device_map(ty) else {
                 continue;
@@ -619,22 +620,24 @@ impl Analysis {
             let cells = m.real.as_ref().or_else(|| m.models.first().map(|(_, c)| c));
             let Some(cells) = cells else { continue };
             let used: u64 = cells.iter().map(|c| u64::from(c.used)).sum();
+            total_used += used;
             if self.peaks.get(&ty).is_none_or(|(p, _)| used > *p) {
                 m.peak = Some((self.last_ts, self.events));
                 self.peaks.insert(ty, (used, m));
             }
         }
-        if let Some(e) = self.builder.engine() {
+        // The models' reports (fragmentation over every bitmap) are taken only at a new peak of
+        // the slots in use over all devices, from the maps just read, not at every interval.
+        if total_used > self.peak_models_used
+            && let Some(e) = self.builder.engine()
+        {
             let (models, real) = e.model_reports();
-            let used = real.as_ref().or(models.first()).map_or(0, |r| r.used_slots);
-            if used > self.peak_models_used {
-                self.peak_models_used = used;
-                self.peak_models = Some(Arc::new(ModelsAt {
-                    ts: self.last_ts,
-                    models,
-                    real,
-                }));
-            }
+            self.peak_models_used = total_used;
+            self.peak_models = Some(Arc::new(ModelsAt {
+                ts: self.last_ts,
+                models,
+                real,
+            }));
         }
     }
 
