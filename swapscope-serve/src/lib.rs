@@ -105,6 +105,17 @@ struct State {
     conns: Conns,
 }
 
+impl State {
+    fn new(cfg: ServeConfig, shared: Arc<Shared>) -> Arc<Self> {
+        Arc::new(State {
+            cfg,
+            shared,
+            scrapes: AtomicU64::new(0),
+            conns: Conns::new(),
+        })
+    }
+}
+
 /// A connection idle this long (no request begun) may be closed for a new one when every slot
 /// is taken. Long beyond the time to answer a scrape (rendering and writing take milliseconds),
 /// short against a scraper's interval.
@@ -223,12 +234,7 @@ impl Server {
             .build()
             .map_err(ServeError::Start)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let state = Arc::new(State {
-            cfg,
-            shared,
-            scrapes: AtomicU64::new(0),
-            conns: Conns::new(),
-        });
+        let state = State::new(cfg, shared);
         let thread = std::thread::Builder::new()
             .name("swapscope-serve".into())
             .spawn(move || runtime.block_on(accept_loop(listener, state, rx)))
@@ -372,12 +378,7 @@ pub fn answer_raw(input: &[u8], shared: Arc<Shared>) -> Vec<u8> {
         header_timeout: Duration::from_millis(200),
         ..ServeConfig::default()
     };
-    let st = Arc::new(State {
-        cfg,
-        shared,
-        scrapes: AtomicU64::new(0),
-        conns: Conns::new(),
-    });
+    let st = State::new(cfg, shared);
     let input = input.to_vec();
     rt.block_on(async move {
         let (mut client, server) = tokio::io::duplex(64 << 10);
