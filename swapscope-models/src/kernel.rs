@@ -482,6 +482,50 @@ pub(crate) struct Devs {
     pub inuse: u64,
 }
 
+/// A slot hidden from one decision ([`AllocatorModel::hide_free`]): (type, slot, its cluster's
+/// list when it was hidden).
+pub(crate) type HiddenSlot = (u8, u64, Option<List>);
+
+impl Devs {
+    /// Marks the free slots of `off .. off + n` (one cluster) used, without moving the cluster:
+    /// it stays where the free put it, as the kernel's lists had it by the time of the decision.
+    /// A cluster on the free or discard list is left alone, and an empty one unless `empty` (a
+    /// model that took it off the free list first). Each slot hidden goes to `hidden`, for the
+    /// model's `unhide_all`.
+    pub fn hide_slots(
+        &mut self,
+        ty: u8,
+        off: u64,
+        n: u64,
+        empty: bool,
+        hidden: &mut Vec<HiddenSlot>,
+    ) {
+        let Some(d) = self.get_mut(ty) else {
+            return;
+        };
+        let c = (off / CL) as u32;
+        if (d.count(c) == 0 && !empty) || matches!(d.list_of(c), Some(List::Free | List::Discard)) {
+            return;
+        }
+        let end = off
+            .saturating_add(n)
+            .min((u64::from(c) + 1) * CL)
+            .min(d.max);
+        let mut hid = 0;
+        let mut became_full = false;
+        for s in off.max(1)..end {
+            if !d.map.is_used(s) {
+                became_full |= d.alloc_range(s, 1);
+                hidden.push((ty, s, d.list_of(c)));
+                hid += 1;
+            }
+        }
+        if hid > 0 {
+            self.note_alloc(ty, hid, became_full);
+        }
+    }
+}
+
 impl Devs {
     pub fn get(&self, ty: u8) -> Option<&Dev> {
         self.devs.get(usize::from(ty)).and_then(Option::as_ref)
@@ -837,6 +881,8 @@ pub(crate) trait KernelAllocator: Send {
     fn free_piece(&mut self, ty: u8, off: u64, n: u64);
     /// See [`AllocatorModel::hide_free`].
     fn hide(&mut self, _ty: u8, _off: u64, _n: u64) {}
+    /// See [`AllocatorModel::hide_free_if_emptied`].
+    fn hide_if_emptied(&mut self, _ty: u8, _off: u64, _n: u64) {}
     /// See [`AllocatorModel::unhide`].
     fn unhide_all(&mut self, _kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {}
 }
@@ -892,6 +938,10 @@ macro_rules! kernel_model {
 
             fn hide_free(&mut self, swap_type: u8, offset: u64, nr: u32) {
                 KernelAllocator::hide(self, swap_type, offset, u64::from(nr));
+            }
+
+            fn hide_free_if_emptied(&mut self, swap_type: u8, offset: u64, nr: u32) {
+                KernelAllocator::hide_if_emptied(self, swap_type, offset, u64::from(nr));
             }
 
             fn unhide(&mut self, kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {

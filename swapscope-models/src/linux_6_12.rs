@@ -69,6 +69,8 @@ pub struct Linux612 {
     predicted: Vec<std::collections::VecDeque<(u8, u64)>>,
     /// The cached slot the request being served really took when it answered with a prediction.
     took: Option<(u8, u64)>,
+    /// Slots hidden from the next decision ([`AllocatorModel::hide_free`]).
+    hidden: Vec<crate::kernel::HiddenSlot>,
 }
 
 impl Linux612 {
@@ -747,6 +749,67 @@ impl KernelAllocator for Linux612 {
     fn kernel_batch(&mut self, cpus: Cpus, swap_type: u8, slots: &[u64]) -> bool {
         self.adopt_batch(cpus, swap_type, slots)
     }
+
+    /// As on 6.14+ ([`crate::kernel::Devs::hide_slots`]), and a cluster the free emptied (on the
+    /// free list: a batch's scan takes a free cluster before any other) is taken off it again, to
+    /// the tail of `nonfull[0]`: the scan that could not see the free found it partly used.
+    fn hide(&mut self, ty: u8, off: u64, n: u64) {
+        let c = (off / CL) as u32;
+        let emptied = self
+            .devs
+            .get_mut(ty)
+            .filter(|d| d.solidstate() && d.list_of(c) == Some(List::Free))
+            .map(|d| d.move_tail(c, List::Nonfull(0)))
+            .is_some();
+        let before = self.hidden.len();
+        self.devs.hide_slots(ty, off, n, emptied, &mut self.hidden);
+        if emptied && self.hidden.len() == before {
+            // Nothing hidden (the slots were in use after all): the cluster was empty.
+            if let Some(d) = self.devs.get_mut(ty) {
+                d.move_tail(c, List::Free);
+            }
+        }
+    }
+
+    /// Gives the hidden slots back without list moves, as on 6.14+, except for a cluster the
+    /// decision moved or that is empty again: 6.12 streams have no cluster events, so it goes
+    /// where this model's free path puts it (the free list when empty, else nonfull).
+    fn hide_if_emptied(&mut self, ty: u8, off: u64, n: u64) {
+        let c = (off / CL) as u32;
+        if self
+            .devs
+            .get(ty)
+            .is_some_and(|d| d.list_of(c) == Some(List::Free))
+        {
+            KernelAllocator::hide(self, ty, off, n);
+        }
+    }
+
+    fn unhide_all(&mut self, _kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {
+        let hidden = std::mem::take(&mut self.hidden);
+        for &(ty, s, was) in &hidden {
+            let Some(d) = self.devs.get_mut(ty) else {
+                continue;
+            };
+            let c = (s / CL) as u32;
+            let freed = d.free_in_cluster(s, 1);
+            if d.list_of(c) != was || d.count(c) == 0 {
+                // Moved by the decision, or emptied again: where the model's free path puts it.
+                if d.solidstate() {
+                    if d.count(c) == 0 {
+                        d.move_tail(c, List::Free);
+                        d.set_order(c, 0);
+                    } else if !matches!(d.list_of(c), Some(List::Nonfull(_))) {
+                        let o = d.order(c);
+                        d.move_tail(c, List::Nonfull(o));
+                    }
+                }
+            }
+            self.devs.note_free(ty, freed);
+        }
+        self.hidden = hidden;
+        self.hidden.clear();
+    }
 }
 
 #[cfg(test)]
@@ -777,6 +840,34 @@ mod tests {
         assert_eq!(one(&mut m, 0, 0), Some(513));
         assert_eq!(one(&mut m, 1, 4), Some(1024));
         assert_eq!(dev(&m).list_of(2), Some(List::Nonfull(4)));
+    }
+
+    #[test]
+    fn a_hidden_free_that_emptied_a_cluster_takes_it_off_the_free_list() {
+        let mut m = model(3, SSD);
+        assert_eq!(one(&mut m, 0, 0), Some(512));
+        assert_eq!(one(&mut m, 0, 0), Some(513));
+        m.free(0, 512, 2);
+        assert_eq!(dev(&m).list_of(1), Some(List::Free));
+        // A refill that could not have seen those frees finds cluster 1 partly used.
+        m.hide_free_if_emptied(0, 512, 1);
+        m.hide_free(0, 513, 1);
+        assert_eq!(dev(&m).list_of(1), Some(List::Nonfull(0)));
+        assert!(dev(&m).map.is_used(512) && dev(&m).map.is_used(513));
+        assert_eq!(
+            one(&mut m, 1, 4),
+            Some(1024),
+            "the free list's next cluster"
+        );
+        // Given back as the kernel freed them: cluster 1 is empty again, on the free list.
+        m.unhide(&|_, _| None);
+        assert_eq!(dev(&m).list_of(1), Some(List::Free));
+        assert!(!dev(&m).map.is_used(512) && !dev(&m).map.is_used(513));
+        // Only a free that emptied its cluster is hidden that way.
+        m.free(0, 1024, 1);
+        m.hide_free_if_emptied(0, 1024, 1);
+        assert!(!dev(&m).map.is_used(1024), "cluster 2 still holds 15 slots");
+        m.unhide(&|_, _| None);
     }
 
     #[test]

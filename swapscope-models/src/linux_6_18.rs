@@ -119,7 +119,7 @@ pub struct ClusterListAlloc<P: Policy> {
     online_cpus: u32,
     /// Slots hidden from the next decision ([`AllocatorModel::hide_free`]): (type, slot, the
     /// cluster's list when it was hidden).
-    hidden: Vec<(u8, u64, Option<List>)>,
+    hidden: Vec<crate::kernel::HiddenSlot>,
     policy: PhantomData<P>,
 }
 
@@ -685,29 +685,7 @@ impl<P: Policy> KernelAllocator for ClusterListAlloc<P> {
     /// Marks the free slots of `off .. off + n` (one cluster) used, without moving the cluster:
     /// it stays where the free put it, as the kernel's lists had it by the time of the decision.
     fn hide(&mut self, ty: u8, off: u64, n: u64) {
-        let Some(d) = self.devs.get_mut(ty) else {
-            return;
-        };
-        let c = (off / CL) as u32;
-        if d.count(c) == 0 || matches!(d.list_of(c), Some(List::Free | List::Discard)) {
-            return;
-        }
-        let end = off
-            .saturating_add(n)
-            .min((u64::from(c) + 1) * CL)
-            .min(d.max);
-        let mut hid = 0;
-        let mut became_full = false;
-        for s in off.max(1)..end {
-            if !d.map.is_used(s) {
-                became_full |= d.alloc_range(s, 1);
-                self.hidden.push((ty, s, d.list_of(c)));
-                hid += 1;
-            }
-        }
-        if hid > 0 {
-            self.devs.note_alloc(ty, hid, became_full);
-        }
+        self.devs.hide_slots(ty, off, n, false, &mut self.hidden);
     }
 
     /// Gives the hidden slots back without list moves: the frees that released them already

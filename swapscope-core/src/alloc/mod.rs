@@ -306,6 +306,11 @@ pub trait AllocatorModel: Send {
     /// others ignore it.
     fn hide_free(&mut self, _swap_type: u8, _offset: u64, _nr: u32) {}
 
+    /// As [`hide_free`](Self::hide_free), only where the free emptied its cluster (it is on the
+    /// free list): a 6.12 refill that did not take a cluster another CPU emptied meanwhile, where
+    /// its scan takes a free cluster before any other.
+    fn hide_free_if_emptied(&mut self, _swap_type: u8, _offset: u64, _nr: u32) {}
+
     /// Gives back what [`hide_free`](Self::hide_free) hid. The frees already moved their
     /// clusters when the stream had them, so the slots come back without list moves; a cluster
     /// the decision moved goes to the list the kernel has it on now, `kernel_list(type, cluster)`

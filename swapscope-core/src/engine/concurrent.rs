@@ -1,4 +1,5 @@
-//! Frees another CPU made while an allocation was under way (7.x: streams with cluster events).
+//! Frees another CPU made while an allocation was under way (7.x: streams with cluster events;
+//! 6.12: slot-cache refills, [`ConcurrentFrees::unseen_by_batch`]).
 //!
 //! A 7.x allocation is not one critical section. `cluster_alloc_swap_entry` scans the CPU's own
 //! cluster, then the nonfull, free and frag lists, each cluster under its own lock, and relocates
@@ -87,6 +88,8 @@ pub(super) struct Decision {
 pub(super) struct ConcurrentFrees {
     /// Set by the first `cluster` event: only such streams are looked at.
     enabled: bool,
+    /// Set by the first grant: frees are remembered for 6.12's batches ([`Self::unseen_by_batch`]).
+    grants: bool,
     /// Frees and scans noted so far (their order).
     seq: u64,
     cpus: Vec<CpuScan>,
@@ -157,7 +160,7 @@ impl ConcurrentFrees {
 
     /// A free, as the stream has it: remembered on streams with cluster events.
     pub(super) fn free(&mut self, f: &Free) {
-        if !self.enabled {
+        if !self.enabled && !self.grants {
             return;
         }
         self.seq += 1;
@@ -198,6 +201,9 @@ impl ConcurrentFrees {
     /// The recent frees decision `d` could not have seen, into `out` (cleared first).
     pub(super) fn unseen(&mut self, d: Decision, out: &mut Vec<Free>) {
         out.clear();
+        if !self.enabled {
+            return;
+        }
         let refusal_start = d.refusal_start.filter(|s| *s != 0);
         let cpu = cpu_index(d.cpu) as u32;
         let (generation, pcp, first_scan) =
@@ -235,9 +241,67 @@ impl ConcurrentFrees {
         }
     }
 
+    /// The recent frees a 6.12 batch refill (begun at `start`, 0: unknown) could not have seen:
+    /// frees by CPUs other than `cpus` (the deciding and the entry CPU) after the request began,
+    /// whose slots the kernel's batch does not take. A batch takes every free slot its scan
+    /// passes, and the scan drops `si->lock` to reclaim swap cache as it goes. A free in a
+    /// cluster the batch took from, between its first and last slot there, or above its last
+    /// there when the batch went on to another cluster, was behind the scan: into `out`. A free
+    /// in another cluster goes to `elsewhere`: it matters only if it emptied its cluster (a scan
+    /// takes a free cluster before any other, and the batch did not). Both are cleared first.
+    pub(super) fn unseen_by_batch(
+        &mut self,
+        cpus: [u32; 2],
+        start: Ts,
+        swap_type: u8,
+        batch: &[u64],
+        out: &mut Vec<Free>,
+        elsewhere: &mut Vec<Free>,
+    ) {
+        out.clear();
+        elsewhere.clear();
+        if start == 0 {
+            return;
+        }
+        let mine = cpus.map(cpu_index);
+        let last_cluster = batch.last().map(|&k| k / CLUSTER_SLOTS);
+        for r in self.recent.iter().rev() {
+            let f = &r.free;
+            if f.ts_ns <= start {
+                break;
+            }
+            if mine.contains(&cpu_index(f.cpu)) {
+                continue;
+            }
+            let end = f.offset.saturating_add(u64::from(f.nr));
+            let same = f.swap_type == swap_type;
+            if same && batch.iter().any(|&k| f.offset <= k && k < end) {
+                continue;
+            }
+            let c = f.offset / CLUSTER_SLOTS;
+            let (lo, hi) = batch
+                .iter()
+                .filter(|&&k| k / CLUSTER_SLOTS == c)
+                .fold((u64::MAX, 0), |(lo, hi), &k| (lo.min(k), hi.max(k)));
+            if !same || lo == u64::MAX {
+                elsewhere.push(*f);
+            } else if (lo < f.offset && f.offset < hi) || (f.offset > hi && last_cluster != Some(c))
+            {
+                out.push(*f);
+            }
+        }
+        if !out.is_empty() || !elsewhere.is_empty() {
+            out.reverse();
+            elsewhere.reverse();
+            self.decisions += 1;
+            self.hidden += (out.len() + elsewhere.len()) as u64;
+        }
+    }
+
     /// A grant on `cpu` was decided (`slot`: the kernel's first slot, when it served it): its
     /// allocation's scans are over, and a success sets the CPU's cluster for the order.
     pub(super) fn granted(&mut self, cpu: u32, order: u8, slot: Option<(u8, u64)>) {
+        self.grants = true;
         let s = self.cpu_mut(cpu);
         s.after_grant = true;
         s.reclaiming = false;
@@ -402,6 +466,45 @@ mod tests {
         q.free(&free(3, 21 * 512 + 48, 10));
         q.cluster(&mv(2, 7, cluster_list::ISOLATED, 0));
         assert!(unseen(&mut q, success(2, 7 * 512)).is_empty());
+    }
+
+    #[test]
+    fn a_batch_does_not_see_frees_after_its_start_that_it_did_not_take() {
+        let batch = |q: &mut ConcurrentFrees, cpus: [u32; 2], start: Ts| {
+            let (mut out, mut elsewhere) = (Vec::new(), Vec::new());
+            q.unseen_by_batch(
+                cpus,
+                start,
+                0,
+                &[100, 101, 105, 600],
+                &mut out,
+                &mut elsewhere,
+            );
+            let offsets = |v: &[Free]| v.iter().map(|f| f.offset).collect::<Vec<_>>();
+            (offsets(&out), offsets(&elsewhere))
+        };
+        let mut q = ConcurrentFrees::default();
+        q.free(&free(2, 103, 60));
+        assert_eq!(
+            batch(&mut q, [0, 0], 50),
+            (vec![], vec![]),
+            "before any grant"
+        );
+        q.granted(1, 4, Some((0, 512)));
+        q.free(&free(2, 102, 40)); // before the refill began
+        q.free(&free(2, 103, 60)); // behind its scan
+        q.free(&free(2, 105, 61)); // taken by it
+        q.free(&free(0, 106, 62)); // the deciding CPU's own
+        q.free(&free(3, 107, 63)); // the entry CPU's own
+        q.free(&free(1, 108, 64)); // above its last slot in a cluster it left
+        q.free(&free(1, 99, 65)); // below its first there: maybe never scanned
+        q.free(&free(1, 601, 66)); // above its last in the cluster it ended in
+        q.free(&free(1, 2000, 67)); // in another cluster
+        assert_eq!(batch(&mut q, [0, 3], 50), (vec![103, 108], vec![2000]));
+        assert_eq!(batch(&mut q, [0, 3], 0), (vec![], vec![]), "start unknown");
+        assert_eq!(q.counts(), (1, 3));
+        // Streams with cluster events keep their own rule for single grants.
+        assert!(unseen(&mut q, refusal(0, 50)).is_empty());
     }
 
     #[test]

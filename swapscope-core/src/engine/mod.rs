@@ -333,6 +333,9 @@ pub struct Engine {
     /// Those the grant being decided could not have seen: hidden from the model of the
     /// recorded kernel for that decision.
     hidden: Vec<Free>,
+    /// Frees a 6.12 refill could not have seen outside the clusters it took from: hidden only
+    /// where they emptied their cluster ([`AllocatorModel::hide_free_if_emptied`]).
+    hidden_elsewhere: Vec<Free>,
 }
 
 /// The frees a decision could not have seen (hidden from the model of the recorded kernel for
@@ -458,6 +461,7 @@ impl Engine {
             deferred: None,
             concurrent: concurrent::ConcurrentFrees::default(),
             hidden: Vec::new(),
+            hidden_elsewhere: Vec::new(),
         }
     }
 
@@ -814,11 +818,26 @@ impl Engine {
             decided: g.cpu,
         };
         if !g.batch.is_empty() {
+            // The model refills as the kernel did, without the frees the kernel's scan could
+            // not have seen ([`concurrent::ConcurrentFrees::unseen_by_batch`]); the request the
+            // batch serves first is a cache hand-out, with nothing hidden.
+            let real = &self.real;
             for s in self.shadows.iter_mut().filter(|s| s.follows) {
+                for f in &self.hidden {
+                    s.model.hide_free(f.swap_type, f.offset, f.nr);
+                }
+                for f in &self.hidden_elsewhere {
+                    s.model.hide_free_if_emptied(f.swap_type, f.offset, f.nr);
+                }
                 if s.model.kernel_batch(cpus, g.swap_type, &g.batch) {
                     s.corrections += 1;
                 }
+                if !self.hidden.is_empty() || !self.hidden_elsewhere.is_empty() {
+                    s.model.unhide(&|ty, c| real.kernel_list(ty, c));
+                }
             }
+            self.hidden.clear();
+            self.hidden_elsewhere.clear();
         }
         self.shadow_alloc(cpus, g.order, key, Some((g.swap_type, g.offset)), true);
     }
@@ -1150,6 +1169,18 @@ impl Engine {
         match ev {
             Event::Cluster(c) => self.concurrent.cluster(c),
             Event::Free(f) => self.concurrent.free(f),
+            Event::Grant(g) if !g.batch.is_empty() => {
+                self.concurrent.unseen_by_batch(
+                    [g.cpu, g.req_cpu],
+                    g.start_ns,
+                    g.swap_type,
+                    &g.batch,
+                    &mut self.hidden,
+                    &mut self.hidden_elsewhere,
+                );
+                self.concurrent
+                    .granted(g.cpu, g.order, Some((g.swap_type, g.offset)));
+            }
             Event::Grant(g) => {
                 let n = 1u64 << g.order.min(MAX_ORDER);
                 self.concurrent.unseen(

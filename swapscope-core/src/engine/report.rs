@@ -174,10 +174,11 @@ pub struct StreamSummary {
     /// the JSON document (its schema is fixed); the report's limits say it when it happens.
     #[serde(skip)]
     pub refused_unavailable: u64,
-    /// 7.x: decisions the model of the recorded kernel made with frees hidden that another CPU
-    /// made while the allocation was under way and that it could not have seen (its cluster
-    /// already scanned, or a refusal that started before them; see `engine/concurrent.rs`), and
-    /// the frees hidden over all of them.
+    /// 7.x, and 6.12's slot-cache refills: decisions the model of the recorded kernel made with
+    /// frees hidden that another CPU made while the allocation was under way and that it could
+    /// not have seen (its cluster already scanned, a refusal that started before them, or a
+    /// refill that did not take them; see `engine/concurrent.rs`), and the frees hidden over all
+    /// of them.
     pub decisions_with_hidden_frees: u64,
     pub hidden_frees: u64,
 }
