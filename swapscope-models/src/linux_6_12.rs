@@ -71,6 +71,8 @@ pub struct Linux612 {
     took: Option<(u8, u64)>,
     /// Slots hidden from the next decision ([`AllocatorModel::hide_free`]).
     hidden: Vec<crate::kernel::HiddenSlot>,
+    /// Clusters a hidden free had emptied, taken off the free list for the next decision.
+    unemptied: Vec<(u8, u32)>,
 }
 
 impl Linux612 {
@@ -655,22 +657,27 @@ impl Linux612 {
             return;
         }
         if d.solidstate() {
-            let c = (off / CL) as u32;
-            if d.count(c) == 0 {
-                if d.page_discard() {
-                    d.move_tail(c, List::Discard);
-                    self.discard_pending = true;
-                } else {
-                    d.move_tail(c, List::Free);
-                    d.set_order(c, 0);
-                }
-            } else if !matches!(d.list_of(c), Some(List::Nonfull(_))) {
-                let o = d.order(c);
-                d.move_tail(c, List::Nonfull(o));
-            }
+            self.discard_pending |= place_freed((off / CL) as u32, d);
         }
         self.devs.note_free(ty, freed);
     }
+}
+
+/// Where a free leaves cluster `c` of a solid-state device: empty, on the free list (or the
+/// discard list, returning true); else on `nonfull[order]` if it was not.
+fn place_freed(c: u32, d: &mut Dev) -> bool {
+    if d.count(c) == 0 {
+        if d.page_discard() {
+            d.move_tail(c, List::Discard);
+            return true;
+        }
+        d.move_tail(c, List::Free);
+        d.set_order(c, 0);
+    } else if !matches!(d.list_of(c), Some(List::Nonfull(_))) {
+        let o = d.order(c);
+        d.move_tail(c, List::Nonfull(o));
+    }
+    false
 }
 
 /// Next free slot from `si->cluster_next`, wrapping to slot 1.
@@ -761,6 +768,9 @@ impl KernelAllocator for Linux612 {
             .filter(|d| d.solidstate() && d.list_of(c) == Some(List::Free))
             .map(|d| d.move_tail(c, List::Nonfull(0)))
             .is_some();
+        if emptied {
+            self.unemptied.push((ty, c));
+        }
         let before = self.hidden.len();
         self.devs.hide_slots(ty, off, n, emptied, &mut self.hidden);
         if emptied && self.hidden.len() == before {
@@ -771,20 +781,23 @@ impl KernelAllocator for Linux612 {
         }
     }
 
-    /// Gives the hidden slots back without list moves, as on 6.14+, except for a cluster the
-    /// decision moved or that is empty again: 6.12 streams have no cluster events, so it goes
-    /// where this model's free path puts it (the free list when empty, else nonfull).
+    /// Hides the free only where it emptied its cluster: the cluster is on the free list, or a
+    /// free hidden before it in this decision took it off.
     fn hide_if_emptied(&mut self, ty: u8, off: u64, n: u64) {
         let c = (off / CL) as u32;
-        if self
-            .devs
-            .get(ty)
-            .is_some_and(|d| d.list_of(c) == Some(List::Free))
+        if self.unemptied.contains(&(ty, c))
+            || self
+                .devs
+                .get(ty)
+                .is_some_and(|d| d.list_of(c) == Some(List::Free))
         {
             KernelAllocator::hide(self, ty, off, n);
         }
     }
 
+    /// Gives the hidden slots back without list moves, as on 6.14+, except for a cluster the
+    /// decision moved or that is empty again: 6.12 streams have no cluster events, so it goes
+    /// where this model's free path puts it (the free list when empty, else nonfull).
     fn unhide_all(&mut self, _kernel_list: &dyn Fn(u8, u32) -> Option<(u8, u8)>) {
         let hidden = std::mem::take(&mut self.hidden);
         for &(ty, s, was) in &hidden {
@@ -793,22 +806,15 @@ impl KernelAllocator for Linux612 {
             };
             let c = (s / CL) as u32;
             let freed = d.free_in_cluster(s, 1);
-            if d.list_of(c) != was || d.count(c) == 0 {
+            if d.solidstate() && (d.list_of(c) != was || d.count(c) == 0) {
                 // Moved by the decision, or emptied again: where the model's free path puts it.
-                if d.solidstate() {
-                    if d.count(c) == 0 {
-                        d.move_tail(c, List::Free);
-                        d.set_order(c, 0);
-                    } else if !matches!(d.list_of(c), Some(List::Nonfull(_))) {
-                        let o = d.order(c);
-                        d.move_tail(c, List::Nonfull(o));
-                    }
-                }
+                self.discard_pending |= place_freed(c, d);
             }
             self.devs.note_free(ty, freed);
         }
         self.hidden = hidden;
         self.hidden.clear();
+        self.unemptied.clear();
     }
 }
 
@@ -849,9 +855,10 @@ mod tests {
         assert_eq!(one(&mut m, 0, 0), Some(513));
         m.free(0, 512, 2);
         assert_eq!(dev(&m).list_of(1), Some(List::Free));
-        // A refill that could not have seen those frees finds cluster 1 partly used.
+        // A refill that could not have seen those frees finds cluster 1 partly used: the second
+        // free is hidden too, although the first took the cluster off the free list.
         m.hide_free_if_emptied(0, 512, 1);
-        m.hide_free(0, 513, 1);
+        m.hide_free_if_emptied(0, 513, 1);
         assert_eq!(dev(&m).list_of(1), Some(List::Nonfull(0)));
         assert!(dev(&m).map.is_used(512) && dev(&m).map.is_used(513));
         assert_eq!(

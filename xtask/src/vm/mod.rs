@@ -597,14 +597,6 @@ mod tests {
     }
 
     #[test]
-    fn the_same_slot_bound_is_lowered_only_for_the_open_6_12_class() {
-        assert_eq!(checks::min_same_slot(false, 1), 0.99);
-        assert_eq!(checks::min_same_slot(false, 4), 0.99);
-        assert_eq!(checks::min_same_slot(true, 1), 0.99);
-        assert_eq!(checks::min_same_slot(true, 2), 0.97);
-    }
-
-    #[test]
     fn refusals_may_differ_only_within_the_bound() {
         let m = |v: &[(&str, u64)]| -> BTreeMap<String, u64> {
             v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
