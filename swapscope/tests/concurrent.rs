@@ -13,6 +13,11 @@
 //!   grant. In stream order the model served it from its own cluster; later, a refusal's hidden
 //!   frees had filed a cluster as full in the model (216 refusals against the kernel's 215 with
 //!   5 corrections before both were handled).
+//! * `vm-7.3-4cpu-free-list-race.swsc` (the fresh-clone CI run of 109e60e, cut after the race):
+//!   CPU 1's order-4 allocation walked `nonfull[64K]` (moving clusters 38, 43, 44 and 51 to frag),
+//!   and 4.3 ms later took the never-used cluster 64 off the free list; meanwhile other CPUs'
+//!   frees had put eight clusters back on `nonfull[64K]`. In stream order the model took cluster
+//!   8 from there, and 36 requests followed it elsewhere.
 //!
 //! With the frees hidden from the decisions that could not have seen them, the kernel's model
 //! refuses exactly what the kernel refused and picks the kernel's slot for every request of the
@@ -99,6 +104,11 @@ fn a_refusal_does_not_see_frees_made_after_it_started() {
 #[test]
 fn a_free_in_the_cpus_own_cluster_after_it_moved_on_is_not_seen() {
     check("vm-7.3-4cpu-own-cluster-race.swsc", 215, 3);
+}
+
+#[test]
+fn a_success_from_the_free_list_does_not_see_frees_made_after_it_started() {
+    check("vm-7.3-4cpu-free-list-race.swsc", 0, 1);
 }
 
 #[test]

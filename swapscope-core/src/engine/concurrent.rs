@@ -14,6 +14,11 @@
 //! * during a refusal: CPU 0's order-4 allocation found the nonfull list empty, CPU 3's free moved
 //!   a cluster onto it 0.5 ms later, CPU 0 refused after reclaiming; the model served it.
 //!
+//! * from the free list: CPU 1's allocation walked the nonfull list, and 4.3 ms later took a
+//!   cluster off the free list, while other CPUs' frees had put eight clusters back on nonfull;
+//!   the model took one of those. A success from a cluster its allocation took off the free list
+//!   found its own cluster and the nonfull list wanting first, so it is treated as a refusal is.
+//!
 //! So on streams with cluster events the engine remembers the last [`MAX_RECENT`] frees, each
 //! with the CPUs whose allocation in flight had already scanned (isolated or relocated) its
 //! cluster, and the last [`MAX_RECENT`] scans. At a decision of CPU A, a free by another CPU
@@ -57,6 +62,8 @@ struct CpuScan {
     /// Note number of the allocation in flight's first scan: by then it was past its per-CPU
     /// cluster.
     first_scan: Option<u64>,
+    /// The cluster the allocation in flight took off the free list (isolated empty), if any.
+    from_free: Option<(u8, u32)>,
 }
 
 /// A recent free, its place among the notes, and the CPUs whose allocation in flight had scanned
@@ -79,6 +86,9 @@ pub(super) struct Decision {
     pub order: u8,
     /// A refusal, and when its request started (0: unknown).
     pub refusal_start: Option<Ts>,
+    /// When the request started (0: unknown), for a success from a cluster its allocation took
+    /// off the free list.
+    pub start: Ts,
     /// A success: the kernel's slots (type, offset, count).
     pub slots: Option<(u8, u64, u64)>,
 }
@@ -147,6 +157,9 @@ impl ConcurrentFrees {
         if c.list == cluster_list::ISOLATED && u64::from(c.count) >= CLUSTER_SLOTS {
             s.reclaiming = true;
         }
+        if c.list == cluster_list::ISOLATED && c.count == 0 && !s.after_grant {
+            s.from_free = Some(key);
+        }
         if !s.after_grant && s.first_scan.is_none() {
             s.first_scan = Some(seq);
         }
@@ -204,8 +217,19 @@ impl ConcurrentFrees {
         if !self.enabled {
             return;
         }
-        let refusal_start = d.refusal_start.filter(|s| *s != 0);
         let cpu = cpu_index(d.cpu) as u32;
+        // A success from a cluster its allocation took off the free list found its per-CPU
+        // cluster and the nonfull list wanting first (6.18 on devices without discard, the ones
+        // recorded here): as for a refusal, frees made after its start were not seen there.
+        let from_free = d.slots.is_some_and(|(ty, off, _)| {
+            self.cpus
+                .get(cpu as usize)
+                .is_some_and(|s| s.from_free == Some((ty, (off / CLUSTER_SLOTS) as u32)))
+        });
+        let refusal_start = d
+            .refusal_start
+            .or(from_free.then_some(d.start))
+            .filter(|s| *s != 0);
         let (generation, pcp, first_scan) =
             self.cpus.get(cpu as usize).map_or((0, None, None), |s| {
                 (
@@ -307,6 +331,7 @@ impl ConcurrentFrees {
         s.reclaiming = false;
         s.clusters.clear();
         s.first_scan = None;
+        s.from_free = None;
         s.generation += 1;
         if let (Some((ty, off)), Some(p)) = (slot, s.pcp.get_mut(usize::from(order))) {
             *p = Some((ty, (off / CLUSTER_SLOTS) as u32));
@@ -324,6 +349,7 @@ impl ConcurrentFrees {
         s.reclaiming = false;
         s.clusters.clear();
         s.first_scan = None;
+        s.from_free = None;
     }
 
     /// A device came or went: what was noted of it is void.
@@ -369,6 +395,7 @@ mod tests {
             cpu,
             order: 4,
             refusal_start: None,
+            start: 0,
             slots: Some((0, offset, 16)),
         }
     }
@@ -378,6 +405,7 @@ mod tests {
             cpu,
             order: 4,
             refusal_start: Some(start),
+            start,
             slots: None,
         }
     }
@@ -505,6 +533,31 @@ mod tests {
         assert_eq!(q.counts(), (1, 3));
         // Streams with cluster events keep their own rule for single grants.
         assert!(unseen(&mut q, refusal(0, 50)).is_empty());
+    }
+
+    #[test]
+    fn a_success_from_the_free_list_is_like_a_refusal() {
+        let mut q = ConcurrentFrees::default();
+        q.cluster(&mv(1, 38, cluster_list::ISOLATED, 497)); // its nonfull walk
+        q.free(&free(3, 8 * 512, 100)); // another CPU's, after it began
+        q.free(&free(3, 9 * 512, 40)); // before it began
+        let took_free = |q: &mut ConcurrentFrees| {
+            let mut out = Vec::new();
+            q.unseen(
+                Decision {
+                    cpu: 1,
+                    order: 4,
+                    refusal_start: None,
+                    start: 50,
+                    slots: Some((0, 64 * 512, 16)),
+                },
+                &mut out,
+            );
+            out.iter().map(|f| f.offset).collect::<Vec<_>>()
+        };
+        assert!(took_free(&mut q).is_empty(), "not from the free list");
+        q.cluster(&mv(1, 64, cluster_list::ISOLATED, 0));
+        assert_eq!(took_free(&mut q), vec![8 * 512]);
     }
 
     #[test]

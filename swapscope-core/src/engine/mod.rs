@@ -1188,6 +1188,7 @@ impl Engine {
                         cpu: g.cpu,
                         order: g.order,
                         refusal_start: (g.nr == 0).then_some(g.start_ns),
+                        start: g.start_ns,
                         slots: (g.nr > 0).then_some((g.swap_type, g.offset, n)),
                     },
                     &mut self.hidden,
