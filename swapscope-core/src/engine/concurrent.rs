@@ -84,12 +84,10 @@ type Scan = (u32, (u8, u32), u64);
 pub(super) struct Decision {
     pub cpu: u32,
     pub order: u8,
-    /// A refusal, and when its request started (0: unknown).
-    pub refusal_start: Option<Ts>,
-    /// When the request started (0: unknown), for a success from a cluster its allocation took
-    /// off the free list.
+    /// When the request started (0: unknown): what a refusal, or a success from a cluster its
+    /// allocation took off the free list, could not have seen after.
     pub start: Ts,
-    /// A success: the kernel's slots (type, offset, count).
+    /// A success: the kernel's slots (type, offset, count); `None`: a refusal.
     pub slots: Option<(u8, u64, u64)>,
 }
 
@@ -226,9 +224,8 @@ impl ConcurrentFrees {
                 .get(cpu as usize)
                 .is_some_and(|s| s.from_free == Some((ty, (off / CLUSTER_SLOTS) as u32)))
         });
-        let refusal_start = d
-            .refusal_start
-            .or(from_free.then_some(d.start))
+        let refusal_start = (d.slots.is_none() || from_free)
+            .then_some(d.start)
             .filter(|s| *s != 0);
         let (generation, pcp, first_scan) =
             self.cpus.get(cpu as usize).map_or((0, None, None), |s| {
@@ -394,7 +391,6 @@ mod tests {
         Decision {
             cpu,
             order: 4,
-            refusal_start: None,
             start: 0,
             slots: Some((0, offset, 16)),
         }
@@ -404,7 +400,6 @@ mod tests {
         Decision {
             cpu,
             order: 4,
-            refusal_start: Some(start),
             start,
             slots: None,
         }
@@ -547,7 +542,6 @@ mod tests {
                 Decision {
                     cpu: 1,
                     order: 4,
-                    refusal_start: None,
                     start: 50,
                     slots: Some((0, 64 * 512, 16)),
                 },

@@ -1187,7 +1187,6 @@ impl Engine {
                     concurrent::Decision {
                         cpu: g.cpu,
                         order: g.order,
-                        refusal_start: (g.nr == 0).then_some(g.start_ns),
                         start: g.start_ns,
                         slots: (g.nr > 0).then_some((g.swap_type, g.offset, n)),
                     },
