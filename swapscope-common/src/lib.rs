@@ -282,6 +282,9 @@ pub mod rescue {
 pub enum Feed {
     /// Write-outs (`mm_vmscan_write_folio`; the tracepoint tier).
     Writeout,
+    /// The device write itself (`__swap_writepage`; full tier): emits nothing, tells the
+    /// write-out program that a folio gone from the swap cache by its tracepoint was written.
+    WriteIo,
     /// Swap-slot requests and their answers.
     Alloc,
     /// shmem's requests where the request hook does not see them (`add_to_swap` kernels).
@@ -310,8 +313,9 @@ pub enum Feed {
 
 impl Feed {
     /// Every feed.
-    pub const ALL: [Feed; 13] = [
+    pub const ALL: [Feed; 14] = [
         Feed::Writeout,
+        Feed::WriteIo,
         Feed::Alloc,
         Feed::AllocShmem,
         Feed::AllocTiming,
@@ -330,6 +334,7 @@ impl Feed {
     pub const fn as_str(self) -> &'static str {
         match self {
             Feed::Writeout => "writeout",
+            Feed::WriteIo => "write-io",
             Feed::Alloc => "alloc",
             Feed::AllocShmem => "alloc-shmem",
             Feed::AllocTiming => "alloc-timing",
@@ -386,8 +391,11 @@ pub mod counter {
     /// 7.x: large folios' refusals reported inside the allocator's lock (the rest of the
     /// refusals come from the charge hook, after it).
     pub const REFUSED_IN_LOCK: u32 = RESCUED + crate::rescue::NR;
+    /// Full tier: write-outs of folios that were out of the swap cache and unmapped by the
+    /// tracepoint, known written from `__swap_writepage` ([`crate::Feed::WriteIo`]).
+    pub const WRITTEN_GONE: u32 = REFUSED_IN_LOCK + 1;
     /// Number of counters.
-    pub const NR: u32 = REFUSED_IN_LOCK + 1;
+    pub const NR: u32 = WRITTEN_GONE + 1;
 }
 
 /// Kernel layout facts the loader reads from the running kernel's BTF and writes into the BPF

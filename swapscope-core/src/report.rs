@@ -56,6 +56,11 @@ pub struct KernelDeltas {
     /// kernel's moment of decision (the others come from the charge hook after it).
     #[serde(default)]
     pub refusals_in_lock: Option<u64>,
+    /// Full tier (`write-io` attached): write-outs of folios out of the swap cache and unmapped
+    /// by the tracepoint, kept because `__swap_writepage` saw them go to the device (without a
+    /// slot, like every folio gone from the swap cache by then). None where that hook is not.
+    #[serde(default)]
+    pub writeouts_written_gone: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -530,6 +535,7 @@ fn kernel_deltas(first: &CounterSample, last: &CounterSample) -> KernelDeltas {
                 "probe/inuse_mismatches" => k.inuse_mismatches = Some(delta),
                 "probe/writeout_filtered" => k.writeout_filtered = Some(delta),
                 "probe/refusals_in_lock" => k.refusals_in_lock = Some(delta),
+                "probe/writeout_written_gone" => k.writeouts_written_gone = Some(delta),
                 "vmstat/pswpout" => k.pswpout_pages = delta,
                 "vmstat/pswpin" => k.pswpin_pages = delta,
                 "vmstat/thp_swpout_fallback" => k.thp_swpout_fallback = delta,
@@ -628,6 +634,12 @@ impl Report {
                 s,
                 "  {} write-outs without a slot: another CPU took the folio out of the swap cache before the tracepoint ran",
                 self.writeouts_without_slot
+            );
+        }
+        if let Some(n) = self.kernel.writeouts_written_gone.filter(|n| *n > 0) {
+            let _ = writeln!(
+                s,
+                "  {n} of them also unmapped by then: known written from __swap_writepage"
             );
         }
         let k = &self.kernel;

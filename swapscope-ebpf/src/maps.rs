@@ -110,3 +110,12 @@ pub(crate) fn in_lock_start() -> (u32, u64) {
     let cpu = unsafe { bpf_get_smp_processor_id() };
     (cpu, entry_start().1)
 }
+
+/// Per task (thread id modulo [`TASK_SLOTS`]): the task and the folio it last submitted to the
+/// device (`__swap_writepage`, [`crate::writeout::write_io`]), taken by the write-out tracepoint
+/// the same task fires after the write. The folio is unlocked between the two: a folio that lost
+/// its swap-cache entry and its last mapping meanwhile looks, at the tracepoint, exactly like
+/// one `swap_writeout` freed without I/O; this entry tells them apart. An array, not a hash map,
+/// for the reason [`DELIVERED`] gives.
+#[map]
+pub(crate) static WRITTEN: Array<[u64; 2]> = Array::with_max_entries(TASK_SLOTS, 0);

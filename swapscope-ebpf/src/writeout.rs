@@ -1,4 +1,5 @@
-//! Tracepoint tier: a folio written to swap (`mm_vmscan_write_folio`).
+//! Tracepoint tier: a folio written to swap (`mm_vmscan_write_folio`); full tier: the device
+//! write itself (`__swap_writepage`), which makes the tracepoint exact.
 
 use crate::*;
 
@@ -27,6 +28,8 @@ pub(crate) fn writeout(ctx: &BtfTracePointContext) -> u32 {
     // SAFETY: `folio` is the tracepoint's `struct folio *` argument; offsets come from BTF.
     let flags = unsafe { load_u64(folio, l.folio_flags_off) };
     let bit = |b: u32| (flags >> (b & 63)) & 1 == 1;
+    // Taken (and forgotten) on every hit, so that an entry never outlives its write-out.
+    let written = took_written(folio as u64);
     if !bit(l.pg_swapbacked) {
         bump(counter::FILTERED);
         return 0;
@@ -36,7 +39,9 @@ pub(crate) fn writeout(ctx: &BtfTracePointContext) -> u32 {
     // It was written all the same: the event goes out without a slot (entry 0,
     // `folio_flags::NO_SLOT`) and counts in the totals. A folio out of the swap cache and not
     // mapped was not written: the swap entry had lost its last user before the write
-    // (`folio_free_swap` in `swap_writeout`, no I/O).
+    // (`folio_free_swap` in `swap_writeout`, no I/O) — unless this task submitted it to the
+    // device ([`WRITTEN`], full tier): then its last user went away after the write (a process
+    // exiting while this task, preempted after the write, had not reached the tracepoint).
     let in_cache = bit(l.pg_swapcache);
     if !in_cache {
         // SAFETY: as above (`atomic_t` members; -1 is "not mapped").
@@ -47,7 +52,9 @@ pub(crate) fn writeout(ctx: &BtfTracePointContext) -> u32 {
                 l.folio_mapcount_off != 0 && load_i32(folio, l.folio_mapcount_off) >= 0
             }
         };
-        if !mapped {
+        if !mapped && written {
+            bump(counter::WRITTEN_GONE);
+        } else if !mapped {
             bump(counter::FILTERED);
             return 0;
         }
@@ -103,4 +110,50 @@ pub(crate) fn writeout(ctx: &BtfTracePointContext) -> u32 {
         );
     }
     0
+}
+
+/// Whether the current task's last device write (`__swap_writepage`) was of `folio`; forgets
+/// it either way. A task is inside one `writeout()` at a time and its write precedes its
+/// tracepoint, so an entry naming another folio is stale (a write not followed by the
+/// tracepoint: zswap's writeback of a compressed page).
+#[inline(always)]
+fn took_written(folio: u64) -> bool {
+    let me = bpf_get_current_pid_tgid();
+    let Some(p) = WRITTEN.get_ptr_mut(task_slot(me)) else {
+        return false;
+    };
+    // SAFETY: an entry of an array map; only this task (or one whose id collides modulo
+    // TASK_SLOTS, which at worst loses or misattributes one such write-out) writes it.
+    let seen = unsafe { core::ptr::read_volatile(p) };
+    if seen[0] != me {
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(p, [0, 0]) };
+    seen[1] == folio
+}
+
+/// Marks `folio` as submitted to the device by the current task ([`WRITTEN`]).
+#[inline(always)]
+fn mark_written(folio: u64) -> u32 {
+    let me = bpf_get_current_pid_tgid();
+    if let Some(p) = WRITTEN.get_ptr_mut(task_slot(me)) {
+        // SAFETY: an entry of an array map (see `took_written`).
+        unsafe { core::ptr::write_volatile(p, [me, folio]) };
+    }
+    0
+}
+
+/// Full tier: `void __swap_writepage(struct folio *folio, ...)` (6.1: `struct page *`, the
+/// folio's head page, at the same address): the folio goes to the device. Emits nothing; marks
+/// the folio for the write-out tracepoint the task fires next ([`WRITTEN`]).
+#[fentry(function = "__swap_writepage")]
+pub fn write_io(ctx: FEntryContext) -> u32 {
+    mark_written(ctx.arg(0))
+}
+
+/// [`write_io`] for 7.x's `void __swap_writepage(struct swap_io_ctx *ctx, struct folio *folio)`.
+#[fentry(function = "__swap_writepage")]
+pub fn write_io_ctx(ctx: FEntryContext) -> u32 {
+    mark_written(ctx.arg(1))
 }

@@ -31,6 +31,13 @@
 //! order the model's batch took 16860–16862 and then the free cluster 11, where the kernel's went
 //! on to cluster 48: every request served from that cache was corrected (98.02 % same slot over
 //! the whole run). Hidden from the refill, the model's batch is the kernel's.
+//!
+//! And in its refusals (`vm-6.12-2cpu-refusal-race.swsc`, the fresh-clone CI run of b946217:
+//! 6.12.117 with 2 vCPUs, `conc-sep`, cut after the race): CPU 1's order-4 request began at
+//! 79.08900 s and was refused at 79.08923 s; meanwhile CPU 0 freed 13852–13855 (79.08901–
+//! 79.08905 s), completing 16 free slots in cluster 27 behind CPU 1's scan, and took them itself
+//! right after. In stream order the model served CPU 1 there (179 refusals against the kernel's
+//! 180). Every free by another CPU after a 6.12 refusal began is hidden from it now.
 
 use std::{path::Path, process::Command};
 
@@ -109,6 +116,26 @@ fn a_free_in_the_cpus_own_cluster_after_it_moved_on_is_not_seen() {
 #[test]
 fn a_success_from_the_free_list_does_not_see_frees_made_after_it_started() {
     check("vm-7.3-4cpu-free-list-race.swsc", 0, 1);
+}
+
+#[test]
+fn a_612_refusal_does_not_see_frees_made_after_it_started() {
+    let name = "vm-6.12-2cpu-refusal-race.swsc";
+    let r = report_with(name, "linux-6.12");
+    let m = &r["models"][0];
+    assert_eq!(m["name"], "linux-6.12");
+    assert_eq!(
+        r["failed_requests_by_order"]["4"].as_u64(),
+        Some(180),
+        "{name}: the kernel's refusals"
+    );
+    assert_eq!(
+        m["failures_by_order"]["4"].as_u64(),
+        Some(180),
+        "{name}: the model refuses what the kernel refused"
+    );
+    assert_eq!(m["kernel_corrections"], 0, "{name}: corrections");
+    assert_eq!(m["same_offset_rate"].as_f64(), Some(1.0), "{name}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Frees another CPU made while an allocation was under way (7.x: streams with cluster events;
-//! 6.12: slot-cache refills, [`ConcurrentFrees::unseen_by_batch`]).
+//! 6.12: slot-cache refills, [`ConcurrentFrees::unseen_by_batch`], and refusals, every free by
+//! another CPU after the request began).
 //!
 //! A 7.x allocation is not one critical section. `cluster_alloc_swap_entry` scans the CPU's own
 //! cluster, then the nonfull, free and frag lists, each cluster under its own lock, and relocates
@@ -96,7 +97,8 @@ pub(super) struct Decision {
 pub(super) struct ConcurrentFrees {
     /// Set by the first `cluster` event: only such streams are looked at.
     enabled: bool,
-    /// Set by the first grant: frees are remembered for 6.12's batches ([`Self::unseen_by_batch`]).
+    /// Set by the first grant: frees are remembered for 6.12's batches ([`Self::unseen_by_batch`])
+    /// and refusals ([`Self::unseen_by_refusal`]).
     grants: bool,
     /// Frees and scans noted so far (their order).
     seq: u64,
@@ -257,6 +259,43 @@ impl ConcurrentFrees {
             }
         }
         if !out.is_empty() {
+            self.decisions += 1;
+            self.hidden += out.len() as u64;
+        }
+    }
+
+    /// 6.12 (no cluster events): the recent frees a refusal begun at `d.start` could not have
+    /// seen, into `out` (cleared first): frees by another CPU after it began for which
+    /// `completes` holds — those that completed a free block the refusal would have taken (the
+    /// engine asks its real occupancy whether the free's aligned block of the request's order is
+    /// free now). Its scan drops `si->lock` to reclaim swap cache as it goes
+    /// (`cluster_reclaim_range`), so other CPUs free meanwhile, behind it or ahead; whatever of
+    /// it the scan saw, it found no room, so hiding such frees cannot make the model refuse what
+    /// the kernel served. Frees that completed no block are left alone: they could not have
+    /// changed the answer, and hiding them moves their cluster to the full list and back, to
+    /// another place in its list than the kernel's.
+    pub(super) fn unseen_by_refusal(
+        &mut self,
+        d: Decision,
+        completes: impl Fn(&Free) -> bool,
+        out: &mut Vec<Free>,
+    ) {
+        out.clear();
+        if self.enabled || !self.grants || d.slots.is_some() || d.start == 0 {
+            return;
+        }
+        let cpu = cpu_index(d.cpu);
+        for r in self.recent.iter().rev() {
+            let f = &r.free;
+            if f.ts_ns <= d.start {
+                break;
+            }
+            if cpu_index(f.cpu) != cpu && completes(f) {
+                out.push(*f);
+            }
+        }
+        if !out.is_empty() {
+            out.reverse();
             self.decisions += 1;
             self.hidden += out.len() as u64;
         }
@@ -526,8 +565,45 @@ mod tests {
         assert_eq!(batch(&mut q, [0, 3], 50), (vec![103, 108], vec![2000]));
         assert_eq!(batch(&mut q, [0, 3], 0), (vec![], vec![]), "start unknown");
         assert_eq!(q.counts(), (1, 3));
-        // Streams with cluster events keep their own rule for single grants.
-        assert!(unseen(&mut q, refusal(0, 50)).is_empty());
+        // A single success on a stream without cluster events hides nothing.
+        assert!(unseen(&mut q, success(0, 4 * 512)).is_empty());
+    }
+
+    #[test]
+    fn a_612_refusal_does_not_see_frees_by_other_cpus_after_its_start() {
+        let refused = |q: &mut ConcurrentFrees, d: Decision| {
+            let mut out = Vec::new();
+            q.unseen_by_refusal(d, |f| f.offset != 104, &mut out);
+            out.iter().map(|f| f.offset).collect::<Vec<_>>()
+        };
+        let mut q = ConcurrentFrees::default();
+        q.free(&free(1, 700, 60));
+        assert!(
+            refused(&mut q, refusal(0, 50)).is_empty(),
+            "frees are remembered only once grants are seen"
+        );
+        q.granted(2, 4, Some((0, 512)));
+        q.free(&free(1, 100, 40)); // before the request began
+        q.free(&free(1, 101, 55)); // after it began, another CPU's
+        q.free(&free(0, 102, 56)); // the refusing CPU's own (its own reclaim)
+        q.free(&free(2, 103, 57));
+        q.free(&free(2, 104, 58)); // completed no free block
+        assert_eq!(refused(&mut q, refusal(0, 50)), vec![101, 103]);
+        assert!(refused(&mut q, refusal(0, 0)).is_empty(), "start unknown");
+        assert!(
+            refused(&mut q, success(0, 4 * 512)).is_empty(),
+            "a success hides nothing"
+        );
+        assert!(
+            unseen(&mut q, refusal(0, 50)).is_empty(),
+            "the 7.x rule needs cluster events"
+        );
+        assert_eq!(q.counts(), (1, 2));
+        q.cluster(&mv(1, 9, cluster_list::FRAG, 3));
+        assert!(
+            refused(&mut q, refusal(0, 50)).is_empty(),
+            "streams with cluster events keep the 7.x rule"
+        );
     }
 
     #[test]

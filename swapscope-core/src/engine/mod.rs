@@ -1183,15 +1183,26 @@ impl Engine {
             }
             Event::Grant(g) => {
                 let n = 1u64 << g.order.min(MAX_ORDER);
-                self.concurrent.unseen(
-                    concurrent::Decision {
-                        cpu: g.cpu,
-                        order: g.order,
-                        start: g.start_ns,
-                        slots: (g.nr > 0).then_some((g.swap_type, g.offset, n)),
-                    },
-                    &mut self.hidden,
-                );
+                let d = concurrent::Decision {
+                    cpu: g.cpu,
+                    order: g.order,
+                    start: g.start_ns,
+                    slots: (g.nr > 0).then_some((g.swap_type, g.offset, n)),
+                };
+                self.concurrent.unseen(d, &mut self.hidden);
+                if self.hidden.is_empty() && g.nr == 0 {
+                    // 6.12: the frees that completed a free block of the refused order.
+                    let real = &self.real;
+                    self.concurrent.unseen_by_refusal(
+                        d,
+                        |f| {
+                            let lo = f.offset / n * n;
+                            let hi = f.offset.saturating_add(u64::from(f.nr.max(1)) - 1) / n * n;
+                            real.is_free(f.swap_type, lo, hi + n - lo)
+                        },
+                        &mut self.hidden,
+                    );
+                }
                 self.concurrent.granted(
                     g.cpu,
                     g.order,

@@ -103,6 +103,13 @@ impl RealOccupancy {
         self.devs.get(usize::from(t)).and_then(Option::as_ref)
     }
 
+    /// Whether slots `offset .. offset + n` of a known device are all free.
+    pub fn is_free(&self, swap_type: u8, offset: u64, n: u64) -> bool {
+        self.dev(swap_type).is_some_and(|d| {
+            offset.saturating_add(n) <= d.map.len() && d.map.count_used(offset, n) == 0
+        })
+    }
+
     /// The kernel allocated `n` slots from `offset`.
     pub fn alloc(&mut self, swap_type: u8, offset: u64, n: u64) {
         let Some(d) = self

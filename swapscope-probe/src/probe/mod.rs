@@ -340,6 +340,39 @@ pub const CANDIDATES: &[Candidate] = &[
         params: &["struct page *", "struct list_head *", "unsigned int"],
         ret: None,
     },
+    Candidate {
+        feeds: Feed::WriteIo,
+        program: "write_io_ctx",
+        hook: Hook::FEntry,
+        func: "__swap_writepage",
+        params: &["struct swap_io_ctx *", "struct folio *"],
+        ret: None,
+    },
+    // The first argument is the folio (6.1: its head page, at the same address).
+    Candidate {
+        feeds: Feed::WriteIo,
+        program: "write_io",
+        hook: Hook::FEntry,
+        func: "__swap_writepage",
+        params: &["struct folio *", "struct swap_iocb * *"],
+        ret: None,
+    },
+    Candidate {
+        feeds: Feed::WriteIo,
+        program: "write_io",
+        hook: Hook::FEntry,
+        func: "__swap_writepage",
+        params: &["struct folio *", "struct writeback_control *"],
+        ret: None,
+    },
+    Candidate {
+        feeds: Feed::WriteIo,
+        program: "write_io",
+        hook: Hook::FEntry,
+        func: "__swap_writepage",
+        params: &["struct page *", "struct writeback_control *"],
+        ret: None,
+    },
 ];
 
 impl Candidate {

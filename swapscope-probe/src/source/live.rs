@@ -452,8 +452,9 @@ impl Source for LiveSource {
     }
 }
 
-/// Adds the probes' own counts to a counter sample: the write-out program's tracepoint hits and
-/// those it filtered out (not a swap-cache folio with an entry), the `inuse_pages` check, each
+/// Adds the probes' own counts to a counter sample: the write-out program's tracepoint hits,
+/// those it filtered out (not a swap-cache folio with an entry) and, on the full tier, those it
+/// kept because the task had written the folio though it was gone by then, the `inuse_pages` check, each
 /// program's missed invocations and, when the kernel keeps it (`kernel.bpf_stats_enabled`), its
 /// run time. Returns the ring buffer's drops.
 fn probe_counts(probe: &LiveProbe, inuse: &InuseCheck, v: &mut Vec<(String, u64)>) -> u64 {
@@ -463,6 +464,12 @@ fn probe_counts(probe: &LiveProbe, inuse: &InuseCheck, v: &mut Vec<(String, u64)
         "probe/writeout_filtered".into(),
         c[counter::FILTERED as usize],
     ));
+    if probe.has_feed(Feed::WriteIo) {
+        v.push((
+            "probe/writeout_written_gone".into(),
+            c[counter::WRITTEN_GONE as usize],
+        ));
+    }
     if probe.has_feed(Feed::GrantRefusalLocked) {
         v.push((
             "probe/refusals_in_lock".into(),

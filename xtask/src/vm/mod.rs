@@ -597,23 +597,6 @@ mod tests {
     }
 
     #[test]
-    fn refusals_may_differ_only_within_the_bound() {
-        let m = |v: &[(&str, u64)]| -> BTreeMap<String, u64> {
-            v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
-        };
-        assert_eq!(refusals_off(&m(&[("4", 271)]), &m(&[("4", 271)])), Some(0));
-        assert_eq!(refusals_off(&m(&[("4", 272)]), &m(&[("4", 271)])), Some(1));
-        assert_eq!(refusals_off(&m(&[("4", 83)]), &m(&[("4", 85)])), Some(2));
-        assert_eq!(refusals_off(&m(&[]), &m(&[("9", 1)])), Some(1));
-        assert_eq!(
-            refusals_off(&m(&[("4", 1834)]), &m(&[("4", 1843)])),
-            Some(9)
-        );
-        assert_eq!(refusals_off(&m(&[("4", 1833)]), &m(&[("4", 1843)])), None);
-        assert_eq!(refusals_off(&m(&[("4", 82)]), &m(&[("4", 85)])), None);
-    }
-
-    #[test]
     fn picks_the_main_archive() {
         let t = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /k.gpg\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n";
         assert_eq!(
