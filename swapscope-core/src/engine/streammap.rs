@@ -11,6 +11,13 @@
 //!
 //! A run is packed in 8 bytes, bucket-relative start in the top bits so that packed runs sort by
 //! start: `start (9 bits) | len - 1 (9 bits) | model type (8 bits) | model offset (38 bits)`.
+//!
+//! A bucket with more than [`DENSE_RUNS`] runs (order-0 requests a model placed away from the
+//! stream's slot: hundreds per bucket on mixed orders, where every insert and remove shifted the
+//! run vector) is held [`Dense`]: each stream slot's model slot, direct-indexed, with the runs
+//! kept as start flags. It holds exactly the runs the vector would — same boundaries, same order —
+//! so every caller sees the same calls (a model may count frees per call); below half as many
+//! runs it goes back to the vector.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -266,23 +273,223 @@ impl Many {
     }
 }
 
+/// Runs above which a regular bucket becomes [`Dense`] (its run vector is then as large as the
+/// direct index); below half as many a dense one goes back to runs.
+const DENSE_RUNS: usize = 256;
+/// The model slot bits a [`Dense`] bucket keeps per stream slot.
+const LOW_MASK: u64 = 0xffff_ffff;
+const SLOTS: u16 = BUCKET as u16;
+
+#[inline]
+fn bit(w: &[u64; START_WORDS], i: u16) -> bool {
+    w.get(usize::from(i) / 64)
+        .is_some_and(|x| x >> (i % 64) & 1 != 0)
+}
+
+#[inline]
+fn set_bit(w: &mut [u64; START_WORDS], i: u16, on: bool) {
+    if let Some(x) = w.get_mut(usize::from(i) / 64) {
+        if on {
+            *x |= 1 << (i % 64);
+        } else {
+            *x &= !(1 << (i % 64));
+        }
+    }
+}
+
+/// Calls `f(word index, mask)` for the bits `s .. e` of a bucket bitmap, word by word.
+#[inline]
+fn word_masks(s: u16, e: u16, mut f: impl FnMut(usize, u64)) {
+    let (s, e) = (u32::from(s), u32::from(e.min(SLOTS)));
+    let mut i = s;
+    while i < e {
+        let w = i / 64;
+        let hi = (e - w * 64).min(64);
+        let lo = i - w * 64;
+        let mask = if hi - lo == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << (hi - lo)) - 1) << lo
+        };
+        f(w as usize, mask);
+        i = w * 64 + hi;
+    }
+}
+
+#[inline]
+fn set_range(w: &mut [u64; START_WORDS], s: u16, e: u16, on: bool) {
+    word_masks(s, e, |i, m| {
+        if let Some(x) = w.get_mut(i) {
+            if on {
+                *x |= m;
+            } else {
+                *x &= !m;
+            }
+        }
+    });
+}
+
+/// A bucket's runs, direct-indexed (see the module doc): the low 32 bits of each mapped stream
+/// slot's model slot, the bits above them (type and offset) shared by the whole bucket, and a
+/// flag on the first slot of every run.
+#[derive(Clone, Debug)]
+struct Dense {
+    hi: u64,
+    low: Box<[u32; BUCKET as usize]>,
+    mapped: [u64; START_WORDS],
+    starts: [u64; START_WORDS],
+    runs: u32,
+}
+
+impl Dense {
+    /// The dense form of regular runs that share their high model bits, if they do.
+    fn from_runs(runs: &[u64]) -> Option<Dense> {
+        let hi = Run::unpack(*runs.first()?).model & !LOW_MASK;
+        let mut d = Dense {
+            hi,
+            low: Box::new([0; BUCKET as usize]),
+            mapped: [0; START_WORDS],
+            starts: [0; START_WORDS],
+            runs: 0,
+        };
+        for &p in runs {
+            let r = Run::unpack(p);
+            if !d.fits(&r) {
+                return None;
+            }
+            d.fill(r.start, r.len, r.model, true);
+        }
+        Some(d)
+    }
+
+    /// Whether `r` can be held: same high bits, and its slots free here.
+    #[inline]
+    fn fits(&self, r: &Run) -> bool {
+        r.model & !LOW_MASK == self.hi
+            && (r.model & LOW_MASK) + u64::from(r.len) <= LOW_MASK + 1
+            && !self.any_mapped(r.start, r.end())
+    }
+
+    /// Maps slots `s .. s + n` to model slots from `model`; `start`: they begin a run (else they
+    /// continue the run before them).
+    #[inline]
+    fn fill(&mut self, s: u16, n: u16, model: u64, start: bool) {
+        let low = (model & LOW_MASK) as u32;
+        let e = (s + n).min(SLOTS);
+        if let Some(slots) = self.low.get_mut(usize::from(s)..usize::from(e)) {
+            for (k, x) in slots.iter_mut().enumerate() {
+                *x = low.wrapping_add(k as u32);
+            }
+        }
+        set_range(&mut self.mapped, s, e, true);
+        set_range(&mut self.starts, s, e, false);
+        if start {
+            set_bit(&mut self.starts, s, true);
+            self.runs += 1;
+        }
+    }
+
+    #[inline]
+    fn model(&self, i: u16) -> u64 {
+        self.hi | u64::from(self.low.get(usize::from(i)).copied().unwrap_or(0))
+    }
+
+    #[inline]
+    fn is_mapped(&self, i: u16) -> bool {
+        bit(&self.mapped, i)
+    }
+
+    #[inline]
+    fn any_mapped(&self, s: u16, e: u16) -> bool {
+        let mut any = false;
+        word_masks(s, e, |i, m| {
+            any |= self.mapped.get(i).is_some_and(|x| x & m != 0);
+        });
+        any
+    }
+
+    /// The first slot in `s .. e` whose bit is set in `word(i)` (word `i` of a bitmap), or `e`.
+    #[inline]
+    fn first_in(&self, s: u16, e: u16, word: impl Fn(usize) -> u64) -> u16 {
+        let e = e.min(SLOTS);
+        let mut z = e;
+        word_masks(s, e, |i, m| {
+            let on = word(i) & m;
+            if z == e && on != 0 {
+                z = (i as u16) * 64 + on.trailing_zeros() as u16;
+            }
+        });
+        z
+    }
+
+    /// The first mapped slot in `s .. e`, or `e`.
+    #[inline]
+    fn next_mapped(&self, s: u16, e: u16) -> u16 {
+        self.first_in(s, e, |i| self.mapped.get(i).copied().unwrap_or(0))
+    }
+
+    /// The end of the run part that starts at mapped slot `a`, at most `e`: the first slot
+    /// after `a` that is unmapped or starts a run.
+    #[inline]
+    fn part_end(&self, a: u16, e: u16) -> u16 {
+        self.first_in(a + 1, e, |i| {
+            !self.mapped.get(i).copied().unwrap_or(0) | self.starts.get(i).copied().unwrap_or(0)
+        })
+    }
+
+    /// The run parts within `s .. e`, in order.
+    fn parts(&self, s: u16, e: u16, mut f: impl FnMut(Run)) {
+        let e = e.min(SLOTS);
+        let mut i = self.next_mapped(s, e);
+        while i < e {
+            let z = self.part_end(i, e);
+            f(Run {
+                start: i,
+                len: z - i,
+                model: self.model(i),
+            });
+            i = self.next_mapped(z, e);
+        }
+    }
+
+    fn packed_runs(&self) -> Vec<u64> {
+        let mut v = Vec::with_capacity(self.runs as usize);
+        self.parts(0, SLOTS, |r| v.push(r.pack()));
+        v
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Bucket {
     One(u64),
     Many(Many),
+    Dense(Box<Dense>),
 }
 
 impl Bucket {
-    fn runs(&self) -> &[u64] {
+    /// Calls `f` for every run, in order.
+    fn each_run(&self, mut f: impl FnMut(Run)) {
         match self {
-            Bucket::One(r) => std::slice::from_ref(r),
-            Bucket::Many(m) => m.runs(),
+            Bucket::One(r) => f(Run::unpack(*r)),
+            Bucket::Many(m) => m.runs().iter().for_each(|&p| f(Run::unpack(p))),
+            Bucket::Dense(d) => d.parts(0, SLOTS, f),
+        }
+    }
+
+    /// The runs as a vector form holds them: `One` for one, `Many` for more.
+    fn from_runs(runs: &[u64]) -> Bucket {
+        match runs {
+            [one] => Bucket::One(*one),
+            _ => Bucket::Many(Many::new(runs)),
         }
     }
 
     fn many(&mut self) -> &mut Many {
         if let Bucket::One(r) = *self {
             *self = Bucket::Many(Many::new(&[r]));
+        }
+        if let Bucket::Dense(d) = self {
+            *self = Bucket::Many(Many::new(&d.packed_runs()));
         }
         let Bucket::Many(m) = self else {
             // Not reached (converted just above); stay total without panicking.
@@ -296,17 +503,39 @@ impl Bucket {
 /// Bytes per hash-table slot: key, bucket, control byte (`capacity()` is 7/8 of the slots).
 const BYTES_PER_BUCKET: u64 = (size_of::<(u64, Bucket)>() as u64 + 1) * 8 / 7;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StreamMap {
     buckets: HashMap<u64, Bucket, BuildHasherDefault<BucketHasher>>,
     runs: u64,
     /// Stream slots currently mapped.
     mapped: u64,
+    /// [`DENSE_RUNS`], lower in tests.
+    dense_at: usize,
+}
+
+impl Default for StreamMap {
+    fn default() -> Self {
+        Self {
+            buckets: HashMap::default(),
+            runs: 0,
+            mapped: 0,
+            dense_at: DENSE_RUNS,
+        }
+    }
 }
 
 impl StreamMap {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A map whose buckets go dense above `runs` runs (and back below half as many).
+    #[cfg(test)]
+    fn dense_above(runs: usize) -> Self {
+        Self {
+            dense_at: runs.max(2),
+            ..Self::default()
+        }
     }
 
     /// Number of runs stored.
@@ -327,6 +556,7 @@ impl StreamMap {
             .map(|b| match b {
                 Bucket::One(_) => 0,
                 Bucket::Many(m) => m.capacity_bytes(),
+                Bucket::Dense(_) => size_of::<Dense>() as u64 + BUCKET * 4,
             })
             .sum();
         self.buckets.capacity() as u64 * BYTES_PER_BUCKET + many
@@ -335,11 +565,13 @@ impl StreamMap {
     /// Whether any stream slot of `key .. key + n` is mapped.
     pub fn overlaps(&self, key: u64, n: u64) -> bool {
         bucket_spans(key, n).any(|(b, s, e)| {
-            self.buckets.get(&b).is_some_and(|bucket| {
-                bucket.runs().iter().any(|&p| {
-                    let r = Run::unpack(p);
-                    r.start < e && r.end() > s
-                })
+            self.buckets.get(&b).is_some_and(|bucket| match bucket {
+                Bucket::Dense(d) => d.any_mapped(s, e),
+                _ => {
+                    let mut any = false;
+                    bucket.each_run(|r| any |= r.start < e && r.end() > s);
+                    any
+                }
             })
         })
     }
@@ -380,6 +612,24 @@ impl StreamMap {
             self.runs += 1;
             return;
         };
+        if let Bucket::Dense(d) = bucket {
+            if d.fits(&run) {
+                // Merged into the run before it exactly where the vector form would merge.
+                let merge = run.start > 0 && d.is_mapped(run.start - 1) && {
+                    let p = d.model(run.start - 1);
+                    p + 1 == run.model
+                        && (p & MODEL_OFFSET_MASK) / CLUSTER_SLOTS
+                            == (run.off() + n - 1) / CLUSTER_SLOTS
+                };
+                d.fill(run.start, run.len, run.model, !merge);
+                if !merge {
+                    self.runs += 1;
+                }
+                return;
+            }
+            // Over mapped slots, or other high bits: back to the vector form.
+            *bucket = Bucket::Many(Many::new(&d.packed_runs()));
+        }
         let (pos, prev) = match bucket {
             Bucket::One(p) => {
                 let r = Run::unpack(*p);
@@ -396,6 +646,8 @@ impl StreamMap {
                     pos.checked_sub(1).and_then(|i| m.get(i)).map(Run::unpack),
                 )
             }
+            // Made `Many` just above.
+            Bucket::Dense(_) => (0, None),
         };
         if let Some(p) = prev
             && p.end() == run.start
@@ -410,11 +662,19 @@ impl StreamMap {
             match bucket {
                 Bucket::One(r) => *r = merged,
                 Bucket::Many(m) => m.set(pos - 1, merged),
+                Bucket::Dense(_) => {}
             }
             return;
         }
-        bucket.many().insert(pos, run.pack());
+        let m = bucket.many();
+        m.insert(pos, run.pack());
         self.runs += 1;
+        if m.len() > self.dense_at
+            && !m.irregular()
+            && let Some(d) = Dense::from_runs(m.runs())
+        {
+            *bucket = Bucket::Dense(Box::new(d));
+        }
     }
 
     /// Calls `f(model_type, model_offset, nr)` for every model run that stream slots
@@ -424,12 +684,16 @@ impl StreamMap {
             let Some(bucket) = self.buckets.get(&b) else {
                 continue;
             };
-            for r in bucket.runs().iter().map(|&p| Run::unpack(p)) {
+            if let Bucket::Dense(d) = bucket {
+                d.parts(s, e, |r| f(r.ty(), r.off(), u32::from(r.len)));
+                continue;
+            }
+            bucket.each_run(|r| {
                 if r.start < e && r.end() > s {
                     let (a, z) = (r.start.max(s), r.end().min(e));
                     f(r.ty(), r.part(a, z).off(), u32::from(z - a));
                 }
-            }
+            });
         }
     }
 
@@ -477,6 +741,46 @@ impl StreamMap {
                     ]));
                     self.runs += 1;
                 }
+            }
+            return removed;
+        }
+        if let Bucket::Dense(d) = bucket {
+            let mut i = d.next_mapped(s, e);
+            while i < e {
+                let z = d.part_end(i, e);
+                let m = d.model(i);
+                free(
+                    (m >> MODEL_OFFSET_BITS) as u8,
+                    m & MODEL_OFFSET_MASK,
+                    u32::from(z - i),
+                );
+                removed += u64::from(z - i);
+                // As the vector form splits its run: what is left before `i` stays one run,
+                // what is left from `z` on becomes one.
+                let before = !bit(&d.starts, i);
+                let after = d.is_mapped(z) && !bit(&d.starts, z);
+                match (before, after) {
+                    (false, false) => {
+                        d.runs -= 1;
+                        self.runs -= 1;
+                    }
+                    (true, true) => {
+                        d.runs += 1;
+                        self.runs += 1;
+                    }
+                    _ => {}
+                }
+                if after {
+                    set_bit(&mut d.starts, z, true);
+                }
+                set_range(&mut d.mapped, i, z, false);
+                set_range(&mut d.starts, i, z, false);
+                i = d.next_mapped(z, e);
+            }
+            if d.runs == 0 {
+                self.buckets.remove(&b);
+            } else if (d.runs as usize) < self.dense_at / 2 {
+                *bucket = Bucket::from_runs(&d.packed_runs());
             }
             return removed;
         }
@@ -537,11 +841,11 @@ impl StreamMap {
         let mut removed = 0;
         for b in keys {
             if let Some(bucket) = self.buckets.remove(&b) {
-                for r in bucket.runs().iter().map(|&p| Run::unpack(p)) {
+                bucket.each_run(|r| {
                     free(r.ty(), r.off(), u32::from(r.len));
                     removed += u64::from(r.len);
                     self.runs -= 1;
-                }
+                });
             }
         }
         self.mapped -= removed;
@@ -573,8 +877,9 @@ impl StreamMap {
     /// Every mapping as `(stream key, len, model type, model offset)`, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64, u8, u64)> + '_ {
         self.buckets.iter().flat_map(|(&b, bucket)| {
-            bucket.runs().iter().map(move |&p| {
-                let r = Run::unpack(p);
+            let mut runs = Vec::new();
+            bucket.each_run(|r| runs.push(r));
+            runs.into_iter().map(move |r| {
                 (
                     (b << BUCKET_BITS) + u64::from(r.start),
                     u64::from(r.len),
@@ -679,8 +984,95 @@ mod tests {
         assert_eq!((m.entries(), m.mapped_slots()), (0, 0));
     }
 
+    /// Every call `remove`, `visit` and `remove_keys` make, the runs stored and the map's
+    /// counts: what a model and the report see of the map.
+    #[derive(Debug, PartialEq)]
+    struct Seen {
+        calls: Vec<(u8, u64, u32)>,
+        returned: Vec<u64>,
+        entries: usize,
+        mapped: u64,
+        runs: Vec<(u64, u64, u8, u64)>,
+    }
+
+    /// Runs `ops` (insert with `model`, model device `ty`; remove; visit; remove a whole
+    /// bucket range) on `m`.
+    fn replay(mut m: StreamMap, ops: &[(u8, u64, u64, u64, u8)]) -> (Seen, bool) {
+        let mut calls = Vec::new();
+        let mut returned = Vec::new();
+        let mut dense = false;
+        for &(op, key, n, model, ty) in ops {
+            match op % 4 {
+                0 | 1 => returned.push(m.insert(key, &[ext(ty, model, n as u32)])),
+                2 => returned.push(m.remove(key, n, |t, o, nr| calls.push((t, o, nr)))),
+                _ if n % 7 == 0 => {
+                    returned.push(m.remove_keys(key & !511, (key & !511) + 512, |t, o, nr| {
+                        calls.push((t, o, nr))
+                    }))
+                }
+                _ => m.visit(key, n, |t, o, nr| calls.push((t, o, nr))),
+            }
+            dense |= m.buckets.values().any(|b| matches!(b, Bucket::Dense(_)));
+        }
+        let mut runs: Vec<_> = m.iter().collect();
+        runs.sort_unstable();
+        let seen = Seen {
+            calls,
+            returned,
+            entries: m.entries(),
+            mapped: m.mapped_slots(),
+            runs,
+        };
+        (seen, dense)
+    }
+
+    #[test]
+    fn a_dense_bucket_holds_the_runs_the_vector_would() {
+        // Order-0 slots placed one by one at every other model slot: 300 runs in bucket 0.
+        let mut ops: Vec<(u8, u64, u64, u64, u8)> = (0..300).map(|i| (0, i, 1, 2 * i, 1)).collect();
+        // Contiguous ones merge, across what the dense form holds too; then frees in the middle
+        // of runs, over gaps, and of whole buckets; a visit; one over mapped slots.
+        ops.extend((300..340).map(|i| (0, i, 1, 1000 + i, 1)));
+        ops.extend([
+            (2, 310, 5, 0, 0),
+            (3, 0, 30, 0, 0),
+            (2, 100, 150, 0, 0),
+            (0, 120, 4, 5000, 1),
+            (0, 124, 4, 5004, 1),
+            // A run split by a free, its right part freed from its start, the gap filled by a
+            // run that the next insert continues: the right part stays a run of its own.
+            (0, 400, 20, 7000, 1),
+            (2, 405, 5, 0, 0),
+            (2, 410, 2, 0, 0),
+            (0, 405, 5, 8000, 1),
+            (0, 410, 2, 8005, 1),
+            (3, 400, 20, 0, 0),
+            // Another model device: back to the vector form.
+            (0, 125, 2, 9000, 2),
+            (2, 0, 512, 0, 0),
+        ]);
+        let (vector, _) = replay(StreamMap::dense_above(usize::MAX), &ops);
+        let (dense, went_dense) = replay(StreamMap::new(), &ops);
+        assert!(went_dense, "300 runs in one bucket go dense");
+        assert_eq!(dense, vector);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// The dense form (here from 2 runs on) against the vector form only: the same calls,
+        /// runs and counts, including inserts over mapped slots and on another model device.
+        #[test]
+        fn dense_buckets_match_the_vector_form(
+            ops in proptest::collection::vec(
+                (0u8..4, 0u64..1100, 1u64..24, 0u64..2000, 0u8..3),
+                1..300,
+            ),
+        ) {
+            let (vector, _) = replay(StreamMap::dense_above(usize::MAX), &ops);
+            let (dense, _) = replay(StreamMap::dense_above(2), &ops);
+            proptest::prop_assert_eq!(dense, vector);
+        }
 
         /// Against a slot-by-slot reference: inserts of unmapped ranges, removes of any range.
         #[test]
