@@ -1,6 +1,7 @@
 //! Frees another CPU made while an allocation was under way (7.x: streams with cluster events;
-//! 6.12: slot-cache refills, [`ConcurrentFrees::unseen_by_batch`], and refusals, every free by
-//! another CPU after the request began).
+//! 6.12: slot-cache refills, [`ConcurrentFrees::unseen_by_batch`], and refusals, the frees by
+//! another CPU after the request began that completed a block of its order,
+//! [`ConcurrentFrees::unseen_by_refusal`]).
 //!
 //! A 7.x allocation is not one critical section. `cluster_alloc_swap_entry` scans the CPU's own
 //! cluster, then the nonfull, free and frag lists, each cluster under its own lock, and relocates
@@ -265,7 +266,7 @@ impl ConcurrentFrees {
     }
 
     /// 6.12 (no cluster events): the recent frees a refusal begun at `d.start` could not have
-    /// seen, into `out` (cleared first): frees by another CPU after it began for which
+    /// seen, appended to `out` (left alone on other streams and decisions): frees by another CPU after it began for which
     /// `completes` holds — those that completed a free block the refusal would have taken (the
     /// engine asks its real occupancy whether the free's aligned block of the request's order is
     /// free now). Its scan drops `si->lock` to reclaim swap cache as it goes
@@ -280,11 +281,11 @@ impl ConcurrentFrees {
         completes: impl Fn(&Free) -> bool,
         out: &mut Vec<Free>,
     ) {
-        out.clear();
         if self.enabled || !self.grants || d.slots.is_some() || d.start == 0 {
             return;
         }
         let cpu = cpu_index(d.cpu);
+        let before = out.len();
         for r in self.recent.iter().rev() {
             let f = &r.free;
             if f.ts_ns <= d.start {
@@ -294,10 +295,12 @@ impl ConcurrentFrees {
                 out.push(*f);
             }
         }
-        if !out.is_empty() {
-            out.reverse();
+        if let Some(added) = out.get_mut(before..)
+            && !added.is_empty()
+        {
+            added.reverse();
             self.decisions += 1;
-            self.hidden += out.len() as u64;
+            self.hidden += added.len() as u64;
         }
     }
 

@@ -1190,8 +1190,9 @@ impl Engine {
                     slots: (g.nr > 0).then_some((g.swap_type, g.offset, n)),
                 };
                 self.concurrent.unseen(d, &mut self.hidden);
-                if self.hidden.is_empty() && g.nr == 0 {
-                    // 6.12: the frees that completed a free block of the refused order.
+                if g.nr == 0 {
+                    // 6.12: the frees that completed a free block of the refused order (7.x
+                    // streams, with cluster events, have theirs from `unseen`).
                     let real = &self.real;
                     self.concurrent.unseen_by_refusal(
                         d,

@@ -454,9 +454,9 @@ impl Source for LiveSource {
 
 /// Adds the probes' own counts to a counter sample: the write-out program's tracepoint hits,
 /// those it filtered out (not a swap-cache folio with an entry) and, on the full tier, those it
-/// kept because the task had written the folio though it was gone by then, the `inuse_pages` check, each
-/// program's missed invocations and, when the kernel keeps it (`kernel.bpf_stats_enabled`), its
-/// run time. Returns the ring buffer's drops.
+/// kept because the task had written the folio though it was gone by then; the `inuse_pages`
+/// check; each program's missed invocations and, when the kernel keeps it
+/// (`kernel.bpf_stats_enabled`), its run time. Returns the ring buffer's drops.
 fn probe_counts(probe: &LiveProbe, inuse: &InuseCheck, v: &mut Vec<(String, u64)>) -> u64 {
     let c = probe.counters();
     v.push(("probe/writeout_hits".into(), c[counter::HITS as usize]));

@@ -395,10 +395,6 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
     s.push_str(&format!(
         "    events the kernel skipped (recursion_misses): rescued by the twin programs {rescued:?}; not delivered {missed:?}; inferred {inferred:?}\n"
     ));
-    // The relations are exact when every write-out was delivered. A missed one (a task
-    // preempted inside the program on a preemptible kernel; `fork` always has some, `seq` now
-    // and then under TCG) makes them bounds: the shortfall must be covered by the reported
-    // misses, each at most one PMD folio.
     // The device write's hook is what keeps a write-out whose folio was gone by the tracepoint
     // (every full-tier kernel has `__swap_writepage`).
     ensure!(
@@ -411,6 +407,10 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
             r.writeouts_without_slot
         ));
     }
+    // The relations are exact when every write-out was delivered. A missed one (a task
+    // preempted inside the program on a preemptible kernel; `fork` always has some, `seq` now
+    // and then under TCG) makes them bounds: the shortfall must be covered by the reported
+    // misses, each at most one PMD folio.
     let exact = sc.exact_writeouts && missed_writeout == 0;
     if exact {
         ensure!(
@@ -687,7 +687,7 @@ pub(super) fn check_scenario(spec: &Spec, dir: &Path, sc: &Scenario, smp: u32) -
                 }
                 // Equal per order at every vCPU count (issue #17). The last class that made
                 // them differ with several vCPUs, a 6.12 refusal beside another CPU's frees
-                // (docs/kernel-support.md, "Refusals still off by one"), is hidden from the
+                // (docs/kernel-support.md, "Refusals off by one with several CPUs"), is hidden from the
                 // refusal now; a difference here is a new divergence, kept in the run's
                 // recording for `report --divergence`.
                 ensure!(
