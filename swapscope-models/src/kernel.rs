@@ -416,6 +416,27 @@ impl Dev {
         None
     }
 
+    /// `cpu`'s `next[order]` on this device (0: none).
+    pub fn cursor(&self, cpu: usize, order: u8) -> u64 {
+        self.pcp_next
+            .get(cpu)
+            .and_then(|p| p.get(usize::from(order)))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Sets `cpu`'s `next[order]` on this device.
+    pub fn set_cursor(&mut self, cpu: usize, order: u8, next: u64) {
+        self.ensure_cpu(cpu);
+        if let Some(p) = self
+            .pcp_next
+            .get_mut(cpu)
+            .and_then(|p| p.get_mut(usize::from(order)))
+        {
+            *p = next;
+        }
+    }
+
     /// Grows the per-device per-CPU arrays to hold `cpu`.
     pub fn ensure_cpu(&mut self, cpu: usize) {
         if self.pcp_next.len() <= cpu {
@@ -877,6 +898,16 @@ pub(crate) trait KernelAllocator: Send {
     fn kernel_batch(&mut self, _cpus: Cpus, _swap_type: u8, _slots: &[u64]) -> bool {
         false
     }
+    /// See [`AllocatorModel::interleaved`].
+    fn interleaved(
+        &mut self,
+        _cpus: Cpus,
+        _order: u8,
+        _earlier: u32,
+        _kernel: Option<(u8, u64)>,
+    ) -> bool {
+        false
+    }
     /// Frees `n` slots from `off`, all within one cluster.
     fn free_piece(&mut self, ty: u8, off: u64, n: u64);
     /// See [`AllocatorModel::hide_free`].
@@ -934,6 +965,16 @@ macro_rules! kernel_model {
 
             fn kernel_batch(&mut self, cpus: Cpus, swap_type: u8, slots: &[u64]) -> bool {
                 KernelAllocator::kernel_batch(self, cpus, swap_type, slots)
+            }
+
+            fn interleaved(
+                &mut self,
+                cpus: Cpus,
+                order: u8,
+                earlier: u32,
+                kernel: Option<(u8, u64)>,
+            ) -> bool {
+                KernelAllocator::interleaved(self, cpus, order, earlier, kernel)
             }
 
             fn hide_free(&mut self, swap_type: u8, offset: u64, nr: u32) {

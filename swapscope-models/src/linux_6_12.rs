@@ -73,7 +73,14 @@ pub struct Linux612 {
     hidden: Vec<crate::kernel::HiddenSlot>,
     /// Clusters a hidden free had emptied, taken off the free list for the next decision.
     unemptied: Vec<(u8, u32)>,
+    /// Per CPU and order (> 0), newest first: the device and the `next[order]` value each of the
+    /// last [`CURSOR_READS`] requests decided there read ([`KernelAllocator::interleaved`]).
+    cursor_reads: Vec<[[(u8, u64); CURSOR_READS]; NR_ORDERS]>,
 }
+
+/// The cursor values a CPU's requests read that are kept, per order: how far back a request that
+/// began before others decided on its CPU can have read its cursor.
+const CURSOR_READS: usize = 4;
 
 impl Linux612 {
     pub const NAME: &'static str = "linux-6.12";
@@ -160,17 +167,23 @@ impl Linux612 {
     /// `cluster_alloc_swap_entry` (6.12).
     fn cluster_alloc(&mut self, ty: u8, order: u8, cpu: usize) -> u64 {
         let o = usize::from(order);
+        if order > 0 {
+            let read = self.devs.get(ty).map_or(0, |d| d.cursor(cpu, order));
+            if self.cursor_reads.len() <= cpu {
+                self.cursor_reads
+                    .resize(cpu + 1, [[(0, 0); CURSOR_READS]; NR_ORDERS]);
+            }
+            if let Some(r) = self.cursor_reads.get_mut(cpu).and_then(|r| r.get_mut(o)) {
+                r.rotate_right(1);
+                r[0] = (ty, read);
+            }
+        }
         loop {
             let Some(d) = self.devs.get_mut(ty) else {
                 return 0;
             };
             d.ensure_cpu(cpu);
-            let mut offset = d
-                .pcp_next
-                .get(cpu)
-                .and_then(|p| p.get(o))
-                .copied()
-                .unwrap_or(0);
+            let mut offset = d.cursor(cpu, order);
             let mut found = 0;
             if offset != 0 {
                 (offset, found) = self.scan_cluster(ty, offset, order);
@@ -199,13 +212,8 @@ impl Linux612 {
                     }
                 }
             }
-            if let Some(p) = self
-                .devs
-                .get_mut(ty)
-                .and_then(|d| d.pcp_next.get_mut(cpu))
-                .and_then(|p| p.get_mut(o))
-            {
-                *p = offset;
+            if let Some(d) = self.devs.get_mut(ty) {
+                d.set_cursor(cpu, order, offset);
             }
             return found;
         }
@@ -416,11 +424,7 @@ impl Linux612 {
             } else {
                 last + 1
             };
-            let cursor = super::cpu_index(cpus.decided);
-            d.ensure_cpu(cursor);
-            if let Some(p) = d.pcp_next.get_mut(cursor).and_then(|p| p.first_mut()) {
-                *p = next;
-            }
+            d.set_cursor(super::cpu_index(cpus.decided), 0, next);
         }
         if let Some(q) = self.slot_cache.get_mut(c) {
             q.extend(slots.iter().map(|&k| (ty, k)));
@@ -554,14 +558,7 @@ impl Linux612 {
             if let Some(slot) = ours {
                 self.free_piece(slot.0, slot.1, n);
                 if let Some(d) = self.devs.get_mut(slot.0) {
-                    d.ensure_cpu(cursor);
-                    if let Some(p) = d
-                        .pcp_next
-                        .get_mut(cursor)
-                        .and_then(|p| p.get_mut(usize::from(order)))
-                    {
-                        *p = 0;
-                    }
+                    d.set_cursor(cursor, order, 0);
                 }
             }
             return;
@@ -577,10 +574,7 @@ impl Linux612 {
                 self.free_piece(sty, soff, 1);
             }
             if let Some(d) = self.devs.get_mut(ty) {
-                d.ensure_cpu(cursor);
-                if let Some(p) = d.pcp_next.get_mut(cursor).and_then(|p| p.first_mut()) {
-                    *p = off;
-                }
+                d.set_cursor(cursor, 0, off);
             }
             self.refill(cpus);
             if let Some(q) = self.slot_cache.get_mut(c)
@@ -636,15 +630,30 @@ impl Linux612 {
         if !cached && let Some(d) = self.devs.get_mut(ty) {
             let cl = off / CL;
             let last = (cl * CL + CL).min(d.max).saturating_sub(n);
-            d.ensure_cpu(cursor);
-            if let Some(p) = d
-                .pcp_next
-                .get_mut(cursor)
-                .and_then(|p| p.get_mut(usize::from(order)))
-            {
-                *p = if full || off + n > last { 0 } else { off + n };
-            }
+            d.set_cursor(
+                cursor,
+                order,
+                if full || off + n > last { 0 } else { off + n },
+            );
         }
+    }
+
+    /// The slot `alloc_swap_scan_cluster` would take from `offset` on, without taking it (`None`:
+    /// the scan would fail, or there is no cursor).
+    fn peek_cluster(&self, ty: u8, offset: u64, order: u8) -> Option<u64> {
+        let n = 1u64 << order;
+        let d = self.devs.get(ty)?;
+        if offset == 0 {
+            return None;
+        }
+        let start = offset / CL * CL;
+        let end = (start + CL).min(d.max);
+        let last = end.checked_sub(n)?;
+        let c = (offset / CL) as u32;
+        if d.list_of(c) == Some(List::Discard) || u64::from(d.count(c)) + n > CL {
+            return None;
+        }
+        d.map.find_free_block(offset, last, u32::from(order))
     }
 
     /// `swap_entry_range_free` → `dec_cluster_info_page`.
@@ -755,6 +764,60 @@ impl KernelAllocator for Linux612 {
 
     fn kernel_batch(&mut self, cpus: Cpus, swap_type: u8, slots: &[u64]) -> bool {
         self.adopt_batch(cpus, swap_type, slots)
+    }
+
+    /// A large request that began before the last `earlier` requests of its order decided on
+    /// its CPU: 6.12 reads `next[order]` under `si->lock`, and a scan that drops the lock to
+    /// reclaim swap cache lets the CPU run another task's request in between, which moves the
+    /// cursor the first request already read. When the kernel's answer shows that — the cursor
+    /// as it is now would have served another slot, while the one read before those requests
+    /// serves the kernel's slot or fails (so the lists served it) — that earlier value is put
+    /// back for this request.
+    fn interleaved(
+        &mut self,
+        cpus: Cpus,
+        order: u8,
+        earlier: u32,
+        kernel: Option<(u8, u64)>,
+    ) -> bool {
+        let Some(k) = (earlier as usize)
+            .checked_sub(1)
+            .filter(|&k| k < CURSOR_READS)
+        else {
+            return false;
+        };
+        if order == 0 || order >= PMD_ORDER {
+            return false;
+        }
+        let cpu = super::cpu_index(cpus.decided);
+        let Some(&(ty, read)) = self
+            .cursor_reads
+            .get(cpu)
+            .and_then(|r| r.get(usize::from(order)))
+            .and_then(|r| r.get(k))
+        else {
+            return false;
+        };
+        let now = self.devs.get(ty).map_or(0, |d| d.cursor(cpu, order));
+        if now == read {
+            return false;
+        }
+        let kernel_here = kernel.filter(|&(kty, _)| kty == ty).map(|(_, off)| off);
+        let by_now = self.peek_cluster(ty, now, order);
+        if by_now.is_none() || by_now == kernel_here {
+            return false;
+        }
+        let by_read = self.peek_cluster(ty, read, order);
+        if by_read.is_some() && by_read != kernel_here {
+            return false;
+        }
+        match self.devs.get_mut(ty) {
+            Some(d) => {
+                d.set_cursor(cpu, order, read);
+                true
+            }
+            None => false,
+        }
     }
 
     /// As on 6.14+ ([`crate::kernel::Devs::hide_slots`]), and a cluster the free emptied (on the
@@ -1003,6 +1066,51 @@ mod tests {
 
     /// A large request the kernel refused: the model's slots go back and its CPU has no next
     /// slot, as the kernel's failed scans leave it.
+    #[test]
+    fn a_request_interleaved_on_its_cpu_reads_the_cursor_it_found() {
+        // Another task's request on CPU 0 found no cursor and took cluster 1 off the free list
+        // while this request, begun before it, had read the same empty cursor: the kernel
+        // served this one from the lists (cluster 2), not from the cursor the other left.
+        let mut m = model(4, SSD);
+        assert_eq!(one(&mut m, 0, 4), Some(512));
+        assert!(
+            !AllocatorModel::interleaved(&mut m, Cpus::on(0), 4, 1, Some((0, 528))),
+            "explained by now"
+        );
+        assert!(
+            !AllocatorModel::interleaved(&mut m, Cpus::on(0), 4, 0, Some((0, 1024))),
+            "not interleaved"
+        );
+        assert!(
+            !AllocatorModel::interleaved(&mut m, Cpus::on(0), 4, 9, Some((0, 1024))),
+            "not kept that far"
+        );
+        assert!(AllocatorModel::interleaved(
+            &mut m,
+            Cpus::on(0),
+            4,
+            1,
+            Some((0, 1024))
+        ));
+        assert_eq!(one(&mut m, 0, 4), Some(1024));
+        // Its answer set the cursor, as in the kernel: the next request follows it.
+        assert_eq!(one(&mut m, 0, 4), Some(1040));
+        // A cursor that serves the kernel's slot is the one it read: the other request took
+        // 1040, freed before this one's grant.
+        let mut m = model(4, SSD);
+        assert_eq!(one(&mut m, 1, 4), Some(512));
+        assert_eq!(one(&mut m, 1, 4), Some(528));
+        m.free(0, 528, 16);
+        assert!(AllocatorModel::interleaved(
+            &mut m,
+            Cpus::on(1),
+            4,
+            1,
+            Some((0, 528))
+        ));
+        assert_eq!(one(&mut m, 1, 4), Some(528));
+    }
+
     #[test]
     fn follows_a_kernel_refusal() {
         let mut m = model(8, SSD);

@@ -298,6 +298,24 @@ pub trait AllocatorModel: Send {
         false
     }
 
+    /// The request about to be answered began before the last `earlier` requests of its order
+    /// that were decided on its CPU (`cpus.decided`; a task preempted inside the allocator), and
+    /// the kernel answered it with `kernel`. A model whose per-CPU state those requests moved
+    /// may find, from the kernel's answer, that the request read that state before them, and
+    /// put back what it read for this request: of the two orders the stream cannot tell apart,
+    /// the one that explains the kernel's answer. Asked only of the model of the recorded
+    /// kernel, as [`follow_kernel`](Self::follow_kernel) is, before it answers; the others are
+    /// fed the stream's order. Returns whether it put anything back.
+    fn interleaved(
+        &mut self,
+        _cpus: Cpus,
+        _order: u8,
+        _earlier: u32,
+        _kernel: Option<(u8, u64)>,
+    ) -> bool {
+        false
+    }
+
     /// Hides the free slots among `nr` from `offset` on `swap_type` (the kernel's slot space)
     /// from the decisions made until [`unhide`](Self::unhide): the kernel's allocator decided
     /// before another CPU freed them, although the stream has the free first (see

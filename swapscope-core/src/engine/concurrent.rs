@@ -402,6 +402,72 @@ impl ConcurrentFrees {
     }
 }
 
+/// Requests remembered per CPU by [`RecentGrants`].
+const RECENT_GRANTS: usize = 8;
+
+/// One request decided on a CPU, as [`RecentGrants`] keeps it.
+#[derive(Clone, Copy, Debug, Default)]
+struct RecentGrant {
+    ts_ns: Ts,
+    pid: u32,
+    order: u8,
+    kept: bool,
+}
+
+/// Per CPU, the last requests decided there (their grants, refusals included), newest first: a
+/// request that began before some of them was interleaved with them on its CPU — its task was
+/// preempted inside the allocator (6.12's scan drops `si->lock` to reclaim swap cache) — and may
+/// have read the CPU's per-CPU state before they moved it
+/// ([`crate::alloc::AllocatorModel::interleaved`]).
+#[derive(Debug, Default)]
+pub(super) struct RecentGrants {
+    cpus: Vec<[RecentGrant; RECENT_GRANTS]>,
+}
+
+impl RecentGrants {
+    /// How many requests of `order` were decided on `cpu` by other tasks after the request of
+    /// task `pid` began: after `start_ns`, or, when that is not known (0), after that task's own
+    /// last request there (none when it is no longer kept).
+    pub(super) fn earlier(&self, cpu: u32, order: u8, pid: u32, start_ns: Ts) -> u32 {
+        let Some(recent) = self.cpus.get(cpu_index(cpu)) else {
+            return 0;
+        };
+        let mut n = 0;
+        for g in recent.iter().take_while(|g| g.kept) {
+            if g.pid == pid || (start_ns != 0 && g.ts_ns <= start_ns) {
+                return n;
+            }
+            if g.order == order {
+                n += 1;
+            }
+        }
+        if start_ns != 0 { n } else { 0 }
+    }
+
+    /// A request of task `pid` for `order` was decided on `cpu` at `ts_ns`.
+    pub(super) fn push(&mut self, cpu: u32, ts_ns: Ts, pid: u32, order: u8) {
+        let i = cpu_index(cpu);
+        if self.cpus.len() <= i {
+            self.cpus
+                .resize(i + 1, [RecentGrant::default(); RECENT_GRANTS]);
+        }
+        if let Some(r) = self.cpus.get_mut(i) {
+            r.rotate_right(1);
+            r[0] = RecentGrant {
+                ts_ns,
+                pid,
+                order,
+                kept: true,
+            };
+        }
+    }
+
+    /// Forgets everything (a swapoff: the per-CPU state is gone).
+    pub(super) fn forget(&mut self) {
+        self.cpus.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,6 +697,31 @@ mod tests {
         assert!(took_free(&mut q).is_empty(), "not from the free list");
         q.cluster(&mv(1, 64, cluster_list::ISOLATED, 0));
         assert_eq!(took_free(&mut q), vec![8 * 512]);
+    }
+
+    #[test]
+    fn requests_interleaved_on_a_cpu_are_those_decided_after_one_began() {
+        let mut r = RecentGrants::default();
+        r.push(0, 10, 1, 4);
+        r.push(0, 20, 2, 4);
+        r.push(0, 25, 2, 0);
+        r.push(1, 30, 3, 4);
+        // Untimed: after the task's own last request on that CPU, if kept.
+        assert_eq!(r.earlier(0, 4, 1, 0), 1);
+        assert_eq!(r.earlier(0, 0, 1, 0), 1);
+        assert_eq!(r.earlier(0, 4, 7, 0), 0);
+        // Timed: after its start.
+        assert_eq!(r.earlier(0, 4, 7, 15), 1);
+        assert_eq!(r.earlier(0, 4, 7, 5), 2);
+        assert_eq!(r.earlier(0, 4, 7, 20), 0);
+        assert_eq!(r.earlier(1, 4, 7, 5), 1);
+        assert_eq!(r.earlier(2, 4, 7, 5), 0);
+        for t in 0..100 {
+            r.push(0, 100 + t, 9, 4);
+        }
+        assert_eq!(r.earlier(0, 4, 7, 5), RECENT_GRANTS as u32, "bounded");
+        r.forget();
+        assert_eq!(r.earlier(0, 4, 7, 5), 0);
     }
 
     #[test]

@@ -217,6 +217,9 @@ struct Shadow {
     follows: bool,
     /// Requests after which it took the kernel's answer as its own.
     corrections: u64,
+    /// Requests it answered with per-CPU state read before requests interleaved with them on
+    /// their CPU ([`AllocatorModel::interleaved`]).
+    interleaved_reads: u64,
 }
 
 /// Stream-level counters.
@@ -241,6 +244,16 @@ struct StreamCounts {
     hoisted_batches: u64,
     /// Kernel refusals no allocator would have made (see [`Engine::refused_while_unavailable`]).
     refused_unavailable: u64,
+}
+
+/// Where a request with the kernel's answer is decided.
+#[derive(Clone, Copy, Debug)]
+enum Decided {
+    /// At its grant, in the kernel's order; `earlier`: requests of its order other tasks had
+    /// decided on its CPU since it began ([`concurrent::RecentGrants::earlier`]).
+    AtGrant { earlier: u32 },
+    /// At its request event (no grant seen).
+    AtRequest,
 }
 
 /// A request the models answered at its grant, waiting for its request event.
@@ -330,6 +343,8 @@ pub struct Engine {
     deferred: Option<Deferred>,
     /// Recent frees other CPUs made while an allocation was under way (see [`concurrent`]).
     concurrent: concurrent::ConcurrentFrees,
+    /// The last requests decided per CPU (see [`concurrent::RecentGrants`]).
+    recent: concurrent::RecentGrants,
     /// Those the grant being decided could not have seen: hidden from the model of the
     /// recorded kernel for that decision.
     hidden: Vec<Free>,
@@ -418,6 +433,7 @@ impl Engine {
                 virtual_slots: model.virtual_slots(),
                 follows: config.kernel_model == Some(model.name()),
                 corrections: 0,
+                interleaved_reads: 0,
                 model,
                 map: StreamMap::new(),
                 counters: OrderCounters::default(),
@@ -460,6 +476,7 @@ impl Engine {
             reclaim: None,
             deferred: None,
             concurrent: concurrent::ConcurrentFrees::default(),
+            recent: concurrent::RecentGrants::default(),
             hidden: Vec::new(),
             hidden_elsewhere: Vec::new(),
         }
@@ -772,6 +789,13 @@ impl Engine {
             self.stream.anomalies += 1;
             return;
         }
+        // Requests of other tasks decided on this CPU since this one began.
+        let earlier = if g.order > 0 {
+            self.recent.earlier(g.cpu, g.order, g.pid, g.start_ns)
+        } else {
+            0
+        };
+        self.recent.push(g.cpu, g.ts_ns, g.pid, g.order);
         if g.nr == 0 {
             // A refusal, decided here; the request event confirms it later.
             if let Some(p) = self.refusals.get_mut(usize::from(g.order)) {
@@ -839,7 +863,13 @@ impl Engine {
             self.hidden.clear();
             self.hidden_elsewhere.clear();
         }
-        self.shadow_alloc(cpus, g.order, key, Some((g.swap_type, g.offset)), true);
+        self.shadow_alloc(
+            cpus,
+            g.order,
+            key,
+            Some((g.swap_type, g.offset)),
+            Decided::AtGrant { earlier },
+        );
     }
 
     fn alloc(&mut self, a: &Alloc) {
@@ -925,7 +955,13 @@ impl Engine {
                 (key, None)
             }
         };
-        self.shadow_alloc(Cpus::on(a.cpu), a.order, key, kernel_slot, false);
+        self.shadow_alloc(
+            Cpus::on(a.cpu),
+            a.order,
+            key,
+            kernel_slot,
+            Decided::AtRequest,
+        );
     }
 
     /// Every model serves one folio of 2^`order` slots for stream slots `key ..` on `cpu`
@@ -937,8 +973,12 @@ impl Engine {
         order: u8,
         key: u64,
         kernel_slot: Option<(u8, u64)>,
-        at_grant: bool,
+        decided: Decided,
     ) {
+        let (at_grant, earlier) = match decided {
+            Decided::AtGrant { earlier } => (true, earlier),
+            Decided::AtRequest => (false, 0),
+        };
         let Engine {
             shadows,
             scratch,
@@ -963,6 +1003,9 @@ impl Engine {
             if s.follows
                 && let Some(kernel) = kernel_slot
             {
+                if earlier > 0 && s.model.interleaved(cpus, order, earlier, Some(kernel)) {
+                    s.interleaved_reads += 1;
+                }
                 let ours = Self::followed_answer(
                     s,
                     cpus,
@@ -1211,7 +1254,10 @@ impl Engine {
                 );
             }
             Event::Alloc(a) => self.concurrent.request_done(a.cpu),
-            Event::SwapOn(_) | Event::SwapOff(_) => self.concurrent.forget(),
+            Event::SwapOn(_) | Event::SwapOff(_) => {
+                self.concurrent.forget();
+                self.recent.forget();
+            }
             _ => {}
         }
     }

@@ -181,6 +181,11 @@ pub struct StreamSummary {
     /// of them.
     pub decisions_with_hidden_frees: u64,
     pub hidden_frees: u64,
+    /// 6.12: requests the model of the recorded kernel answered with its CPU's cluster cursor
+    /// as it was when they began, before another task's request of their order decided on the
+    /// same CPU moved it: the kernel's answer showed they had read it first (their scan dropped
+    /// `si->lock` to reclaim swap cache and the CPU ran the other task meanwhile).
+    pub interleaved_cursor_reads: u64,
 }
 
 /// The comparison document.
@@ -411,6 +416,7 @@ impl Engine {
                 refused_unavailable: self.stream.refused_unavailable,
                 decisions_with_hidden_frees: self.concurrent.counts().0,
                 hidden_frees: self.concurrent.counts().1,
+                interleaved_cursor_reads: self.shadows.iter().map(|s| s.interleaved_reads).sum(),
             },
             models,
             real,
