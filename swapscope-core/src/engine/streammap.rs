@@ -1,7 +1,8 @@
 //! Stream slot → model slot mapping for one model, stored as extents.
 //!
 //! Stream slots are grouped in buckets of 512 (a kernel cluster for real slots, one allocation
-//! id for virtual ones) found by hashing. Each bucket holds sorted runs: stream slots
+//! id for virtual ones), found by number in a vector per stream swap type (a hash table for
+//! numbers far beyond what the type holds: memory follows what is mapped, not the keys). Each bucket holds sorted runs: stream slots
 //! `start .. start + len` of the bucket map to model slots `model_offset .. + len` on one model
 //! device. A model allocation that comes back as several extents becomes several runs; a
 //! partial free splits a run. Runs never cross a [`CLUSTER_SLOTS`]-aligned boundary on either
@@ -503,9 +504,157 @@ impl Bucket {
 /// Bytes per hash-table slot: key, bucket, control byte (`capacity()` is 7/8 of the slots).
 const BYTES_PER_BUCKET: u64 = (size_of::<(u64, Bucket)>() as u64 + 1) * 8 / 7;
 
+/// Bucket numbers of one stream swap type below this (2^28 slots, [`super::MAX_DEVICE_SLOTS`];
+/// virtual ids are kept dense) may be held in a vector indexed by the number.
+const DIRECT_BUCKETS: u64 = 1 << 19;
+
+/// A swap type's vector covers bucket numbers up to this many, or [`DIRECT_PER_HELD`] times the
+/// buckets it holds, whichever is more: memory follows what is mapped, whatever the keys.
+const DIRECT_FREE: usize = 4096;
+const DIRECT_PER_HELD: usize = 16;
+
+/// Bits of a bucket number below the swap type.
+const BUCKET_NUMBER_BITS: u32 = STREAM_OFFSET_BITS - BUCKET_BITS;
+
+/// The buckets by number (`key >> BUCKET_BITS`): per stream swap type, a vector indexed by the
+/// number — a lookup is one load, where a hash table's was a control group and an entry, each a
+/// cache miss on a large map — and a hash table for numbers beyond the vector.
+#[derive(Clone, Debug, Default)]
+struct Buckets {
+    /// Per swap type: bucket number → bucket, and how many buckets the type holds (here or
+    /// in `far`).
+    direct: Vec<(Vec<Option<Bucket>>, usize)>,
+    far: HashMap<u64, Bucket, BuildHasherDefault<BucketHasher>>,
+}
+
+/// Bucket `b` as `(swap type, number)`.
+#[inline]
+fn split_bucket(b: u64) -> (usize, usize) {
+    (
+        (b >> BUCKET_NUMBER_BITS) as usize,
+        (b & ((1 << BUCKET_NUMBER_BITS) - 1)) as usize,
+    )
+}
+
+impl Buckets {
+    #[inline]
+    fn get(&self, b: u64) -> Option<&Bucket> {
+        let (t, n) = split_bucket(b);
+        match self.direct.get(t) {
+            Some((v, _)) if n < v.len() => v.get(n)?.as_ref(),
+            _ => self.far.get(&b),
+        }
+    }
+
+    #[inline]
+    fn get_mut(&mut self, b: u64) -> Option<&mut Bucket> {
+        let (t, n) = split_bucket(b);
+        match self.direct.get_mut(t) {
+            Some((v, _)) if n < v.len() => v.get_mut(n)?.as_mut(),
+            _ => self.far.get_mut(&b),
+        }
+    }
+
+    /// Holds `bucket` as bucket `b` (which was empty).
+    fn insert(&mut self, b: u64, bucket: Bucket) {
+        let (t, n) = split_bucket(b);
+        if self.direct.len() <= t {
+            self.direct.resize_with(t + 1, Default::default);
+        }
+        let Some((v, held)) = self.direct.get_mut(t) else {
+            return;
+        };
+        *held += 1;
+        if n >= v.len() {
+            let limit = DIRECT_FREE.max(*held * DIRECT_PER_HELD);
+            if (n as u64) >= DIRECT_BUCKETS || n >= limit {
+                self.far.insert(b, bucket);
+                return;
+            }
+            // Grown over numbers that may be hashed: they move in.
+            let from = v.len();
+            v.resize_with(n + 1, || None);
+            if !self.far.is_empty() {
+                let moved: Vec<u64> = self
+                    .far
+                    .keys()
+                    .copied()
+                    .filter(|&k| split_bucket(k).0 == t && (from..=n).contains(&split_bucket(k).1))
+                    .collect();
+                for k in moved {
+                    if let (Some(bk), Some(slot)) =
+                        (self.far.remove(&k), v.get_mut(split_bucket(k).1))
+                    {
+                        *slot = Some(bk);
+                    }
+                }
+            }
+        }
+        if let Some(slot) = v.get_mut(n) {
+            *slot = Some(bucket);
+        }
+    }
+
+    fn remove(&mut self, b: u64) -> Option<Bucket> {
+        let (t, n) = split_bucket(b);
+        let (v, held) = self.direct.get_mut(t)?;
+        let gone = match v.get_mut(n) {
+            Some(slot) => slot.take(),
+            None => self.far.remove(&b),
+        };
+        if gone.is_some() {
+            *held -= 1;
+        }
+        gone
+    }
+
+    /// Every bucket with its number: the direct ones by swap type and number, then the hashed.
+    fn iter(&self) -> impl Iterator<Item = (u64, &Bucket)> + '_ {
+        let direct = self.direct.iter().enumerate().flat_map(|(t, (v, _))| {
+            v.iter().enumerate().filter_map(move |(n, b)| {
+                b.as_ref()
+                    .map(|b| (((t as u64) << BUCKET_NUMBER_BITS) | n as u64, b))
+            })
+        });
+        direct.chain(self.far.iter().map(|(&b, bucket)| (b, bucket)))
+    }
+
+    /// Keeps the buckets for which `keep` is true.
+    fn retain(&mut self, mut keep: impl FnMut(&mut Bucket) -> bool) {
+        for (v, held) in &mut self.direct {
+            for slot in v.iter_mut() {
+                if slot.as_mut().is_some_and(|b| !keep(b)) {
+                    *slot = None;
+                    *held -= 1;
+                }
+            }
+        }
+        let direct = &mut self.direct;
+        self.far.retain(|&k, b| {
+            let kept = keep(b);
+            if !kept && let Some((_, held)) = direct.get_mut(split_bucket(k).0) {
+                *held -= 1;
+            }
+            kept
+        });
+    }
+
+    /// Heap bytes of the index itself (not of the buckets' runs).
+    fn bytes(&self) -> u64 {
+        let direct: u64 = self
+            .direct
+            .iter()
+            .map(|(v, _)| (v.capacity() * size_of::<Option<Bucket>>()) as u64)
+            .sum();
+        direct
+            + (self.direct.capacity() * size_of::<(Vec<Option<Bucket>>, usize)>()) as u64
+            + self.far.capacity() as u64 * BYTES_PER_BUCKET
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct StreamMap {
-    buckets: HashMap<u64, Bucket, BuildHasherDefault<BucketHasher>>,
+    buckets: Buckets,
     runs: u64,
     /// Stream slots currently mapped.
     mapped: u64,
@@ -516,7 +665,7 @@ pub struct StreamMap {
 impl Default for StreamMap {
     fn default() -> Self {
         Self {
-            buckets: HashMap::default(),
+            buckets: Buckets::default(),
             runs: 0,
             mapped: 0,
             dense_at: DENSE_RUNS,
@@ -552,20 +701,20 @@ impl StreamMap {
     pub fn approx_bytes(&self) -> u64 {
         let many: u64 = self
             .buckets
-            .values()
-            .map(|b| match b {
+            .iter()
+            .map(|(_, b)| match b {
                 Bucket::One(_) => 0,
                 Bucket::Many(m) => m.capacity_bytes(),
                 Bucket::Dense(_) => size_of::<Dense>() as u64 + BUCKET * 4,
             })
             .sum();
-        self.buckets.capacity() as u64 * BYTES_PER_BUCKET + many
+        self.buckets.bytes() + many
     }
 
     /// Whether any stream slot of `key .. key + n` is mapped.
     pub fn overlaps(&self, key: u64, n: u64) -> bool {
         bucket_spans(key, n).any(|(b, s, e)| {
-            self.buckets.get(&b).is_some_and(|bucket| match bucket {
+            self.buckets.get(b).is_some_and(|bucket| match bucket {
                 Bucket::Dense(d) => d.any_mapped(s, e),
                 _ => {
                     let mut any = false;
@@ -606,7 +755,7 @@ impl StreamMap {
             len: n as u16,
             model,
         };
-        let Some(bucket) = self.buckets.get_mut(&(key >> BUCKET_BITS)) else {
+        let Some(bucket) = self.buckets.get_mut(key >> BUCKET_BITS) else {
             self.buckets
                 .insert(key >> BUCKET_BITS, Bucket::One(run.pack()));
             self.runs += 1;
@@ -681,7 +830,7 @@ impl StreamMap {
     /// `key .. key + n` map to, in stream order, without changing the map.
     pub fn visit(&self, key: u64, n: u64, mut f: impl FnMut(u8, u64, u32)) {
         for (b, s, e) in bucket_spans(key, n) {
-            let Some(bucket) = self.buckets.get(&b) else {
+            let Some(bucket) = self.buckets.get(b) else {
                 continue;
             };
             if let Bucket::Dense(d) = bucket {
@@ -715,7 +864,7 @@ impl StreamMap {
         e: u16,
         free: &mut impl FnMut(u8, u64, u32),
     ) -> u64 {
-        let Some(bucket) = self.buckets.get_mut(&b) else {
+        let Some(bucket) = self.buckets.get_mut(b) else {
             return 0;
         };
         let mut removed = 0u64;
@@ -729,7 +878,7 @@ impl StreamMap {
             removed += u64::from(z - a);
             match (r.start < a, z < r.end()) {
                 (false, false) => {
-                    self.buckets.remove(&b);
+                    self.buckets.remove(b);
                     self.runs -= 1;
                 }
                 (true, false) => *bucket = Bucket::One(r.part(r.start, a).pack()),
@@ -778,7 +927,7 @@ impl StreamMap {
                 i = d.next_mapped(z, e);
             }
             if d.runs == 0 {
-                self.buckets.remove(&b);
+                self.buckets.remove(b);
             } else if (d.runs as usize) < self.dense_at / 2 {
                 *bucket = Bucket::from_runs(&d.packed_runs());
             }
@@ -820,7 +969,7 @@ impl StreamMap {
             }
         }
         if runs.len() == 0 {
-            self.buckets.remove(&b);
+            self.buckets.remove(b);
         } else if runs.len() == 1
             && let Some(p) = runs.get(0)
         {
@@ -834,13 +983,13 @@ impl StreamMap {
     pub fn remove_keys(&mut self, lo: u64, hi: u64, mut free: impl FnMut(u8, u64, u32)) -> u64 {
         let keys: Vec<u64> = self
             .buckets
-            .keys()
-            .copied()
+            .iter()
+            .map(|(b, _)| b)
             .filter(|b| (lo >> BUCKET_BITS..hi >> BUCKET_BITS).contains(b))
             .collect();
         let mut removed = 0;
         for b in keys {
-            if let Some(bucket) = self.buckets.remove(&b) {
+            if let Some(bucket) = self.buckets.remove(b) {
                 bucket.each_run(|r| {
                     free(r.ty(), r.off(), u32::from(r.len));
                     removed += u64::from(r.len);
@@ -856,7 +1005,7 @@ impl StreamMap {
     pub fn drop_model_device(&mut self, ty: u8) -> u64 {
         let mut dropped = 0;
         let mut runs_dropped = 0;
-        self.buckets.retain(|_, bucket| {
+        self.buckets.retain(|bucket| {
             let m = bucket.many();
             m.retain(|p| {
                 let r = Run::unpack(p);
@@ -876,7 +1025,7 @@ impl StreamMap {
 
     /// Every mapping as `(stream key, len, model type, model offset)`, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64, u8, u64)> + '_ {
-        self.buckets.iter().flat_map(|(&b, bucket)| {
+        self.buckets.iter().flat_map(|(b, bucket)| {
             let mut runs = Vec::new();
             bucket.each_run(|r| runs.push(r));
             runs.into_iter().map(move |r| {
@@ -1012,7 +1161,7 @@ mod tests {
                 }
                 _ => m.visit(key, n, |t, o, nr| calls.push((t, o, nr))),
             }
-            dense |= m.buckets.values().any(|b| matches!(b, Bucket::Dense(_)));
+            dense |= m.buckets.iter().any(|(_, b)| matches!(b, Bucket::Dense(_)));
         }
         let mut runs: Vec<_> = m.iter().collect();
         runs.sort_unstable();
@@ -1024,6 +1173,43 @@ mod tests {
             runs,
         };
         (seen, dense)
+    }
+
+    #[test]
+    fn the_bucket_index_grows_with_what_it_holds_not_with_the_keys() {
+        let b = |t: u64, n: u64| t << BUCKET_NUMBER_BITS | n;
+        let mut x = Buckets::default();
+        // Far keys on every swap type: hashed, no vector grows for them.
+        for t in 0..256 {
+            x.insert(b(t, 1 << 18), Bucket::One(t));
+        }
+        assert!(x.direct.iter().all(|(v, _)| v.is_empty()));
+        assert_eq!(x.far.len(), 256);
+        assert!(x.bytes() < 1 << 16, "{}", x.bytes());
+        // Dense numbers are held directly; the vector grows over a far one, which moves in.
+        x.insert(b(3, 100_000), Bucket::One(7));
+        for n in 0..=100_001 {
+            if n != 100_000 && x.get(b(3, n)).is_none() {
+                x.insert(b(3, n), Bucket::One(n));
+            }
+        }
+        assert!(x.direct[3].0.len() > 100_001);
+        assert!(!x.far.contains_key(&b(3, 100_000)));
+        assert!(matches!(x.get(b(3, 100_000)), Some(Bucket::One(7))));
+        assert!(matches!(x.get_mut(b(3, 1 << 18)), Some(Bucket::One(3))));
+        assert_eq!(x.iter().count(), 256 + 100_002);
+        assert!(matches!(x.remove(b(3, 5)), Some(Bucket::One(5))));
+        assert!(x.remove(b(3, 5)).is_none());
+        assert!(matches!(x.remove(b(9, 1 << 18)), Some(Bucket::One(9))));
+        x.retain(|bk| matches!(bk, Bucket::One(v) if *v % 2 == 0));
+        assert!(
+            x.iter()
+                .all(|(_, bk)| matches!(bk, Bucket::One(v) if v % 2 == 0))
+        );
+        assert_eq!(
+            x.direct[3].1,
+            x.iter().filter(|(k, _)| split_bucket(*k).0 == 3).count()
+        );
     }
 
     #[test]
