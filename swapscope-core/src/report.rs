@@ -215,17 +215,14 @@ impl ReportBuilder {
     /// the same as with one. Its engine cannot be looked at before [`ReportBuilder::finish`].
     pub fn with_models_parallel(
         models: Vec<Box<dyn AllocatorModel>>,
+        config: EngineConfig,
         threads: usize,
     ) -> std::io::Result<Self> {
         Ok(ReportBuilder {
             engine: if models.is_empty() {
                 None
             } else {
-                Some(Shadows::Parallel(Parallel::new(
-                    models,
-                    EngineConfig::default(),
-                    threads,
-                )?))
+                Some(Shadows::Parallel(Parallel::new(models, config, threads)?))
             },
             ..Default::default()
         })

@@ -184,4 +184,9 @@ fn a_612_request_interleaved_on_its_cpu_reads_the_cursor_it_found() {
         "{name}: {}",
         r["stream"]
     );
+    // With other models beside it (on threads of their own where there are cores for them) the
+    // count and the figures are the same.
+    let all = report_with(name, "buddy,linux-6.12,linux-6.18");
+    assert_eq!(all["stream"], r["stream"], "{name}");
+    assert_eq!(all["models"][1], r["models"][0], "{name}");
 }

@@ -57,6 +57,10 @@ pub struct AnalysisConfig {
     /// The model of the recorded kernel runs free too: it does not take the kernel's answer
     /// after a divergence (`report --free-running`; see `engine::EngineConfig::kernel_model`).
     pub free_running: bool,
+    /// Threads the models may run on when there are no views (`engine::Parallel`: the models
+    /// split into groups, the same report); 1 runs them on the pipeline's thread. The caller
+    /// says how many (the cores it may use).
+    pub engine_threads: usize,
 }
 
 impl AnalysisConfig {
@@ -73,6 +77,7 @@ impl AnalysisConfig {
             device_size: None,
             divergences: 0,
             free_running: false,
+            engine_threads: 1,
         }
     }
 }
@@ -86,6 +91,8 @@ pub struct ReportOptions {
     pub divergences: usize,
     /// The model of the recorded kernel runs free.
     pub free_running: bool,
+    /// Threads for the models (see [`AnalysisConfig::engine_threads`]); 0 counts as 1.
+    pub engine_threads: usize,
 }
 
 impl Default for AnalysisConfig {
@@ -99,6 +106,7 @@ impl Default for AnalysisConfig {
             device_size: None,
             divergences: 0,
             free_running: false,
+            engine_threads: 1,
         }
     }
 }
@@ -229,6 +237,7 @@ impl Analysis {
                 device_size: o.device_size,
                 divergences: o.divergences,
                 free_running: o.free_running,
+                engine_threads: o.engine_threads.max(1),
                 ..AnalysisConfig::default()
             },
         )
@@ -242,21 +251,34 @@ impl Analysis {
             .filter_map(|n| models::by_name(n))
             .collect();
         let info = stream_info(header, &models, &cfg);
-        Analysis {
-            builder: ReportBuilder::with_models_config(
-                models,
-                crate::engine::EngineConfig {
-                    device_size: cfg.device_size,
-                    online_cpus: (header.nr_cpus > 0).then_some(header.nr_cpus),
-                    divergences: cfg.divergences,
-                    kernel_model: if cfg.free_running {
-                        None
-                    } else {
-                        crate::models::of_kernel(&header.kernel_release)
-                    },
-                    ..crate::engine::EngineConfig::default()
+        let engine = crate::engine::EngineConfig {
+            device_size: cfg.device_size,
+            online_cpus: (header.nr_cpus > 0).then_some(header.nr_cpus),
+            divergences: cfg.divergences,
+            kernel_model: if cfg.free_running {
+                None
+            } else {
+                crate::models::of_kernel(&header.kernel_release)
+            },
+            ..crate::engine::EngineConfig::default()
+        };
+        // Without views nothing looks at the engine before the end: the models may run on
+        // threads of their own (a thread that cannot be started leaves them on this one).
+        let builder = if !cfg.views && cfg.engine_threads > 1 && models.len() > 1 {
+            let names: Vec<String> = models.iter().map(|m| m.name().to_string()).collect();
+            ReportBuilder::with_models_parallel(models, engine, cfg.engine_threads).unwrap_or_else(
+                |_| {
+                    ReportBuilder::with_models_config(
+                        names.iter().filter_map(|n| models::by_name(n)).collect(),
+                        engine,
+                    )
                 },
-            ),
+            )
+        } else {
+            ReportBuilder::with_models_config(models, engine)
+        };
+        Analysis {
+            builder,
             model_names: model_names.to_vec(),
             info: Arc::new(info),
             cfg,

@@ -40,6 +40,12 @@ pub fn emit_sweep(sweep: &whatif::Sweep, json: bool) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// Threads the models of a report may run on: the cores this process may use (the decoder has
+/// a thread of its own, mostly waiting on the engines).
+pub(crate) fn engine_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 pub fn run(
     file: &Path,
     json: bool,
@@ -63,6 +69,7 @@ pub fn run(
             device_size: swap_size.map(DeviceSize::Bytes),
             divergences,
             free_running,
+            engine_threads: engine_threads(),
         },
     );
     let summary = pipeline::run(&mut source, &mut [&mut analysis], &mut || false)?;

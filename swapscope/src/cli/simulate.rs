@@ -109,7 +109,10 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     let mut analysis = swapscope::sink::analysis::Analysis::for_report(
         source.header(),
         &names,
-        Default::default(),
+        swapscope::sink::analysis::ReportOptions {
+            engine_threads: super::report::engine_threads(),
+            ..Default::default()
+        },
     );
     super::no_stdout(
         a.output.as_deref(),
