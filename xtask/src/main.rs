@@ -652,9 +652,17 @@ fn run_demo(out: &Path, seconds: u32) -> Result<()> {
 /// Builds swapscope-bench (release, without the BPF object, which these benchmarks do not
 /// load) and returns its path.
 fn build_bench_no_bpf() -> Result<PathBuf> {
-    step("building swapscope-bench (release; these benchmarks need no BPF object)");
+    step("building swapscope-bench and swapscope (release; these benchmarks need no BPF object)");
     let mut build = Command::new(cargo());
-    build.args(["build", "--release", "--package", "swapscope-bench"]);
+    // swapscope too: the replay benchmark times whole `report` processes beside its own path.
+    build.args([
+        "build",
+        "--release",
+        "--package",
+        "swapscope-bench",
+        "--package",
+        "swapscope",
+    ]);
     if env::var_os("AYA_BUILD_SKIP").is_none() {
         build.env("AYA_BUILD_SKIP", "1");
     }
