@@ -504,26 +504,26 @@ impl Bucket {
 /// Bytes per hash-table slot: key, bucket, control byte (`capacity()` is 7/8 of the slots).
 const BYTES_PER_BUCKET: u64 = (size_of::<(u64, Bucket)>() as u64 + 1) * 8 / 7;
 
-/// Bucket numbers of one stream swap type below this (2^28 slots, [`super::MAX_DEVICE_SLOTS`];
-/// virtual ids are kept dense) may be held in a vector indexed by the number.
-const DIRECT_BUCKETS: u64 = 1 << 19;
-
-/// A swap type's vector covers bucket numbers up to this many, or [`DIRECT_PER_HELD`] times the
-/// buckets it holds, whichever is more: memory follows what is mapped, whatever the keys.
+/// A swap type's index covers bucket numbers up to this many, or [`DIRECT_PER_HELD`] times the
+/// buckets it holds, whichever is more: memory follows what is mapped, whatever the keys (at most
+/// 64 bytes of index per bucket held).
 const DIRECT_FREE: usize = 4096;
 const DIRECT_PER_HELD: usize = 16;
 
 /// Bits of a bucket number below the swap type.
 const BUCKET_NUMBER_BITS: u32 = STREAM_OFFSET_BITS - BUCKET_BITS;
 
-/// The buckets by number (`key >> BUCKET_BITS`): per stream swap type, a vector indexed by the
-/// number — a lookup is one load, where a hash table's was a control group and an entry, each a
-/// cache miss on a large map — and a hash table for numbers beyond the vector.
+/// The buckets by number (`key >> BUCKET_BITS`): per stream swap type, an index of 32-bit
+/// positions by number into one vector of buckets — a lookup is two loads from compact arrays,
+/// where a hash table's was a control group and an entry, each a cache miss on a large map —
+/// and a hash table for numbers beyond the index.
 #[derive(Clone, Debug, Default)]
 struct Buckets {
-    /// Per swap type: bucket number → bucket, and how many buckets the type holds (here or
-    /// in `far`).
-    direct: Vec<(Vec<Option<Bucket>>, usize)>,
+    /// Per swap type: bucket number → position in `slab` + 1 (0: none), and how many buckets
+    /// the type holds (here or in `far`).
+    index: Vec<(Vec<u32>, usize)>,
+    /// The buckets the indexes point at, with their numbers.
+    slab: Vec<(u64, Bucket)>,
     far: HashMap<u64, Bucket, BuildHasherDefault<BucketHasher>>,
 }
 
@@ -537,117 +537,142 @@ fn split_bucket(b: u64) -> (usize, usize) {
 }
 
 impl Buckets {
+    /// Where bucket `b` is: `Some(position + 1 or 0)` when its number is indexed, `None` when
+    /// it would be hashed.
+    #[inline]
+    fn indexed(&self, b: u64) -> Option<u32> {
+        let (t, n) = split_bucket(b);
+        self.index.get(t)?.0.get(n).copied()
+    }
+
     #[inline]
     fn get(&self, b: u64) -> Option<&Bucket> {
-        let (t, n) = split_bucket(b);
-        match self.direct.get(t) {
-            Some((v, _)) if n < v.len() => v.get(n)?.as_ref(),
-            _ => self.far.get(&b),
+        match self.indexed(b) {
+            Some(0) => None,
+            Some(p) => self.slab.get(p as usize - 1).map(|(_, bk)| bk),
+            None => self.far.get(&b),
         }
     }
 
     #[inline]
     fn get_mut(&mut self, b: u64) -> Option<&mut Bucket> {
-        let (t, n) = split_bucket(b);
-        match self.direct.get_mut(t) {
-            Some((v, _)) if n < v.len() => v.get_mut(n)?.as_mut(),
-            _ => self.far.get_mut(&b),
+        match self.indexed(b) {
+            Some(0) => None,
+            Some(p) => self.slab.get_mut(p as usize - 1).map(|(_, bk)| bk),
+            None => self.far.get_mut(&b),
         }
     }
 
     /// Holds `bucket` as bucket `b` (which was empty).
     fn insert(&mut self, b: u64, bucket: Bucket) {
         let (t, n) = split_bucket(b);
-        if self.direct.len() <= t {
-            self.direct.resize_with(t + 1, Default::default);
+        if self.index.len() <= t {
+            self.index.resize_with(t + 1, Default::default);
         }
-        let Some((v, held)) = self.direct.get_mut(t) else {
+        let Some((ix, held)) = self.index.get_mut(t) else {
             return;
         };
         *held += 1;
-        if n >= v.len() {
+        if n >= ix.len() {
             let limit = DIRECT_FREE.max(*held * DIRECT_PER_HELD);
-            if (n as u64) >= DIRECT_BUCKETS || n >= limit {
+            if n >= limit || u32::try_from(self.slab.len() + 1).is_err() {
                 self.far.insert(b, bucket);
                 return;
             }
             // Grown over numbers that may be hashed: they move in.
-            let from = v.len();
-            v.resize_with(n + 1, || None);
+            let from = ix.len();
+            ix.resize(n + 1, 0);
             if !self.far.is_empty() {
                 let moved: Vec<u64> = self
                     .far
                     .keys()
                     .copied()
-                    .filter(|&k| split_bucket(k).0 == t && (from..=n).contains(&split_bucket(k).1))
+                    .filter(|&k| {
+                        let (kt, kn) = split_bucket(k);
+                        kt == t && (from..=n).contains(&kn)
+                    })
                     .collect();
                 for k in moved {
-                    if let (Some(bk), Some(slot)) =
-                        (self.far.remove(&k), v.get_mut(split_bucket(k).1))
-                    {
-                        *slot = Some(bk);
+                    if let Some(bk) = self.far.remove(&k) {
+                        self.slab.push((k, bk));
+                        if let Some(slot) = ix.get_mut(split_bucket(k).1) {
+                            *slot = self.slab.len() as u32;
+                        }
                     }
                 }
             }
         }
-        if let Some(slot) = v.get_mut(n) {
-            *slot = Some(bucket);
+        self.slab.push((b, bucket));
+        if let Some(slot) = ix.get_mut(n) {
+            *slot = self.slab.len() as u32;
         }
     }
 
     fn remove(&mut self, b: u64) -> Option<Bucket> {
         let (t, n) = split_bucket(b);
-        let (v, held) = self.direct.get_mut(t)?;
-        let gone = match v.get_mut(n) {
-            Some(slot) => slot.take(),
+        let gone = match self.indexed(b) {
             None => self.far.remove(&b),
+            Some(0) => None,
+            Some(p) => {
+                let at = p as usize - 1;
+                if let Some(s) = self.index.get_mut(t).and_then(|(x, _)| x.get_mut(n)) {
+                    *s = 0;
+                }
+                let (_, bk) = self.slab.swap_remove(at);
+                // The last bucket moved into the hole: its index entry follows it.
+                if let Some(&(moved, _)) = self.slab.get(at) {
+                    let (mt, mn) = split_bucket(moved);
+                    if let Some(s) = self.index.get_mut(mt).and_then(|(x, _)| x.get_mut(mn)) {
+                        *s = at as u32 + 1;
+                    }
+                }
+                Some(bk)
+            }
         };
-        if gone.is_some() {
+        if gone.is_some()
+            && let Some((_, held)) = self.index.get_mut(t)
+        {
             *held -= 1;
         }
         gone
     }
 
-    /// Every bucket with its number: the direct ones by swap type and number, then the hashed.
+    /// Every bucket with its number, in no particular order.
     fn iter(&self) -> impl Iterator<Item = (u64, &Bucket)> + '_ {
-        let direct = self.direct.iter().enumerate().flat_map(|(t, (v, _))| {
-            v.iter().enumerate().filter_map(move |(n, b)| {
-                b.as_ref()
-                    .map(|b| (((t as u64) << BUCKET_NUMBER_BITS) | n as u64, b))
-            })
-        });
-        direct.chain(self.far.iter().map(|(&b, bucket)| (b, bucket)))
+        self.slab
+            .iter()
+            .map(|(b, bk)| (*b, bk))
+            .chain(self.far.iter().map(|(&b, bk)| (b, bk)))
     }
 
     /// Keeps the buckets for which `keep` is true.
     fn retain(&mut self, mut keep: impl FnMut(&mut Bucket) -> bool) {
-        for (v, held) in &mut self.direct {
-            for slot in v.iter_mut() {
-                if slot.as_mut().is_some_and(|b| !keep(b)) {
-                    *slot = None;
-                    *held -= 1;
-                }
+        let mut gone = Vec::new();
+        for (b, bk) in &mut self.slab {
+            if !keep(bk) {
+                gone.push(*b);
             }
         }
-        let direct = &mut self.direct;
-        self.far.retain(|&k, b| {
-            let kept = keep(b);
-            if !kept && let Some((_, held)) = direct.get_mut(split_bucket(k).0) {
-                *held -= 1;
+        for (&b, bk) in &mut self.far {
+            if !keep(bk) {
+                gone.push(b);
             }
-            kept
-        });
+        }
+        for b in gone {
+            self.remove(b);
+        }
     }
 
     /// Heap bytes of the index itself (not of the buckets' runs).
     fn bytes(&self) -> u64 {
-        let direct: u64 = self
-            .direct
+        let index: u64 = self
+            .index
             .iter()
-            .map(|(v, _)| (v.capacity() * size_of::<Option<Bucket>>()) as u64)
+            .map(|(ix, _)| (ix.capacity() * size_of::<u32>()) as u64)
             .sum();
-        direct
-            + (self.direct.capacity() * size_of::<(Vec<Option<Bucket>>, usize)>()) as u64
+        index
+            + (self.index.capacity() * size_of::<(Vec<u32>, usize)>()) as u64
+            + (self.slab.capacity() * size_of::<(u64, Bucket)>()) as u64
             + self.far.capacity() as u64 * BYTES_PER_BUCKET
     }
 }
@@ -981,12 +1006,14 @@ impl StreamMap {
     /// Unmaps every stream slot whose key lies in `lo .. hi` (bucket-aligned), calling `free`
     /// for each run.
     pub fn remove_keys(&mut self, lo: u64, hi: u64, mut free: impl FnMut(u8, u64, u32)) -> u64 {
-        let keys: Vec<u64> = self
+        let mut keys: Vec<u64> = self
             .buckets
             .iter()
             .map(|(b, _)| b)
             .filter(|b| (lo >> BUCKET_BITS..hi >> BUCKET_BITS).contains(b))
             .collect();
+        // In bucket order, whatever order the buckets are held in.
+        keys.sort_unstable();
         let mut removed = 0;
         for b in keys {
             if let Some(bucket) = self.buckets.remove(b) {
@@ -1179,35 +1206,50 @@ mod tests {
     fn the_bucket_index_grows_with_what_it_holds_not_with_the_keys() {
         let b = |t: u64, n: u64| t << BUCKET_NUMBER_BITS | n;
         let mut x = Buckets::default();
-        // Far keys on every swap type: hashed, no vector grows for them.
+        // Far keys on every swap type: hashed, no index grows for them.
         for t in 0..256 {
             x.insert(b(t, 1 << 18), Bucket::One(t));
         }
-        assert!(x.direct.iter().all(|(v, _)| v.is_empty()));
+        assert!(x.index.iter().all(|(ix, _)| ix.is_empty()));
         assert_eq!(x.far.len(), 256);
         assert!(x.bytes() < 1 << 16, "{}", x.bytes());
-        // Dense numbers are held directly; the vector grows over a far one, which moves in.
+        // Scattered numbers: the index stays within 16 entries per bucket held.
+        for k in 0..1000 {
+            x.insert(b(5, k * 500 + 7), Bucket::One(k));
+        }
+        assert!(x.index[5].0.len() <= DIRECT_FREE.max(16 * 1000));
+        // Dense numbers are indexed; the index grows over a far one, which moves in.
         x.insert(b(3, 100_000), Bucket::One(7));
         for n in 0..=100_001 {
             if n != 100_000 && x.get(b(3, n)).is_none() {
                 x.insert(b(3, n), Bucket::One(n));
             }
         }
-        assert!(x.direct[3].0.len() > 100_001);
+        assert!(x.index[3].0.len() > 100_001);
         assert!(!x.far.contains_key(&b(3, 100_000)));
         assert!(matches!(x.get(b(3, 100_000)), Some(Bucket::One(7))));
         assert!(matches!(x.get_mut(b(3, 1 << 18)), Some(Bucket::One(3))));
-        assert_eq!(x.iter().count(), 256 + 100_002);
+        assert_eq!(x.iter().count(), 256 + 1000 + 100_002);
         assert!(matches!(x.remove(b(3, 5)), Some(Bucket::One(5))));
         assert!(x.remove(b(3, 5)).is_none());
         assert!(matches!(x.remove(b(9, 1 << 18)), Some(Bucket::One(9))));
+        // Every bucket still found by its number after the moves removal makes.
+        for n in (0..=100_001).filter(|&n| n != 5 && n != 100_000) {
+            assert!(
+                matches!(x.get(b(3, n)), Some(Bucket::One(v)) if *v == n),
+                "{n}"
+            );
+        }
         x.retain(|bk| matches!(bk, Bucket::One(v) if *v % 2 == 0));
         assert!(
             x.iter()
                 .all(|(_, bk)| matches!(bk, Bucket::One(v) if v % 2 == 0))
         );
+        for (k, bk) in x.iter() {
+            assert!(std::ptr::eq(x.get(k).unwrap_or(&Bucket::One(u64::MAX)), bk));
+        }
         assert_eq!(
-            x.direct[3].1,
+            x.index[3].1,
             x.iter().filter(|(k, _)| split_bucket(*k).0 == 3).count()
         );
     }
