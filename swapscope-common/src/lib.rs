@@ -261,8 +261,9 @@ pub mod rescue {
     pub const SPLIT: u32 = 4;
     pub const ALLOC_TIMING: u32 = 5;
     pub const GRANT_REFUSAL: u32 = 6;
+    pub const WRITE_IO: u32 = 7;
     /// Number of rescued feeds.
-    pub const NR: u32 = 7;
+    pub const NR: u32 = 8;
     /// The feed each slot serves.
     pub const FEEDS: [super::Feed; NR as usize] = [
         super::Feed::Writeout,
@@ -272,6 +273,7 @@ pub mod rescue {
         super::Feed::Split,
         super::Feed::AllocTiming,
         super::Feed::GrantRefusal,
+        super::Feed::WriteIo,
     ];
 }
 

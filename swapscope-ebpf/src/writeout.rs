@@ -144,16 +144,43 @@ fn mark_written(folio: u64) -> u32 {
     0
 }
 
-/// Full tier: `void __swap_writepage(struct folio *folio, ...)` (6.1: `struct page *`, the
-/// folio's head page, at the same address): the folio goes to the device. Emits nothing; marks
-/// the folio for the write-out tracepoint the task fires next ([`WRITTEN`]).
-#[fentry(function = "__swap_writepage")]
-pub fn write_io(ctx: FEntryContext) -> u32 {
+// Full tier: `void __swap_writepage(struct folio *folio, ...)` (6.1: `struct page *`, the
+// folio's head page, at the same address): the folio goes to the device. Emits nothing; marks
+// the folio for the write-out tracepoint the task fires next ([`WRITTEN`]). It runs
+// preemptible, so it has rescue twins like the feeds that emit.
+twin!(
+    fentry(function = "__swap_writepage"),
+    Twin::RescueFirst,
+    0,
+    write_io,
+    write_io_rescue,
+    write_io_rescue2,
+    FEntryContext,
+    u32,
+    rescue::WRITE_IO,
+    write_io_body
+);
+
+#[inline(always)]
+pub(crate) fn write_io_body(ctx: &FEntryContext) -> u32 {
     mark_written(ctx.arg(0))
 }
 
-/// [`write_io`] for 7.x's `void __swap_writepage(struct swap_io_ctx *ctx, struct folio *folio)`.
-#[fentry(function = "__swap_writepage")]
-pub fn write_io_ctx(ctx: FEntryContext) -> u32 {
+// [`write_io`] for 7.x's `void __swap_writepage(struct swap_io_ctx *ctx, struct folio *folio)`.
+twin!(
+    fentry(function = "__swap_writepage"),
+    Twin::RescueFirst,
+    1,
+    write_io_ctx,
+    write_io_ctx_rescue,
+    write_io_ctx_rescue2,
+    FEntryContext,
+    u32,
+    rescue::WRITE_IO,
+    write_io_ctx_body
+);
+
+#[inline(always)]
+pub(crate) fn write_io_ctx_body(ctx: &FEntryContext) -> u32 {
     mark_written(ctx.arg(1))
 }

@@ -845,6 +845,11 @@ const RESCUE_PROGRAMS: &[(&str, &[&str])] = &[
         &["swapin_page_rescue", "swapin_page_rescue2"],
     ),
     (REQ_START, &["req_start_rescue", "req_start_rescue2"]),
+    ("write_io", &["write_io_rescue", "write_io_rescue2"]),
+    (
+        "write_io_ctx",
+        &["write_io_ctx_rescue", "write_io_ctx_rescue2"],
+    ),
     (
         "grant_charge_refused",
         &[
@@ -1107,6 +1112,7 @@ mod tests {
             (rescue::SPLIT, Feed::Split),
             (rescue::ALLOC_TIMING, Feed::AllocTiming),
             (rescue::GRANT_REFUSAL, Feed::GrantRefusal),
+            (rescue::WRITE_IO, Feed::WriteIo),
         ] {
             assert_eq!(feed.rescue_slot(), Some(slot), "{feed}");
         }
