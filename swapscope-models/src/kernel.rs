@@ -899,13 +899,7 @@ pub(crate) trait KernelAllocator: Send {
         false
     }
     /// See [`AllocatorModel::interleaved`].
-    fn interleaved(
-        &mut self,
-        _cpus: Cpus,
-        _order: u8,
-        _earlier: u32,
-        _kernel: Option<(u8, u64)>,
-    ) -> bool {
+    fn interleaved(&mut self, _cpus: Cpus, _order: u8, _earlier: u32, _kernel: (u8, u64)) -> bool {
         false
     }
     /// Frees `n` slots from `off`, all within one cluster.
@@ -972,7 +966,7 @@ macro_rules! kernel_model {
                 cpus: Cpus,
                 order: u8,
                 earlier: u32,
-                kernel: Option<(u8, u64)>,
+                kernel: (u8, u64),
             ) -> bool {
                 KernelAllocator::interleaved(self, cpus, order, earlier, kernel)
             }

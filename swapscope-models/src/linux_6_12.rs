@@ -110,23 +110,13 @@ impl Linux612 {
     /// `alloc_swap_scan_cluster` (6.12 form): returns `(next offset or 0, found or 0)`.
     fn scan_cluster(&mut self, ty: u8, offset: u64, order: u8) -> (u64, u64) {
         let n = 1u64 << order;
+        let Some((off, last)) = self.find_in_cluster(ty, offset, order) else {
+            return (0, 0);
+        };
         let Some(d) = self.devs.get_mut(ty) else {
             return (0, 0);
         };
-        let start = offset / CL * CL;
-        let end = (start + CL).min(d.max);
-        if end < n {
-            return (0, 0);
-        }
-        let last = end - n;
         let c = (offset / CL) as u32;
-        // A cluster waiting for discard has its swap_map filled with SWAP_MAP_BAD.
-        if d.list_of(c) == Some(List::Discard) || u64::from(d.count(c)) + n > CL {
-            return (0, 0);
-        }
-        let Some(off) = d.map.find_free_block(offset, last, u32::from(order)) else {
-            return (0, 0);
-        };
         // cluster_alloc_range
         if d.list_of(c) == Some(List::Free) {
             if n < CL {
@@ -638,22 +628,21 @@ impl Linux612 {
         }
     }
 
-    /// The slot `alloc_swap_scan_cluster` would take from `offset` on, without taking it (`None`:
-    /// the scan would fail, or there is no cursor).
-    fn peek_cluster(&self, ty: u8, offset: u64, order: u8) -> Option<u64> {
+    /// The slot `alloc_swap_scan_cluster` takes from `offset` on, with the last offset a block
+    /// of the order can start at in that cluster; `None` when the scan fails. Takes nothing.
+    fn find_in_cluster(&self, ty: u8, offset: u64, order: u8) -> Option<(u64, u64)> {
         let n = 1u64 << order;
         let d = self.devs.get(ty)?;
-        if offset == 0 {
-            return None;
-        }
         let start = offset / CL * CL;
         let end = (start + CL).min(d.max);
         let last = end.checked_sub(n)?;
         let c = (offset / CL) as u32;
+        // A cluster waiting for discard has its swap_map filled with SWAP_MAP_BAD.
         if d.list_of(c) == Some(List::Discard) || u64::from(d.count(c)) + n > CL {
             return None;
         }
-        d.map.find_free_block(offset, last, u32::from(order))
+        let off = d.map.find_free_block(offset, last, u32::from(order))?;
+        Some((off, last))
     }
 
     /// `swap_entry_range_free` → `dec_cluster_info_page`.
@@ -773,13 +762,7 @@ impl KernelAllocator for Linux612 {
     /// as it is now would have served another slot, while the one read before those requests
     /// serves the kernel's slot or fails (so the lists served it) — that earlier value is put
     /// back for this request.
-    fn interleaved(
-        &mut self,
-        cpus: Cpus,
-        order: u8,
-        earlier: u32,
-        kernel: Option<(u8, u64)>,
-    ) -> bool {
+    fn interleaved(&mut self, cpus: Cpus, order: u8, earlier: u32, kernel: (u8, u64)) -> bool {
         let Some(k) = (earlier as usize)
             .checked_sub(1)
             .filter(|&k| k < CURSOR_READS)
@@ -802,12 +785,19 @@ impl KernelAllocator for Linux612 {
         if now == read {
             return false;
         }
-        let kernel_here = kernel.filter(|&(kty, _)| kty == ty).map(|(_, off)| off);
-        let by_now = self.peek_cluster(ty, now, order);
+        let kernel_here = (kernel.0 == ty).then_some(kernel.1);
+        // The slot the scan from a cursor takes (0: no cursor, no scan).
+        let by = |cursor: u64| {
+            (cursor != 0)
+                .then(|| self.find_in_cluster(ty, cursor, order))
+                .flatten()
+                .map(|(off, _)| off)
+        };
+        let by_now = by(now);
         if by_now.is_none() || by_now == kernel_here {
             return false;
         }
-        let by_read = self.peek_cluster(ty, read, order);
+        let by_read = by(read);
         if by_read.is_some() && by_read != kernel_here {
             return false;
         }
@@ -1064,8 +1054,6 @@ mod tests {
         assert_eq!(one(&mut m, 1, 0), Some(1026));
     }
 
-    /// A large request the kernel refused: the model's slots go back and its CPU has no next
-    /// slot, as the kernel's failed scans leave it.
     #[test]
     fn a_request_interleaved_on_its_cpu_reads_the_cursor_it_found() {
         // Another task's request on CPU 0 found no cursor and took cluster 1 off the free list
@@ -1074,15 +1062,15 @@ mod tests {
         let mut m = model(4, SSD);
         assert_eq!(one(&mut m, 0, 4), Some(512));
         assert!(
-            !AllocatorModel::interleaved(&mut m, Cpus::on(0), 4, 1, Some((0, 528))),
+            !AllocatorModel::interleaved(&mut m, Cpus::on(0), 4, 1, (0, 528)),
             "explained by now"
         );
         assert!(
-            !AllocatorModel::interleaved(&mut m, Cpus::on(0), 4, 0, Some((0, 1024))),
+            !AllocatorModel::interleaved(&mut m, Cpus::on(0), 4, 0, (0, 1024)),
             "not interleaved"
         );
         assert!(
-            !AllocatorModel::interleaved(&mut m, Cpus::on(0), 4, 9, Some((0, 1024))),
+            !AllocatorModel::interleaved(&mut m, Cpus::on(0), 4, 9, (0, 1024)),
             "not kept that far"
         );
         assert!(AllocatorModel::interleaved(
@@ -1090,7 +1078,7 @@ mod tests {
             Cpus::on(0),
             4,
             1,
-            Some((0, 1024))
+            (0, 1024)
         ));
         assert_eq!(one(&mut m, 0, 4), Some(1024));
         // Its answer set the cursor, as in the kernel: the next request follows it.
@@ -1106,11 +1094,13 @@ mod tests {
             Cpus::on(1),
             4,
             1,
-            Some((0, 528))
+            (0, 528)
         ));
         assert_eq!(one(&mut m, 1, 4), Some(528));
     }
 
+    /// A large request the kernel refused: the model's slots go back and its CPU has no next
+    /// slot, as the kernel's failed scans leave it.
     #[test]
     fn follows_a_kernel_refusal() {
         let mut m = model(8, SSD);

@@ -306,13 +306,7 @@ pub trait AllocatorModel: Send {
     /// the one that explains the kernel's answer. Asked only of the model of the recorded
     /// kernel, as [`follow_kernel`](Self::follow_kernel) is, before it answers; the others are
     /// fed the stream's order. Returns whether it put anything back.
-    fn interleaved(
-        &mut self,
-        _cpus: Cpus,
-        _order: u8,
-        _earlier: u32,
-        _kernel: Option<(u8, u64)>,
-    ) -> bool {
+    fn interleaved(&mut self, _cpus: Cpus, _order: u8, _earlier: u32, _kernel: (u8, u64)) -> bool {
         false
     }
 

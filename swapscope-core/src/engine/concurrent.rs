@@ -266,10 +266,10 @@ impl ConcurrentFrees {
     }
 
     /// 6.12 (no cluster events): the recent frees a refusal begun at `d.start` could not have
-    /// seen, appended to `out` (left alone on other streams and decisions): frees by another CPU after it began for which
-    /// `completes` holds — those that completed a free block the refusal would have taken (the
-    /// engine asks its real occupancy whether the free's aligned block of the request's order is
-    /// free now). Its scan drops `si->lock` to reclaim swap cache as it goes
+    /// seen, appended to `out` (left alone on other streams and decisions): frees by another
+    /// CPU after it began for which `completes` holds — those that completed a free block the
+    /// refusal would have taken (the engine asks its real occupancy whether the free's aligned
+    /// block of the request's order is free now). Its scan drops `si->lock` to reclaim swap cache as it goes
     /// (`cluster_reclaim_range`), so other CPUs free meanwhile, behind it or ahead; whatever of
     /// it the scan saw, it found no room, so hiding such frees cannot make the model refuse what
     /// the kernel served. Frees that completed no block are left alone: they could not have

@@ -1003,7 +1003,7 @@ impl Engine {
             if s.follows
                 && let Some(kernel) = kernel_slot
             {
-                if earlier > 0 && s.model.interleaved(cpus, order, earlier, Some(kernel)) {
+                if earlier > 0 && s.model.interleaved(cpus, order, earlier, kernel) {
                     s.interleaved_reads += 1;
                 }
                 let ours = Self::followed_answer(

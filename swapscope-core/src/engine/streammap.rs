@@ -1,8 +1,9 @@
 //! Stream slot → model slot mapping for one model, stored as extents.
 //!
 //! Stream slots are grouped in buckets of 512 (a kernel cluster for real slots, one allocation
-//! id for virtual ones), found by number in a vector per stream swap type (a hash table for
-//! numbers far beyond what the type holds: memory follows what is mapped, not the keys). Each bucket holds sorted runs: stream slots
+//! id for virtual ones), found by number through an index per stream swap type (a hash table
+//! for numbers far beyond what the type holds: memory follows what is mapped, not the keys).
+//! Each bucket holds sorted runs: stream slots
 //! `start .. start + len` of the bucket map to model slots `model_offset .. + len` on one model
 //! device. A model allocation that comes back as several extents becomes several runs; a
 //! partial free splits a run. Runs never cross a [`CLUSTER_SLOTS`]-aligned boundary on either
@@ -519,12 +520,23 @@ const BUCKET_NUMBER_BITS: u32 = STREAM_OFFSET_BITS - BUCKET_BITS;
 /// and a hash table for numbers beyond the index.
 #[derive(Clone, Debug, Default)]
 struct Buckets {
-    /// Per swap type: bucket number → position in `slab` + 1 (0: none), and how many buckets
-    /// the type holds (here or in `far`).
-    index: Vec<(Vec<u32>, usize)>,
+    /// Per swap type.
+    index: Vec<TypeIndex>,
     /// The buckets the indexes point at, with their numbers.
     slab: Vec<(u64, Bucket)>,
     far: HashMap<u64, Bucket, BuildHasherDefault<BucketHasher>>,
+}
+
+/// One stream swap type's buckets in [`Buckets`].
+#[derive(Clone, Debug, Default)]
+struct TypeIndex {
+    /// Bucket number → position in `Buckets::slab` + 1 (0: none).
+    at: Vec<u32>,
+    /// Buckets the type holds, indexed or hashed (32 bits each: a type holds at most 2^47
+    /// buckets in theory, but memory runs out long before 2^32).
+    held: u32,
+    /// Of those, the hashed ones.
+    far: u32,
 }
 
 /// Bucket `b` as `(swap type, number)`.
@@ -542,7 +554,7 @@ impl Buckets {
     #[inline]
     fn indexed(&self, b: u64) -> Option<u32> {
         let (t, n) = split_bucket(b);
-        self.index.get(t)?.0.get(n).copied()
+        self.index.get(t)?.at.get(n).copied()
     }
 
     #[inline]
@@ -569,70 +581,81 @@ impl Buckets {
         if self.index.len() <= t {
             self.index.resize_with(t + 1, Default::default);
         }
-        let Some((ix, held)) = self.index.get_mut(t) else {
+        let Some(ti) = self.index.get_mut(t) else {
             return;
         };
-        *held += 1;
-        if n >= ix.len() {
-            let limit = DIRECT_FREE.max(*held * DIRECT_PER_HELD);
+        ti.held = ti.held.saturating_add(1);
+        if n >= ti.at.len() {
+            let limit = DIRECT_FREE.max((ti.held as usize).saturating_mul(DIRECT_PER_HELD));
             if n >= limit || u32::try_from(self.slab.len() + 1).is_err() {
+                ti.far = ti.far.saturating_add(1);
                 self.far.insert(b, bucket);
                 return;
             }
-            // Grown over numbers that may be hashed: they move in.
-            let from = ix.len();
-            ix.resize(n + 1, 0);
-            if !self.far.is_empty() {
+            let from = ti.at.len();
+            if ti.far == 0 {
+                ti.at.resize(n + 1, 0);
+            } else {
+                // Grown over numbers that may be hashed: they move in. Doubling (within the
+                // limit) bounds how often the hashed buckets are looked through.
+                ti.at.resize((n + 1).max(from * 2).min(limit), 0);
+                let to = ti.at.len();
                 let moved: Vec<u64> = self
                     .far
                     .keys()
                     .copied()
                     .filter(|&k| {
                         let (kt, kn) = split_bucket(k);
-                        kt == t && (from..=n).contains(&kn)
+                        kt == t && (from..to).contains(&kn)
                     })
                     .collect();
                 for k in moved {
                     if let Some(bk) = self.far.remove(&k) {
-                        self.slab.push((k, bk));
-                        if let Some(slot) = ix.get_mut(split_bucket(k).1) {
-                            *slot = self.slab.len() as u32;
-                        }
+                        ti.far = ti.far.saturating_sub(1);
+                        Self::push(&mut self.slab, &mut ti.at, k, bk);
                     }
                 }
             }
         }
-        self.slab.push((b, bucket));
-        if let Some(slot) = ix.get_mut(n) {
-            *slot = self.slab.len() as u32;
+        Self::push(&mut self.slab, &mut ti.at, b, bucket);
+    }
+
+    /// Puts bucket `b` at the end of `slab`, its number's entry of `at` pointing there.
+    fn push(slab: &mut Vec<(u64, Bucket)>, at: &mut [u32], b: u64, bucket: Bucket) {
+        slab.push((b, bucket));
+        if let Some(slot) = at.get_mut(split_bucket(b).1) {
+            *slot = slab.len() as u32;
         }
     }
 
     fn remove(&mut self, b: u64) -> Option<Bucket> {
         let (t, n) = split_bucket(b);
-        let gone = match self.indexed(b) {
-            None => self.far.remove(&b),
-            Some(0) => None,
+        let (gone, far) = match self.indexed(b) {
+            None => (self.far.remove(&b), true),
+            Some(0) => (None, false),
             Some(p) => {
                 let at = p as usize - 1;
-                if let Some(s) = self.index.get_mut(t).and_then(|(x, _)| x.get_mut(n)) {
+                if let Some(s) = self.index.get_mut(t).and_then(|ti| ti.at.get_mut(n)) {
                     *s = 0;
                 }
                 let (_, bk) = self.slab.swap_remove(at);
                 // The last bucket moved into the hole: its index entry follows it.
                 if let Some(&(moved, _)) = self.slab.get(at) {
                     let (mt, mn) = split_bucket(moved);
-                    if let Some(s) = self.index.get_mut(mt).and_then(|(x, _)| x.get_mut(mn)) {
+                    if let Some(s) = self.index.get_mut(mt).and_then(|ti| ti.at.get_mut(mn)) {
                         *s = at as u32 + 1;
                     }
                 }
-                Some(bk)
+                (Some(bk), false)
             }
         };
         if gone.is_some()
-            && let Some((_, held)) = self.index.get_mut(t)
+            && let Some(ti) = self.index.get_mut(t)
         {
-            *held -= 1;
+            ti.held = ti.held.saturating_sub(1);
+            if far {
+                ti.far = ti.far.saturating_sub(1);
+            }
         }
         gone
     }
@@ -668,10 +691,10 @@ impl Buckets {
         let index: u64 = self
             .index
             .iter()
-            .map(|(ix, _)| (ix.capacity() * size_of::<u32>()) as u64)
+            .map(|ti| (ti.at.capacity() * size_of::<u32>()) as u64)
             .sum();
         index
-            + (self.index.capacity() * size_of::<(Vec<u32>, usize)>()) as u64
+            + (self.index.capacity() * size_of::<TypeIndex>()) as u64
             + (self.slab.capacity() * size_of::<(u64, Bucket)>()) as u64
             + self.far.capacity() as u64 * BYTES_PER_BUCKET
     }
@@ -1210,14 +1233,14 @@ mod tests {
         for t in 0..256 {
             x.insert(b(t, 1 << 18), Bucket::One(t));
         }
-        assert!(x.index.iter().all(|(ix, _)| ix.is_empty()));
+        assert!(x.index.iter().all(|ti| ti.at.is_empty()));
         assert_eq!(x.far.len(), 256);
         assert!(x.bytes() < 1 << 16, "{}", x.bytes());
         // Scattered numbers: the index stays within 16 entries per bucket held.
         for k in 0..1000 {
             x.insert(b(5, k * 500 + 7), Bucket::One(k));
         }
-        assert!(x.index[5].0.len() <= DIRECT_FREE.max(16 * 1000));
+        assert!(x.index[5].at.len() <= DIRECT_FREE.max(16 * 1000));
         // Dense numbers are indexed; the index grows over a far one, which moves in.
         x.insert(b(3, 100_000), Bucket::One(7));
         for n in 0..=100_001 {
@@ -1225,7 +1248,7 @@ mod tests {
                 x.insert(b(3, n), Bucket::One(n));
             }
         }
-        assert!(x.index[3].0.len() > 100_001);
+        assert!(x.index[3].at.len() > 100_001);
         assert!(!x.far.contains_key(&b(3, 100_000)));
         assert!(matches!(x.get(b(3, 100_000)), Some(Bucket::One(7))));
         assert!(matches!(x.get_mut(b(3, 1 << 18)), Some(Bucket::One(3))));
@@ -1249,9 +1272,16 @@ mod tests {
             assert!(std::ptr::eq(x.get(k).unwrap_or(&Bucket::One(u64::MAX)), bk));
         }
         assert_eq!(
-            x.index[3].1,
+            x.index[3].held as usize,
             x.iter().filter(|(k, _)| split_bucket(*k).0 == 3).count()
         );
+        for t in [3, 5, 9] {
+            assert_eq!(
+                x.index[t].far as usize,
+                x.far.keys().filter(|k| split_bucket(**k).0 == t).count(),
+                "type {t}"
+            );
+        }
     }
 
     #[test]

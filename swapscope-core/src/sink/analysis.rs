@@ -237,7 +237,7 @@ impl Analysis {
                 device_size: o.device_size,
                 divergences: o.divergences,
                 free_running: o.free_running,
-                engine_threads: o.engine_threads.max(1),
+                engine_threads: o.engine_threads,
                 ..AnalysisConfig::default()
             },
         )
@@ -246,10 +246,13 @@ impl Analysis {
     /// An analysis of the stream `header` describes, replaying it through the named models
     /// (`models::by_name`; unknown names are left out).
     pub fn new(header: &RecordingHeader, model_names: &[String], cfg: AnalysisConfig) -> Self {
-        let models: Vec<Box<dyn AllocatorModel>> = model_names
-            .iter()
-            .filter_map(|n| models::by_name(n))
-            .collect();
+        let named = || -> Vec<Box<dyn AllocatorModel>> {
+            model_names
+                .iter()
+                .filter_map(|n| models::by_name(n))
+                .collect()
+        };
+        let models = named();
         let info = stream_info(header, &models, &cfg);
         let engine = crate::engine::EngineConfig {
             device_size: cfg.device_size,
@@ -265,15 +268,8 @@ impl Analysis {
         // Without views nothing looks at the engine before the end: the models may run on
         // threads of their own (a thread that cannot be started leaves them on this one).
         let builder = if !cfg.views && cfg.engine_threads > 1 && models.len() > 1 {
-            let names: Vec<String> = models.iter().map(|m| m.name().to_string()).collect();
-            ReportBuilder::with_models_parallel(models, engine, cfg.engine_threads).unwrap_or_else(
-                |_| {
-                    ReportBuilder::with_models_config(
-                        names.iter().filter_map(|n| models::by_name(n)).collect(),
-                        engine,
-                    )
-                },
-            )
+            ReportBuilder::with_models_parallel(models, engine, cfg.engine_threads)
+                .unwrap_or_else(|_| ReportBuilder::with_models_config(named(), engine))
         } else {
             ReportBuilder::with_models_config(models, engine)
         };
